@@ -1,0 +1,305 @@
+"""The catalog: compiled index + user overrides + aliases, and `price()`, the one pricing function.
+
+Resolution order for (model, provider): an alias rewrites the name; a user price for the name wins;
+otherwise the catalog entry for the first spelling that matches (see `names.candidates`), with any user
+price for that catalog model laid over its catalog prices. Results are cached per (model, provider).
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from importlib import resources
+from typing import Any
+
+from tokentrail._types import Cost, PriceRule, Usage, UsageStatus
+from tokentrail.errors import InvalidUsageError, PricingError, UnknownModelError
+from tokentrail.pricing.index import Binding, PriceIndex, PriceSet, compile_prices, timestamp_us
+from tokentrail.pricing.names import candidates, slug
+from tokentrail.pricing.overrides import Alias, PriceOverride, parse_env, parse_file
+
+__all__ = ["Catalog", "Match", "default_catalog", "price", "set_default_catalog"]
+
+_CACHE_LIMIT = 4096
+_MISSING = object()
+
+
+class Match:
+    """A resolved name: where its prices come from (catalog binding, user override, or both)."""
+
+    __slots__ = ("_compiled", "_registry", "binding", "override")
+
+    def __init__(self, binding: Binding | None, override: PriceOverride | None, catalog: Catalog) -> None:
+        self.binding = binding
+        self.override = override
+        self._registry = catalog.index.registry
+        self._compiled: dict[int, PriceSet] = {}
+
+    @property
+    def provider(self) -> str | None:
+        if self.binding is not None:
+            return self.binding.provider.id
+        return self.override.provider if self.override else None
+
+    @property
+    def model(self) -> str:
+        if self.binding is not None:
+            return self.binding.model.id
+        assert self.override is not None
+        return self.override.model
+
+    @property
+    def context_window(self) -> int | None:
+        return self.binding.model.context_window if self.binding else None
+
+    def select(self, ts_us: int | None, context: Mapping[str, str] | None) -> PriceSet:
+        if self.override is None:
+            assert self.binding is not None
+            return self.binding.select(ts_us, context)
+        base = self.binding.select(ts_us, context) if self.binding is not None else None
+        key = id(base)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = self._compile_override(base)
+        return found
+
+    def _compile_override(self, base: PriceSet | None) -> PriceSet:
+        assert self.override is not None
+        prices: dict[str, Any] = dict(base.rule.prices or {}) if base is not None else {}
+        prices.update(self.override.prices)
+        rule = PriceRule(
+            provider=self.provider or "user",
+            model=self.model,
+            model_name=base.rule.model_name if base is not None else None,
+            source=f"override ({self.override.origin})",
+            price_date=base.rule.price_date if base is not None else None,
+            variant=base.rule.variant if base is not None else (),
+            prices=prices,
+        )
+        return compile_prices(self._registry, prices, rule)
+
+
+class Catalog:
+    """Prices for every known model; thread-safe to read while overrides are being added."""
+
+    def __init__(self, index: PriceIndex) -> None:
+        self.index = index
+        self._overrides: dict[tuple[str, str | None], PriceOverride] = {}
+        self._aliases: dict[str, Alias] = {}
+        self._resolved: dict[tuple[str, str | None], Match | None] = {}
+        self._lock = threading.Lock()
+
+    # -- construction ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_snapshot(cls) -> Catalog:
+        """The catalog shipped with tokentrail (a compiled genai-prices snapshot; no network)."""
+        raw = resources.files("tokentrail").joinpath("_data/prices.json.gz").read_bytes()
+        return cls(PriceIndex(json.loads(gzip.decompress(raw))))
+
+    @classmethod
+    def from_genai_prices(cls) -> Catalog:
+        """A catalog built from the installed genai-prices package (e.g. a newer one than the snapshot)."""
+        from tokentrail.pricing.genai import build_snapshot
+
+        return cls(PriceIndex(build_snapshot()))
+
+    @property
+    def source(self) -> str:
+        return self.index.source
+
+    # -- user prices -------------------------------------------------------------------------------
+
+    def set_price(self, model: str, provider: str | None = None, **prices: Any) -> PriceOverride:
+        """Price `model` (through `provider`, or any provider) yourself; USD per million tokens.
+
+        Keywords: input, output, cache_read, cache_write, cache_write_1h, reasoning, input_audio,
+        cache_audio_read, output_audio, input_image, cache_image_read, output_image, input_video,
+        output_video, web_searches (per thousand), request (per request). Kinds left out fall back to
+        the catalog's price for a known model, else to their parent (a cache read costs as input).
+        """
+        override = PriceOverride.build(model, provider, "code", **prices)
+        self.add_overrides([override])
+        return override
+
+    def add_overrides(self, overrides: list[PriceOverride]) -> None:
+        with self._lock:
+            for override in overrides:
+                self._overrides[override.key] = override
+            self._resolved = {}
+
+    def alias(self, name: str, model: str, provider: str | None = None) -> None:
+        """Make `name` (an Azure deployment, an internal nickname) stand for a catalog model."""
+        self.add_aliases([Alias(name, model, provider)])
+
+    def add_aliases(self, aliases: list[Alias]) -> None:
+        with self._lock:
+            for alias in aliases:
+                self._aliases[slug(alias.name)] = alias
+            self._resolved = {}
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Add the prices and aliases of a TOML or JSON file (see `overrides.parse_file`)."""
+        overrides, aliases = parse_file(path)
+        self.add_overrides(overrides)
+        self.add_aliases(aliases)
+
+    def overrides(self) -> list[PriceOverride]:
+        return list(self._overrides.values())
+
+    def clear_overrides(self) -> None:
+        with self._lock:
+            self._overrides = {}
+            self._aliases = {}
+            self._resolved = {}
+
+    # -- lookup --------------------------------------------------------------------------------------
+
+    def resolve(self, model: str, provider: str | None = None) -> Match | None:
+        """What `model` (through `provider`) is priced as, or None when nothing is known."""
+        key = (model, provider)
+        found = self._resolved.get(key, _MISSING)
+        if found is _MISSING:
+            found = self._resolve(model, provider)
+            resolved = self._resolved
+            if len(resolved) >= _CACHE_LIMIT:
+                resolved.clear()
+            resolved[key] = found
+        return found  # type: ignore[return-value]
+
+    def _resolve(self, model: str, provider: str | None) -> Match | None:
+        alias = self._aliases.get(slug(model))
+        if alias is not None:
+            model, provider = alias.model, alias.provider or provider
+        override = self._override_for(model, provider)
+        for name, hint in candidates(model, provider, self._is_provider):
+            binding = self.index.find(name, hint)
+            if binding is not None:
+                override = override or self._override_for(binding.model.id, binding.provider.id)
+                return Match(binding, override, self)
+            if override is None:
+                override = self._override_for(name, hint)
+        return Match(None, override, self) if override is not None else None
+
+    def _override_for(self, model: str, provider: str | None) -> PriceOverride | None:
+        if not self._overrides:
+            return None
+        name = slug(model)
+        if provider is not None:
+            found = self._overrides.get((name, provider.lower()))
+            if found is not None:
+                return found
+        return self._overrides.get((name, None))
+
+    def _is_provider(self, name: str) -> bool:
+        return self.index.provider(name) is not None
+
+    def close_matches(self, model: str, limit: int = 5) -> list[str]:
+        names = self.index.model_names() + [o.model for o in self._overrides.values()]
+        wanted = model.lower().rsplit("/", 1)[-1]
+        return difflib.get_close_matches(wanted, names, n=limit, cutoff=0.6)
+
+    def search(self, text: str) -> Iterator[tuple[str, str, str | None]]:
+        """(provider, model id, model name) of every catalog model whose id or name contains `text`."""
+        needle = text.lower()
+        for provider in self.index.providers:
+            for entry in provider.models:
+                if needle in entry.id.lower() or needle in (entry.name or "").lower():
+                    yield provider.id, entry.id, entry.name
+
+    # -- pricing ------------------------------------------------------------------------------------
+
+    def price(
+        self,
+        usage: Usage,
+        model: str | None,
+        provider: str | None = None,
+        at: datetime | date | None = None,
+        context: Mapping[str, str] | None = None,
+        *,
+        strict: bool = False,
+    ) -> Cost:
+        """Exact cost of `usage` on `model`; see `tokentrail.price`."""
+        if type(usage) is not Usage and not isinstance(usage, Usage):
+            raise InvalidUsageError(f"usage must be a tokentrail.Usage, got {type(usage).__name__}")
+        if usage.status is UsageStatus.UNKNOWN:
+            return Cost.unpriced(f"usage unknown: {usage.reason or 'no reason given'}")
+        if not model or not isinstance(model, str):
+            if model is not None and not isinstance(model, str):
+                raise PricingError(f"model must be a str, got {type(model).__name__}")
+            return self._unknown("(none)", provider, strict)
+        if provider is not None and not isinstance(provider, str):
+            raise PricingError(f"provider must be a str or None, got {type(provider).__name__}")
+        match = self.resolve(model, provider)
+        if match is None:
+            return self._unknown(model, provider, strict)
+        ts_us = None if at is None else _timestamp(at)
+        if context is not None and not isinstance(context, Mapping):
+            raise PricingError(f"context must be a mapping of str to str, got {type(context).__name__}")
+        return match.select(ts_us, context).cost(usage)
+
+    def _unknown(self, model: str, provider: str | None, strict: bool) -> Cost:
+        through = f" from provider {provider!r}" if provider else ""
+        message = f"no price known for model {model!r}{through}"
+        if strict:
+            close = self.close_matches(model)
+            hint = f"; close matches: {', '.join(close)}" if close else ""
+            raise UnknownModelError(message + hint, model=model, provider=provider, close_matches=close)
+        return Cost.unpriced(message)
+
+
+def _timestamp(at: object) -> int:
+    if not isinstance(at, (datetime, date)):
+        raise PricingError(f"at must be a datetime or date, got {type(at).__name__}")
+    return timestamp_us(at)
+
+
+# -- the process default catalog ---------------------------------------------------------------------
+
+_default: Catalog | None = None
+_default_lock = threading.Lock()
+
+
+def default_catalog() -> Catalog:
+    """The process-wide catalog: the shipped snapshot plus user prices from the environment."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                catalog = Catalog.from_snapshot()
+                path = os.environ.get("TOKENTRAIL_PRICES_FILE")
+                if path:
+                    catalog.load(path)
+                catalog.add_overrides(parse_env(os.environ))
+                _default = catalog
+    return _default
+
+
+def set_default_catalog(catalog: Catalog | None) -> None:
+    """Replace the process-wide catalog (None: rebuild it from the snapshot on next use)."""
+    global _default
+    _default = catalog
+
+
+def price(
+    usage: Usage,
+    model: str | None,
+    provider: str | None = None,
+    at: datetime | date | None = None,
+    context: Mapping[str, str] | None = None,
+    *,
+    strict: bool = False,
+) -> Cost:
+    """Exact USD cost of `usage` on `model`, as genai-prices computes it.
+
+    `provider` narrows the lookup (e.g. "azure", "bedrock"); `at` picks dated prices (default: now);
+    `context` selects request variants such as {"service_tier": "flex"} or {"processing": "batch"}.
+    An unknown model gives `Cost(priced=False, reason=…)`, or `UnknownModelError` when `strict`.
+    """
+    catalog = _default if _default is not None else default_catalog()
+    return catalog.price(usage, model, provider, at, context, strict=strict)

@@ -1,0 +1,487 @@
+"""The compiled price index: catalog data turned into matchers and integer rates.
+
+Lookup (which provider and model a name refers to) and arithmetic follow genai-prices' rules exactly,
+so a cost computed here equals genai-prices' `calc_price` to the last digit; only the representation
+differs (integer yocto-dollars instead of Decimal arithmetic). Price sets are compiled lazily, the first
+time a model is priced, and cached.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from typing import Any
+
+from tokentrail._money import decimal_to_units
+from tokentrail._types import Cost, PriceRule, Usage
+
+__all__ = ["Binding", "PriceIndex", "PriceSet", "compile_prices"]
+
+Matcher = Callable[[str], bool]
+Context = Mapping[str, str]
+
+# genai-prices usage keys that a tokentrail Usage carries, and the attribute holding each.
+USAGE_ATTRS: dict[str, str] = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_tokens": "cache_read_tokens",
+    "cache_write_tokens": "cache_write_tokens",
+    "cache_write_1h_tokens": "cache_write_1h_tokens",
+    "output_reasoning_tokens": "reasoning_tokens",
+    "input_audio_tokens": "input_audio_tokens",
+    "cache_audio_read_tokens": "cache_audio_read_tokens",
+    "output_audio_tokens": "output_audio_tokens",
+    "input_image_tokens": "input_image_tokens",
+    "cache_image_read_tokens": "cache_image_read_tokens",
+    "output_image_tokens": "output_image_tokens",
+    "input_video_tokens": "input_video_tokens",
+    "output_video_tokens": "output_video_tokens",
+    "web_searches": "web_searches",
+}
+
+_COMPACT_DATE = re.compile(r"(-)(20\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)")
+_DAY_US = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def compile_clause(raw: Mapping[str, Any]) -> Matcher:
+    """A predicate on lowercased model names from a genai-prices match clause."""
+    ((kind, value),) = raw.items()
+    if kind == "or":
+        parts = [compile_clause(c) for c in value]
+        return lambda text: any(p(text) for p in parts)
+    if kind == "and":
+        parts = [compile_clause(c) for c in value]
+        return lambda text: all(p(text) for p in parts)
+    if kind == "regex":
+        search = re.compile(value).search
+        return lambda text: search(text) is not None
+    needle = str(value).lower()
+    if kind == "starts_with":
+        return lambda text: text.startswith(needle)
+    if kind == "ends_with":
+        return lambda text: text.endswith(needle)
+    if kind == "contains":
+        return lambda text: needle in text
+    if kind == "equals":
+        return lambda text: text == needle
+    raise ValueError(f"unknown match clause {kind!r}")
+
+
+def timestamp_us(at: datetime | date) -> int:
+    """Microseconds since the epoch, UTC; naive datetimes and plain dates are read as UTC."""
+    if not isinstance(at, datetime):
+        at = datetime(at.year, at.month, at.day)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return (at - _EPOCH) // _ONE_US
+
+
+_ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - _EPOCH
+
+
+@dataclass(frozen=True, slots=True)
+class _Constraint:
+    """When a dated or time-of-day price applies (genai-prices' semantics: UTC, end exclusive)."""
+
+    start_date: date | None = None
+    start_us: int = 0  # epoch µs of start_date, or µs of day of the window's start
+    end_us: int = 0  # µs of day of the window's end
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, str] | None) -> _Constraint | None:
+        if raw is None:
+            return None
+        if "start_date" in raw:
+            day = date.fromisoformat(raw["start_date"])
+            return cls(start_date=day, start_us=timestamp_us(day))
+        return cls(start_us=_time_of_day_us(raw["start_time"]), end_us=_time_of_day_us(raw["end_time"]))
+
+    def active(self, ts_us: int) -> bool:
+        if self.start_date is not None:
+            return ts_us >= self.start_us
+        of_day = ts_us % _DAY_US
+        if self.end_us < self.start_us:
+            return of_day >= self.start_us or of_day < self.end_us
+        return self.start_us <= of_day < self.end_us
+
+
+def _time_of_day_us(text: str) -> int:
+    t = time.fromisoformat(text)
+    return ((t.hour * 60 + t.minute) * 60 + t.second) * 1_000_000 + t.microsecond
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    usage_key: str
+    price_key: str
+    per: int
+    dimensions: frozenset[tuple[str, str]]
+
+    @property
+    def direction(self) -> str | None:
+        return dict(self.dimensions).get("direction")
+
+
+class UnitRegistry:
+    """genai-prices' unit registry: which usage key each price key prices, and how units nest."""
+
+    def __init__(self, raw_units: Mapping[str, Mapping[str, Any]]) -> None:
+        self.units = {
+            key: Unit(key, raw["price_key"], int(raw["per"]), frozenset(raw["dimensions"].items()))
+            for key, raw in raw_units.items()
+        }
+        self.by_price_key = {u.price_key: u for u in self.units.values()}
+        self.by_dimensions = {u.dimensions: u for u in self.units.values()}
+
+    def check_coverage(self, priced: Sequence[Unit]) -> str | None:
+        """genai-prices' consistency rules for a set of priced units; a message when broken."""
+        keys = {u.usage_key for u in priced}
+        for unit in sorted(priced, key=lambda u: u.usage_key):
+            missing = sorted(
+                a.usage_key
+                for a in self.units.values()
+                if a is not unit and a.dimensions <= unit.dimensions and a.usage_key not in keys
+            )
+            if missing:
+                return f"missing ancestor price for {unit.usage_key}: {', '.join(missing)}"
+        ordered = sorted(priced, key=lambda u: u.usage_key)
+        for i, first in enumerate(ordered):
+            for second in ordered[i + 1 :]:
+                if not _compatible(first, second):
+                    continue
+                join = self.by_dimensions.get(first.dimensions | second.dimensions)
+                if join is None or join.usage_key not in keys:
+                    return f"missing join price for {first.usage_key} and {second.usage_key}"
+        return None
+
+
+def _compatible(a: Unit, b: Unit) -> bool:
+    b_dims = dict(b.dimensions)
+    return all(b_dims.get(k, v) == v for k, v in a.dimensions)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Price sets: one resolved set of prices, compiled into integer rates and leaf formulas.
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    name: str  # component name, e.g. "input", "cache_read"
+    direction: int  # 1 input, 2 output, 0 neither
+    plus: tuple[int, ...]  # indexes into the usage values whose sum is added
+    minus: tuple[int, ...]  # indexes whose sum is subtracted
+    rate: int  # yocto-dollars per unit at the base price
+    tiers: tuple[tuple[int, int], ...]  # (start, rate), highest start first; applies when input > start
+
+
+class PriceSet:
+    """Prices for one model under one set of conditions, ready to apply to a `Usage`."""
+
+    __slots__ = ("_get", "_reasoning", "_terms", "_tiered", "error", "rule")
+
+    def __init__(
+        self, rule: PriceRule, terms: Sequence[_Term], attrs: Sequence[str], error: str | None = None
+    ) -> None:
+        self.rule = rule
+        self.error = error
+        self._terms = tuple(terms)
+        self._get = operator.attrgetter(*attrs) if len(attrs) > 1 else _single(attrs[0] if attrs else None)
+        self._tiered = any(t.tiers for t in self._terms)
+        output = next((t for t in self._terms if t.name == "output"), None)
+        self._reasoning = None if any(t.name == "reasoning" for t in self._terms) else output
+
+    def cost(self, usage: Usage) -> Cost:
+        if self.error is not None:
+            return Cost.unpriced(self.error)
+        values = self._get(usage)
+        prompt = usage.input_tokens if self._tiered else 0
+        total = inputs = outputs = reasoning = 0
+        parts: list[tuple[str, int]] = []
+        for term in self._terms:
+            count = 0
+            for i in term.plus:
+                count += values[i]
+            for i in term.minus:
+                count -= values[i]
+            rate = term.rate
+            for start, tier_rate in term.tiers:
+                if prompt > start:
+                    rate = tier_rate
+                    break
+            units = rate * count
+            parts.append((term.name, units))
+            total += units
+            if term.direction == 1:
+                inputs += units
+            elif term.direction == 2:
+                outputs += units
+            if term.name == "reasoning":
+                reasoning = units
+            elif term is self._reasoning:
+                reasoning = rate * usage.reasoning_tokens
+        return Cost(
+            priced=True,
+            rule=self.rule,
+            total_units=total,
+            input_units=inputs,
+            output_units=outputs,
+            reasoning_units=reasoning,
+            components=tuple(parts),
+        )
+
+
+def _single(attr: str | None) -> Callable[[Usage], tuple[int, ...]]:
+    if attr is None:
+        return lambda usage: ()
+    getter = operator.attrgetter(attr)
+    return lambda usage: (getter(usage),)
+
+
+def _component_name(usage_key: str) -> str:
+    if usage_key == "output_reasoning_tokens":
+        return "reasoning"
+    return usage_key.removesuffix("_tokens")
+
+
+def compile_prices(registry: UnitRegistry, prices: Mapping[str, Any], rule: PriceRule) -> PriceSet:
+    """Compile a genai-prices price mapping ({price_key: "1.25" | tiered}) into a `PriceSet`."""
+    priced = [registry.by_price_key[k] for k in prices if k in registry.by_price_key]
+    problem = registry.check_coverage(priced)
+    if problem is not None:
+        return PriceSet(rule, (), (), error=f"catalog price for {rule.model} is inconsistent: {problem}")
+    # Leaf formulas, most specific unit first (genai-prices' order): each unit's own count minus the
+    # leaves of every priced unit nested inside it, so every token is priced exactly once.
+    leaves: dict[str, dict[str, int]] = {}
+    nested = [u for u in priced if u.usage_key != "requests"]
+    for unit in sorted(nested, key=lambda u: (-len(u.dimensions), u.usage_key)):
+        vector = {unit.usage_key: 1}
+        for other in nested:
+            if other is not unit and unit.dimensions <= other.dimensions:
+                for key, coef in leaves[other.usage_key].items():
+                    vector[key] = vector.get(key, 0) - coef
+        leaves[unit.usage_key] = vector
+    attrs: list[str] = []
+    terms: list[_Term] = []
+    for unit in priced:
+        if unit.usage_key == "requests":
+            vector = {"requests": 1}
+            carried = {"requests": "requests"}
+        else:
+            vector = {k: c for k, c in leaves[unit.usage_key].items() if k in USAGE_ATTRS and c}
+            carried = USAGE_ATTRS
+        if not vector:
+            continue  # priced in a unit a Usage never carries (characters, audio seconds, pages …)
+        plus: list[int] = []
+        minus: list[int] = []
+        for key, coef in vector.items():
+            attr = carried[key]
+            if attr not in attrs:
+                attrs.append(attr)
+            (plus if coef > 0 else minus).extend([attrs.index(attr)] * abs(coef))
+        try:
+            rate, tiers = _rates(prices[unit.price_key], unit)
+        except ValueError as exc:
+            return PriceSet(rule, (), (), error=f"catalog price for {rule.model} cannot be held exactly: {exc}")
+        direction = {"input": 1, "output": 2}.get(unit.direction or "", 0)
+        terms.append(_Term(_component_name(unit.usage_key), direction, tuple(plus), tuple(minus), rate, tiers))
+    return PriceSet(rule, terms, attrs)
+
+
+def _rates(raw: Any, unit: Unit) -> tuple[int, tuple[tuple[int, int], ...]]:
+    what = f"{unit.price_key} price"
+    if isinstance(raw, Mapping):
+        base = decimal_to_units(Decimal(raw["base"]), unit.per, what=what)
+        tiers = sorted(
+            ((int(t["start"]), decimal_to_units(Decimal(t["price"]), unit.per, what=what)) for t in raw["tiers"]),
+            key=lambda st: st[0],
+        )
+        return base, tuple(reversed(tiers))
+    return decimal_to_units(Decimal(str(raw)), unit.per, what=what), ()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Models and providers.
+
+
+class ModelEntry:
+    """One catalog model: its matcher, dated prices and request variants (compiled on first use)."""
+
+    __slots__ = ("context_window", "deprecated", "id", "match", "name", "owner", "prices", "variants")
+
+    def __init__(self, raw: Mapping[str, Any], owner: str) -> None:
+        self.id: str = raw["id"]
+        self.name: str | None = raw.get("name")
+        self.owner = owner
+        self.match = compile_clause(raw["match"])
+        self.context_window: int | None = raw.get("context_window")
+        self.deprecated = bool(raw.get("deprecated"))
+        self.prices = [(_Constraint.parse(p["constraint"]), p["prices"]) for p in raw["prices"]]
+        self.variants = [
+            (dict(v["when"]), _Constraint.parse(v.get("constraint")), v["prices"]) for v in raw.get("variants", ())
+        ]
+
+
+class ProviderEntry:
+    __slots__ = ("fallbacks", "id", "model_match", "models", "name", "provider_match")
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.id: str = raw["id"]
+        self.name: str = raw["name"]
+        self.model_match = compile_clause(raw["model_match"]) if raw.get("model_match") else None
+        self.provider_match = compile_clause(raw["provider_match"]) if raw.get("provider_match") else None
+        self.fallbacks: list[str] = list(raw.get("fallback_model_providers") or ())
+        self.models = [ModelEntry(m, self.id) for m in raw["models"]]
+
+
+class Binding:
+    """A model as priced through one provider (a fallback model keeps the provider it was asked for)."""
+
+    __slots__ = ("_compiled", "_registry", "_source", "_static", "model", "provider")
+
+    def __init__(self, provider: ProviderEntry, model: ModelEntry, registry: UnitRegistry, source: str) -> None:
+        self.provider = provider
+        self.model = model
+        self._registry = registry
+        self._source = source
+        self._compiled: dict[tuple[int, tuple[int, ...]], PriceSet] = {}
+        only_price = len(model.prices) == 1 and model.prices[0][0] is None
+        self._static = self._compile(0, ()) if only_price else None
+
+    @property
+    def owns_model(self) -> bool:
+        return self.model.owner == self.provider.id
+
+    def select(self, ts_us: int | None, context: Context | None) -> PriceSet:
+        """The price set in force at `ts_us` (µs since epoch, None for now) for request `context`."""
+        use_variants = bool(context) and bool(self.model.variants) and self.owns_model
+        if self._static is not None and not use_variants:
+            return self._static
+        if ts_us is None:
+            ts_us = _now_us()
+        index = 0
+        for i in range(len(self.model.prices) - 1, -1, -1):
+            constraint = self.model.prices[i][0]
+            if constraint is None or constraint.active(ts_us):
+                index = i
+                break
+        matched: tuple[int, ...] = ()
+        if use_variants:
+            assert context is not None
+            matched = tuple(
+                i
+                for i, (when, constraint, _) in enumerate(self.model.variants)
+                if (constraint is None or constraint.active(ts_us))
+                and all(context.get(k) == v for k, v in when.items())
+            )
+        key = (index, matched)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = self._compile(index, matched)
+        return found
+
+    def _compile(self, index: int, matched: tuple[int, ...]) -> PriceSet:
+        constraint, standard = self.model.prices[index]
+        prices = dict(standard)
+        chosen: dict[str, Any] = {}
+        variant: dict[str, str] = {}
+        for i in matched:
+            when, _, overrides = self.model.variants[i]
+            for key, value in overrides.items():
+                chosen.setdefault(key, value)
+            variant.update(when)
+        prices.update(chosen)
+        rule = PriceRule(
+            provider=self.provider.id,
+            model=self.model.id,
+            model_name=self.model.name,
+            source=self._source,
+            price_date=constraint.start_date if constraint else None,
+            variant=tuple(sorted(variant.items())),
+            prices=prices,
+        )
+        return compile_prices(self._registry, prices, rule)
+
+
+def _now_us() -> int:
+    import time as _time
+
+    return _time.time_ns() // 1000
+
+
+class PriceIndex:
+    """All providers and models of a catalog snapshot, looked up the way genai-prices does."""
+
+    def __init__(self, snapshot: Mapping[str, Any]) -> None:
+        self.source = f"{snapshot.get('source', 'catalog')} {snapshot.get('version', '')}".strip()
+        self.registry = UnitRegistry(snapshot["units"])
+        self.providers = [ProviderEntry(p) for p in snapshot["providers"]]
+        self._by_id = {p.id: p for p in self.providers}
+
+    def provider(self, provider_id: str) -> ProviderEntry | None:
+        """A provider by id or by its provider-match rule (e.g. "bedrock" → aws, "vertex_ai" → google)."""
+        wanted = provider_id.lower().strip()
+        if wanted in self._by_id:
+            return self._by_id[wanted]
+        return next((p for p in self.providers if p.provider_match and p.provider_match(wanted)), None)
+
+    def find(self, model_ref: str, provider_id: str | None = None) -> Binding | None:
+        """The catalog model `model_ref` names (through `provider_id` when given), or None."""
+        ref = model_ref.lower()
+        if provider_id and provider_id.lower() == "litellm" and "/" in ref:
+            prefix, rest = ref.split("/", 1)
+            if prefix and self.provider(prefix):
+                provider_id, ref = prefix, rest
+        provider = self._find_provider(ref, provider_id)
+        if provider is None:
+            return None
+        model = self._match(provider, ref, fallback=True)
+        if model is None:
+            normalized = _normalize_compact_date(ref)
+            if normalized != ref:
+                model = self._match(provider, normalized, fallback=True)
+        if model is None:
+            return None
+        return Binding(provider, model, self.registry, self.source)
+
+    def _find_provider(self, ref: str, provider_id: str | None) -> ProviderEntry | None:
+        if provider_id is not None:
+            found = self.provider(provider_id)
+            if found is not None or provider_id.lower() != "litellm":
+                return found
+        return next((p for p in self.providers if p.model_match and p.model_match(ref)), None)
+
+    def _match(self, provider: ProviderEntry, ref: str, *, fallback: bool) -> ModelEntry | None:
+        for model in provider.models:
+            if model.match(ref):
+                return model
+        if fallback:
+            for fallback_id in provider.fallbacks:
+                other = self._by_id.get(fallback_id)
+                if other is not None and (model := self._match(other, ref, fallback=False)):
+                    return model
+        return None
+
+    def model_names(self) -> list[str]:
+        """Every model id and display name, for suggestions."""
+        names: dict[str, None] = {}
+        for provider in self.providers:
+            for model in provider.models:
+                names[model.id] = None
+        return list(names)
+
+
+def _normalize_compact_date(ref: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        year, month, day = (int(match.group(i)) for i in range(2, 5))
+        try:
+            date(year, month, day)
+        except ValueError:
+            return match.group(0)
+        return f"-{year:04d}-{month:02d}-{day:02d}"
+
+    return _COMPACT_DATE.sub(replace, ref)
