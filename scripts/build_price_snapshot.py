@@ -16,7 +16,9 @@ def main() -> None:
     payload = json.dumps(snapshot, sort_keys=True, separators=(",", ":")).encode()
     TARGET.write_bytes(gzip.compress(payload, compresslevel=9, mtime=0))
     models = sum(len(p["models"]) for p in snapshot["providers"])
-    print(f"wrote {TARGET} ({TARGET.stat().st_size} bytes): genai-prices {snapshot['version']}, {models} models")
+    print(
+        f"wrote {TARGET} ({TARGET.stat().st_size} bytes): genai-prices {snapshot['version']}, {models} models"
+    )
 
 
 if __name__ == "__main__":

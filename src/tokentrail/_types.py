@@ -19,7 +19,7 @@ from typing import Any
 from tokentrail._money import units_to_decimal
 from tokentrail.errors import InvalidUsageError
 
-__all__ = ["TOKEN_FIELDS", "Cost", "PriceRule", "Usage", "UsageStatus"]
+__all__ = ["TOKEN_FIELDS", "Cost", "CostLayout", "PriceRule", "Usage", "UsageStatus", "priced_cost"]
 
 
 class UsageStatus(str, enum.Enum):
@@ -179,16 +179,28 @@ class PriceRule:
     prices: Mapping[str, object] | None = None  # per-unit prices as published (for display)
 
 
+@dataclass(frozen=True, slots=True)
+class CostLayout:
+    """What each amount of a priced `Cost` is: component names and directions (1 input, 2 output, 0 neither)."""
+
+    names: tuple[str, ...]
+    directions: tuple[int, ...]
+
+
+_EMPTY_LAYOUT = CostLayout((), ())
+
+
 class Cost:
     """What a call cost, in exact USD.
 
     Amounts are held as integers of 10**-24 USD and turned into `Decimal` when read.
     `components` splits the total into disjoint parts (uncached input, cache reads, cache writes,
-    output, …) that add up to `total`; `reasoning` is the share of `output` spent on reasoning.
+    output, …) that add up to `total`; `input` and `output` group them by direction (per-request and
+    tool fees belong to neither); `reasoning` is the share of `output` spent on reasoning tokens.
     An unpriced cost (`priced=False`) has a `reason` and no amounts: it is never a silent $0.
     """
 
-    __slots__ = ("_components", "_input", "_output", "_reasoning", "priced", "reason", "rule", "total_units")
+    __slots__ = ("_layout", "_parts", "_reasoning", "priced", "reason", "rule", "total_units")
 
     def __init__(
         self,
@@ -196,20 +208,17 @@ class Cost:
         priced: bool,
         rule: PriceRule | None = None,
         reason: str | None = None,
-        total_units: int = 0,
-        input_units: int = 0,
-        output_units: int = 0,
+        layout: CostLayout = _EMPTY_LAYOUT,
+        parts: tuple[int, ...] = (),
         reasoning_units: int = 0,
-        components: tuple[tuple[str, int], ...] = (),
     ) -> None:
         self.priced = priced
         self.rule = rule
         self.reason = reason
-        self.total_units = total_units
-        self._input = input_units
-        self._output = output_units
+        self._layout = layout
+        self._parts = parts
         self._reasoning = reasoning_units
-        self._components = components
+        self.total_units = sum(parts)
 
     @classmethod
     def unpriced(cls, reason: str) -> Cost:
@@ -221,14 +230,22 @@ class Cost:
         return units_to_decimal(self.total_units)
 
     @property
+    def input_units(self) -> int:
+        return sum(p for p, d in zip(self._parts, self._layout.directions, strict=True) if d == 1)
+
+    @property
+    def output_units(self) -> int:
+        return sum(p for p, d in zip(self._parts, self._layout.directions, strict=True) if d == 2)
+
+    @property
     def input(self) -> Decimal:
-        """Cost of all input units: uncached, cache reads and writes, input media, per-request fees."""
-        return units_to_decimal(self._input)
+        """Cost of all input tokens: uncached, cache reads and writes, input media."""
+        return units_to_decimal(self.input_units)
 
     @property
     def output(self) -> Decimal:
-        """Cost of all generated units, reasoning included."""
-        return units_to_decimal(self._output)
+        """Cost of all generated tokens, reasoning included."""
+        return units_to_decimal(self.output_units)
 
     @property
     def reasoning(self) -> Decimal:
@@ -236,13 +253,17 @@ class Cost:
         return units_to_decimal(self._reasoning)
 
     @property
+    def reasoning_units(self) -> int:
+        return self._reasoning
+
+    @property
     def components(self) -> dict[str, Decimal]:
         """Disjoint parts of the total, e.g. {"input": …, "cache_read": …, "output": …}."""
-        return {name: units_to_decimal(units) for name, units in self._components}
+        return {name: units_to_decimal(units) for name, units in self.component_units}
 
     @property
     def component_units(self) -> tuple[tuple[str, int], ...]:
-        return self._components
+        return tuple(zip(self._layout.names, self._parts, strict=True))
 
     @property
     def provider(self) -> str | None:
@@ -255,18 +276,24 @@ class Cost:
     def __add__(self, other: object) -> Cost:
         if not isinstance(other, Cost):
             return NotImplemented
-        merged: dict[str, int] = dict(self._components)
-        for name, units in other._components:
-            merged[name] = merged.get(name, 0) + units
+        if self._layout == other._layout:
+            layout, parts = self._layout, tuple(a + b for a, b in zip(self._parts, other._parts, strict=True))
+        else:
+            merged: dict[str, tuple[int, int]] = {}
+            for cost in (self, other):
+                for name, direction, units in zip(
+                    cost._layout.names, cost._layout.directions, cost._parts, strict=True
+                ):
+                    merged[name] = (direction, merged.get(name, (direction, 0))[1] + units)
+            layout = CostLayout(tuple(merged), tuple(d for d, _ in merged.values()))
+            parts = tuple(u for _, u in merged.values())
         return Cost(
             priced=self.priced and other.priced,
             rule=self.rule if self.rule == other.rule else None,
             reason=self.reason if self.reason is not None else other.reason,
-            total_units=self.total_units + other.total_units,
-            input_units=self._input + other._input,
-            output_units=self._output + other._output,
+            layout=layout,
+            parts=parts,
             reasoning_units=self._reasoning + other._reasoning,
-            components=tuple(merged.items()),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -274,9 +301,10 @@ class Cost:
             return NotImplemented
         return (
             self.priced == other.priced
-            and self.total_units == other.total_units
-            and self._components == other._components
+            and self.reason == other.reason
             and self.rule == other.rule
+            and self.component_units == other.component_units
+            and self._reasoning == other._reasoning
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -286,3 +314,21 @@ class Cost:
             return f"Cost(priced=False, reason={self.reason!r})"
         where = f", provider={self.provider!r}, model={self.model!r}" if self.rule else ""
         return f"Cost(total=Decimal('{self.total}'){where})"
+
+
+def priced_cost(
+    rule: PriceRule, layout: CostLayout, parts: tuple[int, ...], total: int, reasoning: int
+) -> Cost:
+    """A priced Cost without keyword parsing: the pricing hot path."""
+    cost = _new_cost(Cost)
+    cost.priced = True
+    cost.rule = rule
+    cost.reason = None
+    cost._layout = layout
+    cost._parts = parts
+    cost._reasoning = reasoning
+    cost.total_units = total
+    return cost
+
+
+_new_cost = object.__new__

@@ -7,26 +7,25 @@ price for that catalog model laid over its catalog prices. Results are cached pe
 
 from __future__ import annotations
 
-import difflib
-import gzip
-import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tokentrail._types import Cost, PriceRule, Usage, UsageStatus
 from tokentrail.errors import InvalidUsageError, PricingError, UnknownModelError
-from tokentrail.pricing.index import Binding, PriceIndex, PriceSet, compile_prices, timestamp_us
-from tokentrail.pricing.names import candidates, slug
-from tokentrail.pricing.overrides import Alias, PriceOverride, parse_env, parse_file
+
+if TYPE_CHECKING:  # the index and its helpers load with the first price lookup, not with `import tokentrail`
+    from tokentrail.pricing.index import Binding, PriceIndex, PriceSet
+    from tokentrail.pricing.overrides import Alias, PriceOverride
 
 __all__ = ["Catalog", "Match", "default_catalog", "price", "set_default_catalog"]
 
 _CACHE_LIMIT = 4096
+_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_data")
 _MISSING = object()
+_UNKNOWN = UsageStatus.UNKNOWN
 
 
 class Match:
@@ -41,15 +40,15 @@ class Match:
         self._compiled: dict[int, PriceSet] = {}
 
     @property
-    def provider(self) -> str | None:
+    def provider_id(self) -> str | None:
         if self.binding is not None:
-            return self.binding.provider.id
+            return self.binding.provider_id
         return self.override.provider if self.override else None
 
     @property
-    def model(self) -> str:
+    def model_id(self) -> str:
         if self.binding is not None:
-            return self.binding.model.id
+            return self.binding.model_id
         assert self.override is not None
         return self.override.model
 
@@ -69,12 +68,14 @@ class Match:
         return found
 
     def _compile_override(self, base: PriceSet | None) -> PriceSet:
+        from tokentrail.pricing.index import compile_prices
+
         assert self.override is not None
         prices: dict[str, Any] = dict(base.rule.prices or {}) if base is not None else {}
         prices.update(self.override.prices)
         rule = PriceRule(
-            provider=self.provider or "user",
-            model=self.model,
+            provider=self.provider_id or "user",
+            model=self.model_id,
             model_name=base.rule.model_name if base is not None else None,
             source=f"override ({self.override.origin})",
             price_date=base.rule.price_date if base is not None else None,
@@ -91,7 +92,7 @@ class Catalog:
         self.index = index
         self._overrides: dict[tuple[str, str | None], PriceOverride] = {}
         self._aliases: dict[str, Alias] = {}
-        self._resolved: dict[tuple[str, str | None], Match | None] = {}
+        self._resolved: dict[tuple[str | None, str | None], Binding | Match | None] = {}
         self._lock = threading.Lock()
 
     # -- construction ------------------------------------------------------------------------------
@@ -99,13 +100,19 @@ class Catalog:
     @classmethod
     def from_snapshot(cls) -> Catalog:
         """The catalog shipped with tokentrail (a compiled genai-prices snapshot; no network)."""
-        raw = resources.files("tokentrail").joinpath("_data/prices.json.gz").read_bytes()
-        return cls(PriceIndex(json.loads(gzip.decompress(raw))))
+        import gzip
+        import json
+
+        from tokentrail.pricing.index import PriceIndex
+
+        with open(os.path.join(_DATA_DIR, "prices.json.gz"), "rb") as file:
+            return cls(PriceIndex(json.loads(gzip.decompress(file.read()))))
 
     @classmethod
     def from_genai_prices(cls) -> Catalog:
         """A catalog built from the installed genai-prices package (e.g. a newer one than the snapshot)."""
         from tokentrail.pricing.genai import build_snapshot
+        from tokentrail.pricing.index import PriceIndex
 
         return cls(PriceIndex(build_snapshot()))
 
@@ -123,6 +130,8 @@ class Catalog:
         output_video, web_searches (per thousand), request (per request). Kinds left out fall back to
         the catalog's price for a known model, else to their parent (a cache read costs as input).
         """
+        from tokentrail.pricing.overrides import PriceOverride
+
         override = PriceOverride.build(model, provider, "code", **prices)
         self.add_overrides([override])
         return override
@@ -135,9 +144,13 @@ class Catalog:
 
     def alias(self, name: str, model: str, provider: str | None = None) -> None:
         """Make `name` (an Azure deployment, an internal nickname) stand for a catalog model."""
+        from tokentrail.pricing.overrides import Alias
+
         self.add_aliases([Alias(name, model, provider)])
 
     def add_aliases(self, aliases: list[Alias]) -> None:
+        from tokentrail.pricing.names import slug
+
         with self._lock:
             for alias in aliases:
                 self._aliases[slug(alias.name)] = alias
@@ -145,6 +158,8 @@ class Catalog:
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Add the prices and aliases of a TOML or JSON file (see `overrides.parse_file`)."""
+        from tokentrail.pricing.overrides import parse_file
+
         overrides, aliases = parse_file(path)
         self.add_overrides(overrides)
         self.add_aliases(aliases)
@@ -160,19 +175,22 @@ class Catalog:
 
     # -- lookup --------------------------------------------------------------------------------------
 
-    def resolve(self, model: str, provider: str | None = None) -> Match | None:
+    def resolve(self, model: str, provider: str | None = None) -> Binding | Match | None:
         """What `model` (through `provider`) is priced as, or None when nothing is known."""
         key = (model, provider)
-        found = self._resolved.get(key, _MISSING)
-        if found is _MISSING:
-            found = self._resolve(model, provider)
-            resolved = self._resolved
-            if len(resolved) >= _CACHE_LIMIT:
-                resolved.clear()
-            resolved[key] = found
-        return found  # type: ignore[return-value]
+        cached = self._resolved.get(key, _MISSING)
+        if cached is not _MISSING:
+            return cast("Binding | Match | None", cached)
+        found = self._resolve(model, provider)
+        resolved = self._resolved
+        if len(resolved) >= _CACHE_LIMIT:
+            resolved.clear()
+        resolved[key] = found
+        return found
 
-    def _resolve(self, model: str, provider: str | None) -> Match | None:
+    def _resolve(self, model: str, provider: str | None) -> Binding | Match | None:
+        from tokentrail.pricing.names import candidates, slug
+
         alias = self._aliases.get(slug(model))
         if alias is not None:
             model, provider = alias.model, alias.provider or provider
@@ -181,12 +199,14 @@ class Catalog:
             binding = self.index.find(name, hint)
             if binding is not None:
                 override = override or self._override_for(binding.model.id, binding.provider.id)
-                return Match(binding, override, self)
+                return binding if override is None else Match(binding, override, self)
             if override is None:
                 override = self._override_for(name, hint)
         return Match(None, override, self) if override is not None else None
 
     def _override_for(self, model: str, provider: str | None) -> PriceOverride | None:
+        from tokentrail.pricing.names import slug
+
         if not self._overrides:
             return None
         name = slug(model)
@@ -200,6 +220,8 @@ class Catalog:
         return self.index.provider(name) is not None
 
     def close_matches(self, model: str, limit: int = 5) -> list[str]:
+        import difflib
+
         names = self.index.model_names() + [o.model for o in self._overrides.values()]
         wanted = model.lower().rsplit("/", 1)[-1]
         return difflib.get_close_matches(wanted, names, n=limit, cutoff=0.6)
@@ -227,21 +249,21 @@ class Catalog:
         """Exact cost of `usage` on `model`; see `tokentrail.price`."""
         if type(usage) is not Usage and not isinstance(usage, Usage):
             raise InvalidUsageError(f"usage must be a tokentrail.Usage, got {type(usage).__name__}")
-        if usage.status is UsageStatus.UNKNOWN:
+        if usage.status is _UNKNOWN:
             return Cost.unpriced(f"usage unknown: {usage.reason or 'no reason given'}")
-        if not model or not isinstance(model, str):
-            if model is not None and not isinstance(model, str):
-                raise PricingError(f"model must be a str, got {type(model).__name__}")
-            return self._unknown("(none)", provider, strict)
-        if provider is not None and not isinstance(provider, str):
-            raise PricingError(f"provider must be a str or None, got {type(provider).__name__}")
-        match = self.resolve(model, provider)
+        match = self._resolved.get((model, provider), _MISSING)
+        if match is _MISSING:
+            _check_names(model, provider)
+            match = self.resolve(model, provider) if model else None
         if match is None:
-            return self._unknown(model, provider, strict)
-        ts_us = None if at is None else _timestamp(at)
+            return self._unknown(model or "(none)", provider, strict)
+        found = cast("Binding | Match", match)
+        if at is None and context is None:
+            return found.select(None, None).cost(usage)
         if context is not None and not isinstance(context, Mapping):
             raise PricingError(f"context must be a mapping of str to str, got {type(context).__name__}")
-        return match.select(ts_us, context).cost(usage)
+        ts_us = None if at is None else _timestamp(at)
+        return found.select(ts_us, context).cost(usage)
 
     def _unknown(self, model: str, provider: str | None, strict: bool) -> Cost:
         through = f" from provider {provider!r}" if provider else ""
@@ -253,7 +275,16 @@ class Catalog:
         return Cost.unpriced(message)
 
 
+def _check_names(model: object, provider: object) -> None:
+    if model is not None and not isinstance(model, str):
+        raise PricingError(f"model must be a str, got {type(model).__name__}")
+    if provider is not None and not isinstance(provider, str):
+        raise PricingError(f"provider must be a str or None, got {type(provider).__name__}")
+
+
 def _timestamp(at: object) -> int:
+    from tokentrail.pricing.index import timestamp_us
+
     if not isinstance(at, (datetime, date)):
         raise PricingError(f"at must be a datetime or date, got {type(at).__name__}")
     return timestamp_us(at)
@@ -275,6 +306,8 @@ def default_catalog() -> Catalog:
                 path = os.environ.get("TOKENTRAIL_PRICES_FILE")
                 if path:
                     catalog.load(path)
+                from tokentrail.pricing.overrides import parse_env
+
                 catalog.add_overrides(parse_env(os.environ))
                 _default = catalog
     return _default

@@ -50,7 +50,9 @@ def _model(model: Any) -> dict[str, Any]:
     if isinstance(model.prices, ModelPrice):
         prices = [{"constraint": None, "prices": _prices(model.prices)}]
     else:
-        prices = [{"constraint": _constraint(c.constraint), "prices": _prices(c.prices)} for c in model.prices]
+        prices = [
+            {"constraint": _constraint(c.constraint), "prices": _prices(c.prices)} for c in model.prices
+        ]
     return {
         "id": model.id,
         "name": model.name,

@@ -8,7 +8,6 @@ time a model is priced, and cached.
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from tokentrail._money import decimal_to_units
-from tokentrail._types import Cost, PriceRule, Usage
+from tokentrail._types import Cost, CostLayout, PriceRule, Usage, priced_cost
 
 __all__ = ["Binding", "PriceIndex", "PriceSet", "compile_prices"]
 
@@ -180,9 +179,13 @@ class _Term:
 
 
 class PriceSet:
-    """Prices for one model under one set of conditions, ready to apply to a `Usage`."""
+    """Prices for one model under one set of conditions, ready to apply to a `Usage`.
 
-    __slots__ = ("_get", "_reasoning", "_terms", "_tiered", "error", "rule")
+    The arithmetic is compiled once into a small straight-line function (a "kernel") over the usage
+    fields this price set reads: leaf counts times integer rates, tier rates picked by prompt size.
+    """
+
+    __slots__ = ("_kernel", "_layout", "_terms", "error", "rule")
 
     def __init__(
         self, rule: PriceRule, terms: Sequence[_Term], attrs: Sequence[str], error: str | None = None
@@ -190,56 +193,58 @@ class PriceSet:
         self.rule = rule
         self.error = error
         self._terms = tuple(terms)
-        self._get = operator.attrgetter(*attrs) if len(attrs) > 1 else _single(attrs[0] if attrs else None)
-        self._tiered = any(t.tiers for t in self._terms)
-        output = next((t for t in self._terms if t.name == "output"), None)
-        self._reasoning = None if any(t.name == "reasoning" for t in self._terms) else output
+        self._layout = CostLayout(tuple(t.name for t in terms), tuple(t.direction for t in terms))
+        self._kernel = _compile_kernel(terms, attrs)
+
+    @property
+    def rates(self) -> dict[str, int]:
+        """Base rate of each component, yocto-dollars per unit (for display and estimates)."""
+        return {t.name: t.rate for t in self._terms}
 
     def cost(self, usage: Usage) -> Cost:
         if self.error is not None:
             return Cost.unpriced(self.error)
-        values = self._get(usage)
-        prompt = usage.input_tokens if self._tiered else 0
-        total = inputs = outputs = reasoning = 0
-        parts: list[tuple[str, int]] = []
-        for term in self._terms:
-            count = 0
-            for i in term.plus:
-                count += values[i]
-            for i in term.minus:
-                count -= values[i]
-            rate = term.rate
-            for start, tier_rate in term.tiers:
-                if prompt > start:
-                    rate = tier_rate
-                    break
-            units = rate * count
-            parts.append((term.name, units))
-            total += units
-            if term.direction == 1:
-                inputs += units
-            elif term.direction == 2:
-                outputs += units
-            if term.name == "reasoning":
-                reasoning = units
-            elif term is self._reasoning:
-                reasoning = rate * usage.reasoning_tokens
-        return Cost(
-            priced=True,
-            rule=self.rule,
-            total_units=total,
-            input_units=inputs,
-            output_units=outputs,
-            reasoning_units=reasoning,
-            components=tuple(parts),
-        )
+        total, parts, reasoning = self._kernel(usage)
+        return priced_cost(self.rule, self._layout, parts, total, reasoning)
 
 
-def _single(attr: str | None) -> Callable[[Usage], tuple[int, ...]]:
-    if attr is None:
-        return lambda usage: ()
-    getter = operator.attrgetter(attr)
-    return lambda usage: (getter(usage),)
+def _compile_kernel(
+    terms: Sequence[_Term], attrs: Sequence[str]
+) -> Callable[[Usage], tuple[int, tuple[int, ...], int]]:
+    """Generate `kernel(usage) -> (total, parts, reasoning share)` for these terms.
+
+    Straight-line code is several times faster than interpreting the terms in a loop, and the
+    generated source only ever contains attribute names from `USAGE_ATTRS` and integer literals.
+    """
+    lines = ["def kernel(u):"]
+    lines += [f"    v{i} = u.{attr}" for i, attr in enumerate(attrs)]
+    if any(t.tiers for t in terms):
+        lines.append("    prompt = u.input_tokens")
+    has_reasoning_term = any(t.name == "reasoning" for t in terms)
+    reasoning = "0"
+    for j, term in enumerate(terms):
+        count = " + ".join(f"v{i}" for i in term.plus) + "".join(f" - v{i}" for i in term.minus)
+        if term.tiers:
+            keyword = "if"
+            for start, rate in term.tiers:
+                lines.append(f"    {keyword} prompt > {start}:\n        r{j} = {rate}")
+                keyword = "elif"
+            lines.append(f"    else:\n        r{j} = {term.rate}")
+            rate_expr = f"r{j}"
+        else:
+            rate_expr = str(term.rate)
+        lines.append(f"    p{j} = {rate_expr} * ({count})")
+        if term.name == "reasoning":
+            reasoning = f"p{j}"
+        elif term.name == "output" and not has_reasoning_term:
+            reasoning = f"{rate_expr} * u.reasoning_tokens"
+    parts = "".join(f"p{j}, " for j in range(len(terms)))
+    total = " + ".join(f"p{j}" for j in range(len(terms))) or "0"
+    lines.append(f"    return {total}, ({parts}), {reasoning}")
+    namespace: dict[str, Any] = {}
+    exec("\n".join(lines), namespace)
+    kernel: Callable[[Usage], tuple[int, tuple[int, ...], int]] = namespace["kernel"]
+    return kernel
 
 
 def _component_name(usage_key: str) -> str:
@@ -286,9 +291,13 @@ def compile_prices(registry: UnitRegistry, prices: Mapping[str, Any], rule: Pric
         try:
             rate, tiers = _rates(prices[unit.price_key], unit)
         except ValueError as exc:
-            return PriceSet(rule, (), (), error=f"catalog price for {rule.model} cannot be held exactly: {exc}")
+            return PriceSet(
+                rule, (), (), error=f"catalog price for {rule.model} cannot be held exactly: {exc}"
+            )
         direction = {"input": 1, "output": 2}.get(unit.direction or "", 0)
-        terms.append(_Term(_component_name(unit.usage_key), direction, tuple(plus), tuple(minus), rate, tiers))
+        terms.append(
+            _Term(_component_name(unit.usage_key), direction, tuple(plus), tuple(minus), rate, tiers)
+        )
     return PriceSet(rule, terms, attrs)
 
 
@@ -297,7 +306,10 @@ def _rates(raw: Any, unit: Unit) -> tuple[int, tuple[tuple[int, int], ...]]:
     if isinstance(raw, Mapping):
         base = decimal_to_units(Decimal(raw["base"]), unit.per, what=what)
         tiers = sorted(
-            ((int(t["start"]), decimal_to_units(Decimal(t["price"]), unit.per, what=what)) for t in raw["tiers"]),
+            (
+                (int(t["start"]), decimal_to_units(Decimal(t["price"]), unit.per, what=what))
+                for t in raw["tiers"]
+            ),
             key=lambda st: st[0],
         )
         return base, tuple(reversed(tiers))
@@ -322,7 +334,8 @@ class ModelEntry:
         self.deprecated = bool(raw.get("deprecated"))
         self.prices = [(_Constraint.parse(p["constraint"]), p["prices"]) for p in raw["prices"]]
         self.variants = [
-            (dict(v["when"]), _Constraint.parse(v.get("constraint")), v["prices"]) for v in raw.get("variants", ())
+            (dict(v["when"]), _Constraint.parse(v.get("constraint")), v["prices"])
+            for v in raw.get("variants", ())
         ]
 
 
@@ -343,7 +356,9 @@ class Binding:
 
     __slots__ = ("_compiled", "_registry", "_source", "_static", "model", "provider")
 
-    def __init__(self, provider: ProviderEntry, model: ModelEntry, registry: UnitRegistry, source: str) -> None:
+    def __init__(
+        self, provider: ProviderEntry, model: ModelEntry, registry: UnitRegistry, source: str
+    ) -> None:
         self.provider = provider
         self.model = model
         self._registry = registry
@@ -351,6 +366,18 @@ class Binding:
         self._compiled: dict[tuple[int, tuple[int, ...]], PriceSet] = {}
         only_price = len(model.prices) == 1 and model.prices[0][0] is None
         self._static = self._compile(0, ()) if only_price else None
+
+    @property
+    def provider_id(self) -> str:
+        return self.provider.id
+
+    @property
+    def model_id(self) -> str:
+        return self.model.id
+
+    @property
+    def context_window(self) -> int | None:
+        return self.model.context_window
 
     @property
     def owns_model(self) -> bool:
@@ -462,8 +489,9 @@ class PriceIndex:
         if fallback:
             for fallback_id in provider.fallbacks:
                 other = self._by_id.get(fallback_id)
-                if other is not None and (model := self._match(other, ref, fallback=False)):
-                    return model
+                found = self._match(other, ref, fallback=False) if other is not None else None
+                if found is not None:
+                    return found
         return None
 
     def model_names(self) -> list[str]:

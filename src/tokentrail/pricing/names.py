@@ -16,7 +16,9 @@ __all__ = ["candidates", "slug"]
 _ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[\w-]*:\d*:[\w-]+/(?P<id>.+)$")
 _BEDROCK_REGION = re.compile(r"^(?:us|eu|apac|ap|au|ca|jp|us-gov|global)\.(?=[a-z0-9-]+\.)")
 _BEDROCK_VENDOR = re.compile(r"^(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|writer|qwen|openai)\.")
-_VERTEX_PATH = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/(?P<publisher>[^/]+)/models/(?P<id>.+)$")
+_VERTEX_PATH = re.compile(
+    r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/(?P<publisher>[^/]+)/models/(?P<id>.+)$"
+)
 _SUFFIXES = (
     re.compile(r":\d+$"),  # Bedrock revision  …-v1:0
     re.compile(r"-v\d+$"),  # Bedrock version   …-v1

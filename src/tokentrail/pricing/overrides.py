@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from tokentrail._money import decimal_to_units
 from tokentrail.errors import InvalidPriceError
 from tokentrail.pricing.names import slug
 
@@ -70,7 +72,14 @@ class PriceOverride:
             amount = parse_price(value, f"{kind} price of {model} ({origin})")
             if kind == "request":  # per request → the catalog's per-thousand-requests unit
                 amount *= 1000
-            prices[PRICE_KINDS[kind]] = str(amount)
+            price_key = PRICE_KINDS[kind]
+            try:
+                decimal_to_units(amount, 1000 if price_key.endswith("_kcount") else 1_000_000)
+            except ValueError:
+                raise InvalidPriceError(
+                    f"{kind} price of {model} ({origin}) {value} cannot be held exactly"
+                ) from None
+            prices[price_key] = str(amount)
         if not prices:
             raise InvalidPriceError(f"price override for {model} ({origin}) sets no price")
         return cls(model=model, provider=provider, prices=prices, origin=origin)
@@ -123,7 +132,9 @@ def parse_file(path: str | os.PathLike[str]) -> tuple[list[PriceOverride], list[
     try:
         data = _load_toml(text) if file.suffix.lower() == ".toml" else json.loads(text)
     except ValueError as exc:
-        raise InvalidPriceError(f"price file {origin} is not valid {file.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+        raise InvalidPriceError(
+            f"price file {origin} is not valid {file.suffix.lstrip('.') or 'JSON'}: {exc}"
+        ) from None
     if not isinstance(data, Mapping):
         raise InvalidPriceError(f"price file {origin} must hold a table/object at the top level")
     unknown = set(data) - {"price", "alias"}
@@ -155,7 +166,9 @@ def parse_env(environ: Mapping[str, str]) -> list[PriceOverride]:
         model, sep, kind = name[len(_ENV_PREFIX) :].rpartition("__")
         if not sep or not model or kind.lower() not in PRICE_KINDS:
             known = ", ".join(k.upper() for k in PRICE_KINDS)
-            raise InvalidPriceError(f"environment variable {name}: expected {_ENV_PREFIX}<MODEL>__<KIND>, KIND one of {known}")
+            raise InvalidPriceError(
+                f"environment variable {name}: expected {_ENV_PREFIX}<MODEL>__<KIND>, KIND one of {known}"
+            )
         by_model.setdefault(model, {})[kind.lower()] = value
     return [PriceOverride.build(model, None, "environment", **kinds) for model, kinds in by_model.items()]
 
@@ -168,8 +181,8 @@ def _as_list(value: Any, origin: str, section: str) -> list[Mapping[str, Any]]:
 
 
 def _load_toml(text: str) -> Any:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:
         import tomli as tomllib
     return tomllib.loads(text)

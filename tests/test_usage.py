@@ -1,0 +1,115 @@
+"""Usage: validation on construction, exact addition, and how pricing composes over sums."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tokentrail as tt
+
+
+@st.composite
+def usages(draw: Any, max_tokens: int = 10**7) -> tt.Usage:
+    n = st.integers(0, max_tokens)
+    cache_read, cache_write, uncached = draw(n), draw(n), draw(n)
+    cache_write_1h = draw(st.integers(0, cache_write))
+    reasoning, visible = draw(n), draw(n)
+    status = draw(
+        st.sampled_from([tt.UsageStatus.COMPLETE, tt.UsageStatus.ESTIMATED, tt.UsageStatus.PARTIAL])
+    )
+    return tt.Usage(
+        input_tokens=cache_read + cache_write + uncached,
+        output_tokens=reasoning + visible,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=cache_write_1h,
+        reasoning_tokens=reasoning,
+        web_searches=draw(st.integers(0, 5)),
+        status=status,
+    )
+
+
+@given(usages(), usages(), usages())
+def test_addition_is_associative(a: tt.Usage, b: tt.Usage, c: tt.Usage) -> None:
+    assert (a + b) + c == a + (b + c)
+
+
+@given(st.lists(usages(), max_size=8))
+def test_sum_adds_every_field(items: list[tt.Usage]) -> None:
+    total = sum(items, tt.Usage(requests=0))
+    for field in tt.Usage.__dataclass_fields__:
+        if field not in ("status", "reason"):
+            assert getattr(total, field) == sum(getattr(u, field) for u in items)
+
+
+@given(usages(max_tokens=30_000), usages(max_tokens=30_000))  # prompts stay under the 200k tiers
+def test_cost_of_a_sum_is_the_sum_of_costs_below_any_tier(a: tt.Usage, b: tt.Usage) -> None:
+    for model, provider in [
+        ("gpt-4o", None),
+        ("claude-sonnet-4-5", "anthropic"),
+        ("gemini-2.5-pro", "google"),
+    ]:
+        together = tt.price(a + b, model, provider)
+        apart = tt.price(a, model, provider) + tt.price(b, model, provider)
+        assert together.total == apart.total
+        assert together.components == apart.components
+
+
+def test_sum_status_is_the_least_certain() -> None:
+    complete = tt.Usage(1, 1)
+    assert (complete + tt.Usage(1, 1, status=tt.UsageStatus.PARTIAL)).status is tt.UsageStatus.PARTIAL
+    assert (tt.Usage.unknown("no usage") + complete).status is tt.UsageStatus.UNKNOWN
+    assert (tt.Usage.unknown("no usage") + complete).reason == "no usage"
+
+
+def test_unknown_usage_counts_a_request() -> None:
+    unknown = tt.Usage.unknown("stream cut")
+    assert unknown.requests == 1 and unknown.status is tt.UsageStatus.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_tokens": -1}, "input_tokens must be a non-negative int, got -1"),
+        ({"input_tokens": None}, "input_tokens must be a non-negative int, got None"),
+        ({"output_tokens": "12"}, "output_tokens must be a non-negative int, got '12'"),
+        ({"output_tokens": 1.5}, "output_tokens must be a non-negative int, got 1.5"),
+        ({"output_tokens": True}, "got True"),
+        (
+            {"input_tokens": 10, "cache_read_tokens": 11},
+            r"cache_read_tokens \(11\) cannot exceed input_tokens \(10\)",
+        ),
+        ({"output_tokens": 5, "reasoning_tokens": 6}, r"reasoning_tokens \(6\) cannot exceed output_tokens"),
+        ({"input_tokens": 10, "cache_write_tokens": 4, "cache_write_1h_tokens": 5}, "cache_write_1h_tokens"),
+        (
+            {"input_tokens": 10, "cache_read_tokens": 6, "cache_write_tokens": 6},
+            r"cannot exceed input_tokens \(10\)",
+        ),
+        ({"input_tokens": 10, "cache_read_tokens": 6, "input_audio_tokens": 6}, "media input counts"),
+        ({"status": "great"}, "status must be one of"),
+        ({"reason": 3}, "reason must be a str"),
+    ],
+)
+def test_bad_values_raise_a_clear_typed_error(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(tt.InvalidUsageError, match=message) as info:
+        tt.Usage(**kwargs)
+    assert isinstance(info.value, ValueError)
+
+
+def test_status_accepts_its_string_value() -> None:
+    assert tt.Usage(status="estimated").status is tt.UsageStatus.ESTIMATED  # type: ignore[arg-type]
+
+
+def test_as_dict_is_json_ready() -> None:
+    data = tt.Usage(3, 4, cache_read_tokens=1).as_dict()
+    assert data["input_tokens"] == 3 and data["cache_read_tokens"] == 1 and data["status"] == "complete"
+
+
+def test_cost_decimals_are_exact_and_plain() -> None:
+    cost = tt.price(tt.Usage(1, 0), "gpt-4o-mini")
+    assert cost.total == Decimal("0.00000015")
+    assert cost.total_units == 150_000_000_000_000_000
