@@ -1,0 +1,679 @@
+"""A local fake LLM server speaking the wire formats of the real provider APIs.
+
+Real SDK clients (openai, anthropic, google-genai, mistralai, cohere, ollama, boto3 bedrock-runtime)
+pointed at it get responses in the shapes those providers document, streaming included, so tracking
+is exercised end to end without network access and without patching any SDK.
+
+    with MockLLMServer() as server:
+        client = openai.OpenAI(base_url=server.url("openai"), api_key="test")
+        server.queue(usage={"input": 120, "output": 30, "cache_read": 100})   # next response's usage
+        client.chat.completions.create(model="gpt-4o", messages=[...])
+
+Usage of a response: what was queued, else a deterministic count (1 token per 4 characters of the
+request's text, plus 10), with the system prompt counted as cache reads when it was seen before.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["MockLLMServer", "MockResponse"]
+
+REPLY = "Tokens are counted exactly; costs are summed in Decimal."
+
+
+@dataclass
+class MockResponse:
+    """What the next matching request gets. Token counts follow tokentrail's convention."""
+
+    input: int | None = None  # all prompt tokens, cache included
+    output: int | None = None  # all generated tokens, reasoning included
+    cache_read: int = 0
+    cache_write: int = 0
+    cache_write_1h: int = 0
+    reasoning: int = 0
+    text: str = REPLY
+    status: int = 200  # an error status returns the provider's error body instead
+    service_tier: str | None = None
+    omit_usage: bool = False  # respond (and stream) without any usage block
+    route: str | None = None  # only for this route ("openai.chat", "anthropic", …); None: any
+
+
+@dataclass
+class _Usage:
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+    cache_write_1h: int
+    reasoning: int
+
+    @property
+    def uncached(self) -> int:
+        return self.input - self.cache_read - self.cache_write
+
+
+@dataclass
+class _State:
+    queued: deque[MockResponse] = field(default_factory=deque)
+    seen_prefixes: set[str] = field(default_factory=set)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class MockLLMServer:
+    """Serve the fake APIs on 127.0.0.1 (a free port) in a background thread; a context manager."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._state = _State()
+        handler = type("Handler", (_Handler,), {"state": self._state})
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mock-llm", daemon=True)
+
+    def __enter__(self) -> MockLLMServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    @property
+    def base(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def url(self, provider: str = "") -> str:
+        """The base URL to give each SDK (`openai` and `mistral` want the `/v1` suffix)."""
+        return self.base + ("/v1" if provider in ("openai", "azure") else "")
+
+    def queue(self, *responses: MockResponse, **fields: Any) -> None:
+        """Queue responses (or one built from keyword fields) for the next requests, in order."""
+        with self._state.lock:
+            self._state.queued.extend(responses or (MockResponse(**fields),))
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request body received (for assertions such as stream_options being set)."""
+        return list(self._state.requests)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: _State
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    # -- dispatch ----------------------------------------------------------------------------------
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw or b"{}")
+        path = urlsplit(self.path).path
+        with self.state.lock:
+            self.state.requests.append({"path": path, "body": body})
+        route, model = _route(path, body)
+        if route is None:
+            self._json(404, {"error": {"message": f"no such route {path}"}})
+            return
+        plan = self._next_plan(route)
+        usage = self._usage(plan, body)
+        if plan.status != 200:
+            self._json(plan.status, _error_body(route, plan.status))
+            return
+        stream = (
+            bool(body.get("stream"))
+            or route in ("gemini.stream", "bedrock.stream")
+            or (route == "ollama" and body.get("stream", True))
+        )
+        render = _RENDERERS[route]
+        if stream:
+            self._stream(route, render(model, body, plan, usage, stream=True))
+        else:
+            self._json(200, render(model, body, plan, usage, stream=False))
+
+    def _next_plan(self, route: str) -> MockResponse:
+        with self.state.lock:
+            for i, plan in enumerate(self.state.queued):
+                if plan.route is None or plan.route == route or route.startswith(plan.route + "."):
+                    del self.state.queued[i]
+                    return plan
+        return MockResponse()
+
+    def _usage(self, plan: MockResponse, body: dict[str, Any]) -> _Usage:
+        if plan.input is not None:
+            return _Usage(
+                plan.input,
+                plan.output if plan.output is not None else _count(plan.text),
+                plan.cache_read,
+                plan.cache_write,
+                plan.cache_write_1h,
+                plan.reasoning,
+            )
+        system, rest = _texts(body)
+        system_tokens = _count(system) if system else 0
+        prompt = system_tokens + _count(rest) + 10
+        cache_read = 0
+        if system:
+            key = hashlib.sha256(system.encode()).hexdigest()
+            with self.state.lock:
+                if key in self.state.seen_prefixes:
+                    cache_read = system_tokens
+                self.state.seen_prefixes.add(key)
+        limit = body.get("max_tokens") or body.get("max_output_tokens") or body.get("max_completion_tokens")
+        output = _count(plan.text)
+        if isinstance(limit, int):
+            output = min(output, limit)
+        return _Usage(prompt, output, cache_read, 0, 0, plan.reasoning)
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, route: str, chunks: Iterator[bytes]) -> None:
+        content_type = {
+            "ollama": "application/x-ndjson",
+            "bedrock.stream": "application/vnd.amazon.eventstream",
+        }.get(route, "text/event-stream")
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for chunk in chunks:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):  # the client stopped reading: fine
+            self.close_connection = True
+
+
+def _route(path: str, body: dict[str, Any]) -> tuple[str | None, str]:
+    model = str(body.get("model") or "")
+    if path.endswith("/chat/completions"):
+        return "openai.chat", model
+    if path.endswith("/responses"):
+        return "openai.responses", model
+    if path.endswith("/v1/messages"):
+        return "anthropic", model
+    if path.endswith("/v2/chat"):
+        return "cohere", model
+    if path == "/api/chat":
+        return "ollama", model
+    if ":generateContent" in path or ":streamGenerateContent" in path:
+        name = unquote(path.rsplit("/", 1)[-1].split(":", 1)[0])
+        return ("gemini.stream" if "stream" in path else "gemini"), name
+    if path.startswith("/model/") and (path.endswith("/converse") or path.endswith("/converse-stream")):
+        name = unquote(path.split("/")[2])
+        return ("bedrock.stream" if path.endswith("-stream") else "bedrock"), name
+    return None, model
+
+
+def _texts(body: dict[str, Any]) -> tuple[str, str]:
+    """(system prompt, everything else) as plain text, from any provider's request shape."""
+    system = body.get("system") or body.get("instructions") or ""
+    if isinstance(system, list):
+        system = " ".join(_flatten(system))
+    parts: list[str] = []
+    for message in body.get("messages") or body.get("contents") or []:
+        if isinstance(message, dict) and message.get("role") == "system":
+            system = " ".join([str(system), *_flatten(message.get("content"))]).strip()
+        else:
+            parts += _flatten(message)
+    if isinstance(body.get("input"), str):
+        parts.append(body["input"])
+    elif isinstance(body.get("input"), list):
+        parts += _flatten(body["input"])
+    return str(system), " ".join(parts)
+
+
+def _flatten(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [
+            s for k, v in value.items() if k in ("content", "text", "parts", "message") for s in _flatten(v)
+        ]
+    if isinstance(value, list):
+        return [s for item in value for s in _flatten(item)]
+    return []
+
+
+def _count(text: str) -> int:
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def _words(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+
+
+def _sse(payload: dict[str, Any], event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(payload)}\n\n".encode()
+
+
+def _error_body(route: str, status: int) -> dict[str, Any]:
+    kind = "rate_limit_error" if status == 429 else "api_error"
+    if route.startswith("anthropic"):
+        return {"type": "error", "error": {"type": kind, "message": "mock failure"}}
+    if route.startswith("gemini"):
+        return {"error": {"code": status, "message": "mock failure", "status": "INTERNAL"}}
+    return {"error": {"message": "mock failure", "type": kind, "code": None}}
+
+
+# -- OpenAI --------------------------------------------------------------------------------------------
+
+
+def _openai_usage(u: _Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": u.input,
+        "completion_tokens": u.output,
+        "total_tokens": u.input + u.output,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": u.reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _openai_chat(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
+    ident, created = f"chatcmpl-mock{int(time.time() * 1000)}", int(time.time())
+    tier = plan.service_tier or body.get("service_tier") or "default"
+    if not stream:
+        response: dict[str, Any] = {
+            "id": ident,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": plan.text, "refusal": None},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "service_tier": tier,
+            "system_fingerprint": "fp_mock",
+        }
+        if not plan.omit_usage:
+            response["usage"] = _openai_usage(u)
+        return response
+    return _openai_chat_stream(ident, created, model, tier, body, plan, u)
+
+
+def _openai_chat_stream(
+    ident: str, created: int, model: str, tier: str, body: dict[str, Any], plan: MockResponse, u: _Usage
+) -> Iterator[bytes]:
+    base = {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "service_tier": tier,
+    }
+    first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+    yield _sse({**base, "choices": [first]})
+    for word in _words(plan.text):
+        yield _sse({**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
+    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if (body.get("stream_options") or {}).get("include_usage") and not plan.omit_usage:
+        yield _sse({**base, "choices": [], "usage": _openai_usage(u)})
+    yield b"data: [DONE]\n\n"
+
+
+def _openai_responses(
+    model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool
+) -> Any:
+    ident = f"resp_mock{int(time.time() * 1000)}"
+    response: dict[str, Any] = {
+        "id": ident,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": model,
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_mock",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": plan.text, "annotations": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "service_tier": plan.service_tier or body.get("service_tier") or "default",
+        "usage": None
+        if plan.omit_usage
+        else {
+            "input_tokens": u.input,
+            "input_tokens_details": {"cached_tokens": u.cache_read},
+            "output_tokens": u.output,
+            "output_tokens_details": {"reasoning_tokens": u.reasoning},
+            "total_tokens": u.input + u.output,
+        },
+    }
+    if not stream:
+        return response
+    return _openai_responses_stream(response, plan)
+
+
+def _openai_responses_stream(response: dict[str, Any], plan: MockResponse) -> Iterator[bytes]:
+    item = response["output"][0]
+    part = item["content"][0]
+    events: list[dict[str, Any]] = [
+        {
+            "type": "response.created",
+            "response": {**response, "status": "in_progress", "output": [], "usage": None},
+        },
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**item, "status": "in_progress", "content": []},
+        },
+        {
+            "type": "response.content_part.added",
+            "item_id": item["id"],
+            "output_index": 0,
+            "content_index": 0,
+            "part": {**part, "text": ""},
+        },
+    ]
+    events += [
+        {
+            "type": "response.output_text.delta",
+            "item_id": item["id"],
+            "output_index": 0,
+            "content_index": 0,
+            "delta": word,
+            "logprobs": [],
+        }
+        for word in _words(plan.text)
+    ]
+    events += [
+        {
+            "type": "response.output_text.done",
+            "item_id": item["id"],
+            "output_index": 0,
+            "content_index": 0,
+            "text": plan.text,
+            "logprobs": [],
+        },
+        {
+            "type": "response.content_part.done",
+            "item_id": item["id"],
+            "output_index": 0,
+            "content_index": 0,
+            "part": part,
+        },
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": response},
+    ]
+    for number, event in enumerate(events):
+        yield _sse({**event, "sequence_number": number}, event["type"])
+
+
+# -- Anthropic -----------------------------------------------------------------------------------------
+
+
+def _anthropic_usage(u: _Usage, tier: str) -> dict[str, Any]:
+    return {
+        "input_tokens": u.uncached,
+        "output_tokens": u.output,
+        "cache_creation_input_tokens": u.cache_write,
+        "cache_read_input_tokens": u.cache_read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": u.cache_write - u.cache_write_1h,
+            "ephemeral_1h_input_tokens": u.cache_write_1h,
+        },
+        "service_tier": tier,
+    }
+
+
+def _anthropic(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
+    tier = plan.service_tier or "standard"
+    message: dict[str, Any] = {
+        "id": f"msg_mock{int(time.time() * 1000)}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": plan.text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": _anthropic_usage(u, tier),
+    }
+    if not stream:
+        return message
+    return _anthropic_stream(message, plan, u, tier)
+
+
+def _anthropic_stream(message: dict[str, Any], plan: MockResponse, u: _Usage, tier: str) -> Iterator[bytes]:
+    start_usage = {**_anthropic_usage(u, tier), "output_tokens": 1}
+    started = {**message, "content": [], "stop_reason": None, "usage": start_usage}
+    yield _sse({"type": "message_start", "message": started}, "message_start")
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    yield _sse(block, "content_block_start")
+    for word in _words(plan.text):
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}
+        yield _sse(delta, "content_block_delta")
+    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    final = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": u.output},
+    }
+    yield _sse(final, "message_delta")
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
+# -- Gemini --------------------------------------------------------------------------------------------
+
+
+def _gemini_usage(u: _Usage, output: int) -> dict[str, Any]:
+    usage = {
+        "promptTokenCount": u.input,
+        "candidatesTokenCount": output - u.reasoning,
+        "totalTokenCount": u.input + output,
+    }
+    if u.cache_read:
+        usage["cachedContentTokenCount"] = u.cache_read
+    if u.reasoning:
+        usage["thoughtsTokenCount"] = u.reasoning
+    return usage
+
+
+def _gemini(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
+    def chunk(text: str, output: int, done: bool) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+        if done:
+            candidate["finishReason"] = "STOP"
+        payload: dict[str, Any] = {"candidates": [candidate], "modelVersion": model, "responseId": "mock"}
+        if not plan.omit_usage:
+            payload["usageMetadata"] = _gemini_usage(u, max(output, u.reasoning))
+        return payload
+
+    if not stream:
+        return chunk(plan.text, u.output, True)
+
+    def events() -> Iterator[bytes]:
+        words = _words(plan.text)
+        for i, word in enumerate(words):  # usage is cumulative: each chunk reports the total so far
+            produced = u.output if i == len(words) - 1 else min(u.output, u.reasoning + i + 1)
+            yield b"data: " + json.dumps(chunk(word, produced, i == len(words) - 1)).encode() + b"\r\n\r\n"
+
+    return events()
+
+
+# -- Ollama, Cohere ------------------------------------------------------------------------------------
+
+
+def _ollama(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
+    final: dict[str, Any] = {
+        "model": model,
+        "created_at": "2026-11-24T12:00:00Z",
+        "message": {"role": "assistant", "content": "" if stream else plan.text},
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": 1_000_000,
+        "load_duration": 1000,
+        "prompt_eval_duration": 1000,
+        "eval_duration": 1000,
+    }
+    if not plan.omit_usage:
+        final |= {"prompt_eval_count": u.input, "eval_count": u.output}
+    if not stream:
+        return final
+
+    def lines() -> Iterator[bytes]:
+        for word in _words(plan.text):
+            part = {
+                "model": model,
+                "created_at": final["created_at"],
+                "message": {"role": "assistant", "content": word},
+            }
+            yield json.dumps({**part, "done": False}).encode() + b"\n"
+        yield json.dumps(final).encode() + b"\n"
+
+    return lines()
+
+
+def _cohere(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
+    usage = {
+        "billed_units": {"input_tokens": u.input, "output_tokens": u.output},
+        "tokens": {"input_tokens": u.input + 7, "output_tokens": u.output},
+    }
+    message = {"role": "assistant", "content": [{"type": "text", "text": plan.text}]}
+    if not stream:
+        response: dict[str, Any] = {"id": "mock", "finish_reason": "COMPLETE", "message": message}
+        if not plan.omit_usage:
+            response["usage"] = usage
+        return response
+
+    def events() -> Iterator[bytes]:
+        start = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
+        yield _sse({"type": "message-start", "id": "mock", "delta": {"message": start}}, "message-start")
+        yield _sse(
+            {
+                "type": "content-start",
+                "index": 0,
+                "delta": {"message": {"content": {"type": "text", "text": ""}}},
+            },
+            "content-start",
+        )
+        for word in _words(plan.text):
+            delta = {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": word}}}}
+            yield _sse(delta, "content-delta")
+        yield _sse({"type": "content-end", "index": 0}, "content-end")
+        end: dict[str, Any] = {"finish_reason": "COMPLETE"}
+        if not plan.omit_usage:
+            end["usage"] = usage
+        yield _sse({"type": "message-end", "delta": end}, "message-end")
+
+    return events()
+
+
+# -- Bedrock Converse ----------------------------------------------------------------------------------
+
+
+def _bedrock_usage(u: _Usage) -> dict[str, Any]:
+    # Converse reports inputTokens without the cached part; cache reads and writes come separately.
+    return {
+        "inputTokens": u.uncached,
+        "outputTokens": u.output,
+        "totalTokens": u.input + u.output,
+        "cacheReadInputTokens": u.cache_read,
+        "cacheWriteInputTokens": u.cache_write,
+    }
+
+
+def _bedrock(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
+    if not stream:
+        response: dict[str, Any] = {
+            "output": {"message": {"role": "assistant", "content": [{"text": plan.text}]}},
+            "stopReason": "end_turn",
+            "metrics": {"latencyMs": 12},
+        }
+        if not plan.omit_usage:
+            response["usage"] = _bedrock_usage(u)
+        return response
+
+    def events() -> Iterator[bytes]:
+        yield _event_stream("messageStart", {"role": "assistant"})
+        for word in _words(plan.text):
+            yield _event_stream("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": word}})
+        yield _event_stream("contentBlockStop", {"contentBlockIndex": 0})
+        yield _event_stream("messageStop", {"stopReason": "end_turn"})
+        metadata: dict[str, Any] = {"metrics": {"latencyMs": 12}}
+        if not plan.omit_usage:
+            metadata["usage"] = _bedrock_usage(u)
+        yield _event_stream("metadata", metadata)
+
+    return events()
+
+
+def _event_stream(event_type: str, payload: dict[str, Any]) -> bytes:
+    """One message of AWS's binary event-stream framing (what boto3 parses for ConverseStream)."""
+    headers = b"".join(
+        _event_header(name, value)
+        for name, value in (
+            (":event-type", event_type),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        )
+    )
+    body = json.dumps(payload).encode()
+    total = 12 + len(headers) + len(body) + 4
+    prelude = struct.pack(">II", total, len(headers))
+    prelude += struct.pack(">I", binascii.crc32(prelude) & 0xFFFFFFFF)
+    message = prelude + headers + body
+    return message + struct.pack(">I", binascii.crc32(message) & 0xFFFFFFFF)
+
+
+def _event_header(name: str, value: str) -> bytes:
+    raw_name, raw_value = name.encode(), value.encode()
+    return struct.pack(">B", len(raw_name)) + raw_name + struct.pack(">BH", 7, len(raw_value)) + raw_value
+
+
+_RENDERERS = {
+    "openai.chat": _openai_chat,
+    "openai.responses": _openai_responses,
+    "anthropic": _anthropic,
+    "gemini": _gemini,
+    "gemini.stream": _gemini,
+    "ollama": _ollama,
+    "cohere": _cohere,
+    "bedrock": _bedrock,
+    "bedrock.stream": _bedrock,
+}
