@@ -25,10 +25,15 @@ def build_snapshot() -> dict[str, Any]:
         "format": SNAPSHOT_FORMAT,
         "source": "genai-prices",
         "version": genai_prices.__version__,
-        "units": {
-            key: {"price_key": raw.get("price_key", key), "per": raw["per"], "dimensions": raw["dimensions"]}
+        "units": [  # a list: the registry's order (input before output before caches) is kept
+            {
+                "usage_key": key,
+                "price_key": raw.get("price_key", key),
+                "per": raw["per"],
+                "dimensions": raw["dimensions"],
+            }
             for key, raw in unit_data.items()
-        },
+        ],
         "providers": [_provider(p) for p in providers],
     }
 

@@ -129,10 +129,12 @@ class Unit:
 class UnitRegistry:
     """genai-prices' unit registry: which usage key each price key prices, and how units nest."""
 
-    def __init__(self, raw_units: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(self, raw_units: Sequence[Mapping[str, Any]]) -> None:
         self.units = {
-            key: Unit(key, raw["price_key"], int(raw["per"]), frozenset(raw["dimensions"].items()))
-            for key, raw in raw_units.items()
+            raw["usage_key"]: Unit(
+                raw["usage_key"], raw["price_key"], int(raw["per"]), frozenset(raw["dimensions"].items())
+            )
+            for raw in raw_units
         }
         self.by_price_key = {u.price_key: u for u in self.units.values()}
         self.by_dimensions = {u.dimensions: u for u in self.units.values()}
@@ -255,7 +257,7 @@ def _component_name(usage_key: str) -> str:
 
 def compile_prices(registry: UnitRegistry, prices: Mapping[str, Any], rule: PriceRule) -> PriceSet:
     """Compile a genai-prices price mapping ({price_key: "1.25" | tiered}) into a `PriceSet`."""
-    priced = [registry.by_price_key[k] for k in prices if k in registry.by_price_key]
+    priced = [u for u in registry.units.values() if u.price_key in prices]  # registry order: input first
     problem = registry.check_coverage(priced)
     if problem is not None:
         return PriceSet(rule, (), (), error=f"catalog price for {rule.model} is inconsistent: {problem}")
