@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tokentrail.budgets.cli import budget_app
 from tokentrail.pricing.catalog import default_catalog
 
 app = typer.Typer(help="Exact token usage and cost tracking for LLM agents.", no_args_is_help=True)
@@ -114,3 +115,6 @@ def _timestamp(when: datetime) -> int:
 
 def main() -> None:
     app()
+
+
+app.add_typer(budget_app, name="budget")

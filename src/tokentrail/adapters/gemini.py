@@ -1,0 +1,126 @@
+"""Google Gemini (Gemini API and Vertex AI): `usageMetadata` in JSON, `usage_metadata` in the SDKs.
+
+`promptTokenCount` counts the whole prompt, cached content included; tool-use prompts
+(`toolUsePromptTokenCount`) are counted on top of it, as Google bills them as input.
+`cachedContentTokenCount` → cache reads. Thinking is reported apart from the answer, so
+`output_tokens = candidatesTokenCount + thoughtsTokenCount` and `thoughtsTokenCount` is the reasoning
+share. Modality breakdowns (`promptTokensDetails`, `cacheTokensDetails`, `candidatesTokensDetails`,
+`toolUsePromptTokensDetails`: lists of {modality, tokenCount}) give the audio, image (documents are
+billed as images) and video counts. Proto3 JSON leaves out zero counts, so an absent count is 0.
+
+Streaming: every chunk carries the usage *so far*; the last chunk's usage is the call's usage.
+"""
+
+from __future__ import annotations
+
+from tokentrail._types import Usage
+from tokentrail.adapters._base import (
+    Captured,
+    Fields,
+    Malformed,
+    StreamAccumulator,
+    build_usage,
+    get_field,
+    model_name,
+    text_value,
+)
+
+__all__ = ["GenerateContentStream", "extract", "metadata_usage", "usage_metadata"]
+
+_IMAGE_MODALITIES = ("IMAGE", "DOCUMENT")
+
+
+def usage_metadata(response: object) -> object:
+    found = get_field(response, "usageMetadata")
+    return found if found is not None else get_field(response, "usage_metadata")
+
+
+def _by_modality(usage: Fields, camel: str, snake: str) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for entry in usage.records(camel, snake):
+        modality = (entry.text("modality") or "").upper()
+        totals[modality] = totals.get(modality, 0) + entry.count("tokenCount", "token_count")
+    return totals
+
+
+def metadata_usage(usage: Fields) -> Usage:
+    """A `usageMetadata` object in the one convention."""
+    prompt = usage.count("promptTokenCount", "prompt_token_count", required=True)
+    candidates = usage.count("candidatesTokenCount", "candidates_token_count")
+    thoughts = usage.count("thoughtsTokenCount", "thoughts_token_count")
+    tool_prompt = usage.count("toolUsePromptTokenCount", "tool_use_prompt_token_count")
+    cached = usage.count("cachedContentTokenCount", "cached_content_token_count")
+    usage.count("totalTokenCount", "total_token_count")
+    inputs = _by_modality(usage, "promptTokensDetails", "prompt_tokens_details")
+    tools = _by_modality(usage, "toolUsePromptTokensDetails", "tool_use_prompt_tokens_details")
+    cache = _by_modality(usage, "cacheTokensDetails", "cache_tokens_details")
+    outputs = _by_modality(usage, "candidatesTokensDetails", "candidates_tokens_details")
+
+    def media(totals: dict[str, int], *modalities: str) -> int:
+        return sum(totals.get(m, 0) for m in modalities)
+
+    return build_usage(
+        input_tokens=prompt + tool_prompt,
+        output_tokens=candidates + thoughts,
+        cache_read_tokens=cached,
+        reasoning_tokens=thoughts,
+        input_audio_tokens=media(inputs, "AUDIO") + media(tools, "AUDIO"),
+        input_image_tokens=media(inputs, *_IMAGE_MODALITIES) + media(tools, *_IMAGE_MODALITIES),
+        input_video_tokens=media(inputs, "VIDEO") + media(tools, "VIDEO"),
+        cache_audio_read_tokens=media(cache, "AUDIO"),
+        cache_image_read_tokens=media(cache, *_IMAGE_MODALITIES),
+        output_audio_tokens=media(outputs, "AUDIO"),
+        output_image_tokens=media(outputs, *_IMAGE_MODALITIES),
+        output_video_tokens=media(outputs, "VIDEO"),
+    )
+
+
+def response_model(response: object) -> str | None:
+    return model_name(response, "modelVersion", "model_version", "model")
+
+
+def extract(response: object, provider: str = "google") -> Captured:
+    """Usage of a GenerateContentResponse (SDK object or JSON body)."""
+    raw = usage_metadata(response)
+    if raw is None:
+        raise Malformed("response has no usageMetadata")
+    return Captured(metadata_usage(Fields(raw, "usageMetadata")), response_model(response), provider, {})
+
+
+def _finished(chunk: object) -> bool:
+    candidates = get_field(chunk, "candidates")
+    if not isinstance(candidates, (list, tuple)):
+        return False
+    for candidate in candidates:
+        reason = text_value(get_field(candidate, "finishReason")) or text_value(
+            get_field(candidate, "finish_reason")
+        )
+        if reason and reason != "FINISH_REASON_UNSPECIFIED":
+            return True
+    return False
+
+
+class GenerateContentStream(StreamAccumulator):
+    """streamGenerateContent chunks: usage is cumulative, so the last one seen is the usage."""
+
+    complete_on_close = True
+
+    def __init__(self, provider: str = "google") -> None:
+        super().__init__(provider)
+        self._usage: Usage | None = None
+
+    def _feed(self, event: object) -> None:
+        self.model = response_model(event) or self.model
+        raw = usage_metadata(event)
+        self.complete_on_close = raw is not None  # a later chunk without usage leaves older counts stale
+        if raw is not None:
+            try:
+                self._usage = metadata_usage(Fields(raw, "chunk.usageMetadata"))
+            except Malformed:
+                self._usage = None  # a broken latest report must not leave an older one standing as final
+                raise
+        if raw is not None and _finished(event):
+            self.final = True
+
+    def _seen(self) -> Usage | None:
+        return self._usage

@@ -1,0 +1,60 @@
+"""Ollama (`/api/chat`, `/api/generate`): `prompt_eval_count` prompt tokens, `eval_count` generated tokens.
+
+Counts arrive on the final object (`done: true`), streamed or not. `prompt_eval_count` is the whole prompt,
+KV-cache hits included (Ollama made it so in PR #5371, 2024); older versions left it out when the prompt was
+cached, and such a response is `unknown` rather than a made-up 0. Ollama's OpenAI-compatible `/v1` endpoints
+return OpenAI shapes and are read by the OpenAI adapter.
+"""
+
+from __future__ import annotations
+
+from tokentrail._types import Usage
+from tokentrail.adapters._base import (
+    Captured,
+    Fields,
+    Malformed,
+    StreamAccumulator,
+    build_usage,
+    get_field,
+    model_name,
+)
+
+__all__ = ["ChatStream", "extract", "final_usage"]
+
+PROVIDER = "ollama"
+
+
+def final_usage(response: object) -> Usage:
+    """The usage of a final (`done: true`) Ollama object."""
+    fields = Fields(response, "response")
+    done = get_field(response, "done")
+    if done is not True:
+        raise Malformed(f"response is not final (done is {done!r}); Ollama reports counts on the last object")
+    output = fields.count("eval_count", required=True)
+    if not fields.has("prompt_eval_count"):
+        raise Malformed(
+            "response.prompt_eval_count is missing (Ollama before mid-2024 left it out when the prompt was cached)"
+        )
+    return build_usage(input_tokens=fields.count("prompt_eval_count"), output_tokens=output)
+
+
+def extract(response: object, provider: str = PROVIDER) -> Captured:
+    """Usage of a ChatResponse / GenerateResponse (SDK object or JSON body)."""
+    return Captured(final_usage(response), model_name(response), provider, {})
+
+
+class ChatStream(StreamAccumulator):
+    """JSON-lines chunks: the `done: true` chunk carries the counts."""
+
+    def __init__(self, provider: str = PROVIDER) -> None:
+        super().__init__(provider)
+        self._usage: Usage | None = None
+
+    def _feed(self, event: object) -> None:
+        self.model = model_name(event) or self.model
+        if get_field(event, "done") is True:
+            self._usage = final_usage(event)
+            self.final = True
+
+    def _seen(self) -> Usage | None:
+        return self._usage

@@ -1,0 +1,204 @@
+"""What a budget back-end stores and the operations it makes atomic.
+
+A budget instance in one window is a *slot*. Its counters live in *heads*: a calendar, session or run
+window has one head; a rolling window has one head per bucket and counts the last `ROLLING_BUCKETS`
+of them plus the current one. A head holds settled spend, the sum of live reservations and the highest
+alert level already fired. Each reservation also leaves an *entry* per head with its amount and lease,
+so a reservation whose process died is subtracted again once its lease has passed.
+
+Money is counted in exact integers of 10**-24 USD (`tokentrail._money`), tokens as integers. Every
+back-end takes `now` from the caller, so one injectable clock drives windows and leases alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+__all__ = [
+    "BudgetBackend",
+    "HeadRow",
+    "ReserveOutcome",
+    "SettleOutcome",
+    "Slot",
+    "Tally",
+    "open_backend",
+]
+
+
+class Slot(NamedTuple):
+    """One budget instance in one window, with the limits and alert amounts to apply to it."""
+
+    budget: str
+    scope_key: str
+    window_key: str
+    heads: tuple[str, ...]  # heads[0] takes reservations and spend; all of them count
+    expires_at: float  # when heads[0] may be forgotten (epoch seconds)
+    limit_units: int | None
+    limit_tokens: int | None
+    alert_units: tuple[int, ...]  # ascending amounts at which alert level 1, 2, … is reached
+    alert_tokens: tuple[int, ...]
+    enforce: bool  # refuse a reservation that would pass a limit (action "block")
+
+
+class Tally(NamedTuple):
+    """What a slot's window holds: settled spend and live reservations, in units and tokens."""
+
+    spent_units: int = 0
+    spent_tokens: int = 0
+    reserved_units: int = 0
+    reserved_tokens: int = 0
+
+    def exceeds(self, slot: Slot, units: int, tokens: int) -> bool:
+        """Would adding (`units`, `tokens`) pass one of `slot`'s limits?"""
+        if slot.limit_units is not None and self.spent_units + self.reserved_units + units > slot.limit_units:
+            return True
+        return (
+            slot.limit_tokens is not None
+            and self.spent_tokens + self.reserved_tokens + tokens > slot.limit_tokens
+        )
+
+
+class ReserveOutcome(NamedTuple):
+    """`refused` is the index of the first enforcing slot that had no room (None: reserved everywhere);
+    `tallies` are each slot's window before this reservation."""
+
+    refused: int | None
+    tallies: tuple[Tally, ...]
+
+
+class SettleOutcome(NamedTuple):
+    """Each slot's window after the spend, and the alert levels (0-based) it newly reached."""
+
+    tallies: tuple[Tally, ...]
+    crossed: tuple[tuple[int, ...], ...]
+
+
+class HeadRow(NamedTuple):
+    """A stored head, as listed for status reports."""
+
+    key: str
+    budget: str
+    scope_key: str
+    window_key: str
+    spent_units: int
+    spent_tokens: int
+    reserved_units: int
+    reserved_tokens: int
+    alert_level: int
+    expires_at: float
+
+
+@runtime_checkable
+class BudgetBackend(Protocol):
+    """Atomic counters for budgets. Every method that changes counters is one atomic step."""
+
+    url: str
+    blocking: bool  # True when operations wait on I/O (async callers run them in a worker thread)
+
+    def reserve(
+        self,
+        reservation: str,
+        slots: Sequence[Slot],
+        charges: Sequence[tuple[int, int]],
+        now: float,
+        lease_until: float,
+    ) -> ReserveOutcome:
+        """Reserve `charges[i]` in `slots[i]` for every slot, or in none when an enforcing one has no room."""
+        ...
+
+    def settle(
+        self,
+        reservation: str | None,
+        slots: Sequence[Slot],
+        charges: Sequence[tuple[int, int]],
+        now: float,
+    ) -> SettleOutcome:
+        """Drop the reservation's live entries (if any) and add the actual spend to each slot."""
+        ...
+
+    def release(self, reservation: str, slots: Sequence[Slot], now: float) -> None:
+        """Drop the reservation's live entries without spending anything."""
+        ...
+
+    def read(self, slots: Sequence[Slot], now: float) -> list[Tally]:
+        """Each slot's window now (expired reservations left out)."""
+        ...
+
+    def heads(self, budget: str, now: float) -> list[HeadRow]:
+        """Every head of `budget` whose window has not expired."""
+        ...
+
+    def register(self, definitions: Mapping[str, Mapping[str, Any]]) -> None:
+        """Store budget definitions so command-line tools can describe the counters."""
+        ...
+
+    def definitions(self) -> dict[str, dict[str, Any]]: ...
+
+    def set_limits(self, budget: str, limits: tuple[int | None, int | None] | None) -> None:
+        """Override a budget's (USD units, tokens) limits for every process; None drops the override."""
+        ...
+
+    def limits(self) -> dict[str, tuple[int | None, int | None]]: ...
+
+    def reset(self, budget: str, scope_key: str | None = None) -> int:
+        """Forget the counters (spend, reservations, alerts) of `budget`; returns how many heads went."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_backend(url: str | BudgetBackend | None) -> BudgetBackend:
+    """A back-end from a URL: "memory://", "sqlite:///path.db", "redis://host:6379/0?prefix=tt:",
+    "postgresql://user@host/db?schema=tokentrail". Redis and Postgres clients are imported here, lazily."""
+    if url is None:
+        from tokentrail.budgets.memory import MemoryBackend
+
+        return MemoryBackend()
+    if not isinstance(url, str):
+        return url
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "memory":
+        from tokentrail.budgets.memory import MemoryBackend
+
+        return MemoryBackend()
+    if scheme == "sqlite":
+        from tokentrail.budgets.sqlite import SQLiteBackend
+
+        return SQLiteBackend(sqlite_path(url))
+    if scheme in ("redis", "rediss", "unix"):
+        from tokentrail.budgets.redis import RedisBackend
+
+        base, options = split_options(url, "prefix")
+        return RedisBackend(base, prefix=options.get("prefix", "tokentrail:budget:"))
+    if scheme in ("postgres", "postgresql"):
+        from tokentrail.budgets.postgres import PostgresBackend
+
+        base, options = split_options(url, "schema")
+        return PostgresBackend(base, schema=options.get("schema", "tokentrail"))
+    from tokentrail.budgets.policy import BudgetConfigError
+
+    raise BudgetConfigError(
+        f"unknown budget backend URL {url!r}; use memory://, sqlite:///path.db, redis://… or postgresql://…"
+    )
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a sqlite:///relative.db or sqlite:////absolute.db URL (":memory:" allowed)."""
+    rest = url.split(":", 1)[1]
+    if rest.startswith("///"):
+        return rest[3:] or ":memory:"
+    if rest.startswith("//"):
+        return rest[2:] or ":memory:"
+    return rest or ":memory:"
+
+
+def split_options(url: str, *names: str) -> tuple[str, dict[str, str]]:
+    """`url` without the query parameters `names`, and their values."""
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    parts = urlsplit(url)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    options = {name: query.pop(name)[-1] for name in names if name in query}
+    rest = urlencode([(k, v) for k, values in query.items() for v in values])
+    return parts._replace(query=rest).geturl(), options

@@ -1,0 +1,264 @@
+"""The store protocol every usage store implements, the query it answers, and shared aggregation.
+
+A store is a sink (`append(record)`) that can also answer `summary`, `history` and `reset` for a
+`Query`. The in-memory store is the first; SQLite and Postgres stores implement the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from tokentrail._money import SCALE
+from tokentrail._record import GroupValue, Record, SummaryRow
+from tokentrail._types import TOKEN_FIELDS, Usage, UsageStatus
+
+__all__ = [
+    "FILTER_KEYS",
+    "GROUP_KEYS",
+    "TIME_KEYS",
+    "Aggregate",
+    "KeyFields",
+    "Query",
+    "Store",
+    "group_values",
+    "provider_cost_units",
+    "record_vector",
+    "time_bucket",
+]
+
+# Group keys: attribution, model, provider, one tag (a record counts once under each of its tags),
+# hierarchy path ("a/b"), and UTC time buckets.
+TIME_KEYS = ("hour", "day", "month")
+GROUP_KEYS = ("agent", "session", "user", "tool", "model", "provider", "tag", "path", "status", *TIME_KEYS)
+FILTER_KEYS = ("agent", "session", "user", "tool", "model", "provider", "tag", "status", "priced")
+
+HOUR_US = 3_600_000_000
+
+
+class KeyFields(Protocol):
+    """The non-numeric fields of a record (or of a group of identical records) that queries look at."""
+
+    @property
+    def agent(self) -> str | None: ...
+    @property
+    def session(self) -> str | None: ...
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def tool(self) -> str | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+    @property
+    def path(self) -> tuple[str, ...]: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def priced(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Which records a query covers: field filters, a time range [since, until) and a hierarchy node.
+
+    A filter value that is a list, tuple, set or frozenset matches any of its members.
+    `path` selects a node of the hierarchy: with `include_children` its whole subtree, otherwise only
+    records attributed to that node itself.
+    """
+
+    filters: tuple[tuple[str, object], ...] = ()
+    since_us: int | None = None
+    until_us: int | None = None
+    path: tuple[str, ...] = ()
+    include_children: bool = True
+
+    @classmethod
+    def build(
+        cls,
+        filters: dict[str, object],
+        since_us: int | None = None,
+        until_us: int | None = None,
+        path: tuple[str, ...] = (),
+        include_children: bool = True,
+    ) -> Query:
+        unknown = sorted(set(filters) - set(FILTER_KEYS))
+        if unknown:
+            raise ValueError(f"unknown filter {', '.join(unknown)}; known: {', '.join(FILTER_KEYS)}")
+        return cls(tuple(sorted(filters.items())), since_us, until_us, path, include_children)
+
+    @property
+    def everything(self) -> bool:
+        """True when the query covers every record."""
+        return (
+            not self.filters
+            and self.since_us is None
+            and self.until_us is None
+            and not self.path
+            and (self.include_children)
+        )
+
+    def matches(self, key: KeyFields) -> bool:
+        """Whether records with these fields fall under the filters and the hierarchy node."""
+        path = key.path
+        if self.include_children:
+            if path[: len(self.path)] != self.path:
+                return False
+        elif path != self.path:
+            return False
+        for name, wanted in self.filters:
+            if name == "tag":
+                tags = key.tags
+                if not any(tag in tags for tag in _options(wanted)):
+                    return False
+            elif getattr(key, name) not in _options(wanted):
+                return False
+        return True
+
+    def in_time(self, timestamp_us: int) -> bool:
+        return (self.since_us is None or timestamp_us >= self.since_us) and (
+            self.until_us is None or timestamp_us < self.until_us
+        )
+
+
+def _options(wanted: object) -> Collection[object]:
+    if isinstance(wanted, (list, tuple, set, frozenset)):
+        return wanted
+    if isinstance(wanted, UsageStatus):
+        return (wanted.value,)
+    return (wanted,)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where records are kept and queried."""
+
+    def append(self, record: Record) -> None: ...
+
+    def summary(self, query: Query, by: tuple[str, ...]) -> list[SummaryRow]: ...
+
+    def history(self, query: Query, limit: int | None = None) -> list[Record]: ...
+
+    def reset(self, query: Query) -> int: ...
+
+
+def group_values(key: KeyFields, by: tuple[str, ...], hour: int) -> list[tuple[GroupValue, ...]]:
+    """The group(s) records with `key` in UTC hour bucket `hour` belong to (one per tag for "tag")."""
+    groups: list[tuple[GroupValue, ...]] = [()]
+    for name in by:
+        values: Iterable[GroupValue]
+        if name == "tag":
+            values = key.tags or (None,)
+        elif name == "path":
+            values = ("/".join(key.path),)
+        elif name in TIME_KEYS:
+            values = (time_bucket(name, hour),)
+        else:
+            values = (getattr(key, name),)
+        groups = [(*group, value) for group in groups for value in values]
+    return groups
+
+
+def time_bucket(name: str, hour: int) -> GroupValue:
+    """The UTC bucket ("hour" → datetime, "day" → date, "month" → its first day) of an hour index."""
+    start = datetime.fromtimestamp(hour * 3600, timezone.utc)
+    if name == "hour":
+        return start
+    if name == "day":
+        return start.date()
+    return date(start.year, start.month, 1)
+
+
+# -- aggregation ----------------------------------------------------------------------------------------
+# An aggregate vector: the sums every store keeps per group of records. Token sums follow TOKEN_FIELDS.
+
+CALLS, COST, DURATION, TIMED, TIMED_OUTPUT, PROVIDER_COST, PROVIDER_CALLS, COST_ON_PROVIDER_CALLS = range(8)
+TOKENS = 8
+VECTOR_SIZE = TOKENS + len(TOKEN_FIELDS)
+
+_STATUS_ORDER = [status.value for status in UsageStatus]  # most certain first
+
+
+class Aggregate:
+    """Sums aggregate vectors of one group and turns them into a `SummaryRow`."""
+
+    __slots__ = ("compared_cost", "compared_provider", "priced_tokens", "status_counts", "unpriced", "vector")
+
+    def __init__(self) -> None:
+        self.vector: list[int | float] = [0] * VECTOR_SIZE
+        self.vector[DURATION] = 0.0
+        self.unpriced = 0
+        self.priced_tokens = 0
+        self.compared_provider = 0
+        self.compared_cost = 0
+        self.status_counts: dict[str, int] = {}
+
+    def add(self, vector: list[int | float], priced: bool, status: str) -> None:
+        mine = self.vector
+        for i, value in enumerate(vector[:VECTOR_SIZE]):
+            mine[i] += value
+        calls = int(vector[CALLS])
+        self.status_counts[status] = self.status_counts.get(status, 0) + calls
+        if priced:
+            self.priced_tokens += int(vector[TOKENS] + vector[TOKENS + 1])
+            self.compared_provider += int(vector[PROVIDER_COST])
+            self.compared_cost += int(vector[COST_ON_PROVIDER_CALLS])
+        else:
+            self.unpriced += calls
+
+    def row(self, group: dict[str, GroupValue]) -> SummaryRow:
+        v = self.vector
+        seen = [s for s in _STATUS_ORDER if self.status_counts.get(s)]
+        counts: dict[str, Any] = {name: int(v[TOKENS + i]) for i, name in enumerate(TOKEN_FIELDS)}
+        usage = Usage(**counts, status=UsageStatus(seen[-1]) if seen else UsageStatus.COMPLETE)
+        return SummaryRow(
+            group=group,
+            calls=int(v[CALLS]),
+            unpriced_calls=self.unpriced,
+            usage=usage,
+            cost_units=int(v[COST]),
+            priced_tokens=self.priced_tokens,
+            duration_ms=float(v[DURATION]),
+            timed_calls=int(v[TIMED]),
+            timed_output_tokens=int(v[TIMED_OUTPUT]),
+            provider_cost_units=int(v[PROVIDER_COST]),
+            provider_cost_calls=int(v[PROVIDER_CALLS]),
+            compared_provider_units=self.compared_provider,
+            compared_cost_units=self.compared_cost,
+            status_counts={s: self.status_counts[s] for s in seen},
+        )
+
+
+def record_vector(record: Record, provider_cost_units: int | None) -> list[int | float]:
+    """The aggregate vector of a single record."""
+    vector: list[int | float] = [0] * VECTOR_SIZE
+    usage = record.usage
+    vector[CALLS] = 1
+    vector[COST] = record.cost_units or 0
+    vector[DURATION] = 0.0
+    if record.duration_ms is not None:
+        vector[DURATION] = record.duration_ms
+        vector[TIMED] = 1
+        vector[TIMED_OUTPUT] = usage.output_tokens
+    if provider_cost_units is not None:
+        vector[PROVIDER_COST] = provider_cost_units
+        vector[PROVIDER_CALLS] = 1
+        vector[COST_ON_PROVIDER_CALLS] = record.cost_units or 0
+    for i, name in enumerate(TOKEN_FIELDS):
+        vector[TOKENS + i] = getattr(usage, name)
+    return vector
+
+
+_UNIT = Decimal(1).scaleb(-SCALE)
+_EXACT = Context(prec=1000)
+
+
+def provider_cost_units(reported: Decimal) -> int:
+    """A provider-reported USD amount in yocto-dollars (rounded half-even past 24 decimal places)."""
+    return int(reported.quantize(_UNIT, rounding=ROUND_HALF_EVEN, context=_EXACT).scaleb(SCALE, _EXACT))

@@ -1,0 +1,666 @@
+"""The in-memory store: records kept in compact columns, partitioned by what they share.
+
+Layout, chosen for a short write path and ≈ 60 bytes a record:
+
+- every distinct combination of the non-numeric fields (model, provider, attribution, price rule,
+  status, …) is stored once as a `_Key`;
+- a key's records are split by UTC hour into `_Cell`s; a cell holds its records in arrays: timestamp,
+  id sequence and cost (in 10**-12 USD) as `array('q')`, the six common token counts interleaved in one
+  `array('I')`, the duration as `array('d')`;
+- `append` only queues a record; queued records move into the columns in batches, with C-level passes
+  (`map`, `fromlist`, `sum`) over each batch;
+- anything rare (media tokens, more than 2**32 tokens, a cost finer than 10**-12 USD, a provider-reported
+  cost) goes to small per-cell side tables;
+- each cell keeps the sums of its records up to date as they are written, so a summary adds up cells and
+  scans rows only in the hours that `since`/`until` cut through.
+"""
+
+from __future__ import annotations
+
+import heapq
+import operator
+import threading
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import date
+from decimal import Decimal
+from functools import partial
+from itertools import compress, repeat, starmap
+from operator import and_, floordiv, is_, mod
+from typing import Any
+
+from tokentrail._record import EMPTY_ATTRIBUTION, Attribution, GroupValue, Record, SummaryRow
+from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
+from tokentrail.stores.base import (
+    CALLS,
+    COST,
+    DURATION,
+    GROUP_KEYS,
+    HOUR_US,
+    TIME_KEYS,
+    TIMED,
+    TIMED_OUTPUT,
+    TOKENS,
+    VECTOR_SIZE,
+    Aggregate,
+    Query,
+    group_values,
+    provider_cost_units,
+    record_vector,
+)
+
+__all__ = ["MemoryStore"]
+
+# Counts read from every Usage, in this order: the compact ones (kept in the token column), then the
+# rare ones (all zero, and requests == 1, for a compact row).
+_COMPACT = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+)
+_RARE = (*(name for name in TOKEN_FIELDS if name not in _COMPACT and name != "requests"), "requests")
+_COUNTED = (*_COMPACT, *_RARE)
+_counts = operator.attrgetter(*_COUNTED)
+
+# Two list comprehensions compiled from the field names: plain attribute reads in a loop are the
+# cheapest way CPython has to read many slots of many objects.
+_scan_namespace: dict[str, Any] = {}
+exec(
+    "def flat_counts(usages):\n"
+    f"    return [n for u in usages for n in ({', '.join(f'u.{name}' for name in _COMPACT)})]\n"
+    "def rare_counts(usages):\n"
+    f"    return [{' | '.join(f'u.{name}' for name in _RARE[:-1])} | (u.requests ^ 1) for u in usages]\n"
+    # What the store's keys are made of, by identity where the objects are interned or shared.
+    "def fast_keys(records):\n"
+    "    return [(r.model, r.provider, id(r.attribution), id(r.price_rule), r.unpriced_reason,\n"
+    "             r.cost_units is None, r.id >> 48, id(r.usage.status), r.usage.reason, r.context is None)\n"
+    "            for r in records]\n",
+    _scan_namespace,
+)
+_fast_keys: Callable[[list[Record]], list[tuple[object, ...]]] = _scan_namespace["fast_keys"]
+_flat_counts: Callable[[list[Usage]], list[int]] = _scan_namespace["flat_counts"]
+_any_rare: Callable[[list[Usage]], list[int]] = _scan_namespace["rare_counts"]
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
+_usage_of = operator.attrgetter("usage")
+_status_of = operator.attrgetter("status")
+_reason_of = operator.attrgetter("reason")
+_model_of = operator.attrgetter("model")
+_provider_of = operator.attrgetter("provider")
+_attribution_of = operator.attrgetter("attribution")
+_rule_of = operator.attrgetter("price_rule")
+_unpriced_reason_of = operator.attrgetter("unpriced_reason")
+_cost_of = operator.attrgetter("cost_units")
+_id_of = operator.attrgetter("id")
+_context_of = operator.attrgetter("context")
+_timestamp_of = operator.attrgetter("timestamp_us")
+_duration_of = operator.attrgetter("duration_ms")
+_provider_cost_of = operator.attrgetter("provider_cost")
+_PLAIN_RARE = (*(0 for _ in _RARE[:-1]), 1)
+_WIDTH = len(_COMPACT)
+_SLOT = tuple(TOKENS + TOKEN_FIELDS.index(name) for name in _COUNTED)  # vector index of each count
+_REQUESTS = TOKENS + TOKEN_FIELDS.index("requests")
+_OUTPUT = TOKENS + TOKEN_FIELDS.index("output_tokens")
+
+_COST_SCALE = 10**12  # cost column unit: 10**-12 USD
+_MAX_COST = (2**63 - 1) * 10**12  # larger costs go to the side table
+_SEQUENCE_MASK = (1 << 48) - 1
+_NO_DURATION = -1.0
+_FAST_CACHE_LIMIT = 16_384
+_COMPLETE = UsageStatus.COMPLETE
+
+
+class _Cell:
+    """The records of one key in one UTC hour, and their sums (kept up to date on every write)."""
+
+    __slots__ = (
+        "costs",
+        "durations",
+        "exact_costs",
+        "hour",
+        "reported",
+        "sequences",
+        "sums",
+        "timestamps",
+        "tokens",
+        "wide",
+    )
+
+    def __init__(self, hour: int) -> None:
+        self.hour = hour
+        self.timestamps = array("q")  # µs since the epoch
+        self.sequences = array("q")  # the low 48 bits of the record id
+        self.costs = array("q")  # in 10**-12 USD (0 when unpriced or in exact_costs)
+        self.tokens = array("I")  # the _COMPACT counts per record (zeros for a wide record)
+        self.durations = array("d")  # ms; _NO_DURATION when none was given
+        self.wide: dict[int, tuple[int, ...]] | None = None  # index → all _COUNTED counts
+        self.exact_costs: dict[int, int] | None = None  # index → cost units the cost column cannot hold
+        self.reported: dict[int, Decimal] | None = None  # index → provider-reported cost
+        self.sums: list[int | float] = _zero_vector()  # the aggregate vector of all its records
+
+    def __len__(self) -> int:
+        return len(self.durations)
+
+    def timestamp(self, index: int) -> int:
+        return self.timestamps[index]
+
+
+def _zero_vector() -> list[int | float]:
+    vector: list[int | float] = [0] * VECTOR_SIZE
+    vector[DURATION] = 0.0
+    return vector
+
+
+class _Key:
+    """The fields many records share, stored once, with the key's cells by hour."""
+
+    __slots__ = (
+        "attribution",
+        "cells",
+        "context",
+        "id_prefix",
+        "model",
+        "priced",
+        "provider",
+        "rule",
+        "unpriced_reason",
+        "usage_reason",
+        "usage_status",
+    )
+
+    def __init__(
+        self,
+        model: str | None,
+        provider: str | None,
+        attribution: Attribution,
+        rule: PriceRule | None,
+        priced: bool,
+        unpriced_reason: str | None,
+        usage_status: UsageStatus,
+        usage_reason: str | None,
+        context: tuple[tuple[str, str], ...] | None,
+        id_prefix: int,
+    ) -> None:
+        self.model = model
+        self.provider = provider
+        self.attribution = attribution
+        self.rule = rule
+        self.priced = priced
+        self.unpriced_reason = unpriced_reason
+        self.usage_status = usage_status
+        self.usage_reason = usage_reason
+        self.context = context
+        self.id_prefix = id_prefix
+        self.cells: dict[int, _Cell] = {}
+
+    @property
+    def agent(self) -> str | None:
+        return self.attribution.agent
+
+    @property
+    def session(self) -> str | None:
+        return self.attribution.session
+
+    @property
+    def user(self) -> str | None:
+        return self.attribution.user
+
+    @property
+    def tool(self) -> str | None:
+        return self.attribution.tool
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.attribution.tags
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.attribution.path
+
+    @property
+    def status(self) -> str:
+        return self.usage_status.value
+
+
+class MemoryStore:
+    """Keeps every record in compact columns; summaries sum columns, not records.
+
+    `append` only queues the record (a deque append, safe from any thread without a lock); queued
+    records are moved into the columns in batches, with C-level passes over the batch, when the queue
+    is full or before any read.
+    """
+
+    def __init__(self, batch_size: int = 512) -> None:
+        self._lock = threading.Lock()
+        self._batch_size = batch_size
+        self._pending: deque[Record] = deque()
+        self._keys: dict[tuple[object, ...], _Key] = {}
+        self._fast: dict[tuple[object, ...], tuple[_Key, Attribution, PriceRule | None]] = {}
+        self._rule_signatures: dict[int, tuple[PriceRule, str]] = {}
+        self.rejected = 0  # malformed records dropped (a Record built by hand with impossible values)
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._flush()
+            return sum(len(cell) for key in self._keys.values() for cell in key.cells.values())
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def append(self, record: Record) -> None:
+        """Store one record; safe to call from any number of threads at once."""
+        pending = self._pending
+        pending.append(record)
+        if len(pending) >= self._batch_size:
+            with self._lock:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Move every queued record into the columns (caller holds the lock)."""
+        pending = self._pending
+        while pending:
+            batch = list(starmap(pending.popleft, repeat((), min(len(pending), self._batch_size))))
+            try:
+                keys: list[_Key | None] = list(self._keys_of(batch))
+            except Exception:  # a malformed record: find the keys one by one
+                keys = [self._safe_key(record) for record in batch]
+            first = keys[0]
+            if first is not None and keys.count(first) == len(keys):
+                self._store_group(first, batch)
+                continue
+            groups: dict[_Key | None, list[Record]] = {}
+            for key, record in zip(keys, batch, strict=True):
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [record]
+                else:
+                    group.append(record)
+            for key, group in groups.items():
+                if key is None:
+                    for record in group:
+                        self._reject(record)
+                else:
+                    self._store_group(key, group)
+
+    def _store_group(self, key: _Key, batch: list[Record]) -> None:
+        try:
+            self._store(key, batch)  # raises only before it changes anything
+        except Exception:
+            for record in batch:
+                try:
+                    self._store(key, [record])
+                except Exception:
+                    self._reject(record)
+
+    def _safe_key(self, record: Record) -> _Key | None:
+        try:
+            return self._key_for(record)
+        except Exception:
+            return None
+
+    def _reject(self, record: object) -> None:
+        """Drop a record the store cannot hold (not a well-formed Record): counted and logged."""
+        self.rejected += 1
+        import logging
+
+        logging.getLogger("tokentrail").exception("tokentrail: memory store rejected %r", record)
+
+    def _keys_of(self, batch: list[Record]) -> list[_Key]:
+        """The key of each record: one cached dict lookup each for the usual record."""
+        fast_keys = _fast_keys(batch)
+        found = list(map(self._fast.get, fast_keys))
+        if None in found:
+            for i, record in enumerate(batch):
+                if found[i] is not None:
+                    continue
+                if record.context is not None:  # a mapping: not part of the fast key
+                    found[i] = (self._key_for(record), EMPTY_ATTRIBUTION, None)
+                else:
+                    found[i] = self._fast_entry(record, fast_keys[i])
+        return list(map(_first, found))  # type: ignore[arg-type]
+
+    def _store(self, key: _Key, batch: list[Record]) -> None:
+        """Add one key's records to its cells (caller holds the lock)."""
+        timestamps = list(map(_timestamp_of, batch))
+        hour = min(timestamps) // HOUR_US
+        if max(timestamps) // HOUR_US == hour:
+            self._store_hour(self._cell_for(key, hour), key.priced, batch, timestamps)
+            return
+        by_hour: dict[int, list[Record]] = {}
+        for record, timestamp in zip(batch, timestamps, strict=True):
+            by_hour.setdefault(timestamp // HOUR_US, []).append(record)
+        for hour, part in by_hour.items():
+            self._store_hour(self._cell_for(key, hour), key.priced, part, list(map(_timestamp_of, part)))
+
+    def _store_hour(self, cell: _Cell, priced: bool, batch: list[Record], timestamps: list[int]) -> None:
+        """Append records of one cell: column-wise when all are regular, else one by one."""
+        try:
+            usages = list(map(_usage_of, batch))
+            flat = _flat_counts(usages)
+            costs = list(map(_cost_of, batch)) if priced else None
+            regular = (
+                not any(_any_rare(usages))
+                and not (max(flat[0::_WIDTH]) | max(flat[1::_WIDTH])) >> 32
+                and list(map(_provider_cost_of, batch)).count(None) == len(batch)
+                and (
+                    costs is None
+                    or (
+                        not any(map(mod, costs, repeat(_COST_SCALE)))
+                        and min(costs) > -_MAX_COST
+                        and max(costs) < _MAX_COST
+                    )
+                )
+            )
+        except Exception:
+            regular = False
+        if regular and _atomically(cell, lambda: self._extend(cell, batch, timestamps, flat, costs)):
+            return
+        for record in batch:
+            if not _atomically(cell, partial(self._store_one, cell, record)):
+                self._reject(record)
+
+    @staticmethod
+    def _extend(
+        cell: _Cell,
+        batch: list[Record],
+        timestamps: list[int],
+        flat: list[int],
+        costs: list[int] | None,
+    ) -> None:
+        """Append regular records: compact counts, a cost the column holds, nothing reported."""
+        count = len(batch)
+        sums = cell.sums
+        cell.timestamps.fromlist(timestamps)
+        cell.sequences.fromlist(list(map(and_, map(_id_of, batch), repeat(_SEQUENCE_MASK))))
+        if costs is None:
+            cell.costs.fromlist([0] * count)
+        else:
+            cell.costs.fromlist(list(map(floordiv, costs, repeat(_COST_SCALE))))
+            sums[COST] += sum(costs)
+        cell.tokens.fromlist(flat)
+        for j in range(_WIDTH):
+            sums[_SLOT[j]] += sum(flat[j::_WIDTH])
+        sums[CALLS] += count
+        sums[_REQUESTS] += count
+        durations = list(map(_duration_of, batch))
+        missing = durations.count(None)
+        timed_output = sum(flat[1::_WIDTH])
+        if missing:
+            timed_output -= sum(compress(flat[1::_WIDTH], map(is_, durations, repeat(None))))
+            durations = [_NO_DURATION if duration is None else duration for duration in durations]
+        sums[DURATION] += sum(durations) - missing * _NO_DURATION
+        sums[TIMED] += count - missing
+        sums[TIMED_OUTPUT] += timed_output
+        cell.durations.fromlist(durations)
+
+    @staticmethod
+    def _store_one(cell: _Cell, record: Record) -> None:
+        """Append one record with whatever the columns cannot hold in the cell's side tables."""
+        counts: tuple[int, ...] = _counts(record.usage)
+        index = len(cell)
+        cost = record.cost_units or 0
+        stored_cost, remainder = divmod(cost, _COST_SCALE)
+        if remainder or not -_MAX_COST < cost < _MAX_COST:
+            if cell.exact_costs is None:
+                cell.exact_costs = {}
+            cell.exact_costs[index] = cost
+            stored_cost = 0
+        cell.timestamps.append(record.timestamp_us)
+        cell.sequences.append(record.id & _SEQUENCE_MASK)
+        cell.costs.append(stored_cost)
+        if counts[_WIDTH:] == _PLAIN_RARE and not (counts[0] | counts[1]) >> 32:
+            cell.tokens.extend(counts[:_WIDTH])
+        else:
+            cell.tokens.extend((0,) * _WIDTH)
+            if cell.wide is None:
+                cell.wide = {}
+            cell.wide[index] = counts
+        cell.durations.append(_NO_DURATION if record.duration_ms is None else record.duration_ms)
+        reported = record.provider_cost
+        if reported is not None:
+            if cell.reported is None:
+                cell.reported = {}
+            cell.reported[index] = reported
+        vector = record_vector(record, None if reported is None else provider_cost_units(reported))
+        sums = cell.sums
+        for i, value in enumerate(vector):
+            sums[i] += value
+
+    def _cell_for(self, key: _Key, hour: int) -> _Cell:
+        cell = key.cells.get(hour)
+        if cell is None:
+            cell = key.cells[hour] = _Cell(hour)
+        return cell
+
+    def _fast_entry(
+        self, record: Record, fast_key: tuple[object, ...]
+    ) -> tuple[_Key, Attribution, PriceRule | None]:
+        """Resolve a record's key and remember it under its fast key (lock held)."""
+        entry = (self._key_for(record), record.attribution, record.price_rule)  # keeps fast_key's ids alive
+        if len(self._fast) >= _FAST_CACHE_LIMIT:
+            self._fast.clear()
+        self._fast[fast_key] = entry
+        return entry
+
+    def _key_for(self, record: Record) -> _Key:
+        """The record's key, created the first time its combination of fields is seen (lock held)."""
+        usage = record.usage
+        attribution = record.attribution
+        rule = record.price_rule
+        priced = record.cost_units is not None
+        context = tuple(sorted(record.context.items())) if record.context is not None else None
+        prefix = record.id >> 48
+        canonical = (
+            record.model,
+            record.provider,
+            attribution,
+            self._rule_signature(rule),
+            priced,
+            record.unpriced_reason,
+            usage.status.value,
+            usage.reason,
+            context,
+            prefix,
+        )
+        key = self._keys.get(canonical)
+        if key is None:
+            key = self._keys[canonical] = _Key(
+                record.model,
+                record.provider,
+                attribution,
+                rule,
+                priced,
+                record.unpriced_reason,
+                usage.status,
+                usage.reason,
+                context,
+                prefix,
+            )
+        return key
+
+    def _rule_signature(self, rule: PriceRule | None) -> str | None:
+        if rule is None:
+            return None
+        known = self._rule_signatures.get(id(rule))
+        if known is not None and known[0] is rule:
+            return known[1]
+        fields = [rule.provider, rule.model, rule.model_name, rule.source, str(rule.price_date), rule.variant]
+        import json  # first sight of a price rule only
+
+        signature = json.dumps([*fields, rule.prices], sort_keys=True, default=str)
+        if len(self._rule_signatures) >= _FAST_CACHE_LIMIT:
+            self._rule_signatures.clear()
+        self._rule_signatures[id(rule)] = (rule, signature)
+        return signature
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def summary(self, query: Query, by: tuple[str, ...]) -> list[SummaryRow]:
+        """One row per group of `by` over the records `query` selects."""
+        unknown = [name for name in by if name not in GROUP_KEYS]
+        if unknown:
+            raise ValueError(f"cannot group by {', '.join(unknown)}; known: {', '.join(GROUP_KEYS)}")
+        parts: list[tuple[_Key, int, list[int | float]]] = []
+        with self._lock:
+            self._flush()
+            for key in self._matching_keys(query):
+                for hour, cell in key.cells.items():
+                    coverage = _coverage(query, hour)
+                    if coverage == "all":
+                        parts.append((key, hour, cell.sums[:]))
+                    elif coverage == "part":
+                        parts.extend((key, hour, vector) for vector in self._row_vectors(key, cell, query))
+        groups: dict[tuple[GroupValue, ...], Aggregate] = {}
+        for key, hour, vector in parts:
+            for group in group_values(key, by, hour):
+                aggregate = groups.get(group)
+                if aggregate is None:
+                    aggregate = groups[group] = Aggregate()
+                aggregate.add(vector, key.priced, key.status)
+        rows = [aggregate.row(dict(zip(by, group, strict=True))) for group, aggregate in groups.items()]
+        if any(name in TIME_KEYS for name in by):
+            rows.sort(key=lambda row: [_sortable(value) for value in row.group.values()])
+        else:
+            rows.sort(
+                key=lambda row: (-row.cost_units, -row.calls, [_sortable(v) for v in row.group.values()])
+            )
+        return rows
+
+    def _row_vectors(self, key: _Key, cell: _Cell, query: Query) -> Iterator[list[int | float]]:
+        for index in range(len(cell)):
+            if query.in_time(cell.timestamp(index)):
+                record = self._record_at(key, cell, index)
+                reported = record.provider_cost
+                yield record_vector(record, None if reported is None else provider_cost_units(reported))
+
+    def history(self, query: Query, limit: int | None = None) -> list[Record]:
+        """The records `query` selects, oldest first; with `limit`, only the last `limit` of them."""
+        if limit is not None and limit <= 0:
+            return []
+        with self._lock:
+            self._flush()
+            found: list[tuple[int, int, int, _Key, _Cell, int]] = []  # (timestamp, prefix, sequence, …)
+            for key in self._matching_keys(query):
+                for hour, cell in key.cells.items():
+                    if _coverage(query, hour) == "none":
+                        continue
+                    sequences = cell.sequences
+                    for index, timestamp in enumerate(cell.timestamps):
+                        if query.in_time(timestamp):
+                            found.append((timestamp, key.id_prefix, sequences[index], key, cell, index))
+            order = operator.itemgetter(0, 1, 2)
+            chosen = heapq.nlargest(limit, found, key=order)[::-1] if limit is not None else found
+            if limit is None:
+                chosen.sort(key=order)
+            return [self._record_at(key, cell, index) for _, _, _, key, cell, index in chosen]
+
+    def reset(self, query: Query) -> int:
+        """Forget the records `query` selects; returns how many were removed."""
+        removed = 0
+        with self._lock:
+            self._flush()
+            for key in self._matching_keys(query):
+                for hour, cell in list(key.cells.items()):
+                    coverage = _coverage(query, hour)
+                    if coverage == "all":
+                        removed += len(cell)
+                        del key.cells[hour]
+                    elif coverage == "part":
+                        removed += self._cut(key, hour, cell, query)
+        return removed
+
+    def _cut(self, key: _Key, hour: int, cell: _Cell, query: Query) -> int:
+        """Rebuild a cell without the records in the query's time range (caller holds the lock)."""
+        kept = [
+            self._record_at(key, cell, i) for i in range(len(cell)) if not query.in_time(cell.timestamp(i))
+        ]
+        del key.cells[hour]
+        if kept:
+            self._store(key, kept)
+        return len(cell) - len(kept)
+
+    def _matching_keys(self, query: Query) -> list[_Key]:
+        return [key for key in self._keys.values() if key.cells and query.matches(key)]
+
+    @staticmethod
+    def _record_at(key: _Key, cell: _Cell, index: int) -> Record:
+        wide = cell.wide.get(index) if cell.wide is not None else None
+        counts = wide if wide is not None else cell.tokens[_WIDTH * index : _WIDTH * (index + 1)]
+        usage = Usage(
+            **dict(zip(_COUNTED[: len(counts)], counts, strict=True)),
+            status=key.usage_status,
+            reason=key.usage_reason,
+        )
+        cost: int | None = None
+        if key.priced:
+            exact = cell.exact_costs.get(index) if cell.exact_costs is not None else None
+            cost = exact if exact is not None else cell.costs[index] * _COST_SCALE
+        duration = cell.durations[index]
+        return Record(
+            id=key.id_prefix << 48 | cell.sequences[index],
+            timestamp_us=cell.timestamps[index],
+            usage=usage,
+            model=key.model,
+            provider=key.provider,
+            cost_units=cost,
+            price_rule=key.rule,
+            unpriced_reason=key.unpriced_reason,
+            duration_ms=None if duration == _NO_DURATION else duration,
+            attribution=key.attribution,
+            provider_cost=cell.reported.get(index) if cell.reported is not None else None,
+            context=dict(key.context) if key.context is not None else None,
+        )
+
+
+def _atomically(cell: _Cell, change: Callable[[], None]) -> bool:
+    """Apply `change` to the cell entirely or not at all; False when it failed (and was undone)."""
+    marks = (
+        len(cell.timestamps),
+        len(cell.sequences),
+        len(cell.costs),
+        len(cell.tokens),
+        len(cell.durations),
+    )
+    sums = cell.sums[:]
+    try:
+        change()
+    except Exception:
+        columns: tuple[array[Any], ...] = (
+            cell.timestamps,
+            cell.sequences,
+            cell.costs,
+            cell.tokens,
+            cell.durations,
+        )
+        for column, mark in zip(columns, marks, strict=True):
+            del column[mark:]
+        cell.sums[:] = sums
+        sides: tuple[dict[int, Any] | None, ...] = (cell.wide, cell.exact_costs, cell.reported)
+        for side in sides:
+            if side:
+                for index in [i for i in side if i >= marks[0]]:
+                    del side[index]
+        return False
+    return True
+
+
+def _coverage(query: Query, hour: int) -> str:
+    """How the hour bucket lies against the query's [since, until): "all", "part" or "none"."""
+    since, until = query.since_us, query.until_us
+    if since is None and until is None:
+        return "all"
+    start, end = hour * HOUR_US, (hour + 1) * HOUR_US
+    if (since is not None and end <= since) or (until is not None and start >= until):
+        return "none"
+    if (since is None or start >= since) and (until is None or end <= until):
+        return "all"
+    return "part"
+
+
+def _sortable(value: GroupValue) -> tuple[bool, str]:
+    if value is None:
+        return (True, "")
+    return (False, value.isoformat() if isinstance(value, date) else value)

@@ -1,0 +1,473 @@
+"""The tracker: prices each call, attributes it, and hands the `Record` to its store and sinks.
+
+    tracker = tt.Tracker()
+    with tt.scope(agent="researcher"):
+        tracker.record(usage, model="gpt-4o")
+    tracker.summary(by=("agent", "model"))
+
+Tracking never raises into the caller: a failing price lookup gives an unpriced record with a reason,
+a failing sink is logged and counted (`sink_errors`). `tracker.child("name")` is a node of the
+hierarchy: it shares the store, its records carry its path, and its totals include its own children.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tokentrail._record import (
+    Attribution,
+    Record,
+    SummaryRow,
+    intern_attribution,
+    new_record_id,
+    normalize_tags,
+    to_timestamp_us,
+)
+from tokentrail._types import Cost, Usage
+from tokentrail.errors import StoreError
+from tokentrail.pricing.catalog import Catalog
+from tokentrail.pricing.catalog import price as default_price
+from tokentrail.scope import current_frame
+from tokentrail.stores.base import Aggregate, Query, Store
+from tokentrail.stores.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from logging import Logger
+
+    from tokentrail.budgets import Budget, BudgetManager, BudgetStatus, Reservation
+
+__all__ = ["Sink", "Tracker", "configure", "get_tracker"]
+
+
+def _logger() -> Logger:
+    import logging  # only when something goes wrong: keeps `import tokentrail` light
+
+    return logging.getLogger("tokentrail")
+
+
+_INFINITY = float("inf")
+_LOG_EVERY = 1000  # after the first failure of a sink, log one in this many
+
+
+class _AppendSink(Protocol):
+    def append(self, record: Record, /) -> object: ...
+
+
+Sink = Callable[[Record], object] | _AppendSink
+"""Anything with `append(record)` (a store, a list) or a callable taking the record."""
+
+
+class _Shared:
+    """What every node of one tracker tree shares."""
+
+    __slots__ = ("budgets", "catalog", "counts_lock", "error_counts", "nodes", "price", "sinks", "store")
+
+    def __init__(
+        self, store: Store, sinks: Iterable[Sink], catalog: Catalog | None, budgets: BudgetManager | None
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.budgets = budgets
+        if budgets is not None:
+            sinks = (*sinks, budgets.observe)
+        self.price = catalog.price if catalog is not None else default_price
+        self.sinks: tuple[Callable[[Record], object], ...] = (store.append, *map(_as_callable, sinks))
+        self.counts_lock = threading.Lock()
+        self.error_counts: dict[str, int] = {}
+        self.nodes: dict[tuple[str, ...], Tracker] = {}
+
+
+class Tracker:
+    """Records priced calls and answers who spent what, on which model, when."""
+
+    __slots__ = ("_derived", "_shared", "path")
+
+    def __init__(
+        self,
+        store: Store | str | None = None,
+        *,
+        sinks: Iterable[Sink] = (),
+        catalog: Catalog | None = None,
+        budgets: Iterable[Budget] | BudgetManager | None = None,
+        budget_backend: object = None,
+    ) -> None:
+        self._shared = _Shared(
+            _open_store(store), sinks, catalog, _budget_manager(budgets, budget_backend, catalog)
+        )
+        self.path: tuple[str, ...] = ()
+        self._derived: dict[int, tuple[Attribution, Attribution]] = {}
+        self._shared.nodes[()] = self
+
+    @property
+    def store(self) -> Store:
+        return self._shared.store
+
+    @property
+    def catalog(self) -> Catalog | None:
+        """The catalog prices come from (None: the process default catalog)."""
+        return self._shared.catalog
+
+    @property
+    def name(self) -> str | None:
+        return self.path[-1] if self.path else None
+
+    # -- budgets ---------------------------------------------------------------------------------------
+
+    @property
+    def budgets(self) -> BudgetManager | None:
+        return self._shared.budgets
+
+    def reserve(
+        self,
+        model: str | None,
+        provider: str | None = None,
+        input_tokens: int = 0,
+        max_output_tokens: int | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> Reservation:
+        """Hold a call's worst-case cost against every budget in scope, or raise `BudgetExceeded`.
+
+        Use as `with tracker.reserve(...) as r:`; a call recorded inside settles it, leaving the block
+        without a record releases it. Without budgets the reservation is a no-op.
+        """
+        manager = self._shared.budgets
+        if manager is None:
+            from tokentrail.budgets import BudgetManager
+
+            manager = self._shared.budgets = BudgetManager([], catalog=self._shared.catalog)
+        from tokentrail.budgets.manager import attribution_scope
+
+        attribution = current_frame.get().attribution
+        if self.path:
+            attribution = self._attribute(attribution, None, None, None, None, None)
+        scope = {k: v for k, v in attribution_scope(attribution).items() if v}
+        return manager.reserve(model, provider, input_tokens, max_output_tokens, scope=scope, context=context)
+
+    def budget_status(self) -> list[BudgetStatus]:
+        """Every budget: spent, reserved, remaining, percent used, when it resets."""
+        return [] if self._shared.budgets is None else self._shared.budgets.status()
+
+    # -- hierarchy -------------------------------------------------------------------------------------
+
+    def child(self, name: str) -> Tracker:
+        """The node `name` below this one (the same object every time it is asked for)."""
+        path = (*self.path, str(name))
+        shared = self._shared
+        node = shared.nodes.get(path)
+        if node is None:
+            node = object.__new__(Tracker)
+            node._shared = shared
+            node.path = path
+            node._derived = {}
+            node = shared.nodes.setdefault(path, node)
+        return node
+
+    def children(self) -> list[str]:
+        """Names of the nodes directly below this one that hold records (tracker children or scopes)."""
+        depth = len(self.path)
+        names = set()
+        for row in self.summary(by=("path",)):
+            path = str(row.group["path"])
+            parts = tuple(path.split("/")) if path else ()
+            if len(parts) > depth:
+                names.add(parts[depth])
+        return sorted(names)
+
+    # -- recording ---------------------------------------------------------------------------------------
+
+    def record(
+        self,
+        usage: Usage,
+        model: str | None = None,
+        provider: str | None = None,
+        *,
+        duration_ms: float | None = None,
+        provider_cost: Decimal | float | str | None = None,
+        at: datetime | date | None = None,
+        context: Mapping[str, str] | None = None,
+        agent: str | None = None,
+        session: str | None = None,
+        user: str | None = None,
+        tool: str | None = None,
+        tags: str | Iterable[str] | None = None,
+    ) -> Record:
+        """Price `usage` on `model`, attribute it, and hand the record to the store and sinks.
+
+        Attribution comes from the active `scope()`; keywords given here override it (tags add up);
+        on a child node the agent defaults to the node's name. `provider` defaults to the provider of
+        the price rule that matched. `provider_cost` is what the provider reported the call cost, kept
+        beside ours. Never raises.
+        """
+        attribution = current_frame.get().attribution
+        if (
+            self.path
+            or agent is not None
+            or session is not None
+            or user is not None
+            or tool is not None
+            or tags
+        ):
+            attribution = self._attribute(attribution, agent, session, user, tool, tags)
+        try:
+            cost = self._shared.price(usage, model, provider, at, context)
+        except Exception as exc:  # never into the caller: an unpriced record says what went wrong
+            cost = self._pricing_failed(exc)
+            if not isinstance(usage, Usage):
+                usage = Usage.unknown(f"not a tokentrail.Usage: {type(usage).__name__}")
+            model = model if model is None or isinstance(model, str) else str(model)
+            provider = provider if provider is None or isinstance(provider, str) else str(provider)
+        rule = cost.rule
+        record = Record(
+            new_record_id(),
+            time.time_ns() // 1000 if at is None else self._timestamp(at),
+            usage,
+            model,
+            provider if provider is not None or rule is None else rule.provider,
+            cost.total_units if cost.priced else None,
+            rule,
+            cost.reason,
+            duration_ms
+            if duration_ms is None or (type(duration_ms) is float and 0.0 <= duration_ms < _INFINITY)
+            else _duration(duration_ms),
+            attribution,
+            None if provider_cost is None else _reported_cost(provider_cost),
+            None if context is None else dict(context),
+        )
+        for sink in self._shared.sinks:
+            try:
+                sink(record)
+            except Exception:  # a sink must not break the caller's call
+                self._sink_failed(sink)
+        return record
+
+    def add_sink(self, sink: Sink) -> None:
+        """Hand every later record to `sink` as well (shared by the whole tracker tree)."""
+        shared = self._shared
+        shared.sinks = (*shared.sinks, _as_callable(sink))
+
+    def _attribute(
+        self,
+        scoped: Attribution,
+        agent: str | None,
+        session: str | None,
+        user: str | None,
+        tool: str | None,
+        tags: str | Iterable[str] | None,
+    ) -> Attribution:
+        """The scope's attribution placed under this node and overridden by explicit keywords."""
+        plain = agent is None and session is None and user is None and tool is None and not tags
+        if plain:
+            known = self._derived.get(id(scoped))
+            if known is not None and known[0] is scoped:
+                return known[1]
+        try:
+            extra = normalize_tags(tags)
+        except TypeError:
+            extra = ()
+        merged = tuple(sorted({*scoped.tags, *extra})) if extra else scoped.tags
+        derived = intern_attribution(
+            agent if agent is not None else scoped.agent if scoped.agent is not None else self.name,
+            session if session is not None else scoped.session,
+            user if user is not None else scoped.user,
+            tool if tool is not None else scoped.tool,
+            merged,
+            (*self.path, *scoped.path),
+        )
+        if plain:
+            if len(self._derived) >= 4096:
+                self._derived.clear()
+            self._derived[id(scoped)] = (scoped, derived)
+        return derived
+
+    def _timestamp(self, at: object) -> int:
+        try:
+            return to_timestamp_us(at)  # type: ignore[arg-type]
+        except Exception:
+            self._count("bad_timestamps")
+            _logger().warning("tokentrail: cannot read at=%r as a time; recording the current time", at)
+            return time.time_ns() // 1000
+
+    def _pricing_failed(self, exc: Exception) -> Cost:
+        self._count("pricing_errors")
+        _logger().warning("tokentrail: pricing failed, recording the call unpriced: %s", exc)
+        return Cost.unpriced(f"pricing failed: {exc}")
+
+    def _sink_failed(self, sink: Callable[[Record], object]) -> None:
+        count = self._count("sink_errors")
+        name = getattr(sink, "__qualname__", repr(sink))
+        if count == 1 or count % _LOG_EVERY == 0:
+            _logger().exception("tokentrail: sink %s failed (%d sink failures so far)", name, count)
+
+    def _count(self, what: str) -> int:
+        shared = self._shared
+        with shared.counts_lock:
+            count = shared.error_counts[what] = shared.error_counts.get(what, 0) + 1
+        return count
+
+    @property
+    def sink_errors(self) -> int:
+        """How many times a sink (the store included) raised; the calls were still tracked."""
+        return self._shared.error_counts.get("sink_errors", 0)
+
+    @property
+    def pricing_errors(self) -> int:
+        """How many calls could not be priced because pricing itself failed (bad arguments)."""
+        return self._shared.error_counts.get("pricing_errors", 0)
+
+    # -- querying ----------------------------------------------------------------------------------------
+
+    def summary(
+        self,
+        by: str | Iterable[str] = ("agent", "model"),
+        since: datetime | date | None = None,
+        until: datetime | date | None = None,
+        include_children: bool = True,
+        **filters: Any,
+    ) -> list[SummaryRow]:
+        """Totals grouped `by` any of agent, session, user, tool, model, provider, tag, path, status,
+        hour, day, month (UTC), over [since, until); filters narrow by field (a list matches any)."""
+        keys = (
+            tuple(part.strip() for part in by.split(",") if part.strip())
+            if isinstance(by, str)
+            else tuple(by)
+        )
+        return self._shared.store.summary(self._query(since, until, include_children, filters), keys)
+
+    def totals(
+        self,
+        since: datetime | date | None = None,
+        until: datetime | date | None = None,
+        include_children: bool = True,
+        **filters: Any,
+    ) -> SummaryRow:
+        """One row summing everything this node selects (zeros when nothing was recorded)."""
+        rows = self.summary((), since, until, include_children, **filters)
+        return rows[0] if rows else Aggregate().row({})
+
+    def history(
+        self,
+        since: datetime | date | None = None,
+        until: datetime | date | None = None,
+        limit: int | None = None,
+        include_children: bool = True,
+        **filters: Any,
+    ) -> list[Record]:
+        """The records this node selects, oldest first (the last `limit` of them when given)."""
+        return self._shared.store.history(self._query(since, until, include_children, filters), limit)
+
+    def reset(self, include_children: bool = True, **filters: Any) -> int:
+        """Forget the records this node selects (all of them on the root without filters)."""
+        return self._shared.store.reset(self._query(None, None, include_children, filters))
+
+    def _query(
+        self,
+        since: datetime | date | None,
+        until: datetime | date | None,
+        include_children: bool,
+        filters: dict[str, Any],
+    ) -> Query:
+        return Query.build(
+            filters,
+            None if since is None else to_timestamp_us(since),
+            None if until is None else to_timestamp_us(until),
+            self.path,
+            include_children,
+        )
+
+    def __repr__(self) -> str:
+        where = "/".join(self.path) or "root"
+        return f"<Tracker {where} store={type(self._shared.store).__name__}>"
+
+
+def _budget_manager(
+    budgets: Iterable[Budget] | BudgetManager | None, backend: object, catalog: Catalog | None
+) -> BudgetManager | None:
+    if budgets is None:
+        return None
+    from tokentrail.budgets import BudgetManager
+
+    if isinstance(budgets, BudgetManager):
+        return budgets
+    return BudgetManager(list(budgets), backend=backend, catalog=catalog)  # type: ignore[arg-type]
+
+
+def _open_store(store: Store | str | None) -> Store:
+    if store is None or store in ("memory", "memory://"):
+        return MemoryStore()
+    if isinstance(store, str):
+        raise StoreError(f"unknown store {store!r}; this version supports 'memory'")
+    if not isinstance(store, Store):
+        raise StoreError(f"{type(store).__name__} is not a store (append, summary, history, reset)")
+    return store
+
+
+def _as_callable(sink: Sink) -> Callable[[Record], object]:
+    append = getattr(sink, "append", None)
+    if callable(append):
+        return append  # type: ignore[no-any-return]
+    if callable(sink):
+        return sink
+    raise TypeError(f"a sink must be callable or have append(record), got {type(sink).__name__}")
+
+
+def _duration(duration_ms: object) -> float | None:
+    try:
+        value = float(duration_ms)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        _logger().warning("tokentrail: ignoring duration_ms=%r (not a number)", duration_ms)
+        return None
+    if math.isnan(value) or value < 0 or math.isinf(value):
+        _logger().warning(
+            "tokentrail: ignoring duration_ms=%r (not a finite, non-negative number)", duration_ms
+        )
+        return None
+    return value
+
+
+def _reported_cost(amount: object) -> Decimal | None:
+    try:
+        value = Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount)  # type: ignore[arg-type]
+    except (InvalidOperation, TypeError, ValueError):
+        _logger().warning("tokentrail: ignoring provider_cost=%r (not a number)", amount)
+        return None
+    if not value.is_finite():
+        _logger().warning("tokentrail: ignoring provider_cost=%r (not finite)", amount)
+        return None
+    return value
+
+
+# -- the process default -----------------------------------------------------------------------------
+
+_default: Tracker | None = None
+_default_lock = threading.Lock()
+
+
+def get_tracker() -> Tracker:
+    """The process-wide tracker (an in-memory one until `configure` says otherwise)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Tracker()
+    return _default
+
+
+def configure(
+    tracker: Tracker | None = None,
+    *,
+    store: Store | str | None = None,
+    sinks: Iterable[Sink] = (),
+    catalog: Catalog | None = None,
+) -> Tracker:
+    """Install `tracker`, or a new one built from the other arguments, as the process default."""
+    global _default
+    installed = tracker if tracker is not None else Tracker(store, sinks=sinks, catalog=catalog)
+    with _default_lock:
+        _default = installed
+    return installed

@@ -1,0 +1,97 @@
+"""Real SDK response objects (built offline from the golden fixtures) read exactly like the JSON bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from adapter_payloads import Fixture, fixture_id, load, response_fixtures, stream_fixtures
+
+from tokentrail.adapters import capture, capture_stream
+
+openai_types = pytest.importorskip("openai.types")
+anthropic_types = pytest.importorskip("anthropic.types")
+pydantic = pytest.importorskip("pydantic")
+
+from anthropic.types import Message, RawMessageStreamEvent  # noqa: E402
+from anthropic.types.messages import MessageBatchIndividualResponse  # noqa: E402
+from openai.types.chat import ChatCompletion, ChatCompletionChunk  # noqa: E402
+from openai.types.responses import Response, ResponseStreamEvent  # noqa: E402
+
+
+def openai_object(body: dict[str, Any]) -> Any:
+    if body.get("object") == "response":
+        return Response.model_validate(body)
+    return ChatCompletion.model_validate(body)
+
+
+def openai_event(event: Any) -> Any:
+    if isinstance(event, dict) and str(event.get("type", "")).startswith("response."):
+        return pydantic.TypeAdapter(ResponseStreamEvent).validate_python(event)
+    return ChatCompletionChunk.model_validate(event)
+
+
+def anthropic_event(event: dict[str, Any]) -> Any:
+    return pydantic.TypeAdapter(RawMessageStreamEvent).validate_python(event)
+
+
+def is_plain_message(fixture: Fixture) -> bool:
+    return fixture.payload.get("type") == "message"
+
+
+OPENAI_RESPONSES = [
+    f for f in response_fixtures() if f.name.startswith("openai/") and "custom_id" not in f.payload
+]
+ANTHROPIC_MESSAGES = [
+    f for f in response_fixtures() if f.name.startswith(("anthropic/", "bedrock/")) and is_plain_message(f)
+]
+OPENAI_STREAMS = [f for f in stream_fixtures() if f.name.startswith("openai/")]
+ANTHROPIC_STREAMS = [f for f in stream_fixtures() if f.name.startswith("anthropic/")]
+
+
+@pytest.mark.parametrize("fixture", OPENAI_RESPONSES, ids=fixture_id)
+def test_openai_sdk_object_reads_like_its_json_body(fixture: Fixture) -> None:
+    assert capture(openai_object(fixture.payload)) == capture(fixture.payload)
+
+
+@pytest.mark.parametrize("fixture", ANTHROPIC_MESSAGES, ids=fixture_id)
+def test_anthropic_sdk_message_reads_like_its_json_body(fixture: Fixture) -> None:
+    message = Message.model_validate(fixture.payload)
+    assert capture(message, fixture.capture_provider) == capture(fixture.payload, fixture.capture_provider)
+
+
+def test_anthropic_sdk_message_is_recognized_without_a_provider() -> None:
+    message = Message.model_validate(load("anthropic/message_cache.json").payload)
+    assert capture(message).provider == "anthropic"
+
+
+def test_azure_extra_fields_on_an_sdk_object_still_reveal_azure() -> None:
+    completion = ChatCompletion.model_validate(load("openai/azure_chat_completion.json").payload)
+    assert capture(completion).provider == "azure"
+
+
+def test_anthropic_sdk_batch_result_is_priced_as_batch() -> None:
+    fixture = load("anthropic/batch_result.json")
+    result = MessageBatchIndividualResponse.model_validate(fixture.payload)
+    captured = capture(result)
+    assert captured.usage == fixture.expected_usage()
+    assert captured.price_context == fixture.doc["expected_price_context"]
+
+
+@pytest.mark.parametrize("fixture", OPENAI_STREAMS, ids=fixture_id)
+def test_openai_sdk_stream_events_read_like_json_events(fixture: Fixture) -> None:
+    events = [openai_event(e) for e in fixture.events() if e != "[DONE]"]
+    assert capture_stream(events) == capture_stream(fixture.events())
+
+
+@pytest.mark.parametrize("fixture", ANTHROPIC_STREAMS, ids=fixture_id)
+def test_anthropic_sdk_stream_events_read_like_json_events(fixture: Fixture) -> None:
+    events = [anthropic_event(e) for e in fixture.events() if e["type"] != "ping"]
+    assert capture_stream(events) == capture_stream(fixture.events())
+
+
+def test_anthropic_sdk_stream_cut_after_message_start_is_partial() -> None:
+    events = [anthropic_event(e) for e in load("anthropic/message_cache_stream.json").events()[:2]]
+    captured = capture_stream(events, aborted=True)
+    assert captured.usage.status.value == "partial"
+    assert captured.usage.input_tokens == 12050
