@@ -6,21 +6,21 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PIN    := -c constraints.txt
 
-.PHONY: demo test lint typecheck unit bench prices lock clean
+.PHONY: demo test bench prices clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.demo-installed: $(PY) pyproject.toml constraints.txt
-	$(PIP) install $(PIN) -e .
+	$(PIP) install $(PIN) -e '.[demo]'
 	touch $@
 
 $(VENV)/.test-installed: $(PY) pyproject.toml constraints.txt
-	$(PIP) install $(PIN) -e '.[test]'
+	$(PIP) install $(PIN) -e '.[test,demo]'
 	touch $@ $(VENV)/.demo-installed
 
 $(VENV)/.bench-installed: $(VENV)/.test-installed
-	$(PIP) install $(PIN) -e '.[test,bench]'
+	$(PIP) install $(PIN) -e '.[test,demo,bench]'
 	touch $@
 
 demo: $(VENV)/.demo-installed

@@ -30,9 +30,13 @@ if TYPE_CHECKING:
         StreamAccumulator,
         capture,
         capture_stream,
+        instrument,
+        instrumented,
         stream_accumulator,
+        uninstrument,
         usage_from_response,
         usage_from_stream,
+        wrap,
     )
     from tokentrail.budgets import (
         Budget,
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from tokentrail.scope import ScopedThreadPoolExecutor
     from tokentrail.stores.base import Store
     from tokentrail.stores.memory import MemoryStore
+    from tokentrail.stores.sqlite import SQLiteStore
     from tokentrail.tokens.context import ContextMonitor, ContextReport, ContextWarning, Recommendation
     from tokentrail.tokens.count import TokenCount, count, count_tokens
     from tokentrail.tokens.images import image_tokens
@@ -60,15 +65,20 @@ _LAZY: dict[str, str] = {
     "ScopedThreadPoolExecutor": "tokentrail.scope",
     "Store": "tokentrail.stores.base",
     "MemoryStore": "tokentrail.stores.memory",
+    "SQLiteStore": "tokentrail.stores.sqlite",
     **dict.fromkeys(
         (
             "Captured",
             "StreamAccumulator",
             "capture",
             "capture_stream",
+            "instrument",
+            "instrumented",
             "stream_accumulator",
+            "uninstrument",
             "usage_from_response",
             "usage_from_stream",
+            "wrap",
         ),
         "tokentrail.adapters",
     ),
@@ -133,6 +143,7 @@ __all__ = [
     "Record",
     "Reservation",
     "RunLimits",
+    "SQLiteStore",
     "ScopedThreadPoolExecutor",
     "Store",
     "StoreError",
@@ -155,6 +166,8 @@ __all__ = [
     "default_catalog",
     "get_tracker",
     "image_tokens",
+    "instrument",
+    "instrumented",
     "model_limits",
     "price",
     "propagate",
@@ -162,6 +175,8 @@ __all__ = [
     "set_default_catalog",
     "set_model_limits",
     "stream_accumulator",
+    "uninstrument",
     "usage_from_response",
     "usage_from_stream",
+    "wrap",
 ]

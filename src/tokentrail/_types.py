@@ -178,6 +178,31 @@ class PriceRule:
     variant: tuple[tuple[str, str], ...] = ()  # request context that selected a price variant
     prices: Mapping[str, object] | None = None  # per-unit prices as published (for display)
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, read back by `from_dict` (exports and the SQLite ledger use it)."""
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "model_name": self.model_name,
+            "source": self.source,
+            "price_date": self.price_date.isoformat() if self.price_date is not None else None,
+            "variant": [list(pair) for pair in self.variant],
+            "prices": None if self.prices is None else dict(self.prices),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PriceRule:
+        price_date = data.get("price_date")
+        return cls(
+            provider=data["provider"],
+            model=data["model"],
+            model_name=data.get("model_name"),
+            source=data["source"],
+            price_date=date.fromisoformat(price_date) if price_date else None,
+            variant=tuple((str(k), str(v)) for k, v in data.get("variant") or ()),
+            prices=data.get("prices"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class CostLayout:

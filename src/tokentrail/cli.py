@@ -113,6 +113,162 @@ def _timestamp(when: datetime) -> int:
     return timestamp_us(when)
 
 
+# -- ledger reports -----------------------------------------------------------------------------------
+
+StoreOption = Annotated[
+    str, typer.Option("--store", help="Ledger URL, e.g. sqlite:///usage.db.", envvar="TOKENTRAIL_STORE")
+]
+
+
+def _open_ledger(url: str) -> Any:
+    """The tracker over an existing ledger; exits with a clear message when it cannot be opened."""
+    from pathlib import Path
+
+    from tokentrail.errors import StoreError
+    from tokentrail.tracker import Tracker
+
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").partition("?")[0]
+        if path and path != ":memory:" and not Path(path).exists():
+            console.print(f"[red]No ledger at {path!r}[/red] (from --store {url!r}).")
+            raise typer.Exit(code=1)
+    try:
+        return Tracker(store=url)
+    except StoreError as exc:
+        console.print(f"[red]Cannot open the store:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(code=1) from None
+
+
+def _close_ledger(tracker: Any) -> None:
+    close = getattr(tracker.store, "close", None)
+    if callable(close):
+        close()
+
+
+@app.command()
+def report(
+    store: StoreOption,
+    by: Annotated[str, typer.Option("--by", help="Comma-separated group keys.")] = "agent,model",
+    since: Annotated[str | None, typer.Option(help="From this ISO date/time (UTC), inclusive.")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this ISO date/time (UTC), exclusive.")] = None,
+    agent: Annotated[list[str] | None, typer.Option(help="Only this agent (repeatable).")] = None,
+    session: Annotated[list[str] | None, typer.Option(help="Only this session (repeatable).")] = None,
+    user: Annotated[list[str] | None, typer.Option(help="Only this user (repeatable).")] = None,
+    tool: Annotated[list[str] | None, typer.Option(help="Only this tool (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only this model (repeatable).")] = None,
+    provider: Annotated[list[str] | None, typer.Option(help="Only this provider (repeatable).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Only records with this tag (repeatable).")] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+) -> None:
+    """Usage and exact cost from a ledger, grouped and filtered."""
+    from tokentrail.stores.base import GROUP_KEYS
+
+    keys = tuple(part.strip() for part in by.split(",") if part.strip())
+    unknown = [key for key in keys if key not in GROUP_KEYS]
+    if unknown:
+        raise typer.BadParameter(f"cannot group by {', '.join(unknown)}; known: {', '.join(GROUP_KEYS)}")
+    if output_format not in ("table", "json", "csv"):
+        raise typer.BadParameter(f"--format must be table, json or csv, got {output_format!r}")
+    window = {"since": _parse_when(since, "--since"), "until": _parse_when(until, "--until")}
+    given = {"agent": agent, "session": session, "user": user, "tool": tool, "model": model}
+    given |= {"provider": provider, "tag": tag}
+    filters: dict[str, Any] = {name: values for name, values in given.items() if values}
+    tracker = _open_ledger(store)
+    try:
+        rows = tracker.summary(keys, **window, **filters)
+        totals = tracker.totals(**window, **filters)
+    finally:
+        _close_ledger(tracker)
+    if output_format == "table":
+        _print_summary(keys, rows, totals)
+        return
+    import json
+
+    from tokentrail.reports.export import summary_row_to_dict
+
+    data = [summary_row_to_dict(row) for row in rows]
+    if output_format == "json":
+        typer.echo(
+            json.dumps(
+                {"by": list(keys), "rows": data, "totals": summary_row_to_dict(totals)}, ensure_ascii=False
+            )
+        )
+        return
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    columns = list(data[0]) if data else [*keys, "calls", "cost"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for item in data:
+        item["status_counts"] = json.dumps(item["status_counts"])
+        writer.writerow({name: "" if value is None else value for name, value in item.items()})
+    typer.echo(buffer.getvalue(), nl=False)
+
+
+def _print_summary(keys: tuple[str, ...], rows: list[Any], totals: Any) -> None:
+    from rich import box
+
+    from tokentrail.reports.tables import format_usd, totals_table
+
+    table = Table(title=f"By {', '.join(keys) or 'everything'}", box=box.SIMPLE_HEAVY, title_justify="left")
+    for key in keys:
+        table.add_column(key.capitalize(), style="bold", overflow="fold")
+    for name in ("Calls", "Input", "Output", "Cost", "Share", "Unpriced"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for row in rows:
+        share = f"{row.cost_units * 100 / totals.cost_units:.1f}%" if totals.cost_units else "-"
+        all_unpriced = row.calls and row.unpriced_calls == row.calls
+        table.add_row(
+            *("(none)" if row.group[k] is None else str(row.group[k]) for k in keys),
+            f"{row.calls:,}",
+            f"{row.input_tokens:,}",
+            f"{row.output_tokens:,}",
+            "unpriced" if all_unpriced else format_usd(row.cost),
+            "-" if all_unpriced else share,
+            f"{row.unpriced_calls:,}",
+        )
+    console.print(totals_table(totals))
+    console.print(table)
+    if totals.unpriced_calls:
+        console.print(
+            f"[bold red]⚠ {totals.unpriced_calls} of {totals.calls} calls could not be priced and are not "
+            "in the cost totals.[/bold red]"
+        )
+
+
+@app.command()
+def stats(store: StoreOption) -> None:
+    """Ledger size: records, unpriced records, file size."""
+    tracker = _open_ledger(store)
+    try:
+        measure = getattr(tracker.store, "stats", None)
+        if callable(measure):
+            figures: dict[str, int] = measure()
+        else:
+            totals = tracker.totals()
+            figures = {"records": totals.calls, "unpriced": totals.unpriced_calls}
+    finally:
+        _close_ledger(tracker)
+    table = Table(title=f"Ledger {store}", show_header=False)
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    labels = {"records": "records", "unpriced": "unpriced records", "rollup_rows": "rollup rows"}
+    for name, value in figures.items():
+        table.add_row(labels.get(name, name.replace("_", " ")), f"{value:,}")
+    console.print(table)
+
+
+def _parse_when(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{option} must be an ISO date or date-time, got {text!r}") from None
+
+
 def main() -> None:
     app()
 

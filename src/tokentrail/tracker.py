@@ -401,7 +401,11 @@ def _open_store(store: Store | str | None) -> Store:
     if store is None or store in ("memory", "memory://"):
         return MemoryStore()
     if isinstance(store, str):
-        raise StoreError(f"unknown store {store!r}; this version supports 'memory'")
+        if store.startswith("sqlite:"):
+            from tokentrail.stores.sqlite import open_sqlite_url
+
+            return open_sqlite_url(store)
+        raise StoreError(f"unknown store {store!r}; this version supports 'memory' and 'sqlite:///path.db'")
     if not isinstance(store, Store):
         raise StoreError(f"{type(store).__name__} is not a store (append, summary, history, reset)")
     return store

@@ -13,6 +13,7 @@ import dataclasses
 from tokentrail._types import Usage
 from tokentrail.adapters._base import Captured, Malformed, StreamAccumulator, logger, model_name
 from tokentrail.adapters._detect import canonical_provider, detect_response
+from tokentrail.adapters._instrument import instrument, instrumented, uninstrument, wrap
 from tokentrail.adapters.streams import capture_stream, stream_accumulator, usage_from_stream
 from tokentrail.errors import AdapterError
 
@@ -21,9 +22,13 @@ __all__ = [
     "StreamAccumulator",
     "capture",
     "capture_stream",
+    "instrument",
+    "instrumented",
     "stream_accumulator",
+    "uninstrument",
     "usage_from_response",
     "usage_from_stream",
+    "wrap",
 ]
 
 

@@ -127,32 +127,11 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
 
 
 def _rule_to_dict(rule: PriceRule | None) -> dict[str, Any] | None:
-    if rule is None:
-        return None
-    return {
-        "provider": rule.provider,
-        "model": rule.model,
-        "model_name": rule.model_name,
-        "source": rule.source,
-        "price_date": rule.price_date.isoformat() if rule.price_date is not None else None,
-        "variant": [list(pair) for pair in rule.variant],
-        "prices": None if rule.prices is None else dict(rule.prices),
-    }
+    return None if rule is None else rule.as_dict()
 
 
 def _rule_from_dict(data: Mapping[str, Any] | None) -> PriceRule | None:
-    if data is None:
-        return None
-    price_date = data.get("price_date")
-    return PriceRule(
-        provider=data["provider"],
-        model=data["model"],
-        model_name=data.get("model_name"),
-        source=data["source"],
-        price_date=date.fromisoformat(price_date) if price_date else None,
-        variant=tuple((str(k), str(v)) for k, v in data.get("variant") or ()),
-        prices=data.get("prices"),
-    )
+    return None if data is None else PriceRule.from_dict(data)
 
 
 # -- summaries ---------------------------------------------------------------------------------------

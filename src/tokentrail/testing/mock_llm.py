@@ -78,7 +78,7 @@ class MockLLMServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._state = _State()
         handler = type("Handler", (_Handler,), {"state": self._state})
-        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd = _QuietServer((host, port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="mock-llm", daemon=True)
 
@@ -114,6 +114,11 @@ class MockLLMServer:
     def requests(self) -> list[dict[str, Any]]:
         """Every request body received (for assertions such as stream_options being set)."""
         return list(self._state.requests)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up mid-stream (an aborted stream test) is expected, not worth a traceback."""
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,0 +1,262 @@
+"""SQLite store specifics: many processes, kill -9, hostile values, bad files, Tracker URLs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import tokentrail as tt
+from tokentrail.errors import StoreError
+from tokentrail.stores.base import Query
+from tokentrail.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+from tokentrail.tracker import Tracker
+
+USAGE = tt.Usage(input_tokens=1234, output_tokens=567, cache_read_tokens=200)
+PROCESSES, PER_PROCESS = 8, 5_000
+
+
+def _writer(path: str, worker: int) -> None:
+    tracker = Tracker(store=SQLiteStore(path, batch_size=1000))
+    for i in range(PER_PROCESS):
+        tracker.record(USAGE, "gpt-4o", agent=f"w{worker}", session=str(i % 7))
+    tracker.store.close()  # type: ignore[attr-defined]
+    os._exit(0 if tracker.sink_errors == 0 else 3)
+
+
+def test_many_processes_one_file_exact_totals(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    SQLiteStore(path).close()  # create the schema once, before the race
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_writer, args=(path, n)) for n in range(PROCESSES)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    with SQLiteStore(path) as store:
+        tracker = Tracker(store=store)
+        totals = tracker.totals()
+        total = PROCESSES * PER_PROCESS
+        assert totals.calls == total
+        assert totals.input_tokens == total * USAGE.input_tokens
+        assert totals.cost_units == total * tt.price(USAGE, "gpt-4o").total_units  # type: ignore[attr-defined]
+        by_agent = {row.group["agent"]: row.calls for row in tracker.summary(by="agent")}
+        assert by_agent == {f"w{n}": PER_PROCESS for n in range(PROCESSES)}
+        conn = sqlite3.connect(path)
+        distinct, rows = conn.execute("SELECT count(DISTINCT id), count(*) FROM records").fetchone()
+        conn.close()
+        assert distinct == rows == total
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    import tokentrail as tt
+    from tokentrail.stores.sqlite import SQLiteStore
+    from tokentrail.tracker import Tracker
+    tracker = Tracker(store=SQLiteStore(sys.argv[1], durable=True))
+    while True:
+        record = tracker.record(tt.Usage(input_tokens=10, output_tokens=1), "gpt-4o", agent="killed")
+        print(f"{record.id:032x}", flush=True)
+    """
+)
+
+
+def test_kill_9_loses_nothing_acknowledged_when_durable(tmp_path: Path) -> None:
+    path = str(tmp_path / "durable.db")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, path], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    acknowledged: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(acknowledged) < 200 and time.monotonic() < deadline:
+        line = child.stdout.readline()
+        if not line:
+            break
+        acknowledged.append(line.strip())
+    child.kill()  # SIGKILL
+    child.wait()
+    acknowledged.extend(line.strip() for line in child.stdout if line.strip())
+    assert len(acknowledged) >= 200
+    with SQLiteStore(path) as store:
+        stored = {f"{record.id:032x}" for record in store.history(Query())}
+    missing = [i for i in acknowledged if i not in stored]
+    assert missing == []
+
+
+HOSTILE = ["x'; DROP TABLE records;--", "a" * 10_240, "nul\x00byte", "🦜 emoji ✓", 'quote"s', ""]
+
+
+def test_hostile_values_are_stored_and_reported_verbatim(tmp_path: Path) -> None:
+    tracker = Tracker(store=f"sqlite:///{tmp_path / 'hostile.db'}")
+    for value in HOSTILE:
+        tracker.record(USAGE, value, agent=value, session=value, user=value, tool=value, tags=[value, "t"])
+    rows = tracker.summary(by=("agent", "model", "user", "tool", "session"))
+    assert sorted(tuple(row.group.values()) for row in rows) == sorted((v,) * 5 for v in HOSTILE)
+    for value in HOSTILE:
+        assert tracker.totals(agent=value).calls == 1
+        assert tracker.totals(tag=value).calls == 1
+        [record] = tracker.history(agent=value)
+        assert record.agent == record.model == value and value in record.tags
+    assert {row.group["tag"] for row in tracker.summary(by="tag")} == {*HOSTILE, "t"}
+    tracker.store.close()  # type: ignore[attr-defined]
+
+
+def test_file_is_private_and_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    SQLiteStore(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        SQLiteStore(path)
+
+
+def test_corrupted_file_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="corrupt"):
+        SQLiteStore(path)
+    with pytest.raises(StoreError):
+        Tracker(store=f"sqlite:///{path}")
+
+
+def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE something (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="not a tokentrail store"):
+        SQLiteStore(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_directory_is_a_store_error(tmp_path: Path) -> None:
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(StoreError):
+            SQLiteStore(locked / "ledger.db")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_locked_database_is_a_store_error_and_record_still_returns(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    tracker = Tracker(store=SQLiteStore(path, durable=True, timeout=0.05))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        record = tracker.record(USAGE, "gpt-4o")  # must not raise into the caller
+        assert record.cost_units is not None
+        assert tracker.sink_errors == 1
+        with pytest.raises(StoreError, match="lock"):
+            tracker.store.append(record)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    tracker.record(USAGE, "gpt-4o")
+    assert tracker.totals().calls == 1
+    tracker.store.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("where", ["/proc/tokentrail-ledger.db", "file/ledger.db"])
+def test_unwritable_paths_are_store_errors(tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("a plain file, not a directory")
+    with pytest.raises(StoreError):
+        SQLiteStore(where if where.startswith("/") else tmp_path / where)
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///x.db?colour=red", "mysql://x"])
+def test_bad_urls_are_store_errors(url: str) -> None:
+    with pytest.raises(StoreError):
+        Tracker(store=url)
+
+
+def test_reads_see_own_writes_and_survive_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'again.db'}"
+    tracker = Tracker(store=url)
+    tracker.record(USAGE, "gpt-4o", agent="a")
+    assert tracker.totals().calls == 1  # pending writes are flushed before a query
+    tracker.store.close()  # type: ignore[attr-defined]
+    reopened = Tracker(store=url + "?durable=1")
+    assert reopened.totals(agent="a").calls == 1
+    reopened.store.close()  # type: ignore[attr-defined]
+
+
+def test_background_writer_flushes_on_interval(tmp_path: Path) -> None:
+    path = tmp_path / "interval.db"
+    store = SQLiteStore(path, flush_interval=0.05)
+    Tracker(store=store).record(USAGE, "gpt-4o")
+    deadline = time.monotonic() + 5
+    count = 0
+    while time.monotonic() < deadline and count == 0:
+        time.sleep(0.05)
+        conn = sqlite3.connect(path)
+        count = conn.execute("SELECT count(*) FROM records").fetchone()[0]
+        conn.close()
+    assert count == 1
+    store.close()
+
+
+def test_queued_records_are_written_at_exit(tmp_path: Path) -> None:
+    path = tmp_path / "atexit.db"
+    script = (
+        "import tokentrail as tt\n"
+        "from tokentrail.tracker import Tracker\n"
+        f"tracker = Tracker(store='sqlite:///{path}')\n"
+        "for _ in range(123):\n"
+        "    tracker.record(tt.Usage(input_tokens=1, output_tokens=1), 'gpt-4o')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    with SQLiteStore(path) as store:
+        assert len(store.history(Query())) == 123
+
+
+def test_a_store_inherited_through_fork_refuses_writes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "fork.db")
+    tracker = Tracker(store=store)
+    pid = os.fork()
+    if pid == 0:  # child: the record is still returned, the store error only counted
+        tracker.record(USAGE, "gpt-4o")
+        os._exit(0 if tracker.sink_errors == 1 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert tracker.totals().calls == 0
+    store.close()
+
+
+def test_queued_records_survive_a_failed_flush(tmp_path: Path) -> None:
+    path = tmp_path / "retry.db"
+    store = SQLiteStore(path, timeout=0.05, flush_interval=60)
+    tracker = Tracker(store=store)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    tracker.record(USAGE, "gpt-4o")
+    with pytest.raises(StoreError, match="lock"):
+        store.flush()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert tracker.totals().calls == 1
+    store.close()

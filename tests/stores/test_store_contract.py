@@ -1,0 +1,177 @@
+"""The store contract: every store answers summary/history/reset/totals exactly like the others."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import tokentrail as tt
+from tokentrail._record import SummaryRow
+from tokentrail.scope import scope
+from tokentrail.stores.base import GROUP_KEYS, Store
+from tokentrail.stores.memory import MemoryStore
+from tokentrail.tracker import Tracker
+
+T0 = datetime(2025, 6, 1, 10, 0, tzinfo=timezone.utc)
+SMALL = tt.Usage(input_tokens=100, output_tokens=10)
+BIG = tt.Usage(input_tokens=2_000, output_tokens=500, cache_read_tokens=1_000)
+
+MakeStore = Callable[[], Store]
+
+
+def groups(rows: list[SummaryRow], *keys: str) -> dict[tuple[object, ...], int]:
+    return {tuple(row.group[k] for k in keys): row.calls for row in rows}
+
+
+def same(got: list[SummaryRow], expected: list[SummaryRow]) -> bool:
+    """Rows equal field for field; the float duration sum only up to rounding (order of addition)."""
+    if len(got) != len(expected):
+        return False
+    for a, b in zip(got, expected, strict=True):
+        if a.duration_ms != pytest.approx(b.duration_ms, rel=1e-12):
+            return False
+        a.duration_ms = b.duration_ms
+    return got == expected
+
+
+@pytest.fixture
+def populated(make_store: MakeStore) -> Tracker:
+    tracker = Tracker(store=make_store())
+    with scope(agent="researcher", session="s1", user="alice", tags=["eval", "web"]):
+        tracker.record(SMALL, "gpt-4o", at=T0, tool="search", duration_ms=100.0)
+        tracker.record(BIG, "claude-sonnet-4-5", at=T0 + timedelta(minutes=30), duration_ms=400.0)
+    with scope(agent="writer", session="s2", user="bob"):
+        tracker.record(BIG, "gpt-4o", at=T0 + timedelta(hours=1, minutes=5))
+        tracker.record(SMALL, "acme-private", at=T0 + timedelta(days=1))
+    return tracker
+
+
+def test_grouping_filters_and_totals(populated: Tracker) -> None:
+    rows = populated.summary()
+    assert groups(rows, "agent", "model") == {
+        ("researcher", "gpt-4o"): 1,
+        ("researcher", "claude-sonnet-4-5"): 1,
+        ("writer", "gpt-4o"): 1,
+        ("writer", "acme-private"): 1,
+    }
+    assert groups(populated.summary(by="tag"), "tag") == {("eval",): 2, ("web",): 2, (None,): 2}
+    assert groups(populated.summary(by="day"), "day") == {
+        (T0.date(),): 3,
+        ((T0 + timedelta(days=1)).date(),): 1,
+    }
+    assert populated.totals(agent=["writer", "nobody"]).calls == 2
+    assert populated.totals(tag="eval").calls == 2
+    assert populated.totals(priced=False).calls == 1
+    assert populated.totals(status=tt.UsageStatus.COMPLETE).calls == 4
+    totals = populated.totals()
+    assert totals.calls == 4 and totals.unpriced_calls == 1
+    expected = sum(
+        tt.price(u, m, at=T0).total_units  # type: ignore[attr-defined]
+        for u, m in [(SMALL, "gpt-4o"), (BIG, "claude-sonnet-4-5"), (BIG, "gpt-4o")]
+    )
+    assert totals.cost_units == expected
+    assert totals.timed_calls == 2 and totals.duration_ms == pytest.approx(500.0)
+    with pytest.raises(ValueError):
+        populated.summary(by="colour")
+    with pytest.raises(ValueError):
+        populated.totals(colour="red")
+
+
+def test_since_and_until_cut_inside_an_hour(populated: Tracker) -> None:
+    window = populated.totals(since=T0 + timedelta(minutes=10), until=T0 + timedelta(hours=1, minutes=10))
+    assert window.calls == 2
+    assert populated.totals(until=T0 + timedelta(minutes=30)).calls == 1
+    assert populated.totals(since=T0 + timedelta(hours=2)).calls == 1
+    assert populated.totals(since=T0, until=T0 + timedelta(hours=2)).calls == 3
+
+
+def test_history_order_limit_and_round_trip(make_store: MakeStore) -> None:
+    tracker = Tracker(store=make_store())
+    recorded = [
+        tracker.record(
+            SMALL, "gpt-4o", duration_ms=12.5, provider_cost="0.001", context={"service_tier": "flex"}
+        ),
+        tracker.record(tt.Usage(input_tokens=2**33, output_tokens=1), "gpt-4o"),
+        tracker.record(
+            tt.Usage(input_tokens=10, input_audio_tokens=5, output_tokens=3, requests=2), "gpt-4o"
+        ),
+        tracker.record(tt.Usage.unknown("stream cut"), "gpt-4o"),
+        tracker.record(SMALL, "unknown-model", tags=["a", "b"], agent="x"),
+    ]
+    assert sorted(tracker.history(), key=lambda r: r.id) == sorted(recorded, key=lambda r: r.id)
+    assert [r.id for r in tracker.history(limit=2)] == [r.id for r in recorded[-2:]]
+    assert tracker.history(limit=0) == []
+    assert [r.id for r in tracker.history(tag="b")] == [recorded[-1].id]
+
+
+def test_reset_scopes_and_children(make_store: MakeStore) -> None:
+    root = Tracker(store=make_store())
+    root.record(SMALL, "gpt-4o")
+    root.child("team").record(SMALL, "gpt-4o")
+    root.child("team").child("a").record(BIG, "gpt-4o")
+    assert root.child("team").totals().calls == 2
+    assert root.child("team").totals(include_children=False).calls == 1
+    assert root.children() == ["team"]
+    assert root.child("team").reset() == 2
+    assert root.totals().calls == 1
+    root.record(BIG, "gpt-4o", agent="w")
+    assert root.reset(agent="w") == 1
+    assert root.reset() == 1
+    assert root.totals().calls == 0 and root.history() == []
+
+
+def test_appending_the_same_record_twice_counts_once(make_store: MakeStore) -> None:
+    store = make_store()
+    if isinstance(store, MemoryStore):
+        pytest.skip("the memory store keeps what it is given")
+    tracker = Tracker(store=store)
+    record = tracker.record(SMALL, "gpt-4o")
+    store.append(record)
+    store.flush()  # type: ignore[attr-defined]
+    store.append(record)
+    assert tracker.totals().calls == 1 and len(tracker.history()) == 1
+
+
+def test_random_workload_matches_the_memory_store(make_store: MakeStore) -> None:
+    """Differential: the same random records and queries give identical rows in every store."""
+    rng = random.Random(6)
+    reference, tested = Tracker(), Tracker(store=make_store())
+    agents, models = ["a", "b", None, "c"], ["gpt-4o", "claude-sonnet-4-5", "mystery-model", "gpt-4o-mini"]
+    for _i in range(400):
+        usage = tt.Usage(
+            input_tokens=rng.randrange(0, 5000), output_tokens=rng.randrange(0, 800), cache_read_tokens=0
+        )
+        kwargs = dict(
+            at=T0 + timedelta(minutes=rng.randrange(0, 60 * 30)),
+            agent=rng.choice(agents),
+            session=f"s{rng.randrange(3)}",
+            tags=rng.sample(["x", "y", "z"], rng.randrange(0, 3)),
+            duration_ms=rng.choice([None, rng.random() * 1000]),
+        )
+        model = rng.choice(models)
+        record = reference.record(usage, model, **kwargs)  # type: ignore[arg-type]
+        tested.store.append(record)
+    windows = [
+        (None, None),
+        (T0 + timedelta(minutes=17), None),
+        (None, T0 + timedelta(hours=7, minutes=3)),
+        (T0 + timedelta(hours=2, minutes=59), T0 + timedelta(hours=20, seconds=1)),
+        (T0 + timedelta(hours=3, minutes=5), T0 + timedelta(hours=3, minutes=50)),
+        (T0 + timedelta(hours=3), T0 + timedelta(hours=9)),
+        (T0 + timedelta(hours=4, minutes=30), T0 + timedelta(hours=5)),
+    ]
+    for by in [("agent", "model"), ("tag",), ("hour",), ("day", "session"), tuple(GROUP_KEYS[:6]), ()]:
+        for since, until in windows:
+            for filters in [{}, {"agent": "a"}, {"tag": ["x", "z"]}, {"priced": False}, {"agent": None}]:
+                expected = reference.summary(by, since, until, **filters)
+                got = tested.summary(by, since, until, **filters)
+                assert same(got, expected), (by, since, until, filters)
+    assert tested.history(since=windows[1][0]) == reference.history(since=windows[1][0])
+    assert tested.history(limit=7, agent="b") == reference.history(limit=7, agent="b")
+    assert tested.reset(
+        agent="a",
+    ) == reference.reset(agent="a")
+    assert same(tested.summary(("hour", "agent")), reference.summary(("hour", "agent")))
