@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from tokentrail.budgets.backend import HeadRow, ReserveOutcome, SettleOutcome, Slot, Tally
 
@@ -107,6 +107,23 @@ class Txn(Protocol):
     def save(self, heads: Iterable[Head]) -> None:
         """Write back the heads marked dirty."""
         ...
+
+
+def head_from_row(row: Sequence[Any]) -> Head:
+    """A `Head` from a stored counter row (the column order the SQL back-ends select)."""
+    return Head(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        float(row[10]),
+        int(row[4]),
+        int(row[5]),
+        int(row[6]),
+        int(row[7]),
+        int(row[8]),
+        NO_LEASE if row[9] is None else float(row[9]),
+    )
 
 
 def tally(slot: Slot, heads: dict[str, Head]) -> Tally:

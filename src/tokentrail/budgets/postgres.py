@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tokentrail.budgets import _engine
-from tokentrail.budgets._engine import NO_LEASE, Head
+from tokentrail.budgets._engine import NO_LEASE, Head, head_from_row
 from tokentrail.budgets.backend import HeadRow, ReserveOutcome, SettleOutcome, Slot, Tally
 from tokentrail.errors import StoreError
 
@@ -428,7 +428,7 @@ class PostgresBackend:
                 "ORDER BY head FOR UPDATE",
                 (budget, now),
             ).fetchall()
-            found = {row[0]: _head(row) for row in rows}
+            found = {row[0]: head_from_row(row) for row in rows}
             _engine._purge(txn, found, now)
             txn.save(found.values())
             return [head.row() for head in found.values()]
@@ -537,7 +537,7 @@ class _PostgresTxn:
             f"SELECT {_HEAD_COLUMNS} FROM {backend._heads} WHERE head = ANY(%s) ORDER BY head FOR UPDATE",
             (keys,),
         ).fetchall()
-        found = {row[0]: _head(row) for row in rows}
+        found = {row[0]: head_from_row(row) for row in rows}
         for slot in slots:
             for key in slot.heads:
                 if key not in found:
@@ -647,19 +647,3 @@ def _tally(values: Sequence[Any]) -> Tally:
 
 def _asynchronous_commit(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET synchronous_commit = off")
-
-
-def _head(row: Sequence[Any]) -> Head:
-    return Head(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        float(row[10]),
-        int(row[4]),
-        int(row[5]),
-        int(row[6]),
-        int(row[7]),
-        int(row[8]),
-        NO_LEASE if row[9] is None else float(row[9]),
-    )

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from tokentrail.budgets import _engine
-from tokentrail.budgets._engine import NO_LEASE, Head
+from tokentrail.budgets._engine import NO_LEASE, Head, head_from_row
 from tokentrail.budgets.backend import HeadRow, ReserveOutcome, SettleOutcome, Slot, Tally
 from tokentrail.errors import StoreError
 
@@ -188,7 +188,7 @@ class SQLiteBackend:
                 f"SELECT {_HEAD_COLUMNS} FROM tt_budget_heads WHERE budget = ? AND expires_at > ?",
                 (budget, now),
             ).fetchall()
-            found = {row[0]: _head(row) for row in rows}
+            found = {row[0]: head_from_row(row) for row in rows}
             _engine._purge(txn, found, now)
             txn.save(found.values())
             return [head.row() for head in found.values()]
@@ -268,7 +268,7 @@ class _SQLiteTxn:
         found: dict[str, Head] = {}
         if len(keys) == 1:
             for row in self.conn.execute(_SELECT_ONE, keys):
-                found[row[0]] = _head(row)
+                found[row[0]] = head_from_row(row)
             keys = []
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
@@ -276,7 +276,7 @@ class _SQLiteTxn:
             for row in self.conn.execute(
                 f"SELECT {_HEAD_COLUMNS} FROM tt_budget_heads WHERE head IN ({marks})", chunk
             ):
-                found[row[0]] = _head(row)
+                found[row[0]] = head_from_row(row)
         for slot in slots:
             for key in slot.heads:
                 if key not in found:
@@ -353,22 +353,6 @@ def _open_gate(path: str) -> int | None:
         return os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
         return None
-
-
-def _head(row: Sequence[Any]) -> Head:
-    return Head(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        float(row[10]),
-        int(row[4]),
-        int(row[5]),
-        int(row[6]),
-        int(row[7]),
-        int(row[8]),
-        NO_LEASE if row[9] is None else float(row[9]),
-    )
 
 
 def _limits(text: str) -> tuple[int | None, int | None]:
