@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tokentrail as tt
 from _timing import per_call_us
 from tokentrail.budgets import Budget, BudgetManager
-from tokentrail.budgets.backend import open_backend
+from tokentrail.budgets.connect import open_backend
 
 MODEL = "gpt-4o-mini"
 PROCESSES = 8

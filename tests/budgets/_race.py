@@ -83,7 +83,7 @@ def run_threads(manager: BudgetManager, threads: int, calls_per_thread: int, see
 def process_worker(args: tuple[str, int, int, int]) -> tuple[list[int], int, int]:
     """One of the racing processes: opens the back-end by URL and runs its threads."""
     url, threads, calls_per_thread, seed = args
-    from tokentrail.budgets.backend import open_backend
+    from tokentrail.budgets.connect import open_backend
 
     backend: BudgetBackend = open_backend(url)
     manager = BudgetManager([race_budget()], backend, refresh_seconds=3600)
@@ -98,7 +98,7 @@ def crash_holding(args: tuple[str, float]) -> None:
     """Reserve most of the budget, then die without settling or releasing (no cleanup runs)."""
     import os
 
-    from tokentrail.budgets.backend import open_backend
+    from tokentrail.budgets.connect import open_backend
 
     url, lease_seconds = args
     manager = BudgetManager([race_budget()], open_backend(url), lease_seconds=lease_seconds)

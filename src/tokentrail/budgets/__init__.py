@@ -12,8 +12,9 @@ Back-ends: `MemoryBackend` (default), `sqlite:///…`, `redis://…` (`tokentrai
 `postgresql://…?schema=…` (`tokentrail[postgres]`). Redis, psycopg and FastAPI load only when used.
 """
 
-from tokentrail.budgets.backend import BudgetBackend, open_backend
+from tokentrail.budgets.backend import BudgetBackend
 from tokentrail.budgets.config import BudgetConfig, config_from_env, load_budgets, load_config, preset
+from tokentrail.budgets.connect import open_backend
 from tokentrail.budgets.events import BudgetAlert, BudgetBreach, BudgetStatus
 from tokentrail.budgets.limits import RunLimits, RunUsage
 from tokentrail.budgets.manager import BudgetManager, Reservation, active_reservation

@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tokentrail.budgets.backend import open_backend
 from tokentrail.budgets.config import budget_from_mapping, load_budgets
+from tokentrail.budgets.connect import open_backend
 from tokentrail.budgets.manager import BudgetManager
 from tokentrail.budgets.policy import Budget, BudgetConfigError
 from tokentrail.errors import TokentrailError

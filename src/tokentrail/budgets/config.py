@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokentrail._money import units_to_decimal
-from tokentrail.budgets.policy import Budget, BudgetConfigError
+from tokentrail.budgets.policy import Budget, BudgetConfigError, budget_from_mapping
 
 if TYPE_CHECKING:
     from tokentrail.budgets.manager import BudgetManager
@@ -51,18 +51,6 @@ __all__ = [
     "preset",
 ]
 
-_BUDGET_KEYS = (
-    "name",
-    "limit_usd",
-    "limit_tokens",
-    "token_kind",
-    "window",
-    "scope",
-    "thresholds",
-    "action",
-    "tz",
-    "on_unpriced",
-)
 _EXACT = Context(prec=1000)
 _TOP_KEYS = ("budgets", "budget", "preset", "preset_scale", "backend", "lease_seconds")
 
@@ -122,34 +110,6 @@ def preset(name: str, *, scale: Decimal | str | int = 1, tz: str | None = None) 
             data["tz"] = tz
         budgets.append(budget_from_mapping(data))
     return budgets
-
-
-def budget_from_mapping(data: Mapping[str, Any], where: str = "budget") -> Budget:
-    """A `Budget` from a config entry; unknown keys and bad values raise `BudgetConfigError`."""
-    if not isinstance(data, Mapping):
-        raise BudgetConfigError(f"{where}: expected a table/object of budget settings, got {data!r}")
-    unknown = sorted(set(data) - set(_BUDGET_KEYS))
-    if unknown:
-        raise BudgetConfigError(f"{where}: unknown setting {unknown[0]!r}; use {', '.join(_BUDGET_KEYS)}")
-    settings = dict(data)
-    if settings.get("action") == "callable":
-        raise BudgetConfigError(f"{where}: a callable action can only be given in code")
-    if isinstance(settings.get("limit_usd"), float):
-        settings["limit_usd"] = repr(settings["limit_usd"])
-    thresholds = settings.pop("thresholds", None)
-    try:
-        if thresholds is not None:
-            if not isinstance(thresholds, list):
-                raise BudgetConfigError(f"thresholds must be a list, got {thresholds!r}")
-            settings["thresholds"] = [str(t) if isinstance(t, float) else t for t in thresholds]
-        limit_usd = settings.pop("limit_usd", None)
-        limit_tokens = settings.pop("limit_tokens", None)
-        return Budget(limit_usd, limit_tokens, **settings)
-    except BudgetConfigError as exc:
-        name = data.get("name")
-        raise BudgetConfigError(f"{where}{f' ({name})' if name else ''}: {exc}") from None
-    except TypeError as exc:
-        raise BudgetConfigError(f"{where}: {exc}") from None
 
 
 @dataclass

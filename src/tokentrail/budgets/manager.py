@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tokentrail._money import units_to_decimal
 from tokentrail._types import Cost, Usage, UsageStatus
-from tokentrail.budgets.backend import BudgetBackend, ReserveOutcome, Slot, Tally, open_backend
+from tokentrail.budgets.backend import BudgetBackend, ReserveOutcome, Slot, Tally
+from tokentrail.budgets.connect import open_backend
 from tokentrail.budgets.events import BudgetAlert, BudgetBreach, BudgetStatus, percent_of
 from tokentrail.budgets.policy import (
     ROLLING_BUCKETS,

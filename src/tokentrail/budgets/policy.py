@@ -387,8 +387,6 @@ class Budget:
     @classmethod
     def from_definition(cls, data: Mapping[str, Any]) -> Budget:
         """The budget a `definition()` (or a config-file entry) describes."""
-        from tokentrail.budgets.config import budget_from_mapping
-
         return budget_from_mapping(data)
 
     def __repr__(self) -> str:
@@ -538,3 +536,45 @@ def _unescape(text: str) -> str:
     if "%" not in text:
         return text
     return text.replace("%7C", "|").replace("%26", "&").replace("%3D", "=").replace("%25", "%")
+
+
+_BUDGET_KEYS = (
+    "name",
+    "limit_usd",
+    "limit_tokens",
+    "token_kind",
+    "window",
+    "scope",
+    "thresholds",
+    "action",
+    "tz",
+    "on_unpriced",
+)
+
+
+def budget_from_mapping(data: Mapping[str, Any], where: str = "budget") -> Budget:
+    """A `Budget` from a config entry; unknown keys and bad values raise `BudgetConfigError`."""
+    if not isinstance(data, Mapping):
+        raise BudgetConfigError(f"{where}: expected a table/object of budget settings, got {data!r}")
+    unknown = sorted(set(data) - set(_BUDGET_KEYS))
+    if unknown:
+        raise BudgetConfigError(f"{where}: unknown setting {unknown[0]!r}; use {', '.join(_BUDGET_KEYS)}")
+    settings = dict(data)
+    if settings.get("action") == "callable":
+        raise BudgetConfigError(f"{where}: a callable action can only be given in code")
+    if isinstance(settings.get("limit_usd"), float):
+        settings["limit_usd"] = repr(settings["limit_usd"])
+    thresholds = settings.pop("thresholds", None)
+    try:
+        if thresholds is not None:
+            if not isinstance(thresholds, list):
+                raise BudgetConfigError(f"thresholds must be a list, got {thresholds!r}")
+            settings["thresholds"] = [str(t) if isinstance(t, float) else t for t in thresholds]
+        limit_usd = settings.pop("limit_usd", None)
+        limit_tokens = settings.pop("limit_tokens", None)
+        return Budget(limit_usd, limit_tokens, **settings)
+    except BudgetConfigError as exc:
+        name = data.get("name")
+        raise BudgetConfigError(f"{where}{f' ({name})' if name else ''}: {exc}") from None
+    except TypeError as exc:
+        raise BudgetConfigError(f"{where}: {exc}") from None

@@ -1,0 +1,42 @@
+"""Open a budget back-end from its URL; the concrete back-ends are imported only when named."""
+
+from __future__ import annotations
+
+from tokentrail.budgets.backend import BudgetBackend, split_options, sqlite_path
+
+__all__ = ["open_backend"]
+
+
+def open_backend(url: str | BudgetBackend | None) -> BudgetBackend:
+    """A back-end from a URL: "memory://", "sqlite:///path.db", "redis://host:6379/0?prefix=tt:",
+    "postgresql://user@host/db?schema=tokentrail". Redis and Postgres clients are imported here, lazily."""
+    if url is None:
+        from tokentrail.budgets.memory import MemoryBackend
+
+        return MemoryBackend()
+    if not isinstance(url, str):
+        return url
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "memory":
+        from tokentrail.budgets.memory import MemoryBackend
+
+        return MemoryBackend()
+    if scheme == "sqlite":
+        from tokentrail.budgets.sqlite import SQLiteBackend
+
+        return SQLiteBackend(sqlite_path(url))
+    if scheme in ("redis", "rediss", "unix"):
+        from tokentrail.budgets.redis import RedisBackend
+
+        base, options = split_options(url, "prefix")
+        return RedisBackend(base, prefix=options.get("prefix", "tokentrail:budget:"))
+    if scheme in ("postgres", "postgresql"):
+        from tokentrail.budgets.postgres import PostgresBackend
+
+        base, options = split_options(url, "schema")
+        return PostgresBackend(base, schema=options.get("schema", "tokentrail"))
+    from tokentrail.budgets.policy import BudgetConfigError
+
+    raise BudgetConfigError(
+        f"unknown budget backend URL {url!r}; use memory://, sqlite:///path.db, redis://… or postgresql://…"
+    )
