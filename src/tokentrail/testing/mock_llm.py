@@ -124,6 +124,7 @@ class _QuietServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     state: _State
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small responses go out at once, not after a delayed ACK
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
