@@ -38,6 +38,9 @@ if TYPE_CHECKING:
         usage_from_stream,
         wrap,
     )
+    from tokentrail.adapters.hooks import track_llm_call
+    from tokentrail.adapters.langchain_hook import TokentrailCallbackHandler
+    from tokentrail.adapters.litellm_hook import litellm_callback
     from tokentrail.budgets import (
         Budget,
         BudgetAlert,
@@ -47,12 +50,14 @@ if TYPE_CHECKING:
         Reservation,
         RunLimits,
     )
+    from tokentrail.exporters import LoggingSink, log_summary
     from tokentrail.scope import ScopedThreadPoolExecutor
     from tokentrail.stores.base import Store
     from tokentrail.stores.memory import MemoryStore
     from tokentrail.stores.sqlite import SQLiteStore
     from tokentrail.tokens.context import ContextMonitor, ContextReport, ContextWarning, Recommendation
     from tokentrail.tokens.count import TokenCount, count, count_tokens
+    from tokentrail.tokens.drift import DriftRow, drift
     from tokentrail.tokens.images import image_tokens
     from tokentrail.tokens.limits import ModelLimits, context_window, model_limits, set_model_limits
     from tokentrail.tracker import Tracker, configure, get_tracker
@@ -102,6 +107,11 @@ _LAZY: dict[str, str] = {
         ("ModelLimits", "context_window", "model_limits", "set_model_limits"), "tokentrail.tokens.limits"
     ),
     "image_tokens": "tokentrail.tokens.images",
+    **dict.fromkeys(("DriftRow", "drift"), "tokentrail.tokens.drift"),
+    "track_llm_call": "tokentrail.adapters.hooks",
+    "TokentrailCallbackHandler": "tokentrail.adapters.langchain_hook",
+    "litellm_callback": "tokentrail.adapters.litellm_hook",
+    **dict.fromkeys(("LoggingSink", "log_summary"), "tokentrail.exporters"),
 }
 
 
@@ -133,8 +143,10 @@ __all__ = [
     "ContextReport",
     "ContextWarning",
     "Cost",
+    "DriftRow",
     "InvalidPriceError",
     "InvalidUsageError",
+    "LoggingSink",
     "MemoryStore",
     "ModelLimits",
     "PriceRule",
@@ -150,6 +162,7 @@ __all__ = [
     "StreamAccumulator",
     "SummaryRow",
     "TokenCount",
+    "TokentrailCallbackHandler",
     "TokentrailError",
     "Tracker",
     "UnknownModelError",
@@ -164,10 +177,13 @@ __all__ = [
     "count_tokens",
     "current_scope",
     "default_catalog",
+    "drift",
     "get_tracker",
     "image_tokens",
     "instrument",
     "instrumented",
+    "litellm_callback",
+    "log_summary",
     "model_limits",
     "price",
     "propagate",
@@ -175,6 +191,7 @@ __all__ = [
     "set_default_catalog",
     "set_model_limits",
     "stream_accumulator",
+    "track_llm_call",
     "uninstrument",
     "usage_from_response",
     "usage_from_stream",

@@ -105,6 +105,7 @@ class Record:
     attribution: Attribution = EMPTY_ATTRIBUTION
     provider_cost: Decimal | None = None  # what the provider itself reported, kept beside ours
     context: Mapping[str, str] | None = None  # request context used for pricing (service tier, batch…)
+    estimated_input_tokens: int | None = None  # pre-call local count, to compare with the billed input
 
     @property
     def priced(self) -> bool:
@@ -121,6 +122,13 @@ class Record:
         if self.provider_cost is None or self.cost_units is None:
             return None
         return self.provider_cost - units_to_decimal(self.cost_units)
+
+    @property
+    def input_estimate_error(self) -> int | None:
+        """Pre-call estimate minus billed input tokens (positive: over-estimated), when estimated."""
+        if self.estimated_input_tokens is None:
+            return None
+        return self.estimated_input_tokens - self.usage.input_tokens
 
     @property
     def timestamp(self) -> datetime:

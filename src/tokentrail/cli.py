@@ -12,6 +12,7 @@ from rich.table import Table
 
 from tokentrail.budgets.cli import budget_app
 from tokentrail.pricing.catalog import default_catalog
+from tokentrail.tokens._cli import count_command
 
 app = typer.Typer(help="Exact token usage and cost tracking for LLM agents.", no_args_is_help=True)
 console = Console()
@@ -274,3 +275,4 @@ def main() -> None:
 
 
 app.add_typer(budget_app, name="budget")
+app.command("count")(count_command)

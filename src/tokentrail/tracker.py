@@ -196,13 +196,16 @@ class Tracker:
         user: str | None = None,
         tool: str | None = None,
         tags: str | Iterable[str] | None = None,
+        estimated_input_tokens: int | None = None,
     ) -> Record:
         """Price `usage` on `model`, attribute it, and hand the record to the store and sinks.
 
         Attribution comes from the active `scope()`; keywords given here override it (tags add up);
         on a child node the agent defaults to the node's name. `provider` defaults to the provider of
         the price rule that matched. `provider_cost` is what the provider reported the call cost, kept
-        beside ours. Never raises.
+        beside ours. `estimated_input_tokens` is the pre-call local count of the prompt (an int or a
+        `tokens.TokenCount`), kept beside the billed usage so `tokens.drift()` can compare them; a
+        negative or unreadable value is dropped with a warning. Never raises.
         """
         attribution = current_frame.get().attribution
         if (
@@ -238,6 +241,7 @@ class Tracker:
             attribution,
             None if provider_cost is None else _reported_cost(provider_cost),
             None if context is None else dict(context),
+            None if estimated_input_tokens is None else self._estimate(estimated_input_tokens),
         )
         for sink in self._shared.sinks:
             try:
@@ -292,6 +296,21 @@ class Tracker:
             self._count("bad_timestamps")
             _logger().warning("tokentrail: cannot read at=%r as a time; recording the current time", at)
             return time.time_ns() // 1000
+
+    def _estimate(self, value: object) -> int | None:
+        if type(value) is int and 0 <= value < 2**63:
+            return value
+        try:
+            if isinstance(value, (bool, float, str)):
+                raise TypeError(type(value).__name__)
+            number: int = int(value)  # type: ignore[call-overload]  # e.g. a TokenCount
+            if not 0 <= number < 2**63:
+                raise ValueError("out of range")
+        except Exception:
+            self._count("bad_estimates")
+            _logger().warning("tokentrail: ignoring estimated_input_tokens=%r (not a token count)", value)
+            return None
+        return number
 
     def _pricing_failed(self, exc: Exception) -> Cost:
         self._count("pricing_errors")

@@ -1,4 +1,5 @@
-"""The human report: rich tables of totals, spend by agent, by model (share of cost) and by node.
+"""The human report: rich tables of totals, spend by agent, by model (share of cost) and by node,
+and, when records carry pre-call estimates, how far those were from the billed input tokens.
 
     from tokentrail.reports.tables import print_report
     print_report(tracker)
@@ -24,9 +25,10 @@ from tokentrail._money import units_to_decimal
 from tokentrail._record import SummaryRow
 
 if TYPE_CHECKING:
+    from tokentrail.tokens.drift import DriftRow
     from tokentrail.tracker import Tracker
 
-__all__ = ["format_usd", "print_report", "render_text", "report"]
+__all__ = ["drift_table", "format_usd", "print_report", "render_text", "report"]
 
 UNPRICED_STYLE = "bold red"
 
@@ -52,6 +54,11 @@ def report(
         nodes = tracker.summary(("path",), since, until)
         if any(row.group["path"] for row in nodes):
             parts.append(hierarchy_table(nodes, totals))
+        from tokentrail.tokens.drift import drift
+
+        drift_rows = drift(tracker.history(since=since, until=until))
+        if drift_rows:
+            parts.append(drift_table(drift_rows))
     if totals.unpriced_calls:
         parts.append(
             Text(
@@ -157,6 +164,26 @@ def hierarchy_table(nodes: Iterable[SummaryRow], totals: SummaryRow) -> Table:
             format_usd(units_to_decimal(units)),
             _share(units, totals.cost_units),
             _unpriced_text(unpriced),
+        )
+    return table
+
+
+def drift_table(rows: Iterable[DriftRow]) -> Table:
+    """Pre-call estimates vs billed input tokens, per model (see `tokens.drift`)."""
+    table = Table(title="Estimate vs billed input tokens", box=box.SIMPLE_HEAVY, title_justify="left")
+    table.add_column("Model", style="bold", no_wrap=True)
+    for name in ("Calls", "Estimated", "Billed", "Difference", "Mean error", "Max error", "Bias"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(
+            _label(row.model),
+            f"{row.calls:,}",
+            f"{row.estimated_input_tokens:,}",
+            f"{row.billed_input_tokens:,}",
+            f"{row.difference:+,}",
+            _percent(row.mean_relative_error),
+            _percent(row.max_relative_error),
+            "-" if row.bias is None else f"{row.bias * 100:+.1f}%",
         )
     return table
 

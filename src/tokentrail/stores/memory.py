@@ -10,7 +10,7 @@ Layout, chosen for a short write path and ≈ 60 bytes a record:
 - `append` only queues a record; queued records move into the columns in batches, with C-level passes
   (`map`, `fromlist`, `sum`) over each batch;
 - anything rare (media tokens, more than 2**32 tokens, a cost finer than 10**-12 USD, a provider-reported
-  cost) goes to small per-cell side tables;
+  cost, a pre-call input estimate) goes to small per-cell side tables;
 - each cell keeps the sums of its records up to date as they are written, so a summary adds up cells and
   scans rows only in the hours that `since`/`until` cut through.
 """
@@ -100,6 +100,7 @@ _context_of = operator.attrgetter("context")
 _timestamp_of = operator.attrgetter("timestamp_us")
 _duration_of = operator.attrgetter("duration_ms")
 _provider_cost_of = operator.attrgetter("provider_cost")
+_estimate_of = operator.attrgetter("estimated_input_tokens")
 _PLAIN_RARE = (*(0 for _ in _RARE[:-1]), 1)
 _WIDTH = len(_COMPACT)
 _SLOT = tuple(TOKENS + TOKEN_FIELDS.index(name) for name in _COUNTED)  # vector index of each count
@@ -120,6 +121,7 @@ class _Cell:
     __slots__ = (
         "costs",
         "durations",
+        "estimates",
         "exact_costs",
         "hour",
         "reported",
@@ -140,6 +142,7 @@ class _Cell:
         self.wide: dict[int, tuple[int, ...]] | None = None  # index → all _COUNTED counts
         self.exact_costs: dict[int, int] | None = None  # index → cost units the cost column cannot hold
         self.reported: dict[int, Decimal] | None = None  # index → provider-reported cost
+        self.estimates: dict[int, int] | None = None  # index → pre-call estimated input tokens
         self.sums: list[int | float] = _zero_vector()  # the aggregate vector of all its records
 
     def __len__(self) -> int:
@@ -345,6 +348,7 @@ class MemoryStore:
                 not any(_any_rare(usages))
                 and not (max(flat[0::_WIDTH]) | max(flat[1::_WIDTH])) >> 32
                 and list(map(_provider_cost_of, batch)).count(None) == len(batch)
+                and list(map(_estimate_of, batch)).count(None) == len(batch)
                 and (
                     costs is None
                     or (
@@ -424,6 +428,11 @@ class MemoryStore:
             if cell.reported is None:
                 cell.reported = {}
             cell.reported[index] = reported
+        estimate = record.estimated_input_tokens
+        if estimate is not None:
+            if cell.estimates is None:
+                cell.estimates = {}
+            cell.estimates[index] = estimate
         vector = record_vector(record, None if reported is None else provider_cost_units(reported))
         sums = cell.sums
         for i, value in enumerate(vector):
@@ -612,6 +621,7 @@ class MemoryStore:
             attribution=key.attribution,
             provider_cost=cell.reported.get(index) if cell.reported is not None else None,
             context=dict(key.context) if key.context is not None else None,
+            estimated_input_tokens=cell.estimates.get(index) if cell.estimates is not None else None,
         )
 
 
@@ -638,7 +648,12 @@ def _atomically(cell: _Cell, change: Callable[[], None]) -> bool:
         for column, mark in zip(columns, marks, strict=True):
             del column[mark:]
         cell.sums[:] = sums
-        sides: tuple[dict[int, Any] | None, ...] = (cell.wide, cell.exact_costs, cell.reported)
+        sides: tuple[dict[int, Any] | None, ...] = (
+            cell.wide,
+            cell.exact_costs,
+            cell.reported,
+            cell.estimates,
+        )
         for side in sides:
             if side:
                 for index in [i for i in side if i >= marks[0]]:

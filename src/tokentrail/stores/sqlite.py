@@ -57,7 +57,7 @@ from tokentrail.stores.base import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "open_sqlite_url"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MAX_PENDING = 1_000_000  # queued records kept while the file cannot be written
 _T = TypeVar("_T")
 
@@ -78,6 +78,7 @@ _RECORD_COLUMNS = (
     "context",
     "rule",
     *_TOKEN_COLUMNS,
+    "est_input",
 )
 _ROLLUP_SUMS = (
     "calls",
@@ -118,8 +119,13 @@ def _schema_v1() -> list[str]:
     ]
 
 
+def _schema_v2() -> list[str]:
+    """v2: the pre-call estimate of a record's input tokens (NULL when none was given)."""
+    return ["ALTER TABLE records ADD COLUMN est_input INTEGER"]
+
+
 # version → statements that bring a database at version-1 to it
-_MIGRATIONS: dict[int, Callable[[], list[str]]] = {1: _schema_v1}
+_MIGRATIONS: dict[int, Callable[[], list[str]]] = {1: _schema_v1, 2: _schema_v2}
 
 
 class _BigSum:
@@ -400,6 +406,7 @@ class SQLiteStore:
             None if record.context is None else json.dumps(dict(record.context), sort_keys=True),
             self._rule_text(record.price_rule),
             *(getattr(usage, name) for name in TOKEN_FIELDS),
+            _estimate_column(record.estimated_input_tokens),
         )
 
     def _rule_text(self, rule: PriceRule | None) -> str | None:
@@ -608,6 +615,7 @@ class SQLiteStore:
             ),
             provider_cost=None if values["provider_cost"] is None else Decimal(values["provider_cost"]),
             context=None if values["context"] is None else json.loads(values["context"]),
+            estimated_input_tokens=values["est_input"],
         )
 
     def __repr__(self) -> str:
@@ -745,6 +753,13 @@ def _where(query: Query, raw: bool = False) -> tuple[str, list[Any], Callable[[s
             return any(tag in have for tag in wanted_tags)
 
     return " AND ".join(conditions), params, check
+
+
+def _estimate_column(estimate: object) -> int | None:
+    """The estimate as SQLite can hold it (NULL when missing or not a 64-bit token count)."""
+    if type(estimate) is int and 0 <= estimate < 2**63:
+        return estimate
+    return None
 
 
 def _options(wanted: object) -> list[object]:

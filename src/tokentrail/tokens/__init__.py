@@ -9,6 +9,7 @@ from tokentrail.tokens.context import (
     Recommendation,
 )
 from tokentrail.tokens.count import TokenCount, count, count_tokens
+from tokentrail.tokens.drift import DriftRow, drift
 from tokentrail.tokens.encodings import IntegrityError, encoding_name_for_model, get_encoding
 from tokentrail.tokens.estimate import estimate_text_tokens, family_for_model
 from tokentrail.tokens.images import image_size, image_tokens
@@ -25,6 +26,7 @@ __all__ = [
     "ContextReport",
     "ContextWarning",
     "ConversationState",
+    "DriftRow",
     "IntegrityError",
     "ModelLimits",
     "Recommendation",
@@ -33,6 +35,7 @@ __all__ = [
     "context_window",
     "count",
     "count_tokens",
+    "drift",
     "encoding_name_for_model",
     "estimate_text_tokens",
     "family_for_model",
