@@ -115,3 +115,16 @@ def test_records_survive_a_dict_round_trip_with_their_time_to_the_microsecond() 
     again = export.record_from_dict(json.loads(json.dumps(export.record_to_dict(record))))
     assert again == record
     assert again.timestamp == at
+
+
+def test_exports_keep_the_pre_call_estimate(tmp_path: Path) -> None:
+    from tokentrail.reports.export import load, save
+
+    tracker = tt.Tracker()
+    tracker.record(tt.Usage(1_000, 10), model="gpt-4o", estimated_input_tokens=960)
+    tracker.record(tt.Usage(500, 10), model="gpt-4o")
+    for suffix in (".json", ".csv"):
+        path = tmp_path / f"export{suffix}"
+        save(tracker, path)
+        estimates = sorted((r.estimated_input_tokens or 0) for r in load(path).history())
+        assert estimates == [0, 960], suffix

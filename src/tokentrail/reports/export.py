@@ -57,6 +57,7 @@ CSV_COLUMNS = (
     "provider_cost",
     "context",
     "price_rule",
+    "estimated_input_tokens",
 )
 
 
@@ -87,6 +88,7 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         "provider_cost": None if record.provider_cost is None else str(record.provider_cost),
         "context": None if record.context is None else dict(record.context),
         "price_rule": _rule_to_dict(record.price_rule),
+        "estimated_input_tokens": record.estimated_input_tokens,
     }
 
 
@@ -101,6 +103,7 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
     cost = data.get("cost")
     duration = data.get("duration_ms")
     reported = data.get("provider_cost")
+    estimate = data.get("estimated_input_tokens")
     return Record(
         id=int(data["id"], 16),
         timestamp_us=to_timestamp_us(datetime.fromisoformat(data["timestamp"])),
@@ -123,6 +126,7 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
         ),
         provider_cost=None if reported is None else Decimal(reported),
         context=data.get("context"),
+        estimated_input_tokens=None if estimate is None else int(estimate),
     )
 
 
