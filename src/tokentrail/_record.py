@@ -85,8 +85,39 @@ def normalize_tags(tags: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(sorted({str(tag) for tag in tags}))
 
 
+class Attributed:
+    """Read an `attribution`'s fields as if they were the object's own (records, store keys)."""
+
+    __slots__ = ()
+    attribution: Attribution
+
+    @property
+    def agent(self) -> str | None:
+        return self.attribution.agent
+
+    @property
+    def session(self) -> str | None:
+        return self.attribution.session
+
+    @property
+    def user(self) -> str | None:
+        return self.attribution.user
+
+    @property
+    def tool(self) -> str | None:
+        return self.attribution.tool
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.attribution.tags
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.attribution.path
+
+
 @dataclass(slots=True, eq=True)
-class Record:
+class Record(Attributed):
     """One tracked call: its usage, exact cost, attribution, model and timing.
 
     Treat it as read-only: every sink receives the same object. `id` is a 128-bit integer, unique
@@ -135,30 +166,6 @@ class Record:
         return datetime.fromtimestamp(self.timestamp_us // 1_000_000, timezone.utc).replace(
             microsecond=self.timestamp_us % 1_000_000
         )
-
-    @property
-    def agent(self) -> str | None:
-        return self.attribution.agent
-
-    @property
-    def session(self) -> str | None:
-        return self.attribution.session
-
-    @property
-    def user(self) -> str | None:
-        return self.attribution.user
-
-    @property
-    def tool(self) -> str | None:
-        return self.attribution.tool
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        return self.attribution.tags
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        return self.attribution.path
 
 
 def to_timestamp_us(at: datetime | date) -> int:

@@ -30,7 +30,7 @@ from itertools import compress, repeat, starmap
 from operator import and_, floordiv, is_, mod
 from typing import Any
 
-from tokentrail._record import EMPTY_ATTRIBUTION, Attribution, GroupValue, Record, SummaryRow
+from tokentrail._record import EMPTY_ATTRIBUTION, Attributed, Attribution, GroupValue, Record, SummaryRow
 from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
 from tokentrail.stores.base import (
     CALLS,
@@ -158,7 +158,7 @@ def _zero_vector() -> list[int | float]:
     return vector
 
 
-class _Key:
+class _Key(Attributed):
     """The fields many records share, stored once, with the key's cells by hour."""
 
     __slots__ = (
@@ -199,30 +199,6 @@ class _Key:
         self.context = context
         self.id_prefix = id_prefix
         self.cells: dict[int, _Cell] = {}
-
-    @property
-    def agent(self) -> str | None:
-        return self.attribution.agent
-
-    @property
-    def session(self) -> str | None:
-        return self.attribution.session
-
-    @property
-    def user(self) -> str | None:
-        return self.attribution.user
-
-    @property
-    def tool(self) -> str | None:
-        return self.attribution.tool
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        return self.attribution.tags
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        return self.attribution.path
 
     @property
     def status(self) -> str:
