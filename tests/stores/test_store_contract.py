@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
 import tokentrail as tt
+from tests.scenario import BIG, SMALL, T0, groups, record_scenario
 from tokentrail._record import SummaryRow
-from tokentrail.scope import scope
 from tokentrail.stores.base import GROUP_KEYS, Store
 from tokentrail.stores.memory import MemoryStore
 from tokentrail.tracker import Tracker
 
-T0 = datetime(2025, 6, 1, 10, 0, tzinfo=timezone.utc)
-SMALL = tt.Usage(input_tokens=100, output_tokens=10)
-BIG = tt.Usage(input_tokens=2_000, output_tokens=500, cache_read_tokens=1_000)
-
 MakeStore = Callable[[], Store]
-
-
-def groups(rows: list[SummaryRow], *keys: str) -> dict[tuple[object, ...], int]:
-    return {tuple(row.group[k] for k in keys): row.calls for row in rows}
 
 
 def same(got: list[SummaryRow], expected: list[SummaryRow]) -> bool:
@@ -39,14 +31,7 @@ def same(got: list[SummaryRow], expected: list[SummaryRow]) -> bool:
 
 @pytest.fixture
 def populated(make_store: MakeStore) -> Tracker:
-    tracker = Tracker(store=make_store())
-    with scope(agent="researcher", session="s1", user="alice", tags=["eval", "web"]):
-        tracker.record(SMALL, "gpt-4o", at=T0, tool="search", duration_ms=100.0)
-        tracker.record(BIG, "claude-sonnet-4-5", at=T0 + timedelta(minutes=30), duration_ms=400.0)
-    with scope(agent="writer", session="s2", user="bob"):
-        tracker.record(BIG, "gpt-4o", at=T0 + timedelta(hours=1, minutes=5))
-        tracker.record(SMALL, "acme-private", at=T0 + timedelta(days=1))
-    return tracker
+    return record_scenario(Tracker(store=make_store()))
 
 
 def test_grouping_filters_and_totals(populated: Tracker) -> None:
