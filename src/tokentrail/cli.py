@@ -7,15 +7,14 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tokentrail._cli_common import StoreOption, close_ledger, console, open_ledger, parse_when
 from tokentrail.budgets.cli import budget_app
 from tokentrail.pricing.catalog import default_catalog
 from tokentrail.tokens._cli import count_command
 
 app = typer.Typer(help="Exact token usage and cost tracking for LLM agents.", no_args_is_help=True)
-console = Console()
 
 
 @app.callback()
@@ -114,38 +113,6 @@ def _timestamp(when: datetime) -> int:
     return timestamp_us(when)
 
 
-# -- ledger reports -----------------------------------------------------------------------------------
-
-StoreOption = Annotated[
-    str, typer.Option("--store", help="Ledger URL, e.g. sqlite:///usage.db.", envvar="TOKENTRAIL_STORE")
-]
-
-
-def _open_ledger(url: str) -> Any:
-    """The tracker over an existing ledger; exits with a clear message when it cannot be opened."""
-    from pathlib import Path
-
-    from tokentrail.errors import StoreError
-    from tokentrail.tracker import Tracker
-
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///").partition("?")[0]
-        if path and path != ":memory:" and not Path(path).exists():
-            console.print(f"[red]No ledger at {path!r}[/red] (from --store {url!r}).")
-            raise typer.Exit(code=1)
-    try:
-        return Tracker(store=url)
-    except StoreError as exc:
-        console.print(f"[red]Cannot open the store:[/red] {exc}", markup=True, highlight=False)
-        raise typer.Exit(code=1) from None
-
-
-def _close_ledger(tracker: Any) -> None:
-    close = getattr(tracker.store, "close", None)
-    if callable(close):
-        close()
-
-
 @app.command()
 def report(
     store: StoreOption,
@@ -170,16 +137,16 @@ def report(
         raise typer.BadParameter(f"cannot group by {', '.join(unknown)}; known: {', '.join(GROUP_KEYS)}")
     if output_format not in ("table", "json", "csv"):
         raise typer.BadParameter(f"--format must be table, json or csv, got {output_format!r}")
-    window = {"since": _parse_when(since, "--since"), "until": _parse_when(until, "--until")}
+    window = {"since": parse_when(since, "--since"), "until": parse_when(until, "--until")}
     given = {"agent": agent, "session": session, "user": user, "tool": tool, "model": model}
     given |= {"provider": provider, "tag": tag}
     filters: dict[str, Any] = {name: values for name, values in given.items() if values}
-    tracker = _open_ledger(store)
+    tracker = open_ledger(store)
     try:
         rows = tracker.summary(keys, **window, **filters)
         totals = tracker.totals(**window, **filters)
     finally:
-        _close_ledger(tracker)
+        close_ledger(tracker)
     if output_format == "table":
         _print_summary(keys, rows, totals)
         return
@@ -242,7 +209,7 @@ def _print_summary(keys: tuple[str, ...], rows: list[Any], totals: Any) -> None:
 @app.command()
 def stats(store: StoreOption) -> None:
     """Ledger size: records, unpriced records, file size."""
-    tracker = _open_ledger(store)
+    tracker = open_ledger(store)
     try:
         measure = getattr(tracker.store, "stats", None)
         if callable(measure):
@@ -251,7 +218,7 @@ def stats(store: StoreOption) -> None:
             totals = tracker.totals()
             figures = {"records": totals.calls, "unpriced": totals.unpriced_calls}
     finally:
-        _close_ledger(tracker)
+        close_ledger(tracker)
     table = Table(title=f"Ledger {store}", show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
@@ -259,15 +226,6 @@ def stats(store: StoreOption) -> None:
     for name, value in figures.items():
         table.add_row(labels.get(name, name.replace("_", " ")), f"{value:,}")
     console.print(table)
-
-
-def _parse_when(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{option} must be an ISO date or date-time, got {text!r}") from None
 
 
 def main() -> None:
