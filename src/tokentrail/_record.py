@@ -137,6 +137,7 @@ class Record(Attributed):
     provider_cost: Decimal | None = None  # what the provider itself reported, kept beside ours
     context: Mapping[str, str] | None = None  # request context used for pricing (service tier, batch…)
     estimated_input_tokens: int | None = None  # pre-call local count, to compare with the billed input
+    ttft_ms: float | None = None  # time to first token of a streamed call, in milliseconds
 
     @property
     def priced(self) -> bool:

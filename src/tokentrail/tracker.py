@@ -30,12 +30,11 @@ from tokentrail._record import (
     to_timestamp_us,
 )
 from tokentrail._types import Cost, Usage
-from tokentrail.errors import StoreError
 from tokentrail.pricing.catalog import Catalog
 from tokentrail.pricing.catalog import price as default_price
 from tokentrail.scope import current_frame
+from tokentrail.stores import open_store
 from tokentrail.stores.base import Aggregate, Query, Store
-from tokentrail.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -98,7 +97,7 @@ class Tracker:
         budget_backend: object = None,
     ) -> None:
         self._shared = _Shared(
-            _open_store(store), sinks, catalog, _budget_manager(budgets, budget_backend, catalog)
+            open_store(store), sinks, catalog, _budget_manager(budgets, budget_backend, catalog)
         )
         self.path: tuple[str, ...] = ()
         self._derived: dict[int, tuple[Attribution, Attribution]] = {}
@@ -197,6 +196,7 @@ class Tracker:
         tool: str | None = None,
         tags: str | Iterable[str] | None = None,
         estimated_input_tokens: int | None = None,
+        ttft_ms: float | None = None,
     ) -> Record:
         """Price `usage` on `model`, attribute it, and hand the record to the store and sinks.
 
@@ -205,7 +205,8 @@ class Tracker:
         the price rule that matched. `provider_cost` is what the provider reported the call cost, kept
         beside ours. `estimated_input_tokens` is the pre-call local count of the prompt (an int or a
         `tokens.TokenCount`), kept beside the billed usage so `tokens.drift()` can compare them; a
-        negative or unreadable value is dropped with a warning. Never raises.
+        negative or unreadable value is dropped with a warning. `ttft_ms` is the time to the first token of a
+        streamed call. Never raises.
         """
         attribution = current_frame.get().attribution
         if (
@@ -242,6 +243,9 @@ class Tracker:
             None if provider_cost is None else _reported_cost(provider_cost),
             None if context is None else dict(context),
             None if estimated_input_tokens is None else self._estimate(estimated_input_tokens),
+            ttft_ms
+            if ttft_ms is None or (type(ttft_ms) is float and 0.0 <= ttft_ms < _INFINITY)
+            else _duration(ttft_ms, "ttft_ms"),
         )
         for sink in self._shared.sinks:
             try:
@@ -416,20 +420,6 @@ def _budget_manager(
     return BudgetManager(list(budgets), backend=backend, catalog=catalog)  # type: ignore[arg-type]
 
 
-def _open_store(store: Store | str | None) -> Store:
-    if store is None or store in ("memory", "memory://"):
-        return MemoryStore()
-    if isinstance(store, str):
-        if store.startswith("sqlite:"):
-            from tokentrail.stores.sqlite import open_sqlite_url
-
-            return open_sqlite_url(store)
-        raise StoreError(f"unknown store {store!r}; this version supports 'memory' and 'sqlite:///path.db'")
-    if not isinstance(store, Store):
-        raise StoreError(f"{type(store).__name__} is not a store (append, summary, history, reset)")
-    return store
-
-
 def _as_callable(sink: Sink) -> Callable[[Record], object]:
     append = getattr(sink, "append", None)
     if callable(append):
@@ -439,16 +429,14 @@ def _as_callable(sink: Sink) -> Callable[[Record], object]:
     raise TypeError(f"a sink must be callable or have append(record), got {type(sink).__name__}")
 
 
-def _duration(duration_ms: object) -> float | None:
+def _duration(duration_ms: object, name: str = "duration_ms") -> float | None:
     try:
         value = float(duration_ms)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        _logger().warning("tokentrail: ignoring duration_ms=%r (not a number)", duration_ms)
+        _logger().warning("tokentrail: ignoring %s=%r (not a number)", name, duration_ms)
         return None
     if math.isnan(value) or value < 0 or math.isinf(value):
-        _logger().warning(
-            "tokentrail: ignoring duration_ms=%r (not a finite, non-negative number)", duration_ms
-        )
+        _logger().warning("tokentrail: ignoring %s=%r (not a finite, non-negative number)", name, duration_ms)
         return None
     return value
 

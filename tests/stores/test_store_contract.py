@@ -85,11 +85,13 @@ def test_history_order_limit_and_round_trip(make_store: MakeStore) -> None:
         ),
         tracker.record(tt.Usage.unknown("stream cut"), "gpt-4o"),
         tracker.record(SMALL, "unknown-model", tags=["a", "b"], agent="x"),
+        tracker.record(SMALL, "gpt-4o", duration_ms=900.0, ttft_ms=120.25),
     ]
     assert sorted(tracker.history(), key=lambda r: r.id) == sorted(recorded, key=lambda r: r.id)
     assert [r.id for r in tracker.history(limit=2)] == [r.id for r in recorded[-2:]]
     assert tracker.history(limit=0) == []
-    assert [r.id for r in tracker.history(tag="b")] == [recorded[-1].id]
+    assert [r.id for r in tracker.history(tag="b")] == [recorded[-2].id]
+    assert [r.ttft_ms for r in tracker.history(limit=1)] == [120.25]
 
 
 def test_reset_scopes_and_children(make_store: MakeStore) -> None:

@@ -151,8 +151,8 @@ def _make_v1_file(path: Path, records: list[Record]) -> None:
     helper = SQLiteStore(":memory:", durable=True)
     rows = [helper._row(record) for record in records]
     helper.close()
-    assert _RECORD_COLUMNS[-1] == "est_input"
-    v1_columns = _RECORD_COLUMNS[:-1]
+    assert _RECORD_COLUMNS[-2:] == ("est_input", "ttft")  # added by v2 and v3
+    v1_columns = _RECORD_COLUMNS[:-2]
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     conn.execute("INSERT INTO schema_version (version) VALUES (1)")
@@ -162,7 +162,7 @@ def _make_v1_file(path: Path, records: list[Record]) -> None:
     rollup = ", ".join(f'"{c}"' for c in _ROLLUP_COLUMNS)
     conn.executemany(
         f"INSERT INTO records ({quoted}) VALUES ({', '.join('?' * len(v1_columns))})",
-        [row[:-1] for row in rows],
+        [row[:-2] for row in rows],
     )
     conn.executemany(
         f"INSERT INTO rollup_hour ({rollup}) VALUES ({', '.join('?' * len(_ROLLUP_COLUMNS))})",
@@ -173,7 +173,7 @@ def _make_v1_file(path: Path, records: list[Record]) -> None:
 
 
 def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     source = Tracker()
     source.record(_usage(100), "gpt-4o", at=AT, agent="old")
     source.record(_usage(300), "gpt-4o", at=AT, agent="old", provider_cost="0.01")
@@ -190,19 +190,21 @@ def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
         assert [r.usage.input_tokens for r in old] == [100, 300]
         assert all(r.estimated_input_tokens is None for r in old)
         assert [r.id for r in old] == [r.id for r in source.history()]
-        tracker.record(_usage(200), "gpt-4o", at=AT, estimated_input_tokens=220)
+        assert all(r.ttft_ms is None for r in old)
+        tracker.record(_usage(200), "gpt-4o", at=AT, estimated_input_tokens=220, ttft_ms=41.5)
         assert tracker.totals().calls == 3 and tracker.totals().input_tokens == 600
         [row] = drift(tracker)
         assert (row.calls, row.estimated_input_tokens, row.billed_input_tokens) == (1, 220, 200)
     finally:
         store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
-    assert "est_input" in {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+    assert {"est_input", "ttft"} <= columns
     conn.close()
     reopened = SQLiteStore(path)  # a second open does not migrate again
     try:
-        assert len(reopened.history(_all())) == 3
+        assert sorted(r.ttft_ms or 0.0 for r in reopened.history(_all())) == [0.0, 0.0, 41.5]
     finally:
         reopened.close()
 

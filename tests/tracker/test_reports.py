@@ -117,14 +117,24 @@ def test_records_survive_a_dict_round_trip_with_their_time_to_the_microsecond() 
     assert again.timestamp == at
 
 
-def test_exports_keep_the_pre_call_estimate(tmp_path: Path) -> None:
+def test_exports_keep_the_pre_call_estimate_and_time_to_first_token(tmp_path: Path) -> None:
     from tokentrail.reports.export import load, save
 
     tracker = tt.Tracker()
-    tracker.record(tt.Usage(1_000, 10), model="gpt-4o", estimated_input_tokens=960)
+    tracker.record(tt.Usage(1_000, 10), model="gpt-4o", estimated_input_tokens=960, ttft_ms=0.1 + 0.2)
     tracker.record(tt.Usage(500, 10), model="gpt-4o")
     for suffix in (".json", ".csv"):
         path = tmp_path / f"export{suffix}"
         save(tracker, path)
-        estimates = sorted((r.estimated_input_tokens or 0) for r in load(path).history())
+        loaded = load(path).history()
+        estimates = sorted((r.estimated_input_tokens or 0) for r in loaded)
         assert estimates == [0, 960], suffix
+        assert sorted(r.ttft_ms or 0.0 for r in loaded) == [0.0, 0.1 + 0.2], suffix
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "soon", object()])
+def test_a_bad_time_to_first_token_is_dropped_not_raised(bad: object) -> None:
+    tracker = tt.Tracker()
+    record = tracker.record(tt.Usage(10, 1), model="gpt-4o", ttft_ms=bad)  # type: ignore[arg-type]
+    assert record.ttft_ms is None
+    assert tracker.record(tt.Usage(10, 1), model="gpt-4o", ttft_ms=7).ttft_ms == 7.0

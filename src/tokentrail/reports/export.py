@@ -58,6 +58,7 @@ CSV_COLUMNS = (
     "context",
     "price_rule",
     "estimated_input_tokens",
+    "ttft_ms",
 )
 
 
@@ -89,6 +90,7 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         "context": None if record.context is None else dict(record.context),
         "price_rule": _rule_to_dict(record.price_rule),
         "estimated_input_tokens": record.estimated_input_tokens,
+        "ttft_ms": record.ttft_ms,
     }
 
 
@@ -104,6 +106,7 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
     duration = data.get("duration_ms")
     reported = data.get("provider_cost")
     estimate = data.get("estimated_input_tokens")
+    ttft = data.get("ttft_ms")
     return Record(
         id=int(data["id"], 16),
         timestamp_us=to_timestamp_us(datetime.fromisoformat(data["timestamp"])),
@@ -127,6 +130,7 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
         provider_cost=None if reported is None else Decimal(reported),
         context=data.get("context"),
         estimated_input_tokens=None if estimate is None else int(estimate),
+        ttft_ms=None if ttft is None else float(ttft),
     )
 
 
@@ -195,7 +199,8 @@ def _write_csv(stream: io.TextIOBase | Any, records: Iterable[Record]) -> None:
         for name in ("tags", "path", "context", "price_rule"):
             row[name] = json.dumps(row[name], ensure_ascii=False) if row[name] is not None else ""
         row["priced"] = "true" if row["priced"] else "false"
-        row["duration_ms"] = "" if row["duration_ms"] is None else repr(row["duration_ms"])
+        for name in ("duration_ms", "ttft_ms"):
+            row[name] = "" if row[name] is None else repr(row[name])
         writer.writerow({name: "" if value is None else value for name, value in row.items()})
 
 

@@ -101,6 +101,7 @@ _timestamp_of = operator.attrgetter("timestamp_us")
 _duration_of = operator.attrgetter("duration_ms")
 _provider_cost_of = operator.attrgetter("provider_cost")
 _estimate_of = operator.attrgetter("estimated_input_tokens")
+_ttft_of = operator.attrgetter("ttft_ms")
 _PLAIN_RARE = (*(0 for _ in _RARE[:-1]), 1)
 _WIDTH = len(_COMPACT)
 _SLOT = tuple(TOKENS + TOKEN_FIELDS.index(name) for name in _COUNTED)  # vector index of each count
@@ -129,6 +130,7 @@ class _Cell:
         "sums",
         "timestamps",
         "tokens",
+        "ttfts",
         "wide",
     )
 
@@ -143,6 +145,7 @@ class _Cell:
         self.exact_costs: dict[int, int] | None = None  # index → cost units the cost column cannot hold
         self.reported: dict[int, Decimal] | None = None  # index → provider-reported cost
         self.estimates: dict[int, int] | None = None  # index → pre-call estimated input tokens
+        self.ttfts: dict[int, float] | None = None  # index → time to first token (ms)
         self.sums: list[int | float] = _zero_vector()  # the aggregate vector of all its records
 
     def __len__(self) -> int:
@@ -325,6 +328,7 @@ class MemoryStore:
                 and not (max(flat[0::_WIDTH]) | max(flat[1::_WIDTH])) >> 32
                 and list(map(_provider_cost_of, batch)).count(None) == len(batch)
                 and list(map(_estimate_of, batch)).count(None) == len(batch)
+                and list(map(_ttft_of, batch)).count(None) == len(batch)
                 and (
                     costs is None
                     or (
@@ -409,6 +413,11 @@ class MemoryStore:
             if cell.estimates is None:
                 cell.estimates = {}
             cell.estimates[index] = estimate
+        ttft = record.ttft_ms
+        if ttft is not None:
+            if cell.ttfts is None:
+                cell.ttfts = {}
+            cell.ttfts[index] = ttft
         vector = record_vector(record, None if reported is None else provider_cost_units(reported))
         sums = cell.sums
         for i, value in enumerate(vector):
@@ -598,6 +607,7 @@ class MemoryStore:
             provider_cost=cell.reported.get(index) if cell.reported is not None else None,
             context=dict(key.context) if key.context is not None else None,
             estimated_input_tokens=cell.estimates.get(index) if cell.estimates is not None else None,
+            ttft_ms=cell.ttfts.get(index) if cell.ttfts is not None else None,
         )
 
 
@@ -629,6 +639,7 @@ def _atomically(cell: _Cell, change: Callable[[], None]) -> bool:
             cell.exact_costs,
             cell.reported,
             cell.estimates,
+            cell.ttfts,
         )
         for side in sides:
             if side:

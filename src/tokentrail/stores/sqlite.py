@@ -57,7 +57,7 @@ from tokentrail.stores.base import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "open_sqlite_url"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MAX_PENDING = 1_000_000  # queued records kept while the file cannot be written
 _T = TypeVar("_T")
 
@@ -79,6 +79,7 @@ _RECORD_COLUMNS = (
     "rule",
     *_TOKEN_COLUMNS,
     "est_input",
+    "ttft",
 )
 _ROLLUP_SUMS = (
     "calls",
@@ -124,8 +125,13 @@ def _schema_v2() -> list[str]:
     return ["ALTER TABLE records ADD COLUMN est_input INTEGER"]
 
 
+def _schema_v3() -> list[str]:
+    """v3: the time to first token of a streamed call, in ms (NULL when not measured)."""
+    return ["ALTER TABLE records ADD COLUMN ttft REAL"]
+
+
 # version → statements that bring a database at version-1 to it
-_MIGRATIONS: dict[int, Callable[[], list[str]]] = {1: _schema_v1, 2: _schema_v2}
+_MIGRATIONS: dict[int, Callable[[], list[str]]] = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3}
 
 
 class _BigSum:
@@ -407,6 +413,7 @@ class SQLiteStore:
             self._rule_text(record.price_rule),
             *(getattr(usage, name) for name in TOKEN_FIELDS),
             _estimate_column(record.estimated_input_tokens),
+            record.ttft_ms,
         )
 
     def _rule_text(self, rule: PriceRule | None) -> str | None:
@@ -616,6 +623,7 @@ class SQLiteStore:
             provider_cost=None if values["provider_cost"] is None else Decimal(values["provider_cost"]),
             context=None if values["context"] is None else json.loads(values["context"]),
             estimated_input_tokens=values["est_input"],
+            ttft_ms=values["ttft"],
         )
 
     def __repr__(self) -> str:
