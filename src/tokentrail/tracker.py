@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from logging import Logger
 
     from tokentrail.budgets import Budget, BudgetManager, BudgetStatus, Reservation
+    from tokentrail.tokens._tracked import ContextSink
+    from tokentrail.tokens.context import ContextMonitor, ContextWarning
 
 __all__ = ["Sink", "Tracker", "configure", "get_tracker"]
 
@@ -65,7 +67,17 @@ Sink = Callable[[Record], object] | _AppendSink
 class _Shared:
     """What every node of one tracker tree shares."""
 
-    __slots__ = ("budgets", "catalog", "counts_lock", "error_counts", "nodes", "price", "sinks", "store")
+    __slots__ = (
+        "budgets",
+        "catalog",
+        "context_sinks",
+        "counts_lock",
+        "error_counts",
+        "nodes",
+        "price",
+        "sinks",
+        "store",
+    )
 
     def __init__(
         self, store: Store, sinks: Iterable[Sink], catalog: Catalog | None, budgets: BudgetManager | None
@@ -80,6 +92,7 @@ class _Shared:
         self.counts_lock = threading.Lock()
         self.error_counts: dict[str, int] = {}
         self.nodes: dict[tuple[str, ...], Tracker] = {}
+        self.context_sinks: dict[str, ContextSink] = {}
 
 
 class Tracker:
@@ -151,6 +164,40 @@ class Tracker:
     def budget_status(self) -> list[BudgetStatus]:
         """Every budget: spent, reserved, remaining, percent used, when it resets."""
         return [] if self._shared.budgets is None else self._shared.budgets.status()
+
+    # -- context windows -------------------------------------------------------------------------------
+
+    def context(
+        self,
+        by: str = "session",
+        *,
+        on_warning: Callable[[ContextWarning], object] | None = None,
+        **options: Any,
+    ) -> ContextMonitor:
+        """The context monitor fed by this tracker: every recorded call is a turn of the conversation
+        its `by` field names (session, agent, user, tool or path).
+
+        The first call for a `by` creates the monitor with `options` (`ContextMonitor`'s: thresholds,
+        reserve_output_tokens, …) and installs it as a sink of the whole tracker tree; later calls
+        return the same monitor. A threshold reached for the first time in a conversation is logged
+        and passed to `on_warning`. Use `monitor.check(messages, model)` before a call as usual.
+        """
+        from tokentrail.tokens._tracked import ContextSink
+        from tokentrail.tokens.context import ContextMonitor
+
+        shared = self._shared
+        sink = shared.context_sinks.get(by)
+        if sink is not None:
+            if options or on_warning is not None:
+                raise ValueError(f"the context monitor by {by!r} already exists; configure it once")
+            return sink.monitor
+        options.setdefault("catalog", shared.catalog)
+        sink = ContextSink(ContextMonitor(**options), by, on_warning)
+        with shared.counts_lock:
+            if by not in shared.context_sinks:
+                shared.context_sinks[by] = sink
+                shared.sinks = (*shared.sinks, sink)
+        return shared.context_sinks[by].monitor
 
     # -- hierarchy -------------------------------------------------------------------------------------
 
