@@ -6,10 +6,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tokentrail as tt
+from tokentrail._types import TOKEN_FIELDS, Usage, UsageStatus
+from tokentrail.errors import InvalidUsageError
 
 
 @st.composite
@@ -113,3 +115,28 @@ def test_cost_decimals_are_exact_and_plain() -> None:
     cost = tt.price(tt.Usage(1, 0), "gpt-4o-mini")
     assert cost.total == Decimal("0.00000015")
     assert cost.total_units == 150_000_000_000_000_000
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(
+        st.integers(min_value=-3, max_value=40) | st.sampled_from([True, 2**70]),
+        min_size=len(TOKEN_FIELDS),
+        max_size=len(TOKEN_FIELDS),
+    )
+)
+def test_the_fast_check_agrees_with_the_full_validation(counts: list[int]) -> None:
+    """The generated straight-line check accepts exactly the exact-int usages the full check accepts."""
+    from tokentrail._types import _plainly_valid
+
+    usage = object.__new__(Usage)
+    for name, value in zip(TOKEN_FIELDS, counts, strict=True):
+        object.__setattr__(usage, name, value)
+    object.__setattr__(usage, "status", UsageStatus.COMPLETE)
+    object.__setattr__(usage, "reason", None)
+    try:
+        usage._validate()
+        valid = all(type(value) is int for value in counts)
+    except InvalidUsageError:
+        valid = False
+    assert _plainly_valid(usage) is valid

@@ -30,8 +30,8 @@ from tokentrail._record import (
     to_timestamp_us,
 )
 from tokentrail._types import Cost, Usage
+from tokentrail.pricing import catalog as _catalogs
 from tokentrail.pricing.catalog import Catalog
-from tokentrail.pricing.catalog import price as default_price
 from tokentrail.scope import current_frame
 from tokentrail.stores import open_store
 from tokentrail.stores.base import Aggregate, Query, Store
@@ -87,7 +87,7 @@ class _Shared:
         self.budgets = budgets
         if budgets is not None:
             sinks = (*sinks, budgets.observe)
-        self.price = catalog.price if catalog is not None else default_price
+        self.price = catalog.price if catalog is not None else _price_on_default_catalog
         self.sinks: tuple[Callable[[Record], object], ...] = (store.append, *map(_as_callable, sinks))
         self.counts_lock = threading.Lock()
         self.error_counts: dict[str, int] = {}
@@ -453,6 +453,17 @@ class Tracker:
     def __repr__(self) -> str:
         where = "/".join(self.path) or "root"
         return f"<Tracker {where} store={type(self._shared.store).__name__}>"
+
+
+def _price_on_default_catalog(
+    usage: Usage,
+    model: str | None,
+    provider: str | None,
+    at: datetime | date | None,
+    context: Mapping[str, str] | None,
+) -> Cost:
+    """`tokentrail.price` without its keyword handling: the process default catalog, read per call."""
+    return (_catalogs._default or _catalogs.default_catalog()).price(usage, model, provider, at, context)
 
 
 def _budget_manager(

@@ -24,7 +24,7 @@ __all__ = ["Catalog", "Match", "default_catalog", "price", "set_default_catalog"
 
 _CACHE_LIMIT = 4096
 _DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_data")
-_MISSING = object()
+_MISSING: Any = object()  # typed Any so a cache hit needs no cast() call on the hot path
 _UNKNOWN = UsageStatus.UNKNOWN
 
 
@@ -257,7 +257,7 @@ class Catalog:
             match = self.resolve(model, provider) if model else None
         if match is None:
             return self._unknown(model or "(none)", provider, strict)
-        found = cast("Binding | Match", match)
+        found: Binding | Match = match
         if at is None and context is None:
             return found.select(None, None).cost(usage)
         if context is not None and not isinstance(context, Mapping):
