@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PIN    := -c constraints.txt
 
-.PHONY: demo test bench prices clean
+.PHONY: demo test bench prices docs chromium clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.demo-installed: $(PY) pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.test-installed: $(PY) pyproject.toml constraints.txt
-	$(PIP) install $(PIN) -e '.[test,demo]'
+	$(PIP) install $(PIN) -e '.[test,demo,docs]'
 	touch $@ $(VENV)/.demo-installed
 
 $(VENV)/.bench-installed: $(VENV)/.test-installed
@@ -26,11 +26,22 @@ $(VENV)/.bench-installed: $(VENV)/.test-installed
 demo: $(VENV)/.demo-installed
 	$(PY) -m tokentrail.demo
 
-test: $(VENV)/.test-installed
-	$(PY) -m ruff check src tests benchmarks scripts
-	$(PY) -m ruff format --check src tests benchmarks scripts
+# The dashboard's browser tests drive Debian's Chromium (not on a fresh machine: installed here once).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null)) || \
+	  echo "WARNING: could not install chromium; the browser tests will say so and skip"
+
+test: $(VENV)/.test-installed chromium
+	$(PY) -m ruff check src tests benchmarks scripts examples
+	$(PY) -m ruff format --check src tests benchmarks scripts examples
 	$(PY) -m mypy
+	$(PY) -m mkdocs build --strict --quiet -d /tmp/tokentrail-site
 	$(PY) -m pytest
+
+docs: $(VENV)/.test-installed
+	$(PY) -m mkdocs build --strict -d site
 
 bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/run.py
