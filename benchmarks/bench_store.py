@@ -1,123 +1,242 @@
-"""SQLite store: batched write throughput against raw executemany (the ceiling), and summary latency.
+"""SQLite ledger: write throughput against raw executemany ceilings, and the agent × model report over a
+large ledger against plain GROUP BYs in SQLite and DuckDB, all in the same run.
 
-python benchmarks/bench_store.py [records for the summary test, default 1_000_000]
+python benchmarks/bench_store.py [--records 10000000] [--writes 200000]
+
+Writes go through the real path: `tracker.record()` → `SQLiteStore` → committed to the file (WAL).
+DuckDB (extra `bench`: duckdb==2.0.1) is optional: without it its line is skipped.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import tokentrail as tt
+from tokentrail._record import Record, to_timestamp_us
 from tokentrail.stores.base import Query
-from tokentrail.stores.sqlite import _INSERT_RECORD, SQLiteStore, _schema_v1
+from tokentrail.stores.sqlite import _INSERT_RECORD, SQLiteStore
 from tokentrail.tracker import Tracker
 
 AGENTS = [f"agent-{i}" for i in range(20)]
 MODELS = ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash", "o3"]
-HOUR_US = 3_600_000_000
+USAGES = [tt.Usage(input_tokens=100 + i, output_tokens=20 + i % 50) for i in range(64)]
+START = datetime(2025, 6, 1, tzinfo=timezone.utc)
+SPAN = timedelta(days=30)
+WRITE_SPAN = timedelta(hours=1)
+BATCH = 10_000
 
 
-def make_records(count: int) -> list[tt.Record]:
-    """`count` priced records spread over 20 agents × 5 models × 30 days."""
-    tracker = Tracker()
-    usages = [tt.Usage(input_tokens=100 + i, output_tokens=20 + i % 50) for i in range(64)]
-    start = 1_748_736_000_000_000  # 2025-06-01 UTC
-    step = 30 * 24 * HOUR_US // max(count, 1)
-    records = []
+def calls(count: int, span: timedelta = SPAN) -> Iterator[tuple[tt.Usage, str, str, datetime]]:
+    """`count` calls over 20 agents × 5 models (every pair) spread evenly over `span` from START."""
+    step = span / max(count, 1)
     for i in range(count):
-        record = tracker.record(usages[i % 64], MODELS[i % 5], agent=AGENTS[i % 20])
-        record.timestamp_us = start + i * step
-        records.append(record)
-    return records
+        yield USAGES[i % 64], MODELS[(i // 20) % 5], AGENTS[i % 20], START + i * step
 
 
-def write_throughput(records: list[tt.Record], folder: Path) -> tuple[float, float]:
-    """(records/s through SQLiteStore.append + flush, rows/s of raw executemany of the same rows)."""
-    store = SQLiteStore(folder / "store.db", batch_size=10_000, flush_interval=60)
+class _NoStore:
+    """A store that keeps nothing: measures `tracker.record()` itself."""
+
+    def append(self, record: Record) -> None:
+        pass
+
+    def summary(self, query: Query, by: tuple[str, ...]) -> list[Any]:
+        return []
+
+    def history(self, query: Query, limit: int | None = None) -> list[Record]:
+        return []
+
+    def reset(self, query: Query) -> int:
+        return 0
+
+
+def record_into(
+    tracker: Tracker, count: int, flush: Callable[[], None], span: timedelta = SPAN, every: int = 200_000
+) -> float:
+    """Seconds to record `count` calls and commit them (flushing every `every` to bound the queue)."""
+    started = time.perf_counter()
+    for i, (usage, model, agent, at) in enumerate(calls(count, span), 1):
+        tracker.record(usage, model, agent=agent, at=at)
+        if i % every == 0:
+            flush()
+    flush()
+    return time.perf_counter() - started
+
+
+def write_figures(count: int, folder: Path) -> dict[str, float]:
+    """Writes of `count` calls made within one hour (a busy burst: a batch touches few rollup cells)."""
+    figures: dict[str, float] = {}
+    store = SQLiteStore(folder / "writes.db", batch_size=BATCH, flush_interval=60)
+    seconds = record_into(Tracker(store=store), count, store.flush, WRITE_SPAN)
+    store.close()
+    figures["tracker.record → SQLiteStore → committed, records/s"] = count / seconds
+
+    seconds = record_into(Tracker(store=_NoStore()), count, lambda: None, WRITE_SPAN)  # type: ignore[arg-type]
+    figures["tracker.record alone (no store), records/s"] = count / seconds
+
+    source = Tracker()
+    for usage, model, agent, at in calls(count, WRITE_SPAN):
+        source.record(usage, model, agent=agent, at=at)
+    records = source.history()
+    store = SQLiteStore(folder / "append.db", batch_size=BATCH, flush_interval=60)
     started = time.perf_counter()
     for record in records:
         store.append(record)
     store.flush()
-    ours = len(records) / (time.perf_counter() - started)
+    figures["SQLiteStore.append + flush (store alone), records/s"] = count / (time.perf_counter() - started)
     rows = [store._row(record) for record in records]
     store.close()
-    raw = sqlite3.connect(folder / "raw.db", isolation_level=None)
-    raw.execute("PRAGMA journal_mode = WAL")
+
+    same = SQLiteStore(folder / "ceiling.db")  # the same schema, then raw executemany of the same rows
+    same.close()
+    raw = sqlite3.connect(folder / "ceiling.db", isolation_level=None)
     raw.execute("PRAGMA synchronous = NORMAL")
-    for statement in _schema_v1():
-        raw.execute(statement)
-    started = time.perf_counter()
-    for chunk in range(0, len(rows), 10_000):
-        raw.execute("BEGIN")
-        raw.executemany(_INSERT_RECORD, rows[chunk : chunk + 10_000])
-        raw.execute("COMMIT")
-    ceiling = len(rows) / (time.perf_counter() - started)
+    figures["raw executemany, same rows and schema, rows/s"] = count / _executemany(raw, _INSERT_RECORD, rows)
     raw.close()
-    return ours, ceiling
+
+    narrow = sqlite3.connect(folder / "narrow.db", isolation_level=None)
+    narrow.execute("PRAGMA journal_mode = WAL")
+    narrow.execute("PRAGMA synchronous = NORMAL")
+    narrow.execute("CREATE TABLE t (ts INTEGER, agent TEXT, input INTEGER, output INTEGER)")
+    narrow_rows = [(r.timestamp_us, r.agent, r.usage.input_tokens, r.usage.output_tokens) for r in records]
+    seconds = _executemany(narrow, "INSERT INTO t VALUES (?, ?, ?, ?)", narrow_rows)
+    figures["raw executemany, 4-column rows, no key, rows/s"] = count / seconds
+    narrow.close()
+    return figures
 
 
-def summary_latency(records: list[tt.Record], folder: Path) -> dict[str, float]:
+def _executemany(conn: sqlite3.Connection, sql: str, rows: list[Any]) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(rows), BATCH):
+        conn.execute("BEGIN")
+        conn.executemany(sql, rows[start : start + BATCH])
+        conn.execute("COMMIT")
+    return time.perf_counter() - started
+
+
+def best_ms(fn: Callable[[], object], repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times) * 1000
+
+
+PLAIN = "SELECT agent, model, count(*), sum(t_input_tokens), sum(t_output_tokens) FROM {table} GROUP BY agent, model"
+
+
+def report_figures(count: int, folder: Path) -> dict[str, float]:
+    figures: dict[str, float] = {}
     path = folder / "big.db"
-    store = SQLiteStore(path, batch_size=50_000, flush_interval=60)
-    for record in records:
-        store.append(record)
-    store.flush()
-    timings: dict[str, float] = {}
-
-    def best(fn: object, repeat: int = 5) -> float:
-        times = []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            fn()  # type: ignore[operator]
-            times.append(time.perf_counter() - started)
-        return min(times) * 1000
-
-    timings["summary agent×model (rollup)"] = best(lambda: store.summary(Query(), ("agent", "model")))
+    store = SQLiteStore(path, batch_size=BATCH, flush_interval=60)
+    tracker = Tracker(store=store)
+    seconds = record_into(tracker, count, store.flush)
+    figures[f"built {count:,} records through tracker.record, s"] = seconds
+    by = ("agent", "model")
+    figures["report agent×model, whole ledger (rollup), ms"] = best_ms(lambda: store.summary(Query(), by))
+    middle = START + SPAN / 2
     window = Query(
-        since_us=records[len(records) // 3].timestamp_us, until_us=records[2 * len(records) // 3].timestamp_us
+        since_us=to_timestamp_us(middle - timedelta(days=7, minutes=17)),
+        until_us=to_timestamp_us(middle + timedelta(minutes=29)),
     )
-    timings["summary agent×model, since/until mid-hour"] = best(
-        lambda: store.summary(window, ("agent", "model"))
-    )
-    conn = sqlite3.connect(path)
-    timings["plain GROUP BY agent, model over raw rows"] = best(
-        lambda: conn.execute(
-            "SELECT agent, model, count(*), sum(t_input_tokens), sum(t_output_tokens) FROM records GROUP BY 1, 2"
-        ).fetchall(),
-        repeat=3,
-    )
-    conn.close()
+    figures["report agent×model, since/until cutting hours, ms"] = best_ms(lambda: store.summary(window, by))
+    rows = store.summary(Query(), by)
     stats = store.stats()
     store.close()
-    timings["rollup rows"] = stats["rollup_rows"]
-    return timings
+    figures["rollup rows"] = stats["rollup_rows"]
+    figures["file MB"] = stats["file_bytes"] / 1e6
+
+    conn = sqlite3.connect(path)
+    started = time.perf_counter()
+    plain = {(a, m): (n, i, o) for a, m, n, i, o in conn.execute(PLAIN.format(table="records"))}
+    figures[f"SQLite plain GROUP BY over {count:,} raw rows (once), ms"] = (
+        time.perf_counter() - started
+    ) * 1000
+    ours = {(r.group["agent"], r.group["model"]): (r.calls, r.input_tokens, r.output_tokens) for r in rows}
+    if ours != plain:
+        raise SystemExit("the rollup report differs from the raw GROUP BY")
+    sample = min(count, 1_000_000)
+    conn.execute("ATTACH ? AS sample", (str(folder / "sample.db"),))
+    conn.execute(f"CREATE TABLE sample.records AS SELECT * FROM main.records ORDER BY ts LIMIT {sample}")
+    figures[f"SQLite plain GROUP BY over {sample:,} raw rows, ms"] = best_ms(
+        lambda: conn.execute(PLAIN.format(table="sample.records")).fetchall(), repeat=3
+    )
+    columns = conn.execute(
+        "SELECT agent, model, t_input_tokens, t_output_tokens, cost FROM sample.records"
+    ).fetchall()
+    conn.close()
+    figures.update(duckdb_figures(columns, sample))
+    return figures
+
+
+def duckdb_figures(rows: list[tuple[Any, ...]], sample: int) -> dict[str, float]:
+    try:
+        import duckdb
+        import numpy as np
+    except ImportError:
+        print("  (duckdb or numpy not installed: DuckDB skipped; pip install duckdb==2.0.1)")
+        return {}
+    agents, models, inputs, outputs, costs = zip(*rows, strict=True)
+    con = duckdb.connect()
+    frame = {
+        "agent": np.array(agents, dtype=object),
+        "model": np.array(models, dtype=object),
+        "t_input_tokens": np.array(inputs, dtype=np.int64),
+        "t_output_tokens": np.array(outputs, dtype=np.int64),
+        "cost": np.array(costs, dtype=object),
+    }
+    con.register("frame", frame)
+    con.execute(
+        "CREATE TABLE records AS SELECT agent, model, t_input_tokens, t_output_tokens,"
+        " CAST(cost AS HUGEINT) AS cost FROM frame"
+    )
+    plain = best_ms(lambda: con.execute(PLAIN.format(table="records")).fetchall())
+    exact = best_ms(
+        lambda: con.execute(
+            "SELECT agent, model, count(*), sum(t_input_tokens), sum(t_output_tokens), sum(cost)"
+            " FROM records GROUP BY agent, model"
+        ).fetchall()
+    )
+    con.close()
+    return {
+        f"DuckDB {duckdb.__version__} plain GROUP BY over {sample:,} rows, ms": plain,
+        f"DuckDB … with exact HUGEINT cost sum over {sample:,} rows, ms": exact,
+    }
 
 
 def main() -> dict[str, float]:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 1_000_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=10_000_000, help="records in the report ledger")
+    parser.add_argument("--writes", type=int, default=200_000, help="records in the write test")
+    args = parser.parse_args(sys.argv[1:] if __name__ == "__main__" else [])
+    load = os.getloadavg()[0]
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        sample = make_records(200_000)
-        ours, ceiling = write_throughput(sample, folder)
-        results["write records/s"], results["raw executemany rows/s"] = ours, ceiling
-        print("SQLite write throughput (200,000 records, same run):")
-        print(f"  SQLiteStore append + batched flush      {ours:12,.0f} records/s")
-        print(
-            f"  raw executemany of the same rows        {ceiling:12,.0f} rows/s   ({ours / ceiling:.2f}× ceiling)"
-        )
-        del sample
-        records = make_records(count)
-        timings = summary_latency(records, folder)
-        print(f"summary over {count:,} records:")
-        for name, value in timings.items():
-            unit = "" if name == "rollup rows" else " ms"
-            print(f"  {name:42s} {value:10,.1f}{unit}")
-        results.update(timings)
+        writes = write_figures(args.writes, Path(tmp))
+        print(f"SQLite ledger writes, {args.writes:,} records within one hour, same run (load {load:.2f}):")
+        ceiling = writes["raw executemany, same rows and schema, rows/s"]
+        for name, value in writes.items():
+            print(f"  {name:58s} {value:12,.0f}   ({value / ceiling:.2f}× same-rows ceiling)")
+        results |= writes
+        report = report_figures(args.records, Path(tmp))
+        print(f"report agent × model over {args.records:,} records:")
+        for name, value in report.items():
+            print(f"  {name:58s} {value:12,.1f}")
+        rollup = report["report agent×model, whole ledger (rollup), ms"]
+        for name, value in report.items():
+            if "GROUP BY" in name:
+                print(f"  report is {value / rollup:,.1f}× faster than: {name.removesuffix(', ms')}")
+        results |= report
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     return results
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -10,11 +11,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 import tokentrail as tt
+from tokentrail._record import to_timestamp_us
 from tokentrail.errors import StoreError
 from tokentrail.stores.base import Query
 from tokentrail.stores.sqlite import SCHEMA_VERSION, SQLiteStore
@@ -259,4 +262,121 @@ def test_queued_records_survive_a_failed_flush(tmp_path: Path) -> None:
     blocker.execute("ROLLBACK")
     blocker.close()
     assert tracker.totals().calls == 1
+    store.close()
+
+
+def _v3_ledger(path: Path) -> int:
+    """A ledger file as tokentrail wrote it at schema v3: one priced gpt-4o call (raw row and rollup)."""
+    from tokentrail.stores.sqlite import _schema_v1, _schema_v2, _schema_v3
+
+    cost = tt.price(USAGE, "gpt-4o").total_units
+    hour = 1_748_772_000_000_000 // 3_600_000_000  # 2025-06-01 10:00 UTC
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for statement in [*_schema_v1(), *_schema_v2(), *_schema_v3()]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_version VALUES (3)")
+    keys = {"agent": "old", "model": "gpt-4o", "provider": "openai", "tags": "[]", "path": "[]"}
+    keys |= {"status": "complete", "priced": 1}
+    tokens = {"t_input_tokens": 1234, "t_output_tokens": 567, "t_cache_read_tokens": 200, "t_requests": 1}
+    raw = {"id": f"{7:032x}", "ts": hour * 3_600_000_000, "hour": hour, **keys, "cost": str(cost)}
+    rule = tt.price(USAGE, "gpt-4o").rule
+    assert rule is not None
+    raw |= {"duration": 12.5, **tokens, "rule": json.dumps(rule.as_dict(), sort_keys=True, default=str)}
+    conn.execute(
+        f"INSERT INTO records ({', '.join(map(repr, raw))}) VALUES ({', '.join('?' * len(raw))})",
+        [*raw.values()],
+    )
+    rollup = {"cell": "v3-cell", "hour": hour, **keys, "calls": 1, "cost": str(cost), "duration": 12.5}
+    rollup |= {
+        "timed": 1,
+        "timed_output": 567,
+        "provider_cost": "0",
+        "provider_calls": 0,
+        "cost_on_provider": "0",
+    }
+    rollup |= tokens
+    conn.execute(
+        f"INSERT INTO rollup_hour ({', '.join(map(repr, rollup))}) VALUES ({', '.join('?' * len(rollup))})",
+        [*rollup.values()],
+    )
+    conn.close()
+    return cost
+
+
+def test_v3_ledger_migrates_to_price_versions(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    cost = _v3_ledger(path)
+    with SQLiteStore(path) as store:
+        tracker = Tracker(store=store)
+        [record] = tracker.history()
+        assert (record.id, record.agent, record.cost_units, record.usage) == (7, "old", cost, USAGE)
+        assert record.price_rule == tt.price(USAGE, "gpt-4o").rule  # v3 kept the rule's JSON in the row
+        assert tracker.totals().cost_units == cost
+        assert store.price_versions() == []
+        tracker.record(USAGE, "gpt-4o", agent="new")
+        assert store.reprice(Query(), lambda r: tt.Cost(priced=True, parts=(1,)), "one") == 2
+        assert tracker.totals(prices="one").cost_units == 2
+        assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"old": 1, "new": 1}
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
+    tables = {
+        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
+    }
+    assert {"costs", "rollup_prices", "price_versions"} <= tables
+    assert "records_hour" not in tables
+    conn.close()
+
+
+def _rows_of(rows: list[tt.SummaryRow]) -> list[tuple[object, ...]]:
+    return [
+        (r.group, r.calls, r.unpriced_calls, r.cost_units, r.input_tokens, r.output_tokens, r.timed_calls)
+        for r in rows
+    ]
+
+
+def test_daily_and_hourly_rollups_agree_with_the_memory_store(tmp_path: Path) -> None:
+    """Random windows over 5 days read days, hours and raw rows; every answer matches the memory store."""
+    import random
+
+    chance = random.Random(6)
+    start = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    memory, ledger = Tracker(), Tracker(store=SQLiteStore(tmp_path / "ledger.db", batch_size=50))
+    for i in range(400):
+        at = start + timedelta(minutes=chance.randrange(5 * 24 * 60))
+        usage = tt.Usage(input_tokens=chance.randrange(1, 5000), output_tokens=chance.randrange(1, 900))
+        model = chance.choice(["gpt-4o", "gpt-4o-mini", "acme-private"])
+        for tracker in (memory, ledger):
+            tracker.record(usage, model, agent=f"a{i % 3}", at=at, duration_ms=float(i % 7) or None)
+
+    def compare() -> None:
+        for _ in range(40):
+            first = start + timedelta(minutes=chance.randrange(-60, 6 * 24 * 60))
+            window = {"since": first, "until": first + timedelta(minutes=chance.randrange(1, 4 * 24 * 60))}
+            for by in [(), ("agent", "model"), ("day",), ("hour",), ("model", "month")]:
+                assert _rows_of(ledger.summary(by, **window)) == _rows_of(memory.summary(by, **window))
+        assert _rows_of(ledger.summary(("agent", "day"))) == _rows_of(memory.summary(("agent", "day")))
+
+    compare()
+    assert ledger.reset(agent="a1") == memory.reset(agent="a1") > 0
+    compare()
+    cut = to_timestamp_us(start + timedelta(days=2, hours=7, minutes=30))
+    assert ledger.store.prune(cut) == memory.store.prune(cut) > 0  # type: ignore[attr-defined]
+    assert _rows_of(ledger.summary(("agent", "day"))) == _rows_of(memory.summary(("agent", "day")))
+    assert len(ledger.history()) == len(memory.history())
+    ledger.store.close()  # type: ignore[attr-defined]
+
+
+def test_a_batch_mixing_replayed_and_new_records_counts_each_once(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "ledger.db", batch_size=10_000, flush_interval=60)
+    tracker = Tracker(store=store)
+    first = [tracker.record(USAGE, "gpt-4o", agent="a") for _ in range(3)]
+    store.flush()
+    for record in [*first, first[0]]:  # replayed, and one of them twice in the same batch
+        store.append(record)
+    fresh = tracker.record(USAGE, "gpt-4o", agent="b")
+    store.append(fresh)  # the same new record twice in one batch
+    store.flush()
+    assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"a": 3, "b": 1}
+    assert [r.id for r in tracker.history()] == [*(r.id for r in first), fresh.id]
     store.close()

@@ -173,7 +173,7 @@ def _make_v1_file(path: Path, records: list[Record]) -> None:
 
 
 def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     source = Tracker()
     source.record(_usage(100), "gpt-4o", at=AT, agent="old")
     source.record(_usage(300), "gpt-4o", at=AT, agent="old", provider_cost="0.01")
@@ -198,7 +198,7 @@ def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
     finally:
         store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
     assert {"est_input", "ttft"} <= columns
     conn.close()

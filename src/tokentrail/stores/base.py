@@ -2,11 +2,13 @@
 
 A store is a sink (`append(record)`) that can also answer `summary`, `history` and `reset` for a
 `Query`. The in-memory store is the first; SQLite and Postgres stores implement the same protocol.
+Two optional abilities have their own protocols: `RepricingStore` (cost records again into a named
+price version, keeping the original) and `PruningStore` (drop old raw rows, keep the rollups).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Context, Decimal
@@ -14,19 +16,26 @@ from typing import Any, Protocol, runtime_checkable
 
 from tokentrail._money import SCALE
 from tokentrail._record import GroupValue, Record, SummaryRow
-from tokentrail._types import TOKEN_FIELDS, Usage, UsageStatus
+from tokentrail._types import TOKEN_FIELDS, Cost, Usage, UsageStatus
 
 __all__ = [
     "FILTER_KEYS",
     "GROUP_KEYS",
+    "ORIGINAL_PRICES",
     "TIME_KEYS",
     "Aggregate",
     "KeyFields",
+    "PriceFunction",
+    "PruningStore",
     "Query",
+    "RepricingStore",
     "Store",
+    "check_version_label",
+    "filter_options",
     "group_values",
     "provider_cost_units",
     "record_vector",
+    "reprice_vectors",
     "time_bucket",
 ]
 
@@ -37,6 +46,7 @@ GROUP_KEYS = ("agent", "session", "user", "tool", "model", "provider", "tag", "p
 FILTER_KEYS = ("agent", "session", "user", "tool", "model", "provider", "tag", "status", "priced")
 
 HOUR_US = 3_600_000_000
+ORIGINAL_PRICES = "original"  # the price version of the costs as they were recorded
 
 
 class KeyFields(Protocol):
@@ -70,7 +80,9 @@ class Query:
 
     A filter value that is a list, tuple, set or frozenset matches any of its members.
     `path` selects a node of the hierarchy: with `include_children` its whole subtree, otherwise only
-    records attributed to that node itself.
+    records attributed to that node itself. `prices` names the price version that costs the records
+    (one made by `RepricingStore.reprice`); None costs them as recorded. A record the version did not
+    reprice keeps its recorded cost.
     """
 
     filters: tuple[tuple[str, object], ...] = ()
@@ -78,6 +90,7 @@ class Query:
     until_us: int | None = None
     path: tuple[str, ...] = ()
     include_children: bool = True
+    prices: str | None = None
 
     @classmethod
     def build(
@@ -87,11 +100,21 @@ class Query:
         until_us: int | None = None,
         path: tuple[str, ...] = (),
         include_children: bool = True,
+        prices: str | None = None,
     ) -> Query:
+        """A query from keyword filters; a `prices` entry among them names the price version."""
+        if "prices" in filters:
+            filters = dict(filters)
+            given = filters.pop("prices")
+            if given is not None and not isinstance(given, str):
+                raise ValueError(f"prices must be a price version name, got {type(given).__name__}")
+            prices = prices if given is None else given
         unknown = sorted(set(filters) - set(FILTER_KEYS))
         if unknown:
             raise ValueError(f"unknown filter {', '.join(unknown)}; known: {', '.join(FILTER_KEYS)}")
-        return cls(tuple(sorted(filters.items())), since_us, until_us, path, include_children)
+        if prices == ORIGINAL_PRICES:
+            prices = None
+        return cls(tuple(sorted(filters.items())), since_us, until_us, path, include_children, prices)
 
     @property
     def everything(self) -> bool:
@@ -127,6 +150,11 @@ class Query:
         )
 
 
+def filter_options(wanted: object) -> Collection[object]:
+    """The values a filter value matches (a list, tuple, set or frozenset matches any member)."""
+    return _options(wanted)
+
+
 def _options(wanted: object) -> Collection[object]:
     if isinstance(wanted, (list, tuple, set, frozenset)):
         return wanted
@@ -146,6 +174,51 @@ class Store(Protocol):
     def history(self, query: Query, limit: int | None = None) -> list[Record]: ...
 
     def reset(self, query: Query) -> int: ...
+
+
+PriceFunction = Callable[[Record], Cost]
+"""Prices a stored record again, e.g. `lambda r: catalog.price(r.usage, r.model, r.provider, r.timestamp)`."""
+
+
+@runtime_checkable
+class RepricingStore(Protocol):
+    """A store that can cost its records again into a named price version, keeping the original."""
+
+    def reprice(self, query: Query, price_fn: PriceFunction, version_label: str) -> int:
+        """Price every record `query` selects with `price_fn` into version `version_label` (replacing
+        that version's earlier cost of those records); returns how many of them the version now costs
+        differently from their recorded cost."""
+        ...
+
+    def price_versions(self) -> list[str]:
+        """The names of the price versions made so far, oldest first."""
+        ...
+
+
+@runtime_checkable
+class PruningStore(Protocol):
+    """A store that can drop old raw rows while keeping the rollups that answer summaries."""
+
+    def prune(self, before_us: int) -> int:
+        """Drop the raw records of every UTC hour that ends at or before `before_us`; returns how many.
+
+        Summaries over those hours still answer (from the rollups); `history` no longer lists them."""
+        ...
+
+    def raw_count(self, before_us: int) -> int:
+        """How many raw records `prune(before_us)` would drop."""
+        ...
+
+
+def check_version_label(label: object) -> str:
+    """A usable price version name, or ValueError."""
+    if not isinstance(label, str) or not label.strip():
+        raise ValueError("a price version needs a non-empty name")
+    if label == ORIGINAL_PRICES:
+        raise ValueError(f"{ORIGINAL_PRICES!r} names the recorded costs; choose another version name")
+    if len(label) > 200 or "\x00" in label:
+        raise ValueError("a price version name has at most 200 characters and no NUL")
+    return label
 
 
 def group_values(key: KeyFields, by: tuple[str, ...], hour: int) -> list[tuple[GroupValue, ...]]:
@@ -253,6 +326,30 @@ def record_vector(record: Record, provider_cost_units: int | None) -> list[int |
     for i, name in enumerate(TOKEN_FIELDS):
         vector[TOKENS + i] = getattr(usage, name)
     return vector
+
+
+def reprice_vectors(
+    record: Record, reported_units: int | None, old_units: int | None, new_units: int | None
+) -> list[tuple[bool, list[int | float]]]:
+    """(priced, aggregate vector) pairs that turn a record costed `old_units` into one costed `new_units`
+    when added to a group's sums (None: unpriced). Timing sums are left out: they do not depend on cost.
+
+    Sums are linear, so the pairs are the old record subtracted and the new one added; when both are
+    priced (or both unpriced) they merge into one vector that moves only the cost.
+    """
+    base = record_vector(record, reported_units)
+    base[DURATION], base[TIMED], base[TIMED_OUTPUT] = 0.0, 0, 0
+    pairs: list[tuple[bool, list[int | float]]] = []
+    for sign, units in ((-1, old_units), (1, new_units)):
+        vector: list[int | float] = [sign * value for value in base]
+        vector[DURATION] = 0.0
+        vector[COST] = sign * (units or 0)
+        vector[COST_ON_PROVIDER_CALLS] = sign * (units or 0) if reported_units is not None else 0
+        pairs.append((units is not None, vector))
+    (old_priced, minus), (new_priced, plus) = pairs
+    if old_priced == new_priced:
+        return [(new_priced, [a + b for a, b in zip(minus, plus, strict=True)])]
+    return pairs
 
 
 _UNIT = Decimal(1).scaleb(-SCALE)

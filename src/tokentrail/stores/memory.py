@@ -12,7 +12,9 @@ Layout, chosen for a short write path and ≈ 60 bytes a record:
 - anything rare (media tokens, more than 2**32 tokens, a cost finer than 10**-12 USD, a provider-reported
   cost, a pre-call input estimate) goes to small per-cell side tables;
 - each cell keeps the sums of its records up to date as they are written, so a summary adds up cells and
-  scans rows only in the hours that `since`/`until` cut through.
+  scans rows only in the hours that `since`/`until` cut through;
+- `prune` empties the columns of old cells but keeps their sums; `reprice` keeps, per price version, the
+  repriced records' new cost and the vectors that move a group's sums from the recorded cost to it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import threading
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from functools import partial
@@ -44,10 +47,14 @@ from tokentrail.stores.base import (
     TOKENS,
     VECTOR_SIZE,
     Aggregate,
+    PriceFunction,
     Query,
+    check_version_label,
+    filter_options,
     group_values,
     provider_cost_units,
     record_vector,
+    reprice_vectors,
 )
 
 __all__ = ["MemoryStore"]
@@ -125,6 +132,7 @@ class _Cell:
         "estimates",
         "exact_costs",
         "hour",
+        "pruned",
         "reported",
         "sequences",
         "sums",
@@ -147,6 +155,7 @@ class _Cell:
         self.estimates: dict[int, int] | None = None  # index → pre-call estimated input tokens
         self.ttfts: dict[int, float] | None = None  # index → time to first token (ms)
         self.sums: list[int | float] = _zero_vector()  # the aggregate vector of all its records
+        self.pruned = 0  # records counted in `sums` whose columns `prune` dropped
 
     def __len__(self) -> int:
         return len(self.durations)
@@ -208,6 +217,19 @@ class _Key(Attributed):
         return self.usage_status.value
 
 
+@dataclass(slots=True)
+class _Repriced:
+    """One record's cost in a price version, and the vectors that move its group's sums there."""
+
+    key: _Key
+    hour: int
+    timestamp_us: int
+    cost_units: int | None
+    rule: PriceRule | None
+    unpriced_reason: str | None
+    vectors: list[tuple[bool, list[int | float]]]
+
+
 class MemoryStore:
     """Keeps every record in compact columns; summaries sum columns, not records.
 
@@ -223,6 +245,7 @@ class MemoryStore:
         self._keys: dict[tuple[object, ...], _Key] = {}
         self._fast: dict[tuple[object, ...], tuple[_Key, Attribution, PriceRule | None]] = {}
         self._rule_signatures: dict[int, tuple[PriceRule, str]] = {}
+        self._versions: dict[str, dict[int, _Repriced]] = {}  # price version → record id → its cost
         self.rejected = 0  # malformed records dropped (a Record built by hand with impossible values)
 
     def __len__(self) -> int:
@@ -497,24 +520,41 @@ class MemoryStore:
         unknown = [name for name in by if name not in GROUP_KEYS]
         if unknown:
             raise ValueError(f"cannot group by {', '.join(unknown)}; known: {', '.join(GROUP_KEYS)}")
-        parts: list[tuple[_Key, int, list[int | float]]] = []
+        parts: list[tuple[_Key, int, list[int | float], bool]] = []
         with self._lock:
             self._flush()
+            version = self._version(query.prices)
             for key in self._matching_keys(query):
                 for hour, cell in key.cells.items():
                     coverage = _coverage(query, hour)
                     if coverage == "all":
-                        parts.append((key, hour, cell.sums[:]))
+                        parts.append((key, hour, cell.sums[:], key.priced))
                     elif coverage == "part":
-                        parts.extend((key, hour, vector) for vector in self._row_vectors(key, cell, query))
+                        parts.extend(
+                            (key, hour, vector, key.priced) for vector in self._row_vectors(key, cell, query)
+                        )
+            if version:  # the version's changes; its vectors carry their own priced flag
+                keyed = replace(query, filters=tuple(f for f in query.filters if f[0] != "priced"))
+                wanted = [value for name, value in query.filters if name == "priced"]
+                for entry in version.values():
+                    if query.in_time(entry.timestamp_us) and keyed.matches(entry.key):
+                        parts.extend(
+                            (entry.key, entry.hour, vector, priced)
+                            for priced, vector in entry.vectors
+                            if not wanted or priced in filter_options(wanted[0])
+                        )
         groups: dict[tuple[GroupValue, ...], Aggregate] = {}
-        for key, hour, vector in parts:
+        for key, hour, vector, priced in parts:
             for group in group_values(key, by, hour):
                 aggregate = groups.get(group)
                 if aggregate is None:
                     aggregate = groups[group] = Aggregate()
-                aggregate.add(vector, key.priced, key.status)
-        rows = [aggregate.row(dict(zip(by, group, strict=True))) for group, aggregate in groups.items()]
+                aggregate.add(vector, priced, key.status)
+        rows = [
+            aggregate.row(dict(zip(by, group, strict=True)))
+            for group, aggregate in groups.items()
+            if aggregate.vector[CALLS]  # a group a price version moved every call out of
+        ]
         if any(name in TIME_KEYS for name in by):
             rows.sort(key=lambda row: [_sortable(value) for value in row.group.values()])
         else:
@@ -549,7 +589,20 @@ class MemoryStore:
             chosen = heapq.nlargest(limit, found, key=order)[::-1] if limit is not None else found
             if limit is None:
                 chosen.sort(key=order)
-            return [self._record_at(key, cell, index) for _, _, _, key, cell, index in chosen]
+            records = [self._record_at(key, cell, index) for _, _, _, key, cell, index in chosen]
+            if query.prices is None:
+                return records
+            version = self._version(query.prices)
+        for i, record in enumerate(records):
+            entry = version.get(record.id)
+            if entry is not None:
+                records[i] = replace(
+                    record,
+                    cost_units=entry.cost_units,
+                    price_rule=entry.rule,
+                    unpriced_reason=entry.unpriced_reason,
+                )
+        return records
 
     def reset(self, query: Query) -> int:
         """Forget the records `query` selects; returns how many were removed."""
@@ -560,11 +613,90 @@ class MemoryStore:
                 for hour, cell in list(key.cells.items()):
                     coverage = _coverage(query, hour)
                     if coverage == "all":
-                        removed += len(cell)
+                        removed += len(cell) + cell.pruned
                         del key.cells[hour]
                     elif coverage == "part":
                         removed += self._cut(key, hour, cell, query)
+            for version in self._versions.values():
+                doomed = [
+                    record_id
+                    for record_id, entry in version.items()
+                    if query.in_time(entry.timestamp_us) and query.matches(entry.key)
+                ]
+                for record_id in doomed:
+                    del version[record_id]
         return removed
+
+    # -- price versions and retention -------------------------------------------------------------------
+
+    def reprice(self, query: Query, price_fn: PriceFunction, version_label: str) -> int:
+        """Price the records `query` selects again with `price_fn` into version `version_label`; returns
+        how many the version costs differently from their recorded cost. Recorded costs are kept."""
+        label = check_version_label(version_label)
+        records = self.history(replace(query, prices=None))
+        priced = [(record, price_fn(record)) for record in records]  # may raise: nothing changed yet
+        with self._lock:
+            version = self._versions.setdefault(label, {})
+            for record, cost in priced:
+                units = cost.total_units if cost.priced else None
+                if units == record.cost_units:
+                    version.pop(record.id, None)
+                    continue
+                reported = record.provider_cost
+                version[record.id] = _Repriced(
+                    self._key_for(record),
+                    record.timestamp_us // HOUR_US,
+                    record.timestamp_us,
+                    units,
+                    cost.rule,
+                    cost.reason if units is None else None,
+                    reprice_vectors(
+                        record,
+                        None if reported is None else provider_cost_units(reported),
+                        record.cost_units,
+                        units,
+                    ),
+                )
+            return sum(1 for record in records if record.id in version)
+
+    def price_versions(self) -> list[str]:
+        with self._lock:
+            return list(self._versions)
+
+    def _version(self, label: str | None) -> dict[int, _Repriced]:
+        if label is None:
+            return {}
+        version = self._versions.get(label)
+        if version is None:
+            known = ", ".join(self._versions) or "none yet"
+            raise ValueError(f"no price version {label!r} in this store (known: {known})")
+        return version
+
+    def prune(self, before_us: int) -> int:
+        """Drop the records of every UTC hour ending at or before `before_us`, keeping the hours' sums:
+        summaries still count them, `history` no longer lists them. Returns how many were dropped."""
+        last_hour = before_us // HOUR_US  # the first hour that is kept
+        dropped = 0
+        with self._lock:
+            self._flush()
+            for key in self._keys.values():
+                for hour, cell in key.cells.items():
+                    if hour < last_hour and len(cell):
+                        dropped += len(cell)
+                        _drop_columns(cell)
+        return dropped
+
+    def raw_count(self, before_us: int) -> int:
+        """How many records `prune(before_us)` would drop."""
+        last_hour = before_us // HOUR_US
+        with self._lock:
+            self._flush()
+            return sum(
+                len(cell)
+                for key in self._keys.values()
+                for hour, cell in key.cells.items()
+                if hour < last_hour
+            )
 
     def _cut(self, key: _Key, hour: int, cell: _Cell, query: Query) -> int:
         """Rebuild a cell without the records in the query's time range (caller holds the lock)."""
@@ -609,6 +741,14 @@ class MemoryStore:
             estimated_input_tokens=cell.estimates.get(index) if cell.estimates is not None else None,
             ttft_ms=cell.ttfts.get(index) if cell.ttfts is not None else None,
         )
+
+
+def _drop_columns(cell: _Cell) -> None:
+    """Empty a cell's columns and side tables, keeping its sums (caller holds the lock)."""
+    cell.pruned += len(cell)
+    for column in (cell.timestamps, cell.sequences, cell.costs, cell.tokens, cell.durations):
+        del column[:]
+    cell.wide = cell.exact_costs = cell.reported = cell.estimates = cell.ttfts = None
 
 
 def _atomically(cell: _Cell, change: Callable[[], None]) -> bool:

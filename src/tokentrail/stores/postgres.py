@@ -1,10 +1,1200 @@
-"""The Postgres ledger (being built; see issue 6)."""
+"""The Postgres store: one ledger shared by many processes on many machines (psycopg 3, `tokentrail[postgres]`).
+
+- `append` queues the record; a background writer commits the queue in batches (when it reaches
+  `batch_size`, every `flush_interval` seconds, on `flush()`/`close()` and at exit). A batch is `COPY`'d
+  into a temporary staging table, then one statement inserts the rows not in the ledger yet
+  (`INSERT … ON CONFLICT DO NOTHING RETURNING …`) and adds exactly those to the hourly rollup, in one
+  transaction: a retried or replayed batch never counts a record twice. With `durable=True` the record is
+  committed (or, during an outage, fsync'd to the spool) before `append` returns.
+- When the server cannot be reached, batches go to a local spool file (see `_spool`) and are replayed in
+  order once it answers again; `append` never raises for an outage. A batch the server refuses outright
+  (not an outage) is logged and kept in a `.rejected` file beside the spool, never silently dropped.
+- Raw rows live in `records`, range-partitioned by month on `ts` (microseconds since the epoch); the
+  writer creates a month's partition when it first needs it. `prune` drops whole months as partitions.
+- `rollup_hour` (hour × agent × session × user × tool × model × provider × tags × path × status × priced)
+  answers summaries for whole hours; raw rows answer only the hours `since`/`until` cut through.
+- Money is exact: costs are NUMERIC(60, 0) of 10**-24 USD. Tags and paths are `text[]`.
+- Postgres text cannot hold NUL (nor lone surrogates). A string with either, or one that starts with
+  U+FDD0, is stored as U+FDD0 followed by the string with `\\` → `\\\\`, NUL → `\\0`, a surrogate →
+  `\\uXXXX`; every other string is stored as it is. Reads undo it, so values round-trip verbatim, and
+  filters encode their values the same way.
+- The schema (default `tokentrail`, `?schema=` in the URL) is versioned in `schema_migrations` and
+  migrated on open under an advisory lock; a newer, unknown version is refused with `StoreError`.
+
+URL: `postgresql://user@host:5432/db?schema=tokentrail&durable=1&batch_size=2000&flush_interval=0.5
+&pool_size=4&spool=/var/spool/tokentrail`; other query parameters go to libpq (`sslmode`, …).
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import hashlib
+import json
+import logging
+import operator
+import os
+import re
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from tokentrail._record import GroupValue, Record, SummaryRow, intern_attribution
+from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
 from tokentrail.errors import StoreError
-from tokentrail.stores.base import Store
+from tokentrail.stores._spool import Spool, default_spool_dir
+from tokentrail.stores.base import (
+    CALLS,
+    COST,
+    COST_ON_PROVIDER_CALLS,
+    DURATION,
+    GROUP_KEYS,
+    HOUR_US,
+    PROVIDER_CALLS,
+    PROVIDER_COST,
+    TIME_KEYS,
+    TIMED,
+    TIMED_OUTPUT,
+    TOKENS,
+    VECTOR_SIZE,
+    Aggregate,
+    Query,
+    provider_cost_units,
+    time_bucket,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "open_postgres_url"]
+
+SCHEMA_VERSION = 1  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3
+_T = TypeVar("_T")
+_log = logging.getLogger("tokentrail")
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_MAX_PENDING = 1_000_000
+_RETRIES = 5  # deadlocks and serialization failures before a batch counts as undeliverable now
+_SHARED_CACHE_LIMIT = 4096
+_OPTIONS = ("schema", "durable", "batch_size", "flush_interval", "pool_size", "spool", "timeout")
+
+_TOKEN_COLUMNS = tuple(f"t_{name}" for name in TOKEN_FIELDS)
+_KEY_COLUMNS = ("agent", "session", "user", "tool", "model", "provider", "tags", "path", "status", "priced")
+_PLAIN_FILTERS = ("agent", "session", "user", "tool", "model", "provider", "status")
+_RECORD_COLUMNS = (
+    "cell",
+    "id",
+    "ts",
+    "hour",
+    *_KEY_COLUMNS,
+    "usage_reason",
+    "unpriced_reason",
+    "rule",
+    "cost",
+    "duration",
+    "provider_cost",
+    "pc_units",
+    "context",
+    *_TOKEN_COLUMNS,
+    "est_input",
+    "ttft",
+)
+_AT = {name: i for i, name in enumerate(_RECORD_COLUMNS)}
+_ROLLUP_SUMS = (
+    "calls",
+    "cost",
+    "duration",
+    "timed",
+    "timed_output",
+    "provider_cost",
+    "provider_calls",
+    "cost_on_provider",
+)
+_token_counts = operator.attrgetter(*TOKEN_FIELDS)
 
 
-def open_postgres_url(url: str) -> Store:
-    raise StoreError("the Postgres ledger is not built yet in this version")
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+# -- text that Postgres can hold -------------------------------------------------------------------------
+
+_MARK = "\ufdd0"  # a Unicode noncharacter: no real name starts with it
+_UNSAFE = re.compile(r"[\\\x00\ud800-\udfff]")
+_ESCAPED = re.compile(r"\\(\\|0|u[0-9a-f]{4})")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    if char == "\x00":
+        return "\\0"
+    return f"\\u{ord(char):04x}"
+
+
+def _unescape_char(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if code == "\\":
+        return "\\"
+    if code == "0":
+        return "\x00"
+    return chr(int(code[1:], 16))
+
+
+def encode_text(value: str | None) -> str | None:
+    """`value` as Postgres text can hold it (see the module docstring); most strings are unchanged."""
+    if value is None:
+        return None
+    if "\x00" not in value and not value.startswith(_MARK) and (value.isascii() or _encodable(value)):
+        return value
+    return _MARK + _UNSAFE.sub(_escape_char, value)
+
+
+def decode_text(value: str | None) -> str | None:
+    """The string `encode_text` was given."""
+    if value is None or not value.startswith(_MARK):
+        return value
+    return _ESCAPED.sub(_unescape_char, value[1:])
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# -- schema ------------------------------------------------------------------------------------------------
+
+
+def _schema_v1(s: str) -> list[str]:
+    tokens = ", ".join(f"{_q(c)} BIGINT NOT NULL DEFAULT 0" for c in _TOKEN_COLUMNS)
+    keys = (
+        'agent TEXT, session TEXT, "user" TEXT, tool TEXT, model TEXT, provider TEXT,'
+        " tags TEXT[] NOT NULL, path TEXT[] NOT NULL, status TEXT NOT NULL, priced BOOLEAN NOT NULL"
+    )
+    return [
+        f"CREATE TABLE {s}.records ("
+        " cell UUID NOT NULL, id UUID NOT NULL, ts BIGINT NOT NULL, hour BIGINT NOT NULL,"
+        f" {keys}, usage_reason TEXT, unpriced_reason TEXT, rule UUID,"
+        " cost NUMERIC(60, 0), duration DOUBLE PRECISION, provider_cost NUMERIC, pc_units NUMERIC(60, 0),"
+        f" context TEXT, {tokens}, est_input BIGINT, ttft DOUBLE PRECISION,"
+        " PRIMARY KEY (id, ts)) PARTITION BY RANGE (ts)",
+        f"CREATE INDEX records_ts ON {s}.records (ts)",
+        f"CREATE TABLE {s}.rollup_hour ("
+        f" cell UUID PRIMARY KEY, hour BIGINT NOT NULL, {keys},"
+        " calls BIGINT NOT NULL, cost NUMERIC(60, 0) NOT NULL, duration DOUBLE PRECISION NOT NULL,"
+        " timed BIGINT NOT NULL, timed_output BIGINT NOT NULL, provider_cost NUMERIC(60, 0) NOT NULL,"
+        f" provider_calls BIGINT NOT NULL, cost_on_provider NUMERIC(60, 0) NOT NULL, {tokens})",
+        f"CREATE INDEX rollup_hour_hour ON {s}.rollup_hour (hour)",
+        f"CREATE TABLE {s}.rules (id UUID PRIMARY KEY, text TEXT NOT NULL)",
+    ]
+
+
+# version → statements that bring a schema at version-1 to it
+_MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _schema_v1}
+
+
+# -- opening -----------------------------------------------------------------------------------------------
+
+
+def open_postgres_url(url: str, **options: Any) -> PostgresStore:
+    """`postgresql://…?schema=…&durable=1&batch_size=…&flush_interval=…&pool_size=…&spool=DIR` → a store."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise StoreError(f"bad Postgres store URL {url!r}: {exc}") from exc
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise StoreError(f"bad Postgres store URL {url!r}; expected postgresql://user@host:port/database")
+    passed = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in _OPTIONS:
+            passed.append((name, value))
+            continue
+        try:
+            if name in ("schema", "spool"):
+                options[name] = value
+            elif name == "durable":
+                options[name] = value.lower() in ("1", "true", "yes", "on")
+            elif name in ("batch_size", "pool_size"):
+                options[name] = int(value)
+            else:
+                options[name] = float(value)
+        except ValueError as exc:
+            raise StoreError(f"bad value {value!r} for {name} in store URL {url!r}") from exc
+    conninfo = urlunsplit(parts._replace(query=urlencode(passed)))
+    return PostgresStore(conninfo, **options)
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+        import psycopg_pool  # noqa: F401  (checked here, used when the pool opens)
+    except ImportError as exc:
+        raise StoreError(
+            "the Postgres store needs psycopg 3 and psycopg-pool: pip install 'tokentrail[postgres]'"
+        ) from exc
+    return psycopg
+
+
+class PostgresStore:
+    """Records in a Postgres schema; same `Store` protocol and semantics as `SQLiteStore`."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        schema: str = "tokentrail",
+        durable: bool = False,
+        batch_size: int = 2000,
+        flush_interval: float = 0.5,
+        pool_size: int = 4,
+        spool: str | os.PathLike[str] | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        driver = _import_psycopg()
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise StoreError(f"bad Postgres schema name {schema!r} (letters, digits, _; at most 63)")
+        self.schema = schema
+        self.durable = durable
+        self.batch_size = max(1, int(batch_size))
+        self.flush_interval = float(flush_interval)
+        self.timeout = float(timeout)
+        self._s = _q(schema)
+        self._kwargs: dict[str, Any] = {"autocommit": True}
+        try:
+            given = driver.conninfo.conninfo_to_dict(conninfo)
+        except driver.Error as exc:
+            raise StoreError(f"bad Postgres store URL: {exc}") from exc
+        if "connect_timeout" not in given:
+            self._kwargs["connect_timeout"] = max(1, round(self.timeout))
+        self._conninfo = conninfo
+        where = f"{given.get('host', '')}:{given.get('port', '')}/{given.get('dbname', '')}/{schema}"
+        self.name = f"postgresql://{where}"
+        self._pending: list[Record] = []
+        self._pending_lock = threading.Lock()
+        self._wake = threading.Condition(self._pending_lock)
+        self._write_lock = threading.RLock()
+        self._closed = False
+        self._pid = os.getpid()
+        self._shared: dict[tuple[object, ...], tuple[object, tuple[Any, ...]]] = {}
+        self._rule_ids: dict[int, tuple[PriceRule, str, str]] = {}  # id(rule) → (rule, uuid, json)
+        self._stored_rules: set[str] = set()  # rule uuids known to be in the ledger
+        self._rules: dict[str, PriceRule | None] = {}  # rule uuid → rule, for reads
+        self._partitions: set[int] = set()  # month numbers (year * 12 + month - 1) with a partition
+        self._writer_conn: psycopg.Connection[Any] | None = None
+        self._retry_at = 0.0  # after an outage, when the writer tries the server again
+        self._backoff = 0.0
+        self.rejected = 0  # records the server refused outright (kept in the .rejected file)
+        ledger = hashlib.sha256(self.name.encode()).hexdigest()[:16]
+        self._spool = Spool(spool if spool is not None else default_spool_dir(), ledger)
+        self._migrate()
+        self._pool = self._open_pool(max(1, int(pool_size)))
+        self._writer: threading.Thread | None = None
+        if not durable:
+            self._writer = threading.Thread(target=self._run_writer, name="tokentrail-postgres", daemon=True)
+            self._writer.start()
+        ref = weakref.ref(self)
+        self._atexit = lambda: _close_ref(ref)
+        atexit.register(self._atexit)
+        if self._spool.orphans():
+            with contextlib.suppress(Exception):
+                self.flush()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        conn: psycopg.Connection[Any] = psycopg.connect(self._conninfo, **self._kwargs)
+        return conn
+
+    def _migrate(self) -> None:
+        import psycopg
+
+        try:
+            conn = self._connect()
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot reach Postgres store {self.name}: {_first_line(exc)}") from exc
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tokentrail-store:{self.schema}",)
+                )
+                tables = {
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                        (self.schema,),
+                    )
+                }
+                version = 0
+                if "schema_migrations" in tables:
+                    row = conn.execute(f"SELECT max(version) FROM {self._s}.schema_migrations").fetchone()
+                    version = int(row[0] or 0) if row else 0
+                elif "records" in tables or "rollup_hour" in tables:
+                    raise StoreError(
+                        f"schema {self.schema!r} of {self.name} has a records table but is not a tokentrail "
+                        "ledger (no schema_migrations); choose another ?schema="
+                    )
+                else:
+                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._s}")
+                    conn.execute(
+                        f"CREATE TABLE {self._s}.schema_migrations (version INTEGER PRIMARY KEY,"
+                        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                    )
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"Postgres store {self.name} has schema version {version}, newer than this "
+                        f"tokentrail understands ({SCHEMA_VERSION}); upgrade tokentrail"
+                    )
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[target](self._s):
+                        conn.execute(statement)
+                    conn.execute(f"INSERT INTO {self._s}.schema_migrations (version) VALUES (%s)", (target,))
+            self._load_partitions(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot use Postgres store {self.name}: {_first_line(exc)}") from exc
+        finally:
+            conn.close()
+
+    def _open_pool(self, size: int) -> ConnectionPool[Any]:
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
+        pool: ConnectionPool[Any] = ConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=size,
+            kwargs=self._kwargs,
+            open=False,
+            timeout=self.timeout,
+            check=ConnectionPool.check_connection,
+            name=f"tokentrail-{self.schema}",
+        )
+        try:
+            pool.open(wait=True, timeout=self.timeout)
+        except PoolTimeout as exc:
+            pool.close()
+            raise StoreError(f"cannot reach Postgres store {self.name}: {exc}") from exc
+        return pool
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def append(self, record: Record) -> None:
+        """Queue `record` (commit it, or spool it during an outage, before returning when durable)."""
+        if self._closed:
+            raise StoreError(f"Postgres store {self.name} is closed")
+        if self._pid != os.getpid():
+            raise StoreError("a PostgresStore cannot be shared across fork(); open one per process")
+        if self.durable:
+            with self._write_lock:
+                self._deliver(self._payload([record]))
+            return
+        with self._pending_lock:
+            self._pending.append(record)
+            if len(self._pending) == self.batch_size:
+                self._wake.notify()
+
+    def flush(self) -> None:
+        """Commit every queued record now (to the spool if the server cannot be reached), and replay
+        the spool when the server answers."""
+        with self._write_lock:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+            try:
+                payload = self._payload(batch) if batch else None
+                self._deliver(payload, force=True)
+            except BaseException:
+                with self._pending_lock:  # keep them for the next attempt (bounded)
+                    self._pending[:0] = batch[-_MAX_PENDING:]
+                    del self._pending[_MAX_PENDING:]
+                raise
+
+    def close(self) -> None:
+        """Flush, stop the writer, close the connections and release the spool (idempotent)."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            with self._pending_lock:
+                self._wake.notify_all()
+            if self._writer is not None and self._writer is not threading.current_thread():
+                self._writer.join(timeout=10)
+            atexit.unregister(self._atexit)
+            with self._write_lock:
+                if self._writer_conn is not None:
+                    with contextlib.suppress(Exception):
+                        self._writer_conn.close()
+                    self._writer_conn = None
+                self._spool.close()
+            with contextlib.suppress(Exception):
+                self._pool.close(timeout=2)
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run_writer(self) -> None:
+        while True:
+            with self._pending_lock:
+                if not self._closed and len(self._pending) < self.batch_size:
+                    self._wake.wait(self.flush_interval)
+                if self._closed:
+                    return
+            try:
+                with self._write_lock:
+                    with self._pending_lock:
+                        batch, self._pending = self._pending, []
+                    payload = self._payload(batch) if batch else None
+                    self._deliver(payload)
+            except Exception:  # only a failing spool disk gets here: keep the records, try again
+                with self._pending_lock:
+                    self._pending[:0] = batch[-_MAX_PENDING:]
+                    del self._pending[_MAX_PENDING:]
+                _log.exception("tokentrail: Postgres store could neither write nor spool a batch")
+                time.sleep(min(self.flush_interval, 1.0))
+
+    def _deliver(self, payload: dict[str, Any] | None, force: bool = False) -> None:
+        """Write `payload` (None: nothing new) after the spooled batches; spool it when the server is
+        unreachable. Caller holds the write lock. `force` tries the server even inside the back-off."""
+        backlog = self._spool.pending or (payload is None and bool(self._spool.orphans()))
+        if not force and time.monotonic() < self._retry_at:
+            if payload is not None:
+                self._spool.append(payload)
+            return
+        try:
+            if backlog:
+                self._spool.replay(self._write_payload)
+            if payload is not None:
+                self._write_payload(payload)
+        except _Outage as outage:
+            if payload is not None:
+                self._spool.append(payload)
+            self._backoff = min(max(self._backoff * 2, 0.25), 10.0)
+            self._retry_at = time.monotonic() + self._backoff
+            _log.warning(
+                "tokentrail: Postgres store %s unreachable (%s); batches go to the spool %s",
+                self.name,
+                outage,
+                self._spool.directory,
+            )
+            return
+        self._backoff = 0.0
+        self._retry_at = 0.0
+
+    def _write_payload(self, payload: dict[str, Any]) -> None:
+        """Commit one batch; raise `_Outage` when the server cannot take it now. A batch the server
+        refuses outright is kept in the rejected file (and counted) instead."""
+        import psycopg
+
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                conn = self._writer_connection()
+                self._commit(conn, payload)
+                return
+            except psycopg.errors.TransactionRollback as exc:  # deadlock, serialization failure
+                if attempts >= _RETRIES:
+                    raise _Outage(_first_line(exc)) from exc
+                time.sleep(0.01 * attempts)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._drop_writer_connection()
+                raise _Outage(_first_line(exc)) from exc
+            except psycopg.Error as exc:
+                self._partitions.clear()  # a partition dropped behind our back: look again once
+                if attempts < 2:
+                    continue
+                self._reject(payload, exc)
+                return
+
+    def _reject(self, payload: dict[str, Any], exc: Exception) -> None:
+        rows = payload.get("rows", [])
+        self.rejected += len(rows)
+        target = self._spool.directory / f"{self._spool.ledger}.rejected.jsonl"
+        _log.error(
+            "tokentrail: Postgres store %s refused a batch of %d record(s): %s; kept in %s",
+            self.name,
+            len(rows),
+            _first_line(exc),
+            target,
+        )
+        self._spool.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, json.dumps({"error": _first_line(exc), **payload}).encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _writer_connection(self) -> psycopg.Connection[Any]:
+        conn = self._writer_conn
+        if conn is None or conn.closed or conn.broken:
+            conn = self._writer_conn = self._connect()
+        return conn
+
+    def _drop_writer_connection(self) -> None:
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _commit(self, conn: psycopg.Connection[Any], payload: dict[str, Any]) -> None:
+        rows: list[list[Any]] = payload["rows"]
+        rules: dict[str, str] = payload.get("rules") or {}
+        self._ensure_partitions(conn, {_month(row[_AT["ts"]]) for row in rows})
+        with conn.transaction():
+            fresh_rules = [(key, text) for key, text in rules.items() if key not in self._stored_rules]
+            if fresh_rules:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        f"INSERT INTO {self._s}.rules (id, text) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                        fresh_rules,
+                    )
+            conn.execute(_STAGE_TABLE.format(s=self._s))
+            with conn.cursor() as cur, cur.copy(_COPY_STAGE) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn.execute(_INSERT_FRESH.format(s=self._s))
+        self._stored_rules.update(key for key, _ in fresh_rules)
+
+    def _ensure_partitions(self, conn: psycopg.Connection[Any], months: set[int]) -> None:
+        """Create the monthly partitions of `records` these months need (once, whoever gets there first)."""
+        missing = sorted(months - self._partitions)
+        if not missing:
+            return
+        with conn.transaction():
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tokentrail-partitions:{self.schema}",)
+            )
+            self._load_partitions(conn)
+            for month in missing:
+                if month in self._partitions:
+                    continue
+                low, high = _month_start_us(month), _month_start_us(month + 1)
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self._s}.{_q(_partition_name(month))} "
+                    f"PARTITION OF {self._s}.records FOR VALUES FROM ({low}) TO ({high})"
+                )
+        self._partitions.update(missing)
+
+    def _load_partitions(self, conn: psycopg.Connection[Any]) -> None:
+        found = conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace"
+            " WHERE n.nspname = %s AND p.relname = 'records'",
+            (self.schema,),
+        ).fetchall()
+        for (name,) in found:
+            month = _partition_month(name)
+            if month is not None:
+                self._partitions.add(month)
+
+    # -- records → rows -----------------------------------------------------------------------------------
+
+    def _payload(self, batch: list[Record]) -> dict[str, Any]:
+        """The rows of a batch (each id once) and the price rules they name, as JSON-ready data."""
+        rows: dict[int, list[Any]] = {}
+        rules: dict[str, str] = {}
+        cells: dict[tuple[int, int], str] = {}
+        alive = []  # the shared tuples whose ids key `cells`
+        for record in batch:
+            if record.id in rows:
+                continue
+            shared, rule = self._shared_columns(record, rules)
+            hour = record.timestamp_us // HOUR_US
+            cell = cells.get((id(shared), hour))
+            if cell is None:
+                cell = cells[(id(shared), hour)] = _cell(hour, shared)
+                alive.append(shared)
+            rows[record.id] = _row(record, cell, hour, shared, rule)
+        return {"rows": list(rows.values()), "rules": rules}
+
+    def _shared_columns(self, record: Record, rules: dict[str, str]) -> tuple[tuple[Any, ...], str | None]:
+        """The key columns many records share (encoded, cached) and the uuid of the record's price rule."""
+        usage = record.usage
+        attribution = record.attribution
+        rule = record.price_rule
+        fast = (
+            id(attribution),
+            record.model,
+            record.provider,
+            id(usage.status),
+            usage.reason,
+            record.cost_units is None,
+            record.unpriced_reason,
+        )
+        found = self._shared.get(fast)
+        if found is not None and found[0] is attribution:
+            columns = found[1]
+        else:
+            columns = (
+                encode_text(attribution.agent),
+                encode_text(attribution.session),
+                encode_text(attribution.user),
+                encode_text(attribution.tool),
+                encode_text(record.model),
+                encode_text(record.provider),
+                [encode_text(tag) for tag in attribution.tags],
+                [encode_text(node) for node in attribution.path],
+                usage.status.value,
+                record.cost_units is not None,
+                encode_text(usage.reason),
+                encode_text(record.unpriced_reason),
+            )
+            if len(self._shared) >= _SHARED_CACHE_LIMIT:
+                self._shared.clear()
+            self._shared[fast] = (attribution, columns)
+        return columns, self._rule_id(rule, rules)
+
+    def _rule_id(self, rule: PriceRule | None, rules: dict[str, str]) -> str | None:
+        if rule is None:
+            return None
+        known = self._rule_ids.get(id(rule))
+        if known is None or known[0] is not rule:
+            text = json.dumps(rule.as_dict(), sort_keys=True, default=str)  # ASCII: safe for Postgres text
+            key = str(uuid.UUID(bytes=hashlib.sha256(text.encode()).digest()[:16]))
+            if len(self._rule_ids) >= _SHARED_CACHE_LIMIT:
+                self._rule_ids.clear()
+            known = self._rule_ids[id(rule)] = (rule, key, text)
+        if known[1] not in self._stored_rules:
+            rules[known[1]] = known[2]
+        return known[1]
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def _read(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        self.flush()
+        try:
+            try:
+                with self._pool.connection() as conn:
+                    return work(conn)
+            except PoolTimeout:
+                # The pool may still be backing off after an outage: one direct attempt answers as
+                # soon as the server does.
+                with self._connect() as conn:
+                    return work(conn)
+        except (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreError(f"cannot read Postgres store {self.name}: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"Postgres store {self.name} failed: {_first_line(exc)}") from exc
+
+    def summary(self, query: Query, by: tuple[str, ...]) -> list[SummaryRow]:
+        """One row per group of `by` over the records `query` selects (rollups for whole hours)."""
+        unknown = [name for name in by if name not in GROUP_KEYS]
+        if unknown:
+            raise ValueError(f"cannot group by {', '.join(unknown)}; known: {', '.join(GROUP_KEYS)}")
+        _no_price_versions(query)
+        where, params = _where(query)
+        columns: list[str] = ["priced", "status"]
+        for name in by:
+            column = {"tag": "tags", "hour": "hour", "day": "hour", "month": "hour"}.get(name, name)
+            if column not in columns:
+                columns.append(column)
+        group_sql = ", ".join(_q(c) for c in columns)
+        since, until = query.since_us, query.until_us
+        low = None if since is None else -(-since // HOUR_US)  # first whole hour
+        high = None if until is None else until // HOUR_US  # first hour not whole
+        parts: list[tuple[str, list[str], list[Any]]] = []
+        rollup_conditions, rollup_params = list(where), list(params)
+        if low is not None:
+            rollup_conditions.append("hour >= %s")
+            rollup_params.append(low)
+        if high is not None:
+            rollup_conditions.append("hour < %s")
+            rollup_params.append(high)
+        if low is None or high is None or low < high:
+            parts.append(("rollup_hour", rollup_conditions, rollup_params))
+        for first, last in _cut_ranges(since, until, low, high):
+            parts.append(("records", [*where, "ts >= %s", "ts < %s"], [*params, first, last]))
+
+        def work(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            found: list[tuple[Any, ...]] = []
+            for table, conditions, values in parts:
+                sums = _RECORDS_SELECT if table == "records" else _ROLLUP_SELECT
+                sql = f"SELECT {group_sql}, {sums} FROM {self._s}.{table}"
+                if conditions:
+                    sql += " WHERE " + " AND ".join(conditions)
+                found.extend(conn.execute(f"{sql} GROUP BY {group_sql}", values).fetchall())
+            return found
+
+        found = self._read(work)
+        width = len(columns)
+        index = {name: i for i, name in enumerate(columns)}
+        groups: dict[tuple[GroupValue, ...], Aggregate] = {}
+        for row in found:
+            vector = _vector(row[width:])
+            for group in _groups(row, index, by):
+                aggregate = groups.get(group)
+                if aggregate is None:
+                    aggregate = groups[group] = Aggregate()
+                aggregate.add(vector, bool(row[0]), row[1])
+        rows = [aggregate.row(dict(zip(by, group, strict=True))) for group, aggregate in groups.items()]
+        if any(name in TIME_KEYS for name in by):
+            rows.sort(key=lambda r: [_sortable(value) for value in r.group.values()])
+        else:
+            rows.sort(key=lambda r: (-r.cost_units, -r.calls, [_sortable(v) for v in r.group.values()]))
+        return rows
+
+    def history(self, query: Query, limit: int | None = None) -> list[Record]:
+        """The records `query` selects, oldest first; with `limit`, only the last `limit` of them."""
+        if limit is not None and limit <= 0:
+            return []
+        _no_price_versions(query)
+        where, params = _where(query, raw=True)
+        sql = f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM {self._s}.records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if limit is not None:
+            sql += f" ORDER BY ts DESC, id DESC LIMIT {int(limit)}"
+        else:
+            sql += " ORDER BY ts, id"
+
+        def work(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            found = conn.execute(sql, params).fetchall()
+            self._load_rules(conn, found)
+            return found
+
+        rows = self._read(work)
+        if limit is not None:
+            rows.reverse()
+        return [self._record(row) for row in rows]
+
+    def reset(self, query: Query) -> int:
+        """Forget the records `query` selects, pruned ones included; returns how many were removed.
+
+        Rollup cells of whole hours in the range go as a whole; in the hours `since`/`until` cut through,
+        the raw rows' share is subtracted from them."""
+        _no_price_versions(query)
+        where, params = _where(query)
+        since, until = query.since_us, query.until_us
+        low = None if since is None else -(-since // HOUR_US)
+        high = None if until is None else until // HOUR_US
+        s = self._s
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            removed = 0
+            with conn.transaction():
+                if low is None or high is None or low < high:
+                    whole, whole_params = list(where), list(params)
+                    raw, raw_params = list(where), list(params)
+                    if low is not None:
+                        whole.append("hour >= %s")
+                        whole_params.append(low)
+                        raw.append("ts >= %s")
+                        raw_params.append(low * HOUR_US)
+                    if high is not None:
+                        whole.append("hour < %s")
+                        whole_params.append(high)
+                        raw.append("ts < %s")
+                        raw_params.append(high * HOUR_US)
+                    row = conn.execute(
+                        f"WITH gone AS (DELETE FROM {s}.rollup_hour{_where_sql(whole)} RETURNING calls)"
+                        " SELECT coalesce(sum(calls), 0) FROM gone",
+                        whole_params,
+                    ).fetchone()
+                    removed += int(row[0]) if row else 0
+                    conn.execute(f"DELETE FROM {s}.records{_where_sql(raw)}", raw_params)
+                for first, last in _cut_ranges(since, until, low, high):
+                    row = conn.execute(
+                        _SUBTRACT_DELETED.format(s=s, where=_where_sql([*where, "ts >= %s", "ts < %s"])),
+                        [*params, first, last],
+                    ).fetchone()
+                    removed += int(row[0]) if row else 0
+                conn.execute(f"DELETE FROM {s}.rollup_hour WHERE calls = 0")
+            return removed
+
+        return self._read(work)
+
+    # -- retention -------------------------------------------------------------------------------------
+
+    def prune(self, before_us: int) -> int:
+        """Delete the raw rows of every UTC hour ending at or before `before_us`; the rollups keep counting
+        them, `history` no longer lists them. Months wholly before the cut go as whole partitions.
+        Returns how many rows were deleted.
+
+        A record replayed after its hour was pruned is not recognized as a duplicate."""
+        cut = before_us // HOUR_US * HOUR_US
+        s = self._s
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            dropped = 0
+            with conn.transaction():
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tokentrail-partitions:{self.schema}",)
+                )
+                self._load_partitions(conn)
+                for month in sorted(self._partitions):
+                    if _month_start_us(month + 1) <= cut:
+                        name = f"{s}.{_q(_partition_name(month))}"
+                        row = conn.execute(f"SELECT count(*) FROM {name}").fetchone()
+                        dropped += int(row[0]) if row else 0
+                        conn.execute(f"DROP TABLE {name}")
+                        self._partitions.discard(month)
+                result = conn.execute(f"DELETE FROM {s}.records WHERE ts < %s", (cut,))
+                dropped += max(result.rowcount, 0)
+            return dropped
+
+        return self._read(work)
+
+    def raw_count(self, before_us: int) -> int:
+        """How many raw rows `prune(before_us)` would delete."""
+        cut = before_us // HOUR_US * HOUR_US
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(f"SELECT count(*) FROM {self._s}.records WHERE ts < %s", (cut,)).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._read(work)
+
+    def stats(self) -> dict[str, int]:
+        """Records, unpriced records, rollup rows, partitions, bytes on the server, spool counters."""
+        s = self._s
+
+        def work(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+            row = conn.execute(
+                f"SELECT (SELECT count(*) FROM {s}.records),"
+                f" (SELECT count(*) FROM {s}.records WHERE NOT priced),"
+                f" (SELECT count(*) FROM {s}.rollup_hour),"
+                " (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+                "  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r')",
+                (self.schema,),
+            ).fetchone()
+            return tuple(row) if row else (0, 0, 0, 0)
+
+        records, unpriced, cells, size = self._read(work)
+        return {
+            "records": int(records),
+            "unpriced": int(unpriced),
+            "rollup_rows": int(cells),
+            "partitions": len(self._partitions),
+            "server_bytes": int(size),
+            "spooled_batches": self._spool.spooled,
+            "replayed_batches": self._spool.replayed,
+            "rejected_records": self.rejected,
+        }
+
+    def drop_schema(self) -> None:
+        """Drop the whole schema (every table of the ledger). Meant for tests and teardown scripts."""
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(f"DROP SCHEMA IF EXISTS {self._s} CASCADE")
+
+        self._read(work)
+        self._partitions.clear()
+        self._stored_rules.clear()
+
+    def _load_rules(self, conn: psycopg.Connection[Any], rows: Iterable[Sequence[Any]]) -> None:
+        rule_at = _AT["rule"]
+        wanted = {str(row[rule_at]) for row in rows if row[rule_at] is not None} - set(self._rules)
+        if not wanted:
+            return
+        found = conn.execute(
+            f"SELECT id, text FROM {self._s}.rules WHERE id = ANY(%s::uuid[])", (sorted(wanted),)
+        ).fetchall()
+        for key, text in found:
+            self._rules[str(key)] = PriceRule.from_dict(json.loads(text))
+        for key in wanted:
+            self._rules.setdefault(key, None)  # a dangling reference reads as no rule
+
+    def _record(self, row: Sequence[Any]) -> Record:
+        values = dict(zip(_RECORD_COLUMNS, row, strict=True))
+        counts = {
+            name: int(values[column]) for name, column in zip(TOKEN_FIELDS, _TOKEN_COLUMNS, strict=True)
+        }
+        usage = Usage(
+            **counts, status=UsageStatus(values["status"]), reason=decode_text(values["usage_reason"])
+        )
+        rule = None if values["rule"] is None else self._rules.get(str(values["rule"]))
+        cost = values["cost"]
+        return Record(
+            id=values["id"].int,
+            timestamp_us=int(values["ts"]),
+            usage=usage,
+            model=decode_text(values["model"]),
+            provider=decode_text(values["provider"]),
+            cost_units=None if cost is None else int(cost),
+            price_rule=rule,
+            unpriced_reason=decode_text(values["unpriced_reason"]),
+            duration_ms=values["duration"],
+            attribution=intern_attribution(
+                decode_text(values["agent"]),
+                decode_text(values["session"]),
+                decode_text(values["user"]),
+                decode_text(values["tool"]),
+                tuple(_decoded(values["tags"])),
+                tuple(_decoded(values["path"])),
+            ),
+            provider_cost=values["provider_cost"],
+            context=None if values["context"] is None else json.loads(values["context"]),
+            estimated_input_tokens=values["est_input"],
+            ttft_ms=values["ttft"],
+        )
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self.name}{' durable' if self.durable else ''}>"
+
+
+class _Outage(Exception):
+    """The server cannot take a batch now (unreachable, shutting down, or deadlocked past retries)."""
+
+
+def _no_price_versions(query: Query) -> None:
+    if query.prices is not None:
+        raise ValueError(f"no price version {query.prices!r} in this store (known: none yet)")
+
+
+# -- rows -------------------------------------------------------------------------------------------------
+
+
+def _cell(hour: int, shared: tuple[Any, ...]) -> str:
+    """The rollup cell of (hour, key columns): a UUID made of a hash, so 10 kB names index fine."""
+    text = json.dumps([hour, *shared[: len(_KEY_COLUMNS)]])
+    return str(uuid.UUID(bytes=hashlib.sha256(text.encode()).digest()[:16]))
+
+
+def _row(record: Record, cell: str, hour: int, shared: tuple[Any, ...], rule: str | None) -> list[Any]:
+    """A record's row in `_RECORD_COLUMNS` order, made of JSON-ready values (it may go to the spool)."""
+    reported = record.provider_cost
+    context = record.context
+    estimate = record.estimated_input_tokens
+    return [
+        cell,
+        f"{record.id:032x}",
+        record.timestamp_us,
+        hour,
+        *shared[:12],
+        rule,
+        record.cost_units,
+        record.duration_ms,
+        None if reported is None else str(reported),
+        None if reported is None else provider_cost_units(reported),
+        None if context is None else json.dumps(dict(context), sort_keys=True),
+        *_token_counts(record.usage),
+        estimate if type(estimate) is int and 0 <= estimate < 2**63 else None,
+        record.ttft_ms,
+    ]
+
+
+def _decoded(values: Iterable[str]) -> list[str]:
+    return [value if not value.startswith(_MARK) else decode_text(value) or "" for value in values]
+
+
+# -- months and partitions --------------------------------------------------------------------------------
+
+
+def _month(timestamp_us: int) -> int:
+    """The month of a timestamp as year * 12 + (month - 1), UTC."""
+    at = datetime.fromtimestamp(timestamp_us // 1_000_000, timezone.utc)
+    return at.year * 12 + at.month - 1
+
+
+def _month_start_us(month: int) -> int:
+    start = datetime(month // 12, month % 12 + 1, 1, tzinfo=timezone.utc)
+    return int(start.timestamp()) * 1_000_000
+
+
+def _partition_name(month: int) -> str:
+    return f"records_{month // 12:04d}_{month % 12 + 1:02d}"
+
+
+def _partition_month(name: str) -> int | None:
+    found = re.fullmatch(r"records_(\d{4})_(\d{2})", name)
+    return None if found is None else int(found.group(1)) * 12 + int(found.group(2)) - 1
+
+
+# -- queries ----------------------------------------------------------------------------------------------
+
+
+def _where(query: Query, raw: bool = False) -> tuple[list[str], list[Any]]:
+    """SQL conditions (parameterized; values encoded like stored text) for the filters and the
+    hierarchy node; `raw` adds the time range (records table)."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    for name, wanted in query.filters:
+        options = _options(wanted)
+        if name == "tag":
+            tags = [encode_text(v) for v in options if isinstance(v, str)]
+            conditions.append("tags && %s::text[]")
+            params.append(tags)
+            continue
+        if name == "priced":
+            flags = {bool(v) for v in options if isinstance(v, (bool, int)) and v in (0, 1)}
+            conditions.append("priced = ANY(%s::boolean[])")
+            params.append(sorted(flags))
+            continue
+        if name not in _PLAIN_FILTERS:  # Query.build already refused unknown filters
+            raise ValueError(f"unknown filter {name!r}")
+        values = [v.value if isinstance(v, UsageStatus) else v for v in options]
+        strings = [encode_text(v) for v in values if isinstance(v, str)]
+        parts = []
+        if strings:
+            parts.append(f"{_q(name)} = ANY(%s::text[])")
+            params.append(strings)
+        if None in values:
+            parts.append(f"{_q(name)} IS NULL")
+        conditions.append("(" + " OR ".join(parts) + ")" if parts else "false")
+    if raw:
+        if query.since_us is not None:
+            conditions.append("ts >= %s")
+            params.append(query.since_us)
+        if query.until_us is not None:
+            conditions.append("ts < %s")
+            params.append(query.until_us)
+    node = [encode_text(n) for n in query.path]
+    if query.include_children:
+        if node:
+            conditions.append("path[1:%s::int] = %s::text[]")
+            params.extend([len(node), node])
+    else:
+        conditions.append("path = %s::text[]")
+        params.append(node)
+    return conditions, params
+
+
+def _where_sql(conditions: list[str]) -> str:
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+def _cut_ranges(
+    since: int | None, until: int | None, low: int | None, high: int | None
+) -> list[tuple[int | None, int | None]]:
+    """The raw-row ranges of the hours `since`/`until` cut through: [since, low) and [high, until)."""
+    if low is not None and high is not None and low > high:  # inside one hour
+        return [(since, until)]
+    ranges: list[tuple[int | None, int | None]] = []
+    if since is not None and low is not None and since < low * HOUR_US:
+        ranges.append((since, low * HOUR_US))
+    if until is not None and high is not None and high * HOUR_US < until:
+        ranges.append((high * HOUR_US, until))
+    return ranges
+
+
+def _options(wanted: object) -> list[object]:
+    if isinstance(wanted, (list, tuple, set, frozenset)):
+        return list(wanted)
+    return [wanted]
+
+
+def _vector(sums: Sequence[Any]) -> list[int | float]:
+    vector: list[int | float] = [0] * VECTOR_SIZE
+    vector[CALLS] = int(sums[0] or 0)
+    vector[COST] = int(sums[1] or 0)
+    vector[DURATION] = float(sums[2] or 0.0)
+    vector[TIMED] = int(sums[3] or 0)
+    vector[TIMED_OUTPUT] = int(sums[4] or 0)
+    vector[PROVIDER_COST] = int(sums[5] or 0)
+    vector[PROVIDER_CALLS] = int(sums[6] or 0)
+    vector[COST_ON_PROVIDER_CALLS] = int(sums[7] or 0)
+    for i in range(len(TOKEN_FIELDS)):
+        vector[TOKENS + i] = int(sums[8 + i] or 0)
+    return vector
+
+
+def _groups(row: Sequence[Any], index: dict[str, int], by: tuple[str, ...]) -> list[tuple[GroupValue, ...]]:
+    groups: list[tuple[GroupValue, ...]] = [()]
+    for name in by:
+        values: Iterable[GroupValue]
+        if name == "tag":
+            values = tuple(_decoded(row[index["tags"]])) or (None,)
+        elif name == "path":
+            values = ("/".join(_decoded(row[index["path"]])),)
+        elif name in TIME_KEYS:
+            values = (time_bucket(name, int(row[index["hour"]])),)
+        else:
+            values = (decode_text(row[index[name]]),)
+        groups = [(*group, value) for group in groups for value in values]
+    return groups
+
+
+def _sortable(value: GroupValue) -> tuple[bool, str]:
+    if value is None:
+        return (True, "")
+    return (False, value.isoformat() if isinstance(value, date) else value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _close_ref(ref: weakref.ReferenceType[PostgresStore]) -> None:
+    store = ref()
+    if store is not None and os.getpid() == store._pid:
+        with contextlib.suppress(Exception):
+            store.close()
+
+
+# -- SQL --------------------------------------------------------------------------------------------------
+
+_STAGE_COLUMNS = ", ".join(_q(c) for c in _RECORD_COLUMNS)
+_STAGE_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS tt_stage_v1 (LIKE {s}.records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_COPY_STAGE = f"COPY pg_temp.tt_stage_v1 ({_STAGE_COLUMNS}) FROM STDIN"
+_KEYS = ", ".join(_q(c) for c in _KEY_COLUMNS)
+_ROLLUP_COLUMNS = ("cell", "hour", *_KEY_COLUMNS, *_ROLLUP_SUMS, *_TOKEN_COLUMNS)
+# The per-cell sums of a set of record rows, in `_ROLLUP_SUMS` + token order.
+_ROW_SUM_LIST = (
+    "count(*)",
+    "coalesce(sum(cost), 0)",
+    "coalesce(sum(duration), 0)",
+    "count(duration)",
+    "coalesce(sum(t_output_tokens) FILTER (WHERE duration IS NOT NULL), 0)",
+    "coalesce(sum(pc_units), 0)",
+    "count(pc_units)",
+    "coalesce(sum(cost) FILTER (WHERE pc_units IS NOT NULL), 0)",
+    *(f"coalesce(sum({_q(c)}), 0)" for c in _TOKEN_COLUMNS),
+)
+_ROW_SUMS = ", ".join(_ROW_SUM_LIST)
+_ADD_SUMS = ", ".join(
+    f"{_q(c)} = rollup_hour.{_q(c)} + excluded.{_q(c)}" for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
+)
+# Insert the staged rows the ledger does not hold yet and add exactly those to the rollup. Cells are
+# upserted in cell order, so concurrent writers lock rollup rows in the same order (no deadlocks).
+_INSERT_FRESH = (
+    "WITH fresh AS ("
+    f" INSERT INTO {{s}}.records ({_STAGE_COLUMNS}) SELECT {_STAGE_COLUMNS} FROM pg_temp.tt_stage_v1"
+    " ON CONFLICT DO NOTHING RETURNING *)"
+    f" INSERT INTO {{s}}.rollup_hour ({', '.join(_q(c) for c in _ROLLUP_COLUMNS)})"
+    f" SELECT cell, hour, {_KEYS}, {_ROW_SUMS} FROM fresh GROUP BY cell, hour, {_KEYS} ORDER BY cell"
+    f" ON CONFLICT (cell) DO UPDATE SET {_ADD_SUMS}"
+)
+_SUM_NAMES = (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
+_SUBTRACT_SUMS = ", ".join(f"{_q(c)} = r.{_q(c)} - d.{_q(c)}" for c in _SUM_NAMES)
+_NAMED_SUMS = ", ".join(
+    f"{expression} AS {_q(name)}" for expression, name in zip(_ROW_SUM_LIST, _SUM_NAMES, strict=True)
+)
+# Delete raw rows and subtract them from their rollup cells; returns how many rows went.
+_SUBTRACT_DELETED = (
+    "WITH gone AS (DELETE FROM {s}.records{where} RETURNING *),"
+    f" d AS (SELECT cell, {_NAMED_SUMS} FROM gone GROUP BY cell),"
+    " changed AS (UPDATE {s}.rollup_hour r SET " + _SUBTRACT_SUMS + " FROM d WHERE r.cell = d.cell)"
+    " SELECT count(*) FROM gone"
+)
+_ROLLUP_SELECT = ", ".join(
+    [
+        "sum(calls)",
+        "sum(cost)",
+        "sum(duration)",
+        "sum(timed)",
+        "sum(timed_output)",
+        "sum(provider_cost)",
+        "sum(provider_calls)",
+        "sum(cost_on_provider)",
+        *(f"sum({_q(c)})" for c in _TOKEN_COLUMNS),
+    ]
+)
+_RECORDS_SELECT = _ROW_SUMS

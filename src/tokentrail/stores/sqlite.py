@@ -9,11 +9,18 @@
   `kill -9` loses at most the records still queued (at most `flush_interval` seconds' worth).
 - Costs are stored exactly: the integer yocto-dollar amount as decimal text, summed with exact
   Python integers (a SQL aggregate registered on the connection).
-- An hourly rollup table (hour × agent × session × user × tool × model × provider × tags × path ×
-  status × priced) is maintained in the same transaction as the raw rows; summaries read the rollup
-  for whole hours and raw rows only for the hours that `since`/`until` cut through.
+- Hourly and daily rollup tables (hour or day × agent × session × user × tool × model × provider ×
+  tags × path × status × priced) are maintained in the same transaction as the raw rows (a batch's
+  change is summed per cell in Python first); summaries read the daily rollup for whole days, the
+  hourly one for the other whole hours, and raw rows only for the hours `since`/`until` cut through.
 - The file is created with mode 0600; the schema is versioned (`schema_version`) and migrated on open;
   a newer, unknown version is refused with `StoreError`. No prompt or response text is stored.
+- Price versions (schema v4): `reprice` writes a record's new cost to `costs` (keyed by version and record
+  id) only when it differs from the recorded one, and the change of each rollup cell's sums to
+  `rollup_prices`; the recorded cost is never touched. A summary for a version adds those changes to
+  `rollup_hour`, and raw reads join `costs`.
+- `prune` deletes raw rows of whole hours and keeps the rollups (hourly, daily, price versions), so
+  summaries still count them; `history` no longer lists them.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import operator
 import os
 import sqlite3
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -50,37 +59,41 @@ from tokentrail.stores.base import (
     TOKENS,
     VECTOR_SIZE,
     Aggregate,
+    PriceFunction,
     Query,
+    check_version_label,
     provider_cost_units,
+    reprice_vectors,
     time_bucket,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "open_sqlite_url"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _MAX_PENDING = 1_000_000  # queued records kept while the file cannot be written
 _T = TypeVar("_T")
 
 _TOKEN_COLUMNS = tuple(f"t_{name}" for name in TOKEN_FIELDS)
 _KEY_COLUMNS = ("agent", "session", "user", "tool", "model", "provider", "tags", "path", "status", "priced")
 _PLAIN_FILTERS = {"agent", "session", "user", "tool", "model", "provider", "status"}
+# The columns many records share come first: a record's row is one cached tuple of them plus its own values.
+_SHARED_COLUMNS = (*_KEY_COLUMNS, "usage_reason", "unpriced_reason", "rule")
 _RECORD_COLUMNS = (
+    *_SHARED_COLUMNS,
     "id",
     "ts",
     "hour",
-    *_KEY_COLUMNS,
-    "usage_reason",
     "cost",
-    "unpriced_reason",
     "duration",
     "provider_cost",
     "pc_units",
     "context",
-    "rule",
     *_TOKEN_COLUMNS,
     "est_input",
     "ttft",
 )
+_token_counts = operator.attrgetter(*TOKEN_FIELDS)
+_SHARED_CACHE_LIMIT = 4096
 _ROLLUP_SUMS = (
     "calls",
     "cost",
@@ -130,8 +143,46 @@ def _schema_v3() -> list[str]:
     return ["ALTER TABLE records ADD COLUMN ttft REAL"]
 
 
+def _schema_v4() -> list[str]:
+    """v4: price versions made by `reprice` (a record's cost per version, each version's rollup change);
+    a daily rollup (`hour` holds the day's first hour) so long reports read few rows; price rules stored
+    once in `rules` (a record's `rule` column holds the id; older rows keep their JSON); the unused index
+    on records.hour is dropped (reads go by ts)."""
+    tokens_int = ", ".join(f"{_q(c)} INTEGER NOT NULL DEFAULT 0" for c in _TOKEN_COLUMNS)
+    return [
+        "CREATE TABLE price_versions (version TEXT PRIMARY KEY, created_us INTEGER NOT NULL)",
+        "CREATE TABLE costs ("
+        " version TEXT NOT NULL, id TEXT NOT NULL, hour INTEGER NOT NULL, priced INTEGER NOT NULL,"
+        " cost TEXT, rule TEXT, unpriced_reason TEXT, PRIMARY KEY (version, id)) WITHOUT ROWID",
+        "CREATE INDEX costs_id ON costs (id)",
+        "CREATE TABLE rollup_prices ("
+        " version TEXT NOT NULL, cell TEXT NOT NULL, hour INTEGER NOT NULL,"
+        ' agent TEXT, session TEXT, "user" TEXT, tool TEXT, model TEXT, provider TEXT,'
+        " tags TEXT NOT NULL, path TEXT NOT NULL, status TEXT NOT NULL, priced INTEGER NOT NULL,"
+        " calls INTEGER NOT NULL, cost TEXT NOT NULL, duration REAL NOT NULL, timed INTEGER NOT NULL,"
+        " timed_output INTEGER NOT NULL, provider_cost TEXT NOT NULL, provider_calls INTEGER NOT NULL,"
+        f" cost_on_provider TEXT NOT NULL, {tokens_int}, PRIMARY KEY (version, cell))",
+        "CREATE TABLE rollup_day ("
+        " cell TEXT PRIMARY KEY, hour INTEGER NOT NULL,"
+        ' agent TEXT, session TEXT, "user" TEXT, tool TEXT, model TEXT, provider TEXT,'
+        " tags TEXT NOT NULL, path TEXT NOT NULL, status TEXT NOT NULL, priced INTEGER NOT NULL,"
+        " calls INTEGER NOT NULL, cost TEXT NOT NULL, duration REAL NOT NULL, timed INTEGER NOT NULL,"
+        " timed_output INTEGER NOT NULL, provider_cost TEXT NOT NULL, provider_calls INTEGER NOT NULL,"
+        f" cost_on_provider TEXT NOT NULL, {tokens_int})",
+        "CREATE INDEX rollup_day_hour ON rollup_day (hour)",
+        "DROP INDEX IF EXISTS records_hour",
+        "CREATE TABLE rules (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE)",
+    ]
+
+
+def _fill_rollup_day(conn: sqlite3.Connection) -> None:
+    """v4, after the statements: the daily rollup of what the hourly one holds."""
+    rows = conn.execute(f"SELECT {', '.join(_q(c) for c in _ROLLUP_COLUMNS)} FROM rollup_hour").fetchall()
+    conn.executemany(_UPSERT_DAY, _by_day(rows))
+
+
 # version → statements that bring a database at version-1 to it
-_MIGRATIONS: dict[int, Callable[[], list[str]]] = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3}
+_MIGRATIONS: dict[int, Callable[[], list[str]]] = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3, 4: _schema_v4}
 
 
 class _BigSum:
@@ -189,8 +240,11 @@ class SQLiteStore:
         self._wake = threading.Condition(self._pending_lock)
         self._closed = False
         self._rule_json: dict[int, tuple[PriceRule, str]] = {}
-        self._rules: dict[str, PriceRule] = {}
-        self._scoped: dict[int, tuple[Any, ...]] = {}  # id(attribution) → its columns
+        self._rules: dict[str, PriceRule] = {}  # rule JSON (as a v3 file holds it) → rule
+        self._rule_ids: dict[str, str] = {}  # rule JSON → its id in `rules`
+        self._by_ref: dict[str, PriceRule | None] = {}  # id in `rules` → rule
+        # (ids and values a record's shared columns come from) → (attribution, rule, the columns)
+        self._shared: dict[tuple[object, ...], tuple[object, object, tuple[Any, ...]]] = {}
         self._timeout = float(timeout)
         self._conn = self._connect(timeout)
         self._pid = os.getpid()
@@ -261,6 +315,8 @@ class SQLiteStore:
                 for target in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in _MIGRATIONS[target]():
                         conn.execute(statement)
+                    if target == 4:
+                        _fill_rollup_day(conn)
                     conn.execute("DELETE FROM schema_version")
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
                 conn.execute("COMMIT")
@@ -284,7 +340,7 @@ class SQLiteStore:
             return
         with self._pending_lock:
             self._pending.append(record)
-            if len(self._pending) >= self.batch_size:
+            if len(self._pending) == self.batch_size:
                 self._wake.notify()
 
     def flush(self) -> None:
@@ -340,30 +396,33 @@ class SQLiteStore:
                 time.sleep(min(self.flush_interval, 1.0))
 
     def _write(self, batch: list[Record]) -> None:
-        """Insert the records not yet in the file and update the rollup, in one transaction."""
+        """Insert the records not yet in the file and update the rollup, in one transaction.
+
+        The usual batch holds only new records: one `executemany` inserts them and the rollup change,
+        summed per cell in Python, is one upsert per cell. When the insert skipped some (a replay, or a
+        record twice in the batch), the transaction is redone with the new records picked out first."""
         if os.getpid() != self._pid:
             raise StoreError("a SQLiteStore cannot be shared across fork(); open one per process")
-        rows = [self._row(record) for record in batch]
         conn = self._conn
+        try:
+            rows, cells = self._rows(batch)  # may store a new price rule
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
 
         def transaction() -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                ids = [row[0] for row in rows]
-                existing: set[str] = set()
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    existing.update(
-                        r[0] for r in conn.execute(f"SELECT id FROM records WHERE id IN ({marks})", chunk)
-                    )
-                fresh: dict[str, tuple[Any, ...]] = {}
-                for row in rows:
-                    if row[0] not in existing:
-                        fresh.setdefault(row[0], row)
-                if fresh:
-                    conn.executemany(_INSERT_RECORD, fresh.values())
-                    conn.executemany(_UPSERT_ROLLUP, _rollup_deltas(fresh.values()))
+                before = conn.total_changes
+                conn.executemany(_INSERT_RECORD, rows)
+                if conn.total_changes - before == len(rows):
+                    _add_to_rollups(conn, _cell_deltas(cells))
+                else:
+                    conn.execute("ROLLBACK")
+                    conn.execute("BEGIN IMMEDIATE")
+                    fresh = _fresh_rows(conn, rows)
+                    if fresh:
+                        conn.executemany(_INSERT_RECORD, fresh)
+                        _add_to_rollups(conn, _rollup_deltas(fresh))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -375,58 +434,117 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
 
-    def _row(self, record: Record) -> tuple[Any, ...]:
+    def _rows(
+        self, batch: list[Record]
+    ) -> tuple[list[tuple[Any, ...]], dict[tuple[int, int], list[tuple[Any, ...]]]]:
+        """The rows of `batch`, and the same rows by rollup cell: (id of the shared columns, hour)."""
+        rows = []
+        cells: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
+        alive = []  # the shared tuples whose ids key `cells` (the cache may drop them mid-batch)
+        shared_columns = self._shared_columns
+        for record in batch:
+            shared = shared_columns(record)
+            row = shared + _own_values(record)
+            rows.append(row)
+            key = (id(shared), row[_HOUR_AT])
+            found = cells.get(key)
+            if found is None:
+                cells[key] = [row]
+                alive.append(shared)
+            else:
+                found.append(row)
+        return rows, cells
+
+    def _shared_columns(self, record: Record) -> tuple[Any, ...]:
         usage = record.usage
         attribution = record.attribution
-        reported = record.provider_cost
-        scoped = self._scoped.get(id(attribution))
-        if scoped is None or scoped[0] is not attribution:
-            scoped = (
-                attribution,
-                attribution.agent,
-                attribution.session,
-                attribution.user,
-                attribution.tool,
-                json.dumps(list(attribution.tags)),
-                json.dumps(list(attribution.path)),
-            )
-            if len(self._scoped) >= 4096:
-                self._scoped.clear()
-            self._scoped[id(attribution)] = scoped
-        return (
-            f"{record.id:032x}",
-            record.timestamp_us,
-            record.timestamp_us // HOUR_US,
-            *scoped[1:5],
+        rule = record.price_rule
+        fast = (
+            id(attribution),
             record.model,
             record.provider,
-            *scoped[5:],
+            id(rule),
+            id(usage.status),
+            usage.reason,
+            record.cost_units is None,
+            record.unpriced_reason,
+        )
+        found = self._shared.get(fast)
+        if found is not None and found[0] is attribution and found[1] is rule:
+            return found[2]
+        columns = (
+            attribution.agent,
+            attribution.session,
+            attribution.user,
+            attribution.tool,
+            record.model,
+            record.provider,
+            json.dumps(list(attribution.tags)),
+            json.dumps(list(attribution.path)),
             usage.status.value,
             int(record.cost_units is not None),
             usage.reason,
-            None if record.cost_units is None else str(record.cost_units),
             record.unpriced_reason,
-            record.duration_ms,
-            None if reported is None else str(reported),
-            None if reported is None else str(provider_cost_units(reported)),
-            None if record.context is None else json.dumps(dict(record.context), sort_keys=True),
-            self._rule_text(record.price_rule),
-            *(getattr(usage, name) for name in TOKEN_FIELDS),
-            _estimate_column(record.estimated_input_tokens),
-            record.ttft_ms,
+            self._rule_text(rule),
         )
+        if len(self._shared) >= _SHARED_CACHE_LIMIT:
+            self._shared.clear()
+        self._shared[fast] = (attribution, rule, columns)  # keeps the ids in `fast` alive
+        return columns
+
+    def _row(self, record: Record) -> tuple[Any, ...]:
+        """The `records` row of one record (columns in `_RECORD_COLUMNS` order)."""
+        return self._shared_columns(record) + _own_values(record)
 
     def _rule_text(self, rule: PriceRule | None) -> str | None:
+        """The `rule` column of a record priced by `rule`: the id of its JSON in the `rules` table, as
+        text (a v3 file holds the JSON itself; both are read). Caller holds the database lock."""
         if rule is None:
             return None
         known = self._rule_json.get(id(rule))
         if known is not None and known[0] is rule:
             return known[1]
         text = json.dumps(rule.as_dict(), sort_keys=True, default=str)
-        if len(self._rule_json) > 4096:
+        reference = self._rule_ids.get(text)
+        if reference is None:
+            conn = self._conn
+
+            def store() -> str:
+                conn.execute("INSERT OR IGNORE INTO rules (text) VALUES (?)", (text,))
+                return str(conn.execute("SELECT id FROM rules WHERE text = ?", (text,)).fetchone()[0])
+
+            reference = _retry(store, self._timeout)
+            if len(self._rule_ids) >= _SHARED_CACHE_LIMIT:
+                self._rule_ids.clear()
+            self._rule_ids[text] = reference
+        if len(self._rule_json) > _SHARED_CACHE_LIMIT:
             self._rule_json.clear()
-        self._rule_json[id(rule)] = (rule, text)
-        return text
+        self._rule_json[id(rule)] = (rule, reference)
+        return reference
+
+    def _forget_rule_ids(self) -> None:
+        self._rule_ids.clear()
+        self._rule_json.clear()
+        self._shared.clear()
+
+    def _load_rules(self, conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
+        """Read the price rules `rows` refer to that are not known yet."""
+        rule_at = _AT["rule"]
+        wanted = {
+            row[rule_at]
+            for row in rows
+            if row[rule_at] is not None
+            and not row[rule_at].startswith("{")
+            and row[rule_at] not in self._by_ref
+        }
+        references = list(wanted)
+        for start in range(0, len(references), 500):
+            chunk = references[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for reference, text in conn.execute(f"SELECT id, text FROM rules WHERE id IN ({marks})", chunk):
+                self._by_ref[str(reference)] = PriceRule.from_dict(json.loads(text))
+        for reference in wanted:
+            self._by_ref.setdefault(reference, None)  # a dangling reference reads as no rule
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -453,21 +571,16 @@ class SQLiteStore:
             columns += [c for c in ("tags", "path") if c not in columns]
         group_sql = ", ".join(_q(c) for c in columns)
         since, until = query.since_us, query.until_us
-        parts: list[tuple[str, str, list[Any]]] = []  # (table expression, where, params)
-        if since is None and until is None:
-            parts.append(("rollup_hour", where, params))
-        else:
-            low = None if since is None else -(-since // HOUR_US)  # first whole hour
-            high = None if until is None else until // HOUR_US  # first hour not whole
-            whole = list((where and [where]) or [])
-            whole_params = list(params)
-            if low is not None:
-                whole.append("hour >= ?")
-                whole_params.append(low)
-            if high is not None:
-                whole.append("hour < ?")
-                whole_params.append(high)
-            parts.append(("rollup_hour", " AND ".join(whole), whole_params))
+        low = None if since is None else -(-since // HOUR_US)  # first whole hour
+        high = None if until is None else until // HOUR_US  # first hour not whole
+        # whole days from the daily rollup (unless grouping by hour), other whole hours from the hourly one
+        parts = _rollup_parts(where, params, low, high, daily="hour" not in by)
+        version = query.prices
+        if version is not None:  # the version's change to the rollup, next to the rollup itself
+            parts += _rollup_parts(
+                where, params, low, high, daily=False, table="rollup_prices", version=version
+            )
+        if since is not None or until is not None:
             # raw rows only in the hours since/until cut through: [since, low) and [high, until)
             if low is not None and high is not None and low > high:  # inside one hour
                 ranges = [(since, until)]
@@ -484,13 +597,18 @@ class SQLiteStore:
                 parts.append(("records", " AND ".join(cut), [*params, first, last]))
 
         def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            if version is not None:
+                self._check_version(conn, version)
             found: list[tuple[Any, ...]] = []
             for table, condition, values in parts:
-                sums = _ROLLUP_SELECT if table == "rollup_hour" else _RECORDS_SELECT
-                sql = f"SELECT {group_sql}, {sums} FROM {table}"
+                source, source_params = table, list[Any]()
+                if table == "records":
+                    source, source_params = _records_source(version)
+                sums = _RECORDS_SELECT if table == "records" else _ROLLUP_SELECT
+                sql = f"SELECT {group_sql}, {sums} FROM {source}"
                 if condition:
                     sql += f" WHERE {condition}"
-                found.extend(conn.execute(f"{sql} GROUP BY {group_sql}", values))
+                found.extend(conn.execute(f"{sql} GROUP BY {group_sql}", [*source_params, *values]))
             return found
 
         found = self._read(work)
@@ -506,7 +624,11 @@ class SQLiteStore:
                 if aggregate is None:
                     aggregate = groups[group] = Aggregate()
                 aggregate.add(vector, bool(row[0]), row[1])
-        rows = [aggregate.row(dict(zip(by, group, strict=True))) for group, aggregate in groups.items()]
+        rows = [
+            aggregate.row(dict(zip(by, group, strict=True)))
+            for group, aggregate in groups.items()
+            if aggregate.vector[CALLS]  # a group a price version moved every call out of
+        ]
         if any(name in TIME_KEYS for name in by):
             rows.sort(key=lambda r: [_sortable(value) for value in r.group.values()])
         else:
@@ -518,7 +640,8 @@ class SQLiteStore:
         if limit is not None and limit <= 0:
             return []
         where, params, check = _where(query, raw=True)
-        sql = f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM records"
+        source, source_params = _records_source(query.prices)
+        sql = f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM {source}"
         if where:
             sql += f" WHERE {where}"
         if limit is not None and check is None:
@@ -527,7 +650,11 @@ class SQLiteStore:
             sql += " ORDER BY ts, id"
 
         def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            return conn.execute(sql, params).fetchall()
+            if query.prices is not None:
+                self._check_version(conn, query.prices)
+            found = conn.execute(sql, [*source_params, *params]).fetchall()
+            self._load_rules(conn, found)
+            return found
 
         rows = self._read(work)
         if limit is not None and check is None:
@@ -540,35 +667,218 @@ class SQLiteStore:
         return [self._record(row) for row in rows]
 
     def reset(self, query: Query) -> int:
-        """Forget the records `query` selects; returns how many were removed."""
-        where, params, check = _where(query, raw=True)
+        """Forget the records `query` selects, pruned ones included; returns how many were removed.
+
+        Rollup cells of whole hours in the range go as a whole; in the hours `since`/`until` cut through,
+        the raw rows' share is subtracted from them."""
+        where, params, check = _where(replace(query, prices=None))
+        since, until = query.since_us, query.until_us
+        low = None if since is None else -(-since // HOUR_US)  # first whole hour
+        high = None if until is None else until // HOUR_US  # first hour not whole
+        whole = [where] if where else []
+        whole_params = list(params)
+        if low is not None:
+            whole.append("hour >= ?")
+            whole_params.append(low)
+        if high is not None:
+            whole.append("hour < ?")
+            whole_params.append(high)
+        raw_whole = [where] if where else []
+        raw_whole_params = list(params)
+        if low is not None:
+            raw_whole.append("ts >= ?")
+            raw_whole_params.append(low * HOUR_US)
+        if high is not None:
+            raw_whole.append("ts < ?")
+            raw_whole_params.append(high * HOUR_US)
+        ranges: list[tuple[int | None, int | None]] = []
+        if low is not None and high is not None and low > high:  # inside one hour
+            ranges = [(since, until)]
+        else:
+            if since is not None and low is not None and since < low * HOUR_US:
+                ranges.append((since, low * HOUR_US))
+            if until is not None and high is not None and high * HOUR_US < until:
+                ranges.append((high * HOUR_US, until))
+
+        def matching(conn: sqlite3.Connection, sql: str, values: list[Any]) -> list[tuple[Any, ...]]:
+            """Rows of `sql` (whose last two columns are tags and path) that pass the tag check."""
+            return [row for row in conn.execute(sql, values) if check is None or check(row[-2], row[-1])]
 
         def work(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                sql = "SELECT id, hour, path, tags FROM records" + (f" WHERE {where}" if where else "")
-                doomed = [
-                    (row[0], row[1])
-                    for row in conn.execute(sql, params)
-                    if check is None or check(row[2], row[3])
-                ]
-                for start in range(0, len(doomed), 500):
-                    chunk = [row[0] for row in doomed[start : start + 500]]
-                    conn.execute(f"DELETE FROM records WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-                hours = sorted({row[1] for row in doomed})
-                for hour in hours:  # rebuild the rollup of every touched hour from the raw rows
-                    conn.execute("DELETE FROM rollup_hour WHERE hour = ?", (hour,))
-                    raw = conn.execute(
-                        f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM records WHERE hour = ?",
-                        (hour,),
-                    ).fetchall()
-                    conn.executemany(_UPSERT_ROLLUP, _rollup_deltas(raw))
+                condition = " AND ".join(whole)
+                clause = f" WHERE {condition}" if condition else ""
+                columns = ", ".join(_q(c) for c in _ROLLUP_COLUMNS)
+                cells = matching(conn, f"SELECT {columns}, path, tags FROM rollup_hour{clause}", whole_params)
+                cells = [row[:-2] for row in cells]
+                removed = sum(int(row[_ROLLUP_COLUMNS.index("calls")]) for row in cells)
+                _add_to_rollups(conn, _negated(cells))
+                versioned = matching(
+                    conn, f"SELECT version, cell, path, tags FROM rollup_prices{clause}", whole_params
+                )
+                for row in versioned:
+                    conn.execute("DELETE FROM rollup_prices WHERE version = ? AND cell = ?", row[:2])
+                condition = " AND ".join(raw_whole)
+                clause = f" WHERE {condition}" if condition else ""
+                ids = matching(conn, f"SELECT id, path, tags FROM records{clause}", raw_whole_params)
+                _delete_records(conn, [row[0] for row in ids])
+                for first, last in ranges:  # hours cut through: subtract the raw rows' share
+                    cut = " AND ".join([*([where] if where else []), "ts >= ?", "ts < ?"])
+                    columns = ", ".join(_q(c) for c in _RECORD_COLUMNS)
+                    doomed = matching(
+                        conn, f"SELECT {columns}, path, tags FROM records WHERE {cut}", [*params, first, last]
+                    )
+                    rows = [row[:-2] for row in doomed]
+                    _add_to_rollups(conn, _negated(_rollup_deltas(rows)))
+                    self._undo_versions(conn, rows)
+                    _delete_records(conn, [row[_AT["id"]] for row in rows])
+                    removed += len(rows)
+                conn.execute("DELETE FROM rollup_hour WHERE calls = 0")
+                conn.execute("DELETE FROM rollup_day WHERE calls = 0")
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            return len(doomed)
+            return removed
+
+        return self._read(work)
+
+    def _undo_versions(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Subtract the price versions' changes of these raw rows from `rollup_prices`."""
+        by_id = {row[_AT["id"]]: row for row in rows}
+        self._load_rules(conn, rows)
+        changes: dict[str, list[tuple[Any, ...]]] = {}
+        ids = list(by_id)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found = conn.execute(
+                f"SELECT version, id, cost FROM costs WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for version, record_id, cost in found:
+                record = self._record(by_id[record_id])
+                units = None if cost is None else int(cost)
+                changes.setdefault(version, []).append((by_id[record_id], record, units, record.cost_units))
+        for version, items in changes.items():
+            conn.executemany(_UPSERT_PRICES, _version_deltas(version, items))
+
+    # -- price versions and retention ---------------------------------------------------------------
+
+    def reprice(self, query: Query, price_fn: PriceFunction, version_label: str) -> int:
+        """Price the records `query` selects again with `price_fn` into version `version_label`, in one
+        transaction; returns how many the version costs differently from their recorded cost.
+
+        The recorded costs stay as they are; `summary`/`history` with `Query(prices=version_label)` read
+        the version (records it did not reprice keep their recorded cost)."""
+        label = check_version_label(version_label)
+        where, params, check = _where(replace(query, prices=None), raw=True)
+        columns = ", ".join(f"r.{_q(c)}" for c in _RECORD_COLUMNS)
+        sql = (
+            f"SELECT * FROM (SELECT {columns}, c.id AS v_id, c.cost AS v_cost FROM records r"
+            " LEFT JOIN costs c ON c.version = ? AND c.id = r.id)"
+        )
+        if where:
+            sql += f" WHERE {where}"
+        width = len(_RECORD_COLUMNS)
+        path_at, tags_at = _AT["path"], _AT["tags"]
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                changed = 0
+                items: list[tuple[tuple[Any, ...], Record, int | None, int | None]] = []
+                selected = conn.execute(sql, [label, *params]).fetchall()
+                self._load_rules(conn, selected)
+                for found in selected:
+                    row = found[:width]
+                    if check is not None and not check(row[path_at], row[tags_at]):
+                        continue
+                    record = self._record(row)
+                    had, kept = found[width] is not None, found[width + 1]
+                    old = (None if kept is None else int(kept)) if had else record.cost_units
+                    cost = price_fn(record)
+                    new = cost.total_units if cost.priced else None
+                    if new != old:
+                        items.append((row, record, old, new))
+                    if new == record.cost_units:
+                        if had:
+                            conn.execute(
+                                "DELETE FROM costs WHERE version = ? AND id = ?", (label, row[_AT["id"]])
+                            )
+                        continue
+                    changed += 1
+                    if new != old:
+                        conn.execute(
+                            "INSERT OR REPLACE INTO costs (version, id, hour, priced, cost, rule,"
+                            " unpriced_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (
+                                label,
+                                row[_AT["id"]],
+                                row[_AT["hour"]],
+                                int(new is not None),
+                                None if new is None else str(new),
+                                self._rule_text(cost.rule),
+                                cost.reason if new is None else None,
+                            ),
+                        )
+                conn.executemany(_UPSERT_PRICES, _version_deltas(label, items))
+                conn.execute(
+                    "INSERT OR IGNORE INTO price_versions (version, created_us) VALUES (?, ?)",
+                    (label, time.time_ns() // 1000),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._forget_rule_ids()  # rules stored in the rolled-back transaction are gone
+                raise
+            return changed
+
+        return self._read(work)
+
+    def price_versions(self) -> list[str]:
+        """The price versions made by `reprice`, oldest first."""
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in conn.execute("SELECT version FROM price_versions ORDER BY created_us")]
+
+        return self._read(work)
+
+    def _check_version(self, conn: sqlite3.Connection, version: str) -> None:
+        if conn.execute("SELECT 1 FROM price_versions WHERE version = ?", (version,)).fetchone() is None:
+            known = (
+                ", ".join(row[0] for row in conn.execute("SELECT version FROM price_versions")) or "none yet"
+            )
+            raise ValueError(f"no price version {version!r} in this store (known: {known})")
+
+    def prune(self, before_us: int) -> int:
+        """Delete the raw rows of every UTC hour ending at or before `before_us`; the rollups keep
+        counting them, `history` no longer lists them. Returns how many rows were deleted.
+
+        A record replayed after its hour was pruned is not recognized as a duplicate."""
+        cut = before_us // HOUR_US * HOUR_US
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM costs WHERE id IN (SELECT id FROM records WHERE ts < ?)", (cut,))
+                dropped = conn.execute("DELETE FROM records WHERE ts < ?", (cut,)).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return int(dropped)
+
+        return self._read(work)
+
+    def raw_count(self, before_us: int) -> int:
+        """How many raw rows `prune(before_us)` would delete."""
+        cut = before_us // HOUR_US * HOUR_US
+
+        def work(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM records WHERE ts < ?", (cut,)).fetchone()[0])
 
         return self._read(work)
 
@@ -596,7 +906,9 @@ class SQLiteStore:
         }
         usage = Usage(**counts, status=UsageStatus(values["status"]), reason=values["usage_reason"])
         rule = None
-        if values["rule"] is not None:
+        if values["rule"] is not None and not values["rule"].startswith("{"):
+            rule = self._by_ref.get(values["rule"])
+        elif values["rule"] is not None:
             rule = self._rules.get(values["rule"])
             if rule is None:
                 rule = PriceRule.from_dict(json.loads(values["rule"]))
@@ -637,16 +949,41 @@ _INSERT_RECORD = (
     f"VALUES ({', '.join('?' * len(_RECORD_COLUMNS))})"
 )
 _ROLLUP_COLUMNS = ("cell", "hour", *_KEY_COLUMNS, *_ROLLUP_SUMS, *_TOKEN_COLUMNS)
+_ADD_SUMS = ", ".join(
+    f"{_q(c)} = bigadd({_q(c)}, excluded.{_q(c)})"
+    if c in ("cost", "provider_cost", "cost_on_provider")
+    else f"{_q(c)} = {_q(c)} + excluded.{_q(c)}"
+    for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
+)
 _UPSERT_ROLLUP = (
     f"INSERT INTO rollup_hour ({', '.join(_q(c) for c in _ROLLUP_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_ROLLUP_COLUMNS))}) ON CONFLICT (cell) DO UPDATE SET "
-    + ", ".join(
-        f"{_q(c)} = bigadd({_q(c)}, excluded.{_q(c)})"
-        if c in ("cost", "provider_cost", "cost_on_provider")
-        else f"{_q(c)} = {_q(c)} + excluded.{_q(c)}"
-        for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
-    )
+    f"VALUES ({', '.join('?' * len(_ROLLUP_COLUMNS))}) ON CONFLICT (cell) DO UPDATE SET {_ADD_SUMS}"
 )
+_UPSERT_DAY = _UPSERT_ROLLUP.replace("INSERT INTO rollup_hour", "INSERT INTO rollup_day", 1)
+_UPSERT_PRICES = (
+    f"INSERT INTO rollup_prices (version, {', '.join(_q(c) for c in _ROLLUP_COLUMNS)}) "
+    f"VALUES (?, {', '.join('?' * len(_ROLLUP_COLUMNS))}) ON CONFLICT (version, cell) DO UPDATE SET {_ADD_SUMS}"
+)
+_VERSIONED = ("priced", "cost", "rule", "unpriced_reason")  # the columns a price version replaces
+_VERSIONED_SOURCE = (
+    "(SELECT "
+    + ", ".join(
+        f"CASE WHEN c.id IS NULL THEN r.{_q(c)} ELSE c.{_q(c)} END AS {_q(c)}"
+        if c in _VERSIONED
+        else f"r.{_q(c)}"
+        for c in _RECORD_COLUMNS
+    )
+    + " FROM records r LEFT JOIN costs c ON c.version = ? AND c.id = r.id)"
+)
+
+
+def _records_source(version: str | None) -> tuple[str, list[Any]]:
+    """The table expression raw reads use: records as recorded, or as price `version` costs them."""
+    if version is None:
+        return "records", []
+    return _VERSIONED_SOURCE, [version]
+
+
 _ROLLUP_SELECT = ", ".join(
     [
         "sum(calls)",
@@ -674,6 +1011,90 @@ _RECORDS_SELECT = ", ".join(
     ]
 )
 _AT = {name: i for i, name in enumerate(_RECORD_COLUMNS)}
+_HOUR_AT = _AT["hour"]
+_SUMMED = [_AT[c] for c in ("cost", "duration", "pc_units", "t_output_tokens")]
+_TOKENS_AT = [_AT[c] for c in _TOKEN_COLUMNS]
+
+
+def _own_values(record: Record) -> tuple[Any, ...]:
+    """The columns of a record's row that are its own (after the shared ones)."""
+    reported = record.provider_cost
+    cost = record.cost_units
+    timestamp = record.timestamp_us
+    context = record.context
+    estimate = record.estimated_input_tokens
+    return (
+        f"{record.id:032x}",
+        timestamp,
+        timestamp // HOUR_US,
+        None if cost is None else str(cost),
+        record.duration_ms,
+        None if reported is None else str(reported),
+        None if reported is None else str(provider_cost_units(reported)),
+        None if context is None else json.dumps(dict(context), sort_keys=True),
+        *_token_counts(record.usage),
+        None if estimate is None else _estimate_column(estimate),
+        record.ttft_ms,
+    )
+
+
+def _cell_deltas(cells: dict[tuple[int, int], list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    """Rollup deltas, one per cell, of rows grouped by cell (rows of one cell share their key columns)."""
+    deltas = []
+    width = len(_KEY_COLUMNS)
+    cost_at, duration_at, reported_at, output_at = _SUMMED
+    for rows in cells.values():
+        first = rows[0]
+        key = (first[_HOUR_AT], *first[:width])
+        columns = list(zip(*rows, strict=True))
+        costs = columns[cost_at]
+        cost = sum(map(int, filter(None, costs))) if first[width - 1] else 0
+        durations = columns[duration_at]
+        missing = durations.count(None)
+        if missing == 0:
+            timed, duration, timed_output = len(rows), sum(durations), sum(columns[output_at])
+        else:
+            timed = len(rows) - missing
+            duration = sum(d for d in durations if d is not None)
+            timed_output = sum(o for d, o in zip(durations, columns[output_at], strict=True) if d is not None)
+        reported = columns[reported_at]
+        provider_calls = len(rows) - reported.count(None)
+        provider_cost = cost_on_provider = 0
+        if provider_calls:
+            provider_cost = sum(int(r) for r in reported if r is not None)
+            cost_on_provider = sum(int(c or 0) for r, c in zip(reported, costs, strict=True) if r is not None)
+        deltas.append(
+            (
+                json.dumps(key),
+                *key,
+                len(rows),
+                str(cost),
+                float(duration),
+                timed,
+                timed_output,
+                str(provider_cost),
+                provider_calls,
+                str(cost_on_provider),
+                *(sum(columns[i]) for i in _TOKENS_AT),
+            )
+        )
+    return deltas
+
+
+def _fresh_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows whose id is not in the file yet, each id once."""
+    id_at = _AT["id"]
+    ids = [row[id_at] for row in rows]
+    existing: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        existing.update(r[0] for r in conn.execute(f"SELECT id FROM records WHERE id IN ({marks})", chunk))
+    fresh: dict[str, tuple[Any, ...]] = {}
+    for row in rows:
+        if row[id_at] not in existing:
+            fresh.setdefault(row[id_at], row)
+    return list(fresh.values())
 
 
 def _rollup_deltas(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
@@ -706,6 +1127,123 @@ def _rollup_deltas(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
         sums[1], sums[5], sums[7] = str(sums[1]), str(sums[5]), str(sums[7])
         deltas.append((json.dumps(key), *key, *sums))
     return deltas
+
+
+def _add_to_rollups(conn: sqlite3.Connection, deltas: list[tuple[Any, ...]]) -> None:
+    """Add hourly rollup deltas to the hourly rollup and, summed per day, to the daily one."""
+    conn.executemany(_UPSERT_ROLLUP, deltas)
+    conn.executemany(_UPSERT_DAY, _by_day(deltas))
+
+
+_SUMS_START = 2 + len(_KEY_COLUMNS)
+_TEXT_SUMS = tuple(_SUMS_START + _ROLLUP_SUMS.index(c) for c in ("cost", "provider_cost", "cost_on_provider"))
+
+
+def _by_day(deltas: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """Hourly rollup deltas (or rows) summed into daily ones (keyed by the day's first hour)."""
+    days: dict[tuple[Any, ...], list[Any]] = {}
+    for delta in deltas:
+        key = (delta[1] // 24 * 24, *delta[2:_SUMS_START])
+        sums = days.get(key)
+        values = list(delta[_SUMS_START:])
+        for i in _TEXT_SUMS:
+            values[i - _SUMS_START] = int(values[i - _SUMS_START])
+        if sums is None:
+            days[key] = values
+        else:
+            for i, value in enumerate(values):
+                sums[i] += value
+    result = []
+    for key, sums in days.items():
+        for i in _TEXT_SUMS:
+            sums[i - _SUMS_START] = str(sums[i - _SUMS_START])
+        result.append((json.dumps(key), *key, *sums))
+    return result
+
+
+def _rollup_parts(
+    where: str,
+    params: list[Any],
+    low: int | None,
+    high: int | None,
+    daily: bool,
+    table: str = "rollup_hour",
+    version: str | None = None,
+) -> list[tuple[str, str, list[Any]]]:
+    """(table, condition, params) reading the whole hours [low, high) (None: unbounded) from rollups:
+    whole days from `rollup_day` when `daily`, the other hours from `table` (of `version`)."""
+
+    def part(name: str, first: int | None, last: int | None) -> tuple[str, str, list[Any]]:
+        conditions, values = ([where] if where else []), list(params)
+        if version is not None:
+            conditions.append("version = ?")
+            values.append(version)
+        if first is not None:
+            conditions.append("hour >= ?")
+            values.append(first)
+        if last is not None:
+            conditions.append("hour < ?")
+            values.append(last)
+        return (name, " AND ".join(conditions), values)
+
+    first_day = None if low is None else -(-low // 24) * 24
+    last_day = None if high is None else high // 24 * 24
+    if not daily or (first_day is not None and last_day is not None and first_day >= last_day):
+        return [part(table, low, high)]
+    parts = [part("rollup_day", first_day, last_day)]
+    if low is not None and first_day is not None and low < first_day:
+        parts.append(part(table, low, first_day))
+    if high is not None and last_day is not None and last_day < high:
+        parts.append(part(table, last_day, high))
+    return parts
+
+
+def _negated(deltas: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rollup deltas that subtract what `deltas` add."""
+    start = 2 + len(_KEY_COLUMNS)
+    texts = {start + _ROLLUP_SUMS.index(c) for c in ("cost", "provider_cost", "cost_on_provider")}
+    return [
+        (*delta[:start], *(str(-int(v)) if i in texts else -v for i, v in enumerate(delta[start:], start)))
+        for delta in deltas
+    ]
+
+
+def _version_deltas(
+    version: str, items: Iterable[tuple[Sequence[Any], Record, int | None, int | None]]
+) -> list[tuple[Any, ...]]:
+    """`rollup_prices` deltas of price `version` moving each (raw row, record) from one cost to another."""
+    cells: dict[tuple[Any, ...], list[int | float]] = {}
+    key_at = [_AT[c] for c in _KEY_COLUMNS[:-1]]
+    for row, record, old, new in items:
+        reported = row[_AT["pc_units"]]
+        for priced, vector in reprice_vectors(record, None if reported is None else int(reported), old, new):
+            key = (row[_AT["hour"]], *(row[i] for i in key_at), int(priced))
+            sums = cells.get(key)
+            if sums is None:
+                cells[key] = vector
+            else:
+                for i, value in enumerate(vector):
+                    sums[i] += value
+    deltas = []
+    for key, sums in cells.items():
+        values: list[Any] = list(sums)
+        for i in (COST, PROVIDER_COST, COST_ON_PROVIDER_CALLS):
+            values[i] = str(values[i])
+        deltas.append((version, json.dumps(key), *key, *values))
+    return deltas
+
+
+def _delete_in(conn: sqlite3.Connection, sql: str, values: list[Any]) -> None:
+    """Run `sql` (with one `IN ({})`) over `values` in chunks SQLite's parameter limit allows."""
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
+
+
+def _delete_records(conn: sqlite3.Connection, ids: list[str]) -> None:
+    """Delete raw rows and their price versions' costs."""
+    _delete_in(conn, "DELETE FROM costs WHERE id IN ({})", ids)
+    _delete_in(conn, "DELETE FROM records WHERE id IN ({})", ids)
 
 
 def _where(query: Query, raw: bool = False) -> tuple[str, list[Any], Callable[[str, str], bool] | None]:
