@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -183,6 +185,48 @@ def test_stream_aborted_after_the_second_chunk_records_partial(
     assert tracker.history()[1].usage.status is not tt.UsageStatus.COMPLETE
 
 
+def test_time_to_first_token_is_measured_to_the_first_content_event(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    server.queue(input=300, output=20, route="openai.chat", first_chunk_delay=0.15)
+    list(oai(server).chat.completions.create(model=GPT, messages=MESSAGES, stream=True))
+    server.queue(input=300, output=20, route="anthropic", first_chunk_delay=0.15)
+    with ant(server).messages.stream(model=CLAUDE, max_tokens=64, messages=MESSAGES) as stream:
+        stream.get_final_text()
+    server.queue(input=300, output=20, route="openai.chat")
+    oai(server).chat.completions.create(model=GPT, messages=MESSAGES)
+    chat, messages, plain = tracker.history()
+    for record in (chat, messages):
+        assert record.ttft_ms is not None and record.duration_ms is not None
+        assert 150 <= record.ttft_ms <= record.duration_ms
+    assert plain.ttft_ms is None  # not streamed: no first token to time
+
+
+def test_a_tracker_without_ttft_ms_still_gets_stream_records(server: MockLLMServer) -> None:
+    class OlderTracker:  # Tracker.record before it took ttft_ms
+        budgets = None
+
+        def __init__(self) -> None:
+            self.seen: list[dict[str, object]] = []
+
+        def record(
+            self,
+            usage: tt.Usage,
+            model: str | None = None,
+            provider: str | None = None,
+            *,
+            duration_ms: float | None = None,
+            provider_cost: object = None,
+            context: object = None,
+        ) -> None:
+            self.seen.append({"usage": usage, "duration_ms": duration_ms})
+
+    older = OlderTracker()
+    server.queue(input=300, output=20, route="openai.chat")
+    list(wrap(oai(server), older).chat.completions.create(model=GPT, messages=MESSAGES, stream=True))
+    assert [entry["usage"] for entry in older.seen] == [tt.Usage(300, 20)]
+
+
 def test_stream_without_usage_records_unknown(server: MockLLMServer, tracker: Tracker) -> None:
     server.queue(omit_usage=True, route="openai.chat")
     list(oai(server).chat.completions.create(model=GPT, messages=MESSAGES, stream=True))
@@ -278,7 +322,7 @@ def test_instrument_is_idempotent_and_uninstrument_restores(server: MockLLMServe
 
     original = Completions.create
     first, second = Tracker(), Tracker()
-    assert instrument(first) == ["openai", "anthropic"]
+    assert instrument(first)[:2] == ["openai", "anthropic"]
     patched = Completions.create
     instrument(second)  # again: nothing patched twice, the latest tracker wins
     assert Completions.create is patched
@@ -289,6 +333,28 @@ def test_instrument_is_idempotent_and_uninstrument_restores(server: MockLLMServe
     assert Completions.create is original and instrumented() == []
     oai(server).chat.completions.create(model=GPT, messages=MESSAGES)
     assert len(second.history()) == 1
+
+
+def test_sdks_imported_after_instrument_are_patched_on_import(server: MockLLMServer) -> None:
+    program = f"""
+import sys
+import tokentrail as tt
+tracker = tt.Tracker()
+covered = tt.instrument(tracker)
+assert "openai" in covered and "google-genai" in covered, covered
+assert "openai" not in sys.modules and "google.genai" not in sys.modules  # nothing imported by it
+import openai
+client = openai.OpenAI(base_url="{server.url("openai")}", api_key="test", max_retries=0)
+client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+assert len(tracker.history()) == 1, tracker.history()
+tt.uninstrument()
+client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+assert len(tracker.history()) == 1
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 def test_instrument_only_some_providers(server: MockLLMServer) -> None:

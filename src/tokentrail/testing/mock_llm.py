@@ -11,10 +11,19 @@ is exercised end to end without network access and without patching any SDK.
 
 Usage of a response: what was queued, else a deterministic count (1 token per 4 characters of the
 request's text, plus 10), with the system prompt counted as cache reads when it was seen before.
+A queued `body` (plain calls) or `events` (streams) is served verbatim instead, to replay a recorded
+payload such as the golden fixtures; `first_chunk_delay` holds the first streamed chunk back (after
+the response headers), to measure time to first token.
+
+Routes: OpenAI chat completions (also Mistral's, which always report usage when streaming) and
+Responses, Anthropic messages, Gemini generateContent / streamGenerateContent, Ollama /api/chat and
+/api/generate, Cohere /v2/chat, Bedrock converse / converse-stream / invoke /
+invoke-with-response-stream (Claude bodies; AWS event-stream framing for the streams).
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 import json
@@ -48,6 +57,9 @@ class MockResponse:
     service_tier: str | None = None
     omit_usage: bool = False  # respond (and stream) without any usage block
     route: str | None = None  # only for this route ("openai.chat", "anthropic", …); None: any
+    body: dict[str, Any] | None = None  # a plain call's response body, served verbatim
+    events: list[Any] | None = None  # a stream's events, served verbatim (see `_frame`)
+    first_chunk_delay: float = 0.0  # seconds to hold back the first streamed chunk (or a plain response)
 
 
 @dataclass
@@ -139,6 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.requests.append({"path": path, "body": body})
         route, model = _route(path, body)
+        if route == "openai.chat" and "mistral" in (self.headers.get("User-Agent") or "").lower():
+            route = "mistral"
         if route is None:
             self._json(404, {"error": {"message": f"no such route {path}"}})
             return
@@ -147,16 +161,22 @@ class _Handler(BaseHTTPRequestHandler):
         if plan.status != 200:
             self._json(plan.status, _error_body(route, plan.status))
             return
-        stream = (
-            bool(body.get("stream"))
-            or route in ("gemini.stream", "bedrock.stream")
-            or (route == "ollama" and body.get("stream", True))
-        )
+        if route.startswith("ollama"):
+            stream = body.get("stream", True) is not False
+        else:
+            stream = bool(body.get("stream")) or route in _STREAM_ROUTES
         render = _RENDERERS[route]
         if stream:
-            self._stream(route, render(model, body, plan, usage, stream=True))
+            chunks = (
+                iter([_frame(route, event) for event in plan.events])
+                if plan.events is not None
+                else render(model, body, plan, usage, stream=True)
+            )
+            self._stream(route, chunks, plan.first_chunk_delay)
         else:
-            self._json(200, render(model, body, plan, usage, stream=False))
+            time.sleep(plan.first_chunk_delay)
+            payload = plan.body if plan.body is not None else render(model, body, plan, usage, stream=False)
+            self._json(200, payload)
 
     def _next_plan(self, route: str) -> MockResponse:
         with self.state.lock:
@@ -202,16 +222,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, route: str, chunks: Iterator[bytes]) -> None:
-        content_type = {
-            "ollama": "application/x-ndjson",
-            "bedrock.stream": "application/vnd.amazon.eventstream",
-        }.get(route, "text/event-stream")
+    def _stream(self, route: str, chunks: Iterator[bytes], delay: float = 0.0) -> None:
+        if route.startswith("ollama"):
+            content_type = "application/x-ndjson"
+        elif route.startswith("bedrock"):
+            content_type = "application/vnd.amazon.eventstream"
+        else:
+            content_type = "text/event-stream"
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         try:
+            self.wfile.flush()
+            time.sleep(delay)
             for chunk in chunks:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.flush()
@@ -232,13 +256,41 @@ def _route(path: str, body: dict[str, Any]) -> tuple[str | None, str]:
         return "cohere", model
     if path == "/api/chat":
         return "ollama", model
+    if path == "/api/generate":
+        return "ollama.generate", model
     if ":generateContent" in path or ":streamGenerateContent" in path:
         name = unquote(path.rsplit("/", 1)[-1].split(":", 1)[0])
         return ("gemini.stream" if "stream" in path else "gemini"), name
-    if path.startswith("/model/") and (path.endswith("/converse") or path.endswith("/converse-stream")):
-        name = unquote(path.split("/")[2])
-        return ("bedrock.stream" if path.endswith("-stream") else "bedrock"), name
+    if path.startswith("/model/"):
+        name, operation = unquote(path.split("/")[2]), path.rsplit("/", 1)[-1]
+        route = _BEDROCK_OPERATIONS.get(operation)
+        return route, name
     return None, model
+
+
+_BEDROCK_OPERATIONS = {
+    "converse": "bedrock",
+    "converse-stream": "bedrock.stream",
+    "invoke": "bedrock.invoke",
+    "invoke-with-response-stream": "bedrock.invoke_stream",
+}
+_STREAM_ROUTES = frozenset({"gemini.stream", "bedrock.stream", "bedrock.invoke_stream"})
+
+
+def _frame(route: str, event: Any) -> bytes:
+    """One queued stream event on the wire: text and bytes as they are; an object framed for the route
+    (an SSE `data:` block, a JSON line for Ollama, an AWS event-stream message `{type: payload}` for
+    Bedrock)."""
+    if isinstance(event, bytes):
+        return event
+    if isinstance(event, str):
+        return event.encode()
+    if route.startswith("ollama"):
+        return json.dumps(event).encode() + b"\n"
+    if route.startswith("bedrock"):
+        ((event_type, payload),) = event.items()
+        return _event_stream(event_type, payload)
+    return _sse(event)
 
 
 def _texts(body: dict[str, Any]) -> tuple[str, str]:
@@ -356,6 +408,41 @@ def _openai_chat_stream(
     if (body.get("stream_options") or {}).get("include_usage") and not plan.omit_usage:
         yield _sse({**base, "choices": [], "usage": _openai_usage(u)})
     yield b"data: [DONE]\n\n"
+
+
+def _mistral_chat(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
+    """OpenAI-shaped, but a stream always ends with a chunk carrying `usage` beside `finish_reason`."""
+    if not stream:
+        return _openai_chat(model, body, plan, u, stream=False)
+
+    def events() -> Iterator[bytes]:
+        base = {
+            "id": "cmpl-mock",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        yield _sse({**base, "choices": [first]})
+        words = _words(plan.text)
+        for i, word in enumerate(words):
+            last = i == len(words) - 1
+            chunk: dict[str, Any] = {
+                **base,
+                "choices": [
+                    {"index": 0, "delta": {"content": word}, "finish_reason": "stop" if last else None}
+                ],
+            }
+            if last and not plan.omit_usage:
+                chunk["usage"] = {
+                    "prompt_tokens": u.input,
+                    "completion_tokens": u.output,
+                    "total_tokens": u.input + u.output,
+                }
+            yield _sse(chunk)
+        yield b"data: [DONE]\n\n"
+
+    return events()
 
 
 def _openai_responses(
@@ -575,6 +662,21 @@ def _ollama(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, 
     return lines()
 
 
+def _ollama_generate(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
+    """/api/generate: the chat shape with `response` text instead of a `message`."""
+
+    def reshape(obj: dict[str, Any]) -> dict[str, Any]:
+        message = obj.pop("message", {})
+        return {**obj, "response": message.get("content", "")}
+
+    if not stream:
+        return reshape(_ollama(model, body, plan, u, stream=False))
+    return (
+        json.dumps(reshape(json.loads(line))).encode() + b"\n"
+        for line in _ollama(model, body, plan, u, stream=True)
+    )
+
+
 def _cohere(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
     usage = {
         "billed_units": {"input_tokens": u.input, "output_tokens": u.output},
@@ -649,6 +751,21 @@ def _bedrock(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *,
     return events()
 
 
+def _bedrock_invoke(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
+    """InvokeModel(WithResponseStream) of a Claude model: an Anthropic Messages body, or its stream
+    events each base64-encoded inside an event-stream `chunk` message."""
+    name = model.rsplit("anthropic.", 1)[-1].rsplit("-v", 1)[0]
+    if not stream:
+        return _anthropic(name, body, plan, u, stream=False)
+
+    def events() -> Iterator[bytes]:
+        for block in _anthropic(name, body, plan, u, stream=True):
+            data = block.decode().split("data: ", 1)[1].strip()
+            yield _event_stream("chunk", {"bytes": base64.b64encode(data.encode()).decode()})
+
+    return events()
+
+
 def _event_stream(event_type: str, payload: dict[str, Any]) -> bytes:
     """One message of AWS's binary event-stream framing (what boto3 parses for ConverseStream)."""
     headers = b"".join(
@@ -682,4 +799,8 @@ _RENDERERS = {
     "cohere": _cohere,
     "bedrock": _bedrock,
     "bedrock.stream": _bedrock,
+    "bedrock.invoke": _bedrock_invoke,
+    "bedrock.invoke_stream": _bedrock_invoke,
+    "ollama.generate": _ollama_generate,
+    "mistral": _mistral_chat,
 }

@@ -1,0 +1,439 @@
+"""The tracking state of one instrumented call, and the stream proxies that record a stream once it ends.
+
+A `Call` runs from the request to its one record. Streams are handed back inside a thin proxy that
+iterates, closes and works as a (sync or async) context manager exactly like the SDK's stream, feeding
+each event to a stream accumulator; it records once: at the end of the stream (complete usage), or when
+it is closed early, broken out of and collected, raises, or its asyncio task is cancelled (`partial`:
+what was seen). A stream that fails before its first event is a failed call: no record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import inspect
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tokentrail.adapters._base import Captured, StreamAccumulator
+from tokentrail.errors import BudgetExceeded
+
+if TYPE_CHECKING:
+    from tokentrail.adapters._instrument_target import Request, Target
+
+__all__ = ["Call", "TrackedAsyncStream", "TrackedManager", "TrackedStream"]
+
+logger = logging.getLogger("tokentrail.adapters")
+
+_TTFT_SUPPORT: dict[type, bool] = {}
+
+
+def _accepts_ttft(tracker: Any) -> bool:
+    """Whether `tracker.record` takes `ttft_ms=` (looked up once per tracker class)."""
+    kind = type(tracker)
+    known = _TTFT_SUPPORT.get(kind)
+    if known is None:
+        try:
+            parameters = inspect.signature(kind.record).parameters
+            known = "ttft_ms" in parameters or any(
+                p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+            )
+        except (TypeError, ValueError, AttributeError):
+            known = False
+        _TTFT_SUPPORT[kind] = known
+    return known
+
+
+_EXTRACTORS: dict[str, Callable[[object, str], Captured]] = {}
+
+
+def _capture(target: Target, response: object, provider: str) -> Captured:
+    """What the response reveals. The SDK's response type is known here, so its adapter reads it
+    directly; anything that adapter cannot read goes through `capture()`, which detects what it is and
+    says why usage is unknown."""
+    if target.adapter is not None:
+        extract = _EXTRACTORS.get(target.adapter)
+        if extract is None:
+            module = importlib.import_module(f"tokentrail.adapters.{target.adapter}")
+            extract = _EXTRACTORS[target.adapter] = module.extract
+        try:
+            return extract(response, provider)
+        except Exception:
+            logger.debug("%s adapter could not read a response; detecting it", target.adapter, exc_info=True)
+    from tokentrail.adapters import capture
+
+    return capture(response, provider)
+
+
+def _estimate_input(kwargs: Mapping[str, Any], model: str | None) -> int:
+    """A local count of the prompt (0 when it cannot be counted cheaply)."""
+    if not model:
+        return 0
+    try:
+        from tokentrail.tokens.count import count_tokens
+
+        total = 0
+        for key in ("messages", "input", "contents", "prompt"):
+            value = kwargs.get(key)
+            if isinstance(value, (str, list)):
+                total += count_tokens(value, model)
+        system = kwargs.get("system") or kwargs.get("instructions")
+        if isinstance(system, str):
+            total += count_tokens(system, model)
+        return total
+    except Exception:
+        logger.debug("could not count the prompt for a budget reservation", exc_info=True)
+        return 0
+
+
+class Call:
+    """The tracking state of one SDK call, from the request to its record."""
+
+    __slots__ = (
+        "context",
+        "done",
+        "first_token_at",
+        "model",
+        "provider",
+        "reservation",
+        "started",
+        "target",
+        "tracker",
+    )
+
+    def __init__(self, tracker: Any, target: Target, provider: str, model: str | None) -> None:
+        self.tracker = tracker
+        self.target = target
+        self.provider = provider
+        self.model = model
+        self.reservation: Any = None
+        self.context: contextvars.Context | None = None
+        self.done = False
+        self.first_token_at: float | None = None
+        self.started = time.perf_counter()
+
+    @classmethod
+    def start(cls, target: Target, tracker: Any, resource: Any, request: Request) -> Call:
+        """Begin tracking; reserves budget room first (and raises `BudgetExceeded` when there is none)."""
+        try:
+            call = cls(tracker, target, target.provider_of(resource), request.model)
+        except Exception:
+            logger.debug("tokentrail could not start tracking a call", exc_info=True)
+            call = cls(None, target, target.provider, None)
+            call.done = True
+            return call
+        if getattr(tracker, "budgets", None) is not None:
+            call._reserve(request)
+            call.started = time.perf_counter()
+        return call
+
+    def _reserve(self, request: Request) -> None:
+        try:
+            self.reservation = self.tracker.reserve(
+                self.model,
+                self.provider,
+                input_tokens=_estimate_input(request.kwargs, self.model),
+                max_output_tokens=self.target.output_limit(request),
+            )
+        except BudgetExceeded:
+            raise
+        except Exception:
+            logger.debug("tokentrail could not reserve budget for a call", exc_info=True)
+
+    def discard(self) -> None:
+        """Stop tracking without a record (another wrapper records this call)."""
+        if not self.done:
+            self.done = True
+            if self.reservation is not None:
+                try:
+                    self.reservation.release()
+                except Exception:
+                    logger.debug("tokentrail could not release a reservation", exc_info=True)
+
+    def failed(self) -> None:
+        """The request raised: no record; give the reserved room back and count the error."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            if self.reservation is not None:
+                self.reservation.release()
+            count = getattr(self.tracker, "_count", None)
+            if count is not None:
+                count("call_errors")
+        except Exception:
+            logger.debug("tokentrail could not account for a failed call", exc_info=True)
+
+    def finish_response(self, response: object) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._record(_capture(self.target, response, self.provider))
+        except Exception:
+            logger.debug("tokentrail could not record a call", exc_info=True)
+
+    def tracked_stream(self, stream: Any, *, asynchronous: bool) -> Any:
+        try:
+            from tokentrail.adapters.streams import stream_accumulator
+
+            accumulator = stream_accumulator(self.provider)
+            self.context = contextvars.copy_context()
+        except Exception:
+            logger.debug("tokentrail could not track a stream", exc_info=True)
+            self.failed()
+            return stream
+        if asynchronous:
+            return TrackedAsyncStream(stream, self, accumulator)
+        return TrackedStream(stream, self, accumulator)
+
+    def finish_stream(self, accumulator: StreamAccumulator, *, aborted: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            accumulator.close(aborted=aborted)
+            captured = accumulator.captured()
+            if self.context is None:
+                self._record(captured)
+                return
+            try:
+                self.context.run(self._record, captured)  # in the caller's scope, wherever the stream ends
+            except RuntimeError:  # that context is entered right now (a collection inside it)
+                self._record(captured)
+        except Exception:
+            logger.debug("tokentrail could not record a stream", exc_info=True)
+
+    def _record(self, captured: Captured) -> None:
+        duration_ms = (time.perf_counter() - self.started) * 1000.0
+        extra: dict[str, Any] = {}
+        if self.first_token_at is not None and _accepts_ttft(self.tracker):
+            extra["ttft_ms"] = (self.first_token_at - self.started) * 1000.0
+        context = captured.price_context
+        arguments = (captured.usage, captured.model or self.model)
+        keywords = {
+            "provider": captured.provider if captured.provider != "unknown" else self.provider,
+            "duration_ms": duration_ms,
+            "provider_cost": captured.provider_cost,
+            "context": dict(context) if context else None,
+            **extra,
+        }
+        if self.reservation is None:
+            self.tracker.record(*arguments, **keywords)
+            return
+        with self.reservation:  # a record made inside settles it; a failure releases it
+            self.tracker.record(*arguments, **keywords)
+
+
+# -- stream proxies --------------------------------------------------------------------------------------------
+
+
+def _is_failure(error: BaseException | None) -> bool:
+    """An exception that means the request failed (not the reader stopping or being cancelled)."""
+    return isinstance(error, Exception)
+
+
+class _StreamProxy:
+    """What the sync and async proxies share: event feeding, finishing, attribute forwarding."""
+
+    __slots__ = ("__weakref__", "_tt_accumulator", "_tt_call", "_tt_stream")
+
+    def __init__(self, stream: Any, call: Call, accumulator: StreamAccumulator) -> None:
+        self._tt_stream = stream
+        self._tt_call = call
+        self._tt_accumulator = accumulator
+
+    def _tt_feed(self, event: object) -> None:
+        call = self._tt_call
+        try:
+            if call.first_token_at is None and call.target.is_content(event):
+                call.first_token_at = time.perf_counter()
+            self._tt_accumulator.feed(event)
+        except Exception:
+            logger.debug("tokentrail could not read a stream event", exc_info=True)
+
+    def _tt_finish(self, *, aborted: bool, error: BaseException | None = None) -> None:
+        call = self._tt_call
+        if _is_failure(error) and self._tt_accumulator.events == 0:
+            call.failed()  # the request itself failed (lazy streams raise at their first read)
+            return
+        call.finish_stream(self._tt_accumulator, aborted=aborted)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tt_stream, name)
+
+    def __repr__(self) -> str:
+        return f"<tracked {self._tt_stream!r}>"
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._tt_finish(aborted=True)
+
+
+class TrackedStream(_StreamProxy):
+    """A sync stream (SDK `Stream`, generator, boto3 `EventStream`), unchanged to its reader."""
+
+    __slots__ = ("_tt_next",)
+
+    def __init__(self, stream: Any, call: Call, accumulator: StreamAccumulator) -> None:
+        super().__init__(stream, call, accumulator)
+        self._tt_next: Callable[[], Any] | None = None
+
+    def __iter__(self) -> TrackedStream:
+        return self
+
+    def __next__(self) -> Any:
+        step = self._tt_next
+        if step is None:
+            stream = self._tt_stream
+            step = self._tt_next = stream.__next__ if hasattr(stream, "__next__") else iter(stream).__next__
+        try:
+            event = step()
+        except StopIteration:
+            self._tt_finish(aborted=False)
+            raise
+        except BaseException as error:
+            self._tt_finish(aborted=True, error=error)
+            raise
+        self._tt_feed(event)
+        return event
+
+    def __enter__(self) -> TrackedStream:
+        enter = getattr(self._tt_stream, "__enter__", None)
+        if enter is not None:
+            enter()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            exit_ = getattr(self._tt_stream, "__exit__", None)
+            return None if exit_ is None else exit_(*exc_info)
+        finally:
+            self._tt_finish(aborted=True)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._tt_stream, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._tt_finish(aborted=True)
+
+
+class TrackedAsyncStream(_StreamProxy):
+    """An async stream (SDK `AsyncStream`, async generator), unchanged to its reader."""
+
+    __slots__ = ("_tt_anext",)
+
+    def __init__(self, stream: Any, call: Call, accumulator: StreamAccumulator) -> None:
+        super().__init__(stream, call, accumulator)
+        self._tt_anext: Callable[[], Any] | None = None
+
+    def __aiter__(self) -> TrackedAsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        step = self._tt_anext
+        if step is None:
+            stream = self._tt_stream
+            step = self._tt_anext = (
+                stream.__anext__ if hasattr(stream, "__anext__") else stream.__aiter__().__anext__
+            )
+        try:
+            event = await step()
+        except StopAsyncIteration:
+            self._tt_finish(aborted=False)
+            raise
+        except BaseException as error:  # errors and cancellation: record what was seen
+            self._tt_finish(aborted=True, error=error)
+            raise
+        self._tt_feed(event)
+        return event
+
+    async def __aenter__(self) -> TrackedAsyncStream:
+        enter = getattr(self._tt_stream, "__aenter__", None)
+        if enter is not None:
+            await enter()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            exit_ = getattr(self._tt_stream, "__aexit__", None)
+            return None if exit_ is None else await exit_(*exc_info)
+        finally:
+            self._tt_finish(aborted=True)
+
+    async def _tt_close(self, *names: str) -> None:
+        try:
+            for name in names:
+                close = getattr(self._tt_stream, name, None)
+                if close is not None:
+                    await close()
+                    return
+        finally:
+            self._tt_finish(aborted=True)
+
+    async def close(self) -> None:
+        await self._tt_close("close", "aclose")
+
+    async def aclose(self) -> None:
+        await self._tt_close("aclose", "close")
+
+
+class TrackedManager:
+    """The SDK's stream-helper manager (`messages.stream(...)`, `responses.stream(...)`).
+
+    Entering it makes the request as the SDK does and returns the SDK's own helper stream, whose
+    underlying raw stream is swapped for a tracked one, so every event the helper reads is seen.
+    """
+
+    __slots__ = ("_tt_call", "_tt_manager", "_tt_start")
+
+    def __init__(self, manager: Any, start: Callable[[], Call]) -> None:
+        self._tt_manager = manager
+        self._tt_start = start
+        self._tt_call: Call | None = None
+
+    def _tt_track(self, helper: Any, *, asynchronous: bool) -> Any:
+        call = self._tt_call
+        if call is None:
+            return helper
+        raw = getattr(helper, "_raw_stream", None)
+        if raw is None or isinstance(raw, _StreamProxy):
+            call.discard()  # not readable here, or already tracked by the patched create()
+            return helper
+        try:
+            helper._raw_stream = call.tracked_stream(raw, asynchronous=asynchronous)
+        except Exception:
+            logger.debug("tokentrail could not track a stream helper", exc_info=True)
+        return helper
+
+    def __enter__(self) -> Any:
+        self._tt_call = self._tt_start()
+        try:
+            helper = self._tt_manager.__enter__()
+        except BaseException:
+            self._tt_call.failed()
+            raise
+        return self._tt_track(helper, asynchronous=False)
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        return self._tt_manager.__exit__(*exc_info)
+
+    async def __aenter__(self) -> Any:
+        self._tt_call = self._tt_start()
+        try:
+            helper = await self._tt_manager.__aenter__()
+        except BaseException:
+            self._tt_call.failed()
+            raise
+        return self._tt_track(helper, asynchronous=True)
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        return await self._tt_manager.__aexit__(*exc_info)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tt_manager, name)

@@ -1,0 +1,92 @@
+"""What instrumentation knows about one SDK method: the `Target` rows of each SDK's patch table.
+
+A target names the method (`module.Class.attr`), the provider its calls are priced with, and how its
+calls stream: by a `stream=True` argument ("flag"), always ("always": a method that returns a stream),
+never, or through a stream-helper context manager ("helper"). Subclasses adjust what one SDK does
+differently (OpenAI's `stream_options`, boto3's single `_make_api_call` entry point).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tokentrail.adapters._instrument_call import Call
+
+__all__ = ["Request", "Target", "first_int", "given"]
+
+_OUTPUT_LIMIT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "maxTokens", "num_predict")
+
+
+@dataclass(slots=True)
+class Request:
+    """One intercepted call, as the target read it: what to send and how to track it."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    model: str | None
+    streaming: bool
+    part: str | None = None  # boto3: the response key holding the stream or body
+
+
+def given(value: object) -> bool:
+    """False for None and the SDKs' "not given" sentinels (openai NotGiven/Omit, mistralai Unset)."""
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit", "Unset")
+
+
+def first_int(*sources: object) -> int | None:
+    """The first non-negative int under one of the usual output-limit names, in any of `sources`."""
+    for source in sources:
+        if source is None:
+            continue
+        for key in _OUTPUT_LIMIT_KEYS:
+            value = source.get(key) if isinstance(source, Mapping) else getattr(source, key, None)
+            if type(value) is int and value >= 0:
+                return value
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One public SDK method to track."""
+
+    sdk: str  # the name `instrument(providers=...)` knows it by
+    module: str
+    cls: str
+    attr: str
+    provider: str
+    streaming: str = "flag"  # "flag" | "always" | "never" | "helper"
+    model_position: int | None = None  # index of the model among positional arguments, when allowed
+    adapter: str | None = None  # the `tokentrail.adapters.<adapter>` module that reads its responses
+
+    def provider_of(self, resource: Any) -> str:
+        """The provider to price this client's calls with."""
+        return self.provider
+
+    def request(
+        self, resource: Any, args: tuple[Any, ...], kwargs: dict[str, Any], settings: Any
+    ) -> Request | None:
+        """How to make and track this call; None passes it through untracked."""
+        model = kwargs.get("model")
+        if model is None and self.model_position is not None and len(args) > self.model_position:
+            model = args[self.model_position]
+        streaming = kwargs.get("stream") is True if self.streaming == "flag" else self.streaming == "always"
+        return Request(args, kwargs, model if isinstance(model, str) and model else None, streaming)
+
+    def output_limit(self, request: Request) -> int | None:
+        """The most output tokens the request allows (for budget reservations)."""
+        kwargs = request.kwargs
+        return first_int(kwargs, kwargs.get("config"), kwargs.get("options"))
+
+    def deliver(self, call: Call, request: Request, response: Any, *, asynchronous: bool) -> Any:
+        """Record a plain response, or hand back a stream that records itself; returns what the caller gets."""
+        if request.streaming:
+            return call.tracked_stream(response, asynchronous=asynchronous)
+        call.finish_response(response)
+        return response
+
+    def is_content(self, event: object) -> bool:
+        """Whether a stream event carries generated content (the first one marks time to first token)."""
+        return True
