@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         Reservation,
         RunLimits,
     )
+    from tokentrail.events import EventBus, EventSink, get_bus
     from tokentrail.exporters import LoggingSink, log_summary
     from tokentrail.scope import ScopedThreadPoolExecutor
     from tokentrail.stores.base import Store
@@ -112,11 +113,16 @@ _LAZY: dict[str, str] = {
     "TokentrailCallbackHandler": "tokentrail.adapters.langchain_hook",
     "litellm_callback": "tokentrail.adapters.litellm_hook",
     **dict.fromkeys(("LoggingSink", "log_summary"), "tokentrail.exporters"),
+    **dict.fromkeys(("EventBus", "EventSink", "get_bus"), "tokentrail.events"),
 }
+# Sub-packages reachable as attributes (`tt.events.get_bus()`) without importing them up front.
+_SUBMODULES = frozenset({"analytics", "compat", "events", "reports", "stores", "testing"})
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
+    if module is None and name in _SUBMODULES:
+        return importlib.import_module(f"tokentrail.{name}")
     if module is None:
         raise AttributeError(f"module 'tokentrail' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
@@ -144,6 +150,8 @@ __all__ = [
     "ContextWarning",
     "Cost",
     "DriftRow",
+    "EventBus",
+    "EventSink",
     "InvalidPriceError",
     "InvalidUsageError",
     "LoggingSink",
@@ -178,6 +186,7 @@ __all__ = [
     "current_scope",
     "default_catalog",
     "drift",
+    "get_bus",
     "get_tracker",
     "image_tokens",
     "instrument",

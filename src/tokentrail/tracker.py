@@ -297,8 +297,8 @@ class Tracker:
         for sink in self._shared.sinks:
             try:
                 sink(record)
-            except Exception:  # a sink must not break the caller's call
-                self._sink_failed(sink)
+            except Exception as exc:  # a sink must not break the caller's call
+                self._sink_failed(sink, exc)
         return record
 
     def add_sink(self, sink: Sink) -> None:
@@ -368,11 +368,14 @@ class Tracker:
         _logger().warning("tokentrail: pricing failed, recording the call unpriced: %s", exc)
         return Cost.unpriced(f"pricing failed: {exc}")
 
-    def _sink_failed(self, sink: Callable[[Record], object]) -> None:
+    def _sink_failed(self, sink: Callable[[Record], object], error: Exception) -> None:
         count = self._count("sink_errors")
         name = getattr(sink, "__qualname__", repr(sink))
         if count == 1 or count % _LOG_EVERY == 0:
             _logger().exception("tokentrail: sink %s failed (%d sink failures so far)", name, count)
+        from tokentrail.events import publish_sink_error  # the rare path pays for the import
+
+        publish_sink_error(name, error, count)
 
     def _count(self, what: str) -> int:
         shared = self._shared
@@ -401,7 +404,9 @@ class Tracker:
         **filters: Any,
     ) -> list[SummaryRow]:
         """Totals grouped `by` any of agent, session, user, tool, model, provider, tag, path, status,
-        hour, day, month (UTC), over [since, until); filters narrow by field (a list matches any)."""
+        hour, day, month (UTC), over [since, until); filters narrow by field (a list matches any).
+        `prices="name"` costs the records with a price version written by `tokentrail reprice`
+        (stores that keep versions: memory, SQLite); without it, the prices recorded at call time."""
         keys = (
             tuple(part.strip() for part in by.split(",") if part.strip())
             if isinstance(by, str)
