@@ -1,0 +1,226 @@
+"""The HTML dashboard: one self-contained page (inline CSS, server-side SVG, no script, no external URL).
+
+Filters are a plain GET form, so every figure on the page is recomputed for the chosen range and scope.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from tokentrail._money import units_to_decimal
+from tokentrail.server._insights import Insights, insights
+from tokentrail.server._params import RANGES, Selection
+from tokentrail.server._svg import bar_chart, column_chart
+from tokentrail.server._views import group_text
+
+if TYPE_CHECKING:
+    from tokentrail.tracker import Tracker
+
+__all__ = ["SCOPE_FILTERS", "render_page"]
+
+SCOPE_FILTERS = ("agent", "user", "model", "provider")
+TOP_GROUPS = 15
+RECENT_CALLS = 20
+MAX_DAYS = 400
+
+_CSS = """
+body{font:14px system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:12px 24px}h1{font-size:18px;margin:0}
+main{padding:16px 24px;display:grid;gap:16px;max-width:1100px}
+section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:12px 16px}
+h2{font-size:15px;margin:0 0 8px}form{display:flex;gap:12px;flex-wrap:wrap;align-items:end}
+label{display:flex;flex-direction:column;font-size:12px;color:#556}
+.figures{display:flex;gap:32px}.figure b{display:block;font-size:22px}
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 8px;border-bottom:1px solid #eee}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.bar{fill:#3b6fd8}.axis{stroke:#99a}.tick,.label,.value{font-size:11px;fill:#445}
+meter{width:140px}.muted{color:#778}.warn{color:#b4461b}
+"""
+
+
+def _usd(value: Decimal) -> str:
+    return f"${value:,.4f}" if value else "$0"
+
+
+def _options(tracker: Tracker, key: str) -> list[str]:
+    values = {group_text(row.group.get(key)) for row in tracker.summary(by=(key,))}
+    return sorted(value for value in values if value is not None)
+
+
+def _filters_form(tracker: Tracker, picked: Selection) -> str:
+    parts = ['<form method="get" action="/" id="filters"><label>Time range<select name="range" id="f-range">']
+    for name in RANGES:
+        chosen = " selected" if name == picked.range else ""
+        parts.append(f'<option value="{name}"{chosen}>{name}</option>')
+    parts.append("</select></label>")
+    for key in SCOPE_FILTERS:
+        current = picked.filters.get(key)
+        parts.append(f'<label>{key}<select name="{key}" id="f-{key}"><option value="">(all)</option>')
+        for value in _options(tracker, key):
+            chosen = " selected" if value == current else ""
+            parts.append(f'<option value="{escape(value)}"{chosen}>{escape(value)}</option>')
+        parts.append("</select></label>")
+    parts.append('<button type="submit" id="apply">Apply</button></form>')
+    return "".join(parts)
+
+
+def _time_points(tracker: Tracker, picked: Selection, now: datetime) -> list[tuple[str, Decimal]]:
+    """Cost per time bucket over the whole selection, empty buckets included."""
+    bucket = picked.bucket
+    rows = tracker.summary(by=(bucket,), since=picked.since, until=picked.until, **picked.filters)
+    costs: dict[Any, Decimal] = {row.group[bucket]: row.cost for row in rows}
+    end = picked.until - timedelta(microseconds=1) if picked.until is not None else now
+    if bucket == "hour":
+        step = timedelta(hours=1)
+        first: datetime | date = (picked.since or now).replace(minute=0, second=0, microsecond=0)
+        last: datetime | date = end.replace(minute=0, second=0, microsecond=0)
+    else:
+        step = timedelta(days=1)
+        known = [key for key in costs if isinstance(key, date)]
+        first = picked.since.date() if picked.since is not None else min(known, default=end.date())
+        last = end.date()
+        first = max(first, last - timedelta(days=MAX_DAYS - 1))
+    points: list[tuple[str, Decimal]] = []
+    cursor = first
+    while cursor <= last:
+        label = cursor.strftime("%m-%d %H:00") if bucket == "hour" else cursor.isoformat()
+        points.append((label, costs.get(cursor, Decimal(0))))
+        cursor = cursor + step
+    return points
+
+
+def _group_rows(tracker: Tracker, picked: Selection, key: str) -> list[tuple[str, Decimal]]:
+    rows = tracker.summary(by=(key,), since=picked.since, until=picked.until, **picked.filters)
+    rows.sort(key=lambda row: (-row.cost_units, -row.calls))
+    return [(group_text(row.group.get(key)) or "(none)", row.cost) for row in rows[:TOP_GROUPS]]
+
+
+def _totals(tracker: Tracker, picked: Selection) -> str:
+    row = tracker.totals(since=picked.since, until=picked.until, **picked.filters)
+    figures = [
+        ("total-cost", "Cost (priced calls)", _usd(row.cost)),
+        ("total-calls", "Calls", f"{row.calls:,}"),
+        ("total-tokens", "Tokens", f"{row.total_tokens:,}"),
+        ("total-unpriced", "Unpriced calls", f"{row.unpriced_calls:,}"),
+    ]
+    cells = "".join(
+        f'<div class="figure">{escape(title)}<b id="{ident}">{escape(text)}</b></div>'
+        for ident, title, text in figures
+    )
+    return f'<section id="totals"><h2>Totals</h2><div class="figures">{cells}</div></section>'
+
+
+def _budgets(tracker: Tracker) -> str:
+    statuses = tracker.budget_status()
+    if not statuses:
+        return '<section id="budgets"><h2>Budgets</h2><p class="muted">No budgets configured.</p></section>'
+    rows = []
+    for status in statuses:
+        scope = ", ".join(f"{k}={v}" for k, v in sorted(status.scope.items())) or "(everything)"
+        limit = "—" if status.limit_usd is None else _usd(status.limit_usd)
+        rows.append(
+            f"<tr><td>{escape(status.budget)}</td><td>{escape(status.window)}</td><td>{escape(scope)}</td>"
+            f'<td class="num">{_usd(status.spent_usd)}</td><td class="num">{limit}</td>'
+            f'<td class="num budget-percent">{status.percent:.1f}%</td>'
+            f'<td><meter min="0" max="100" value="{min(status.percent, 100):.1f}"></meter></td></tr>'
+        )
+    head = (
+        "<tr><th>Budget</th><th>Window</th><th>Scope</th><th class=num>Spent</th><th class=num>Limit</th>"
+        "<th class=num>Used</th><th></th></tr>"
+    )
+    return f'<section id="budgets"><h2>Budgets</h2><table>{head}{"".join(rows)}</table></section>'
+
+
+def _recent(tracker: Tracker, picked: Selection) -> str:
+    records = tracker.history(since=picked.since, until=picked.until, limit=RECENT_CALLS, **picked.filters)
+    rows = []
+    for record in reversed(records):
+        when = datetime.fromtimestamp(record.timestamp_us / 1_000_000, timezone.utc).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        )
+        cost = "unpriced" if record.cost_units is None else _usd(units_to_decimal(record.cost_units))
+        rows.append(
+            f"<tr><td>{when}</td><td>{escape(record.agent or '')}</td><td>{escape(record.user or '')}</td>"
+            f"<td>{escape(record.model or '')}</td><td class=num>{record.usage.input_tokens:,}</td>"
+            f"<td class=num>{record.usage.output_tokens:,}</td><td class=num>{cost}</td></tr>"
+        )
+    head = (
+        "<tr><th>Time (UTC)</th><th>Agent</th><th>User</th><th>Model</th><th class=num>In</th>"
+        "<th class=num>Out</th><th class=num>Cost</th></tr>"
+    )
+    body = "".join(rows) or '<tr><td colspan="7" class="muted">No calls in this selection.</td></tr>'
+    return f'<section id="recent"><h2>Recent calls</h2><table>{head}{body}</table></section>'
+
+
+def _unpriced(tracker: Tracker, picked: Selection) -> str:
+    filters = {**picked.filters, "priced": False}
+    rows = tracker.summary(by=("provider", "model"), since=picked.since, until=picked.until, **filters)
+    if not rows:
+        return '<section id="unpriced"><h2>Unpriced models</h2><p class="muted">None.</p></section>'
+    items = "".join(
+        f"<tr><td>{escape(group_text(row.group.get('provider')) or '')}</td>"
+        f"<td>{escape(group_text(row.group.get('model')) or '(none)')}</td><td class=num>{row.calls:,}</td></tr>"
+        for row in rows
+    )
+    head = "<tr><th>Provider</th><th>Model</th><th class=num>Calls</th></tr>"
+    return f'<section id="unpriced"><h2>Unpriced models</h2><table>{head}{items}</table></section>'
+
+
+def _insights_panel(found: Insights) -> str:
+    title = "<h2>Anomalies and forecast</h2>"
+    if not found.available:
+        return f'<section id="insights">{title}<p class="warn">analytics not available</p></section>'
+    if found.forecast is not None:
+        outlook = found.forecast
+        forecast = (
+            f'<p id="forecast">Month {escape(outlook["month"])}: forecast '
+            f"{_usd(Decimal(outlook['total_usd']))} ({int(outlook['confidence'] * 100)}% interval "
+            f"{_usd(Decimal(outlook['low_usd']))} – {_usd(Decimal(outlook['high_usd']))}; "
+            f"method {escape(outlook['method'])}, {outlook['days_observed']} days observed).</p>"
+        )
+    else:
+        forecast = f'<p id="forecast" class="muted">No forecast: {escape(found.forecast_note or "")}</p>'
+    if found.anomalies:
+        rows = "".join(
+            f"<tr><td>{escape(item['period'])}</td><td>{escape(item['metric'])}</td>"
+            f"<td class=num>{_usd(Decimal(item['value_usd']))}</td>"
+            f"<td class=num>{_usd(Decimal(item['baseline_median_usd']))}</td>"
+            f"<td class=num>{item['score']:.1f}</td></tr>"
+            for item in found.anomalies
+        )
+        head = "<tr><th>Hour</th><th>Metric</th><th class=num>Value</th><th class=num>Baseline</th><th class=num>Score</th></tr>"
+        table = f'<table id="anomalies">{head}{rows}</table>'
+    else:
+        table = '<p id="anomalies" class="muted">No anomalies in this selection.</p>'
+    return f'<section id="insights">{title}{forecast}{table}</section>'
+
+
+def render_page(tracker: Tracker, picked: Selection) -> str:
+    """The whole dashboard for one selection."""
+    now = datetime.now(timezone.utc)
+    sections = [
+        f"<section><h2>Filters</h2>{_filters_form(tracker, picked)}</section>",
+        _totals(tracker, picked),
+        "<section><h2>Cost over time (UTC "
+        + picked.bucket
+        + ")</h2>"
+        + column_chart("chart-time", _time_points(tracker, picked, now), "Cost over time")
+        + "</section>",
+    ]
+    for key in ("agent", "model", "user"):
+        chart = bar_chart(f"chart-{key}", _group_rows(tracker, picked, key), f"Cost by {key}")
+        sections.append(f"<section><h2>Cost by {key}</h2>{chart}</section>")
+    sections += [
+        _budgets(tracker),
+        _insights_panel(insights(tracker, picked)),
+        _unpriced(tracker, picked),
+        _recent(tracker, picked),
+    ]
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tokentrail</title>'
+        f'<link rel="icon" href="data:,"><style>{_CSS}</style></head>'
+        f"<body><header><h1>tokentrail dashboard</h1></header><main>{''.join(sections)}</main></body></html>"
+    )

@@ -1,0 +1,108 @@
+"""The dashboard in headless Chromium against a real `tokentrail serve` (uvicorn) on 127.0.0.1.
+
+Needs Debian's chromium (`apt-get install -y chromium`) and playwright; skipped loudly, never silently,
+only when no chromium executable can be found.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import Ledger, running_server
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = os.environ.get("TOKENTRAIL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+if not Path(CHROMIUM).is_file():
+    reason = (
+        f"BROWSER TEST NOT RUN: no chromium at {CHROMIUM!r}; install it with `apt-get install -y chromium`"
+    )
+    warnings.warn(reason, stacklevel=1)
+    pytest.skip(reason, allow_module_level=True)
+
+from playwright.sync_api import ConsoleMessage, Page, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(ledger: Ledger) -> Iterator[str]:
+    with running_server("--store", ledger.url, "--host", "127.0.0.1") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser_page(server: str) -> Iterator[tuple[Page, list[str], list[str]]]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors: list[str] = []
+        requested: list[str] = []
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                errors.append(message.text)
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("request", lambda request: requested.append(request.url))
+        try:
+            yield page, errors, requested
+        finally:
+            browser.close()
+
+
+def _bars(page: Page, chart: str) -> int:
+    return page.locator(f"svg#{chart} rect.bar").count()
+
+
+def test_dashboard_renders_filters_and_saves_a_screenshot(
+    server: str, browser_page: tuple[Page, list[str], list[str]]
+) -> None:
+    page, errors, requested = browser_page
+    page.goto(f"{server}/?range=all")
+    assert page.locator("#total-calls").inner_text() == "10"
+    first_day = (datetime.now(timezone.utc) - timedelta(days=60, minutes=5)).date()
+    days = (datetime.now(timezone.utc).date() - first_day).days + 1
+    assert _bars(page, "chart-time") == days  # one bar per UTC day, empty days included
+    assert _bars(page, "chart-agent") == 2
+    assert _bars(page, "chart-model") == 4
+    assert _bars(page, "chart-user") == 3
+    cost_all = page.locator("#total-cost").inner_text()
+
+    page.select_option("#f-range", "7d")
+    page.click("#apply")
+    page.wait_for_load_state()
+    assert "range=7d" in page.url
+    assert page.locator("#total-calls").inner_text() == "7"
+    assert page.locator("#total-cost").inner_text() != cost_all
+    assert _bars(page, "chart-time") == 7
+
+    page.select_option("#f-agent", "writer")
+    page.click("#apply")
+    page.wait_for_load_state()
+    assert page.locator("#total-calls").inner_text() == "3"  # writer in the last 7 days: 0, 1 and 3 days ago
+    assert _bars(page, "chart-agent") == 1
+    assert page.locator("#unpriced").inner_text().count("my-local-model") == 1
+    assert page.locator("#insights h2").count() == 1
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+    assert errors == []
+    assert all(url.startswith(server) or url.startswith("data:") for url in requested), requested

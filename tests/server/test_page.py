@@ -1,0 +1,97 @@
+"""The HTML page and the analytics panel (anomalies, forecast), rendered server-side."""
+
+from __future__ import annotations
+
+import calendar
+import sys
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from fastapi.testclient import TestClient
+
+import tokentrail as tt
+from tests.server.conftest import Ledger
+from tokentrail.server import create_app
+
+
+def spiky_tracker() -> tt.Tracker:
+    """48 quiet hours of one agent, then one hour costing a hundred times more."""
+    tracker = tt.Tracker()
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    for back in range(48, 0, -1):
+        tokens = 1000 + 50 * (back % 5)
+        tracker.record(
+            tt.Usage(tokens, 100), model="gpt-4o", agent="a", at=hour - timedelta(hours=back, minutes=-10)
+        )
+    tracker.record(tt.Usage(200_000, 10_000), model="gpt-4o", agent="a", at=hour + timedelta(minutes=1))
+    return tracker
+
+
+def test_page_is_self_contained(ledger: Ledger) -> None:
+    with TestClient(create_app(ledger.url)) as client:
+        html = client.get("/").text
+    assert "<svg" in html and "<script" not in html
+    assert "http://" not in html and "https://" not in html and "//cdn" not in html
+
+
+def test_page_defaults_to_the_last_30_days(ledger: Ledger) -> None:
+    with TestClient(create_app(ledger.url)) as client:
+        html = client.get("/").text
+    assert '<b id="total-calls">8</b>' in html  # the call 40 days ago and the one 60 days ago are outside
+    assert (
+        html.count(
+            '<rect class="bar"',
+            html.index('id="chart-time"'),
+            html.index("</svg>", html.index('id="chart-time"')),
+        )
+        == 30
+    )
+
+
+def test_anomalous_hour_is_listed_on_the_page_and_the_api() -> None:
+    app = create_app(spiky_tracker())
+    with TestClient(app) as client:
+        found = client.get("/api/anomalies", params={"range": "24h"}).json()["anomalies"]
+        html = client.get("/", params={"range": "24h"}).text
+    spike_hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0).isoformat()
+    assert sorted(item["metric"] for item in found) == ["cost_per_call", "cost_per_hour"]
+    assert {item["period"] for item in found} == {spike_hour}
+    assert all(item["value_usd"] == "0.6" for item in found)  # 200k in + 10k out on gpt-4o
+    assert '<table id="anomalies">' in html and spike_hour in html
+
+
+def test_forecast_of_a_steady_spend_is_shown_with_its_method() -> None:
+    """Ten days at exactly $0.0035 a day: the forecast is flat, its interval collapses to the total."""
+    tracker = tt.Tracker()
+    noon = datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0)
+    for days in range(1, 11):
+        tracker.record(tt.Usage(1000, 100), model="gpt-4o", agent="a", at=noon - timedelta(days=days))
+    today = noon.date()
+    days_in_month = calendar.monthrange(today.year, today.month)[1]
+    days_left = days_in_month - today.day + 1
+    expected = Decimal("0.0035") * (min(today.day - 1, 10) + days_left)
+    with TestClient(create_app(tracker)) as client:
+        outlook = client.get("/api/forecast").json()["forecast"]
+        html = client.get("/").text
+    assert Decimal(outlook["total_usd"]) == Decimal(outlook["low_usd"]) == expected
+    assert outlook["method"] == "ols-daily-cost" and "method ols-daily-cost" in html
+
+
+def test_too_little_history_gives_the_reason_instead_of_a_forecast() -> None:
+    with TestClient(create_app(spiky_tracker())) as client:
+        body = client.get("/api/forecast").json()
+        html = client.get("/").text
+    assert body["forecast"] is None and "3 complete days" in body["note"]
+    assert "No forecast" in html
+
+
+def test_panel_says_analytics_not_available_when_the_import_fails(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tokentrail.analytics", None)  # makes `import` raise ImportError
+    app = create_app(ledger.url)
+    with TestClient(app) as client:
+        html = client.get("/").text
+        assert client.get("/api/anomalies").status_code == 404
+    assert "analytics not available" in html
