@@ -127,6 +127,10 @@ def report(
     provider: Annotated[list[str] | None, typer.Option(help="Only this provider (repeatable).")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Only records with this tag (repeatable).")] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    prices: Annotated[
+        str | None,
+        typer.Option("--prices", help="Price version made by `tokentrail reprice` (default: original)."),
+    ] = None,
 ) -> None:
     """Usage and exact cost from a ledger, grouped and filtered."""
     from tokentrail.stores.base import GROUP_KEYS
@@ -143,12 +147,17 @@ def report(
     filters: dict[str, Any] = {name: values for name, values in given.items() if values}
     tracker = open_ledger(store)
     try:
-        rows = tracker.summary(keys, **window, **filters)
-        totals = tracker.totals(**window, **filters)
+        try:
+            rows = tracker.summary(keys, **window, **filters, prices=prices)
+            totals = tracker.totals(**window, **filters, prices=prices)
+        except ValueError as exc:  # an unknown price version
+            console.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(code=1) from None
     finally:
         close_ledger(tracker)
     if output_format == "table":
         _print_summary(keys, rows, totals)
+        console.print(f"Prices: {prices or 'original (as recorded)'}", highlight=False)
         return
     import json
 
@@ -158,7 +167,13 @@ def report(
     if output_format == "json":
         typer.echo(
             json.dumps(
-                {"by": list(keys), "rows": data, "totals": summary_row_to_dict(totals)}, ensure_ascii=False
+                {
+                    "by": list(keys),
+                    "prices": prices or "original",
+                    "rows": data,
+                    "totals": summary_row_to_dict(totals),
+                },
+                ensure_ascii=False,
             )
         )
         return
@@ -234,3 +249,29 @@ def main() -> None:
 
 app.add_typer(budget_app, name="budget")
 app.command("count")(count_command)
+# Command groups living in their own modules (each imports its heavy parts only when run).
+from tokentrail._cli_ledger import (  # noqa: E402
+    chart_command,
+    export_command,
+    import_command,
+    reconcile_command,
+    tail_command,
+)
+from tokentrail.analytics._cli import advise_command, forecast_command, trends_command  # noqa: E402
+from tokentrail.server._cli import serve_command  # noqa: E402
+from tokentrail.stores._cli import prune_command, reprice_command  # noqa: E402
+
+for _name, _command in (
+    ("export", export_command),
+    ("tail", tail_command),
+    ("import", import_command),
+    ("reconcile", reconcile_command),
+    ("chart", chart_command),
+    ("reprice", reprice_command),
+    ("prune", prune_command),
+    ("trends", trends_command),
+    ("forecast", forecast_command),
+    ("advise", advise_command),
+    ("serve", serve_command),
+):
+    app.command(_name)(_command)
