@@ -13,6 +13,7 @@ hierarchy: it shares the store, its records carry its path, and its totals inclu
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -439,6 +440,14 @@ class Tracker:
     def reset(self, include_children: bool = True, **filters: Any) -> int:
         """Forget the records this node selects (all of them on the root without filters)."""
         return self._shared.store.reset(self._query(None, None, include_children, filters))
+
+    def plot(self, kind: str, path: str | os.PathLike[str], **options: Any) -> str:
+        """Draw a chart of this node's spend to `path` (.png or .svg) and return the path: `kind` is
+        cost-by-agent, cost-by-model, cost-over-time or tokens-over-time; `options` are those of
+        `tokentrail.reports.charts.plot` (title, since, until, bucket, filters). Needs matplotlib."""
+        from tokentrail.reports.charts import plot
+
+        return plot(self, kind, path, **options)
 
     def _query(
         self,

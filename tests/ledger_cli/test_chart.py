@@ -120,3 +120,17 @@ def test_bad_chart_options_are_usage_errors_and_bad_places_exit_1(
         str(tmp_path / "x.png"),
     )
     assert missing.exit_code == 1 and "No ledger" in missing.output
+
+
+def test_tracker_plot_draws_a_node_alone(tmp_path: Path) -> None:
+    tracker = tt.Tracker()
+    tracker.child("researcher").record(tt.Usage(100, 10), "gpt-4o")
+    tracker.child("writer").record(tt.Usage(100, 10), "gpt-4o-mini")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        written = tracker.child("writer").plot("cost-by-model", tmp_path / "w.svg")
+    text = "".join(ET.parse(written).getroot().itertext())
+    assert "gpt-4o-mini" in text and "gpt-4o" not in text.replace("gpt-4o-mini", "")
+    assert "researcher" not in text
+    assert Path(tracker.plot("cost-by-agent", tmp_path / "all.png")).read_bytes().startswith(PNG)
+    with pytest.raises(ValueError, match="unknown chart"):
+        tracker.plot("pie", tmp_path / "x.png")
