@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 import typer
@@ -40,10 +41,27 @@ def close_ledger(tracker: Any) -> None:
         close()
 
 
+_AGE = re.compile(r"^\s*(\d+)\s*([wdhm])\s*$")
+_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+
+
+def parse_age(text: str, option: str = "--older-than") -> timedelta:
+    """`90d`, `12w`, `36h`, `30m` → a timedelta; BadParameter otherwise."""
+    found = _AGE.match(text)
+    if found is None or int(found.group(1)) <= 0:
+        raise typer.BadParameter(f"{option} takes a positive age such as 90d, 12w or 36h, got {text!r}")
+    return int(found.group(1)) * _UNITS[found.group(2)]
+
+
 def parse_when(text: str | None, option: str) -> datetime | None:
+    """An ISO date or date-time (UTC when it names no zone), or an age back from now (`7d`, `36h`)."""
     if text is None:
         return None
+    if _AGE.match(text):
+        return datetime.now(timezone.utc) - parse_age(text, option)
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        raise typer.BadParameter(f"{option} must be an ISO date or date-time, got {text!r}") from None
+        raise typer.BadParameter(
+            f"{option} must be an ISO date or date-time, or an age such as 7d or 36h, got {text!r}"
+        ) from None

@@ -101,3 +101,23 @@ def test_clear_errors(tmp_path: Path, ledger: str) -> None:
     assert wrong_key.exit_code != 0
     wrong_time = runner.invoke(app, ["report", "--store", ledger, "--since", "yesterday"])
     assert wrong_time.exit_code != 0
+
+
+def test_report_since_an_age(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'recent.db'}"
+    tracker = Tracker(store=url)
+    now = datetime.now(timezone.utc)
+    tracker.record(USAGE, "gpt-4o", agent="old", at=now - timedelta(days=10))
+    tracker.record(USAGE, "gpt-4o", agent="new", at=now - timedelta(hours=30))
+    tracker.store.close()  # type: ignore[attr-defined]
+    week = runner.invoke(
+        app, ["report", "--store", url, "--by", "agent", "--since", "7d", "--format", "json"]
+    )
+    assert week.exit_code == 0, week.output
+    assert [row["agent"] for row in json.loads(week.output)["rows"]] == ["new"]
+    day = runner.invoke(
+        app, ["report", "--store", url, "--by", "agent", "--since", "24h", "--format", "json"]
+    )
+    assert json.loads(day.output)["rows"] == []
+    bad = runner.invoke(app, ["report", "--store", url, "--since", "3 fortnights"])
+    assert bad.exit_code != 0 and "--since must be an ISO date" in bad.output and "or an age" in bad.output

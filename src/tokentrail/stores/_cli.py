@@ -6,30 +6,18 @@ Registered on the main app by `tokentrail.cli`; typer and rich are imported here
 from __future__ import annotations
 
 import os
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tokentrail._cli_common import StoreOption, close_ledger, console, open_ledger, parse_when
+from tokentrail._cli_common import StoreOption, close_ledger, console, open_ledger, parse_age, parse_when
 
 if TYPE_CHECKING:
     from tokentrail._types import Cost
     from tokentrail.pricing.catalog import Catalog
 
 __all__ = ["parse_age", "prune_command", "reprice_command"]
-
-_AGE = re.compile(r"^\s*(\d+)\s*([wdhm])\s*$")
-_UNITS = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
-
-
-def parse_age(text: str) -> timedelta:
-    """`90d`, `12w`, `36h`, `30m` → a timedelta; BadParameter otherwise."""
-    found = _AGE.match(text)
-    if found is None or int(found.group(1)) <= 0:
-        raise typer.BadParameter(f"--older-than takes a positive age such as 90d, 12w or 36h, got {text!r}")
-    return int(found.group(1)) * _UNITS[found.group(2)]
 
 
 def prune_command(
