@@ -25,6 +25,8 @@ $(VENV)/.bench-installed: $(VENV)/.test-installed
 
 demo: $(VENV)/.demo-installed
 	$(PY) -m tokentrail.demo
+	@echo; echo '$$ tokentrail report --store sqlite:///demo.db --by agent,model'
+	@COLUMNS=110 $(VENV)/bin/tokentrail report --store sqlite:///demo.db --by agent,model
 
 # The dashboard's browser tests drive Debian's Chromium (not on a fresh machine: installed here once).
 chromium:

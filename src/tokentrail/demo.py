@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,7 @@ def main() -> None:
     started = time.perf_counter()
     run_scenario(tracker)
     elapsed_ms = (time.perf_counter() - started) * 1000
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 110)  # a log or CI page: wide enough to read
     print_report(tracker, console=console, title="tokentrail demo: researcher → writer → reviewer")
     where = f"saved to {Path(DEMO_DB).resolve()}" if store else "kept in memory"
     console.print(
