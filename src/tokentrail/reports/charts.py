@@ -14,15 +14,21 @@ import re
 import warnings
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tokentrail._money import UNITS_PER_USD
 
 if TYPE_CHECKING:
     from tokentrail._record import SummaryRow
-    from tokentrail.tracker import Tracker
 
 __all__ = ["CHART_KINDS", "CHART_SUFFIXES", "TIME_BUCKETS", "plot"]
+
+
+class Summarizes(Protocol):
+    """What a chart reads: a `Tracker` (or any object answering `summary` the same way)."""
+
+    def summary(self, by: Any = ..., /, **window: Any) -> list[SummaryRow]: ...
+
 
 CHART_KINDS = ("cost-by-agent", "cost-by-model", "cost-over-time", "tokens-over-time")
 
@@ -33,7 +39,7 @@ _AUTO_HOURS = 72  # up to this many hours: hourly points; beyond: daily
 
 
 def plot(
-    tracker: Tracker,
+    tracker: Summarizes,
     kind: str,
     path: str | os.PathLike[str],
     *,
@@ -88,7 +94,7 @@ def plot(
     return os.fspath(path)
 
 
-def _time_key(tracker: Tracker, bucket: str, window: dict[str, Any]) -> str:
+def _time_key(tracker: Summarizes, bucket: str, window: dict[str, Any]) -> str:
     if bucket != "auto":
         return bucket
     days = tracker.summary(("day",), **window)
