@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tokentrail as tt
 from tokentrail.analytics import detect_anomalies
-from tokentrail.analytics._stats import robust_z
+from tokentrail.analytics._stats import SortedWindow, robust_z
 from tokentrail.events import AnomalyEvent, Event, EventBus
 from tokentrail.stores.memory import MemoryStore
 from tokentrail.tracker import Tracker
@@ -144,3 +147,31 @@ def test_live_monitor_flags_an_expensive_call_off_the_callers_thread() -> None:
     assert isinstance(event, AnomalyEvent)
     assert event.metric == "cost_per_call" and event.group == {"agent": "a", "model": "flat"}
     assert event.value == 50 and event.baseline_median == 2 and monitor.found == 1
+
+
+_fractions = st.fractions(min_value=0, max_value=50, max_denominator=12)
+
+
+@given(
+    start=st.lists(_fractions, min_size=1, max_size=40),
+    steps=st.lists(st.tuples(st.booleans(), _fractions), max_size=40),
+    value=_fractions,
+)
+def test_sliding_window_scores_as_the_plain_baseline(
+    start: list[Fraction], steps: list[tuple[bool, Fraction]], value: Fraction
+) -> None:
+    """The sorted sliding baseline gives exactly the score and median of robust_z over a plain list,
+    after any sequence of additions and removals (ties, MAD of 0 and inf scores included)."""
+    window, plain = SortedWindow(), []
+    for item in start:
+        window.add(item)
+        plain.append(item)
+    for remove, item in steps:
+        if remove and len(plain) > 1:
+            gone = plain.pop(0)
+            window.remove(gone)
+        else:
+            window.add(item)
+            plain.append(item)
+        assert window.values == sorted(plain)
+        assert window.robust_z(value) == robust_z(value, plain)

@@ -5,12 +5,13 @@ Money stays `Decimal`; only scores (dimensionless) are floats.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Sequence
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from statistics import NormalDist
 
-__all__ = ["LinearFit", "fit_line", "mad", "median", "robust_z", "t_quantile"]
+__all__ = ["LinearFit", "SortedWindow", "fit_line", "mad", "median", "robust_z", "t_quantile"]
 
 MAD_TO_Z = Fraction(6745, 10000)  # 0.6745 = Φ⁻¹(0.75): makes MAD comparable to a standard deviation
 MEAN_AD_TO_Z = Fraction(7979, 10000)  # 0.7979 = √(2/π): the same for the mean absolute deviation
@@ -48,6 +49,69 @@ def robust_z(value: Fraction, baseline: Sequence[Fraction]) -> tuple[float, Frac
             return 0.0, center
         return (float("inf") if value > center else float("-inf")), center
     return float(scale * (value - center) / spread), center
+
+
+class SortedWindow:
+    """A multiset of values kept sorted, for robust z-scores over a sliding baseline: `add`/`remove`
+    cost a binary search, and `robust_z` gives exactly what `robust_z(value, list(window))` gives
+    without sorting the baseline again (median read off the middle, MAD by merging the deviations on
+    each side of it, which are already in order)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        self.values: list[Fraction] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def add(self, value: Fraction) -> None:
+        insort(self.values, value)
+
+    def remove(self, value: Fraction) -> None:
+        del self.values[bisect_left(self.values, value)]
+
+    def robust_z(self, value: Fraction) -> tuple[float, Fraction]:
+        ordered = self.values
+        n = len(ordered)
+        if n == 0:
+            raise ValueError("median of no values")
+        middle = n // 2
+        center = ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        spread = self._mad(center)
+        scale = MAD_TO_Z
+        if spread == 0:
+            spread = sum((abs(v - center) for v in ordered), Fraction(0)) / n
+            scale = MEAN_AD_TO_Z
+        if spread == 0:
+            if value == center:
+                return 0.0, center
+            return (float("inf") if value > center else float("-inf")), center
+        return float(scale * (value - center) / spread), center
+
+    def _mad(self, center: Fraction) -> Fraction:
+        """Median of |v − center|: the deviations below the center, read outwards, and those above it,
+        read outwards, are two ascending runs; walk their merge to its middle."""
+        ordered = self.values
+        n = len(ordered)
+        split = bisect_left(ordered, center)
+        low, high = split - 1, split  # next candidates below and at/above the center
+        below = center - ordered[low] if low >= 0 else None
+        above = ordered[high] - center if high < n else None
+        first, last = (n - 1) // 2, n // 2
+        picked: list[Fraction] = []
+        for rank in range(last + 1):
+            if above is None or (below is not None and below < above):
+                deviation = below
+                low -= 1
+                below = center - ordered[low] if low >= 0 else None
+            else:
+                deviation = above
+                high += 1
+                above = ordered[high] - center if high < n else None
+            if rank >= first:
+                picked.append(deviation)  # type: ignore[arg-type]
+        return picked[0] if len(picked) == 1 else (picked[0] + picked[1]) / 2
 
 
 class LinearFit:

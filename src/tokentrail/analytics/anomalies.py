@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from tokentrail._record import GroupValue, to_timestamp_us
 from tokentrail.analytics._source import fraction_usd, summary, units_fraction
-from tokentrail.analytics._stats import robust_z
+from tokentrail.analytics._stats import SortedWindow
 
 if TYPE_CHECKING:
     from tokentrail.events import EventBus
@@ -92,39 +91,53 @@ def detect_anomalies(
     window = timedelta(hours=baseline_hours)
     for values, points in series.items():
         points.sort()
-        for index, (hour, cost_units, calls) in enumerate(points):
-            if to_timestamp_us(hour) < since_us:
-                continue
-            past = [p for p in points[:index] if p[0] >= hour - window]
-            if len(past) < min_history:
-                continue
-            for metric in metrics:
-                value, baseline = _metric(metric, cost_units, calls, past)
-                score, center = robust_z(value, baseline)
-                if score > threshold:
-                    found.append(
-                        Anomaly(
-                            metric,
-                            hour,
-                            dict(zip(by, values, strict=True)),
-                            fraction_usd(value),
-                            fraction_usd(center),
-                            score,
-                            len(past),
-                        )
-                    )
+        group = dict(zip(by, values, strict=True))
+        for metric in metrics:
+            found.extend(_scan(metric, points, group, since_us, window, min_history, threshold))
     found.sort(key=lambda a: (a.period, a.metric))
     if publish_to is not None:
         _publish(found, publish_to)
     return found
 
 
-def _metric(
-    metric: str, cost_units: int, calls: int, past: list[tuple[datetime, int, int]]
-) -> tuple[Fraction, list[Fraction]]:
+def _scan(
+    metric: str,
+    points: list[tuple[datetime, int, int]],
+    group: dict[str, GroupValue],
+    since_us: int,
+    window: timedelta,
+    min_history: int,
+    threshold: float,
+) -> list[Anomaly]:
+    """Score each hour of one series (sorted by hour) against the hours of the `window` before it,
+    sliding one sorted baseline along instead of sorting each hour's baseline afresh."""
     if metric == "cost_per_hour":
-        return units_fraction(cost_units), [units_fraction(c) for _, c, _ in past]
-    return units_fraction(cost_units) / calls, [units_fraction(c) / n for _, c, n in past]
+        values = [units_fraction(cost) for _, cost, _ in points]
+    else:
+        values = [units_fraction(cost) / calls for _, cost, calls in points]
+    baseline = SortedWindow()
+    oldest = 0  # the first point still inside the baseline window
+    found: list[Anomaly] = []
+    for index, (hour, _, _) in enumerate(points):
+        while oldest < index and points[oldest][0] < hour - window:
+            baseline.remove(values[oldest])
+            oldest += 1
+        if to_timestamp_us(hour) >= since_us and len(baseline) >= min_history:
+            score, center = baseline.robust_z(values[index])
+            if score > threshold:
+                found.append(
+                    Anomaly(
+                        metric,
+                        hour,
+                        dict(group),
+                        fraction_usd(values[index]),
+                        fraction_usd(center),
+                        score,
+                        len(baseline),
+                    )
+                )
+        baseline.add(values[index])
+    return found
 
 
 def _publish(found: list[Anomaly], bus: EventBus) -> None:
