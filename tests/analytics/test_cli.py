@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import tokentrail as tt
-from tokentrail.analytics import _cli
+from tokentrail.cli import analytics as _cli
 from tokentrail.cli import app
 from tokentrail.tracker import Tracker
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import tokentrail as tt
 from tokentrail.budgets import Budget, BudgetManager
-from tokentrail.budgets.cli import budget_app
+from tokentrail.cli.budget import budget_app
 
 MODEL = "gpt-4o-mini"
 runner = CliRunner()

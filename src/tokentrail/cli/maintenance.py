@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tokentrail._cli_common import StoreOption, close_ledger, console, open_ledger, parse_age, parse_when
+from tokentrail.cli._common import StoreOption, close_ledger, console, open_ledger, parse_age, parse_when
 
 if TYPE_CHECKING:
     from tokentrail._types import Cost

@@ -200,7 +200,7 @@ def _pair(item: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def main() -> None:  # pragma: no cover - `python -m tokentrail.budgets.cli`
+def main() -> None:  # pragma: no cover - `python -m tokentrail.cli.budget`
     budget_app()
 
 

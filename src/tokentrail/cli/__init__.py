@@ -1,4 +1,7 @@
-"""The `tokentrail` command line."""
+"""The `tokentrail` command line (typer): `prices`, `report` and `stats` here; each other command group
+in its own module of this package — `ledger` (export, import, tail, reconcile, chart), `maintenance`
+(reprice, prune), `analytics` (trends, forecast, advise), `serve`, `count`, `budget` — sharing `_common`.
+Each imports what it drives only when it runs, so `tokentrail --help` stays quick."""
 
 from __future__ import annotations
 
@@ -9,10 +12,20 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tokentrail._cli_common import StoreOption, close_ledger, console, open_ledger, parse_when
-from tokentrail.budgets.cli import budget_app
+from tokentrail.cli._common import StoreOption, close_ledger, console, open_ledger, parse_when
+from tokentrail.cli.analytics import advise_command, forecast_command, trends_command
+from tokentrail.cli.budget import budget_app
+from tokentrail.cli.count import count_command
+from tokentrail.cli.ledger import (
+    chart_command,
+    export_command,
+    import_command,
+    reconcile_command,
+    tail_command,
+)
+from tokentrail.cli.maintenance import prune_command, reprice_command
+from tokentrail.cli.serve import serve_command
 from tokentrail.pricing.catalog import default_catalog
-from tokentrail.tokens._cli import count_command
 
 app = typer.Typer(help="Exact token usage and cost tracking for LLM agents.", no_args_is_help=True)
 
@@ -249,18 +262,6 @@ def main() -> None:
 
 app.add_typer(budget_app, name="budget")
 app.command("count")(count_command)
-# Command groups living in their own modules (each imports its heavy parts only when run).
-from tokentrail._cli_ledger import (  # noqa: E402
-    chart_command,
-    export_command,
-    import_command,
-    reconcile_command,
-    tail_command,
-)
-from tokentrail.analytics._cli import advise_command, forecast_command, trends_command  # noqa: E402
-from tokentrail.server._cli import serve_command  # noqa: E402
-from tokentrail.stores._cli import prune_command, reprice_command  # noqa: E402
-
 for _name, _command in (
     ("export", export_command),
     ("tail", tail_command),

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tokentrail._cli_common import StoreOption, close_ledger, console, open_ledger, parse_when
+from tokentrail.cli._common import StoreOption, close_ledger, console, open_ledger, parse_when
 
 __all__ = ["advise_command", "forecast_command", "trends_command"]
 

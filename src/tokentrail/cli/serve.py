@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tokentrail._cli_common import StoreOption, console
+from tokentrail.cli._common import StoreOption, console
 
 __all__ = ["serve_command"]
 
@@ -70,7 +70,7 @@ def serve_command(
         raise typer.Exit(code=1) from None
     budgets = None
     if budget_backend or budget_config:
-        from tokentrail.budgets.cli import _manager
+        from tokentrail.cli.budget import _manager
 
         budgets = _manager(budget_backend, budget_config)
     tracker = Tracker(store=read_only, budgets=budgets)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from tokentrail._cli_common import StoreOption, close_ledger, open_ledger, parse_when
+from tokentrail.cli._common import StoreOption, close_ledger, open_ledger, parse_when
 
 if TYPE_CHECKING:
     from tokentrail._record import Record

@@ -1,0 +1,5 @@
+"""`python -m tokentrail.cli`."""
+
+from tokentrail.cli import main
+
+main()
