@@ -16,13 +16,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 import tokentrail as tt
 from tests.conftest import postgres_cluster, postgres_up, start_postgres, wait_for
-from tokentrail._record import to_timestamp_us
+from tokentrail._record import Record, to_timestamp_us
+from tokentrail._types import Cost
 from tokentrail.errors import StoreError
 from tokentrail.stores.base import Query
 from tokentrail.tracker import Tracker
@@ -519,7 +521,7 @@ def test_schema_is_versioned_and_reopening_keeps_the_records(
     store.close()
     with psycopg.connect(postgres_server) as conn:
         versions = conn.execute(f'SELECT version FROM "{store.schema}".schema_migrations').fetchall()
-    assert versions == [(SCHEMA_VERSION,)]
+    assert versions == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
     with PostgresStore(postgres_server, schema=store.schema, spool=tmp_path) as again:
         assert Tracker(store=again).totals(agent="kept").calls == 1
 
@@ -565,3 +567,157 @@ def test_reading_during_an_outage_is_a_store_error_and_recording_is_not(
     assert wait_for(lambda: store.stats()["records"] == 1, 20)
     store.close()
     assert os.listdir(tmp_path) == []
+
+
+# -- price versions -------------------------------------------------------------------------------------------
+
+FLAT = 7 * 10**21
+
+
+def _flat(record: Record) -> Cost:
+    return Cost(priced=True, parts=(FLAT,))
+
+
+def _rows_with_xmin(url: str, schema: str) -> list[tuple[str, ...]]:
+    """Every row of the version tables with the transaction that last wrote it."""
+    with psycopg.connect(url) as conn:
+        costs = conn.execute(f'SELECT xmin::text, id::text FROM "{schema}".costs ORDER BY id').fetchall()
+        cells = conn.execute(
+            f'SELECT xmin::text, cell::text, priced::text FROM "{schema}".rollup_prices ORDER BY cell, priced'
+        ).fetchall()
+    return [*costs, *cells]
+
+
+def test_a_v1_ledger_is_migrated_and_can_be_repriced(
+    postgres_server: str, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tokentrail.stores import postgres
+
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres, "SCHEMA_VERSION", 1)
+        with PostgresStore(postgres_server, schema=schema, spool=tmp_path) as old:
+            Tracker(store=old).record(USAGE, "gpt-4o", agent="before", estimated_input_tokens=1200)
+        with psycopg.connect(postgres_server) as conn:
+            tables = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+                )
+            }
+        assert "costs" not in tables
+    with PostgresStore(postgres_server, schema=schema, spool=tmp_path) as store:
+        tracker = Tracker(store=store)
+        assert store.reprice(Query(), _flat, "flat") == 1
+        assert tracker.totals(prices="flat").cost_units == FLAT
+        assert tracker.totals().cost_units == tt.price(USAGE, "gpt-4o").total_units
+    with psycopg.connect(postgres_server) as conn:
+        versions = conn.execute(f'SELECT version FROM "{schema}".schema_migrations ORDER BY 1').fetchall()
+        index = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = 'records_estimated'",
+            (schema,),
+        ).fetchone()
+    assert versions == [(1,), (2,)]
+    assert index is not None and "est_input IS NOT NULL" in index[0]
+
+
+def test_reprice_in_batches_and_again_writes_nothing(
+    store: PostgresStore, postgres_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tokentrail.stores import postgres
+
+    monkeypatch.setattr(postgres, "_REPRICE_BATCH", 7)  # 50 records: 8 batches
+    tracker = Tracker(store=store)
+    for i in range(50):
+        tracker.record(
+            USAGE, "gpt-4o" if i % 5 else "acme-private", agent=f"a{i % 3}", at=T0 + timedelta(minutes=i)
+        )
+    assert store.reprice(Query(), _flat, "flat") == 50
+    assert tracker.totals(prices="flat").cost_units == 50 * FLAT
+    assert tracker.totals(prices="flat").unpriced_calls == 0
+    written = _rows_with_xmin(postgres_server, store.schema)
+    # a cost per record; per agent, the gpt-4o cell's cost moved, the acme one's call moved to priced
+    assert len(written) == 50 + 3 * (1 + 2)
+    assert store.reprice(Query(), _flat, "flat") == 50
+    assert _rows_with_xmin(postgres_server, store.schema) == written  # not one row rewritten
+    assert store.price_versions() == ["flat"]
+
+
+def test_reprice_while_other_processes_append(postgres_server: str, schema: str, tmp_path: Path) -> None:
+    PostgresStore(postgres_server, schema=schema, spool=tmp_path).close()
+    store = PostgresStore(postgres_server, schema=schema, spool=tmp_path)
+    tracker = Tracker(store=store)
+    for i in range(2000):
+        tracker.record(USAGE, "gpt-4o", agent="early", at=T0 + timedelta(seconds=i))
+    stop = threading.Event()
+    appended: list[int] = []
+
+    def append() -> None:
+        with PostgresStore(postgres_server, schema=schema, spool=tmp_path, batch_size=50) as writer:
+            writing = Tracker(store=writer)
+            while not stop.is_set() and len(appended) < 3000:
+                writing.record(USAGE, "gpt-4o", agent="late", at=T0 + timedelta(minutes=30))
+                appended.append(1)
+                time.sleep(0.0005)
+
+    threads = [threading.Thread(target=append) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.2)
+        repriced = store.reprice(Query(), _flat, "flat")
+        repriced += store.reprice(Query(), _flat, "flat")  # the late ones committed meanwhile, too
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    totals, version = tracker.totals(), tracker.totals(prices="flat")
+    assert totals.calls == 2000 + len(appended) == version.calls
+    assert repriced >= 2000 + 2000  # the early records both times
+    history = tracker.history(prices="flat")
+    assert version.cost_units == sum(r.cost_units or 0 for r in history)  # rollups agree with raw rows
+    still_recorded = sum(1 for r in history if r.cost_units != FLAT)
+    assert (
+        version.cost_units
+        == (totals.calls - still_recorded) * FLAT + still_recorded * tt.price(USAGE, "gpt-4o").total_units
+    )
+    store.close()
+
+
+@pytest.mark.parametrize("label", ["x'; DROP TABLE costs;--", "v\udc80", "🚀 q3"])
+def test_hostile_version_names_round_trip(store: PostgresStore, label: str) -> None:
+    tracker = Tracker(store=store)
+    tracker.record(USAGE, "gpt-4o", at=T0)
+    assert store.reprice(Query(), _flat, label) == 1
+    assert store.price_versions() == [label]
+    assert tracker.totals(prices=label).cost_units == FLAT
+    assert [r.cost_units for r in tracker.history(prices=label)] == [FLAT]
+
+
+def test_cli_reprice_and_report_on_postgres(postgres_server: str, schema: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tokentrail.cli import app
+
+    url = f"{postgres_server}?schema={schema}&spool={tmp_path / 'spool'}"
+    with PostgresStore(postgres_server, schema=schema, spool=tmp_path / "spool") as store:
+        tracker = Tracker(store=store)
+        tracker.record(USAGE, "gpt-4o", agent="a", at=T0)
+        tracker.record(USAGE, "acme-private", agent="b", at=T0)
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[[price]]\nmodel = "acme-private"\ninput = "1"\noutput = "2"\n')
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["reprice", "--store", url, "--since", "2025-06-01", "--prices", str(prices), "--label", "q3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "records costed differently: 1" in result.output
+    report = runner.invoke(
+        app, ["report", "--store", url, "--by", "agent", "--format", "json", "--prices", "q3"]
+    )
+    assert report.exit_code == 0, report.output
+    data = json.loads(report.output)
+    assert data["prices"] == "q3"
+    gpt = tt.price(USAGE, "gpt-4o").total
+    assert Decimal(data["totals"]["cost"]) == gpt + Decimal("0.002368")  # acme: 1234 x 1/M + 567 x 2/M
+    missing = runner.invoke(app, ["report", "--store", url, "--prices", "nope"])
+    assert missing.exit_code == 1 and "no price version 'nope'" in missing.output

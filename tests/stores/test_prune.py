@@ -15,7 +15,7 @@ import tokentrail as tt
 from tokentrail._record import Record, to_timestamp_us
 from tokentrail._types import Cost
 from tokentrail.cli import app
-from tokentrail.stores.base import PruningStore, Query, Store
+from tokentrail.stores.base import PruningStore, Query, RepricingStore, Store
 from tokentrail.tracker import Tracker
 
 T0 = datetime(2025, 6, 1, 10, 0, tzinfo=timezone.utc)
@@ -27,8 +27,7 @@ runner = CliRunner()
 
 def pruning(make_store: Callable[[], Store]) -> Tracker:
     store = make_store()
-    if not isinstance(store, PruningStore):
-        pytest.skip(f"{type(store).__name__}: postgres store has no prune yet")
+    assert isinstance(store, PruningStore)
     return Tracker(store=store)
 
 
@@ -95,8 +94,7 @@ def test_reset_after_prune_removes_the_pruned_records_too(make_store: Callable[[
 
 def test_price_version_of_pruned_records_still_answers(make_store: Callable[[], Store]) -> None:
     tracker = pruning(make_store)
-    if not hasattr(tracker.store, "reprice"):
-        pytest.skip("postgres store has no reprice yet")
+    assert isinstance(tracker.store, RepricingStore)
     ledger(tracker)
     flat = 10**22
 

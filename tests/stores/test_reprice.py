@@ -17,7 +17,7 @@ import tokentrail as tt
 from tokentrail._record import Record, to_timestamp_us
 from tokentrail._types import Cost
 from tokentrail.cli import app
-from tokentrail.stores.base import Query, RepricingStore, Store
+from tokentrail.stores.base import PruningStore, Query, RepricingStore, Store
 from tokentrail.tracker import Tracker
 
 T0 = datetime(2025, 6, 1, 10, 0, tzinfo=timezone.utc)
@@ -31,8 +31,7 @@ runner = CliRunner()
 
 def repricing(make_store: Callable[[], Store]) -> Tracker:
     store = make_store()
-    if not isinstance(store, RepricingStore):
-        pytest.skip(f"{type(store).__name__}: postgres store has no reprice yet")
+    assert isinstance(store, RepricingStore)
     return Tracker(store=store)
 
 
@@ -289,3 +288,99 @@ def test_price_rules_are_stored_once_and_read_back(tmp_path: Path) -> None:
     conn.close()
     assert rules == 2  # gpt-4o's rule (three records) and the override (one version cost)
     assert all(reference.isdigit() for reference in references)
+
+
+# -- every store agrees with the in-memory reference -----------------------------------------------------
+
+
+def _mixed(record: Record) -> Cost:
+    """A price function that leaves some records as recorded, prices others anew, unprices a few and
+    prices the unpriced ones."""
+    kind = record.id % 4
+    if record.cost_units is None:
+        return Cost(priced=True, parts=(FLAT + record.usage.input_tokens,))
+    if kind == 0:
+        return Cost(priced=True, parts=(record.cost_units,))
+    if kind == 1:
+        return Cost(priced=True, parts=(3 * record.cost_units + 1,))
+    if kind == 2:
+        return Cost.unpriced("dropped from the catalog")
+    return Cost(priced=True, parts=(FLAT,))
+
+
+def _units(cost: Cost) -> int | None:
+    return cost.total_units if cost.priced else None
+
+
+def _fill_both(tracker: Tracker, reference: Tracker) -> None:
+    """The same 60 records (4 agents, 3 models incl. an unpriced one, 5 hours, some with a provider-
+    reported cost and tags) in the store under test and in a memory store."""
+    models = ["gpt-4o", "gpt-4o-mini", "acme-private"]
+    for i in range(60):
+        record = tracker.record(
+            tt.Usage(input_tokens=100 + i, output_tokens=10 + i % 7),
+            models[i % 3],
+            agent=f"agent-{i % 4}",
+            tags=["eval"] if i % 5 == 0 else None,
+            provider_cost="0.0001" if i % 6 == 0 else None,
+            duration_ms=float(i) if i % 2 else None,
+            at=T0 + timedelta(minutes=7 * i),
+        )
+        reference.store.append(record)
+
+
+def _view(tracker: Tracker, prices: str | None, **window: datetime) -> list[tuple[object, ...]]:
+    rows = tracker.summary(("agent", "model", "hour"), **window, prices=prices)
+    return sorted(
+        (
+            tuple(str(v) for v in row.group.values()),
+            row.calls,
+            row.unpriced_calls,
+            row.cost_units,
+            row.priced_tokens,
+            row.usage.input_tokens,
+            row.usage.output_tokens,
+            row.provider_cost_units,
+            row.provider_cost_calls,
+            row.compared_provider_units,
+            row.compared_cost_units,
+        )
+        for row in rows
+    )
+
+
+def _costs(tracker: Tracker, prices: str | None) -> list[tuple[int, int | None, str | None]]:
+    return [(r.id, r.cost_units, r.unpriced_reason) for r in tracker.history(prices=prices)]
+
+
+def test_versions_after_reprice_reset_and_prune_match_the_memory_store(
+    make_store: Callable[[], Store],
+) -> None:
+    tracker = repricing(make_store)
+    reference = Tracker(store="memory")
+    _fill_both(tracker, reference)
+    mid = {"since": T0 + timedelta(minutes=20), "until": T0 + timedelta(hours=4, minutes=40)}
+    cut = Query.build(
+        {"agent": "agent-1"},
+        to_timestamp_us(T0 + timedelta(minutes=30)),
+        to_timestamp_us(T0 + timedelta(hours=3)),
+    )
+    differing = sum(1 for r in reference.history() if _units(_mixed(r)) != r.cost_units)
+    assert 0 < differing < 60
+    for target in (tracker, reference):
+        assert reprice(target, _mixed, "mixed") == differing
+        assert reprice(target, flat(FLAT), "later", since=T0 + timedelta(hours=2)) > 0
+        reprice(target, doubled, "later", **mid)  # again over part of the same version
+        assert target.store.reset(cut) > 0  # cuts through hours, and through repriced records
+        assert target.reset(agent="agent-2") > 0
+    assert len({str(_view(tracker, prices)) for prices in (None, "mixed", "later")}) == 3
+    for prices in (None, "mixed", "later"):
+        assert _view(tracker, prices) == _view(reference, prices), prices
+        assert _view(tracker, prices, **mid) == _view(reference, prices, **mid), prices
+        assert _costs(tracker, prices) == _costs(reference, prices), prices
+    assert isinstance(tracker.store, PruningStore) and isinstance(reference.store, PruningStore)
+    for store in (tracker.store, reference.store):
+        store.prune(to_timestamp_us(T0 + timedelta(hours=2)))
+    for prices in (None, "mixed", "later"):
+        assert _view(tracker, prices) == _view(reference, prices), prices
+        assert _costs(tracker, prices) == _costs(reference, prices), prices

@@ -40,6 +40,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -63,7 +64,9 @@ from tokentrail.stores.base import (
     TOKENS,
     VECTOR_SIZE,
     Aggregate,
+    PriceFunction,
     Query,
+    check_version_label,
     provider_cost_units,
     time_bucket,
 )
@@ -74,7 +77,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "open_postgres_url"]
 
-SCHEMA_VERSION = 1  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3
+SCHEMA_VERSION = (
+    2  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3, v2 adds price versions
+)
 _T = TypeVar("_T")
 _log = logging.getLogger("tokentrail")
 
@@ -199,8 +204,38 @@ def _schema_v1(s: str) -> list[str]:
     ]
 
 
+def _schema_v2(s: str) -> list[str]:
+    """v2: price versions made by `reprice` — a record's cost per version in `costs` (only where it
+    differs from the recorded one), each version's change of the hourly sums in `rollup_prices` (keyed by
+    the record's rollup cell and the version's priced flag) — and a partial index of the records that
+    carry a pre-call input estimate (`Query` filter `estimated`)."""
+    tokens = ", ".join(f"{_q(c)} BIGINT NOT NULL DEFAULT 0" for c in _TOKEN_COLUMNS)
+    keys = (
+        'agent TEXT, session TEXT, "user" TEXT, tool TEXT, model TEXT, provider TEXT,'
+        " tags TEXT[] NOT NULL, path TEXT[] NOT NULL, status TEXT NOT NULL, priced BOOLEAN NOT NULL"
+    )
+    return [
+        f"CREATE TABLE {s}.price_versions (version TEXT PRIMARY KEY,"
+        " seq BIGINT GENERATED ALWAYS AS IDENTITY, created_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        f"CREATE TABLE {s}.costs ("
+        " version TEXT NOT NULL, id UUID NOT NULL, ts BIGINT NOT NULL, priced BOOLEAN NOT NULL,"
+        " cost NUMERIC(60, 0), rule UUID, unpriced_reason TEXT, PRIMARY KEY (version, id))",
+        f"CREATE INDEX costs_id ON {s}.costs (id)",
+        f"CREATE INDEX costs_ts ON {s}.costs (ts)",
+        f"CREATE TABLE {s}.rollup_prices ("
+        f" version TEXT NOT NULL, cell UUID NOT NULL, hour BIGINT NOT NULL, {keys},"
+        " calls BIGINT NOT NULL, cost NUMERIC(60, 0) NOT NULL, duration DOUBLE PRECISION NOT NULL,"
+        " timed BIGINT NOT NULL, timed_output BIGINT NOT NULL, provider_cost NUMERIC(60, 0) NOT NULL,"
+        f" provider_calls BIGINT NOT NULL, cost_on_provider NUMERIC(60, 0) NOT NULL, {tokens},"
+        " PRIMARY KEY (version, cell, priced))",
+        f"CREATE INDEX rollup_prices_cell ON {s}.rollup_prices (cell)",
+        f"CREATE INDEX rollup_prices_hour ON {s}.rollup_prices (version, hour)",
+        f"CREATE INDEX records_estimated ON {s}.records (ts) WHERE est_input IS NOT NULL",
+    ]
+
+
 # version → statements that bring a schema at version-1 to it
-_MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _schema_v1}
+_MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _schema_v1, 2: _schema_v2}
 
 
 # -- opening -----------------------------------------------------------------------------------------------
@@ -696,7 +731,7 @@ class PostgresStore:
         unknown = [name for name in by if name not in GROUP_KEYS]
         if unknown:
             raise ValueError(f"cannot group by {', '.join(unknown)}; known: {', '.join(GROUP_KEYS)}")
-        _no_price_versions(query)
+        version = query.prices
         where, params = _where(query)
         columns: list[str] = ["priced", "status"]
         for name in by:
@@ -717,14 +752,27 @@ class PostgresStore:
             rollup_params.append(high)
         if low is None or high is None or low < high:
             parts.append(("rollup_hour", rollup_conditions, rollup_params))
+            if version is not None:  # the version's change to the rollup, next to the rollup itself
+                parts.append(
+                    (
+                        "rollup_prices",
+                        ["version = %s", *rollup_conditions],
+                        [encode_text(version), *rollup_params],
+                    )
+                )
         for first, last in _cut_ranges(since, until, low, high):
             parts.append(("records", [*where, "ts >= %s", "ts < %s"], [*params, first, last]))
+        source, source_params = self._records_source(version)
 
         def work(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            self._check_version(conn, version)
             found: list[tuple[Any, ...]] = []
             for table, conditions, values in parts:
                 sums = _RECORDS_SELECT if table == "records" else _ROLLUP_SELECT
                 sql = f"SELECT {group_sql}, {sums} FROM {self._s}.{table}"
+                if table == "records":
+                    sql = f"SELECT {group_sql}, {sums} FROM {source}"
+                    values = [*source_params, *values]
                 if conditions:
                     sql += " WHERE " + " AND ".join(conditions)
                 found.extend(conn.execute(f"{sql} GROUP BY {group_sql}", values).fetchall())
@@ -741,7 +789,11 @@ class PostgresStore:
                 if aggregate is None:
                     aggregate = groups[group] = Aggregate()
                 aggregate.add(vector, bool(row[0]), row[1])
-        rows = [aggregate.row(dict(zip(by, group, strict=True))) for group, aggregate in groups.items()]
+        rows = [
+            aggregate.row(dict(zip(by, group, strict=True)))
+            for group, aggregate in groups.items()
+            if version is None or aggregate.vector[CALLS]  # a group a price version moved every call out of
+        ]
         if any(name in TIME_KEYS for name in by):
             rows.sort(key=lambda r: [_sortable(value) for value in r.group.values()])
         else:
@@ -752,9 +804,10 @@ class PostgresStore:
         """The records `query` selects, oldest first; with `limit`, only the last `limit` of them."""
         if limit is not None and limit <= 0:
             return []
-        _no_price_versions(query)
         where, params = _where(query, raw=True)
-        sql = f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM {self._s}.records"
+        source, source_params = self._records_source(query.prices)
+        params = [*source_params, *params]
+        sql = f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM {source}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         if limit is not None:
@@ -763,6 +816,7 @@ class PostgresStore:
             sql += " ORDER BY ts, id"
 
         def work(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            self._check_version(conn, query.prices)
             found = conn.execute(sql, params).fetchall()
             self._load_rules(conn, found)
             return found
@@ -776,9 +830,8 @@ class PostgresStore:
         """Forget the records `query` selects, pruned ones included; returns how many were removed.
 
         Rollup cells of whole hours in the range go as a whole; in the hours `since`/`until` cut through,
-        the raw rows' share is subtracted from them."""
-        _no_price_versions(query)
-        where, params = _where(query)
+        the raw rows' share is subtracted from them. Price versions forget the removed records too."""
+        where, params = _where(replace(query, prices=None))
         since, until = query.since_us, query.until_us
         low = None if since is None else -(-since // HOUR_US)
         high = None if until is None else until // HOUR_US
@@ -787,6 +840,7 @@ class PostgresStore:
         def work(conn: psycopg.Connection[Any]) -> int:
             removed = 0
             with conn.transaction():
+                self._lock_versions(conn)
                 if low is None or high is None or low < high:
                     whole, whole_params = list(where), list(params)
                     raw, raw_params = list(where), list(params)
@@ -801,15 +855,18 @@ class PostgresStore:
                         raw.append("ts < %s")
                         raw_params.append(high * HOUR_US)
                     row = conn.execute(
-                        f"WITH gone AS (DELETE FROM {s}.rollup_hour{_where_sql(whole)} RETURNING calls)"
+                        f"WITH gone AS (DELETE FROM {s}.rollup_hour{_where_sql(whole)} RETURNING cell, calls),"
+                        f" versions AS (DELETE FROM {s}.rollup_prices p USING gone g WHERE p.cell = g.cell)"
                         " SELECT coalesce(sum(calls), 0) FROM gone",
                         whole_params,
                     ).fetchone()
                     removed += int(row[0]) if row else 0
-                    conn.execute(f"DELETE FROM {s}.records{_where_sql(raw)}", raw_params)
+                    conn.execute(_DELETE_RAW.format(s=s, where=_where_sql(raw)), raw_params)
                 for first, last in _cut_ranges(since, until, low, high):
                     row = conn.execute(
-                        _SUBTRACT_DELETED.format(s=s, where=_where_sql([*where, "ts >= %s", "ts < %s"])),
+                        _SUBTRACT_DELETED_VERSIONED.format(
+                            s=s, where=_where_sql([*where, "ts >= %s", "ts < %s"])
+                        ),
                         [*params, first, last],
                     ).fetchone()
                     removed += int(row[0]) if row else 0
@@ -832,9 +889,11 @@ class PostgresStore:
         def work(conn: psycopg.Connection[Any]) -> int:
             dropped = 0
             with conn.transaction():
+                self._lock_versions(conn)
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tokentrail-partitions:{self.schema}",)
                 )
+                conn.execute(f"DELETE FROM {s}.costs WHERE ts < %s", (cut,))
                 self._load_partitions(conn)
                 for month in sorted(self._partitions):
                     if _month_start_us(month + 1) <= cut:
@@ -858,6 +917,136 @@ class PostgresStore:
             return int(row[0]) if row else 0
 
         return self._read(work)
+
+    # -- price versions --------------------------------------------------------------------------------
+
+    def reprice(self, query: Query, price_fn: PriceFunction, version_label: str) -> int:
+        """Price the records `query` selects again with `price_fn` into version `version_label`, in one
+        transaction; returns how many the version costs differently from their recorded cost.
+
+        Records are read through a server-side cursor `_REPRICE_BATCH` at a time; each batch's new costs
+        are `COPY`'d to a staging table and applied by set-based statements (the version's cost rows, the
+        change of its rollup cells). Only records whose cost in the version changes are staged, so running
+        the same reprice again writes nothing. Recorded costs are never touched; writers keep appending
+        meanwhile (records committed after the reprice started keep their recorded cost in the version).
+        Resets, prunes and other reprices of this ledger wait for it."""
+        import psycopg
+
+        label = check_version_label(version_label)
+        version = encode_text(label)
+        where, params = _where(replace(query, prices=None), raw=True)
+        s = self._s
+        columns = ", ".join(f"r.{_q(c)}" for c in _RECORD_COLUMNS)
+        select = (
+            f"SELECT * FROM (SELECT {columns}, c.id IS NOT NULL AS v_had, c.priced AS v_priced,"
+            f" c.cost AS v_cost FROM {s}.records r LEFT JOIN {s}.costs c ON c.version = %s AND c.id = r.id)"
+            f" AS records{_where_sql(where)}"
+        )
+        width = len(_RECORD_COLUMNS)
+        move_at = [_AT[c] for c in (*_MOVE_KEYS, "pc_units", *_TOKEN_COLUMNS, "id", "ts")]
+        stored: dict[str, str] = {}  # price rules this reprice adds to the ledger
+
+        def stage(rows: list[tuple[Any, ...]]) -> tuple[int, list[list[Any]], dict[str, str]]:
+            """(records costed differently from their recorded cost, staged moves, new rules)."""
+            differing = 0
+            moves: list[list[Any]] = []
+            rules: dict[str, str] = {}
+            for found in rows:
+                record = self._record(found[:width])
+                had, old_priced, old_cost = found[width : width + 3]
+                old = (None if old_cost is None else int(old_cost)) if had else record.cost_units
+                cost = price_fn(record)
+                new = cost.total_units if cost.priced else None
+                kept = new != record.cost_units
+                differing += kept
+                if new == old:
+                    continue
+                moves.append(
+                    [
+                        *(found[i] for i in move_at),
+                        bool(old_priced) if had else record.cost_units is not None,
+                        old,
+                        new is not None,
+                        new,
+                        self._rule_id(cost.rule, rules) if kept else None,
+                        encode_text(cost.reason) if kept and new is None else None,
+                        kept,
+                    ]
+                )
+            return differing, moves, rules
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            changed = 0
+            with conn.transaction():
+                self._lock_versions(conn)
+                conn.execute(_REPRICE_STAGE)
+                conn.execute("TRUNCATE pg_temp.tt_reprice_v2")
+                with conn.cursor(name=f"tt_reprice_{uuid.uuid4().hex}") as cursor:
+                    cursor.execute(select, [version, *params])
+                    while rows := cursor.fetchmany(_REPRICE_BATCH):
+                        self._load_rules(conn, rows)
+                        differing, moves, rules = stage(rows)
+                        changed += differing
+                        if not moves:
+                            continue
+                        fresh = [(key, text) for key, text in rules.items() if key not in stored]
+                        if fresh:
+                            with conn.cursor() as cur:
+                                cur.executemany(
+                                    f"INSERT INTO {s}.rules (id, text) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                    fresh,
+                                )
+                            stored.update(fresh)
+                        with conn.cursor() as cur, cur.copy(_COPY_REPRICE) as copy:
+                            for move in moves:
+                                copy.write_row(move)
+                        conn.execute(_UPSERT_MOVES.format(s=s, moves=_STAGED_MOVES), (version,))
+                        conn.execute(_DROP_STAGED_COSTS.format(s=s), (version,))
+                        conn.execute(_UPSERT_STAGED_COSTS.format(s=s), (version,))
+                        conn.execute("TRUNCATE pg_temp.tt_reprice_v2")
+                conn.execute(_DROP_EMPTY_PRICES.format(s=s), (version,))
+                conn.execute(
+                    f"INSERT INTO {s}.price_versions (version) VALUES (%s) ON CONFLICT DO NOTHING", (version,)
+                )
+            self._stored_rules.update(stored)  # committed: no need to send them again
+            # fresh statistics, so reads of the version look costs up by key instead of hashing them all
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(f"ANALYZE {s}.costs, {s}.rollup_prices")
+            return changed
+
+        return self._read(work)
+
+    def price_versions(self) -> list[str]:
+        """The price versions made by `reprice`, oldest first."""
+
+        def work(conn: psycopg.Connection[Any]) -> list[str]:
+            found = conn.execute(f"SELECT version FROM {self._s}.price_versions ORDER BY seq").fetchall()
+            return [decode_text(row[0]) or "" for row in found]
+
+        return self._read(work)
+
+    def _check_version(self, conn: psycopg.Connection[Any], version: str | None) -> None:
+        if version is None:
+            return
+        known = [
+            decode_text(row[0]) or ""
+            for row in conn.execute(f"SELECT version FROM {self._s}.price_versions ORDER BY seq").fetchall()
+        ]
+        if version not in known:
+            raise ValueError(
+                f"no price version {version!r} in this store (known: {', '.join(known) or 'none yet'})"
+            )
+
+    def _records_source(self, version: str | None) -> tuple[str, list[Any]]:
+        """The table expression raw reads use: records as recorded, or as price `version` costs them."""
+        if version is None:
+            return f"{self._s}.records", []
+        return _VERSIONED_SOURCE.format(s=self._s), [encode_text(version)]
+
+    def _lock_versions(self, conn: psycopg.Connection[Any]) -> None:
+        """Serialize, for the current transaction, the work that changes price versions' costs (reprice,
+        reset, prune) on this ledger; appends do not take it."""
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tokentrail-prices:{self.schema}",))
 
     def stats(self) -> dict[str, int]:
         """Records, unpriced records, rollup rows, partitions, bytes on the server, spool counters."""
@@ -949,11 +1138,6 @@ class PostgresStore:
 
 class _Outage(Exception):
     """The server cannot take a batch now (unreachable, shutting down, or deadlocked past retries)."""
-
-
-def _no_price_versions(query: Query) -> None:
-    if query.prices is not None:
-        raise ValueError(f"no price version {query.prices!r} in this store (known: none yet)")
 
 
 # -- rows -------------------------------------------------------------------------------------------------
@@ -1198,3 +1382,108 @@ _ROLLUP_SELECT = ", ".join(
     ]
 )
 _RECORDS_SELECT = _ROW_SUMS
+
+# -- price versions ---------------------------------------------------------------------------------------
+
+_VERSIONED = ("priced", "cost", "rule", "unpriced_reason")  # the columns a price version replaces
+# The records as price version %s costs them (records it did not reprice keep their recorded cost).
+_VERSIONED_SOURCE = (
+    "(SELECT "
+    + ", ".join(
+        f"CASE WHEN c.id IS NULL THEN r.{_q(c)} ELSE c.{_q(c)} END AS {_q(c)}"
+        if c in _VERSIONED
+        else f"r.{_q(c)}"
+        for c in _RECORD_COLUMNS
+    )
+    + " FROM {s}.records r LEFT JOIN {s}.costs c ON c.version = %s AND c.id = r.id) AS records"
+)
+# What `reprice` stages per batch: a record's rollup key, reported cost and tokens (as its row holds
+# them), its cost in the version so far (old) and its new one, and whether that differs from the
+# recorded cost (a cost row is kept) or not (the cost row goes).
+_MOVE_KEYS = ("cell", "hour", *_KEY_COLUMNS[:-1])
+_REPRICE_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS tt_reprice_v2 ("
+    ' cell UUID, hour BIGINT, agent TEXT, session TEXT, "user" TEXT, tool TEXT, model TEXT, provider TEXT,'
+    " tags TEXT[], path TEXT[], status TEXT, pc_units NUMERIC(60, 0), "
+    + ", ".join(f"{_q(c)} BIGINT" for c in _TOKEN_COLUMNS)
+    + ", id UUID, ts BIGINT, old_priced BOOLEAN, old_cost NUMERIC(60, 0), new_priced BOOLEAN,"
+    " new_cost NUMERIC(60, 0), rule UUID, unpriced_reason TEXT, kept BOOLEAN) ON COMMIT DELETE ROWS"
+)
+_REPRICE_STAGE_COLUMNS = (
+    *_MOVE_KEYS,
+    "pc_units",
+    *_TOKEN_COLUMNS,
+    "id",
+    "ts",
+    "old_priced",
+    "old_cost",
+    "new_priced",
+    "new_cost",
+    "rule",
+    "unpriced_reason",
+    "kept",
+)
+_COPY_REPRICE = f"COPY pg_temp.tt_reprice_v2 ({', '.join(_q(c) for c in _REPRICE_STAGE_COLUMNS)}) FROM STDIN"
+_PRICES_COLUMNS = ("version", *_ROLLUP_COLUMNS)
+_ADD_PRICES = ", ".join(
+    f"{_q(c)} = rollup_prices.{_q(c)} + excluded.{_q(c)}" for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
+)
+_MOVE_GROUP = ", ".join(["m.version", *(f"m.{_q(c)}" for c in _MOVE_KEYS), "d.priced"])
+# The sums of moving each row of `m` from (old_priced, old_cost) to (new_priced, new_cost): the row
+# subtracted at the old cost, added at the new (timing sums do not depend on cost). When both are
+# priced (or both unpriced) the two land in one cell, and only the cost moves.
+_MOVE_SUMS = ", ".join(
+    [
+        "sum(d.sign)",
+        "sum(d.sign * coalesce(d.units, 0))",
+        "0",
+        "0",
+        "0",
+        "sum(d.sign * coalesce(m.pc_units, 0))",
+        "sum(CASE WHEN m.pc_units IS NULL THEN 0 ELSE d.sign END)",
+        "sum(CASE WHEN m.pc_units IS NULL THEN 0 ELSE d.sign * coalesce(d.units, 0) END)",
+        *(f"sum(d.sign * m.{_q(c)})" for c in _TOKEN_COLUMNS),
+    ]
+)
+_UPSERT_MOVES = (
+    f"INSERT INTO {{s}}.rollup_prices ({', '.join(_q(c) for c in _PRICES_COLUMNS)})"
+    f" SELECT {_MOVE_GROUP}, {_MOVE_SUMS} FROM {{moves}} m CROSS JOIN LATERAL"
+    " (VALUES (-1, m.old_priced, m.old_cost), (1, m.new_priced, m.new_cost)) AS d(sign, priced, units)"
+    " WHERE m.old_priced IS DISTINCT FROM m.new_priced OR m.old_cost IS DISTINCT FROM m.new_cost"
+    f" GROUP BY {_MOVE_GROUP} ORDER BY {_MOVE_GROUP}"
+    f" ON CONFLICT (version, cell, priced) DO UPDATE SET {_ADD_PRICES}"
+)
+_STAGED_MOVES = "(SELECT %s::text AS version, * FROM pg_temp.tt_reprice_v2)"
+_DROP_STAGED_COSTS = "DELETE FROM {s}.costs c USING pg_temp.tt_reprice_v2 t WHERE c.version = %s AND c.id = t.id AND NOT t.kept"
+_UPSERT_STAGED_COSTS = (
+    "INSERT INTO {s}.costs (version, id, ts, priced, cost, rule, unpriced_reason)"
+    " SELECT %s, id, ts, new_priced, new_cost, rule, unpriced_reason FROM pg_temp.tt_reprice_v2 WHERE kept"
+    " ORDER BY id ON CONFLICT (version, id) DO UPDATE SET priced = excluded.priced, cost = excluded.cost,"
+    " rule = excluded.rule, unpriced_reason = excluded.unpriced_reason"
+)
+# Cells a version's changes cancel out in (every record back at its recorded cost).
+_DROP_EMPTY_PRICES = "DELETE FROM {s}.rollup_prices WHERE version = %s AND " + " AND ".join(
+    f"{_q(c)} = 0" for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS) if c not in ("duration", "timed", "timed_output")
+)
+# Delete raw rows, subtract them from their rollup cells, undo every price version's change for them
+# and drop their version costs; returns how many rows went.
+_SUBTRACT_DELETED_VERSIONED = (
+    "WITH gone AS (DELETE FROM {s}.records{where} RETURNING *),"
+    f" d AS (SELECT cell, {_NAMED_SUMS} FROM gone GROUP BY cell),"
+    " changed AS (UPDATE {s}.rollup_hour r SET " + _SUBTRACT_SUMS + " FROM d WHERE r.cell = d.cell),"
+    " moves AS (SELECT c.version, "
+    + ", ".join(f"g.{_q(c)}" for c in _MOVE_KEYS)
+    + ", g.pc_units, "
+    + ", ".join(f"g.{_q(c)}" for c in _TOKEN_COLUMNS)
+    + ", c.priced AS old_priced, c.cost AS old_cost, g.priced AS new_priced, g.cost AS new_cost"
+    " FROM gone g JOIN {s}.costs c ON c.id = g.id),"
+    " undone AS ("
+    + _UPSERT_MOVES.replace("{moves}", "moves")
+    + "), dropped AS (DELETE FROM {s}.costs c USING gone g WHERE c.id = g.id)"
+    " SELECT count(*) FROM gone"
+)
+_DELETE_RAW = (
+    "WITH gone AS (DELETE FROM {s}.records{where} RETURNING id)"
+    " DELETE FROM {s}.costs c USING gone g WHERE c.id = g.id"
+)
+_REPRICE_BATCH = 5000
