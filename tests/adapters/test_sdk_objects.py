@@ -95,3 +95,75 @@ def test_anthropic_sdk_stream_cut_after_message_start_is_partial() -> None:
     captured = capture_stream(events, aborted=True)
     assert captured.usage.status.value == "partial"
     assert captured.usage.input_tokens == 12050
+
+
+def _outcome(read: Any, response: Any) -> Any:
+    """What an extractor makes of `response`: its Captured, or the reason it could not read it."""
+    from tokentrail.adapters._base import Malformed
+
+    try:
+        return read(response, "openai")
+    except Malformed as exc:
+        return ("malformed", exc.reason)
+
+
+CHAT_COMPLETIONS = [f for f in OPENAI_RESPONSES if f.payload.get("object") == "chat.completion"]
+
+# values the SDK hands over unvalidated (it builds responses without validation) at each count's place
+ODD_COUNTS: list[Any] = [None, -1, 2**63, 2**64, 3.0, 2.5, float("nan"), True, "12", [1], {"a": 1}]
+COUNT_PLACES = [
+    ("prompt_tokens",),
+    ("completion_tokens",),
+    ("total_tokens",),
+    ("prompt_tokens_details", "cached_tokens"),
+    ("prompt_tokens_details", "audio_tokens"),
+    ("prompt_tokens_details", "image_tokens"),
+    ("completion_tokens_details", "reasoning_tokens"),
+    ("completion_tokens_details", "image_tokens"),
+]
+
+
+@pytest.mark.parametrize("fixture", CHAT_COMPLETIONS, ids=fixture_id)
+def test_openai_sdk_chat_completion_fast_read_matches_the_field_by_field_read(fixture: Fixture) -> None:
+    from tokentrail.adapters import openai as adapter
+
+    completion = ChatCompletion.model_validate(fixture.payload)
+    assert adapter.sdk_chat_completion(completion, "openai") is not None  # the fast path was taken
+    assert _outcome(adapter.extract, completion) == _outcome(adapter.extract_fields, completion)
+
+
+@pytest.mark.parametrize("place", COUNT_PLACES, ids=".".join)
+@pytest.mark.parametrize("value", ODD_COUNTS, ids=repr)
+def test_openai_sdk_chat_completion_with_an_odd_count_reads_like_the_field_by_field_read(
+    place: tuple[str, ...], value: Any
+) -> None:
+    from tokentrail.adapters import openai as adapter
+
+    body = load("openai/chat_completion.json").payload
+    usage = dict(body["usage"])
+    body = {**body, "usage": usage}
+    if len(place) == 1:
+        usage[place[0]] = value
+    else:
+        usage[place[0]] = {**(usage.get(place[0]) or {}), place[1]: value}
+    completion = ChatCompletion.construct(**body)  # unvalidated, as the SDK builds its responses
+    completion.usage = openai_types.CompletionUsage.construct(**usage)
+    for name in ("prompt_tokens_details", "completion_tokens_details"):
+        details = usage.get(name)
+        if isinstance(details, dict):
+            kind = openai_types.completion_usage
+            model = kind.PromptTokensDetails if name.startswith("prompt") else kind.CompletionTokensDetails
+            setattr(completion.usage, name, model.construct(**details))
+    assert _outcome(adapter.extract, completion) == _outcome(adapter.extract_fields, completion)
+
+
+def test_openai_sdk_chat_completion_extra_fields_are_read_like_declared_ones() -> None:
+    from tokentrail.adapters import openai as adapter
+
+    body = load("openai/chat_completion.json").payload
+    usage = {**body["usage"], "completion_tokens_details": {"reasoning_tokens": 3, "image_tokens": 2}}
+    completion = ChatCompletion.model_validate({**body, "usage": usage})
+    captured = adapter.sdk_chat_completion(completion, "openai")
+    assert captured is not None
+    assert captured.usage.output_image_tokens == 2
+    assert captured == adapter.extract_fields(completion, "openai")

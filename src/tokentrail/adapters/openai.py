@@ -15,8 +15,11 @@ request set `stream_options={"include_usage": True}`; the Responses API reports 
 
 from __future__ import annotations
 
+from typing import Any
+
 from tokentrail._types import Usage
 from tokentrail.adapters._base import (
+    MAX_COUNT,
     Captured,
     Fields,
     Malformed,
@@ -111,6 +114,15 @@ def is_responses_api(response: object, usage: Fields) -> bool:
 
 def extract(response: object, provider: str = "openai") -> Captured:
     """Usage of a ChatCompletion or a Response (SDK object or JSON body)."""
+    if type(response) in _SDK_CHAT_COMPLETIONS or _sdk_kind(type(response)) == "ChatCompletion":
+        captured = sdk_chat_completion(response, provider)
+        if captured is not None:
+            return captured
+    return extract_fields(response, provider)
+
+
+def extract_fields(response: object, provider: str = "openai") -> Captured:
+    """`extract` by reading every field through `Fields` (any shape; names what is malformed)."""
     raw_usage = get_field(response, "usage")
     if raw_usage is None:
         raise Malformed("response has no usage")
@@ -122,6 +134,118 @@ def extract(response: object, provider: str = "openai") -> Captured:
     else:
         raise Malformed("usage has neither prompt_tokens (Chat Completions) nor input_tokens (Responses)")
     return Captured(result, model_name(response), provider, price_context(response))
+
+
+# -- the openai SDK's own ChatCompletion, read by attribute ----------------------------------------------
+#
+# The instrumented hot path: the SDK's pydantic models keep their fields in `__dict__` (fields the
+# class does not declare in `__pydantic_extra__`), so they are read directly, without `Fields`' generic
+# mapping/object probing. Any value that is not a plain in-range int (the SDK does not validate
+# responses) sends the response down `extract_fields`, which names what is wrong, so both paths
+# always agree.
+
+_SDK_TYPES = {
+    ("openai.types.chat.chat_completion", "ChatCompletion"): "ChatCompletion",
+    ("openai.types.completion_usage", "CompletionUsage"): "CompletionUsage",
+    ("openai.types.completion_usage", "PromptTokensDetails"): "PromptTokensDetails",
+    ("openai.types.completion_usage", "CompletionTokensDetails"): "CompletionTokensDetails",
+}
+_sdk_kinds: dict[type, str | None] = {}
+_SDK_CHAT_COMPLETIONS: set[type] = set()
+_ABSENT: Any = object()
+
+
+def _sdk_kind(cls: type) -> str | None:
+    """Which openai SDK model `cls` is exactly (None for anything else, subclasses included)."""
+    kind = _sdk_kinds.get(cls, _ABSENT)
+    if kind is _ABSENT:
+        kind = _SDK_TYPES.get((cls.__module__, cls.__qualname__))
+        if kind is not None and not isinstance(getattr(cls, "model_fields", None), dict):
+            kind = None  # not a pydantic model after all
+        _sdk_kinds[cls] = kind
+        if kind == "ChatCompletion":
+            _SDK_CHAT_COMPLETIONS.add(cls)
+    return kind  # type: ignore[no-any-return]
+
+
+def _sdk_field(obj: Any, name: str) -> Any:
+    """`getattr(obj, name, None)` for a pydantic model with no properties of that name."""
+    value = obj.__dict__.get(name, _ABSENT)
+    if value is _ABSENT:
+        extra = obj.__pydantic_extra__
+        return extra.get(name) if extra else None
+    return value
+
+
+# (Usage field, SDK field) read from `prompt_tokens_details` and `completion_tokens_details`
+_PROMPT_DETAILS = (
+    ("cache_read_tokens", "cached_tokens"),
+    ("cache_write_tokens", "cache_write_tokens"),
+    ("input_audio_tokens", "audio_tokens"),
+    ("input_image_tokens", "image_tokens"),
+)
+_COMPLETION_DETAILS = (
+    ("reasoning_tokens", "reasoning_tokens"),
+    ("output_audio_tokens", "audio_tokens"),
+    ("output_image_tokens", "image_tokens"),
+)
+
+
+def _sdk_counts(obj: Any, names: tuple[tuple[str, str], ...], counts: dict[str, int]) -> bool:
+    """Put the counts `Fields.count` would read (0 when absent) into `counts`; False when a value is not
+    a plain in-range int and needs the full check."""
+    values = obj.__dict__
+    extra = obj.__pydantic_extra__
+    for key, name in names:
+        value = values.get(name, _ABSENT)
+        if value is _ABSENT:
+            value = extra.get(name) if extra else None
+        if value is None:
+            counts[key] = 0
+        elif type(value) is int and 0 <= value <= MAX_COUNT:
+            counts[key] = value
+        else:
+            return False
+    return True
+
+
+def _is_count(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_COUNT
+
+
+def sdk_chat_completion(response: Any, provider: str) -> Captured | None:
+    """`extract` of an openai SDK `ChatCompletion`; None when a value needs `extract_fields`."""
+    usage = _sdk_field(response, "usage")
+    if (
+        usage is None
+        or _sdk_field(response, "object") != "chat.completion"
+        or _sdk_kind(type(usage)) != "CompletionUsage"
+    ):
+        return None
+    prompt_tokens = _sdk_field(usage, "prompt_tokens")
+    completion_tokens = _sdk_field(usage, "completion_tokens")
+    total_tokens = _sdk_field(usage, "total_tokens")
+    if not (
+        _is_count(prompt_tokens)
+        and _is_count(completion_tokens)
+        and (total_tokens is None or _is_count(total_tokens))
+    ):
+        return None
+    counts = {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}
+    details = _sdk_field(usage, "prompt_tokens_details")
+    if details is not None and not (
+        _sdk_kind(type(details)) == "PromptTokensDetails" and _sdk_counts(details, _PROMPT_DETAILS, counts)
+    ):
+        return None
+    details = _sdk_field(usage, "completion_tokens_details")
+    if details is not None and not (
+        _sdk_kind(type(details)) == "CompletionTokensDetails"
+        and _sdk_counts(details, _COMPLETION_DETAILS, counts)
+    ):
+        return None
+    model = text_value(_sdk_field(response, "model"))
+    tier = text_value(_sdk_field(response, "service_tier"))
+    return Captured(build_usage(**counts), model or None, provider, {"service_tier": tier} if tier else {})
 
 
 class ChatStream(StreamAccumulator):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -26,6 +27,7 @@ _CACHE_LIMIT = 4096
 _DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_data")
 _MISSING: Any = object()  # typed Any so a cache hit needs no cast() call on the hot path
 _UNKNOWN = UsageStatus.UNKNOWN
+_EARLIEST, _LATEST = -(2**63), 2**63
 
 
 class Match:
@@ -93,6 +95,10 @@ class Catalog:
         self._overrides: dict[tuple[str, str | None], PriceOverride] = {}
         self._aliases: dict[str, Alias] = {}
         self._resolved: dict[tuple[str | None, str | None], Binding | Match | None] = {}
+        # (resolved match, context items) -> (its price set, the µs span in which that choice holds)
+        self._by_context: dict[
+            tuple[Binding | Match, tuple[tuple[str, str], ...]], tuple[PriceSet, int, int]
+        ] = {}
         self._lock = threading.Lock()
 
     # -- construction ------------------------------------------------------------------------------
@@ -141,6 +147,7 @@ class Catalog:
             for override in overrides:
                 self._overrides[override.key] = override
             self._resolved = {}
+            self._by_context = {}
 
     def alias(self, name: str, model: str, provider: str | None = None) -> None:
         """Make `name` (an Azure deployment, an internal nickname) stand for a catalog model."""
@@ -155,6 +162,7 @@ class Catalog:
             for alias in aliases:
                 self._aliases[slug(alias.name)] = alias
             self._resolved = {}
+            self._by_context = {}
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Add the prices and aliases of a TOML or JSON file (see `overrides.parse_file`)."""
@@ -172,6 +180,7 @@ class Catalog:
             self._overrides = {}
             self._aliases = {}
             self._resolved = {}
+            self._by_context = {}
 
     # -- lookup --------------------------------------------------------------------------------------
 
@@ -262,8 +271,29 @@ class Catalog:
             return found.select(None, None).cost(usage)
         if context is not None and not isinstance(context, Mapping):
             raise PricingError(f"context must be a mapping of str to str, got {type(context).__name__}")
-        ts_us = None if at is None else _timestamp(at)
-        return found.select(ts_us, context).cost(usage)
+        if at is None and context is not None:
+            return self._select_now(found, context).cost(usage)
+        return found.select(_timestamp(at), context).cost(usage)
+
+    def _select_now(self, found: Binding | Match, context: Mapping[str, str]) -> PriceSet:
+        """`found.select(now, context)`, remembered per context for as long as no dated price or variant
+        of the model starts: e.g. {"service_tier": "default"} on every instrumented OpenAI call."""
+        now_us = time.time_ns() // 1000
+        try:
+            key = (found, tuple(context.items()))
+            remembered = self._by_context.get(key)
+        except TypeError:  # unhashable context values: nothing to remember them by
+            return found.select(now_us, context)
+        if remembered is not None and remembered[1] <= now_us < remembered[2]:
+            return remembered[0]
+        selected = found.select(now_us, context)
+        window = _unchanging_window(found, now_us)
+        if window is not None:
+            by_context = self._by_context
+            if len(by_context) >= _CACHE_LIMIT:
+                by_context.clear()
+            by_context[key] = (selected, *window)
+        return selected
 
     def _unknown(self, model: str, provider: str | None, strict: bool) -> Cost:
         through = f" from provider {provider!r}" if provider else ""
@@ -273,6 +303,26 @@ class Catalog:
             hint = f"; close matches: {', '.join(close)}" if close else ""
             raise UnknownModelError(message + hint, model=model, provider=provider, close_matches=close)
         return Cost.unpriced(message)
+
+
+def _unchanging_window(found: Binding | Match, now_us: int) -> tuple[int, int] | None:
+    """The span [start, end) of µs around `now_us` in which `found`'s price choice stays the same (no dated
+    price or variant starts inside it); None when a price depends on the time of day."""
+    binding = found.binding if isinstance(found, Match) else found
+    start, end = _EARLIEST, _LATEST
+    if binding is None:
+        return start, end
+    model = binding.model
+    for constraint in [c for c, _ in model.prices] + [c for _, c, _ in model.variants]:
+        if constraint is None:
+            continue
+        if constraint.start_date is None:
+            return None
+        if constraint.start_us <= now_us:
+            start = max(start, constraint.start_us)
+        else:
+            end = min(end, constraint.start_us)
+    return start, end
 
 
 def _check_names(model: object, provider: object) -> None:
