@@ -199,7 +199,7 @@ def reserve(
                 refused = index
     if refused is not None:
         txn.save(heads.values())  # expired leases purged above stay purged
-        return ReserveOutcome(refused, tuple(seen))
+        return (refused, tuple(seen))
     entries = []
     for slot, (units, tokens) in zip(slots, charges, strict=True):
         head = heads[slot.heads[0]]
@@ -216,7 +216,7 @@ def reserve(
     if entries:
         txn.add_entries(reservation, entries, lease_until)
     txn.save(heads.values())
-    return ReserveOutcome(None, tuple(seen))
+    return (None, tuple(seen))
 
 
 def settle(
@@ -248,7 +248,7 @@ def settle(
         else:
             crossed.append(())
     txn.save(heads.values())
-    return SettleOutcome(tuple(after), tuple(crossed))
+    return (tuple(after), tuple(crossed))
 
 
 def release(txn: Txn, reservation: str, slots: Sequence[Slot]) -> None:

@@ -22,22 +22,66 @@ __all__ = [
     "SettleOutcome",
     "Slot",
     "Tally",
+    "TallyRow",
 ]
 
 
-class Slot(NamedTuple):
-    """One budget instance in one window, with the limits and alert amounts to apply to it."""
+class Slot:
+    """One budget instance in one window, with the limits and alert amounts to apply to it.
 
-    budget: str
-    scope_key: str
-    window_key: str
-    heads: tuple[str, ...]  # heads[0] takes reservations and spend; all of them count
-    expires_at: float  # when heads[0] may be forgotten (epoch seconds)
-    limit_units: int | None
-    limit_tokens: int | None
-    alert_units: tuple[int, ...]  # ascending amounts at which alert level 1, 2, … is reached
-    alert_tokens: tuple[int, ...]
-    enforce: bool  # refuse a reservation that would pass a limit (action "block")
+    Treated as immutable (the manager caches and shares slots). A slotted class rather than a
+    NamedTuple: its fields are read on every reservation, and slot attributes read fastest.
+    """
+
+    __slots__ = (
+        "alert_tokens",
+        "alert_units",
+        "budget",
+        "enforce",
+        "expires_at",
+        "heads",
+        "limit_tokens",
+        "limit_units",
+        "scope_key",
+        "window_key",
+    )
+
+    def __init__(
+        self,
+        budget: str,
+        scope_key: str,
+        window_key: str,
+        heads: tuple[str, ...],
+        expires_at: float,
+        limit_units: int | None,
+        limit_tokens: int | None,
+        alert_units: tuple[int, ...],
+        alert_tokens: tuple[int, ...],
+        enforce: bool,
+    ) -> None:
+        self.budget = budget
+        self.scope_key = scope_key
+        self.window_key = window_key
+        self.heads = heads  # heads[0] takes reservations and spend; all of them count
+        self.expires_at = expires_at  # when heads[0] may be forgotten (epoch seconds)
+        self.limit_units = limit_units
+        self.limit_tokens = limit_tokens
+        self.alert_units = alert_units  # ascending amounts at which alert level 1, 2, … is reached
+        self.alert_tokens = alert_tokens
+        self.enforce = enforce  # refuse a reservation that would pass a limit (action "block")
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in Slot.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Slot) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in Slot.__slots__)
+        return f"Slot({fields})"
 
 
 class Tally(NamedTuple):
@@ -58,19 +102,16 @@ class Tally(NamedTuple):
         )
 
 
-class ReserveOutcome(NamedTuple):
-    """`refused` is the index of the first enforcing slot that had no room (None: reserved everywhere);
-    `tallies` are each slot's window before this reservation."""
+TallyRow = tuple[int, int, int, int]
+"""A slot's window as (spent_units, spent_tokens, reserved_units, reserved_tokens): a `Tally`'s fields.
+Back-ends may answer plain tuples (the in-process one does, on the hot path) or `Tally` objects."""
 
-    refused: int | None
-    tallies: tuple[Tally, ...]
+ReserveOutcome = tuple["int | None", tuple[TallyRow, ...]]
+"""(refused, tallies): `refused` is the index of the first enforcing slot that had no room (None: reserved
+everywhere); `tallies` are each slot's window before this reservation. A plain tuple: it is made per call."""
 
-
-class SettleOutcome(NamedTuple):
-    """Each slot's window after the spend, and the alert levels (0-based) it newly reached."""
-
-    tallies: tuple[Tally, ...]
-    crossed: tuple[tuple[int, ...], ...]
+SettleOutcome = tuple[tuple[TallyRow, ...], tuple[tuple[int, ...], ...]]
+"""(tallies, crossed): each slot's window after the spend, and the alert levels (0-based) it newly reached."""
 
 
 class HeadRow(NamedTuple):

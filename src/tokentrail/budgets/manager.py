@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tokentrail._money import units_to_decimal
 from tokentrail._types import Cost, Usage, UsageStatus
-from tokentrail.budgets.backend import BudgetBackend, ReserveOutcome, Slot, Tally
+from tokentrail.budgets.backend import BudgetBackend, ReserveOutcome, Slot, Tally, TallyRow
 from tokentrail.budgets.connect import open_backend
 from tokentrail.budgets.events import BudgetAlert, BudgetBreach, BudgetStatus, percent_of
 from tokentrail.budgets.policy import (
@@ -59,6 +59,7 @@ logger = logging.getLogger("tokentrail.budgets")
 AlertCallback = Callable[[BudgetAlert], "object | Awaitable[object]"]
 
 _CACHE_LIMIT = 8192
+_monotonic = time.monotonic
 _SESSION_KINDS = ("session", "run")
 _active: contextvars.ContextVar[Reservation | None] = contextvars.ContextVar(
     "tokentrail_reservation", default=None
@@ -242,10 +243,16 @@ class Reservation:
         Give the `usage` (priced here on the reserved model), or a `cost` / `cost_units` you already
         have, or both. Unknown usage, or nothing at all, charges the reserved estimate: never $0.
         """
-        spend = self._spend(usage, cost, cost_units)
-        if not self._finish("settled"):
-            return
-        self._manager._settle(self, *spend)
+        if usage is None and cost is None and type(cost_units) is int and cost_units >= 0:
+            units: int | None = cost_units  # a cost already priced: the tracker's usual call
+        else:
+            usage, units = self._spend(usage, cost, cost_units)
+        with _STATE_LOCK:
+            first = self.state == "reserved"
+            if first:
+                self.state = "settled"
+        if first or self._finish("settled"):
+            self._manager._settle(self, usage, units)
 
     async def asettle(
         self,
@@ -462,9 +469,9 @@ class BudgetManager:
         raise BudgetConfigError(f"no budget named {name!r} (known: {known})")
 
     def _refresh(self) -> None:
-        if time.monotonic() < self._next_refresh:
+        if _monotonic() < self._next_refresh:
             return
-        self._next_refresh = time.monotonic() + self._refresh_seconds
+        self._next_refresh = _monotonic() + self._refresh_seconds
         try:
             overrides = self.backend.limits()
         except Exception as exc:  # keep the last known limits
@@ -698,38 +705,47 @@ class BudgetManager:
             input_tokens = _count(input_tokens, "input_tokens")
         if max_output_tokens is not None and (type(max_output_tokens) is not int or max_output_tokens < 0):
             max_output_tokens = _count(max_output_tokens, "max_output_tokens")
-        self._refresh()
+        if _monotonic() >= self._next_refresh:
+            self._refresh()
         now = self._clock()
-        plan = self._planned(scope, model, provider, now)
+        try:
+            plan = self._plan_cache.get((model, provider, *scope.items())) if type(scope) is dict else None
+        except TypeError:  # unhashable scope values (a list of tags): planned without the cache
+            plan = None
+        if plan is None or not plan.valid_from <= now < plan.valid_until:
+            plan = self._planned(scope, model, provider, now)
         if not plan.slots and not plan.per_call:
             return Reservation(
                 self, _ids.next(), model, provider, context, _EMPTY_PLAN, (), None, input_tokens, 0, now
             )
-        units, output = self.estimate(model, provider, input_tokens, max_output_tokens, context)
+        found = (
+            None
+            if context is not None
+            else self._estimates.get((model, provider, input_tokens, max_output_tokens))
+        )
+        if found is None:
+            found = self.estimate(model, provider, input_tokens, max_output_tokens, context)
+        units, output = found
         if estimate_units is not None:
             units = _count(estimate_units, "estimate_units")
         breaches: list[BudgetBreach] = []
-        for budget in plan.per_call:
-            self._check_call(
-                budget, plan.request, units, input_tokens, output, model, provider, now, breaches
-            )
-        if units is None:
-            for slot, budget in zip(plan.slots, plan.budgets, strict=True):
-                if budget.limit_units is not None:
-                    self._unpriced(budget, slot, plan.request, model, provider, now, breaches)
+        if plan.per_call or units is None:
+            self._before_reserving(plan, units, input_tokens, output, model, provider, now, breaches)
         held = units or 0
-        tokens_by_direction = (0, input_tokens, output, input_tokens + output)
-        if plan.direction:  # every budget counts the same tokens (the usual case)
-            charges = ((held, tokens_by_direction[plan.direction]),) * len(plan.slots)
+        direction = plan.direction
+        if direction:  # every budget counts the same tokens (the usual case)
+            tokens = input_tokens if direction == 1 else output if direction == 2 else input_tokens + output
+            charges = ((held, tokens),) * len(plan.slots)
         else:
+            tokens_by_direction = (0, input_tokens, output, input_tokens + output)
             charges = tuple((held, tokens_by_direction[direction]) for direction in plan.directions)
-        reservation_id = _ids.next()
+        reservation_id = _ids.prefix + str(next(_ids.counter))
         lease_until = now + self.lease_seconds
         try:
             outcome = self.backend.reserve(reservation_id, plan.slots, charges, now, lease_until)
         except Exception as exc:
             return self._unguarded(exc, plan, model, provider, context, units, input_tokens, output, now)
-        if outcome.refused is not None:
+        if outcome[0] is not None:
             self._refused(outcome, plan, charges, now)
         reservation = Reservation(
             self,
@@ -746,8 +762,9 @@ class BudgetManager:
         )
         if plan.lenient:
             for slot, index, tally, (charge_units, charge_tokens) in zip(
-                plan.slots, plan.owners, outcome.tallies, charges, strict=True
+                plan.slots, plan.owners, outcome[1], charges, strict=True
             ):
+                tally = Tally._make(tally)
                 if not slot.enforce and tally.exceeds(slot, charge_units, charge_tokens):
                     breaches.append(
                         self._breach(index, slot, tally, charge_units, charge_tokens, model, provider, now)
@@ -759,6 +776,27 @@ class BudgetManager:
                 reservation.release()
                 raise
         return reservation
+
+    def _before_reserving(
+        self,
+        plan: _Plan,
+        units: int | None,
+        input_tokens: int,
+        output: int,
+        model: str | None,
+        provider: str | None,
+        now: float,
+        breaches: list[BudgetBreach],
+    ) -> None:
+        """Per-call budgets check the call's own worst case; unpriced calls meet their USD budgets' policy."""
+        for budget in plan.per_call:
+            self._check_call(
+                budget, plan.request, units, input_tokens, output, model, provider, now, breaches
+            )
+        if units is None:
+            for slot, budget in zip(plan.slots, plan.budgets, strict=True):
+                if budget.limit_units is not None:
+                    self._unpriced(budget, slot, plan.request, model, provider, now, breaches)
 
     async def areserve(
         self,
@@ -833,20 +871,30 @@ class BudgetManager:
     def _settle(self, reservation: Reservation, usage: Usage | None, units: int | None) -> None:
         now = self._clock()
         plan = reservation.plan
-        if plan.slots:
-            if usage is None and units is None:
-                charges: Sequence[tuple[int, int]] = reservation.charges
+        slots = plan.slots
+        if slots:
+            charges: Sequence[tuple[int, int]]
+            if usage is None:
+                if units is None:
+                    charges = reservation.charges
+                elif len(slots) == 1:
+                    charges = ((units, reservation.charges[0][1]),)
+                else:
+                    charges = [(units, held_tokens) for _, held_tokens in reservation.charges]
             else:
                 charges = [
-                    (
-                        held_units if units is None else units,
-                        held_tokens if usage is None else getattr(usage, attr),
-                    )
-                    for (held_units, held_tokens), attr in zip(
-                        reservation.charges, plan.token_attrs, strict=True
-                    )
+                    (held_units if units is None else units, getattr(usage, attr))
+                    for (held_units, _), attr in zip(reservation.charges, plan.token_attrs, strict=True)
                 ]
-            self._spent(reservation.id, plan.slots, charges, now)
+            try:
+                outcome = self.backend.settle(reservation.id, slots, charges, now)
+            except Exception as exc:  # the call happened: never raise into it
+                self._backend_failed("settle", exc)
+            else:
+                if any(outcome[1]):
+                    for slot, tally, crossed in zip(slots, outcome[0], outcome[1], strict=True):
+                        if crossed:
+                            self._alert(slot, tally, crossed, now)
         if plan.per_call:
             self._check_call_spend(plan.per_call, units, usage, reservation, now)
 
@@ -918,7 +966,7 @@ class BudgetManager:
         except Exception as exc:  # the call happened: never raise into it
             self._backend_failed("settle", exc)
             return
-        for slot, tally, crossed in zip(slots, outcome.tallies, outcome.crossed, strict=True):
+        for slot, tally, crossed in zip(slots, outcome[0], outcome[1], strict=True):
             if crossed:
                 self._alert(slot, tally, crossed, now)
 
@@ -968,9 +1016,9 @@ class BudgetManager:
     def _refused(
         self, outcome: ReserveOutcome, plan: _Plan, charges: tuple[tuple[int, int], ...], now: float
     ) -> None:
-        assert outcome.refused is not None
-        index = outcome.refused
-        slot, tally = plan.slots[index], outcome.tallies[index]
+        index = outcome[0]
+        assert index is not None
+        slot, tally = plan.slots[index], Tally._make(outcome[1][index])
         units, tokens = charges[index]
         error = self._exceeded(plan.owners[index], slot, tally, units, tokens, now)
         logger.debug("tokentrail: %s", error)
@@ -1221,7 +1269,8 @@ class BudgetManager:
 
         return unsubscribe
 
-    def _alert(self, slot: Slot, tally: Tally, crossed: Sequence[int], now: float) -> None:
+    def _alert(self, slot: Slot, row: TallyRow, crossed: Sequence[int], now: float) -> None:
+        tally = Tally._make(row)
         index = self._index[slot.budget]
         budget = self._active[index]
         levels = self._alert_levels[index]

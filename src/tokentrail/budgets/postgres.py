@@ -384,7 +384,7 @@ class PostgresBackend:
             now,
         )
         tallies = tuple(_tally(t) for t in result["tallies"])
-        return ReserveOutcome(result["refused"], tallies)
+        return (result["refused"], tallies)
 
     def settle(
         self,
@@ -399,7 +399,7 @@ class PostgresBackend:
             (reservation, now, _keys(slots), payload),
             now,
         )
-        return SettleOutcome(
+        return (
             tuple(_tally(t) for t in result["tallies"]),
             tuple(tuple(range(low, high)) for low, high in result["crossed"]),
         )

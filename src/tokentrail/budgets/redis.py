@@ -428,7 +428,7 @@ class RedisBackend:
             self._reserve, reservation, repr(now), repr(lease_until), "3600", *_slot_args(slots, charges)
         )
         refused = int(out[0])
-        return ReserveOutcome(None if refused < 0 else refused, tuple(_tallies(out[1:], len(slots))))
+        return (None if refused < 0 else refused, tuple(_tallies(out[1:], len(slots))))
 
     def settle(
         self,
@@ -440,7 +440,7 @@ class RedisBackend:
         out = self._run(self._settle, reservation or "", repr(now), *_slot_args(slots, charges))
         tallies = _tallies(out, len(slots), stride=6)
         crossed = tuple(tuple(range(int(out[i * 6 + 4]), int(out[i * 6 + 5]))) for i in range(len(slots)))
-        return SettleOutcome(tuple(tallies), crossed)
+        return (tuple(tallies), crossed)
 
     def release(self, reservation: str, slots: Sequence[Slot], now: float) -> None:
         self._run(self._release, reservation, *_slot_args(slots, None))
