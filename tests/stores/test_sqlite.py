@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -17,12 +18,14 @@ from pathlib import Path
 import pytest
 
 import tokentrail as tt
+from tests.stores.fixtures.make_ledger_v4 import answers
 from tokentrail._record import to_timestamp_us
 from tokentrail.errors import StoreError
 from tokentrail.stores.base import Query
 from tokentrail.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from tokentrail.tracker import Tracker
 
+FIXTURES = Path(__file__).parent / "fixtures"
 USAGE = tt.Usage(input_tokens=1234, output_tokens=567, cache_read_tokens=200)
 PROCESSES, PER_PROCESS = 8, 5_000
 
@@ -319,7 +322,7 @@ def test_v3_ledger_migrates_to_price_versions(tmp_path: Path) -> None:
         assert tracker.totals(prices="one").cost_units == 2
         assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"old": 1, "new": 1}
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 5
     tables = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
     }
@@ -380,3 +383,51 @@ def test_a_batch_mixing_replayed_and_new_records_counts_each_once(tmp_path: Path
     assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"a": 3, "b": 1}
     assert [r.id for r in tracker.history()] == [*(r.id for r in first), fresh.id]
     store.close()
+
+
+def _table_rows(path: Path, names: tuple[str, ...]) -> dict[str, list[tuple[object, ...]]]:
+    conn = sqlite3.connect(path)
+    rows = {name: sorted(conn.execute(f"SELECT * FROM {name}").fetchall(), key=repr) for name in names}
+    conn.close()
+    return rows
+
+
+def test_v4_ledger_migrates_to_v5_value_for_value(tmp_path: Path) -> None:
+    """A ledger written by the v4 store (fixtures/make_ledger_v4.py) reads back after the migration exactly
+    as v4 read it: every field of every record (ids, costs, rules, rare token kinds, provider costs,
+    context, estimates, floats), summaries, price version `v2`; rollups and price tables untouched."""
+    path = tmp_path / "v4.db"
+    shutil.copy(FIXTURES / "ledger_v4.db", path)
+    expected = json.loads((FIXTURES / "ledger_v4.json").read_text())
+    kept = ("rollup_hour", "rollup_day", "rollup_prices", "costs", "price_versions", "rules")
+    before = _table_rows(path, kept)
+    with SQLiteStore(path) as store:
+        assert answers(store) == expected
+    assert _table_rows(path, kept) == before
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(5,)]
+    kinds = dict(
+        conn.execute("SELECT name, type FROM sqlite_master WHERE name IN ('records', 'ledger', 'dims')")
+    )
+    assert kinds == {"records": "view", "ledger": "table", "dims": "table"}
+    lengths = sorted(length for (length,) in conn.execute("SELECT length(id) FROM ledger"))
+    assert lengths == [16] * (len(expected["history"]) - 1) + [33]  # one imported id is 2**130 + 5
+    conn.close()
+
+
+def test_a_migrated_ledger_recognizes_replays_and_takes_new_records(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    shutil.copy(FIXTURES / "ledger_v4.db", path)
+    with SQLiteStore(path, batch_size=10) as store:
+        tracker = Tracker(store=store)
+        old = store.history(Query())
+        calls = tracker.totals().calls
+        for record in old:  # every record replayed, the out-of-range id too
+            store.append(record)
+        store.flush()
+        assert tracker.totals().calls == calls
+        assert [r.id for r in store.history(Query())] == [r.id for r in old]
+        tracker.record(USAGE, "gpt-4o", agent="a0")
+        assert tracker.totals().calls == calls + 1
+        assert store.reset(Query.build({"agent": "imported"}, None, None)) == 1
+        assert tracker.totals().calls == calls

@@ -12,8 +12,9 @@ import pytest
 
 import tokentrail as tt
 from tokentrail._record import Record, to_timestamp_us
+from tokentrail._types import TOKEN_FIELDS
 from tokentrail.reports.tables import render_text
-from tokentrail.stores.base import Query
+from tokentrail.stores.base import Query, provider_cost_units
 from tokentrail.stores.memory import MemoryStore
 from tokentrail.stores.sqlite import (
     _RECORD_COLUMNS,
@@ -146,11 +147,46 @@ def _all() -> Query:
     return Query.build({}, None, None)
 
 
+def _wide_row(record: Record) -> tuple[object, ...]:
+    """A record as a row of the wide `records` table of schema v1–v4 (`_RECORD_COLUMNS` order)."""
+    rule = (
+        None
+        if record.price_rule is None
+        else json.dumps(record.price_rule.as_dict(), sort_keys=True, default=str)
+    )
+    reported = record.provider_cost
+    values: dict[str, object] = {
+        "agent": record.agent,
+        "session": record.session,
+        "user": record.user,
+        "tool": record.tool,
+        "model": record.model,
+        "provider": record.provider,
+        "tags": json.dumps(list(record.tags)),
+        "path": json.dumps(list(record.path)),
+        "status": record.usage.status.value,
+        "priced": int(record.cost_units is not None),
+        "usage_reason": record.usage.reason,
+        "unpriced_reason": record.unpriced_reason,
+        "rule": rule,
+        "id": f"{record.id:032x}",
+        "ts": record.timestamp_us,
+        "hour": record.timestamp_us // 3_600_000_000,
+        "cost": None if record.cost_units is None else str(record.cost_units),
+        "duration": record.duration_ms,
+        "provider_cost": None if reported is None else str(reported),
+        "pc_units": None if reported is None else str(provider_cost_units(reported)),
+        "context": None,
+        **{f"t_{name}": getattr(record.usage, name) for name in TOKEN_FIELDS},
+        "est_input": record.estimated_input_tokens,
+        "ttft": record.ttft_ms,
+    }
+    return tuple(values[column] for column in _RECORD_COLUMNS)
+
+
 def _make_v1_file(path: Path, records: list[Record]) -> None:
     """A ledger as tokentrail wrote it before schema version 2 (no estimate column)."""
-    helper = SQLiteStore(":memory:", durable=True)
-    rows = [helper._row(record) for record in records]
-    helper.close()
+    rows = [_wide_row(record) for record in records]
     assert _RECORD_COLUMNS[-2:] == ("est_input", "ttft")  # added by v2 and v3
     v1_columns = _RECORD_COLUMNS[:-2]
     conn = sqlite3.connect(path)
@@ -173,7 +209,7 @@ def _make_v1_file(path: Path, records: list[Record]) -> None:
 
 
 def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     source = Tracker()
     source.record(_usage(100), "gpt-4o", at=AT, agent="old")
     source.record(_usage(300), "gpt-4o", at=AT, agent="old", provider_cost="0.01")
@@ -219,3 +255,4 @@ def test_report_section_only_when_estimates_exist() -> None:
     line = next(line for line in text.splitlines() if "gpt-4o" in line and "+30" in line)
     assert "330" in line and "300" in line and "16.7%" in line and "30.0%" in line and "+10.0%" in line
     assert json.dumps(_fields(drift(tracker)[0]))  # rows are plain data
+

@@ -21,12 +21,20 @@
   `rollup_hour`, and raw reads join `costs`.
 - `prune` deletes raw rows of whole hours and keeps the rollups (hourly, daily, price versions), so
   summaries still count them; `history` no longer lists them.
+- A narrow raw row (schema v5): the columns many records share (attribution, model, provider, status,
+  priced, reasons, price rule) are one row of `dims`, inserted once and cached in-process, that the
+  record's row in `ledger` references by integer id; the id is a 16-byte BLOB, the primary key of a
+  WITHOUT ROWID table (so a record is stored once whatever its timestamp), and `ts` the one index;
+  the common token kinds have columns and the rest (other token kinds, a provider-reported cost,
+  request context, the pre-call estimate) go to one nullable JSON column written only when one of them
+  is not the default. The view `records` shows the rows as the wide v4 table did; reads go through it.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import json
 import operator
 import os
@@ -34,10 +42,12 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from itertools import repeat, starmap
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,7 +79,7 @@ from tokentrail.stores.base import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "open_sqlite_url"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _MAX_PENDING = 1_000_000  # queued records kept while the file cannot be written
 _T = TypeVar("_T")
 
@@ -92,8 +102,30 @@ _RECORD_COLUMNS = (
     "est_input",
     "ttft",
 )
-_token_counts = operator.attrgetter(*TOKEN_FIELDS)
 _SHARED_CACHE_LIMIT = 4096
+# v5: the raw row of a record in `ledger`; token kinds most calls report have columns, the rest go to `extra`
+_ROW_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+_RARE_TOKENS = tuple(name for name in TOKEN_FIELDS if name not in _ROW_TOKENS)
+_RARE_DEFAULTS = tuple(1 if name == "requests" else 0 for name in _RARE_TOKENS)
+_LEDGER_COLUMNS = ("ts", "id", "dim", "cost", "duration", "ttft", *(f"t_{n}" for n in _ROW_TOKENS), "extra")
+_record_extras = operator.attrgetter("provider_cost", "context", "estimated_input_tokens")
+_NO_EXTRAS = (None, None, None)
+_record_fields = operator.attrgetter(
+    "timestamp_us",
+    "id",
+    "cost_units",
+    "duration_ms",
+    "ttft_ms",
+    "usage",
+    "attribution",
+    "model",
+    "provider",
+    "price_rule",
+    "unpriced_reason",
+)
+_usage_fields = operator.attrgetter(*_ROW_TOKENS, *_RARE_TOKENS, "status", "reason")
+_id_to_16_bytes = operator.methodcaller("to_bytes", 16, "big")
+_ID_LIMIT = 1 << 128
 _ROLLUP_SUMS = (
     "calls",
     "cost",
@@ -181,8 +213,119 @@ def _fill_rollup_day(conn: sqlite3.Connection) -> None:
     conn.executemany(_UPSERT_DAY, _by_day(rows))
 
 
+def _schema_v5() -> list[str]:
+    """v5: a narrow raw row. `dims` holds each combination of the columns records share once; `ledger`
+    holds a record's own values and its `dims` id, keyed by its 16-byte id, the rare values in `extra`
+    (JSON). The rows move from `records` after these statements (`_move_to_ledger`)."""
+    tokens = ", ".join(f"{_q('t_' + n)} INTEGER NOT NULL" for n in _ROW_TOKENS)
+    return [
+        "CREATE TABLE dims ("
+        " id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
+        ' agent TEXT, session TEXT, "user" TEXT, tool TEXT, model TEXT, provider TEXT,'
+        " tags TEXT NOT NULL, path TEXT NOT NULL, status TEXT NOT NULL, priced INTEGER NOT NULL,"
+        " usage_reason TEXT, unpriced_reason TEXT, rule TEXT)",
+        "CREATE TABLE ledger ("
+        " ts INTEGER NOT NULL, id BLOB NOT NULL, dim INTEGER NOT NULL, cost TEXT, duration REAL, ttft REAL,"
+        f" {tokens}, extra TEXT, PRIMARY KEY (id)) WITHOUT ROWID",
+        "CREATE INDEX ledger_ts ON ledger (ts)",
+    ]
+
+
+def _records_view() -> str:
+    """The view that shows `ledger` rows as the wide v4 `records` table did (`_RECORD_COLUMNS`)."""
+    shown = {
+        "id": "CASE WHEN length(l.id) = 16 THEN lower(hex(l.id)) ELSE CAST(l.id AS TEXT) END",
+        "ts": "l.ts",
+        "hour": f"CASE WHEN l.ts >= 0 THEN l.ts / {HOUR_US} ELSE (l.ts + 1) / {HOUR_US} - 1 END",
+        "cost": "l.cost",
+        "duration": "l.duration",
+        "ttft": "l.ttft",
+        "provider_cost": "json_extract(l.extra, '$.provider_cost')",
+        "pc_units": "json_extract(l.extra, '$.pc_units')",
+        "context": "json_extract(l.extra, '$.context')",
+        "est_input": "json_extract(l.extra, '$.est_input')",
+    }
+    for name in _ROW_TOKENS:
+        shown[f"t_{name}"] = f"l.{_q('t_' + name)}"
+    for name, default in zip(_RARE_TOKENS, _RARE_DEFAULTS, strict=True):
+        shown[f"t_{name}"] = f"coalesce(json_extract(l.extra, '$.{name}'), {default})"
+    columns = ", ".join(f"{shown.get(c, 'd.' + _q(c))} AS {_q(c)}" for c in _RECORD_COLUMNS)
+    return f"CREATE VIEW records AS SELECT {columns} FROM ledger l JOIN dims d ON d.id = l.dim"
+
+
+def _move_to_ledger(conn: sqlite3.Connection) -> None:
+    """v5, after the statements: every v4 `records` row to `dims` + `ledger`, value for value; then the
+    table gives way to the view."""
+    dims: dict[tuple[Any, ...], int] = {}
+    insert = _INSERT_RECORD.replace("INSERT OR IGNORE", "INSERT", 1)
+    rows = conn.execute(f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM records ORDER BY ts, id")
+    while chunk := rows.fetchmany(10_000):
+        conn.executemany(insert, [_ledger_row_of_v4(conn, row, dims) for row in chunk])
+    conn.execute("DROP TABLE records")
+    conn.execute(_records_view())
+
+
+def _ledger_row_of_v4(
+    conn: sqlite3.Connection, row: Sequence[Any], dims: dict[tuple[Any, ...], int]
+) -> tuple[Any, ...]:
+    """The `ledger` row of a v4 `records` row (in `_RECORD_COLUMNS` order), its values kept as stored."""
+    values = dict(zip(_RECORD_COLUMNS, row, strict=True))
+    shared = tuple(row[: len(_SHARED_COLUMNS)])
+    dim = dims.get(shared)
+    if dim is None:
+        dim = dims[shared] = _insert_dim(conn, shared)
+    extra: dict[str, Any] = {
+        name: values[f"t_{name}"]
+        for name, default in zip(_RARE_TOKENS, _RARE_DEFAULTS, strict=True)
+        if values[f"t_{name}"] != default
+    }
+    for name in ("provider_cost", "pc_units", "context", "est_input"):
+        if values[name] is not None:
+            extra[name] = values[name]
+    return (
+        values["ts"],
+        _id_bytes_of_text(values["id"]),
+        dim,
+        values["cost"],
+        values["duration"],
+        values["ttft"],
+        *(values[f"t_{name}"] for name in _ROW_TOKENS),
+        json.dumps(extra) if extra else None,
+    )
+
+
+def _insert_dim(conn: sqlite3.Connection, shared: tuple[Any, ...]) -> int:
+    """The id in `dims` of these shared column values (`_SHARED_COLUMNS` order), inserted if new."""
+    key = json.dumps(shared)
+    conn.execute(_INSERT_DIM, (key, *shared))
+    return int(conn.execute("SELECT id FROM dims WHERE key = ?", (key,)).fetchone()[0])
+
+
+def _id_bytes(record_id: int) -> bytes:
+    """A record id as `ledger` stores it: 16 big-endian bytes (its hex text, as bytes, if out of range)."""
+    if 0 <= record_id < _ID_LIMIT:
+        return record_id.to_bytes(16, "big")
+    return f"{record_id:032x}".encode()
+
+
+def _id_bytes_of_text(text: str) -> bytes:
+    """`_id_bytes` of an id given as the `records` view (and v4) shows it."""
+    if len(text) == 32:
+        with contextlib.suppress(ValueError):
+            return bytes.fromhex(text)
+    return text.encode()
+
+
 # version → statements that bring a database at version-1 to it
-_MIGRATIONS: dict[int, Callable[[], list[str]]] = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3, 4: _schema_v4}
+_MIGRATIONS: dict[int, Callable[[], list[str]]] = {
+    1: _schema_v1,
+    2: _schema_v2,
+    3: _schema_v3,
+    4: _schema_v4,
+    5: _schema_v5,
+}
+# version → what moves or derives data after its statements
+_MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {4: _fill_rollup_day, 5: _move_to_ledger}
 
 
 class _BigSum:
@@ -234,7 +377,8 @@ class SQLiteStore:
         self.durable = durable
         self.batch_size = max(1, int(batch_size))
         self.flush_interval = float(flush_interval)
-        self._pending: list[Record] = []
+        self._pending: deque[Record] = deque()
+        self._forked = False  # set in a child process made by fork(): the store is its parent's
         self._pending_lock = threading.Lock()
         self._db_lock = threading.RLock()
         self._wake = threading.Condition(self._pending_lock)
@@ -243,8 +387,11 @@ class SQLiteStore:
         self._rules: dict[str, PriceRule] = {}  # rule JSON (as a v3 file holds it) → rule
         self._rule_ids: dict[str, str] = {}  # rule JSON → its id in `rules`
         self._by_ref: dict[str, PriceRule | None] = {}  # id in `rules` → rule
-        # (ids and values a record's shared columns come from) → (attribution, rule, the columns)
-        self._shared: dict[tuple[object, ...], tuple[object, object, tuple[Any, ...]]] = {}
+        # (ids and values a record's shared columns come from) → (attribution, rule, its `dims` id)
+        self._dims: dict[tuple[object, ...], int] = {}
+        self._alive: list[tuple[object, object]] = []
+        self._dim_ids: dict[tuple[Any, ...], int] = {}  # shared column values → `dims` id
+        self._dim_keys: dict[int, tuple[Any, ...]] = {}  # `dims` id → its rollup key columns
         self._timeout = float(timeout)
         self._conn = self._connect(timeout)
         self._pid = os.getpid()
@@ -254,6 +401,7 @@ class SQLiteStore:
             self._writer.start()
         ref = weakref.ref(self)
         self._atexit = lambda: _close_ref(ref)
+        _OPEN_STORES.add(self)
         atexit.register(self._atexit)
 
     # -- opening -----------------------------------------------------------------------------------
@@ -315,8 +463,9 @@ class SQLiteStore:
                 for target in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in _MIGRATIONS[target]():
                         conn.execute(statement)
-                    if target == 4:
-                        _fill_rollup_day(conn)
+                    after = _MIGRATION_STEPS.get(target)
+                    if after is not None:
+                        after(conn)
                     conn.execute("DELETE FROM schema_version")
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
                 conn.execute("COMMIT")
@@ -332,30 +481,31 @@ class SQLiteStore:
         """Queue `record` (commit it before returning when durable)."""
         if self._closed:
             raise StoreError(f"SQLite store {self.path!r} is closed")
-        if self._pid != os.getpid():
+        if self._forked:
             raise StoreError("a SQLiteStore cannot be shared across fork(); open one per process")
         if self.durable:
             with self._db_lock:
                 self._write([record])
             return
-        with self._pending_lock:
-            self._pending.append(record)
-            if len(self._pending) == self.batch_size:
+        pending = self._pending
+        pending.append(record)  # a deque: appends need no lock; only `flush` takes from the left
+        if len(pending) >= self.batch_size:
+            with self._pending_lock:
                 self._wake.notify()
 
     def flush(self) -> None:
         """Commit every queued record now."""
         with self._db_lock:
-            with self._pending_lock:
-                batch, self._pending = self._pending, []
+            pending = self._pending
+            batch = list(starmap(pending.popleft, repeat((), len(pending))))
             if not batch:
                 return
             try:
                 self._write(batch)
             except BaseException:
-                with self._pending_lock:  # keep them for the next attempt (bounded)
-                    self._pending[:0] = batch[-_MAX_PENDING:]
-                    del self._pending[_MAX_PENDING:]
+                pending.extendleft(reversed(batch[-_MAX_PENDING:]))  # kept for the next attempt (bounded)
+                for _ in range(len(pending) - _MAX_PENDING):
+                    pending.pop()
                 raise
 
     def close(self) -> None:
@@ -396,7 +546,7 @@ class SQLiteStore:
                 time.sleep(min(self.flush_interval, 1.0))
 
     def _write(self, batch: list[Record]) -> None:
-        """Insert the records not yet in the file and update the rollup, in one transaction.
+        """Insert the records not yet in the file and update the rollups, in one transaction.
 
         The usual batch holds only new records: one `executemany` inserts them and the rollup change,
         summed per cell in Python, is one upsert per cell. When the insert skipped some (a replay, or a
@@ -405,7 +555,8 @@ class SQLiteStore:
             raise StoreError("a SQLiteStore cannot be shared across fork(); open one per process")
         conn = self._conn
         try:
-            rows, cells = self._rows(batch)  # may store a new price rule
+            with _collector_paused():
+                rows = self._rows(batch)  # may store a new price rule or `dims` row (committed at once)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
 
@@ -415,14 +566,14 @@ class SQLiteStore:
                 before = conn.total_changes
                 conn.executemany(_INSERT_RECORD, rows)
                 if conn.total_changes - before == len(rows):
-                    _add_to_rollups(conn, _cell_deltas(cells))
+                    _add_to_rollups(conn, self._deltas(rows))
                 else:
                     conn.execute("ROLLBACK")
                     conn.execute("BEGIN IMMEDIATE")
                     fresh = _fresh_rows(conn, rows)
                     if fresh:
                         conn.executemany(_INSERT_RECORD, fresh)
-                        _add_to_rollups(conn, _rollup_deltas(fresh))
+                        _add_to_rollups(conn, self._deltas(fresh))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -430,49 +581,77 @@ class SQLiteStore:
                 raise
 
         try:
-            _retry(transaction, self._timeout)
+            with _collector_paused():
+                _retry(transaction, self._timeout)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
 
-    def _rows(
-        self, batch: list[Record]
-    ) -> tuple[list[tuple[Any, ...]], dict[tuple[int, int], list[tuple[Any, ...]]]]:
-        """The rows of `batch`, and the same rows by rollup cell: (id of the shared columns, hour)."""
-        rows = []
-        cells: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
-        alive = []  # the shared tuples whose ids key `cells` (the cache may drop them mid-batch)
-        shared_columns = self._shared_columns
-        for record in batch:
-            shared = shared_columns(record)
-            row = shared + _own_values(record)
-            rows.append(row)
-            key = (id(shared), row[_HOUR_AT])
-            found = cells.get(key)
-            if found is None:
-                cells[key] = [row]
-                alive.append(shared)
-            else:
-                found.append(row)
-        return rows, cells
+    def _rows(self, batch: list[Record]) -> list[tuple[Any, ...]]:
+        """The `ledger` rows of `batch` (columns in `_LEDGER_COLUMNS` order), built column by column
+        with C-level helpers (attrgetter, map, zip). The caches are trimmed first, so none drops a
+        `dims` id the batch's rollup change needs."""
+        if not batch:
+            return []
+        if len(self._dims) >= _SHARED_CACHE_LIMIT or len(self._dim_keys) >= _SHARED_CACHE_LIMIT:
+            self._forget_dims()
+        count = len(batch)
+        (stamps, ids, costs, durations, ttfts, usages, attributions, models, providers, rules, unpriced) = (
+            zip(*map(_record_fields, batch), strict=True)
+        )
+        reported, contexts, estimates = zip(*map(_record_extras, batch), strict=True)
+        usage_columns = list(zip(*map(_usage_fields, usages), strict=True))
+        row_tokens = usage_columns[: len(_ROW_TOKENS)]
+        rare = usage_columns[len(_ROW_TOKENS) : len(_ROW_TOKENS) + len(_RARE_TOKENS)]
+        statuses, reasons = usage_columns[-2:]
+        keys = list(
+            zip(
+                map(id, attributions),
+                models,
+                providers,
+                map(id, rules),
+                map(id, statuses),
+                reasons,
+                map(operator.is_, costs, repeat(None)),
+                unpriced,
+                strict=True,
+            )
+        )
+        dims = list(map(self._dims.get, keys))
+        if None in dims:
+            for i, dim in enumerate(dims):
+                if dim is None:
+                    dims[i] = self._dim(batch[i], keys[i])
+        cost_texts: Iterable[str | None] = map(str, costs)
+        if None in costs:
+            cost_texts = [None if cost is None else str(cost) for cost in costs]
+        try:
+            id_bytes: Iterable[bytes] = list(map(_id_to_16_bytes, ids))
+        except OverflowError:  # an id outside 0 … 2**128 - 1
+            id_bytes = list(map(_id_bytes, ids))
+        extra_texts: Iterable[str | None] = repeat(None, count)
+        plain = all(
+            column.count(default) == count for column, default in zip(rare, _RARE_DEFAULTS, strict=True)
+        )
+        if not plain or (reported.count(None), contexts.count(None), estimates.count(None)) != (count,) * 3:
+            extra_texts = [
+                None if r == _RARE_DEFAULTS and e == _NO_EXTRAS else _extra_text(r, *e)
+                for r, e in zip(
+                    zip(*rare, strict=True), zip(reported, contexts, estimates, strict=True), strict=True
+                )
+            ]
+        return list(
+            zip(stamps, id_bytes, dims, cost_texts, durations, ttfts, *row_tokens, extra_texts, strict=True)
+        )
 
-    def _shared_columns(self, record: Record) -> tuple[Any, ...]:
+    def _row(self, record: Record) -> tuple[Any, ...]:
+        """The `ledger` row of one record."""
+        return self._rows([record])[0]
+
+    def _dim(self, record: Record, fast: tuple[object, ...]) -> int:
+        """The `dims` id of the columns `record` shares with others (stored on first sight)."""
         usage = record.usage
         attribution = record.attribution
-        rule = record.price_rule
-        fast = (
-            id(attribution),
-            record.model,
-            record.provider,
-            id(rule),
-            id(usage.status),
-            usage.reason,
-            record.cost_units is None,
-            record.unpriced_reason,
-        )
-        found = self._shared.get(fast)
-        if found is not None and found[0] is attribution and found[1] is rule:
-            return found[2]
-        columns = (
+        shared = (
             attribution.agent,
             attribution.session,
             attribution.user,
@@ -485,16 +664,81 @@ class SQLiteStore:
             int(record.cost_units is not None),
             usage.reason,
             record.unpriced_reason,
-            self._rule_text(rule),
+            self._rule_text(record.price_rule),
         )
-        if len(self._shared) >= _SHARED_CACHE_LIMIT:
-            self._shared.clear()
-        self._shared[fast] = (attribution, rule, columns)  # keeps the ids in `fast` alive
-        return columns
+        dim = self._dim_ids.get(shared)
+        if dim is None:
+            conn = self._conn
+            dim = _retry(lambda: _insert_dim(conn, shared), self._timeout)
+            self._dim_ids[shared] = dim
+        self._dim_keys[dim] = shared[: len(_KEY_COLUMNS)]
+        self._dims[fast] = dim
+        self._alive.append((attribution, record.price_rule))  # the objects whose ids key `_dims`
+        return dim
 
-    def _row(self, record: Record) -> tuple[Any, ...]:
-        """The `records` row of one record (columns in `_RECORD_COLUMNS` order)."""
-        return self._shared_columns(record) + _own_values(record)
+    def _forget_dims(self) -> None:
+        self._dims.clear()
+        self._alive.clear()
+        self._dim_ids.clear()
+        self._dim_keys.clear()
+
+    def _deltas(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Hourly rollup deltas, one per cell (hour × `dims` row), of `ledger` rows made by `_row`."""
+        cells: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            key = (row[_DIM_AT], row[0] // HOUR_US)
+            found = cells.get(key)
+            if found is None:
+                cells[key] = [row]
+            else:
+                found.append(row)
+        return [self._cell_delta(dim, hour, cell) for (dim, hour), cell in cells.items()]
+
+    def _cell_delta(self, dim: int, hour: int, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+        """The rollup delta (`_ROLLUP_COLUMNS` order) of the rows of one cell."""
+        keys = self._dim_keys[dim]
+        columns = list(zip(*rows, strict=True))
+        costs = columns[_COST_AT]
+        calls = len(rows)
+        cost = sum(map(int, costs)) if keys[-1] else 0  # a cell's rows are all priced or all unpriced
+        durations = columns[_DURATION_AT]
+        outputs = columns[_OUTPUT_AT]
+        missing = durations.count(None)
+        if missing == 0:
+            timed, duration, timed_output = calls, sum(durations), sum(outputs)
+        else:
+            timed = calls - missing
+            duration = sum(d for d in durations if d is not None)
+            timed_output = sum(o for d, o in zip(durations, outputs, strict=True) if d is not None)
+        token_sums = map(sum, columns[_ROW_TOKENS_AT : _ROW_TOKENS_AT + len(_ROW_TOKENS)])
+        tokens = dict(zip(_ROW_TOKENS, token_sums, strict=True))
+        tokens |= dict(zip(_RARE_TOKENS, (default * calls for default in _RARE_DEFAULTS), strict=True))
+        provider_cost = provider_calls = cost_on_provider = 0
+        for row in rows:
+            if row[_EXTRA_AT] is None:
+                continue
+            extra = json.loads(row[_EXTRA_AT])
+            for name, default in zip(_RARE_TOKENS, _RARE_DEFAULTS, strict=True):
+                tokens[name] += extra.get(name, default) - default
+            reported = extra.get("pc_units")
+            if reported is not None:
+                provider_calls += 1
+                provider_cost += int(reported)
+                cost_on_provider += int(row[_COST_AT] or 0)
+        key = (hour, *keys)
+        return (
+            json.dumps(key),
+            *key,
+            calls,
+            str(cost),
+            float(duration),
+            timed,
+            timed_output,
+            str(provider_cost),
+            provider_calls,
+            str(cost_on_provider),
+            *(tokens[name] for name in TOKEN_FIELDS),
+        )
 
     def _rule_text(self, rule: PriceRule | None) -> str | None:
         """The `rule` column of a record priced by `rule`: the id of its JSON in the `rules` table, as
@@ -525,7 +769,7 @@ class SQLiteStore:
     def _forget_rule_ids(self) -> None:
         self._rule_ids.clear()
         self._rule_json.clear()
-        self._shared.clear()
+        self._forget_dims()
 
     def _load_rules(self, conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
         """Read the price rules `rows` refer to that are not known yet."""
@@ -863,7 +1107,7 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute("DELETE FROM costs WHERE id IN (SELECT id FROM records WHERE ts < ?)", (cut,))
-                dropped = conn.execute("DELETE FROM records WHERE ts < ?", (cut,)).rowcount
+                dropped = conn.execute("DELETE FROM ledger WHERE ts < ?", (cut,)).rowcount
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -878,7 +1122,7 @@ class SQLiteStore:
         cut = before_us // HOUR_US * HOUR_US
 
         def work(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("SELECT count(*) FROM records WHERE ts < ?", (cut,)).fetchone()[0])
+            return int(conn.execute("SELECT count(*) FROM ledger WHERE ts < ?", (cut,)).fetchone()[0])
 
         return self._read(work)
 
@@ -945,8 +1189,12 @@ class SQLiteStore:
 # -- SQL ----------------------------------------------------------------------------------------------
 
 _INSERT_RECORD = (
-    f"INSERT OR IGNORE INTO records ({', '.join(_q(c) for c in _RECORD_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_RECORD_COLUMNS))})"
+    f"INSERT OR IGNORE INTO ledger ({', '.join(_q(c) for c in _LEDGER_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_LEDGER_COLUMNS))})"
+)
+_INSERT_DIM = (
+    f"INSERT OR IGNORE INTO dims (key, {', '.join(_q(c) for c in _SHARED_COLUMNS)}) "
+    f"VALUES (?, {', '.join('?' * len(_SHARED_COLUMNS))})"
 )
 _ROLLUP_COLUMNS = ("cell", "hour", *_KEY_COLUMNS, *_ROLLUP_SUMS, *_TOKEN_COLUMNS)
 _ADD_SUMS = ", ".join(
@@ -1011,89 +1259,45 @@ _RECORDS_SELECT = ", ".join(
     ]
 )
 _AT = {name: i for i, name in enumerate(_RECORD_COLUMNS)}
-_HOUR_AT = _AT["hour"]
-_SUMMED = [_AT[c] for c in ("cost", "duration", "pc_units", "t_output_tokens")]
-_TOKENS_AT = [_AT[c] for c in _TOKEN_COLUMNS]
+_LEDGER_AT = {name: i for i, name in enumerate(_LEDGER_COLUMNS)}
+_DIM_AT, _COST_AT, _DURATION_AT = _LEDGER_AT["dim"], _LEDGER_AT["cost"], _LEDGER_AT["duration"]
+_OUTPUT_AT, _EXTRA_AT = _LEDGER_AT["t_output_tokens"], _LEDGER_AT["extra"]
+_ROW_TOKENS_AT = _LEDGER_AT[f"t_{_ROW_TOKENS[0]}"]
 
 
-def _own_values(record: Record) -> tuple[Any, ...]:
-    """The columns of a record's row that are its own (after the shared ones)."""
-    reported = record.provider_cost
-    cost = record.cost_units
-    timestamp = record.timestamp_us
-    context = record.context
-    estimate = record.estimated_input_tokens
-    return (
-        f"{record.id:032x}",
-        timestamp,
-        timestamp // HOUR_US,
-        None if cost is None else str(cost),
-        record.duration_ms,
-        None if reported is None else str(reported),
-        None if reported is None else str(provider_cost_units(reported)),
-        None if context is None else json.dumps(dict(context), sort_keys=True),
-        *_token_counts(record.usage),
-        None if estimate is None else _estimate_column(estimate),
-        record.ttft_ms,
-    )
-
-
-def _cell_deltas(cells: dict[tuple[int, int], list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
-    """Rollup deltas, one per cell, of rows grouped by cell (rows of one cell share their key columns)."""
-    deltas = []
-    width = len(_KEY_COLUMNS)
-    cost_at, duration_at, reported_at, output_at = _SUMMED
-    for rows in cells.values():
-        first = rows[0]
-        key = (first[_HOUR_AT], *first[:width])
-        columns = list(zip(*rows, strict=True))
-        costs = columns[cost_at]
-        cost = sum(map(int, filter(None, costs))) if first[width - 1] else 0
-        durations = columns[duration_at]
-        missing = durations.count(None)
-        if missing == 0:
-            timed, duration, timed_output = len(rows), sum(durations), sum(columns[output_at])
-        else:
-            timed = len(rows) - missing
-            duration = sum(d for d in durations if d is not None)
-            timed_output = sum(o for d, o in zip(durations, columns[output_at], strict=True) if d is not None)
-        reported = columns[reported_at]
-        provider_calls = len(rows) - reported.count(None)
-        provider_cost = cost_on_provider = 0
-        if provider_calls:
-            provider_cost = sum(int(r) for r in reported if r is not None)
-            cost_on_provider = sum(int(c or 0) for r, c in zip(reported, costs, strict=True) if r is not None)
-        deltas.append(
-            (
-                json.dumps(key),
-                *key,
-                len(rows),
-                str(cost),
-                float(duration),
-                timed,
-                timed_output,
-                str(provider_cost),
-                provider_calls,
-                str(cost_on_provider),
-                *(sum(columns[i]) for i in _TOKENS_AT),
-            )
-        )
-    return deltas
+def _extra_text(
+    rare: tuple[int, ...], reported: Decimal | None, context: Any, estimate: object
+) -> str | None:
+    """The `extra` column of a record: its values that are rarely given (JSON; None when all are
+    defaults). Amounts and the context are kept as text, exactly as the v4 columns held them."""
+    values: dict[str, Any] = {
+        name: value
+        for name, value, default in zip(_RARE_TOKENS, rare, _RARE_DEFAULTS, strict=True)
+        if value != default
+    }
+    if reported is not None:
+        values["provider_cost"] = str(reported)
+        values["pc_units"] = str(provider_cost_units(reported))
+    if context is not None:
+        values["context"] = json.dumps(dict(context), sort_keys=True)
+    estimate = _estimate_column(estimate)
+    if estimate is not None:
+        values["est_input"] = estimate
+    return json.dumps(values) if values else None
 
 
 def _fresh_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The rows whose id is not in the file yet, each id once."""
-    id_at = _AT["id"]
-    ids = [row[id_at] for row in rows]
-    existing: set[str] = set()
+    """The `ledger` rows whose id is not in the file yet, each id once."""
+    ids = [row[1] for row in rows]
+    existing: set[bytes] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        existing.update(r[0] for r in conn.execute(f"SELECT id FROM records WHERE id IN ({marks})", chunk))
-    fresh: dict[str, tuple[Any, ...]] = {}
+        existing.update(r[0] for r in conn.execute(f"SELECT id FROM ledger WHERE id IN ({marks})", chunk))
+    fresh: dict[bytes, tuple[Any, ...]] = {}
     for row in rows:
-        if row[id_at] not in existing:
-            fresh.setdefault(row[id_at], row)
+        if row[1] not in existing:
+            fresh.setdefault(row[1], row)
     return list(fresh.values())
 
 
@@ -1241,9 +1445,9 @@ def _delete_in(conn: sqlite3.Connection, sql: str, values: list[Any]) -> None:
 
 
 def _delete_records(conn: sqlite3.Connection, ids: list[str]) -> None:
-    """Delete raw rows and their price versions' costs."""
+    """Delete raw rows (ids as the `records` view shows them) and their price versions' costs."""
     _delete_in(conn, "DELETE FROM costs WHERE id IN ({})", ids)
-    _delete_in(conn, "DELETE FROM records WHERE id IN ({})", ids)
+    _delete_in(conn, "DELETE FROM ledger WHERE id IN ({})", [_id_bytes_of_text(i) for i in ids])
 
 
 def _where(query: Query, raw: bool = False) -> tuple[str, list[Any], Callable[[str, str], bool] | None]:
@@ -1377,6 +1581,34 @@ def _describe(exc: sqlite3.Error) -> str:
     if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
         return f"{text} (check that the file and its directory are writable)"
     return text
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector from running while a batch is written: the batch's short-
+    lived tuples would otherwise trigger full collections that walk the whole heap (tens of ms each in a
+    process holding many objects). Left alone when the application has disabled the collector."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+_OPEN_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+def _mark_forked() -> None:
+    """In a child process made by fork(): every store the parent opened refuses appends."""
+    for store in list(_OPEN_STORES):
+        store._forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_forked)
 
 
 def _close_ref(ref: weakref.ReferenceType[SQLiteStore]) -> None:
