@@ -7,6 +7,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -721,3 +722,34 @@ def test_cli_reprice_and_report_on_postgres(postgres_server: str, schema: str, t
     assert Decimal(data["totals"]["cost"]) == gpt + Decimal("0.002368")  # acme: 1234 x 1/M + 567 x 2/M
     missing = runner.invoke(app, ["report", "--store", url, "--prices", "nope"])
     assert missing.exit_code == 1 and "no price version 'nope'" in missing.output
+
+
+def test_estimated_records_are_read_through_the_partial_index(
+    store: PostgresStore, postgres_server: str
+) -> None:
+    from tokentrail.stores.postgres import _where
+
+    tracker = Tracker(store=store)
+    for i in range(2000):
+        estimate = 900 if i % 100 == 0 else None
+        tracker.record(USAGE, "gpt-4o", at=T0 + timedelta(seconds=30 * i), estimated_input_tokens=estimate)
+    assert len(tracker.history(estimated=True)) == 20
+    where, params = _where(Query.build({"estimated": True, "status": "complete"}), raw=True)
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'ANALYZE "{store.schema}".records')
+        partial = {
+            row[0]
+            for row in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexdef LIKE %s",
+                (store.schema, "%WHERE (est_input IS NOT NULL)"),
+            )
+        }
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                f'EXPLAIN SELECT * FROM "{store.schema}".records WHERE {" AND ".join(where)} ORDER BY ts, id',
+                params,
+            )
+        )
+    assert "records_2025_06" in {name.rsplit("_ts_idx", 1)[0] for name in partial}
+    assert any(re.search(rf"\b{name}\b", plan) for name in partial), plan  # index or bitmap scan

@@ -162,3 +162,53 @@ def test_random_workload_matches_the_memory_store(make_store: MakeStore) -> None
         agent="a",
     ) == reference.reset(agent="a")
     assert same(tested.summary(("hour", "agent")), reference.summary(("hour", "agent")))
+
+
+def test_estimated_filter_selects_records_by_their_pre_call_estimate(make_store: MakeStore) -> None:
+    """`estimated=True` lists only the records that carry a pre-call estimate (`False` the others), with
+    the other filters, time ranges and limits; summaries and reset refuse it (rollups do not keep it)."""
+    rng = random.Random(8)
+    reference, tested = Tracker(), Tracker(store=make_store())
+    for i in range(300):
+        record = reference.record(
+            tt.Usage(input_tokens=rng.randrange(1, 4000), output_tokens=rng.randrange(0, 300)),
+            rng.choice(["gpt-4o", "claude-sonnet-4-5", "mystery-model"]),
+            agent=rng.choice(["a", "b", None]),
+            tags=rng.sample(["x", "y"], rng.randrange(0, 2)),
+            at=T0 + timedelta(minutes=rng.randrange(0, 60 * 20)),
+            estimated_input_tokens=rng.choice([None, None, 0, rng.randrange(1, 5000)]) if i % 3 else None,
+        )
+        tested.store.append(record)
+    everything = reference.history()
+    with_estimate = [r for r in everything if r.estimated_input_tokens is not None]
+    assert 0 < len(with_estimate) < len(everything) / 2
+    assert tested.history(estimated=True) == with_estimate
+    assert tested.history(estimated=False) == [r for r in everything if r.estimated_input_tokens is None]
+    assert tested.history(estimated=[True, False]) == everything
+    assert tested.history(estimated=[]) == []
+    since, until = T0 + timedelta(hours=2, minutes=13), T0 + timedelta(hours=11, minutes=47)
+    for filters in [{"agent": "a"}, {"tag": "x"}, {"priced": False}, {"model": "gpt-4o", "agent": None}]:
+        got = tested.history(since=since, until=until, estimated=True, **filters)
+        assert got == reference.history(since=since, until=until, estimated=True, **filters), filters
+        assert all(r.estimated_input_tokens is not None for r in got)
+    assert tested.history(limit=5, estimated=True) == with_estimate[-5:]
+    for refused in (lambda: tested.summary("agent", estimated=True), lambda: tested.reset(estimated=False)):
+        with pytest.raises(ValueError, match="'estimated' filter selects raw records"):
+            refused()
+    assert tested.totals().calls == 300  # the refused reset removed nothing
+
+
+def test_reprice_honours_the_estimated_filter(make_store: MakeStore) -> None:
+    from tokentrail._types import Cost
+    from tokentrail.stores.base import Query, RepricingStore
+
+    tracker = Tracker(store=make_store())
+    tracker.record(SMALL, "gpt-4o", at=T0, estimated_input_tokens=10)
+    tracker.record(SMALL, "gpt-4o", at=T0)
+    tracker.record(BIG, "mystery-model", at=T0 + timedelta(hours=1), estimated_input_tokens=0)
+    store = tracker.store
+    assert isinstance(store, RepricingStore)
+    one = Cost(priced=True, parts=(1,))
+    assert store.reprice(Query.build({"estimated": True}), lambda record: one, "estimated-only") == 2
+    costs = [r.cost_units for r in tracker.history(prices="estimated-only")]
+    assert costs == [1, tt.price(SMALL, "gpt-4o", at=T0).total_units, 1]  # type: ignore[attr-defined]

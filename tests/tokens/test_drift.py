@@ -256,3 +256,74 @@ def test_report_section_only_when_estimates_exist() -> None:
     assert "330" in line and "300" in line and "16.7%" in line and "30.0%" in line and "+10.0%" in line
     assert json.dumps(_fields(drift(tracker)[0]))  # rows are plain data
 
+
+# -- drift reads only the records that carry an estimate -------------------------------------------------
+
+
+class _Watched(MemoryStore):
+    """A memory store that keeps the queries `history` answered and the records it returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[Query] = []
+        self.returned: list[Record] = []
+
+    def history(self, query: Query, limit: int | None = None) -> list[Record]:
+        found = super().history(query, limit)
+        self.queries.append(query)
+        self.returned.extend(found)
+        return found
+
+
+class _WatchedSQLite(SQLiteStore):
+    """A SQLite store that keeps the records `history` returned."""
+
+    returned: list[Record]
+
+    def history(self, query: Query, limit: int | None = None) -> list[Record]:
+        found = super().history(query, limit)
+        self.returned = [*getattr(self, "returned", []), *found]
+        return found
+
+
+def _fill_with_noise(tracker: Tracker) -> None:
+    """`_fill`'s records among 500 records without an estimate, in the same hours and models."""
+    for i in range(250):
+        tracker.record(_usage(100 + i), "gpt-4o", at=AT + timedelta(minutes=i % 90))
+    _fill(tracker)
+    for i in range(250):
+        tracker.record(_usage(50), "claude-sonnet-4-5", at=AT + timedelta(minutes=i % 90))
+
+
+def test_drift_reads_only_records_with_an_estimate_from_the_store() -> None:
+    store = _Watched()
+    tracker = Tracker(store=store)
+    _fill_with_noise(tracker)
+    rows = drift(tracker)
+    _check(rows)
+    assert [dict(q.filters) for q in store.queries] == [{"estimated": True, "status": "complete"}]
+    assert len(store.returned) == 5  # the compared calls, nothing else
+    assert all(r.estimated_input_tokens is not None for r in store.returned)
+    assert rows == drift(tracker.history())  # the same rows as reading the whole history
+
+
+def test_drift_on_sqlite_reads_only_records_with_an_estimate(tmp_path: Path) -> None:
+    store = _WatchedSQLite(tmp_path / "ledger.db")
+    tracker = Tracker(store=store)
+    try:
+        _fill_with_noise(tracker)
+        rows = drift(tracker)
+        assert len(store.returned) == 5 and all(r.estimated_input_tokens is not None for r in store.returned)
+        _check(rows)
+        assert rows == drift(tracker.history())
+    finally:
+        store.close()
+
+
+def test_report_drift_section_reads_only_estimated_records() -> None:
+    store = _Watched()
+    tracker = Tracker(store=store)
+    _fill_with_noise(tracker)
+    assert "Estimate vs billed input tokens" in render_text(tracker, width=160)
+    assert all(r.estimated_input_tokens is not None for r in store.returned)
+    assert len(store.returned) == 6  # every record with an estimate (in the report range: all)

@@ -56,7 +56,7 @@ def report(
             parts.append(hierarchy_table(nodes, totals))
         from tokentrail.tokens.drift import drift
 
-        drift_rows = drift(tracker.history(since=since, until=until))
+        drift_rows = drift(tracker.history(since=since, until=until, estimated=True))
         if drift_rows:
             parts.append(drift_table(drift_rows))
     if totals.unpriced_calls:

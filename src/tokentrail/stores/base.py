@@ -22,6 +22,7 @@ __all__ = [
     "FILTER_KEYS",
     "GROUP_KEYS",
     "ORIGINAL_PRICES",
+    "RECORD_FILTERS",
     "TIME_KEYS",
     "Aggregate",
     "KeyFields",
@@ -43,7 +44,22 @@ __all__ = [
 # hierarchy path ("a/b"), and UTC time buckets.
 TIME_KEYS = ("hour", "day", "month")
 GROUP_KEYS = ("agent", "session", "user", "tool", "model", "provider", "tag", "path", "status", *TIME_KEYS)
-FILTER_KEYS = ("agent", "session", "user", "tool", "model", "provider", "tag", "status", "priced")
+FILTER_KEYS = (
+    "agent",
+    "session",
+    "user",
+    "tool",
+    "model",
+    "provider",
+    "tag",
+    "status",
+    "priced",
+    "estimated",
+)
+# Filters on a record's own values, which rollups do not keep: only raw records answer them (`history`,
+# `reprice`); `summary` and `reset` refuse them. `estimated`: True selects the records that carry a
+# pre-call input estimate (`Record.estimated_input_tokens`), False those that do not.
+RECORD_FILTERS = ("estimated",)
 
 HOUR_US = 3_600_000_000
 ORIGINAL_PRICES = "original"  # the price version of the costs as they were recorded
@@ -127,8 +143,29 @@ class Query:
             and (self.include_children)
         )
 
+    @property
+    def estimated(self) -> frozenset[bool] | None:
+        """The values the `estimated` filter allows (True: has a pre-call estimate); None without it."""
+        for name, wanted in self.filters:
+            if name == "estimated":
+                return frozenset(
+                    bool(v) for v in _options(wanted) if isinstance(v, (bool, int)) and v in (0, 1)
+                )
+        return None
+
+    def check_rollup_filters(self) -> None:
+        """ValueError when a filter needs raw records (see `RECORD_FILTERS`): summaries and resets count
+        whole hours from rollups, which do not keep what such a filter looks at."""
+        for name, _ in self.filters:
+            if name in RECORD_FILTERS:
+                raise ValueError(
+                    f"the {name!r} filter selects raw records: history() and reprice take it; "
+                    "summaries and reset do not (rollups do not keep it)"
+                )
+
     def matches(self, key: KeyFields) -> bool:
-        """Whether records with these fields fall under the filters and the hierarchy node."""
+        """Whether records with these fields fall under the filters and the hierarchy node (filters on a
+        record's own values, `RECORD_FILTERS`, are left to the store)."""
         path = key.path
         if self.include_children:
             if path[: len(self.path)] != self.path:
@@ -136,6 +173,8 @@ class Query:
         elif path != self.path:
             return False
         for name, wanted in self.filters:
+            if name in RECORD_FILTERS:
+                continue
             if name == "tag":
                 tags = key.tags
                 if not any(tag in tags for tag in _options(wanted)):

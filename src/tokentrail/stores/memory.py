@@ -24,7 +24,7 @@ import operator
 import threading
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
@@ -520,6 +520,7 @@ class MemoryStore:
         unknown = [name for name in by if name not in GROUP_KEYS]
         if unknown:
             raise ValueError(f"cannot group by {', '.join(unknown)}; known: {', '.join(GROUP_KEYS)}")
+        query.check_rollup_filters()
         parts: list[tuple[_Key, int, list[int | float], bool]] = []
         with self._lock:
             self._flush()
@@ -574,6 +575,7 @@ class MemoryStore:
         """The records `query` selects, oldest first; with `limit`, only the last `limit` of them."""
         if limit is not None and limit <= 0:
             return []
+        estimated = query.estimated
         with self._lock:
             self._flush()
             found: list[tuple[int, int, int, _Key, _Cell, int]] = []  # (timestamp, prefix, sequence, …)
@@ -582,6 +584,12 @@ class MemoryStore:
                     if _coverage(query, hour) == "none":
                         continue
                     sequences = cell.sequences
+                    if estimated is not None:
+                        for index in _estimated_indices(cell, estimated):
+                            timestamp = cell.timestamps[index]
+                            if query.in_time(timestamp):
+                                found.append((timestamp, key.id_prefix, sequences[index], key, cell, index))
+                        continue
                     for index, timestamp in enumerate(cell.timestamps):
                         if query.in_time(timestamp):
                             found.append((timestamp, key.id_prefix, sequences[index], key, cell, index))
@@ -606,6 +614,7 @@ class MemoryStore:
 
     def reset(self, query: Query) -> int:
         """Forget the records `query` selects; returns how many were removed."""
+        query.check_rollup_filters()
         removed = 0
         with self._lock:
             self._flush()
@@ -787,6 +796,17 @@ def _atomically(cell: _Cell, change: Callable[[], None]) -> bool:
                     del side[index]
         return False
     return True
+
+
+def _estimated_indices(cell: _Cell, allowed: frozenset[bool]) -> Iterable[int]:
+    """The indexes of a cell's records the `estimated` filter lets through, in order; with True alone,
+    only the records that carry an estimate are visited."""
+    estimates = cell.estimates or {}
+    if allowed == {True}:
+        return sorted(estimates)
+    if allowed == {False}:
+        return [index for index in range(len(cell)) if index not in estimates]
+    return range(len(cell)) if allowed else ()
 
 
 def _coverage(query: Query, hour: int) -> str:

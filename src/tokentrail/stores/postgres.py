@@ -1204,11 +1204,19 @@ def _partition_month(name: str) -> int | None:
 
 def _where(query: Query, raw: bool = False) -> tuple[list[str], list[Any]]:
     """SQL conditions (parameterized; values encoded like stored text) for the filters and the
-    hierarchy node; `raw` adds the time range (records table)."""
+    hierarchy node; `raw` adds the time range (records table). Without `raw` (rollups), a filter only raw
+    records answer (`estimated`) is refused."""
     conditions: list[str] = []
     params: list[Any] = []
+    if not raw:
+        query.check_rollup_filters()
     for name, wanted in query.filters:
         options = _options(wanted)
+        if name == "estimated":  # True is served by the partial index records_estimated
+            condition = _estimate_condition(query.estimated)
+            if condition is not None:
+                conditions.append(condition)
+            continue
         if name == "tag":
             tags = [encode_text(v) for v in options if isinstance(v, str)]
             conditions.append("tags && %s::text[]")
@@ -1246,6 +1254,15 @@ def _where(query: Query, raw: bool = False) -> tuple[list[str], list[Any]]:
         conditions.append("path = %s::text[]")
         params.append(node)
     return conditions, params
+
+
+def _estimate_condition(allowed: frozenset[bool] | None) -> str | None:
+    """The SQL condition of the `estimated` filter (None: every record passes)."""
+    if allowed is None or allowed == {True, False}:
+        return None
+    if not allowed:
+        return "false"
+    return "est_input IS NOT NULL" if True in allowed else "est_input IS NULL"
 
 
 def _where_sql(conditions: list[str]) -> str:

@@ -1452,14 +1452,24 @@ def _delete_records(conn: sqlite3.Connection, ids: list[str]) -> None:
 
 def _where(query: Query, raw: bool = False) -> tuple[str, list[Any], Callable[[str, str], bool] | None]:
     """SQL conditions (exact, parameterized) for the plain filters, and a Python check for
-    path and tag filters (None when there are none). `raw` adds the time range."""
+    path and tag filters (None when there are none). `raw` adds the time range; without it (rollups), a
+    filter only raw records answer (`estimated`) is refused."""
     conditions: list[str] = []
     params: list[Any] = []
     tag_options: list[object] | None = None
+    if not raw:
+        query.check_rollup_filters()
     for name, wanted in query.filters:
         options = _options(wanted)
         if name == "tag":
             tag_options = list(options)
+            continue
+        if name == "estimated":
+            allowed = query.estimated or frozenset()
+            if len(allowed) == 1:
+                conditions.append("est_input IS NOT NULL" if True in allowed else "est_input IS NULL")
+            elif not allowed:
+                conditions.append("0")
             continue
         if name == "priced":
             values: list[Any] = [int(bool(v)) for v in options if isinstance(v, (bool, int))]

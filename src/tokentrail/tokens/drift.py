@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from tokentrail._record import Record
 from tokentrail._types import UsageStatus
@@ -24,7 +24,7 @@ __all__ = ["DriftRow", "drift"]
 
 
 class _HasHistory(Protocol):
-    def history(self) -> list[Record]: ...
+    def history(self, **filters: Any) -> list[Record]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +60,15 @@ class DriftRow:
 def drift(tracker_or_records: _HasHistory | Iterable[Record]) -> list[DriftRow]:
     """One `DriftRow` per model over the records that carry a pre-call input estimate.
 
-    Takes a `Tracker` (its whole history) or any iterable of records. Rows are sorted by calls,
-    most first, then by model name.
+    Takes a `Tracker` — its store reads only the records that carry an estimate and provider-reported
+    usage (`history(estimated=True, status="complete")`, a partial index on SQL stores) — or any
+    iterable of records. Rows are sorted by calls, most first, then by model name.
     """
     history = getattr(tracker_or_records, "history", None)
     records: Iterable[Record] = (
-        history() if callable(history) else tracker_or_records  # type: ignore[assignment]
+        history(estimated=True, status=UsageStatus.COMPLETE.value)
+        if callable(history)
+        else tracker_or_records  # type: ignore[assignment]
     )
     groups: dict[str | None, _Sums] = {}
     for record in records:
