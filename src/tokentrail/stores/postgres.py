@@ -14,6 +14,10 @@
 - `rollup_hour` (hour × agent × session × user × tool × model × provider × tags × path × status × priced)
   answers summaries for whole hours; raw rows answer only the hours `since`/`until` cut through.
 - Money is exact: costs are NUMERIC(60, 0) of 10**-24 USD. Tags and paths are `text[]`.
+- Price versions (schema v2): `reprice` writes a record's cost in a version to `costs` only where it
+  differs from the recorded one, and the change of the hourly sums to `rollup_prices` (keyed by the
+  record's cell and the version's priced flag); the recorded cost is never touched. A summary for a
+  version adds those changes to `rollup_hour`; raw reads join `costs`.
 - Postgres text cannot hold NUL (nor lone surrogates). A string with either, or one that starts with
   U+FDD0, is stored as U+FDD0 followed by the string with `\\` → `\\\\`, NUL → `\\0`, a surrogate →
   `\\uXXXX`; every other string is stored as it is. Reads undo it, so values round-trip verbatim, and
