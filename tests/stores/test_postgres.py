@@ -753,3 +753,38 @@ def test_estimated_records_are_read_through_the_partial_index(
         )
     assert "records_2025_06" in {name.rsplit("_ts_idx", 1)[0] for name in partial}
     assert any(re.search(rf"\b{name}\b", plan) for name in partial), plan  # index or bitmap scan
+
+
+def test_concurrent_reprices_of_one_version_take_turns(
+    postgres_server: str, schema: str, tmp_path: Path
+) -> None:
+    with PostgresStore(postgres_server, schema=schema, spool=tmp_path) as store:
+        tracker = Tracker(store=store)
+        for i in range(3000):
+            tracker.record(USAGE, "gpt-4o", agent=f"a{i % 5}", at=T0 + timedelta(seconds=7 * i))
+    stores = [PostgresStore(postgres_server, schema=schema, spool=tmp_path) for _ in range(2)]
+    units = [FLAT, 3 * FLAT]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def reprice(store: PostgresStore, cost: int) -> None:
+        try:
+            start.wait()
+            assert store.reprice(Query(), lambda record: Cost(priced=True, parts=(cost,)), "v") == 3000
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reprice, args=pair) for pair in zip(stores, units, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    tracker = Tracker(store=stores[0])
+    costs = {r.cost_units for r in tracker.history(prices="v")}
+    assert len(costs) == 1 and costs <= set(units)  # one of them, wholly, the other replaced
+    (cost,) = costs
+    assert tracker.totals(prices="v").cost_units == 3000 * cost
+    assert {row.cost_units for row in tracker.summary("agent", prices="v")} == {600 * cost}
+    for store in stores:
+        store.close()
