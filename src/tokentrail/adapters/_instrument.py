@@ -17,6 +17,10 @@ Covered, sync and async, streamed and not (each SDK's patch table is in `_instru
   `invoke_model_with_response_stream` (Claude bodies). boto3 builds its client classes at run time, so
   the patch point is `botocore.client.BaseClient._make_api_call`, the one method every client method
   calls; other services and operations pass straight through.
+- `litellm`: the module-level `litellm.completion` and `litellm.acompletion`, streamed or not, recorded
+  with LiteLLM's normalized usage, the provider that served the call and LiteLLM's `response_cost`.
+  SDK calls LiteLLM makes inside such a call (through the instrumented `openai` SDK, say) are part of
+  it and pass untracked, so each call is recorded once; the LiteLLM callback stands down meanwhile.
 
 What the caller sees does not change: a plain call returns the SDK's own response object; a streamed
 call returns a thin proxy around the SDK's stream (see `_instrument_call`). For boto3 the response dict
@@ -52,9 +56,10 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, TypeVar
 
-from tokentrail.adapters._instrument_call import Call, TrackedManager
+from tokentrail.adapters._instrument_call import Call, TrackedManager, inside_tracked_call, tracking_call
 from tokentrail.adapters._instrument_import import forget, when_imported
 from tokentrail.adapters._instrument_target import Target
 
@@ -75,6 +80,7 @@ _TABLES = {
     "cohere": "tokentrail.adapters._instrument_cohere",
     "ollama": "tokentrail.adapters._instrument_ollama",
     "boto3": "tokentrail.adapters._instrument_bedrock",
+    "litellm": "tokentrail.adapters._instrument_litellm",
 }
 _ALIASES = {
     "google": "google-genai",
@@ -108,7 +114,7 @@ class _Settings:
 
 _active: set[str] = set()
 _global = _Settings(active=_active)
-_patched: dict[tuple[type, str], Any] = {}  # (class, attribute) -> the original function
+_patched: dict[tuple[Any, str], Any] = {}  # (class or module, attribute) -> the original function
 _lock = threading.RLock()  # re-entered when a patch runs inside an import made under it
 
 
@@ -164,9 +170,19 @@ def uninstrument() -> None:
         forget()
 
 
+def covers(sdk: str) -> bool:
+    """Whether `instrument()` currently tracks `sdk` (a name in `SUPPORTED`)."""
+    return sdk in _active
+
+
 def instrumented() -> list[str]:
     """The `module.Class.method` names currently patched by `instrument()`."""
-    return sorted(f"{cls.__module__}.{cls.__qualname__}.{attr}" for cls, attr in _patched)
+    return sorted(
+        f"{owner.__name__}.{attr}"
+        if isinstance(owner, ModuleType)
+        else f"{owner.__module__}.{owner.__qualname__}.{attr}"
+        for owner, attr in _patched
+    )
 
 
 def wrap(client: _C, tracker: Any = None, *, include_stream_usage: bool = True) -> _C:
@@ -222,7 +238,8 @@ def _table_of(client: object) -> Any:
     return None
 
 
-def _load_class(target: Target) -> type | None:
+def _load_class(target: Target) -> Any:
+    """The class holding `target`'s method (its module for a module-level function), or None."""
     try:
         module = importlib.import_module(target.module)
     except ImportError:
@@ -230,6 +247,8 @@ def _load_class(target: Target) -> type | None:
     except Exception:
         logger.debug("cannot import %s", target.module, exc_info=True)
         return None
+    if target.is_function:
+        return module  # the function is patched on its module
     cls = getattr(module, target.cls, None)
     return cls if isinstance(cls, type) else None
 
@@ -257,7 +276,7 @@ def _begin(
     target: Target, settings: _Settings, resource: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[Call | None, Any]:
     """(the call's tracking state, the request) — or (None, None) to pass the call through untracked."""
-    if not settings.live(target):
+    if not settings.live(target) or inside_tracked_call():
         return None, None
     try:
         request = target.request(resource, args, kwargs, settings)
@@ -276,11 +295,14 @@ def _make_wrapper(original: Any, target: Target, settings: _Settings) -> Any:
     Three call shapes share `_begin` and `Target.deliver`: a plain function, a coroutine function
     (the response is awaited) and an async generator function (the call returns the stream at once).
     """
+    if target.is_function:
+        return _make_function_wrapper(original, target, settings)
     if target.streaming == "helper":
 
         @functools.wraps(original)
         def stream_helper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            request = target.request(self, args, kwargs, settings) if settings.live(target) else None
+            live = settings.live(target) and not inside_tracked_call()
+            request = target.request(self, args, kwargs, settings) if live else None
             if request is None:
                 return original(self, *args, **kwargs)
             manager = original(self, *request.args, **request.kwargs)
@@ -320,6 +342,45 @@ def _make_wrapper(original: Any, target: Target, settings: _Settings) -> Any:
         return _deliver(target, call, request, response, asynchronous=asynchronous)
 
     return _marked(call_, original)
+
+
+def _make_function_wrapper(original: Any, target: Target, settings: _Settings) -> Any:
+    """A function to put in place of a module-level function (`litellm.completion`).
+
+    While the call runs, the SDK calls it makes itself (LiteLLM calling through the instrumented `openai`
+    SDK) pass untracked (`tracking_call`), so the call is recorded once, at this level.
+    """
+    if inspect.iscoroutinefunction(original) or inspect.iscoroutinefunction(inspect.unwrap(original)):
+
+        @functools.wraps(original)
+        async def afunction(*args: Any, **kwargs: Any) -> Any:
+            call, request = _begin(target, settings, None, args, kwargs)
+            if call is None:
+                return await original(*args, **kwargs)
+            try:
+                with tracking_call():
+                    response = await original(*request.args, **request.kwargs)
+            except BaseException:
+                call.failed()
+                raise
+            return _deliver(target, call, request, response, asynchronous=True)
+
+        return _marked(afunction, original)
+
+    @functools.wraps(original)
+    def function(*args: Any, **kwargs: Any) -> Any:
+        call, request = _begin(target, settings, None, args, kwargs)
+        if call is None:
+            return original(*args, **kwargs)
+        try:
+            with tracking_call():
+                response = original(*request.args, **request.kwargs)
+        except BaseException:
+            call.failed()
+            raise
+        return _deliver(target, call, request, response, asynchronous=False)
+
+    return _marked(function, original)
 
 
 def _deliver(target: Target, call: Call, request: Any, response: Any, *, asynchronous: bool) -> Any:

@@ -15,7 +15,7 @@ import importlib
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tokentrail.adapters._base import Captured, StreamAccumulator
@@ -24,9 +24,36 @@ from tokentrail.errors import BudgetExceeded
 if TYPE_CHECKING:
     from tokentrail.adapters._instrument_target import Request, Target
 
-__all__ = ["Call", "TrackedAsyncStream", "TrackedManager", "TrackedStream"]
+__all__ = [
+    "Call",
+    "TrackedAsyncStream",
+    "TrackedManager",
+    "TrackedStream",
+    "inside_tracked_call",
+    "tracking_call",
+]
 
 logger = logging.getLogger("tokentrail.adapters")
+
+# set while a tracked call that records at its own level runs (LiteLLM's `completion`): the SDK calls made
+# inside it (LiteLLM calling the `openai` SDK) are part of that call and pass untracked
+_TRACKING: contextvars.ContextVar[bool] = contextvars.ContextVar("tokentrail_tracking_call", default=False)
+
+
+def inside_tracked_call() -> bool:
+    """Whether this code runs inside a call that is already being recorded (see `tracking_call`)."""
+    return _TRACKING.get()
+
+
+@contextlib.contextmanager
+def tracking_call() -> Iterator[None]:
+    """Mark the calls made inside this block as part of the one tracked call around them."""
+    token = _TRACKING.set(True)
+    try:
+        yield
+    finally:
+        _TRACKING.reset(token)
+
 
 _TTFT_SUPPORT: dict[type, bool] = {}
 

@@ -1,6 +1,6 @@
 """What instrumentation knows about one SDK method: the `Target` rows of each SDK's patch table.
 
-A target names the method (`module.Class.attr`), the provider its calls are priced with, and how its
+A target names the method (`module.Class.attr`, or `module.attr` for a module-level function), the provider its calls are priced with, and how its
 calls stream: by a `stream=True` argument ("flag"), always ("always": a method that returns a stream),
 never, or through a stream-helper context manager ("helper"). Subclasses adjust what one SDK does
 differently (OpenAI's `stream_options`, boto3's single `_make_api_call` entry point).
@@ -54,12 +54,17 @@ class Target:
 
     sdk: str  # the name `instrument(providers=...)` knows it by
     module: str
-    cls: str
+    cls: str  # "" for a module-level function
     attr: str
     provider: str
     streaming: str = "flag"  # "flag" | "always" | "never" | "helper"
     model_position: int | None = None  # index of the model among positional arguments, when allowed
     adapter: str | None = None  # the `tokentrail.adapters.<adapter>` module that reads its responses
+
+    @property
+    def is_function(self) -> bool:
+        """A module-level function (`litellm.completion`) rather than a method: `cls` is empty."""
+        return not self.cls
 
     def provider_of(self, resource: Any) -> str:
         """The provider to price this client's calls with."""

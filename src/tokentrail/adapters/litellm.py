@@ -13,6 +13,7 @@ from `server_tool_use.web_search_requests` (or `prompt_tokens_details.web_search
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from decimal import Decimal
 
@@ -99,10 +100,12 @@ def extract(response: object, provider: str = PROVIDER) -> Captured:
 
 
 class ChatStream(openai.ChatStream):
-    """LiteLLM stream chunks (`ModelResponseStream`): usage in the last chunk, as with OpenAI."""
+    """LiteLLM stream chunks (`ModelResponseStream`): usage in the last chunk, as with OpenAI; LiteLLM's
+    `response_cost` of that chunk is kept as the provider-reported cost."""
 
     def __init__(self, provider: str = PROVIDER) -> None:
         super().__init__(provider)
+        self.provider_cost: Decimal | None = None
 
     def _read_usage(self, usage: Fields) -> Usage:
         return model_response_usage(usage)
@@ -111,3 +114,8 @@ class ChatStream(openai.ChatStream):
         super()._feed(event)
         if self.provider == PROVIDER:
             self.provider = served_by(event, PROVIDER)
+        if get_field(event, "usage") is not None:  # LiteLLM prices the chunk that reports the usage
+            self.provider_cost = response_cost(event)
+
+    def captured(self) -> Captured:
+        return dataclasses.replace(super().captured(), provider_cost=self.provider_cost)

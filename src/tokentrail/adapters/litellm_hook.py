@@ -10,8 +10,10 @@ Failed calls are not recorded; they are counted under `error_counts["call_errors
 
 LiteLLM runs success callbacks in a background thread (sync calls) or task (async calls), so a record
 may appear shortly after the call returns; LiteLLM copies the caller's context into them, so the
-active `tokentrail.scope()` applies. Do not combine with `tokentrail.instrument()` for calls that
-LiteLLM routes through the instrumented `openai` SDK, or they are recorded twice.
+active `tokentrail.scope()` applies.
+
+`tokentrail.instrument()` covers `litellm.completion` / `acompletion` itself (recording in the call,
+with the same fields); while it does, this callback stands down, so no call is recorded twice.
 
 Importing this module imports litellm (it is not a dependency of tokentrail).
 """
@@ -82,6 +84,8 @@ class TokentrailLogger(_CustomLogger):  # type: ignore[misc]
         return resolve_tracker(self.tracker)
 
     def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        if _instrumented():
+            return
         try:
             if not isinstance(kwargs, dict):
                 kwargs = {}
@@ -113,6 +117,8 @@ class TokentrailLogger(_CustomLogger):  # type: ignore[misc]
             logger.debug("tokentrail could not record a LiteLLM call", exc_info=True)
 
     def _failed(self, kwargs: Any) -> None:
+        if _instrumented():
+            return
         try:
             if self._first_time(kwargs if isinstance(kwargs, dict) else {}):
                 from tokentrail.adapters.hooks import count_error
@@ -128,6 +134,13 @@ def litellm_callback(tracker: Any = None) -> TokentrailLogger:
     `litellm.callbacks = [tokentrail.litellm_callback()]`; see this module's documentation.
     """
     return TokentrailLogger(tracker)
+
+
+def _instrumented() -> bool:
+    """Whether `tokentrail.instrument()` records LiteLLM calls (then this callback stands down)."""
+    from tokentrail.adapters._instrument import covers
+
+    return covers("litellm")
 
 
 def _text(value: object) -> str | None:

@@ -62,6 +62,11 @@ class _DetectingStream(StreamAccumulator):
             return self._inner.usage()
         return super().usage()
 
+    def captured(self) -> Captured:
+        if self._inner is not None:
+            return self._inner.captured()
+        return super().captured()
+
     def _feed(self, event: object) -> None:
         """Events reach the detected accumulator through `feed`; nothing is read here."""
 
