@@ -431,3 +431,21 @@ def test_a_migrated_ledger_recognizes_replays_and_takes_new_records(tmp_path: Pa
         assert tracker.totals().calls == calls + 1
         assert store.reset(Query.build({"agent": "imported"}, None, None)) == 1
         assert tracker.totals().calls == calls
+
+
+def test_a_large_batch_of_replays_and_new_records_counts_each_once(tmp_path: Path) -> None:
+    """Batches larger than one multi-row INSERT: replays among them are skipped row by row."""
+    store = SQLiteStore(tmp_path / "ledger.db", batch_size=100_000, flush_interval=60)
+    tracker = Tracker(store=store)
+    first = [tracker.record(USAGE, "gpt-4o", agent="a", duration_ms=float(i)) for i in range(130)]
+    store.flush()
+    new = [tracker.record(USAGE, "gpt-4o", agent="b") for _ in range(75)]
+    store.flush()
+    store.reset(Query.build({"agent": "b"}, None, None))  # new again: gone from the file
+    for record in [*first, *new, new[0], *first[:7]]:
+        store.append(record)
+    store.flush()
+    assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"a": 130, "b": 75}
+    assert tracker.totals().timed_calls == 130
+    assert [r.id for r in tracker.history()] == [r.id for r in [*first, *new]]
+    store.close()

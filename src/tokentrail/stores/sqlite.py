@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
-from itertools import repeat, starmap
+from itertools import chain, repeat, starmap
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,7 +108,6 @@ _ROW_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_writ
 _RARE_TOKENS = tuple(name for name in TOKEN_FIELDS if name not in _ROW_TOKENS)
 _RARE_DEFAULTS = tuple(1 if name == "requests" else 0 for name in _RARE_TOKENS)
 _LEDGER_COLUMNS = ("ts", "id", "dim", "cost", "duration", "ttft", *(f"t_{n}" for n in _ROW_TOKENS), "extra")
-_record_extras = operator.attrgetter("provider_cost", "context", "estimated_input_tokens")
 _NO_EXTRAS = (None, None, None)
 _record_fields = operator.attrgetter(
     "timestamp_us",
@@ -122,6 +121,9 @@ _record_fields = operator.attrgetter(
     "provider",
     "price_rule",
     "unpriced_reason",
+    "provider_cost",
+    "context",
+    "estimated_input_tokens",
 )
 _usage_fields = operator.attrgetter(*_ROW_TOKENS, *_RARE_TOKENS, "status", "reason")
 _id_to_16_bytes = operator.methodcaller("to_bytes", 16, "big")
@@ -392,6 +394,7 @@ class SQLiteStore:
         self._alive: list[tuple[object, object]] = []
         self._dim_ids: dict[tuple[Any, ...], int] = {}  # shared column values → `dims` id
         self._dim_keys: dict[int, tuple[Any, ...]] = {}  # `dims` id → its rollup key columns
+        self._cell_texts: dict[tuple[int, int], str] = {}  # (`dims` id, hour) → the rollup cell's key
         self._timeout = float(timeout)
         self._conn = self._connect(timeout)
         self._pid = os.getpid()
@@ -556,7 +559,7 @@ class SQLiteStore:
         conn = self._conn
         try:
             with _collector_paused():
-                rows = self._rows(batch)  # may store a new price rule or `dims` row (committed at once)
+                columns, costs = self._columns(batch)  # may store a new price rule or `dims` row (committed)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
 
@@ -564,16 +567,18 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 before = conn.total_changes
-                conn.executemany(_INSERT_RECORD, rows)
-                if conn.total_changes - before == len(rows):
-                    _add_to_rollups(conn, self._deltas(rows))
+                _insert_flat(conn, list(chain.from_iterable(zip(*columns, strict=True))))
+                if conn.total_changes - before == len(batch):
+                    _add_to_rollups(conn, self._deltas(columns, costs))
                 else:
                     conn.execute("ROLLBACK")
                     conn.execute("BEGIN IMMEDIATE")
-                    fresh = _fresh_rows(conn, rows)
+                    fresh = _fresh_rows(conn, list(zip(*columns, strict=True)))
                     if fresh:
-                        conn.executemany(_INSERT_RECORD, fresh)
-                        _add_to_rollups(conn, self._deltas(fresh))
+                        _insert_flat(conn, list(chain.from_iterable(fresh)))
+                        fresh_columns = list(zip(*fresh, strict=True))
+                        fresh_costs = [None if c is None else int(c) for c in fresh_columns[_COST_AT]]
+                        _add_to_rollups(conn, self._deltas(fresh_columns, fresh_costs))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -587,18 +592,23 @@ class SQLiteStore:
             raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
 
     def _rows(self, batch: list[Record]) -> list[tuple[Any, ...]]:
-        """The `ledger` rows of `batch` (columns in `_LEDGER_COLUMNS` order), built column by column
-        with C-level helpers (attrgetter, map, zip). The caches are trimmed first, so none drops a
-        `dims` id the batch's rollup change needs."""
+        """The `ledger` rows of `batch` (columns in `_LEDGER_COLUMNS` order)."""
         if not batch:
             return []
-        if len(self._dims) >= _SHARED_CACHE_LIMIT or len(self._dim_keys) >= _SHARED_CACHE_LIMIT:
+        return list(zip(*self._columns(batch)[0], strict=True))
+
+    def _columns(self, batch: list[Record]) -> tuple[list[Sequence[Any]], Sequence[int | None]]:
+        """The `ledger` columns of a non-empty `batch` (`_LEDGER_COLUMNS` order) and its costs as integers,
+        built with C-level helpers (attrgetter, map, zip). The caches are trimmed first, so none drops a
+        `dims` id the batch's rollup change needs."""
+        if max(len(self._dims), len(self._dim_keys), len(self._cell_texts)) >= _SHARED_CACHE_LIMIT:
             self._forget_dims()
         count = len(batch)
-        (stamps, ids, costs, durations, ttfts, usages, attributions, models, providers, rules, unpriced) = (
-            zip(*map(_record_fields, batch), strict=True)
+        fields = list(zip(*map(_record_fields, batch), strict=True))
+        stamps, ids, costs, durations, ttfts, usages, attributions, models, providers, rules, unpriced = (
+            fields[:11]
         )
-        reported, contexts, estimates = zip(*map(_record_extras, batch), strict=True)
+        reported, contexts, estimates = fields[11:]
         usage_columns = list(zip(*map(_usage_fields, usages), strict=True))
         row_tokens = usage_columns[: len(_ROW_TOKENS)]
         rare = usage_columns[len(_ROW_TOKENS) : len(_ROW_TOKENS) + len(_RARE_TOKENS)]
@@ -621,14 +631,14 @@ class SQLiteStore:
             for i, dim in enumerate(dims):
                 if dim is None:
                     dims[i] = self._dim(batch[i], keys[i])
-        cost_texts: Iterable[str | None] = map(str, costs)
+        cost_texts: list[str | None] = list(map(str, costs))
         if None in costs:
             cost_texts = [None if cost is None else str(cost) for cost in costs]
         try:
-            id_bytes: Iterable[bytes] = list(map(_id_to_16_bytes, ids))
+            id_bytes: list[bytes] = list(map(_id_to_16_bytes, ids))
         except OverflowError:  # an id outside 0 … 2**128 - 1
             id_bytes = list(map(_id_bytes, ids))
-        extra_texts: Iterable[str | None] = repeat(None, count)
+        extra_texts: Sequence[str | None] = (None,) * count
         plain = all(
             column.count(default) == count for column, default in zip(rare, _RARE_DEFAULTS, strict=True)
         )
@@ -639,9 +649,7 @@ class SQLiteStore:
                     zip(*rare, strict=True), zip(reported, contexts, estimates, strict=True), strict=True
                 )
             ]
-        return list(
-            zip(stamps, id_bytes, dims, cost_texts, durations, ttfts, *row_tokens, extra_texts, strict=True)
-        )
+        return [stamps, id_bytes, dims, cost_texts, durations, ttfts, *row_tokens, extra_texts], costs
 
     def _row(self, record: Record) -> tuple[Any, ...]:
         """The `ledger` row of one record."""
@@ -677,32 +685,50 @@ class SQLiteStore:
         return dim
 
     def _forget_dims(self) -> None:
+        self._cell_texts.clear()
         self._dims.clear()
         self._alive.clear()
         self._dim_ids.clear()
         self._dim_keys.clear()
 
-    def _deltas(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Hourly rollup deltas, one per cell (hour × `dims` row), of `ledger` rows made by `_row`."""
-        cells: dict[tuple[int, int], list[tuple[Any, ...]]] = {}
-        for row in rows:
-            key = (row[_DIM_AT], row[0] // HOUR_US)
+    def _deltas(self, columns: Sequence[Sequence[Any]], costs: Sequence[int | None]) -> list[tuple[Any, ...]]:
+        """Hourly rollup deltas, one per cell (hour × `dims` row), of `ledger` columns made by `_columns`."""
+        dims = columns[_DIM_AT]
+        hours = list(map(operator.floordiv, columns[0], repeat(HOUR_US)))
+        count = len(dims)
+        if dims.count(dims[0]) == count and hours.count(hours[0]) == count:  # one cell
+            return [self._cell_delta(dims[0], hours[0], columns, costs, None)]
+        cells: dict[tuple[int, int], list[int]] = {}
+        for i, key in enumerate(zip(dims, hours, strict=True)):
             found = cells.get(key)
             if found is None:
-                cells[key] = [row]
+                cells[key] = [i]
             else:
-                found.append(row)
-        return [self._cell_delta(dim, hour, cell) for (dim, hour), cell in cells.items()]
+                found.append(i)
+        return [self._cell_delta(dim, hour, columns, costs, at) for (dim, hour), at in cells.items()]
 
-    def _cell_delta(self, dim: int, hour: int, rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-        """The rollup delta (`_ROLLUP_COLUMNS` order) of the rows of one cell."""
+    def _cell_delta(
+        self,
+        dim: int,
+        hour: int,
+        columns: Sequence[Sequence[Any]],
+        costs: Sequence[int | None],
+        at: list[int] | None,
+    ) -> tuple[Any, ...]:
+        """The rollup delta (`_ROLLUP_COLUMNS` order) of the rows `at` (None: all) of one cell, in order."""
+        pick: Callable[[Sequence[Any]], Sequence[Any]]
+        if at is None:
+            pick = _same
+        elif len(at) == 1:
+            pick = operator.itemgetter(slice(at[0], at[0] + 1))
+        else:
+            pick = operator.itemgetter(*at)
         keys = self._dim_keys[dim]
-        columns = list(zip(*rows, strict=True))
-        costs = columns[_COST_AT]
-        calls = len(rows)
-        cost = sum(map(int, costs)) if keys[-1] else 0  # a cell's rows are all priced or all unpriced
-        durations = columns[_DURATION_AT]
-        outputs = columns[_OUTPUT_AT]
+        cell_costs = pick(costs)
+        calls = len(cell_costs)
+        cost = sum(filter(None, cell_costs)) if keys[-1] else 0  # a cell's rows are all priced or all not
+        durations = pick(columns[_DURATION_AT])
+        outputs = pick(columns[_OUTPUT_AT])
         missing = durations.count(None)
         if missing == 0:
             timed, duration, timed_output = calls, sum(durations), sum(outputs)
@@ -710,24 +736,29 @@ class SQLiteStore:
             timed = calls - missing
             duration = sum(d for d in durations if d is not None)
             timed_output = sum(o for d, o in zip(durations, outputs, strict=True) if d is not None)
-        token_sums = map(sum, columns[_ROW_TOKENS_AT : _ROW_TOKENS_AT + len(_ROW_TOKENS)])
+        token_sums = (sum(pick(columns[i])) for i in range(_ROW_TOKENS_AT, _ROW_TOKENS_AT + len(_ROW_TOKENS)))
         tokens = dict(zip(_ROW_TOKENS, token_sums, strict=True))
         tokens |= dict(zip(_RARE_TOKENS, (default * calls for default in _RARE_DEFAULTS), strict=True))
         provider_cost = provider_calls = cost_on_provider = 0
-        for row in rows:
-            if row[_EXTRA_AT] is None:
-                continue
-            extra = json.loads(row[_EXTRA_AT])
-            for name, default in zip(_RARE_TOKENS, _RARE_DEFAULTS, strict=True):
-                tokens[name] += extra.get(name, default) - default
-            reported = extra.get("pc_units")
-            if reported is not None:
-                provider_calls += 1
-                provider_cost += int(reported)
-                cost_on_provider += int(row[_COST_AT] or 0)
+        extras = pick(columns[_EXTRA_AT])
+        if extras.count(None) != calls:
+            for text, row_cost in zip(extras, cell_costs, strict=True):
+                if text is None:
+                    continue
+                extra = json.loads(text)
+                for name, default in zip(_RARE_TOKENS, _RARE_DEFAULTS, strict=True):
+                    tokens[name] += extra.get(name, default) - default
+                reported = extra.get("pc_units")
+                if reported is not None:
+                    provider_calls += 1
+                    provider_cost += int(reported)
+                    cost_on_provider += row_cost or 0
         key = (hour, *keys)
+        text = self._cell_texts.get((dim, hour))
+        if text is None:
+            text = self._cell_texts[(dim, hour)] = json.dumps(key)
         return (
-            json.dumps(key),
+            text,
             *key,
             calls,
             str(cost),
@@ -1192,6 +1223,37 @@ _INSERT_RECORD = (
     f"INSERT OR IGNORE INTO ledger ({', '.join(_q(c) for c in _LEDGER_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_LEDGER_COLUMNS))})"
 )
+_ROWS_A_STATEMENT = 50  # rows in one multi-row INSERT (600 parameters): far fewer statement steps
+_INSERT_MANY = (
+    f"INSERT OR IGNORE INTO ledger ({', '.join(_q(c) for c in _LEDGER_COLUMNS)}) VALUES "
+    + ", ".join([f"({', '.join('?' * len(_LEDGER_COLUMNS))})"] * _ROWS_A_STATEMENT)
+)
+
+
+def _insert_flat(conn: sqlite3.Connection, flat: list[Any]) -> None:
+    """Insert rows given one after the other in `flat` into `ledger` (a row whose id is there already is
+    skipped): whole groups of `_ROWS_A_STATEMENT` rows by one multi-row INSERT each, the rest one by one."""
+    width = len(_LEDGER_COLUMNS)
+    count = len(flat) // width
+    whole = (count - count % _ROWS_A_STATEMENT) * width
+    step = _ROWS_A_STATEMENT * width
+    if whole:
+        conn.executemany(_INSERT_MANY, [flat[start : start + step] for start in range(0, whole, step)])
+    if whole < len(flat):
+        conn.executemany(
+            _INSERT_RECORD, [flat[start : start + width] for start in range(whole, len(flat), width)]
+        )
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert `ledger` rows (those whose id is there already are skipped)."""
+    _insert_flat(conn, list(chain.from_iterable(rows)))
+
+
+def _same(column: Sequence[Any]) -> Sequence[Any]:
+    return column
+
+
 _INSERT_DIM = (
     f"INSERT OR IGNORE INTO dims (key, {', '.join(_q(c) for c in _SHARED_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(_SHARED_COLUMNS))})"
