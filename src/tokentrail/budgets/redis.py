@@ -10,7 +10,9 @@ doubles, so money travels as three exact limbs of 10**12 (10**-24, 10**-12 and 1
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,259 +30,306 @@ _LUA_COMMON = r"""
 local P = ARGV[1]
 local B = 1e12
 
-local function norm(a)
-  local lo, mid, hi = a[1], a[2], a[3]
-  if lo >= B then local c = math.floor(lo / B); lo = lo - c * B; mid = mid + c end
-  if lo < 0 then local c = math.ceil(-lo / B); lo = lo + c * B; mid = mid - c end
-  if mid >= B then local c = math.floor(mid / B); mid = mid - c * B; hi = hi + c end
-  if mid < 0 then local c = math.ceil(-mid / B); mid = mid + c * B; hi = hi - c end
-  return {lo, mid, hi}
+local function norm(lo, mid, hi)
+  if lo >= B or lo < 0 then local c = math.floor(lo / B); lo = lo - c * B; mid = mid + c end
+  if mid >= B or mid < 0 then local c = math.floor(mid / B); mid = mid - c * B; hi = hi + c end
+  return lo, mid, hi
 end
-local function add(a, b) return norm({a[1] + b[1], a[2] + b[2], a[3] + b[3]}) end
-local function sub(a, b) return norm({a[1] - b[1], a[2] - b[2], a[3] - b[3]}) end
-local function gt(a, b)
-  if a[3] ~= b[3] then return a[3] > b[3] end
-  if a[2] ~= b[2] then return a[2] > b[2] end
-  return a[1] > b[1]
+local function over(a0, a1, a2, b0, b1, b2)  -- a > b (normalized limbs)
+  if a2 ~= b2 then return a2 > b2 end
+  if a1 ~= b1 then return a1 > b1 end
+  return a0 > b0
 end
-local function zero(a) return a[1] == 0 and a[2] == 0 and a[3] == 0 end
 local function f(x) return string.format('%.0f', x) end  -- integers (limbs, tokens)
 local function fl(x) return string.format('%.17g', x) end  -- times (epoch seconds)
-local function money(a) return f(a[1]) .. ' ' .. f(a[2]) .. ' ' .. f(a[3]) end
-local function parse(text)
-  local out = {}
-  for part in string.gmatch(text, '%S+') do out[#out + 1] = tonumber(part) end
-  return out
-end
 
--- Slots arrive flat in ARGV (no JSON to decode): see _slot_args() in Python.
-local pos = 0
-local function nxt() pos = pos + 1; return ARGV[pos] end
-local function limbs() return {tonumber(nxt()), tonumber(nxt()), tonumber(nxt())} end
-local function read_slots()
-  local slots = {}
-  for i = 1, tonumber(nxt()) do
-    local s = {h = {}, au = {}, at = {}}
-    for j = 1, tonumber(nxt()) do s.h[j] = nxt() end
-    s.b = nxt(); s.s = nxt(); s.w = nxt(); s.x = tonumber(nxt()); s.e = nxt() == '1'
-    if nxt() == '1' then s.lu = limbs() end
-    local lt = nxt()
-    if lt ~= '' then s.lt = tonumber(lt) end
-    s.u = limbs(); s.t = tonumber(nxt())
-    for j = 1, tonumber(nxt()) do s.au[j] = limbs() end
-    for j = 1, tonumber(nxt()) do s.at[j] = tonumber(nxt()) end
-    slots[i] = s
-  end
-  return slots
-end
-
+-- A head's counters (HMGET), plus the field a call asks for after them. `raw` keeps the stored text:
+-- a head no call changed is answered with it as is (formatting numbers is a script's main cost).
 local heads = {}
-local order = {}
-local function head(key, slot)
-  local h = heads[key]
+local function load(name, extra)
+  local h = heads[name]
   if h then return h end
-  local v = redis.call('HMGET', P .. 'h:' .. key, 'su0', 'su1', 'su2', 'st', 'ru0', 'ru1', 'ru2', 'rt', 'lvl', 'nl', 'x')
+  local key = P .. 'h:' .. name
+  local v = redis.call('HMGET', key, 'su0', 'su1', 'su2', 'st', 'ru0', 'ru1', 'ru2', 'rt', 'lvl', 'nl', 'x', extra or 'x')
   h = {
-    key = key,
-    su = {tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0}, st = tonumber(v[4]) or 0,
-    ru = {tonumber(v[5]) or 0, tonumber(v[6]) or 0, tonumber(v[7]) or 0}, rt = tonumber(v[8]) or 0,
-    lvl = tonumber(v[9]) or 0, nl = tonumber(v[10]), x = tonumber(v[11]) or 0,
-    exists = v[11] ~= false, dirty = false, slot = slot, had_nl = v[10] ~= false, moved = false,
+    name = name, key = key, raw = v,
+    su0 = tonumber(v[1]) or 0, su1 = tonumber(v[2]) or 0, su2 = tonumber(v[3]) or 0, st = tonumber(v[4]) or 0,
+    ru0 = tonumber(v[5]) or 0, ru1 = tonumber(v[6]) or 0, ru2 = tonumber(v[7]) or 0, rt = tonumber(v[8]) or 0,
+    lvl = tonumber(v[9]) or 0, nl = tonumber(v[10]), x = tonumber(v[11]),
+    had_nl = v[10] ~= false,
   }
-  heads[key] = h
-  order[#order + 1] = key
+  if extra then h.extra = v[12] end
+  heads[name] = h
   return h
 end
 
+-- The head's counters as text, in HMGET order (su0 su1 su2 st ru0 ru1 ru2 rt); stored as they are.
+local function text(h)
+  if h.changed then
+    return {f(h.su0), f(h.su1), f(h.su2), f(h.st), f(h.ru0), f(h.ru1), f(h.ru2), f(h.rt)}
+  end
+  local v = h.raw
+  return {v[1] or '0', v[2] or '0', v[3] or '0', v[4] or '0', v[5] or '0', v[6] or '0', v[7] or '0', v[8] or '0'}
+end
+
+-- Give back what reservations whose lease passed still hold: their `q:<id>` fields in the head.
 local function purge(h, now)
-  if h.nl == nil or h.nl > now then return end
-  local ekey = P .. 'e:' .. h.key
-  local gone = redis.call('ZRANGEBYSCORE', ekey, '-inf', now)
-  for _, rid in ipairs(gone) do
-    local held = redis.call('HGET', P .. 'r:' .. rid, h.key)
-    if held then
-      local a = parse(held)
-      h.ru = sub(h.ru, {a[1], a[2], a[3]})
-      h.rt = h.rt - a[4]
-      redis.call('HDEL', P .. 'r:' .. rid, h.key)
-    end
-  end
-  redis.call('ZREMRANGEBYSCORE', ekey, '-inf', now)
-  local first = redis.call('ZRANGE', ekey, 0, 0, 'WITHSCORES')
-  h.nl = tonumber(first[2])
-  h.dirty = true
-end
-
-local function tally(slot)
-  local su, st, ru, rt = {0, 0, 0}, 0, {0, 0, 0}, 0
-  local fired = 0
-  for _, key in ipairs(slot.h) do
-    local h = heads[key]
-    su = add(su, h.su); st = st + h.st; ru = add(ru, h.ru); rt = rt + h.rt
-    if h.lvl > fired then fired = h.lvl end
-  end
-  return su, st, ru, rt, fired
-end
-
-local function save(h)
-  if not h.dirty then return end
-  local hkey = P .. 'h:' .. h.key
-  local s = h.slot
-  if h.nl then
-    redis.call('HSET', hkey, 'su0', f(h.su[1]), 'su1', f(h.su[2]), 'su2', f(h.su[3]), 'st', f(h.st),
-      'ru0', f(h.ru[1]), 'ru1', f(h.ru[2]), 'ru2', f(h.ru[3]), 'rt', f(h.rt), 'lvl', h.lvl, 'nl', fl(h.nl))
-  else
-    redis.call('HSET', hkey, 'su0', f(h.su[1]), 'su1', f(h.su[2]), 'su2', f(h.su[3]), 'st', f(h.st),
-      'ru0', f(h.ru[1]), 'ru1', f(h.ru[2]), 'ru2', f(h.ru[3]), 'rt', f(h.rt), 'lvl', h.lvl)
-    if h.had_nl then redis.call('HDEL', hkey, 'nl') end
-  end
-  if not h.exists then
-    redis.call('HSET', hkey, 'b', s.b, 's', s.s, 'w', s.w)  -- only heads[1] of a slot is ever created
-  end
-  if not h.exists or h.moved then  -- the head's expiry is new or later: keys and index follow it
-    redis.call('HSET', hkey, 'x', fl(h.x))
-    redis.call('PEXPIREAT', hkey, math.floor(h.x * 1000))
-    redis.call('ZADD', P .. 'i:' .. s.b, h.x, h.key)
-  end
-  h.exists = true
-  h.moved = false
-end
-
-local function load_slots(slots)
-  for _, slot in ipairs(slots) do
-    for _, key in ipairs(slot.h) do head(key, slot) end
-  end
-end
-
-local function drop_entries(rid)
-  local rkey = P .. 'r:' .. rid
-  local held = redis.call('HGETALL', rkey)
-  for i = 1, #held, 2 do
-    local key = held[i]
-    if redis.call('ZREM', P .. 'e:' .. key, rid) == 1 then
-      local h = heads[key]
-      if h then
-        local a = parse(held[i + 1])
-        h.ru = sub(h.ru, {a[1], a[2], a[3]})
-        h.rt = h.rt - a[4]
-        h.dirty = true
+  if h.nl == nil or h.nl > now then return false end
+  local all = redis.call('HGETALL', h.key)
+  local nl = nil
+  local dead = {}
+  for i = 1, #all, 2 do
+    local field = all[i]
+    if string.byte(field, 1) == 113 and string.byte(field, 2) == 58 then  -- 'q:'
+      local u0, u1, u2, t, lease = string.match(all[i + 1], '(%S+) (%S+) (%S+) (%S+) (%S+)')
+      lease = tonumber(lease)
+      if lease <= now then
+        h.ru0, h.ru1, h.ru2 = norm(h.ru0 - tonumber(u0), h.ru1 - tonumber(u1), h.ru2 - tonumber(u2))
+        h.rt = h.rt - tonumber(t)
+        dead[#dead + 1] = field
+      elseif nl == nil or lease < nl then
+        nl = lease
       end
     end
   end
-  redis.call('DEL', rkey)
+  for i = 1, #dead, 500 do redis.call('HDEL', h.key, unpack(dead, i, math.min(i + 499, #dead))) end
+  h.nl = nl
+  h.changed = true
+  return true
+end
+
+local function write_counters(h)
+  local t = text(h)
+  redis.call('HSET', h.key, 'su0', t[1], 'su1', t[2], 'su2', t[3], 'st', t[4],
+    'ru0', t[5], 'ru1', t[6], 'ru2', t[7], 'rt', t[8], 'lvl', h.lvl)
+  if h.nl then redis.call('HSET', h.key, 'nl', fl(h.nl))
+  elseif h.had_nl then redis.call('HDEL', h.key, 'nl') end
+  return t
+end
+
+-- A head that is new, or whose window now ends later: its description, expiry and index follow.
+local function place(h, budget, scope_key, window_key, expires)
+  if h.x == nil then
+    redis.call('HSET', h.key, 'b', budget, 's', scope_key, 'w', window_key, 'x', fl(expires))
+  elseif h.x < expires then
+    redis.call('HSET', h.key, 'x', fl(expires))
+  else
+    return
+  end
+  h.x = expires
+  redis.call('PEXPIREAT', h.key, math.floor(expires * 1000))
+  redis.call('ZADD', P .. 'i:' .. budget, expires, h.name)
+end
+
+local function tally(first, last)  -- the window of the heads named ARGV[first..last]
+  local h = heads[ARGV[first]]
+  if first == last then return h.su0, h.su1, h.su2, h.st, h.ru0, h.ru1, h.ru2, h.rt, h.lvl end
+  local su0, su1, su2, st, ru0, ru1, ru2, rt, fired = 0, 0, 0, 0, 0, 0, 0, 0, 0
+  for j = first, last do
+    h = heads[ARGV[j]]
+    su0, su1, su2 = norm(su0 + h.su0, su1 + h.su1, su2 + h.su2); st = st + h.st
+    ru0, ru1, ru2 = norm(ru0 + h.ru0, ru1 + h.ru1, ru2 + h.ru2); rt = rt + h.rt
+    if h.lvl > fired then fired = h.lvl end
+  end
+  return su0, su1, su2, st, ru0, ru1, ru2, rt, fired
+end
+
+local function sums(first, last)  -- tally() as text
+  if first == last then return table.concat(text(heads[ARGV[first]]), ' ') end
+  local su0, su1, su2, st, ru0, ru1, ru2, rt = tally(first, last)
+  return table.concat({f(su0), f(su1), f(su2), f(st), f(ru0), f(ru1), f(ru2), f(rt)}, ' ')
 end
 """
 
+# Reserve. ARGV: prefix, slot count, reservation, now, lease, then per slot: head count, head names,
+# budget, scope key, window key, expires at, enforce (1/0), limit limbs ('' when none), token limit
+# ('' when none), charge limbs, charge tokens, and the entry kept for it ("limbs tokens lease").
+# Answers "refused(-1: none) su0 su1 su2 st ru0 ru1 ru2 rt …" with each slot's window before it.
 _RESERVE = (
     _LUA_COMMON
     + r"""
-local rid = ARGV[2]
-local now = tonumber(ARGV[3])
-local lease = tonumber(ARGV[4])
-local grace = tonumber(ARGV[5])
-pos = 5
-local slots = read_slots()
-load_slots(slots)
-for _, key in ipairs(order) do purge(heads[key], now) end
+local n = tonumber(ARGV[2])
+local rid, now, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {-1}
 local refused = -1
-for i, slot in ipairs(slots) do
-  local su, st, ru, rt = tally(slot)
-  out[#out + 1] = money(su); out[#out + 1] = f(st); out[#out + 1] = money(ru); out[#out + 1] = f(rt)
-  if refused < 0 and slot.e then
-    if slot.lu and gt(add(add(su, ru), slot.u), slot.lu) then refused = i - 1 end
-    if slot.lt and st + rt + slot.t > slot.lt then refused = i - 1 end
+local starts = {}
+local pos = 6
+for i = 1, n do
+  local nh = tonumber(ARGV[pos])
+  starts[i] = pos
+  for j = pos + 1, pos + nh do purge(load(ARGV[j]), now) end
+  pos = pos + nh + 15
+end
+for i = 1, n do
+  local p = starts[i]
+  local q = p + tonumber(ARGV[p])
+  out[i + 1] = sums(p + 1, q)
+  if refused < 0 and ARGV[q + 5] == '1' then
+    local su0, su1, su2, st, ru0, ru1, ru2, rt = tally(p + 1, q)
+    if ARGV[q + 6] ~= '' then
+      local a0, a1, a2 = norm(su0 + ru0 + tonumber(ARGV[q + 10]), su1 + ru1 + tonumber(ARGV[q + 11]), su2 + ru2 + tonumber(ARGV[q + 12]))
+      if over(a0, a1, a2, tonumber(ARGV[q + 6]), tonumber(ARGV[q + 7]), tonumber(ARGV[q + 8])) then refused = i - 1 end
+    end
+    if ARGV[q + 9] ~= '' and st + rt + tonumber(ARGV[q + 13]) > tonumber(ARGV[q + 9]) then refused = i - 1 end
   end
 end
 if refused >= 0 then
   out[1] = refused
-  for _, key in ipairs(order) do save(heads[key]) end
-  return out
+  for _, h in pairs(heads) do if h.changed then write_counters(h) end end
+  return table.concat(out, ' ')
 end
-for _, slot in ipairs(slots) do
-  local h = heads[slot.h[1]]
-  if h.x < slot.x then h.x = slot.x; h.moved = true; h.dirty = true end
-  if not h.exists then h.dirty = true end
-  if not zero(slot.u) or slot.t ~= 0 then
-    h.ru = add(h.ru, slot.u); h.rt = h.rt + slot.t
-    if h.nl == nil or lease < h.nl then h.nl = lease end
-    h.dirty = true
-    redis.call('ZADD', P .. 'e:' .. h.key, lease, rid)
-    redis.call('PEXPIREAT', P .. 'e:' .. h.key, math.floor(math.max(h.x, lease + grace) * 1000))
-    redis.call('HSET', P .. 'r:' .. rid, h.key, money(slot.u) .. ' ' .. f(slot.t))
-    redis.call('PEXPIREAT', P .. 'r:' .. rid, math.floor((lease + grace) * 1000))
+local field = 'q:' .. rid
+for i = 1, n do
+  local p = starts[i]
+  local q = p + tonumber(ARGV[p])
+  local h = heads[ARGV[p + 1]]
+  place(h, ARGV[q + 1], ARGV[q + 2], ARGV[q + 3], tonumber(ARGV[q + 4]))
+  local u0, u1, u2, t = tonumber(ARGV[q + 10]), tonumber(ARGV[q + 11]), tonumber(ARGV[q + 12]), tonumber(ARGV[q + 13])
+  if u0 ~= 0 or u1 ~= 0 or u2 ~= 0 or t ~= 0 then
+    h.ru0, h.ru1, h.ru2 = norm(h.ru0 + u0, h.ru1 + u1, h.ru2 + u2); h.rt = h.rt + t
+    if h.nl == nil or lease < h.nl then h.nl = lease; h.new_nl = true end
+    if h.entry then  -- two slots on one head (never made by the manager) add up
+      local a = {}
+      for part in string.gmatch(h.entry, '%S+') do a[#a + 1] = tonumber(part) end
+      local b0, b1, b2 = norm(a[1] + u0, a[2] + u1, a[3] + u2)
+      h.entry = f(b0) .. ' ' .. f(b1) .. ' ' .. f(b2) .. ' ' .. f(a[4] + t) .. ' ' .. fl(lease)
+    else
+      h.entry = ARGV[q + 14]
+    end
   end
 end
-for _, key in ipairs(order) do save(heads[key]) end
-return out
+for _, h in pairs(heads) do
+  if h.entry then
+    if h.changed then
+      write_counters(h)
+      redis.call('HSET', h.key, field, h.entry)
+    elseif h.new_nl then
+      redis.call('HSET', h.key, 'ru0', f(h.ru0), 'ru1', f(h.ru1), 'ru2', f(h.ru2), 'rt', f(h.rt), field, h.entry, 'nl', fl(h.nl))
+    else
+      redis.call('HSET', h.key, 'ru0', f(h.ru0), 'ru1', f(h.ru1), 'ru2', f(h.ru2), 'rt', f(h.rt), field, h.entry)
+    end
+  elseif h.changed then
+    write_counters(h)
+  end
+end
+return table.concat(out, ' ')
 """
 )
 
+# Settle. ARGV: prefix, slot count, reservation ('' when none), then per slot: head count, head names,
+# budget, scope key, window key, expires at, alert amount count, their limbs, token alert count, the
+# amounts, spend limbs, spend tokens. Answers "su0 su1 su2 st ru0 ru1 ru2 rt low high" per slot.
 _SETTLE = (
     _LUA_COMMON
     + r"""
-local rid = ARGV[2]
-local now = tonumber(ARGV[3])
-pos = 3
-local slots = read_slots()
-load_slots(slots)
-if rid ~= '' then drop_entries(rid) end
+local n = tonumber(ARGV[2])
+local rid = ARGV[3]
+local field = rid ~= '' and ('q:' .. rid) or nil
 local out = {}
-for _, slot in ipairs(slots) do
-  local h = heads[slot.h[1]]
-  h.su = add(h.su, slot.u); h.st = h.st + slot.t
-  if h.x < slot.x then h.x = slot.x; h.moved = true end
-  h.dirty = true
-  local su, st, ru, rt, fired = tally(slot)
+local pos = 4
+local starts = {}
+for i = 1, n do
+  local nh = tonumber(ARGV[pos])
+  starts[i] = pos
+  local first = load(ARGV[pos + 1], field)
+  if first.extra and not first.dropped then
+    local u0, u1, u2, t = string.match(first.extra, '(%S+) (%S+) (%S+) (%S+)')
+    first.ru0, first.ru1, first.ru2 = norm(first.ru0 - tonumber(u0), first.ru1 - tonumber(u1), first.ru2 - tonumber(u2))
+    first.rt = first.rt - tonumber(t)
+    first.dropped = true
+  end
+  for j = pos + 2, pos + nh do load(ARGV[j]) end
+  local q = pos + nh
+  local na = tonumber(ARGV[q + 5])
+  local nt = tonumber(ARGV[q + 6 + 3 * na])
+  pos = q + 6 + 3 * na + nt + 5
+end
+for i = 1, n do
+  local p = starts[i]
+  local nh = tonumber(ARGV[p])
+  local q = p + nh
+  local h = heads[ARGV[p + 1]]
+  local na = tonumber(ARGV[q + 5])
+  local tq = q + 6 + 3 * na
+  local nt = tonumber(ARGV[tq])
+  local s = tq + nt
+  h.su0, h.su1, h.su2 = norm(h.su0 + tonumber(ARGV[s + 1]), h.su1 + tonumber(ARGV[s + 2]), h.su2 + tonumber(ARGV[s + 3]))
+  h.st = h.st + tonumber(ARGV[s + 4])
+  h.changed = true
+  place(h, ARGV[q + 1], ARGV[q + 2], ARGV[q + 3], tonumber(ARGV[q + 4]))
+  local su0, su1, su2, st, ru0, ru1, ru2, rt, fired = tally(p + 1, p + nh)
   local level = 0
-  for _, amount in ipairs(slot.au) do
-    if zero(su) or gt(amount, su) then break end
-    level = level + 1
+  if su0 ~= 0 or su1 ~= 0 or su2 ~= 0 then
+    for j = 0, na - 1 do
+      local b = q + 6 + 3 * j
+      if over(tonumber(ARGV[b]), tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), su0, su1, su2) then break end
+      level = level + 1
+    end
   end
-  local tlevel = 0
-  for _, amount in ipairs(slot.at) do
-    if st == 0 or st < amount then break end
-    tlevel = tlevel + 1
+  if st ~= 0 then
+    local tlevel = 0
+    for j = 1, nt do
+      if st < tonumber(ARGV[tq + j]) then break end
+      tlevel = tlevel + 1
+    end
+    if tlevel > level then level = tlevel end
   end
-  if tlevel > level then level = tlevel end
   local low, high = 0, 0
   if level > fired then h.lvl = level; low = fired; high = level end
-  out[#out + 1] = money(su); out[#out + 1] = f(st); out[#out + 1] = money(ru); out[#out + 1] = f(rt)
-  out[#out + 1] = low; out[#out + 1] = high
+  starts[i] = {p, low, high}
 end
-for _, key in ipairs(order) do save(heads[key]) end
-return out
+for _, h in pairs(heads) do
+  if h.changed then h.written = write_counters(h) end
+  if h.dropped then redis.call('HDEL', h.key, field) end
+end
+for i = 1, n do
+  local p, low, high = starts[i][1], starts[i][2], starts[i][3]
+  local nh = tonumber(ARGV[p])
+  local row
+  if nh == 1 then row = table.concat(heads[ARGV[p + 1]].written, ' ') else row = sums(p + 1, p + nh) end
+  out[i] = row .. ' ' .. low .. ' ' .. high
+end
+return table.concat(out, ' ')
 """
 )
 
+# Release. ARGV: prefix, reservation, then the names of the heads that may hold it.
 _RELEASE = (
     _LUA_COMMON
     + r"""
-local rid = ARGV[2]
-pos = 2
-local slots = read_slots()
-load_slots(slots)
-drop_entries(rid)
-for _, key in ipairs(order) do save(heads[key]) end
+local field = 'q:' .. ARGV[2]
+for j = 3, #ARGV do
+  local h = load(ARGV[j], field)
+  if h.extra and not h.dropped then
+    local u0, u1, u2, t = string.match(h.extra, '(%S+) (%S+) (%S+) (%S+)')
+    h.ru0, h.ru1, h.ru2 = norm(h.ru0 - tonumber(u0), h.ru1 - tonumber(u1), h.ru2 - tonumber(u2))
+    h.rt = h.rt - tonumber(t)
+    h.dropped = true
+    redis.call('HSET', h.key, 'ru0', f(h.ru0), 'ru1', f(h.ru1), 'ru2', f(h.ru2), 'rt', f(h.rt))
+    redis.call('HDEL', h.key, field)
+  end
+end
 return 1
 """
 )
 
+# Read. ARGV: prefix, now, then per slot: head count, head names. Answers as reserve does, without refused.
 _READ = (
     _LUA_COMMON
     + r"""
 local now = tonumber(ARGV[2])
-pos = 2
-local slots = read_slots()
-load_slots(slots)
-for _, key in ipairs(order) do purge(heads[key], now) end
 local out = {}
-for _, slot in ipairs(slots) do
-  local su, st, ru, rt = tally(slot)
-  out[#out + 1] = money(su); out[#out + 1] = f(st); out[#out + 1] = money(ru); out[#out + 1] = f(rt)
+local pos = 3
+while pos <= #ARGV do
+  local nh = tonumber(ARGV[pos])
+  for j = pos + 1, pos + nh do
+    local h = load(ARGV[j])
+    if purge(h, now) then write_counters(h) end
+  end
+  out[#out + 1] = sums(pos + 1, pos + nh)
+  pos = pos + nh + 1
 end
-for _, key in ipairs(order) do save(heads[key]) end
-return out
+return table.concat(out, ' ')
 """
 )
 
@@ -291,22 +340,29 @@ local budget = ARGV[2]
 local now = tonumber(ARGV[3])
 local index = P .. 'i:' .. budget
 redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
-local keys = redis.call('ZRANGEBYSCORE', index, '(' .. ARGV[3], '+inf')
+local names = redis.call('ZRANGEBYSCORE', index, '(' .. ARGV[3], '+inf')
 local out = {}
-for _, key in ipairs(keys) do
-  local meta = redis.call('HMGET', P .. 'h:' .. key, 'b', 's', 'w')
+for _, name in ipairs(names) do
+  local meta = redis.call('HMGET', P .. 'h:' .. name, 's', 'w')
   if meta[1] then
-    local h = head(key, {b = meta[1], s = meta[2], w = meta[3]})
-    purge(h, now)
-    save(h)
-    out[#out + 1] = key; out[#out + 1] = meta[2]; out[#out + 1] = meta[3]
-    out[#out + 1] = money(h.su); out[#out + 1] = f(h.st); out[#out + 1] = money(h.ru); out[#out + 1] = f(h.rt)
+    local h = load(name)
+    if purge(h, now) then write_counters(h) end
+    out[#out + 1] = name; out[#out + 1] = meta[1]; out[#out + 1] = meta[2]
+    out[#out + 1] = h.su0 .. ' ' .. h.su1 .. ' ' .. h.su2; out[#out + 1] = f(h.st)
+    out[#out + 1] = h.ru0 .. ' ' .. h.ru1 .. ' ' .. h.ru2; out[#out + 1] = f(h.rt)
     out[#out + 1] = h.lvl; out[#out + 1] = fl(h.x)
   end
 end
 return out
 """
 )
+
+_SCRIPTS = {"reserve": _RESERVE, "settle": _SETTLE, "release": _RELEASE, "read": _READ}
+
+
+def _script_sha(body: str) -> bytes:
+    return hashlib.sha1(body.encode()).hexdigest().encode()
+
 
 _RESET = r"""
 local P = ARGV[1]
@@ -317,7 +373,7 @@ local removed = 0
 for _, key in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   local s = redis.call('HGET', P .. 'h:' .. key, 's')
   if ARGV[4] == '0' or s == scope_key then
-    redis.call('DEL', P .. 'h:' .. key, P .. 'e:' .. key)
+    redis.call('DEL', P .. 'h:' .. key)
     redis.call('ZREM', index, key)
     removed = removed + 1
   end
@@ -326,8 +382,8 @@ return removed
 """
 
 
-def _limbs(units: int) -> list[int]:
-    return [units % _LIMB, (units // _LIMB) % _LIMB, units // (_LIMB * _LIMB)]
+def _limbs(units: int) -> tuple[int, int, int]:
+    return units % _LIMB, (units // _LIMB) % _LIMB, units // (_LIMB * _LIMB)
 
 
 def _units(text: str | bytes) -> int:
@@ -341,42 +397,122 @@ def _text(value: str | bytes | int) -> str:
     return str(value)
 
 
-def _slot_args(slots: Sequence[Slot], charges: Sequence[tuple[int, int]] | None) -> list[object]:
-    """Slots as flat script arguments, in the order `read_slots()` reads them."""
-    args: list[object] = [len(slots)]
-    for index, slot in enumerate(slots):
-        units, tokens = charges[index] if charges is not None else (0, 0)
-        args.append(len(slot.heads))
-        args.extend(slot.heads)
-        args.extend((slot.budget, slot.scope_key, slot.window_key, repr(slot.expires_at), int(slot.enforce)))
-        if slot.limit_units is None:
-            args.append(0)
-        else:
-            args.append(1)
-            args.extend(_limbs(slot.limit_units))
-        args.append("" if slot.limit_tokens is None else slot.limit_tokens)
-        args.extend(_limbs(units))
-        args.append(tokens)
-        args.append(len(slot.alert_units))
-        for amount in slot.alert_units:
-            args.extend(_limbs(amount))
-        args.append(len(slot.alert_tokens))
-        args.extend(slot.alert_tokens)
-    return args
+# -- the wire: commands packed once per plan, sent on a connection of the calling thread ---------------------
 
 
-def _tallies(values: Sequence[Any], count: int, stride: int = 4) -> list[Tally]:
-    found = []
-    for i in range(count):
-        su, st, ru, rt = values[i * stride : i * stride + 4]
-        found.append(Tally(_units(su), int(_text(st)), _units(ru), int(_text(rt))))
-    return found
+def _bulk(value: str | bytes) -> bytes:
+    data = value.encode() if isinstance(value, str) else value
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _bulks(values: Sequence[object]) -> bytes:
+    return b"".join(_bulk(value if isinstance(value, (str, bytes)) else str(value)) for value in values)
+
+
+def _number(value: int) -> bytes:
+    digits = b"%d" % value
+    return b"$%d\r\n%s\r\n" % (len(digits), digits)
+
+
+def _charge(units: int, tokens: int) -> bytes:
+    """A charge as the four script arguments it is (three money limbs and tokens), packed."""
+    return (
+        _number(units % _LIMB)
+        + _number((units // _LIMB) % _LIMB)
+        + _number(units // (_LIMB * _LIMB))
+        + _number(tokens)
+    )
+
+
+def _slot_text(slot: Slot) -> list[object]:
+    return [len(slot.heads), *slot.heads, slot.budget, slot.scope_key, slot.window_key, repr(slot.expires_at)]
+
+
+class _Packed:
+    """The parts of a reserve / settle / release / read command that depend on the slots only."""
+
+    __slots__ = ("count", "read", "release", "reserve", "settle", "slots")
+
+    def __init__(self, slots: Sequence[Slot]) -> None:
+        self.slots = slots  # held so the cache key (its id) cannot be reused while cached
+        self.count = len(slots)
+        reserve: list[bytes] = []
+        settle: list[bytes] = []
+        for slot in slots:
+            limit = ("", "", "") if slot.limit_units is None else _limbs(slot.limit_units)
+            tokens = "" if slot.limit_tokens is None else slot.limit_tokens
+            reserve.append(_bulks([*_slot_text(slot), int(slot.enforce), *limit, tokens]))
+            alerts: list[object] = [len(slot.alert_units)]
+            for amount in slot.alert_units:
+                alerts.extend(_limbs(amount))
+            alerts.append(len(slot.alert_tokens))
+            alerts.extend(slot.alert_tokens)
+            settle.append(_bulks([*_slot_text(slot), *alerts]))
+        self.reserve = reserve  # per slot; each is followed by that slot's charge
+        self.settle = settle
+        self.release = [_bulk(slot.heads[0]) for slot in slots]
+        self.read = b"".join(_bulks([len(slot.heads), *slot.heads]) for slot in slots)
+
+
+_CACHE_LIMIT = 4096
+_IDLE_LIMIT = 8  # connections kept out of the pool between calls, for the threads of this process
+
+
+def _tallies(text: bytes, count: int, stride: int) -> list[tuple[tuple[int, int, int, int], tuple[int, ...]]]:
+    """Per slot: (spent units, spent tokens, reserved units, reserved tokens) and what follows it."""
+    values = [int(part) for part in text.split()]
+    rows = []
+    limb = _LIMB
+    for i in range(0, count * stride, stride):
+        su0, su1, su2, st, ru0, ru1, ru2, rt = values[i : i + 8]
+        rows.append(
+            (
+                ((su2 * limb + su1) * limb + su0, st, (ru2 * limb + ru1) * limb + ru0, rt),
+                tuple(values[i + 8 : i + stride]),
+            )
+        )
+    return rows
+
+
+class _ReplyError(Exception):
+    """Redis answered an error."""
+
+
+def _exchange(sock: Any, command: bytes) -> bytes:
+    """Send one command and read its reply: a bulk string's payload or an integer's digits (an error
+    raises `_ReplyError`). Nothing else is in flight on the socket, so the reply ends the data."""
+    sock.sendall(command)
+    data: bytes = sock.recv(65536)
+    while b"\r\n" not in data:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError("Redis closed the connection")
+        data += more
+    end = data.index(b"\r\n")
+    kind = data[:1]
+    if kind == b"$":
+        size = int(data[1:end])
+        if size < 0:
+            return b""
+        while len(data) < end + 4 + size:
+            more = sock.recv(65536)
+            if not more:
+                raise ConnectionError("Redis closed the connection")
+            data += more
+        return data[end + 2 : end + 2 + size]
+    if kind == b":":
+        return data[1:end]
+    if kind == b"-":
+        raise _ReplyError(data[1:end].decode(errors="replace"))
+    raise ConnectionError(f"unexpected reply from Redis: {data[:40]!r}")
 
 
 class RedisBackend:
     """Budget counters in the Redis at `url` (or an existing `redis.Redis` client), under `prefix`.
 
     Each test, tenant or environment can use its own `prefix`; `drop()` deletes every key under it.
+    Reserve, settle and release are one script call each (EVALSHA; one round trip), packed by hand
+    from arguments prepared once per plan and sent on a connection the calling thread keeps.
     """
 
     blocking = True
@@ -400,13 +536,72 @@ class RedisBackend:
             self.url = repr(url)
             self._client = url
         self.prefix = prefix
-        self._reserve = self._client.register_script(_RESERVE)
-        self._settle = self._client.register_script(_SETTLE)
-        self._release = self._client.register_script(_RELEASE)
-        self._read = self._client.register_script(_READ)
         self._heads = self._client.register_script(_HEADS)
         self._reset = self._client.register_script(_RESET)
         self._redis_error: type[Exception] = redis.RedisError
+        self._no_script: type[Exception] = redis.exceptions.NoScriptError
+        self._scripts = {name: (body, _script_sha(body)) for name, body in _SCRIPTS.items()}
+        self._prefix_arg = _bulk(prefix)
+        self._packed: dict[int, _Packed] = {}
+        self._idle: list[Any] = []  # connections taken from the pool, free for the next call
+        self._pid = os.getpid()
+
+    # -- the wire -------------------------------------------------------------------------------------------
+
+    def _pack(self, slots: Sequence[Slot]) -> _Packed:
+        packed = self._packed.get(id(slots))
+        if packed is None or packed.slots is not slots:
+            packed = _Packed(slots)
+            if len(self._packed) >= _CACHE_LIMIT:
+                self._packed.clear()
+            self._packed[id(slots)] = packed
+        return packed
+
+    def _call(self, script: str, args: bytes, count: int) -> bytes:
+        """EVALSHA `script` with `count` packed arguments after the prefix; its reply, a bulk string.
+
+        The command goes out and its reply comes back on the socket of a redis-py connection (which did
+        the connecting: address, TLS, auth, database) without redis-py's general-purpose packing and
+        parsing, the client's main cost per call. Loads the script when Redis does not know it.
+        """
+        body, sha = self._scripts[script]
+        command = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n%s%s" % (
+            count + 4,
+            sha,
+            self._prefix_arg,
+            args,
+        )
+        if self._pid != os.getpid():  # a forked child must not share its parent's sockets
+            self._idle, self._pid = [], os.getpid()
+        idle = self._idle
+        try:
+            connection = idle.pop()  # atomic: each thread takes an idle connection of its own
+        except IndexError:
+            connection = None
+        try:
+            if connection is None:
+                connection = self._client.connection_pool.get_connection()
+            if connection._sock is None:
+                connection.connect()
+            try:
+                return _exchange(connection._sock, command)
+            except _ReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+            self._client.script_load(body)
+            return _exchange(connection._sock, command)
+        except _ReplyError as exc:
+            raise StoreError(f"budget counters in Redis ({self.prefix!r}): {exc}") from exc
+        except (self._redis_error, OSError) as exc:
+            if connection is not None:
+                connection.disconnect()  # connects again on its next use
+            raise StoreError(f"budget counters in Redis ({self.prefix!r}): {exc}") from exc
+        finally:
+            if connection is not None:
+                if len(idle) < _IDLE_LIMIT:
+                    idle.append(connection)
+                else:  # a burst of threads is over: the pool gets the extra connections back
+                    self._client.connection_pool.release(connection)
 
     def _run(self, script: Any, *args: object) -> Any:
         try:
@@ -424,11 +619,24 @@ class RedisBackend:
         now: float,
         lease_until: float,
     ) -> ReserveOutcome:
-        out = self._run(
-            self._reserve, reservation, repr(now), repr(lease_until), "3600", *_slot_args(slots, charges)
-        )
-        refused = int(out[0])
-        return (None if refused < 0 else refused, tuple(_tallies(out[1:], len(slots))))
+        packed = self._pack(slots)
+        parts = [_bulk(b"%d" % packed.count), _bulk(reservation), _bulk(repr(now))]
+        parts.append(_bulk(repr(lease_until)))
+        lease = repr(lease_until)
+        for static, (units, tokens) in zip(packed.reserve, charges, strict=True):
+            parts.append(static)
+            parts.append(_charge(units, tokens))
+            parts.append(
+                _bulk(
+                    f"{units % _LIMB} {(units // _LIMB) % _LIMB} {units // _LIMB // _LIMB} {tokens} {lease}"
+                )
+            )
+        count = 4 + sum(15 + len(slot.heads) for slot in slots)
+        out = self._call("reserve", b"".join(parts), count)
+        refused, _, rest = out.partition(b" ")
+        tallies = tuple(row for row, _ in _tallies(rest, packed.count, 8))
+        index = int(refused)
+        return (None if index < 0 else index, tallies)
 
     def settle(
         self,
@@ -437,16 +645,29 @@ class RedisBackend:
         charges: Sequence[tuple[int, int]],
         now: float,
     ) -> SettleOutcome:
-        out = self._run(self._settle, reservation or "", repr(now), *_slot_args(slots, charges))
-        tallies = _tallies(out, len(slots), stride=6)
-        crossed = tuple(tuple(range(int(out[i * 6 + 4]), int(out[i * 6 + 5]))) for i in range(len(slots)))
-        return (tuple(tallies), crossed)
+        packed = self._pack(slots)
+        parts = [_bulk(b"%d" % packed.count), _bulk(reservation or "")]
+        count = 2
+        for slot, static, (units, tokens) in zip(slots, packed.settle, charges, strict=True):
+            parts.append(static)
+            parts.append(_charge(units, tokens))
+            count += len(slot.heads) + 11 + 3 * len(slot.alert_units) + len(slot.alert_tokens)
+        out = self._call("settle", b"".join(parts), count)
+        rows = _tallies(out, packed.count, 10)
+        return (
+            tuple(row for row, _ in rows),
+            tuple(tuple(range(low, high)) for _, (low, high) in rows),
+        )
 
     def release(self, reservation: str, slots: Sequence[Slot], now: float) -> None:
-        self._run(self._release, reservation, *_slot_args(slots, None))
+        packed = self._pack(slots)
+        self._call("release", _bulk(reservation) + b"".join(packed.release), 1 + packed.count)
 
     def read(self, slots: Sequence[Slot], now: float) -> list[Tally]:
-        return _tallies(self._run(self._read, repr(now), *_slot_args(slots, None)), len(slots))
+        packed = self._pack(slots)
+        count = 1 + sum(1 + len(slot.heads) for slot in slots)
+        out = self._call("read", _bulk(repr(now)) + packed.read, count)
+        return [Tally._make(row) for row, _ in _tallies(out, packed.count, 8)]
 
     def heads(self, budget: str, now: float) -> list[HeadRow]:
         out = self._run(self._heads, budget, repr(now))
@@ -509,6 +730,9 @@ class RedisBackend:
         return removed
 
     def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.disconnect()
         self._client.close()
 
     def __repr__(self) -> str:
