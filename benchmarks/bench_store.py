@@ -41,6 +41,7 @@ START = datetime(2025, 6, 1, tzinfo=timezone.utc)
 SPAN = timedelta(days=30)
 WRITE_SPAN = timedelta(hours=1)
 BATCH = 10_000
+QUOTED_COLUMNS = ", ".join(f'"{c}"' for c in _RECORD_COLUMNS)
 CEILING = "raw executemany, same rows and schema, rows/s"
 MULTI_CEILING = "raw multi-row INSERTs (50 rows each), same rows, rows/s"
 # the same figures by the process's CPU time: what the work costs, whatever else runs on the machine
@@ -130,6 +131,7 @@ def _write_round(records: list[Record], folder: Path) -> dict[str, float]:
     cpu = time.process_time()
     figures[CEILING] = count / _executemany(raw, _INSERT_RECORD, rows)
     figures[CPU_CEILING] = count / (time.process_time() - cpu)
+    _check_rows(raw, "ledger", count)
     raw.close()
 
     same = SQLiteStore(folder / "multi.db")  # the same again, by the store's multi-row INSERTs, raw
@@ -139,11 +141,13 @@ def _write_round(records: list[Record], folder: Path) -> dict[str, float]:
     cpu = time.process_time()
     figures[MULTI_CEILING] = count / _batches(raw, lambda batch: _insert_rows(raw, batch), rows)
     figures[CPU_MULTI_CEILING] = count / (time.process_time() - cpu)
+    _check_rows(raw, "ledger", count)
     raw.close()
 
     # the same records as the wide rows of schema v4 (what the `records` view shows), into a v4 table
     shown = sqlite3.connect(folder / "append.db")
-    wide_rows = shown.execute(f"SELECT {', '.join(map(repr, _RECORD_COLUMNS))} FROM records").fetchall()
+    _check_rows(shown, "ledger", count)
+    wide_rows = shown.execute(f"SELECT {QUOTED_COLUMNS} FROM records").fetchall()
     shown.close()
     wide = sqlite3.connect(folder / "wide.db", isolation_level=None)
     wide.execute("PRAGMA journal_mode = WAL")
@@ -151,12 +155,12 @@ def _write_round(records: list[Record], folder: Path) -> dict[str, float]:
     for statement in [*_schema_v1(), *_schema_v2(), *_schema_v3(), "DROP INDEX records_hour"]:
         wide.execute(statement)
     insert = (
-        f"INSERT OR IGNORE INTO records ({', '.join(map(repr, _RECORD_COLUMNS))})"
-        f" VALUES ({', '.join('?' * len(_RECORD_COLUMNS))})"
+        f"INSERT OR IGNORE INTO records ({QUOTED_COLUMNS}) VALUES ({', '.join('?' * len(_RECORD_COLUMNS))})"
     )
     figures["raw executemany, v4 wide rows (39 columns), rows/s"] = count / _executemany(
         wide, insert, wide_rows
     )
+    _check_rows(wide, "records", count)
     wide.close()
 
     narrow = sqlite3.connect(folder / "narrow.db", isolation_level=None)
@@ -166,8 +170,16 @@ def _write_round(records: list[Record], folder: Path) -> dict[str, float]:
     narrow_rows = [(r.timestamp_us, r.agent, r.usage.input_tokens, r.usage.output_tokens) for r in records]
     seconds = _executemany(narrow, "INSERT INTO t VALUES (?, ?, ?, ?)", narrow_rows)
     figures["raw executemany, 4-column rows, no key, rows/s"] = count / seconds
+    _check_rows(narrow, "t", count)
     narrow.close()
     return figures
+
+
+def _check_rows(conn: sqlite3.Connection, table: str, count: int) -> None:
+    """Every row written (a figure is only worth something if nothing was skipped)."""
+    found = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    if found != count:
+        raise SystemExit(f"{table}: {found:,} rows written, expected {count:,}")
 
 
 def _executemany(conn: sqlite3.Connection, sql: str, rows: list[Any]) -> float:
