@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -25,6 +25,7 @@ __all__ = [
     "GroupValue",
     "Record",
     "SummaryRow",
+    "fresh_record",
     "intern_attribution",
     "new_record_id",
     "normalize_tags",
@@ -211,6 +212,32 @@ if hasattr(os, "register_at_fork"):
 
 def new_record_id() -> int:
     return ids.base | next(ids.counter)
+
+
+def _compile_fresh_record() -> Callable[..., Record]:
+    """Generate `fresh_record(timestamp_us, usage, …)`: a Record with a new id, every other field given
+    positionally in declaration order.
+
+    The tracker's hot path: it fills the slots of a bare instance directly, about twice as fast as
+    calling the dataclass (no argument tuple, no defaults); generated from `fields(Record)`, so a new
+    field cannot be forgotten.
+    """
+    names = [f.name for f in fields(Record) if f.name != "id"]
+    source = "\n".join(
+        [
+            f"def fresh_record({', '.join(names)}):",
+            "    record = new(Record)",
+            "    record.id = ids.base | next(ids.counter)",
+            *(f"    record.{name} = {name}" for name in names),
+            "    return record",
+        ]
+    )
+    namespace: dict[str, object] = {"new": object.__new__, "Record": Record, "ids": ids, "next": next}
+    exec(compile(source, "<tokentrail fresh record>", "exec"), namespace)
+    return namespace["fresh_record"]  # type: ignore[return-value]
+
+
+fresh_record = _compile_fresh_record()
 
 
 # -- summaries ----------------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from tokentrail._record import (
     Attribution,
     Record,
     SummaryRow,
+    fresh_record,
     intern_attribution,
-    new_record_id,
     normalize_tags,
     to_timestamp_us,
 )
@@ -54,6 +54,7 @@ def _logger() -> Logger:
 
 
 _INFINITY = float("inf")
+_time_ns = time.time_ns
 _LOG_EVERY = 1000  # after the first failure of a sink, log one in this many
 
 
@@ -88,7 +89,7 @@ class _Shared:
         self.budgets = budgets
         if budgets is not None:
             sinks = (*sinks, budgets.observe)
-        self.price = catalog.price if catalog is not None else _price_on_default_catalog
+        self.price = catalog.price if catalog is not None else None  # None: the process default, per call
         self.sinks: tuple[Callable[[Record], object], ...] = (store.append, *map(_as_callable, sinks))
         self.counts_lock = threading.Lock()
         self.error_counts: dict[str, int] = {}
@@ -266,8 +267,12 @@ class Tracker:
             or tags
         ):
             attribution = self._attribute(attribution, agent, session, user, tool, tags)
+        shared = self._shared
         try:
-            cost = self._shared.price(usage, model, provider, at, context)
+            price = shared.price
+            if price is None:
+                price = (_catalogs._default or _catalogs.default_catalog()).price
+            cost = price(usage, model, provider, at, context)
         except Exception as exc:  # never into the caller: an unpriced record says what went wrong
             cost = self._pricing_failed(exc)
             if not isinstance(usage, Usage):
@@ -275,9 +280,8 @@ class Tracker:
             model = model if model is None or isinstance(model, str) else str(model)
             provider = provider if provider is None or isinstance(provider, str) else str(provider)
         rule = cost.rule
-        record = Record(
-            new_record_id(),
-            time.time_ns() // 1000 if at is None else self._timestamp(at),
+        record = fresh_record(
+            _time_ns() // 1000 if at is None else self._timestamp(at),
             usage,
             model,
             provider if provider is not None or rule is None else rule.provider,
@@ -295,7 +299,7 @@ class Tracker:
             if ttft_ms is None or (type(ttft_ms) is float and 0.0 <= ttft_ms < _INFINITY)
             else _duration(ttft_ms, "ttft_ms"),
         )
-        for sink in self._shared.sinks:
+        for sink in shared.sinks:
             try:
                 sink(record)
             except Exception as exc:  # a sink must not break the caller's call
@@ -467,17 +471,6 @@ class Tracker:
     def __repr__(self) -> str:
         where = "/".join(self.path) or "root"
         return f"<Tracker {where} store={type(self._shared.store).__name__}>"
-
-
-def _price_on_default_catalog(
-    usage: Usage,
-    model: str | None,
-    provider: str | None,
-    at: datetime | date | None,
-    context: Mapping[str, str] | None,
-) -> Cost:
-    """`tokentrail.price` without its keyword handling: the process default catalog, read per call."""
-    return (_catalogs._default or _catalogs.default_catalog()).price(usage, model, provider, at, context)
 
 
 def _budget_manager(

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 import tokentrail as tt
+from tokentrail._record import Record
 from tokentrail.errors import StoreError
 from tokentrail.scope import scope
 from tokentrail.tracker import Tracker, configure, get_tracker
@@ -165,6 +166,49 @@ def test_a_malformed_record_is_rejected_without_losing_its_batch(tracker: Tracke
     assert tracker.totals().calls == 2
     assert store.rejected == 2
     assert len(tracker.history()) == 2
+
+
+def test_a_recorded_call_sets_every_record_field(tracker: Tracker) -> None:
+    from dataclasses import fields
+
+    record = tracker.record(USAGE, "gpt-4o", duration_ms=12.5, provider_cost="0.01", ttft_ms=3.0)
+    values = {f.name: getattr(record, f.name) for f in fields(Record)}  # none left unset
+    assert Record(**values) == record
+    assert (record.duration_ms, record.ttft_ms, record.provider_cost) == (12.5, 3.0, Decimal("0.01"))
+    assert tracker.record(USAGE, "gpt-4o").id > record.id
+
+
+def test_batches_mixing_plain_and_unusual_records_are_stored_exactly() -> None:
+    """The memory store's column-wise path and its per-record path keep the same records and totals."""
+    catalog = tt.Catalog.from_snapshot()
+    catalog.set_price("odd-model", input=Decimal("0.000000000001"), output=Decimal(3))  # 10**-18 USD a token
+    tracker = Tracker(catalog=catalog)
+    kept: list[Record] = []
+    tracker.add_sink(kept)
+    wide = tt.Usage(input_tokens=10, output_tokens=5, input_audio_tokens=4)
+    big = tt.Usage(input_tokens=2**33, output_tokens=1)
+    for i in range(1_500):
+        with scope(agent=("a", "b", "c")[i % 3]):
+            tracker.record(
+                wide if i % 19 == 0 else big if i % 23 == 0 else USAGE,
+                "odd-model" if i % 17 == 0 else "gpt-4o",
+                duration_ms=None if i % 5 == 0 else float(i),
+                provider_cost=Decimal(i) / 1000 if i % 7 == 0 else None,
+                estimated_input_tokens=i if i % 11 == 0 else None,
+                ttft_ms=float(i) if i % 13 == 0 else None,
+                context={"service_tier": "flex"} if i % 29 == 0 else None,
+            )
+        if i % 500 == 499:  # and uniform batches: one scope, one model, plain records
+            for _ in range(600):
+                tracker.record(USAGE, "gpt-4o", duration_ms=1.0)
+    assert sorted(tracker.history(), key=lambda record: record.id) == kept
+    totals = tracker.totals()
+    assert totals.calls == len(kept) == 3_300
+    assert totals.cost_units == sum(record.cost_units or 0 for record in kept)
+    assert totals.input_tokens == sum(record.usage.input_tokens for record in kept)
+    assert totals.provider_cost == sum(record.provider_cost or 0 for record in kept)
+    assert totals.duration_ms == sum(record.duration_ms or 0.0 for record in kept)
+    assert totals.timed_calls == sum(record.duration_ms is not None for record in kept)
 
 
 def test_tracker_budgets_block_and_settle_through_records() -> None:

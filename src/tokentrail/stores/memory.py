@@ -30,10 +30,10 @@ from datetime import date
 from decimal import Decimal
 from functools import partial
 from itertools import compress, repeat, starmap
-from operator import and_, floordiv, is_, mod
+from operator import and_, floordiv, is_
 from typing import Any
 
-from tokentrail._record import EMPTY_ATTRIBUTION, Attributed, Attribution, GroupValue, Record, SummaryRow
+from tokentrail._record import Attributed, Attribution, GroupValue, Record, SummaryRow
 from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
 from tokentrail.stores.base import (
     CALLS,
@@ -81,18 +81,21 @@ exec(
     f"    return [n for u in usages for n in ({', '.join(f'u.{name}' for name in _COMPACT)})]\n"
     "def rare_counts(usages):\n"
     f"    return [{' | '.join(f'u.{name}' for name in _RARE[:-1])} | (u.requests ^ 1) for u in usages]\n"
-    # What the store's keys are made of, by identity where the objects are interned or shared.
+    # What the store's keys are made of, by identity where the objects are interned or shared. The
+    # last item is True for a record with nothing for the side tables (reported cost, estimate, time to
+    # first token): the one read of those fields the write path makes.
     "def fast_keys(records):\n"
     "    return [(r.model, r.provider, id(r.attribution), id(r.price_rule), r.unpriced_reason,\n"
-    "             r.cost_units is None, r.id >> 48, id(r.usage.status), r.usage.reason, r.context is None)\n"
+    "             r.cost_units is None, r.id >> 48, id((u := r.usage).status), u.reason, r.context is None,\n"
+    "             r.provider_cost is r.estimated_input_tokens is r.ttft_ms is None)\n"
     "            for r in records]\n",
     _scan_namespace,
 )
 _fast_keys: Callable[[list[Record]], list[tuple[object, ...]]] = _scan_namespace["fast_keys"]
+_PLAIN = 10  # index of the "no side-table values" flag in a fast key
+_plain_of = operator.itemgetter(_PLAIN)
 _flat_counts: Callable[[list[Usage]], list[int]] = _scan_namespace["flat_counts"]
 _any_rare: Callable[[list[Usage]], list[int]] = _scan_namespace["rare_counts"]
-_first = operator.itemgetter(0)
-_second = operator.itemgetter(1)
 _usage_of = operator.attrgetter("usage")
 _status_of = operator.attrgetter("status")
 _reason_of = operator.attrgetter("reason")
@@ -117,6 +120,7 @@ _OUTPUT = TOKENS + TOKEN_FIELDS.index("output_tokens")
 
 _COST_SCALE = 10**12  # cost column unit: 10**-12 USD
 _MAX_COST = (2**63 - 1) * 10**12  # larger costs go to the side table
+_MAX_STORED = 2**63 - 1  # _MAX_COST in the cost column's unit
 _SEQUENCE_MASK = (1 << 48) - 1
 _NO_DURATION = -1.0
 _FAST_CACHE_LIMIT = 16_384
@@ -243,7 +247,8 @@ class MemoryStore:
         self._batch_size = batch_size
         self._pending: deque[Record] = deque()
         self._keys: dict[tuple[object, ...], _Key] = {}
-        self._fast: dict[tuple[object, ...], tuple[_Key, Attribution, PriceRule | None]] = {}
+        self._fast: dict[tuple[object, ...], _Key] = {}  # fast key → key
+        self._fast_alive: list[tuple[Attribution, PriceRule | None]] = []  # what the fast keys' ids name
         self._rule_signatures: dict[int, tuple[PriceRule, str]] = {}
         self._versions: dict[str, dict[int, _Repriced]] = {}  # price version → record id → its cost
         self.rejected = 0  # malformed records dropped (a Record built by hand with impossible values)
@@ -266,33 +271,49 @@ class MemoryStore:
     def _flush(self) -> None:
         """Move every queued record into the columns (caller holds the lock)."""
         pending = self._pending
+        fast = self._fast
         while pending:
             batch = list(starmap(pending.popleft, repeat((), min(len(pending), self._batch_size))))
+            keys: list[_Key | None] | None = None
             try:
-                keys: list[_Key | None] = list(self._keys_of(batch))
+                fast_keys = _fast_keys(batch)
+                first = fast_keys[0]
+                key = fast.get(first)
+                if key is None or fast_keys.count(first) != len(batch):
+                    keys = self._keys_of(batch, fast_keys)
+                    plain = list(map(_plain_of, fast_keys)).count(True) == len(batch)
             except Exception:  # a malformed record: find the keys one by one
                 keys = [self._safe_key(record) for record in batch]
-            first = keys[0]
-            if first is not None and keys.count(first) == len(keys):
-                self._store_group(first, batch)
-                continue
-            groups: dict[_Key | None, list[Record]] = {}
-            for key, record in zip(keys, batch, strict=True):
-                group = groups.get(key)
-                if group is None:
-                    groups[key] = [record]
-                else:
-                    group.append(record)
-            for key, group in groups.items():
-                if key is None:
-                    for record in group:
-                        self._reject(record)
-                else:
-                    self._store_group(key, group)
+                plain = False
+            if keys is None:  # the usual batch: every record has the same fast key
+                self._store_group(key, batch, first[_PLAIN] is True)  # type: ignore[arg-type]
+            else:
+                self._store_groups(keys, batch, plain)
 
-    def _store_group(self, key: _Key, batch: list[Record]) -> None:
+    def _store_groups(self, keys: list[_Key | None], batch: list[Record], plain: bool) -> None:
+        """Store a batch of records with different keys, one group per key."""
+        first = keys[0]
+        if first is not None and keys.count(first) == len(keys):
+            self._store_group(first, batch, plain)
+            return
+        groups: dict[_Key | None, list[Record]] = {}
+        for key, record in zip(keys, batch, strict=True):
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [record]
+            else:
+                group.append(record)
+        for key, group in groups.items():
+            if key is None:
+                for record in group:
+                    self._reject(record)
+            else:
+                self._store_group(key, group, plain)
+
+    def _store_group(self, key: _Key, batch: list[Record], plain: bool) -> None:
+        """`plain`: no record of the batch has a value for the side tables (reported cost, …)."""
         try:
-            self._store(key, batch)  # raises only before it changes anything
+            self._store(key, batch, plain)  # raises only before it changes anything
         except Exception:
             for record in batch:
                 try:
@@ -313,57 +334,71 @@ class MemoryStore:
 
         logging.getLogger("tokentrail").exception("tokentrail: memory store rejected %r", record)
 
-    def _keys_of(self, batch: list[Record]) -> list[_Key]:
+    def _keys_of(self, batch: list[Record], fast_keys: list[tuple[object, ...]]) -> list[_Key | None]:
         """The key of each record: one cached dict lookup each for the usual record."""
-        fast_keys = _fast_keys(batch)
-        found = list(map(self._fast.get, fast_keys))
+        found: list[_Key | None] = list(map(self._fast.get, fast_keys))
         if None in found:
             for i, record in enumerate(batch):
                 if found[i] is not None:
                     continue
                 if record.context is not None:  # a mapping: not part of the fast key
-                    found[i] = (self._key_for(record), EMPTY_ATTRIBUTION, None)
+                    found[i] = self._key_for(record)
                 else:
                     found[i] = self._fast_entry(record, fast_keys[i])
-        return list(map(_first, found))  # type: ignore[arg-type]
+        return found
 
-    def _store(self, key: _Key, batch: list[Record]) -> None:
+    def _store(self, key: _Key, batch: list[Record], plain: bool = False) -> None:
         """Add one key's records to its cells (caller holds the lock)."""
         timestamps = list(map(_timestamp_of, batch))
         hour = min(timestamps) // HOUR_US
         if max(timestamps) // HOUR_US == hour:
-            self._store_hour(self._cell_for(key, hour), key.priced, batch, timestamps)
+            self._store_hour(self._cell_for(key, hour), key.priced, batch, timestamps, plain)
             return
         by_hour: dict[int, list[Record]] = {}
         for record, timestamp in zip(batch, timestamps, strict=True):
             by_hour.setdefault(timestamp // HOUR_US, []).append(record)
         for hour, part in by_hour.items():
-            self._store_hour(self._cell_for(key, hour), key.priced, part, list(map(_timestamp_of, part)))
+            cell = self._cell_for(key, hour)
+            self._store_hour(cell, key.priced, part, list(map(_timestamp_of, part)), plain)
 
-    def _store_hour(self, cell: _Cell, priced: bool, batch: list[Record], timestamps: list[int]) -> None:
+    def _store_hour(
+        self, cell: _Cell, priced: bool, batch: list[Record], timestamps: list[int], plain: bool
+    ) -> None:
         """Append records of one cell: column-wise when all are regular, else one by one."""
         try:
             usages = list(map(_usage_of, batch))
             flat = _flat_counts(usages)
             costs = list(map(_cost_of, batch)) if priced else None
+            # A cost goes in the column in 10**-12 USD when it is a multiple of that: floor division
+            # leaves remainders in [0, scale), so the quotients add up to the sum exactly when none has one.
+            stored = None if costs is None else list(map(floordiv, costs, repeat(_COST_SCALE)))
+            cost_sum = 0 if costs is None else sum(costs)
             regular = (
                 not any(_any_rare(usages))
                 and not (max(flat[0::_WIDTH]) | max(flat[1::_WIDTH])) >> 32
-                and list(map(_provider_cost_of, batch)).count(None) == len(batch)
-                and list(map(_estimate_of, batch)).count(None) == len(batch)
-                and list(map(_ttft_of, batch)).count(None) == len(batch)
                 and (
-                    costs is None
+                    plain
                     or (
-                        not any(map(mod, costs, repeat(_COST_SCALE)))
-                        and min(costs) > -_MAX_COST
-                        and max(costs) < _MAX_COST
+                        list(map(_provider_cost_of, batch)).count(None) == len(batch)
+                        and list(map(_estimate_of, batch)).count(None) == len(batch)
+                        and list(map(_ttft_of, batch)).count(None) == len(batch)
+                    )
+                )
+                and (
+                    stored is None
+                    or (
+                        type(cost_sum) is int
+                        and sum(stored) * _COST_SCALE == cost_sum
+                        and min(stored) > -_MAX_STORED
+                        and max(stored) < _MAX_STORED
                     )
                 )
             )
         except Exception:
             regular = False
-        if regular and _atomically(cell, lambda: self._extend(cell, batch, timestamps, flat, costs)):
+        if regular and _atomically(
+            cell, lambda: self._extend(cell, batch, timestamps, flat, stored, cost_sum)
+        ):
             return
         for record in batch:
             if not _atomically(cell, partial(self._store_one, cell, record)):
@@ -375,18 +410,19 @@ class MemoryStore:
         batch: list[Record],
         timestamps: list[int],
         flat: list[int],
-        costs: list[int] | None,
+        stored_costs: list[int] | None,
+        cost_sum: int,
     ) -> None:
         """Append regular records: compact counts, a cost the column holds, nothing reported."""
         count = len(batch)
         sums = cell.sums
         cell.timestamps.fromlist(timestamps)
         cell.sequences.fromlist(list(map(and_, map(_id_of, batch), repeat(_SEQUENCE_MASK))))
-        if costs is None:
+        if stored_costs is None:
             cell.costs.fromlist([0] * count)
         else:
-            cell.costs.fromlist(list(map(floordiv, costs, repeat(_COST_SCALE))))
-            sums[COST] += sum(costs)
+            cell.costs.fromlist(stored_costs)
+            sums[COST] += cost_sum
         cell.tokens.fromlist(flat)
         for j in range(_WIDTH):
             sums[_SLOT[j]] += sum(flat[j::_WIDTH])
@@ -394,9 +430,10 @@ class MemoryStore:
         sums[_REQUESTS] += count
         durations = list(map(_duration_of, batch))
         missing = durations.count(None)
-        timed_output = sum(flat[1::_WIDTH])
+        output = flat[1::_WIDTH]
+        timed_output = sum(output)
         if missing:
-            timed_output -= sum(compress(flat[1::_WIDTH], map(is_, durations, repeat(None))))
+            timed_output -= sum(compress(output, map(is_, durations, repeat(None))))
             durations = [_NO_DURATION if duration is None else duration for duration in durations]
         sums[DURATION] += sum(durations) - missing * _NO_DURATION
         sums[TIMED] += count - missing
@@ -452,15 +489,15 @@ class MemoryStore:
             cell = key.cells[hour] = _Cell(hour)
         return cell
 
-    def _fast_entry(
-        self, record: Record, fast_key: tuple[object, ...]
-    ) -> tuple[_Key, Attribution, PriceRule | None]:
+    def _fast_entry(self, record: Record, fast_key: tuple[object, ...]) -> _Key:
         """Resolve a record's key and remember it under its fast key (lock held)."""
-        entry = (self._key_for(record), record.attribution, record.price_rule)  # keeps fast_key's ids alive
+        key = self._key_for(record)
         if len(self._fast) >= _FAST_CACHE_LIMIT:
             self._fast.clear()
-        self._fast[fast_key] = entry
-        return entry
+            self._fast_alive.clear()
+        self._fast[fast_key] = key
+        self._fast_alive.append((record.attribution, record.price_rule))  # keeps fast_key's ids alive
+        return key
 
     def _key_for(self, record: Record) -> _Key:
         """The record's key, created the first time its combination of fields is seen (lock held)."""
