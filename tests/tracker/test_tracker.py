@@ -211,6 +211,18 @@ def test_batches_mixing_plain_and_unusual_records_are_stored_exactly() -> None:
     assert totals.timed_calls == sum(record.duration_ms is not None for record in kept)
 
 
+def test_a_batch_with_records_of_another_process_keeps_every_id(tracker: Tracker) -> None:
+    from dataclasses import replace
+
+    first = tracker.record(USAGE, "gpt-4o")
+    other_process = (first.id >> 48 ^ 1) << 48
+    copies = [replace(first, id=other_process | n, model="".join(["gpt-", "4o"])) for n in range(1, 700)]
+    for copy in copies:
+        tracker.store.append(copy)
+    assert sorted(record.id for record in tracker.history()) == sorted([first.id, *(c.id for c in copies)])
+    assert tracker.totals().calls == 700
+
+
 def test_tracker_budgets_block_and_settle_through_records() -> None:
     from decimal import Decimal
 

@@ -92,6 +92,38 @@ exec(
     _scan_namespace,
 )
 _fast_keys: Callable[[list[Record]], list[tuple[object, ...]]] = _scan_namespace["fast_keys"]
+
+
+def _same_shape(records: list[Record]) -> bool:
+    """True when every record has the first one's key and none has a context or side-table values:
+    the usual batch (one agent's calls to one model), checked by identity and stopping at the first
+    record that differs, so it costs a mixed batch almost nothing."""
+    first = records[0]
+    model, provider, attribution, rule = first.model, first.provider, first.attribution, first.price_rule
+    unpriced_reason, unpriced = first.unpriced_reason, first.cost_units is None
+    status, reason = first.usage.status, first.usage.reason
+    low = first.id >> 48 << 48
+    high = low + (1 << 48)
+    for r in records:
+        if not (
+            r.attribution is attribution
+            and r.price_rule is rule
+            and r.model == model
+            and r.provider == provider
+            and r.unpriced_reason == unpriced_reason
+            and (r.cost_units is None) is unpriced
+            and low <= r.id < high
+            and (u := r.usage).status is status
+            and u.reason == reason
+            and r.context is None
+            and r.provider_cost is None
+            and r.estimated_input_tokens is None
+            and r.ttft_ms is None
+        ):
+            return False
+    return True
+
+
 _PLAIN = 10  # index of the "no side-table values" flag in a fast key
 _plain_of = operator.itemgetter(_PLAIN)
 _flat_counts: Callable[[list[Usage]], list[int]] = _scan_namespace["flat_counts"]
@@ -276,17 +308,18 @@ class MemoryStore:
             batch = list(starmap(pending.popleft, repeat((), min(len(pending), self._batch_size))))
             keys: list[_Key | None] | None = None
             try:
-                fast_keys = _fast_keys(batch)
-                first = fast_keys[0]
-                key = fast.get(first)
-                if key is None or fast_keys.count(first) != len(batch):
+                if _same_shape(batch):  # one key for all, and nothing for the side tables
+                    first = _fast_keys(batch[:1])[0]
+                    key = fast.get(first) or self._fast_entry(batch[0], first)
+                else:
+                    fast_keys = _fast_keys(batch)
                     keys = self._keys_of(batch, fast_keys)
                     plain = list(map(_plain_of, fast_keys)).count(True) == len(batch)
             except Exception:  # a malformed record: find the keys one by one
                 keys = [self._safe_key(record) for record in batch]
                 plain = False
-            if keys is None:  # the usual batch: every record has the same fast key
-                self._store_group(key, batch, first[_PLAIN] is True)  # type: ignore[arg-type]
+            if keys is None:
+                self._store_group(key, batch, True)
             else:
                 self._store_groups(keys, batch, plain)
 
