@@ -29,6 +29,7 @@ from tokentrail.adapters._base import (
     model_name,
     text_value,
 )
+from tokentrail.errors import InvalidUsageError
 
 __all__ = [
     "ChatStream",
@@ -245,7 +246,11 @@ def sdk_chat_completion(response: Any, provider: str) -> Captured | None:
         return None
     model = text_value(_sdk_field(response, "model"))
     tier = text_value(_sdk_field(response, "service_tier"))
-    return Captured(build_usage(**counts), model or None, provider, {"service_tier": tier} if tier else {})
+    try:
+        usage_read = Usage(**counts)  # each count is in range already: `build_usage` without its checks
+    except InvalidUsageError as exc:
+        raise Malformed(f"inconsistent usage: {exc}") from None
+    return Captured(usage_read, model or None, provider, {"service_tier": tier} if tier else {})
 
 
 class ChatStream(StreamAccumulator):
