@@ -194,7 +194,7 @@ SEQUENCE_MASK = (1 << SEQUENCE_BITS) - 1
 
 
 class _IdSource:
-    __slots__ = ("base", "counter")
+    __slots__ = ("base", "next_id")
 
     def __init__(self) -> None:
         self.reseed()
@@ -202,7 +202,7 @@ class _IdSource:
     def reseed(self) -> None:
         started_ms = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
         self.base = (started_ms << 80) | (int.from_bytes(os.urandom(4), "big") << SEQUENCE_BITS)
-        self.counter = itertools.count(1)
+        self.next_id: Callable[[], int] = itertools.count(self.base + 1).__next__  # base | sequence
 
 
 ids = _IdSource()
@@ -211,7 +211,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def new_record_id() -> int:
-    return ids.base | next(ids.counter)
+    return ids.next_id()
 
 
 def _compile_fresh_record() -> Callable[..., Record]:
@@ -227,12 +227,12 @@ def _compile_fresh_record() -> Callable[..., Record]:
         [
             f"def fresh_record({', '.join(names)}):",
             "    record = new(Record)",
-            "    record.id = ids.base | next(ids.counter)",
+            "    record.id = ids.next_id()",
             *(f"    record.{name} = {name}" for name in names),
             "    return record",
         ]
     )
-    namespace: dict[str, object] = {"new": object.__new__, "Record": Record, "ids": ids, "next": next}
+    namespace: dict[str, object] = {"new": object.__new__, "Record": Record, "ids": ids}
     exec(compile(source, "<tokentrail fresh record>", "exec"), namespace)
     return namespace["fresh_record"]  # type: ignore[return-value]
 
