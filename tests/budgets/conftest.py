@@ -25,7 +25,7 @@ from tokentrail.budgets.sqlite import SQLiteBackend
 
 REDIS_URL = os.environ.get("TOKENTRAIL_TEST_REDIS", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("TOKENTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-BACKENDS = ("memory", "sqlite", "redis", "postgres")
+BACKENDS = ("memory", "sqlite", "redis", "redis_pipelined", "postgres")
 
 
 class FakeClock:
@@ -149,6 +149,17 @@ def redis_backend(redis_server: str) -> Iterator[BudgetBackend]:
 
 
 @pytest.fixture
+def redis_pipelined_backend(redis_server: str) -> Iterator[BudgetBackend]:
+    """Redis with settlements pipelined: their outcomes (alerts) arrive at the next call or flush."""
+    from tokentrail.budgets.redis import RedisBackend
+
+    backend = RedisBackend(redis_server, prefix=unique("tt-test-") + ":", pipeline=True)
+    yield backend
+    backend.drop()
+    backend.close()
+
+
+@pytest.fixture
 def postgres_backend(postgres_server: str) -> Iterator[BudgetBackend]:
     from tokentrail.budgets.postgres import PostgresBackend
 
@@ -163,6 +174,13 @@ def sqlite_backend(tmp_path: Path) -> Iterator[BudgetBackend]:
     backend = SQLiteBackend(tmp_path / "budgets.db")
     yield backend
     backend.close()
+
+
+def delivered(backend: BudgetBackend) -> None:
+    """Wait for settlements a pipelining back-end sent without waiting (their alerts arrive with them)."""
+    flush = getattr(backend, "flush", None)
+    if flush is not None:
+        flush()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 import tokentrail as tt
-from tests.budgets.conftest import FakeClock
+from tests.budgets.conftest import FakeClock, delivered
 from tokentrail._money import UNITS_PER_USD, units_to_decimal
 from tokentrail.budgets import Budget, BudgetAlert, BudgetBackend, BudgetManager
 from tokentrail.errors import BudgetExceeded
@@ -86,12 +86,15 @@ def test_thresholds_fire_once_per_window_across_managers(backend: BudgetBackend,
     for turn in range(12):
         m = first if turn % 2 else second
         m.reserve(MODEL, "openai", 10_000, 30_000, scope={}).settle(usage(10_000, 30_000))
+    delivered(backend)
     assert [a.threshold for a in alerts] == [Decimal("0.5"), Decimal("0.8"), Decimal("0.9"), Decimal("1")]
     clock.advance(86_400)
     first.reserve(MODEL, "openai", 10_000, 30_000, scope={}).settle(usage(10_000, 30_000))
+    delivered(backend)
     assert len(alerts) == 4
     for _ in range(3):
         first.reserve(MODEL, "openai", 10_000, 30_000, scope={}).settle(usage(10_000, 30_000))
+    delivered(backend)
     assert [a.threshold for a in alerts[4:]] == [Decimal("0.5")]
 
 
@@ -162,3 +165,20 @@ def test_an_unreachable_backend_fails_open_or_closed(caplog: pytest.LogCaptureFi
     strict = BudgetManager([Budget(limit_usd="1")], down, on_backend_error="fail_closed")
     with pytest.raises(BudgetExceeded, match="back-end is unavailable"):
         strict.reserve(MODEL, "openai", 10, 10, scope={})
+
+
+def test_pipelined_settlements_alert_by_the_next_call_or_a_flush(
+    redis_pipelined_backend: BudgetBackend, clock: FakeClock
+) -> None:
+    m = BudgetManager(
+        [Budget(limit_usd="0.01", action="warn", name="piped")], redis_pipelined_backend, clock=clock
+    )
+    alerts: list[BudgetAlert] = []
+    m.subscribe(alerts.append)
+    m.reserve(MODEL, "openai", 10_000, 30_000, scope={}).settle(usage(10_000, 30_000))  # $0.0195
+    (row,) = m.status()  # reading flushes what this process pipelined
+    assert (row.spent_usd, row.reserved_usd) == (Decimal("0.0195"), Decimal(0))
+    assert [a.threshold for a in alerts] == [Decimal("0.5"), Decimal("0.8"), Decimal("0.9"), Decimal("1")]
+    m.reserve(MODEL, "openai", 10_000, 30_000, scope={}).settle(usage(10_000, 30_000))
+    m.reserve(MODEL, "openai", 10, 10, scope={}).release()  # the next call reads the settlement's reply
+    assert len(alerts) == 4 and m.backend_errors == 0

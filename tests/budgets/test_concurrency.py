@@ -19,6 +19,7 @@ import pytest
 import tokentrail as tt
 from tests.budgets import _race
 from tests.budgets._race import INPUT_TOKENS, LIMIT, MAX_OUTPUT_TOKENS, MODEL, Tally, race_budget
+from tests.budgets.conftest import delivered
 from tokentrail._money import UNITS_PER_USD, units_to_decimal
 from tokentrail.budgets import Budget, BudgetAlert, BudgetBackend, BudgetManager
 from tokentrail.errors import BudgetExceeded
@@ -114,6 +115,7 @@ def test_racing_settlements_fire_each_threshold_exactly_once(backend: BudgetBack
         thread.start()
     for thread in threads:
         thread.join()
+    delivered(backend)
     assert sorted(a.threshold for a in alerts) == [
         Decimal("0.5"),
         Decimal("0.8"),

@@ -28,8 +28,9 @@ def open_backend(url: str | BudgetBackend | None) -> BudgetBackend:
     if scheme in ("redis", "rediss", "unix"):
         from tokentrail.budgets.redis import RedisBackend
 
-        base, options = split_options(url, "prefix")
-        return RedisBackend(base, prefix=options.get("prefix", "tokentrail:budget:"))
+        base, options = split_options(url, "prefix", "pipeline")
+        pipeline = options.get("pipeline", "0").lower() in ("1", "true", "yes", "on")
+        return RedisBackend(base, prefix=options.get("prefix", "tokentrail:budget:"), pipeline=pipeline)
     if scheme in ("postgres", "postgresql"):
         from tokentrail.budgets.postgres import PostgresBackend
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tokentrail._money import units_to_decimal
 from tokentrail._types import Cost, Usage, UsageStatus
-from tokentrail.budgets.backend import BudgetBackend, ReserveOutcome, Slot, Tally, TallyRow
+from tokentrail.budgets.backend import BudgetBackend, ReserveOutcome, SettleOutcome, Slot, Tally, TallyRow
 from tokentrail.budgets.connect import open_backend
 from tokentrail.budgets.events import BudgetAlert, BudgetBreach, BudgetStatus, percent_of
 from tokentrail.budgets.policy import (
@@ -392,6 +392,8 @@ class BudgetManager:
             raise BudgetConfigError("lease_seconds and session_ttl must be positive")
         self._owns_backend = backend is None or isinstance(backend, str)  # opened here: closed here
         self.backend: BudgetBackend = open_backend(backend)
+        settle_later = getattr(self.backend, "settle_later", None)  # set by pipelining back-ends
+        self._settle_later: Callable[..., None] | None = settle_later if callable(settle_later) else None
         self._clock = clock
         self._catalog = catalog
         self.lease_seconds = float(lease_seconds)
@@ -886,17 +888,28 @@ class BudgetManager:
                     (held_units if units is None else units, getattr(usage, attr))
                     for (held_units, _), attr in zip(reservation.charges, plan.token_attrs, strict=True)
                 ]
-            try:
-                outcome = self.backend.settle(reservation.id, slots, charges, now)
-            except Exception as exc:  # the call happened: never raise into it
-                self._backend_failed("settle", exc)
+            settle_later = self._settle_later
+            if settle_later is not None:  # a pipelining back-end: the outcome arrives later
+                settle_later(reservation.id, slots, charges, now, lambda out: self._settled(slots, now, out))
             else:
-                if any(outcome[1]):
-                    for slot, tally, crossed in zip(slots, outcome[0], outcome[1], strict=True):
-                        if crossed:
-                            self._alert(slot, tally, crossed, now)
+                try:
+                    outcome = self.backend.settle(reservation.id, slots, charges, now)
+                except Exception as exc:  # the call happened: never raise into it
+                    self._backend_failed("settle", exc)
+                else:
+                    if any(outcome[1]):
+                        self._settled(slots, now, outcome)
         if plan.per_call:
             self._check_call_spend(plan.per_call, units, usage, reservation, now)
+
+    def _settled(self, slots: Sequence[Slot], now: float, outcome: SettleOutcome | Exception) -> None:
+        """Alert on what a settlement crossed (or count its failure: the call happened, never raise)."""
+        if isinstance(outcome, Exception):
+            self._backend_failed("settle", outcome)
+            return
+        for slot, tally, crossed in zip(slots, outcome[0], outcome[1], strict=True):
+            if crossed:
+                self._alert(slot, tally, crossed, now)
 
     def _release(self, reservation: Reservation) -> None:
         if reservation.plan.slots:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tokentrail.budgets.backend import HeadRow, ReserveOutcome, SettleOutcome, Slot, Tally
@@ -456,6 +456,7 @@ class _Packed:
 
 _CACHE_LIMIT = 4096
 _IDLE_LIMIT = 8  # connections kept out of the pool between calls, for the threads of this process
+_PENDING_LIMIT = 64  # pipelined settles on one connection before their replies are read
 
 
 def _tallies(text: bytes, count: int, stride: int) -> list[tuple[tuple[int, int, int, int], tuple[int, ...]]]:
@@ -474,37 +475,77 @@ def _tallies(text: bytes, count: int, stride: int) -> list[tuple[tuple[int, int,
     return rows
 
 
+def _settle_outcome(text: bytes, count: int) -> SettleOutcome:
+    rows = _tallies(text, count, 10)
+    return (
+        tuple(row for row, _ in rows),
+        tuple(tuple(range(low, high)) for _, (low, high) in rows),
+    )
+
+
 class _ReplyError(Exception):
     """Redis answered an error."""
 
 
-def _exchange(sock: Any, command: bytes) -> bytes:
-    """Send one command and read its reply: a bulk string's payload or an integer's digits (an error
-    raises `_ReplyError`). Nothing else is in flight on the socket, so the reply ends the data."""
-    sock.sendall(command)
-    data: bytes = sock.recv(65536)
-    while b"\r\n" not in data:
-        more = sock.recv(65536)
+SettleDone = Callable[["SettleOutcome | Exception"], None]
+
+
+class _Line:
+    """A pooled redis-py connection (which did the connecting: address, TLS, auth, database) used as a
+    raw socket: commands go out packed by hand and replies are read without redis-py's parsers.
+
+    `pending` holds settlements sent without waiting (pipelined): their replies are read before the
+    next command's, so a settle costs no round trip of its own."""
+
+    __slots__ = ("buffer", "connection", "pending")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.buffer = b""
+        self.pending: list[tuple[bytes, int, SettleDone]] = []
+
+    def send(self, command: bytes) -> None:
+        if self.connection._sock is None:
+            self.connection.connect()
+            self.buffer = b""
+        self.connection._sock.sendall(command)
+
+    def reply(self) -> bytes:
+        """The next reply: a bulk string's payload or an integer's digits (an error raises `_ReplyError`)."""
+        data = self.buffer
+        while b"\r\n" not in data:
+            data += self._more()
+        end = data.index(b"\r\n")
+        kind = data[:1]
+        if kind == b"$":
+            size = int(data[1:end])
+            if size < 0:
+                self.buffer = data[end + 2 :]
+                return b""
+            while len(data) < end + 4 + size:
+                data += self._more()
+            self.buffer = data[end + 4 + size :]
+            return data[end + 2 : end + 2 + size]
+        self.buffer = data[end + 2 :]
+        if kind == b":":
+            return data[1:end]
+        if kind == b"-":
+            raise _ReplyError(data[1:end].decode(errors="replace"))
+        raise ConnectionError(f"unexpected reply from Redis: {data[:40]!r}")
+
+    def _more(self) -> bytes:
+        more: bytes = self.connection._sock.recv(65536)
         if not more:
             raise ConnectionError("Redis closed the connection")
-        data += more
-    end = data.index(b"\r\n")
-    kind = data[:1]
-    if kind == b"$":
-        size = int(data[1:end])
-        if size < 0:
-            return b""
-        while len(data) < end + 4 + size:
-            more = sock.recv(65536)
-            if not more:
-                raise ConnectionError("Redis closed the connection")
-            data += more
-        return data[end + 2 : end + 2 + size]
-    if kind == b":":
-        return data[1:end]
-    if kind == b"-":
-        raise _ReplyError(data[1:end].decode(errors="replace"))
-    raise ConnectionError(f"unexpected reply from Redis: {data[:40]!r}")
+        return more
+
+    def drop(self, error: Exception) -> None:
+        """The connection failed: close it (it connects again on its next use); pending settles fail."""
+        self.connection.disconnect()
+        self.buffer = b""
+        pending, self.pending = self.pending, []
+        for _command, _count, done in pending:
+            done(error)
 
 
 class RedisBackend:
@@ -522,6 +563,7 @@ class RedisBackend:
         url: str | redis_module.Redis = "redis://127.0.0.1:6379/0",
         *,
         prefix: str = "tokentrail:budget:",
+        pipeline: bool = False,
     ) -> None:
         try:
             import redis
@@ -543,8 +585,11 @@ class RedisBackend:
         self._scripts = {name: (body, _script_sha(body)) for name, body in _SCRIPTS.items()}
         self._prefix_arg = _bulk(prefix)
         self._packed: dict[int, _Packed] = {}
-        self._idle: list[Any] = []  # connections taken from the pool, free for the next call
+        self._idle: list[_Line] = []  # connections taken from the pool, free for the next call
         self._pid = os.getpid()
+        self.pipeline = pipeline
+        # The manager settles through this when it is set: pipelined, no round trip of its own.
+        self.settle_later: Callable[..., None] | None = self._settle_later if pipeline else None
 
     # -- the wire -------------------------------------------------------------------------------------------
 
@@ -557,51 +602,98 @@ class RedisBackend:
             self._packed[id(slots)] = packed
         return packed
 
-    def _call(self, script: str, args: bytes, count: int) -> bytes:
-        """EVALSHA `script` with `count` packed arguments after the prefix; its reply, a bulk string.
-
-        The command goes out and its reply comes back on the socket of a redis-py connection (which did
-        the connecting: address, TLS, auth, database) without redis-py's general-purpose packing and
-        parsing, the client's main cost per call. Loads the script when Redis does not know it.
-        """
-        body, sha = self._scripts[script]
-        command = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n%s%s" % (
+    def _command(self, script: str, args: bytes, count: int) -> bytes:
+        """EVALSHA of `script` with `count` packed arguments after the prefix."""
+        return b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n%s%s" % (
             count + 4,
-            sha,
+            self._scripts[script][1],
             self._prefix_arg,
             args,
         )
+
+    def _take(self) -> _Line:
         if self._pid != os.getpid():  # a forked child must not share its parent's sockets
             self._idle, self._pid = [], os.getpid()
-        idle = self._idle
         try:
-            connection = idle.pop()  # atomic: each thread takes an idle connection of its own
+            return self._idle.pop()  # atomic: each thread takes an idle line of its own
         except IndexError:
-            connection = None
+            return _Line(self._client.connection_pool.get_connection())
+
+    def _give_back(self, line: _Line) -> None:
+        if len(self._idle) < _IDLE_LIMIT or line.pending:
+            self._idle.append(line)
+        else:  # a burst of threads is over: the pool gets the extra connections back
+            self._client.connection_pool.release(line.connection)
+
+    def _call(self, script: str, args: bytes, count: int) -> bytes:
+        """Run `script` (one round trip, with the replies of pipelined settles read on the way)."""
+        command = self._command(script, args, count)
+        line = self._take()
         try:
-            if connection is None:
-                connection = self._client.connection_pool.get_connection()
-            if connection._sock is None:
-                connection.connect()
+            line.send(command)
+            retry = self._drain(line) if line.pending else None
             try:
-                return _exchange(connection._sock, command)
+                reply = line.reply()
             except _ReplyError as exc:
                 if not str(exc).startswith("NOSCRIPT"):
                     raise
-            self._client.script_load(body)
-            return _exchange(connection._sock, command)
+                self._client.script_load(self._scripts[script][0])
+                line.send(command)
+                reply = line.reply()
+            if retry:
+                self._retry(line, retry)
+            return reply
         except _ReplyError as exc:
             raise StoreError(f"budget counters in Redis ({self.prefix!r}): {exc}") from exc
         except (self._redis_error, OSError) as exc:
-            if connection is not None:
-                connection.disconnect()  # connects again on its next use
+            line.drop(exc)
             raise StoreError(f"budget counters in Redis ({self.prefix!r}): {exc}") from exc
         finally:
-            if connection is not None:
-                if len(idle) < _IDLE_LIMIT:
-                    idle.append(connection)
-                else:  # a burst of threads is over: the pool gets the extra connections back
-                    self._client.connection_pool.release(connection)
+            self._give_back(line)
+
+    def _drain(self, line: _Line) -> list[tuple[bytes, int, SettleDone]]:
+        """Read the replies of the settles pipelined on `line` and hand each its outcome; returns those
+        Redis refused for want of the script (send them again with `_retry` once the line is read)."""
+        pending, line.pending = line.pending, []
+        retry = []
+        for command, count, done in pending:
+            try:
+                text = line.reply()
+            except _ReplyError as exc:
+                if str(exc).startswith("NOSCRIPT"):
+                    retry.append((command, count, done))
+                else:
+                    done(StoreError(f"budget counters in Redis ({self.prefix!r}): {exc}"))
+                continue
+            done(_settle_outcome(text, count))
+        return retry
+
+    def _retry(self, line: _Line, retry: list[tuple[bytes, int, SettleDone]]) -> None:
+        self._client.script_load(self._scripts["settle"][0])
+        for command, count, done in retry:
+            line.send(command)
+            try:
+                done(_settle_outcome(line.reply(), count))
+            except _ReplyError as exc:
+                done(StoreError(f"budget counters in Redis ({self.prefix!r}): {exc}"))
+
+    def flush(self) -> None:
+        """Wait for the settles this process pipelined (on idle connections) and deliver their outcomes."""
+        lines = []
+        while True:
+            try:
+                lines.append(self._idle.pop())
+            except IndexError:
+                break
+        for line in lines:
+            try:
+                retry = self._drain(line) if line.pending else None
+                if retry:
+                    self._retry(line, retry)
+            except (self._redis_error, OSError) as exc:
+                line.drop(exc)
+            finally:
+                self._give_back(line)
 
     def _run(self, script: Any, *args: object) -> Any:
         try:
@@ -645,6 +737,38 @@ class RedisBackend:
         charges: Sequence[tuple[int, int]],
         now: float,
     ) -> SettleOutcome:
+        args, count = self._settle_args(reservation, slots, charges)
+        return _settle_outcome(self._call("settle", args, count), len(slots))
+
+    def _settle_later(
+        self,
+        reservation: str | None,
+        slots: Sequence[Slot],
+        charges: Sequence[tuple[int, int]],
+        now: float,
+        done: SettleDone,
+    ) -> None:
+        """`settle` without waiting: the command goes out now, and `done` gets the outcome (or the error)
+        when the reply is read, before the next command on the same connection or at `flush()`."""
+        args, count = self._settle_args(reservation, slots, charges)
+        command = self._command("settle", args, count)
+        line = self._take()
+        try:
+            if len(line.pending) >= _PENDING_LIMIT:
+                retry = self._drain(line)
+                if retry:
+                    self._retry(line, retry)
+            line.send(command)
+            line.pending.append((command, len(slots), done))
+        except (self._redis_error, OSError) as exc:
+            line.drop(exc)
+            done(StoreError(f"budget counters in Redis ({self.prefix!r}): {exc}"))
+        finally:
+            self._give_back(line)
+
+    def _settle_args(
+        self, reservation: str | None, slots: Sequence[Slot], charges: Sequence[tuple[int, int]]
+    ) -> tuple[bytes, int]:
         packed = self._pack(slots)
         parts = [_bulk(b"%d" % packed.count), _bulk(reservation or "")]
         count = 2
@@ -652,24 +776,23 @@ class RedisBackend:
             parts.append(static)
             parts.append(_charge(units, tokens))
             count += len(slot.heads) + 11 + 3 * len(slot.alert_units) + len(slot.alert_tokens)
-        out = self._call("settle", b"".join(parts), count)
-        rows = _tallies(out, packed.count, 10)
-        return (
-            tuple(row for row, _ in rows),
-            tuple(tuple(range(low, high)) for _, (low, high) in rows),
-        )
+        return b"".join(parts), count
 
     def release(self, reservation: str, slots: Sequence[Slot], now: float) -> None:
         packed = self._pack(slots)
         self._call("release", _bulk(reservation) + b"".join(packed.release), 1 + packed.count)
 
     def read(self, slots: Sequence[Slot], now: float) -> list[Tally]:
+        if self.pipeline:
+            self.flush()
         packed = self._pack(slots)
         count = 1 + sum(1 + len(slot.heads) for slot in slots)
         out = self._call("read", _bulk(repr(now)) + packed.read, count)
         return [Tally._make(row) for row, _ in _tallies(out, packed.count, 8)]
 
     def heads(self, budget: str, now: float) -> list[HeadRow]:
+        if self.pipeline:
+            self.flush()
         out = self._run(self._heads, budget, repr(now))
         rows = []
         for i in range(0, len(out), 9):
@@ -720,6 +843,8 @@ class RedisBackend:
         return found
 
     def reset(self, budget: str, scope_key: str | None = None) -> int:
+        if self.pipeline:
+            self.flush()
         return int(self._run(self._reset, budget, scope_key or "", "0" if scope_key is None else "1"))
 
     def drop(self) -> int:
@@ -730,9 +855,10 @@ class RedisBackend:
         return removed
 
     def close(self) -> None:
+        self.flush()
         idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.disconnect()
+        for line in idle:
+            line.connection.disconnect()
         self._client.close()
 
     def __repr__(self) -> str:
