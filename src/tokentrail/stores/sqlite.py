@@ -551,8 +551,8 @@ class SQLiteStore:
     def _write(self, batch: list[Record]) -> None:
         """Insert the records not yet in the file and update the rollups, in one transaction.
 
-        The usual batch holds only new records: one `executemany` inserts them and the rollup change,
-        summed per cell in Python, is one upsert per cell. When the insert skipped some (a replay, or a
+        The usual batch holds only new records: multi-row INSERTs add them and the rollup change, summed
+        per cell in Python, is one upsert per cell. When the insert skipped some (a replay, or a
         record twice in the batch), the transaction is redone with the new records picked out first."""
         if os.getpid() != self._pid:
             raise StoreError("a SQLiteStore cannot be shared across fork(); open one per process")
@@ -564,13 +564,15 @@ class SQLiteStore:
             raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
 
         def transaction() -> None:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")  # waits for other writers with the collector running
             try:
                 before = conn.total_changes
-                _insert_flat(conn, list(chain.from_iterable(zip(*columns, strict=True))))
-                if conn.total_changes - before == len(batch):
-                    _add_to_rollups(conn, self._deltas(columns, costs))
-                else:
+                with _collector_paused():
+                    _insert_flat(conn, list(chain.from_iterable(zip(*columns, strict=True))))
+                    inserted = conn.total_changes - before == len(batch)
+                    if inserted:
+                        _add_to_rollups(conn, self._deltas(columns, costs))
+                if not inserted:
                     conn.execute("ROLLBACK")
                     conn.execute("BEGIN IMMEDIATE")
                     fresh = _fresh_rows(conn, list(zip(*columns, strict=True)))
@@ -586,8 +588,7 @@ class SQLiteStore:
                 raise
 
         try:
-            with _collector_paused():
-                _retry(transaction, self._timeout)
+            _retry(transaction, self._timeout)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
 
@@ -1657,9 +1658,10 @@ def _describe(exc: sqlite3.Error) -> str:
 
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Keep Python's cyclic garbage collector from running while a batch is written: the batch's short-
-    lived tuples would otherwise trigger full collections that walk the whole heap (tens of ms each in a
-    process holding many objects). Left alone when the application has disabled the collector."""
+    """Keep Python's cyclic garbage collector from running while a batch is built and inserted: the
+    batch's short-lived tuples would otherwise set off full collections that walk the whole heap (tens of
+    ms each in a process holding many objects). Not held while waiting for another writer's lock (only
+    storing a first-seen `dims` row may wait inside). Left alone when the application disabled it."""
     if not gc.isenabled():
         yield
         return
