@@ -211,6 +211,17 @@ def test_batches_mixing_plain_and_unusual_records_are_stored_exactly() -> None:
     assert totals.timed_calls == sum(record.duration_ms is not None for record in kept)
 
 
+def test_one_unusual_call_in_a_batch_of_one_agents_calls_is_stored_exactly(tracker: Tracker) -> None:
+    searched = tt.Usage(input_tokens=1_000, output_tokens=200, web_searches=2)
+    with scope(agent="solo"):
+        for i in range(1_024):
+            tracker.record(searched if i == 700 else USAGE, "gpt-4o", duration_ms=1.0)
+    totals = tracker.totals()
+    assert (totals.calls, totals.usage.web_searches) == (1_024, 2)
+    assert totals.input_tokens == 1_024 * 1_000
+    assert [record.usage for record in tracker.history() if record.usage.web_searches] == [searched]
+
+
 def test_a_batch_with_records_of_another_process_keeps_every_id(tracker: Tracker) -> None:
     from dataclasses import replace
 

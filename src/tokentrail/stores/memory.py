@@ -94,36 +94,32 @@ exec(
 _fast_keys: Callable[[list[Record]], list[tuple[object, ...]]] = _scan_namespace["fast_keys"]
 
 
-def _same_shape(records: list[Record]) -> bool:
-    """True when every record has the first one's key and none has a context or side-table values:
-    the usual batch (one agent's calls to one model), checked by identity and stopping at the first
-    record that differs, so it costs a mixed batch almost nothing."""
-    first = records[0]
-    model, provider, attribution, rule = first.model, first.provider, first.attribution, first.price_rule
-    unpriced_reason, unpriced = first.unpriced_reason, first.cost_units is None
-    status, reason = first.usage.status, first.usage.reason
-    low = first.id >> 48 << 48
-    high = low + (1 << 48)
-    for r in records:
-        if not (
-            r.attribution is attribution
-            and r.price_rule is rule
-            and r.model == model
-            and r.provider == provider
-            and r.unpriced_reason == unpriced_reason
-            and (r.cost_units is None) is unpriced
-            and low <= r.id < high
-            and (u := r.usage).status is status
-            and u.reason == reason
-            and r.context is None
-            and r.provider_cost is None
-            and r.estimated_input_tokens is None
-            and r.ttft_ms is None
-        ):
-            return False
-    return True
-
-
+# True when every record has the first one's key, no context, nothing for the side tables and only the
+# compact counts: the usual batch (one agent's calls to one model). Checked by identity where the objects
+# are shared, stopping at the first record that differs, so it costs a mixed batch almost nothing.
+exec(
+    "def same_shape(records):\n"
+    "    first = records[0]\n"
+    "    model, provider, attribution, rule = first.model, first.provider, first.attribution, first.price_rule\n"
+    "    unpriced_reason, unpriced = first.unpriced_reason, first.cost_units is None\n"
+    "    status, reason = first.usage.status, first.usage.reason\n"
+    "    low = first.id >> 48 << 48\n"
+    "    high = low + (1 << 48)\n"
+    "    for r in records:\n"
+    "        if not (\n"
+    "            r.attribution is attribution and r.price_rule is rule and r.model == model\n"
+    "            and r.provider == provider and r.unpriced_reason == unpriced_reason\n"
+    "            and (r.cost_units is None) is unpriced and low <= r.id < high\n"
+    "            and (u := r.usage).status is status and u.reason == reason\n"
+    "            and r.context is None and r.provider_cost is None\n"
+    "            and r.estimated_input_tokens is None and r.ttft_ms is None\n"
+    f"            and not ({' | '.join(f'u.{name}' for name in _RARE[:-1])} | (u.requests ^ 1))\n"
+    "        ):\n"
+    "            return False\n"
+    "    return True\n",
+    _scan_namespace,
+)
+_same_shape: Callable[[list[Record]], bool] = _scan_namespace["same_shape"]
 _PLAIN = 10  # index of the "no side-table values" flag in a fast key
 _plain_of = operator.itemgetter(_PLAIN)
 _flat_counts: Callable[[list[Usage]], list[int]] = _scan_namespace["flat_counts"]
@@ -319,7 +315,7 @@ class MemoryStore:
                 keys = [self._safe_key(record) for record in batch]
                 plain = False
             if keys is None:
-                self._store_group(key, batch, True)
+                self._store_group(key, batch, True, True)
             else:
                 self._store_groups(keys, batch, plain)
 
@@ -343,10 +339,11 @@ class MemoryStore:
             else:
                 self._store_group(key, group, plain)
 
-    def _store_group(self, key: _Key, batch: list[Record], plain: bool) -> None:
-        """`plain`: no record of the batch has a value for the side tables (reported cost, …)."""
+    def _store_group(self, key: _Key, batch: list[Record], plain: bool, compact: bool = False) -> None:
+        """`plain`: no record of the batch has a value for the side tables (reported cost, …);
+        `compact`: none has a count outside the compact ones (both already checked)."""
         try:
-            self._store(key, batch, plain)  # raises only before it changes anything
+            self._store(key, batch, plain, compact)  # raises only before it changes anything
         except Exception:
             for record in batch:
                 try:
@@ -380,22 +377,28 @@ class MemoryStore:
                     found[i] = self._fast_entry(record, fast_keys[i])
         return found
 
-    def _store(self, key: _Key, batch: list[Record], plain: bool = False) -> None:
+    def _store(self, key: _Key, batch: list[Record], plain: bool = False, compact: bool = False) -> None:
         """Add one key's records to its cells (caller holds the lock)."""
         timestamps = list(map(_timestamp_of, batch))
         hour = min(timestamps) // HOUR_US
         if max(timestamps) // HOUR_US == hour:
-            self._store_hour(self._cell_for(key, hour), key.priced, batch, timestamps, plain)
+            self._store_hour(self._cell_for(key, hour), key.priced, batch, timestamps, plain, compact)
             return
         by_hour: dict[int, list[Record]] = {}
         for record, timestamp in zip(batch, timestamps, strict=True):
             by_hour.setdefault(timestamp // HOUR_US, []).append(record)
         for hour, part in by_hour.items():
             cell = self._cell_for(key, hour)
-            self._store_hour(cell, key.priced, part, list(map(_timestamp_of, part)), plain)
+            self._store_hour(cell, key.priced, part, list(map(_timestamp_of, part)), plain, compact)
 
     def _store_hour(
-        self, cell: _Cell, priced: bool, batch: list[Record], timestamps: list[int], plain: bool
+        self,
+        cell: _Cell,
+        priced: bool,
+        batch: list[Record],
+        timestamps: list[int],
+        plain: bool,
+        compact: bool,
     ) -> None:
         """Append records of one cell: column-wise when all are regular, else one by one."""
         try:
@@ -407,7 +410,7 @@ class MemoryStore:
             stored = None if costs is None else list(map(floordiv, costs, repeat(_COST_SCALE)))
             cost_sum = 0 if costs is None else sum(costs)
             regular = (
-                not any(_any_rare(usages))
+                (compact or not any(_any_rare(usages)))
                 and not (max(flat[0::_WIDTH]) | max(flat[1::_WIDTH])) >> 32
                 and (
                     plain
