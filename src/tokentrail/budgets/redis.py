@@ -2,10 +2,15 @@
 on the server, and every key expires with its window. Machines sharing the Redis share the limits.
 Install with `pip install 'tokentrail[redis]'`.
 
-Keys (all under `prefix`): `h:<head>` a hash of counters, `e:<head>` a sorted set of live reservations
-by lease, `r:<reservation>` a hash of what the reservation holds in each head, `i:<budget>` an index of
-the budget's heads, `defs` and `limits` hashes for definitions and operator overrides. Lua numbers are
-doubles, so money travels as three exact limbs of 10**12 (10**-24, 10**-12 and 1 USD).
+Keys (all under `prefix`): `h:<head>` a hash of counters, holding each live reservation as a field
+`q:<reservation>` ("limbs tokens lease"; a lease that passed is given back by the next call that reads
+the head), `i:<budget>` an index of the budget's heads, `defs` and `limits` hashes for definitions and
+operator overrides. Lua numbers are doubles, so money travels as three exact limbs of 10**12 (10**-24,
+10**-12 and 1 USD).
+
+Each call is one EVALSHA round trip. With `pipeline=True` (URL `?pipeline=1`) a settlement is sent
+without waiting: its reply is read with the next command on the same connection, or by `flush()` (which
+`read`, `heads`, `reset` and `close` call), and the manager emits its alerts then.
 """
 
 from __future__ import annotations
