@@ -7,8 +7,10 @@ Layout, chosen for a short write path and ≈ 60 bytes a record:
 - a key's records are split by UTC hour into `_Cell`s; a cell holds its records in arrays: timestamp,
   id sequence and cost (in 10**-12 USD) as `array('q')`, the six common token counts interleaved in one
   `array('I')`, the duration as `array('d')`;
-- `append` only queues a record; queued records move into the columns in batches, with C-level passes
-  (`map`, `fromlist`, `sum`) over each batch;
+- `append` only queues a record; queued records move into the columns in batches of 512. A batch of one
+  agent's calls to one model (the usual case) is recognised in one pass that compares each record with
+  the first by identity and is keyed by one lookup; a mixed batch costs one cached lookup a record.
+  Then C-level passes (`map`, `fromlist`, `sum`) fill the columns;
 - anything rare (media tokens, more than 2**32 tokens, a cost finer than 10**-12 USD, a provider-reported
   cost, a pre-call input estimate) goes to small per-cell side tables;
 - each cell keeps the sums of its records up to date as they are written, so a summary adds up cells and
