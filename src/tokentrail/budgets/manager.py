@@ -730,14 +730,15 @@ class BudgetManager:
         units, output = found
         if estimate_units is not None:
             units = _count(estimate_units, "estimate_units")
-        breaches: list[BudgetBreach] = []
+        breaches: list[BudgetBreach] | None = None
         if plan.per_call or units is None:
+            breaches = []
             self._before_reserving(plan, units, input_tokens, output, model, provider, now, breaches)
         held = units or 0
         direction = plan.direction
         if direction:  # every budget counts the same tokens (the usual case)
             tokens = input_tokens if direction == 1 else output if direction == 2 else input_tokens + output
-            charges = ((held, tokens),) * len(plan.slots)
+            charges = ((held, tokens),) if len(plan.slots) == 1 else ((held, tokens),) * len(plan.slots)
         else:
             tokens_by_direction = (0, input_tokens, output, input_tokens + output)
             charges = tuple((held, tokens_by_direction[direction]) for direction in plan.directions)
@@ -762,11 +763,26 @@ class BudgetManager:
             output,
             lease_until,
         )
+        if plan.lenient or breaches:
+            self._after_reserving(reservation, outcome, breaches or [], model, provider, now)
+        return reservation
+
+    def _after_reserving(
+        self,
+        reservation: Reservation,
+        outcome: ReserveOutcome,
+        breaches: list[BudgetBreach],
+        model: str | None,
+        provider: str | None,
+        now: float,
+    ) -> None:
+        """Budgets that warn or call back act on what this reservation passed (raising releases it)."""
+        plan = reservation.plan
         if plan.lenient:
-            for slot, index, tally, (charge_units, charge_tokens) in zip(
-                plan.slots, plan.owners, outcome[1], charges, strict=True
+            for slot, index, row, (charge_units, charge_tokens) in zip(
+                plan.slots, plan.owners, outcome[1], reservation.charges, strict=True
             ):
-                tally = Tally._make(tally)
+                tally = Tally._make(row)
                 if not slot.enforce and tally.exceeds(slot, charge_units, charge_tokens):
                     breaches.append(
                         self._breach(index, slot, tally, charge_units, charge_tokens, model, provider, now)
@@ -777,7 +793,6 @@ class BudgetManager:
             except BaseException:
                 reservation.release()
                 raise
-        return reservation
 
     def _before_reserving(
         self,
