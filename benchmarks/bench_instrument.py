@@ -1,4 +1,5 @@
-"""Added latency of an instrumented OpenAI chat call vs the bare SDK call, against the local MockLLMServer.
+"""Added latency of an instrumented OpenAI chat call vs the bare SDK call, against the local MockLLMServer
+(run in its own process, as a real server is).
 
 Both are measured in the same run, in alternated blocks of calls (same client settings; see `main`);
 the difference is what `tokentrail.instrument()` adds (capture,
@@ -11,10 +12,13 @@ nothing, and with a real one), the provider adapter reading the usage, and `Trac
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 
 import openai
 
@@ -24,6 +28,27 @@ from tokentrail.testing.mock_llm import MockLLMServer
 from tokentrail.tracker import Tracker
 
 MESSAGES = [{"role": "user", "content": "How are tokens counted when a prompt is cached?"}]
+
+
+def _serve(connection: Connection) -> None:
+    """The mock server's own process: sends its OpenAI base URL, serves until told to stop."""
+    with MockLLMServer() as server:
+        connection.send(server.url("openai"))
+        connection.recv()
+
+
+@contextlib.contextmanager
+def _server_process() -> Iterator[str]:
+    """A MockLLMServer in a child process (its OpenAI base URL), as a real server is: in-process, its
+    handler threads would compete with the client for the GIL right when the instrumentation runs."""
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("fork").Process(target=_serve, args=(child,), daemon=True)
+    process.start()
+    try:
+        yield parent.recv()
+    finally:
+        parent.send("stop")
+        process.join(timeout=5)
 
 
 def _mean(fn: Callable[[], object], number: int) -> float:
@@ -38,9 +63,9 @@ def main(rounds: int = 60, number: int = 20) -> dict[str, float]:
     """Bare and instrumented blocks of `number` calls, alternated for `rounds` rounds (which one goes first
     alternates too). Two estimates of the added time: best block minus best block, and the median of the
     per-round differences (robust when other processes load the machine between rounds)."""
-    with MockLLMServer() as server:
-        bare_client = openai.OpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
-        tracked_client = openai.OpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+    with _server_process() as base_url:
+        bare_client = openai.OpenAI(base_url=base_url, api_key="test", max_retries=0)
+        tracked_client = openai.OpenAI(base_url=base_url, api_key="test", max_retries=0)
 
         def bare() -> object:
             return bare_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
@@ -82,7 +107,7 @@ def main(rounds: int = 60, number: int = 20) -> dict[str, float]:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {machine()}; load average {load}")
     print(
-        f"openai {openai.__version__} chat.completions.create against MockLLMServer, "
+        f"openai {openai.__version__} chat.completions.create against MockLLMServer (own process), "
         f"{rounds} alternated rounds of {number} calls"
     )
     print(f"  bare SDK call      {bare_us:10.1f} µs   (best block)")
