@@ -237,3 +237,22 @@ def test_uninstrument_restores_litellm_functions(litellm: Any) -> None:
     finally:
         uninstrument()
     assert (litellm.completion, litellm.acompletion) == originals
+
+
+def test_budget_refusal_happens_before_litellm_sends_the_request(litellm: Any, server: MockLLMServer) -> None:
+    from tokentrail.budgets import Budget
+
+    tracker = Tracker(budgets=[Budget(limit_usd="0.001")])
+    instrument(tracker, providers=["litellm", "openai"])
+    try:
+        before = len(server.requests)
+        with pytest.raises(tt.BudgetExceeded):
+            litellm.completion(**options(server, max_tokens=100_000))
+        assert len(server.requests) == before
+        queue(server, PLAIN)
+        litellm.completion(**options(server, max_tokens=50))
+        (status,) = tracker.budget_status()
+        (record,) = tracker.history()
+        assert status.reserved_usd == 0 and status.spent_usd == record.cost
+    finally:
+        uninstrument()
