@@ -112,7 +112,9 @@ def test_stream_asks_for_usage_and_records_the_same_as_the_plain_call(
     queue(server, PLAIN)
     litellm.completion(**options(server))
     fixture = queue(server, STREAMED)
-    chunks = list(litellm.completion(**options(server, stream=True)))  # no stream_options given
+    stream = litellm.completion(**options(server, stream=True))  # no stream_options given
+    assert isinstance(stream, litellm.CustomStreamWrapper)  # LiteLLM's own object, tracked in place
+    chunks = list(stream)
     assert chunks
     assert server.requests[-1]["body"]["stream_options"] == {"include_usage": True}
     plain, streamed = tracker.history()
@@ -140,6 +142,7 @@ def test_async_plain_and_streamed_calls(litellm: Any, server: MockLLMServer, tra
         await litellm.acompletion(**options(server))
         queue(server, STREAMED)
         stream = await litellm.acompletion(**options(server, stream=True))
+        assert isinstance(stream, litellm.CustomStreamWrapper)
         async for _ in stream:
             pass
 
@@ -162,6 +165,29 @@ def test_stream_closed_after_the_second_chunk_records_what_was_seen(
     record = only(tracker)
     assert record.usage.status in (tt.UsageStatus.PARTIAL, tt.UsageStatus.UNKNOWN)
     assert record.usage.reason
+
+
+def test_stream_left_through_its_context_manager_records_what_was_seen(
+    litellm: Any, server: MockLLMServer, tracker: Tracker
+) -> None:
+    queue(server, STREAMED)
+    with litellm.completion(**options(server, stream=True)) as stream:
+        next(stream)
+    assert only(tracker).usage.status in (tt.UsageStatus.PARTIAL, tt.UsageStatus.UNKNOWN)
+
+
+def test_async_stream_closed_early_records_what_was_seen(
+    litellm: Any, server: MockLLMServer, tracker: Tracker
+) -> None:
+    async def run() -> None:
+        queue(server, STREAMED)
+        stream = await litellm.acompletion(**options(server, stream=True))
+        async for _ in stream:
+            break
+        await stream.aclose()
+
+    asyncio.run(run())
+    assert only(tracker).usage.status in (tt.UsageStatus.PARTIAL, tt.UsageStatus.UNKNOWN)
 
 
 def test_server_error_propagates_and_records_nothing(

@@ -3,8 +3,12 @@
 LiteLLM calls many providers through their own SDKs (OpenAI-compatible ones through the `openai`
 SDK); while a tracked LiteLLM call runs, those inner SDK calls pass untracked, so the call is recorded
 once, here, with LiteLLM's normalized usage, the provider that served it and LiteLLM's own
-`response_cost` (kept as the provider-reported cost). `completion(..., acompletion=True)` passes
-through (the SDK call it makes is tracked where it happens).
+`response_cost` (kept as the provider-reported cost). A streamed call returns LiteLLM's own
+`CustomStreamWrapper` object (its class swapped for a subclass whose iteration and closing feed the
+tracking proxy), so `isinstance` checks, LiteLLM's Router included, still hold. LiteLLM's logging keeps a
+reference to each stream, so a stream dropped without being consumed or closed is not collected and
+records nothing: finish, `close()` / `aclose()` it, or read it in a `with` block.
+`completion(..., acompletion=True)` passes through untracked.
 
 The functions are replaced on the `litellm` module: code that ran `from litellm import completion`
 before `instrument()` keeps the original function.
@@ -16,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tokentrail.adapters._instrument_call import Call, _StreamProxy
 from tokentrail.adapters._instrument_target import Request, Target, given
 
 __all__ = ["CLIENT_MODULES", "ROOT", "TARGETS", "WRAP_PATHS"]
@@ -63,12 +68,108 @@ class _CompletionTarget(Target):
             request.kwargs = {**kwargs, "stream_options": {"include_usage": True}}
         return request
 
+    def deliver(self, call: Call, request: Request, response: Any, *, asynchronous: bool) -> Any:
+        """A stream stays LiteLLM's own `CustomStreamWrapper` object (LiteLLM's Router and user code check
+        `isinstance(response, CustomStreamWrapper)`); it is tracked in place."""
+        if request.streaming:
+            tracked = _track_in_place(call, response, asynchronous=asynchronous)
+            if tracked is not None:
+                return tracked
+        return super().deliver(call, request, response, asynchronous=asynchronous)
+
     def is_content(self, event: object) -> bool:
         for choice in getattr(event, "choices", None) or ():
             delta = getattr(choice, "delta", None)
             if getattr(delta, "content", None) or getattr(delta, "tool_calls", None):
                 return True
         return False
+
+
+class _AsItsClassReadsIt:
+    """The stream read through its own class's methods: what the tracking proxy iterates and closes."""
+
+    __slots__ = ("_cls", "_stream")
+
+    def __init__(self, stream: Any, cls: Any) -> None:
+        self._stream = stream
+        self._cls = cls
+
+    def __next__(self) -> Any:
+        return self._cls.__next__(self._stream)
+
+    async def __anext__(self) -> Any:
+        return await self._cls.__anext__(self._stream)
+
+    def close(self) -> Any:
+        return self._cls.close(self._stream)
+
+    async def aclose(self) -> Any:
+        return await self._cls.aclose(self._stream)
+
+
+_TRACKER = "_tokentrail_stream"
+_tracked_classes: dict[type, type] = {}
+
+
+def _tracked_class(cls: Any) -> type:
+    """`cls` with iteration and closing going through the tracking proxy kept on the instance."""
+    found = _tracked_classes.get(cls)
+    if found is not None:
+        return found
+
+    def __next__(self: Any) -> Any:
+        tracker = self.__dict__.get(_TRACKER)
+        return cls.__next__(self) if tracker is None or not hasattr(tracker, "__next__") else next(tracker)
+
+    async def __anext__(self: Any) -> Any:
+        tracker = self.__dict__.get(_TRACKER)
+        if tracker is None or not hasattr(tracker, "__anext__"):
+            return await cls.__anext__(self)
+        return await tracker.__anext__()
+
+    def close(self: Any) -> Any:
+        tracker = self.__dict__.get(_TRACKER)
+        return cls.close(self) if tracker is None or not hasattr(tracker, "__next__") else tracker.close()
+
+    async def aclose(self: Any) -> Any:
+        tracker = self.__dict__.get(_TRACKER)
+        if tracker is None or not hasattr(tracker, "__anext__"):
+            return await cls.aclose(self)
+        return await tracker.aclose()
+
+    namespace = {
+        "__next__": __next__,
+        "__anext__": __anext__,
+        "close": close,
+        "aclose": aclose,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+    }
+    found = _tracked_classes[cls] = type(cls.__name__, (cls,), namespace)
+    return found
+
+
+def _track_in_place(call: Call, stream: Any, *, asynchronous: bool) -> Any:
+    """`stream` itself, now recording through a tracking proxy; None when it cannot be tracked in place."""
+    cls: Any = type(stream)
+    names = ("__next__", "__anext__", "close", "aclose")
+    if (
+        not hasattr(stream, "__dict__")
+        or cls in _tracked_classes.values()
+        or not all(callable(getattr(cls, n, None)) for n in names)
+    ):
+        return None
+    try:
+        tracked = _tracked_class(cls)
+        proxy = call.tracked_stream(_AsItsClassReadsIt(stream, cls), asynchronous=asynchronous)
+        if not isinstance(proxy, _StreamProxy):
+            return stream  # tracking could not start (already accounted for): the stream as it is
+        stream.__dict__[_TRACKER] = proxy
+        stream.__class__ = tracked
+    except Exception:
+        logger.debug("tokentrail could not track a LiteLLM stream in place", exc_info=True)
+        return None
+    return stream
 
 
 TARGETS: tuple[Target, ...] = (
