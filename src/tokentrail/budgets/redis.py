@@ -496,58 +496,43 @@ SettleDone = Callable[["SettleOutcome | Exception"], None]
 
 
 class _Line:
-    """A pooled redis-py connection (which did the connecting: address, TLS, auth, database) used as a
-    raw socket: commands go out packed by hand and replies are read without redis-py's parsers.
+    """A pooled redis-py connection (which did the connecting: address, TLS, auth, database, protocol)
+    kept by one thread at a time: commands go out packed once per plan (`send_packed_command`) and
+    replies come back through the connection's own parser.
 
     `pending` holds settlements sent without waiting (pipelined): their replies are read before the
     next command's, so a settle costs no round trip of its own."""
 
-    __slots__ = ("buffer", "connection", "pending")
+    __slots__ = ("connection", "pending")
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
-        self.buffer = b""
         self.pending: list[tuple[bytes, int, SettleDone]] = []
 
     def send(self, command: bytes) -> None:
-        if self.connection._sock is None:
-            self.connection.connect()
-            self.buffer = b""
-        self.connection._sock.sendall(command)
+        self.connection.send_packed_command((command,), check_health=False)
 
     def reply(self) -> bytes:
         """The next reply: a bulk string's payload or an integer's digits (an error raises `_ReplyError`)."""
-        data = self.buffer
-        while b"\r\n" not in data:
-            data += self._more()
-        end = data.index(b"\r\n")
-        kind = data[:1]
-        if kind == b"$":
-            size = int(data[1:end])
-            if size < 0:
-                self.buffer = data[end + 2 :]
-                return b""
-            while len(data) < end + 4 + size:
-                data += self._more()
-            self.buffer = data[end + 4 + size :]
-            return data[end + 2 : end + 2 + size]
-        self.buffer = data[end + 2 :]
-        if kind == b":":
-            return data[1:end]
-        if kind == b"-":
-            raise _ReplyError(data[1:end].decode(errors="replace"))
-        raise ConnectionError(f"unexpected reply from Redis: {data[:40]!r}")
+        from redis.exceptions import NoScriptError, ResponseError
 
-    def _more(self) -> bytes:
-        more: bytes = self.connection._sock.recv(65536)
-        if not more:
-            raise ConnectionError("Redis closed the connection")
-        return more
+        try:
+            value = self.connection.read_response(disable_decoding=True)
+        except NoScriptError as exc:
+            raise _ReplyError(f"NOSCRIPT {exc}") from None
+        except ResponseError as exc:
+            raise _ReplyError(str(exc)) from None
+        if value is None:
+            return b""
+        if isinstance(value, int):
+            return str(value).encode()
+        if isinstance(value, bytes):
+            return value
+        raise ConnectionError(f"unexpected reply from Redis: {value!r:.40}")
 
     def drop(self, error: Exception) -> None:
         """The connection failed: close it (it connects again on its next use); pending settles fail."""
         self.connection.disconnect()
-        self.buffer = b""
         pending, self.pending = self.pending, []
         for _command, _count, done in pending:
             done(error)
