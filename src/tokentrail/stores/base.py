@@ -8,7 +8,7 @@ price version, keeping the original) and `PruningStore` (drop old raw rows, keep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Context, Decimal
@@ -295,6 +295,30 @@ TOKENS = 8
 VECTOR_SIZE = TOKENS + len(TOKEN_FIELDS)
 
 _STATUS_ORDER = [status.value for status in UsageStatus]  # most certain first
+
+
+def sums_vector(sums: Sequence[Any]) -> list[int | float]:
+    """An aggregate vector from a SQL row of sums (calls, cost, duration, timed, timed output, provider
+    cost, provider calls, cost on provider calls, then one per token kind); NULL sums are 0."""
+    vector: list[int | float] = [0] * VECTOR_SIZE
+    vector[CALLS] = int(sums[0] or 0)
+    vector[COST] = int(sums[1] or 0)
+    vector[DURATION] = float(sums[2] or 0.0)
+    vector[TIMED] = int(sums[3] or 0)
+    vector[TIMED_OUTPUT] = int(sums[4] or 0)
+    vector[PROVIDER_COST] = int(sums[5] or 0)
+    vector[PROVIDER_CALLS] = int(sums[6] or 0)
+    vector[COST_ON_PROVIDER_CALLS] = int(sums[7] or 0)
+    for i in range(len(TOKEN_FIELDS)):
+        vector[TOKENS + i] = int(sums[8 + i] or 0)
+    return vector
+
+
+def sortable(value: GroupValue) -> tuple[bool, str]:
+    """A sort key for group values of one key (None last; dates by their ISO text)."""
+    if value is None:
+        return (True, "")
+    return (False, value.isoformat() if isinstance(value, date) else value)
 
 
 class Aggregate:

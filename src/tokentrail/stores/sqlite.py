@@ -45,7 +45,6 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from datetime import date
 from decimal import Decimal
 from itertools import chain, repeat, starmap
 from pathlib import Path
@@ -58,22 +57,19 @@ from tokentrail.stores.base import (
     CALLS,
     COST,
     COST_ON_PROVIDER_CALLS,
-    DURATION,
     GROUP_KEYS,
     HOUR_US,
-    PROVIDER_CALLS,
     PROVIDER_COST,
     TIME_KEYS,
-    TIMED,
-    TIMED_OUTPUT,
-    TOKENS,
-    VECTOR_SIZE,
     Aggregate,
     PriceFunction,
     Query,
     check_version_label,
+    filter_options,
     provider_cost_units,
     reprice_vectors,
+    sortable,
+    sums_vector,
     time_bucket,
 )
 
@@ -894,7 +890,7 @@ class SQLiteStore:
         for row in found:
             if check is not None and not check(row[index["path"]], row[index["tags"]]):
                 continue
-            vector = _vector(row[width:])
+            vector = sums_vector(row[width:])
             for group in _groups(row, index, by):
                 aggregate = groups.get(group)
                 if aggregate is None:
@@ -906,9 +902,9 @@ class SQLiteStore:
             if aggregate.vector[CALLS]  # a group a price version moved every call out of
         ]
         if any(name in TIME_KEYS for name in by):
-            rows.sort(key=lambda r: [_sortable(value) for value in r.group.values()])
+            rows.sort(key=lambda r: [sortable(value) for value in r.group.values()])
         else:
-            rows.sort(key=lambda r: (-r.cost_units, -r.calls, [_sortable(v) for v in r.group.values()]))
+            rows.sort(key=lambda r: (-r.cost_units, -r.calls, [sortable(v) for v in r.group.values()]))
         return rows
 
     def history(self, query: Query, limit: int | None = None) -> list[Record]:
@@ -1523,7 +1519,7 @@ def _where(query: Query, raw: bool = False) -> tuple[str, list[Any], Callable[[s
     if not raw:
         query.check_rollup_filters()
     for name, wanted in query.filters:
-        options = _options(wanted)
+        options = filter_options(wanted)
         if name == "tag":
             tag_options = list(options)
             continue
@@ -1585,27 +1581,6 @@ def _estimate_column(estimate: object) -> int | None:
     return None
 
 
-def _options(wanted: object) -> list[object]:
-    if isinstance(wanted, (list, tuple, set, frozenset)):
-        return list(wanted)
-    return [wanted]
-
-
-def _vector(sums: Sequence[Any]) -> list[int | float]:
-    vector: list[int | float] = [0] * VECTOR_SIZE
-    vector[CALLS] = int(sums[0] or 0)
-    vector[COST] = int(sums[1] or 0)
-    vector[DURATION] = float(sums[2] or 0.0)
-    vector[TIMED] = int(sums[3] or 0)
-    vector[TIMED_OUTPUT] = int(sums[4] or 0)
-    vector[PROVIDER_COST] = int(sums[5] or 0)
-    vector[PROVIDER_CALLS] = int(sums[6] or 0)
-    vector[COST_ON_PROVIDER_CALLS] = int(sums[7] or 0)
-    for i in range(len(TOKEN_FIELDS)):
-        vector[TOKENS + i] = int(sums[8 + i] or 0)
-    return vector
-
-
 def _groups(row: Sequence[Any], index: dict[str, int], by: tuple[str, ...]) -> list[tuple[GroupValue, ...]]:
     groups: list[tuple[GroupValue, ...]] = [()]
     for name in by:
@@ -1620,12 +1595,6 @@ def _groups(row: Sequence[Any], index: dict[str, int], by: tuple[str, ...]) -> l
             values = (row[index[name]],)
         groups = [(*group, value) for group in groups for value in values]
     return groups
-
-
-def _sortable(value: GroupValue) -> tuple[bool, str]:
-    if value is None:
-        return (True, "")
-    return (False, value.isoformat() if isinstance(value, date) else value)
 
 
 def _retry(work: Callable[[], _T], patience: float = 30.0) -> _T:
