@@ -11,12 +11,9 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tokentrail.adapters._instrument_target import Request, Target, first_int
-
-if TYPE_CHECKING:
-    from tokentrail.adapters._instrument_call import Call
+from tokentrail.adapters._instrument_target import Call, Request, Target, first_int
 
 __all__ = ["CLIENT_MODULES", "ROOT", "TARGETS", "WRAP_PATHS"]
 

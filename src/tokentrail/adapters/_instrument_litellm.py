@@ -20,8 +20,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from tokentrail.adapters._instrument_call import Call, _StreamProxy
-from tokentrail.adapters._instrument_target import Request, Target, given
+from tokentrail.adapters._instrument_call import _StreamProxy
+from tokentrail.adapters._instrument_target import Call, Request, Target, given
 
 __all__ = ["CLIENT_MODULES", "ROOT", "TARGETS", "WRAP_PATHS"]
 

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from tokentrail.adapters._instrument_call import Call
+__all__ = ["Call", "Request", "Target", "first_int", "given"]
 
-__all__ = ["Request", "Target", "first_int", "given"]
+
+class Call(Protocol):
+    """What a target hands the outcome of a request to: the tracked call (`_instrument_call.Call`)."""
+
+    def finish_response(self, response: object) -> None: ...
+
+    def tracked_stream(self, stream: Any, *, asynchronous: bool) -> Any: ...
+
+    def failed(self) -> None: ...
+
 
 _OUTPUT_LIMIT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "maxTokens", "num_predict")
 
