@@ -1,8 +1,6 @@
-"""Fixtures shared across test directories: a REAL Postgres server (started when it is down).
-
-`postgres_server` is the same helper tests/budgets/conftest.py defines for the budget back-ends (that one
-still takes precedence inside tests/budgets); the stores tests use this one.
-"""
+"""Fixtures shared across test directories: REAL Postgres and Redis servers, started when they are down
+(`pg_ctlcluster … start`, `redis-server --daemonize yes …`); a test skips, loudly, only when a server
+truly cannot be reached or started."""
 
 from __future__ import annotations
 
@@ -15,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 POSTGRES_URL = os.environ.get("TOKENTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TOKENTRAIL_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
 def postgres_up(url: str = POSTGRES_URL) -> bool:
@@ -66,3 +65,32 @@ def postgres_server() -> str:
     if start_postgres():
         return POSTGRES_URL
     pytest.skip(f"POSTGRES TESTS SKIPPED: no Postgres at {POSTGRES_URL} and the cluster could not be started")
+
+
+def redis_up(url: str = REDIS_URL) -> bool:
+    """Whether the test Redis answers a PING now."""
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    pytest.importorskip("redis", reason="REDIS TESTS SKIPPED: redis-py is not installed (pip install redis)")
+    if redis_up():
+        return REDIS_URL
+    if shutil.which("redis-server"):
+        subprocess.run(
+            [
+                *("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379"),
+                *("--save", "", "--appendonly", "no"),
+            ],
+            check=False,
+            capture_output=True,
+        )
+        if wait_for(redis_up, 10):
+            return REDIS_URL
+    pytest.skip(f"REDIS TESTS SKIPPED: no Redis at {REDIS_URL} and redis-server could not be started")

@@ -1,18 +1,14 @@
 """Budget back-ends for tests: memory, a SQLite file, and REAL Redis and Postgres servers.
 
-Redis and Postgres are started when they are down (`redis-server --daemonize yes …`,
-`pg_ctlcluster … start`); a test skips, loudly, only if a server truly cannot be reached. Each test gets
-its own Redis key prefix and Postgres schema, removed afterwards.
+Redis and Postgres come from the `redis_server` and `postgres_server` fixtures of tests/conftest.py
+(started when they are down; a test skips, loudly, only if a server truly cannot be reached). Each test
+gets its own Redis key prefix and Postgres schema, removed afterwards.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,8 +19,6 @@ from tokentrail.budgets.backend import BudgetBackend
 from tokentrail.budgets.memory import MemoryBackend
 from tokentrail.budgets.sqlite import SQLiteBackend
 
-REDIS_URL = os.environ.get("TOKENTRAIL_TEST_REDIS", "redis://127.0.0.1:6379/0")
-POSTGRES_URL = os.environ.get("TOKENTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ("memory", "sqlite", "redis", "redis_pipelined", "postgres")
 
 
@@ -49,86 +43,6 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-# -- services ----------------------------------------------------------------------------------------------
-
-
-def _redis_up() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
-
-
-def _postgres_up() -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(POSTGRES_URL, connect_timeout=2) as conn:
-            conn.execute("SELECT 1")
-        return True
-    except psycopg.Error:
-        return False
-
-
-def _wait(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> str:
-    pytest.importorskip("redis", reason="REDIS TESTS SKIPPED: redis-py is not installed (pip install redis)")
-    if _redis_up():
-        return REDIS_URL
-    if shutil.which("redis-server"):
-        subprocess.run(
-            [
-                "redis-server",
-                "--daemonize",
-                "yes",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "6379",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            check=False,
-            capture_output=True,
-        )
-        if _wait(_redis_up, 10):
-            return REDIS_URL
-    pytest.skip(f"REDIS TESTS SKIPPED: no Redis at {REDIS_URL} and redis-server could not be started")
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> str:
-    pytest.importorskip(
-        "psycopg", reason="POSTGRES TESTS SKIPPED: psycopg is not installed (pip install psycopg[binary])"
-    )
-    pytest.importorskip("psycopg_pool", reason="POSTGRES TESTS SKIPPED: psycopg-pool is not installed")
-    if _postgres_up():
-        return POSTGRES_URL
-    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
-    if shutil.which("pg_ctlcluster") and versions:
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
-            check=False,
-            capture_output=True,
-        )
-        if _wait(_postgres_up, 20):
-            return POSTGRES_URL
-    pytest.skip(f"POSTGRES TESTS SKIPPED: no Postgres at {POSTGRES_URL} and the cluster could not be started")
 
 
 # -- back-ends ----------------------------------------------------------------------------------------------
