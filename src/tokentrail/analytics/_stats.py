@@ -39,16 +39,20 @@ def robust_z(value: Fraction, baseline: Sequence[Fraction]) -> tuple[float, Frac
     that is 0 too any value above the median scores +inf.
     """
     center = median(baseline)
-    spread = mad(baseline, center)
+    return _score(value, center, mad(baseline, center), baseline), center
+
+
+def _score(value: Fraction, center: Fraction, spread: Fraction, baseline: Sequence[Fraction]) -> float:
+    """The modified z-score of `value` given the baseline's median and MAD (see `robust_z`)."""
     scale = MAD_TO_Z
     if spread == 0:
         spread = sum((abs(v - center) for v in baseline), Fraction(0)) / len(baseline)
         scale = MEAN_AD_TO_Z
     if spread == 0:
         if value == center:
-            return 0.0, center
-        return (float("inf") if value > center else float("-inf")), center
-    return float(scale * (value - center) / spread), center
+            return 0.0
+        return float("inf") if value > center else float("-inf")
+    return float(scale * (value - center) / spread)
 
 
 class SortedWindow:
@@ -78,16 +82,7 @@ class SortedWindow:
             raise ValueError("median of no values")
         middle = n // 2
         center = ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-        spread = self._mad(center)
-        scale = MAD_TO_Z
-        if spread == 0:
-            spread = sum((abs(v - center) for v in ordered), Fraction(0)) / n
-            scale = MEAN_AD_TO_Z
-        if spread == 0:
-            if value == center:
-                return 0.0, center
-            return (float("inf") if value > center else float("-inf")), center
-        return float(scale * (value - center) / spread), center
+        return _score(value, center, self._mad(center), ordered), center
 
     def _mad(self, center: Fraction) -> Fraction:
         """Median of |v − center|: the deviations below the center, read outwards, and those above it,
