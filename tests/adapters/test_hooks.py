@@ -22,12 +22,6 @@ from tokentrail.tracker import Tracker
 MESSAGES = [{"role": "user", "content": "How are tokens counted when a prompt is cached?"}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[MockLLMServer]:
-    with MockLLMServer() as running:
-        yield running
-
-
 def wait_for(tracker: Tracker, count: int, timeout: float = 10.0) -> list[tt.Record]:
     """LiteLLM records from a background thread or task: poll until `count` records are in."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,6 @@ import asyncio
 import gc
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -22,22 +21,6 @@ from tokentrail.tracker import Tracker
 GPT = "gpt-4o-mini"
 CLAUDE = "claude-haiku-4-5"
 MESSAGES = [{"role": "user", "content": "How are tokens counted when a prompt is cached?"}]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[MockLLMServer]:
-    with MockLLMServer() as running:
-        yield running
-
-
-@pytest.fixture
-def tracker() -> Iterator[Tracker]:
-    tracker = Tracker()
-    instrument(tracker)
-    try:
-        yield tracker
-    finally:
-        uninstrument()
 
 
 def oai(server: MockLLMServer, cls: Any = openai.OpenAI) -> Any:

@@ -36,12 +36,6 @@ def litellm() -> Any:
     return pytest.importorskip("litellm")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[MockLLMServer]:
-    with MockLLMServer() as running:
-        yield running
-
-
 @pytest.fixture
 def tracker(litellm: Any) -> Iterator[Tracker]:
     tracker = Tracker()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -36,22 +35,6 @@ from tokentrail.testing.mock_llm import MockLLMServer
 from tokentrail.tracker import Tracker
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[MockLLMServer]:
-    with MockLLMServer() as running:
-        yield running
-
-
-@pytest.fixture
-def tracker() -> Iterator[Tracker]:
-    tracker = Tracker()
-    instrument(tracker)
-    try:
-        yield tracker
-    finally:
-        uninstrument()
 
 
 def only(tracker: Tracker) -> tt.Record:
