@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import tokentrail as tt
 from tokentrail.analytics import detect_anomalies
-from tokentrail.analytics._stats import SortedWindow, robust_z
+from tokentrail.analytics._stats import SCALE, SortedWindow, robust_z
 from tokentrail.events import AnomalyEvent, Event, EventBus
 from tokentrail.stores.memory import MemoryStore
 from tokentrail.tracker import Tracker
@@ -175,3 +175,20 @@ def test_sliding_window_scores_as_the_plain_baseline(
             plain.append(item)
         assert window.values == sorted(plain)
         assert window.robust_z(value) == robust_z(value, plain)
+
+
+@given(
+    baseline=st.lists(st.integers(min_value=0, max_value=10**30), min_size=1, max_size=60),
+    value=st.integers(min_value=0, max_value=10**30),
+)
+def test_integer_baselines_score_exactly_as_fractions(baseline: list[int], value: int) -> None:
+    """Plain ints (yocto-dollars) take a faster path than Fractions and give the same score and median;
+    scaled by SCALE, every median and MAD of them is itself an int."""
+    as_fractions = robust_z(Fraction(value), [Fraction(b) for b in baseline])
+    assert robust_z(value, baseline) == as_fractions
+    window = SortedWindow()
+    for item in baseline:
+        window.add(item * SCALE)
+    score, center = window.robust_z(value * SCALE)
+    assert type(center) is int and center == as_fractions[1] * SCALE
+    assert score == as_fractions[0]

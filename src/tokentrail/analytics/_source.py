@@ -49,8 +49,8 @@ def history(
     return source.history(since, until, **filters)
 
 
-def units_fraction(units: int) -> Fraction:
-    """Yocto-dollars as an exact USD fraction."""
+def units_fraction(units: int | Fraction) -> Fraction:
+    """Yocto-dollars (a whole or fractional count) as an exact USD fraction."""
     return Fraction(units, UNITS_PER_USD)
 
 

@@ -1,6 +1,8 @@
 """Small exact statistics the analytics share: median, MAD, robust z-score, least squares, t quantile.
 
-Money stays `Decimal`; only scores (dimensionless) are floats.
+Money stays `Decimal`; only scores (dimensionless) are floats. Median, MAD and robust z take exact
+numbers: `Fraction`s, or plain ints, which are much faster and stay ints wherever a median needs no half
+(integers that are all multiples of 4 keep every median and MAD an integer; see `scaled`).
 """
 
 from __future__ import annotations
@@ -11,27 +13,40 @@ from decimal import Decimal, localcontext
 from fractions import Fraction
 from statistics import NormalDist
 
-__all__ = ["LinearFit", "SortedWindow", "fit_line", "mad", "median", "robust_z", "t_quantile"]
+__all__ = ["SCALE", "LinearFit", "SortedWindow", "fit_line", "mad", "median", "robust_z", "t_quantile"]
+
+SCALE = 4  # integers scaled by this keep their medians and MADs integral (halves of halves)
 
 MAD_TO_Z = Fraction(6745, 10000)  # 0.6745 = Φ⁻¹(0.75): makes MAD comparable to a standard deviation
 MEAN_AD_TO_Z = Fraction(7979, 10000)  # 0.7979 = √(2/π): the same for the mean absolute deviation
 
 
-def median(values: Sequence[Fraction]) -> Fraction:
+def _half(total: int | Fraction) -> int | Fraction:
+    """total / 2, exactly: an int when it is one."""
+    if isinstance(total, int) and not total & 1:
+        return total >> 1
+    return Fraction(total, 2)
+
+
+def median(values: Sequence[int | Fraction]) -> int | Fraction:
     ordered = sorted(values)
     n = len(ordered)
     if n == 0:
         raise ValueError("median of no values")
     middle = n // 2
-    return ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return ordered[middle] if n % 2 else _half(ordered[middle - 1] + ordered[middle])
 
 
-def mad(values: Sequence[Fraction], center: Fraction) -> Fraction:
+def mad(values: Sequence[int | Fraction], center: int | Fraction) -> int | Fraction:
     """Median absolute deviation from `center`."""
-    return median([abs(v - center) for v in values])
+    return median([_distance(v, center) for v in values])
 
 
-def robust_z(value: Fraction, baseline: Sequence[Fraction]) -> tuple[float, Fraction]:
+def _distance(a: int | Fraction, b: int | Fraction) -> int | Fraction:
+    return a - b if a >= b else b - a
+
+
+def robust_z(value: int | Fraction, baseline: Sequence[int | Fraction]) -> tuple[float, int | Fraction]:
     """(modified z-score of `value` against `baseline`, baseline median).
 
     Iglewicz & Hoaglin's modified z-score 0.6745 (x − median) / MAD; when MAD is 0 (more than half the
@@ -42,11 +57,16 @@ def robust_z(value: Fraction, baseline: Sequence[Fraction]) -> tuple[float, Frac
     return _score(value, center, mad(baseline, center), baseline), center
 
 
-def _score(value: Fraction, center: Fraction, spread: Fraction, baseline: Sequence[Fraction]) -> float:
+def _score(
+    value: int | Fraction,
+    center: int | Fraction,
+    spread: int | Fraction,
+    baseline: Sequence[int | Fraction],
+) -> float:
     """The modified z-score of `value` given the baseline's median and MAD (see `robust_z`)."""
     scale = MAD_TO_Z
     if spread == 0:
-        spread = sum((abs(v - center) for v in baseline), Fraction(0)) / len(baseline)
+        spread = Fraction(sum(_distance(v, center) for v in baseline), len(baseline))
         scale = MEAN_AD_TO_Z
     if spread == 0:
         if value == center:
@@ -64,27 +84,27 @@ class SortedWindow:
     __slots__ = ("values",)
 
     def __init__(self) -> None:
-        self.values: list[Fraction] = []
+        self.values: list[int | Fraction] = []
 
     def __len__(self) -> int:
         return len(self.values)
 
-    def add(self, value: Fraction) -> None:
+    def add(self, value: int | Fraction) -> None:
         insort(self.values, value)
 
-    def remove(self, value: Fraction) -> None:
+    def remove(self, value: int | Fraction) -> None:
         del self.values[bisect_left(self.values, value)]
 
-    def robust_z(self, value: Fraction) -> tuple[float, Fraction]:
+    def robust_z(self, value: int | Fraction) -> tuple[float, int | Fraction]:
         ordered = self.values
         n = len(ordered)
         if n == 0:
             raise ValueError("median of no values")
         middle = n // 2
-        center = ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        center = ordered[middle] if n % 2 else _half(ordered[middle - 1] + ordered[middle])
         return _score(value, center, self._mad(center), ordered), center
 
-    def _mad(self, center: Fraction) -> Fraction:
+    def _mad(self, center: int | Fraction) -> int | Fraction:
         """Median of |v − center|: the deviations below the center, read outwards, and those above it,
         read outwards, are two ascending runs; walk their merge to its middle."""
         ordered = self.values
@@ -94,7 +114,7 @@ class SortedWindow:
         below = center - ordered[low] if low >= 0 else None
         above = ordered[high] - center if high < n else None
         first, last = (n - 1) // 2, n // 2
-        picked: list[Fraction] = []
+        picked: list[int | Fraction] = []
         for rank in range(last + 1):
             if above is None or (below is not None and below < above):
                 deviation = below
@@ -106,7 +126,7 @@ class SortedWindow:
                 above = ordered[high] - center if high < n else None
             if rank >= first:
                 picked.append(deviation)  # type: ignore[arg-type]
-        return picked[0] if len(picked) == 1 else (picked[0] + picked[1]) / 2
+        return picked[0] if len(picked) == 1 else _half(picked[0] + picked[1])
 
 
 class LinearFit:

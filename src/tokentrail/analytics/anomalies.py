@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from tokentrail._record import GroupValue, to_timestamp_us
 from tokentrail.analytics._source import fraction_usd, summary, units_fraction
-from tokentrail.analytics._stats import SortedWindow
+from tokentrail.analytics._stats import SCALE, SortedWindow
 
 if TYPE_CHECKING:
     from tokentrail.events import EventBus
@@ -111,10 +112,14 @@ def _scan(
 ) -> list[Anomaly]:
     """Score each hour of one series (sorted by hour) against the hours of the `window` before it,
     sliding one sorted baseline along instead of sorting each hour's baseline afresh."""
+    # in yocto-dollars: an hour's cost as an int (scaled, so medians stay ints), a call's as a fraction
+    values: list[int | Fraction]
     if metric == "cost_per_hour":
-        values = [units_fraction(cost) for _, cost, _ in points]
+        values = [cost * SCALE for _, cost, _ in points]
+        unit = Fraction(1, SCALE)
     else:
-        values = [units_fraction(cost) / calls for _, cost, calls in points]
+        values = [Fraction(cost, calls) for _, cost, calls in points]
+        unit = Fraction(1)
     baseline = SortedWindow()
     oldest = 0  # the first point still inside the baseline window
     found: list[Anomaly] = []
@@ -130,8 +135,8 @@ def _scan(
                         metric,
                         hour,
                         dict(group),
-                        fraction_usd(values[index]),
-                        fraction_usd(center),
+                        fraction_usd(units_fraction(values[index] * unit)),
+                        fraction_usd(units_fraction(center * unit)),
                         score,
                         len(baseline),
                     )

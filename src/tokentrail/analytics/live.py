@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from tokentrail._money import UNITS_PER_USD
 from tokentrail.analytics._source import fraction_usd, units_fraction
 from tokentrail.analytics._stats import robust_z
 
@@ -83,7 +81,7 @@ class CallCostMonitor:
             recent.append(cost_units)
         if baseline is None:
             return
-        score, center = robust_z(Fraction(cost_units), [Fraction(units) for units in baseline])
+        score, center = robust_z(cost_units, baseline)
         if score <= self.threshold:
             return
         self.found += 1
@@ -92,7 +90,7 @@ class CallCostMonitor:
                 metric="cost_per_call",
                 group={"agent": record.agent, "model": record.model},
                 value=fraction_usd(units_fraction(cost_units)),
-                baseline_median=fraction_usd(center / UNITS_PER_USD),
+                baseline_median=fraction_usd(units_fraction(center)),
                 score=score,
                 period=record.timestamp,
             )
