@@ -255,8 +255,13 @@ class EventBus:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued event was handed to the sync subscribers (async ones were scheduled);
-        False when `timeout` seconds passed first."""
+        False when `timeout` seconds passed first. Instrumented calls still being captured by a
+        tracker are recorded (and so published) first."""
         import time
+
+        from tokentrail._capture import drain_all
+
+        drain_all()
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._handled < self.published:

@@ -8,6 +8,15 @@
 Tracking never raises into the caller: a failing price lookup gives an unpriced record with a reason,
 a failing sink is logged and counted (`sink_errors`). `tracker.child("name")` is a node of the
 hierarchy: it shares the store, its records carry its path, and its totals include its own children.
+
+Instrumented SDK calls (`instrument()`, `wrap()`) are captured in the background by default
+(`capture="background"`): the caller's thread hands the response to the tracker's capture queue, and a
+worker thread reads the usage, prices it, records it and runs the sinks (see `_capture`). Every read of
+the tracker (summary, totals, history, budget status, the store, error counts, `flush()`, `close()`)
+first processes what is pending, in call order, so a program that calls an SDK and then reads its
+tracker sees the call. Sinks and event subscribers therefore run on the worker thread for such calls.
+`capture="sync"` processes each call on the caller's thread instead. `record()` itself is always
+synchronous: it returns the record it made (after the pending captures, to keep the order).
 """
 
 from __future__ import annotations
@@ -19,8 +28,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from tokentrail._capture import CaptureQueue
 from tokentrail._record import (
     Attribution,
     Record,
@@ -71,6 +81,7 @@ class _Shared:
 
     __slots__ = (
         "budgets",
+        "captures",
         "catalog",
         "context_sinks",
         "counts_lock",
@@ -82,8 +93,14 @@ class _Shared:
     )
 
     def __init__(
-        self, store: Store, sinks: Iterable[Sink], catalog: Catalog | None, budgets: BudgetManager | None
+        self,
+        store: Store,
+        sinks: Iterable[Sink],
+        catalog: Catalog | None,
+        budgets: BudgetManager | None,
+        captures: CaptureQueue,
     ) -> None:
+        self.captures = captures
         self.store = store
         self.catalog = catalog
         self.budgets = budgets
@@ -110,17 +127,43 @@ class Tracker:
         catalog: Catalog | None = None,
         budgets: Iterable[Budget] | BudgetManager | None = None,
         budget_backend: object = None,
+        capture: Literal["background", "sync"] = "background",
     ) -> None:
-        self._shared = _Shared(
-            open_store(store), sinks, catalog, _budget_manager(budgets, budget_backend, catalog)
-        )
+        if capture not in ("background", "sync"):
+            raise ValueError(f"capture must be 'background' or 'sync', got {capture!r}")
+        opened = open_store(store)
+        manager = _budget_manager(budgets, budget_backend, catalog)
+        # made after the store: its exit drain is registered later, so it runs before the store closes
+        captures = CaptureQueue(self._capture_failed, background=capture == "background")
+        self._shared = _Shared(opened, sinks, catalog, manager, captures)
         self.path: tuple[str, ...] = ()
         self._derived: dict[int, tuple[Attribution, Attribution]] = {}
         self._shared.nodes[()] = self
 
     @property
     def store(self) -> Store:
+        """The store records go to (pending captures are recorded first)."""
+        self._shared.captures.drain()
         return self._shared.store
+
+    @property
+    def capture(self) -> str:
+        """How instrumented calls are processed: "background" (a worker thread) or "sync"."""
+        return "background" if self._shared.captures.background else "sync"
+
+    def flush(self) -> None:
+        """Record every pending capture now (in call order), then flush the store when it buffers."""
+        self._shared.captures.drain()
+        flush = getattr(self._shared.store, "flush", None)
+        if callable(flush):
+            flush()
+
+    def close(self) -> None:
+        """Record every pending capture, then close the store (when it can be closed)."""
+        self._shared.captures.drain()
+        close = getattr(self._shared.store, "close", None)
+        if callable(close):
+            close()
 
     @property
     def catalog(self) -> Catalog | None:
@@ -135,7 +178,16 @@ class Tracker:
 
     @property
     def budgets(self) -> BudgetManager | None:
+        """The budget manager (pending captures are settled first)."""
+        self._shared.captures.drain()
         return self._shared.budgets
+
+    def _call_settings(self) -> tuple[CaptureQueue | None, bool]:
+        """For an instrumented call, on the caller's path: (the capture queue, or None to record at once;
+        whether to reserve budget room). Drains nothing."""
+        shared = self._shared
+        captures = shared.captures
+        return (captures if captures.background else None), shared.budgets is not None
 
     def reserve(
         self,
@@ -150,11 +202,17 @@ class Tracker:
         Use as `with tracker.reserve(...) as r:`; a call recorded inside settles it, leaving the block
         without a record releases it. Without budgets the reservation is a no-op.
         """
-        manager = self._shared.budgets
+        shared = self._shared
+        captures = shared.captures
+        if captures._pending or captures._busy:
+            # settle the calls before this one first: a pending call holds only its reservation, an
+            # estimate (a local count of the prompt) that can be below what the provider bills
+            captures.drain()
+        manager = shared.budgets
         if manager is None:
             from tokentrail.budgets import BudgetManager
 
-            manager = self._shared.budgets = BudgetManager([], catalog=self._shared.catalog)
+            manager = shared.budgets = BudgetManager([], catalog=shared.catalog)
         from tokentrail.budgets.manager import attribution_scope
 
         attribution = current_frame.get().attribution
@@ -165,6 +223,7 @@ class Tracker:
 
     def budget_status(self) -> list[BudgetStatus]:
         """Every budget: spent, reserved, remaining, percent used, when it resets."""
+        self._shared.captures.drain()
         return [] if self._shared.budgets is None else self._shared.budgets.status()
 
     # -- context windows -------------------------------------------------------------------------------
@@ -188,13 +247,16 @@ class Tracker:
         from tokentrail.tokens.context import ContextMonitor
 
         shared = self._shared
+        shared.captures.drain()
         sink = shared.context_sinks.get(by)
         if sink is not None:
             if options or on_warning is not None:
                 raise ValueError(f"the context monitor by {by!r} already exists; configure it once")
             return sink.monitor
         options.setdefault("catalog", shared.catalog)
-        sink = ContextSink(ContextMonitor(**options), by, on_warning)
+        monitor = ContextMonitor(**options)
+        monitor.before_read = shared.captures.drain  # reading the monitor records pending calls first
+        sink = ContextSink(monitor, by, on_warning)
         with shared.counts_lock:
             if by not in shared.context_sinks:
                 shared.context_sinks[by] = sink
@@ -257,6 +319,47 @@ class Tracker:
         negative or unreadable value is dropped with a warning. `ttft_ms` is the time to the first token of a
         streamed call. Never raises.
         """
+        captures = self._shared.captures
+        if captures._pending or captures._busy:
+            captures.drain()  # the calls captured before this one are recorded before it
+        return self._record_now(
+            usage,
+            model,
+            provider,
+            duration_ms=duration_ms,
+            provider_cost=provider_cost,
+            at=at,
+            context=context,
+            agent=agent,
+            session=session,
+            user=user,
+            tool=tool,
+            tags=tags,
+            estimated_input_tokens=estimated_input_tokens,
+            ttft_ms=ttft_ms,
+        )
+
+    def _record_now(
+        self,
+        usage: Usage,
+        model: str | None = None,
+        provider: str | None = None,
+        *,
+        duration_ms: float | None = None,
+        provider_cost: Decimal | float | str | None = None,
+        at: datetime | date | None = None,
+        context: Mapping[str, str] | None = None,
+        agent: str | None = None,
+        session: str | None = None,
+        user: str | None = None,
+        tool: str | None = None,
+        tags: str | Iterable[str] | None = None,
+        estimated_input_tokens: int | None = None,
+        ttft_ms: float | None = None,
+        timestamp_us: int | None = None,
+    ) -> Record:
+        """`record` without processing pending captures first: how a capture itself is recorded
+        (`timestamp_us`: when the call ended, in µs since the epoch; default now)."""
         attribution = current_frame.get().attribution
         if (
             self.path
@@ -281,7 +384,9 @@ class Tracker:
             provider = provider if provider is None or isinstance(provider, str) else str(provider)
         rule = cost.rule
         record = fresh_record(
-            _time_ns() // 1000 if at is None else self._timestamp(at),
+            (_time_ns() // 1000 if timestamp_us is None else timestamp_us)
+            if at is None
+            else self._timestamp(at),
             usage,
             model,
             provider if provider is not None or rule is None else rule.provider,
@@ -309,6 +414,7 @@ class Tracker:
     def add_sink(self, sink: Sink) -> None:
         """Hand every later record to `sink` as well (shared by the whole tracker tree)."""
         shared = self._shared
+        shared.captures.drain()  # calls captured before now are not the new sink's
         shared.sinks = (*shared.sinks, _as_callable(sink))
 
     def _attribute(
@@ -382,6 +488,11 @@ class Tracker:
 
         publish_sink_error(name, error, count)
 
+    def _capture_failed(self, error: Exception) -> None:
+        count = self._count("capture_errors")
+        if count == 1 or count % _LOG_EVERY == 0:
+            _logger().error("tokentrail: could not record a captured call (%d so far)", count, exc_info=error)
+
     def _count(self, what: str) -> int:
         shared = self._shared
         with shared.counts_lock:
@@ -391,12 +502,21 @@ class Tracker:
     @property
     def sink_errors(self) -> int:
         """How many times a sink (the store included) raised; the calls were still tracked."""
-        return self._shared.error_counts.get("sink_errors", 0)
+        return self.error_counts.get("sink_errors", 0)
 
     @property
     def pricing_errors(self) -> int:
         """How many calls could not be priced because pricing itself failed (bad arguments)."""
-        return self._shared.error_counts.get("pricing_errors", 0)
+        return self.error_counts.get("pricing_errors", 0)
+
+    @property
+    def error_counts(self) -> dict[str, int]:
+        """Failures counted so far, by kind: sink_errors, pricing_errors, call_errors (the SDK call
+        raised), capture_errors (an instrumented call could not be recorded), bad_timestamps, …"""
+        shared = self._shared
+        shared.captures.drain()
+        with shared.counts_lock:
+            return dict(shared.error_counts)
 
     # -- querying ----------------------------------------------------------------------------------------
 
@@ -417,6 +537,7 @@ class Tracker:
             if isinstance(by, str)
             else tuple(by)
         )
+        self._shared.captures.drain()
         return self._shared.store.summary(self._query(since, until, include_children, filters), keys)
 
     def totals(
@@ -439,10 +560,12 @@ class Tracker:
         **filters: Any,
     ) -> list[Record]:
         """The records this node selects, oldest first (the last `limit` of them when given)."""
+        self._shared.captures.drain()
         return self._shared.store.history(self._query(since, until, include_children, filters), limit)
 
     def reset(self, include_children: bool = True, **filters: Any) -> int:
         """Forget the records this node selects (all of them on the root without filters)."""
+        self._shared.captures.drain()
         return self._shared.store.reset(self._query(None, None, include_children, filters))
 
     def plot(self, kind: str, path: str | os.PathLike[str], **options: Any) -> str:
@@ -540,10 +663,13 @@ def configure(
     store: Store | str | None = None,
     sinks: Iterable[Sink] = (),
     catalog: Catalog | None = None,
+    capture: Literal["background", "sync"] = "background",
 ) -> Tracker:
     """Install `tracker`, or a new one built from the other arguments, as the process default."""
     global _default
-    installed = tracker if tracker is not None else Tracker(store, sinks=sinks, catalog=catalog)
+    installed = (
+        tracker if tracker is not None else Tracker(store, sinks=sinks, catalog=catalog, capture=capture)
+    )
     with _default_lock:
         _default = installed
     return installed

@@ -5,6 +5,13 @@ iterates, closes and works as a (sync or async) context manager exactly like the
 each event to a stream accumulator; it records once: at the end of the stream (complete usage), or when
 it is closed early, broken out of and collected, raises, or its asyncio task is cancelled (`partial`:
 what was seen). A stream that fails before its first event is a failed call: no record.
+
+On the caller's thread a call only takes its timestamps, reserves budget room and, once the response
+(or the end of the stream) is there, hands it to its tracker's capture queue with a copy of the
+caller's context (scope, active reservation). Reading the usage, pricing, recording, settling the
+reservation and running the sinks happen on the capture worker (`tokentrail._capture`), or at once on
+the caller's thread when the tracker captures synchronously (`Tracker(capture="sync")`) or is not a
+`Tracker` (any object with `record()`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from tokentrail.adapters._base import Captured, StreamAccumulator
 from tokentrail.errors import BudgetExceeded
 
 if TYPE_CHECKING:
+    from tokentrail._capture import CaptureQueue
     from tokentrail.adapters._instrument_target import Request, Target
 
 __all__ = [
@@ -120,8 +128,11 @@ class Call:
     """The tracking state of one SDK call, from the request to its record."""
 
     __slots__ = (
+        "captures",
         "context",
         "done",
+        "ended",
+        "ended_ns",
         "first_token_at",
         "model",
         "provider",
@@ -137,9 +148,12 @@ class Call:
         self.provider = provider
         self.model = model
         self.reservation: Any = None
+        self.captures: CaptureQueue | None = None  # None: record on this thread
         self.context: contextvars.Context | None = None
         self.done = False
         self.first_token_at: float | None = None
+        self.ended = 0.0
+        self.ended_ns = 0
         self.started = time.perf_counter()
 
     @classmethod
@@ -147,12 +161,17 @@ class Call:
         """Begin tracking; reserves budget room first (and raises `BudgetExceeded` when there is none)."""
         try:
             call = cls(tracker, target, target.provider_of(resource), request.model)
+            settings = getattr(tracker, "_call_settings", None)
+            if settings is not None:
+                call.captures, reserve = settings()
+            else:  # any object with record(): recorded on this thread
+                reserve = getattr(tracker, "budgets", None) is not None
         except Exception:
             logger.debug("tokentrail could not start tracking a call", exc_info=True)
             call = cls(None, target, target.provider, None)
             call.done = True
             return call
-        if getattr(tracker, "budgets", None) is not None:
+        if reserve:
             call._reserve(request)
             call.started = time.perf_counter()
         return call
@@ -195,13 +214,36 @@ class Call:
             logger.debug("tokentrail could not account for a failed call", exc_info=True)
 
     def finish_response(self, response: object) -> None:
+        """The response is there: record it (on the capture worker, or here)."""
         if self.done:
             return
+        self.ended = time.perf_counter()
+        self.ended_ns = time.time_ns()
         self.done = True
+        captures = self.captures
+        if captures is None:
+            self._record_response(response)
+            return
+        try:
+            captures.submit(contextvars.copy_context(), self._record_response, response)
+        except Exception:
+            logger.debug("tokentrail could not queue a call; recording it here", exc_info=True)
+            self._record_response(response)
+
+    def _record_response(self, response: object) -> None:
         try:
             self._record(_capture(self.target, response, self.provider))
         except Exception:
-            logger.debug("tokentrail could not record a call", exc_info=True)
+            self._record_failed("could not record a call")
+
+    def _record_failed(self, what: str) -> None:
+        logger.debug("tokentrail %s", what, exc_info=True)
+        try:
+            count = getattr(self.tracker, "_count", None)
+            if count is not None:
+                count("capture_errors")
+        except Exception:
+            logger.debug("tokentrail could not count a capture error", exc_info=True)
 
     def tracked_stream(self, stream: Any, *, asynchronous: bool) -> Any:
         try:
@@ -218,41 +260,58 @@ class Call:
         return TrackedStream(stream, self, accumulator)
 
     def finish_stream(self, accumulator: StreamAccumulator, *, aborted: bool) -> None:
+        """The stream ended (or was left): record what it reported, in the scope it was opened in."""
         if self.done:
             return
+        self.ended = time.perf_counter()
+        self.ended_ns = time.time_ns()
         self.done = True
+        captures = self.captures
+        if captures is not None:
+            try:
+                context = self.context if self.context is not None else contextvars.copy_context()
+                captures.submit(context, self._record_stream, (accumulator, aborted))
+                return
+            except Exception:
+                logger.debug("tokentrail could not queue a stream; recording it here", exc_info=True)
+        if self.context is None:
+            self._record_stream((accumulator, aborted))
+            return
+        try:
+            self.context.run(self._record_stream, (accumulator, aborted))  # the caller's scope
+        except RuntimeError:  # that context is entered right now (a collection inside it)
+            self._record_stream((accumulator, aborted))
+
+    def _record_stream(self, ending: tuple[StreamAccumulator, bool]) -> None:
+        accumulator, aborted = ending
         try:
             accumulator.close(aborted=aborted)
-            captured = accumulator.captured()
-            if self.context is None:
-                self._record(captured)
-                return
-            try:
-                self.context.run(self._record, captured)  # in the caller's scope, wherever the stream ends
-            except RuntimeError:  # that context is entered right now (a collection inside it)
-                self._record(captured)
+            self._record(accumulator.captured())
         except Exception:
-            logger.debug("tokentrail could not record a stream", exc_info=True)
+            self._record_failed("could not record a stream")
 
     def _record(self, captured: Captured) -> None:
-        duration_ms = (time.perf_counter() - self.started) * 1000.0
-        extra: dict[str, Any] = {}
-        if self.first_token_at is not None and _accepts_ttft(self.tracker):
-            extra["ttft_ms"] = (self.first_token_at - self.started) * 1000.0
-        context = captured.price_context
-        arguments = (captured.usage, captured.model or self.model)
-        keywords = {
+        tracker = self.tracker
+        price_context = captured.price_context
+        keywords: dict[str, Any] = {
             "provider": captured.provider if captured.provider != "unknown" else self.provider,
-            "duration_ms": duration_ms,
+            "duration_ms": (self.ended - self.started) * 1000.0,
             "provider_cost": captured.provider_cost,
-            "context": dict(context) if context else None,
-            **extra,
+            "context": dict(price_context) if price_context else None,
         }
+        if self.first_token_at is not None and _accepts_ttft(tracker):
+            keywords["ttft_ms"] = (self.first_token_at - self.started) * 1000.0
+        record = getattr(tracker, "_record_now", None)  # a Tracker: the capture itself, no drain
+        if record is None:
+            record = tracker.record
+        else:
+            keywords["timestamp_us"] = self.ended_ns // 1000
+        model = captured.model or self.model
         if self.reservation is None:
-            self.tracker.record(*arguments, **keywords)
+            record(captured.usage, model, **keywords)
             return
         with self.reservation:  # a record made inside settles it; a failure releases it
-            self.tracker.record(*arguments, **keywords)
+            record(captured.usage, model, **keywords)
 
 
 # -- stream proxies --------------------------------------------------------------------------------------------

@@ -112,7 +112,8 @@ class TokenTrackingMiddleware:
         self.broadcaster = broadcaster
         if tracker is None:
             catalog = new_catalog(self.config.custom_costs) if self.config.custom_costs else None
-            tracker = Tracker(catalog=catalog)
+            # middleware users expect each request's event and log line by the time the request returns
+            tracker = Tracker(catalog=catalog, capture="sync")
         self.tracker = tracker
         self.client = wrap(client, tracker) if self.config.enabled else client
         if self.config.enabled and self.config.log_usage:

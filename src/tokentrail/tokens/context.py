@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -127,6 +127,8 @@ class ContextMonitor:
         self._catalog = catalog
         self._conversations: dict[str, ConversationState] = {}
         self._lock = threading.Lock()
+        # set by `Tracker.context()`: records the tracker's pending captures before the monitor is read
+        self.before_read: Callable[[], object] | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -144,6 +146,8 @@ class ContextMonitor:
         tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> ContextReport:
         """Count a request before sending it and report how full the window would be."""
+        if self.before_read is not None:
+            self.before_read()
         counted = count(text_or_messages, model, tools=tools)
         return self._report(
             model, provider, counted.tokens, counted.exact, conversation, text_or_messages, tools
@@ -157,9 +161,13 @@ class ContextMonitor:
         return self._report(model, provider, tokens, True, conversation, None, None)
 
     def conversation(self, key: str) -> ConversationState | None:
+        if self.before_read is not None:
+            self.before_read()
         return self._conversations.get(key)
 
     def conversations(self) -> dict[str, ConversationState]:
+        if self.before_read is not None:
+            self.before_read()
         with self._lock:
             return dict(self._conversations)
 
