@@ -14,14 +14,17 @@ import textwrap
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tokentrail as tt
 from tests.stores.fixtures.make_ledger_v4 import answers
 from tokentrail._record import to_timestamp_us
 from tokentrail.errors import StoreError
-from tokentrail.stores.base import Query
+from tokentrail.stores.base import Query, provider_cost_units
 from tokentrail.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from tokentrail.tracker import Tracker
 
@@ -448,4 +451,111 @@ def test_a_large_batch_of_replays_and_new_records_counts_each_once(tmp_path: Pat
     assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"a": 130, "b": 75}
     assert tracker.totals().timed_calls == 130
     assert [r.id for r in tracker.history()] == [r.id for r in [*first, *new]]
+    store.close()
+
+
+# Each nullable ledger column (cost, duration, ttft, extra) NULL in every row, in none or in some: the
+# store writes the all-NULL ones as literals and binds the rest, in chunks and transactions made small here.
+_SOMETIMES = st.sampled_from(["never", "always", "sometimes"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    count=st.integers(1, 60),
+    unpriced=_SOMETIMES,
+    timed=_SOMETIMES,
+    streamed=_SOMETIMES,
+    rare=_SOMETIMES,
+)
+def test_rows_and_rollups_are_exact_whichever_columns_are_null(
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+    count: int,
+    unpriced: str,
+    timed: str,
+    streamed: str,
+    rare: str,
+) -> None:
+    """Whatever mix of NULL and given values each nullable column has in a batch (split over several
+    column chunks and transactions, replays among them), every record reads back field for field, the
+    summaries equal the memory store's, and each hourly rollup cell holds the exact Python sums of its
+    raw rows."""
+    import random
+
+    from tokentrail.stores import sqlite as ledger_module
+
+    monkeypatch.setattr(ledger_module, "_RECORDS_A_CHUNK", 7)
+    monkeypatch.setattr(ledger_module, "_RECORDS_A_TRANSACTION", 23)
+    chance = random.Random(seed)
+
+    def given_in(mode: str) -> bool:
+        return mode == "always" or (mode == "sometimes" and chance.random() < 0.5)
+
+    start = datetime(2025, 6, 1, 9, 40, tzinfo=timezone.utc)
+    reference = Tracker()
+    for i in range(count):
+        usage = tt.Usage(
+            input_tokens=chance.randrange(200, 5000),
+            output_tokens=chance.randrange(0, 900),
+            cache_read_tokens=chance.randrange(0, 100),
+            input_audio_tokens=chance.randrange(1, 50) if given_in(rare) else 0,
+            web_searches=chance.randrange(1, 3) if given_in(rare) else 0,
+        )
+        reference.record(
+            usage,
+            "acme-private" if given_in(unpriced) else chance.choice(["gpt-4o", "claude-sonnet-4-5"]),
+            agent=f"a{i % 3}",
+            at=start + timedelta(minutes=chance.randrange(0, 150)),
+            duration_ms=chance.uniform(1, 900) if given_in(timed) else None,
+            ttft_ms=chance.uniform(1, 90) if given_in(streamed) else None,
+            provider_cost="0.00125" if given_in(rare) else None,
+            context={"service_tier": "flex"} if given_in(rare) else None,
+            estimated_input_tokens=chance.randrange(0, 5000) if given_in(rare) else None,
+        )
+    records = reference.history()
+    store = SQLiteStore(":memory:", batch_size=10**9, flush_interval=60)
+    for record in records[: count // 2]:
+        store.append(record)
+    store.flush()
+    for record in [*records, *records[: count // 3]]:  # earlier ones replayed, some twice in one batch
+        store.append(record)
+    store.flush()
+    assert store.history(Query()) == records
+    by = ("agent", "model", "hour")
+    assert _rows_of(Tracker(store=store).summary(by)) == _rows_of(reference.summary(by))
+    cells = store._conn.execute(
+        "SELECT hour, agent, model, calls, cost, duration, timed, provider_cost, provider_calls,"
+        " t_input_audio_tokens, t_web_searches FROM rollup_hour"
+    ).fetchall()
+    expected: dict[tuple[object, ...], list[Any]] = {}
+    for r in records:
+        sums = expected.setdefault((r.timestamp_us // 3_600_000_000, r.agent, r.model), [0] * 8)
+        reported = provider_cost_units(r.provider_cost) if r.provider_cost is not None else None
+        for at, value in enumerate(
+            [
+                1,
+                r.cost_units or 0,
+                r.duration_ms or 0.0,
+                r.duration_ms is not None,
+                reported or 0,
+                reported is not None,
+                r.usage.input_audio_tokens,
+                r.usage.web_searches,
+            ]
+        ):
+            sums[at] += value
+    assert len(cells) == len(expected)
+    for hour, agent, model, calls, cost, duration, timed_calls, reported, reported_calls, audio, web in cells:
+        want = expected[(hour, agent, model)]
+        assert [calls, int(cost), timed_calls, int(reported), reported_calls, audio, web] == [
+            want[0],
+            want[1],
+            want[3],
+            want[4],
+            want[5],
+            want[6],
+            want[7],
+        ]
+        assert duration == pytest.approx(want[2])
     store.close()

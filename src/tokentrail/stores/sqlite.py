@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import gc
 import json
 import operator
@@ -493,19 +494,21 @@ class SQLiteStore:
                 self._wake.notify()
 
     def flush(self) -> None:
-        """Commit every queued record now."""
+        """Commit every queued record now, in transactions of at most `_RECORDS_A_TRANSACTION`."""
         with self._db_lock:
             pending = self._pending
-            batch = list(starmap(pending.popleft, repeat((), len(pending))))
-            if not batch:
-                return
-            try:
-                self._write(batch)
-            except BaseException:
-                pending.extendleft(reversed(batch[-_MAX_PENDING:]))  # kept for the next attempt (bounded)
-                for _ in range(len(pending) - _MAX_PENDING):
-                    pending.pop()
-                raise
+            left = len(pending)  # records queued while this runs wait for the next flush
+            while left:
+                take = min(left, _RECORDS_A_TRANSACTION)
+                left -= take
+                batch = list(starmap(pending.popleft, repeat((), take)))
+                try:
+                    self._write(batch)
+                except BaseException:
+                    pending.extendleft(reversed(batch[-_MAX_PENDING:]))  # kept for the next attempt (bounded)
+                    for _ in range(len(pending) - _MAX_PENDING):
+                        pending.pop()
+                    raise
 
     def close(self) -> None:
         """Flush, stop the writer and close the file (idempotent)."""
@@ -549,13 +552,15 @@ class SQLiteStore:
 
         The usual batch holds only new records: multi-row INSERTs add them and the rollup change, summed
         per cell in Python, is one upsert per cell. When the insert skipped some (a replay, or a
-        record twice in the batch), the transaction is redone with the new records picked out first."""
+        record twice in the batch), the transaction is redone with the new records picked out first.
+        Columns are built `_RECORDS_A_CHUNK` records at a time: transposing many more at once runs out
+        of the processor's cache."""
         if os.getpid() != self._pid:
             raise StoreError("a SQLiteStore cannot be shared across fork(); open one per process")
         conn = self._conn
         try:
             with _collector_paused():
-                columns, costs = self._columns(batch)  # may store a new price rule or `dims` row (committed)
+                built = self._chunks(batch)  # may store a new price rule or `dims` row (committed)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
 
@@ -564,17 +569,19 @@ class SQLiteStore:
             try:
                 before = conn.total_changes
                 with _collector_paused():
-                    _insert_flat(conn, list(chain.from_iterable(zip(*columns, strict=True))))
+                    for columns, _ in built:
+                        _insert_columns(conn, columns)
                     inserted = conn.total_changes - before == len(batch)
                     if inserted:
-                        _add_to_rollups(conn, self._deltas(columns, costs))
+                        _add_to_rollups(conn, self._deltas(*_joined(built)))
                 if not inserted:
                     conn.execute("ROLLBACK")
                     conn.execute("BEGIN IMMEDIATE")
-                    fresh = _fresh_rows(conn, list(zip(*columns, strict=True)))
+                    rows = [row for columns, _ in built for row in zip(*columns, strict=True)]
+                    fresh = _fresh_rows(conn, rows)
                     if fresh:
-                        _insert_flat(conn, list(chain.from_iterable(fresh)))
                         fresh_columns = list(zip(*fresh, strict=True))
+                        _insert_columns(conn, fresh_columns)
                         fresh_costs = [None if c is None else int(c) for c in fresh_columns[_COST_AT]]
                         _add_to_rollups(conn, self._deltas(fresh_columns, fresh_costs))
                 conn.execute("COMMIT")
@@ -590,16 +597,21 @@ class SQLiteStore:
 
     def _rows(self, batch: list[Record]) -> list[tuple[Any, ...]]:
         """The `ledger` rows of `batch` (columns in `_LEDGER_COLUMNS` order)."""
-        if not batch:
-            return []
-        return list(zip(*self._columns(batch)[0], strict=True))
+        return [row for columns, _ in self._chunks(batch) for row in zip(*columns, strict=True)]
+
+    def _chunks(self, batch: list[Record]) -> list[tuple[list[Sequence[Any]], Sequence[int | None]]]:
+        """`_columns` of `batch`, `_RECORDS_A_CHUNK` records at a time. The caches are trimmed first,
+        so none drops a `dims` id the batch's rollup change needs."""
+        if max(len(self._dims), len(self._dim_keys), len(self._cell_texts)) >= _SHARED_CACHE_LIMIT:
+            self._forget_dims()
+        return [
+            self._columns(batch[start : start + _RECORDS_A_CHUNK])
+            for start in range(0, len(batch), _RECORDS_A_CHUNK)
+        ]
 
     def _columns(self, batch: list[Record]) -> tuple[list[Sequence[Any]], Sequence[int | None]]:
         """The `ledger` columns of a non-empty `batch` (`_LEDGER_COLUMNS` order) and its costs as integers,
-        built with C-level helpers (attrgetter, map, zip). The caches are trimmed first, so none drops a
-        `dims` id the batch's rollup change needs."""
-        if max(len(self._dims), len(self._dim_keys), len(self._cell_texts)) >= _SHARED_CACHE_LIMIT:
-            self._forget_dims()
+        built with C-level helpers (attrgetter, map, zip). Callers trim the caches first (`_chunks`)."""
         count = len(batch)
         fields = list(zip(*map(_record_fields, batch), strict=True))
         stamps, ids, costs, durations, ttfts, usages, attributions, models, providers, rules, unpriced = (
@@ -691,10 +703,21 @@ class SQLiteStore:
     def _deltas(self, columns: Sequence[Sequence[Any]], costs: Sequence[int | None]) -> list[tuple[Any, ...]]:
         """Hourly rollup deltas, one per cell (hour × `dims` row), of `ledger` columns made by `_columns`."""
         dims = columns[_DIM_AT]
-        hours = list(map(operator.floordiv, columns[0], repeat(HOUR_US)))
+        stamps = columns[0]
         count = len(dims)
-        if dims.count(dims[0]) == count and hours.count(hours[0]) == count:  # one cell
-            return [self._cell_delta(dims[0], hours[0], columns, costs, None)]
+        hour = min(stamps) // HOUR_US
+        if max(stamps) // HOUR_US == hour:  # the usual batch: all in one hour
+            if dims.count(dims[0]) == count:  # one cell
+                return [self._cell_delta(dims[0], hour, columns, costs, None)]
+            by_dim: dict[int, list[int]] = {}
+            for i, dim in enumerate(dims):
+                found = by_dim.get(dim)
+                if found is None:
+                    by_dim[dim] = [i]
+                else:
+                    found.append(i)
+            return [self._cell_delta(dim, hour, columns, costs, at) for dim, at in by_dim.items()]
+        hours = list(map(operator.floordiv, stamps, repeat(HOUR_US)))
         cells: dict[tuple[int, int], list[int]] = {}
         for i, key in enumerate(zip(dims, hours, strict=True)):
             found = cells.get(key)
@@ -1221,6 +1244,8 @@ _INSERT_RECORD = (
     f"VALUES ({', '.join('?' * len(_LEDGER_COLUMNS))})"
 )
 _ROWS_A_STATEMENT = 50  # rows in one multi-row INSERT (600 parameters): far fewer statement steps
+_RECORDS_A_TRANSACTION = 50_000  # a flush commits at most this many records a transaction
+_RECORDS_A_CHUNK = 4096  # records whose columns are built at a time (cache-sized)
 _INSERT_MANY = (
     f"INSERT OR IGNORE INTO ledger ({', '.join(_q(c) for c in _LEDGER_COLUMNS)}) VALUES "
     + ", ".join([f"({', '.join('?' * len(_LEDGER_COLUMNS))})"] * _ROWS_A_STATEMENT)
@@ -1229,17 +1254,70 @@ _INSERT_MANY = (
 
 def _insert_flat(conn: sqlite3.Connection, flat: list[Any]) -> None:
     """Insert rows given one after the other in `flat` into `ledger` (a row whose id is there already is
-    skipped): whole groups of `_ROWS_A_STATEMENT` rows by one multi-row INSERT each, the rest one by one."""
-    width = len(_LEDGER_COLUMNS)
+    skipped): whole groups of `_ROWS_A_STATEMENT` rows by one multi-row INSERT each, the rest one by one.
+    Every value is a parameter; the store itself writes by `_insert_columns`."""
+    _insert_by(conn, flat, len(_LEDGER_COLUMNS), _INSERT_MANY, _INSERT_RECORD)
+
+
+def _insert_by(conn: sqlite3.Connection, flat: list[Any], width: int, many: str, one: str) -> None:
+    """Run `many` (`_ROWS_A_STATEMENT` rows of `width` parameters) over whole groups of the rows in
+    `flat`, and `one` over the rest."""
     count = len(flat) // width
     whole = (count - count % _ROWS_A_STATEMENT) * width
     step = _ROWS_A_STATEMENT * width
     if whole:
-        conn.executemany(_INSERT_MANY, [flat[start : start + step] for start in range(0, whole, step)])
+        conn.executemany(many, [flat[start : start + step] for start in range(0, whole, step)])
     if whole < len(flat):
-        conn.executemany(
-            _INSERT_RECORD, [flat[start : start + width] for start in range(whole, len(flat), width)]
-        )
+        conn.executemany(one, [flat[start : start + width] for start in range(whole, len(flat), width)])
+
+
+def _insert_columns(conn: sqlite3.Connection, columns: Sequence[Sequence[Any]]) -> None:
+    """Insert the rows of `ledger` columns (a row whose id is there already is skipped).
+
+    Binding None or `bytes` costs Python's sqlite3 module an adapter lookup per value (about 0.3 µs
+    each; int, float, str and bytearray bind directly), so a nullable column that is NULL in every
+    row is written as the literal NULL, and ids are bound as bytearrays."""
+    count = len(columns[_ID_AT])
+    constant = 0
+    for bit, at in enumerate(_NULLABLE_AT):
+        if columns[at].count(None) == count:
+            constant |= 1 << bit
+    many, one, kept = _insert_statements(constant)
+    bound: list[Sequence[Any]] = [columns[at] for at in kept]
+    bound[_ID_AT] = list(map(bytearray, columns[_ID_AT]))  # the columns before `id` are never NULL
+    _insert_by(conn, _flat(bound), len(kept), many, one)
+
+
+@functools.cache
+def _insert_statements(constant: int) -> tuple[str, str, tuple[int, ...]]:
+    """The multi-row and one-row INSERT of `ledger` rows whose nullable columns flagged in `constant`
+    (bit i: `_NULLABLE_AT[i]`) are NULL, and the positions of the columns bound as parameters."""
+    null = {at for bit, at in enumerate(_NULLABLE_AT) if constant >> bit & 1}
+    kept = tuple(at for at in range(len(_LEDGER_COLUMNS)) if at not in null)
+    row = "(" + ", ".join("NULL" if at in null else "?" for at in range(len(_LEDGER_COLUMNS))) + ")"
+    head = f"INSERT OR IGNORE INTO ledger ({', '.join(_q(c) for c in _LEDGER_COLUMNS)}) VALUES "
+    return head + ", ".join([row] * _ROWS_A_STATEMENT), head + row, kept
+
+
+def _flat(columns: Sequence[Sequence[Any]]) -> list[Any]:
+    """The rows of equally long `columns`, one after the other in one list (strided slice copies)."""
+    width = len(columns)
+    flat: list[Any] = [None] * (width * len(columns[0]))
+    for at, column in enumerate(columns):
+        flat[at::width] = column
+    return flat
+
+
+def _joined(
+    built: Sequence[tuple[Sequence[Sequence[Any]], Sequence[int | None]]],
+) -> tuple[list[Sequence[Any]], Sequence[int | None]]:
+    """The columns and costs of several chunks (`_chunks`) as one."""
+    if len(built) == 1:
+        return list(built[0][0]), built[0][1]
+    columns: list[Sequence[Any]] = [
+        list(chain.from_iterable(parts)) for parts in zip(*(columns for columns, _ in built), strict=True)
+    ]
+    return columns, list(chain.from_iterable(costs for _, costs in built))
 
 
 def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -1320,6 +1398,8 @@ _RECORDS_SELECT = ", ".join(
 _AT = {name: i for i, name in enumerate(_RECORD_COLUMNS)}
 _LEDGER_AT = {name: i for i, name in enumerate(_LEDGER_COLUMNS)}
 _DIM_AT, _COST_AT, _DURATION_AT = _LEDGER_AT["dim"], _LEDGER_AT["cost"], _LEDGER_AT["duration"]
+_ID_AT = _LEDGER_AT["id"]
+_NULLABLE_AT = tuple(_LEDGER_AT[c] for c in ("cost", "duration", "ttft", "extra"))
 _OUTPUT_AT, _EXTRA_AT = _LEDGER_AT["t_output_tokens"], _LEDGER_AT["extra"]
 _ROW_TOKENS_AT = _LEDGER_AT[f"t_{_ROW_TOKENS[0]}"]
 
