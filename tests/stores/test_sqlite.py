@@ -559,3 +559,40 @@ def test_rows_and_rollups_are_exact_whichever_columns_are_null(
         ]
         assert duration == pytest.approx(want[2])
     store.close()
+
+
+def test_a_flush_failing_midway_keeps_what_it_committed_and_requeues_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush commits in transactions of `_RECORDS_A_TRANSACTION` records: when one fails, those before
+    it stay committed, it and the ones after it stay queued, and the next flush writes each once."""
+    from tokentrail.stores import sqlite as ledger_module
+
+    monkeypatch.setattr(ledger_module, "_RECORDS_A_TRANSACTION", 10)
+    path = tmp_path / "ledger.db"
+    store = SQLiteStore(path, batch_size=10**9, flush_interval=60)
+    tracker = Tracker(store=store)
+    records = [tracker.record(USAGE, "gpt-4o", agent=f"a{i % 4}") for i in range(35)]
+    write = store._write
+    calls = []
+
+    def third_fails(batch: list[tt.Record]) -> None:
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise StoreError("disk full (simulated)")
+        write(batch)
+
+    monkeypatch.setattr(store, "_write", third_fails)
+    with pytest.raises(StoreError, match="simulated"):
+        store.flush()
+    assert calls == [10, 10, 10]
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 20
+    assert conn.execute("SELECT sum(calls) FROM rollup_hour").fetchone()[0] == 20
+    conn.close()
+    assert list(store._pending) == records[20:]
+    store.flush()
+    assert calls == [10, 10, 10, 10, 5]
+    assert tracker.totals().calls == 35
+    assert [r.id for r in tracker.history()] == [r.id for r in records]
+    store.close()
