@@ -325,7 +325,7 @@ def test_v3_ledger_migrates_to_price_versions(tmp_path: Path) -> None:
         assert tracker.totals(prices="one").cost_units == 2
         assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"old": 1, "new": 1}
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 6
     tables = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
     }
@@ -408,7 +408,7 @@ def test_v4_ledger_migrates_to_v5_value_for_value(tmp_path: Path) -> None:
         assert answers(store) == expected
     assert _table_rows(path, kept) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(5,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(6,)]
     kinds = dict(
         conn.execute("SELECT name, type FROM sqlite_master WHERE name IN ('records', 'ledger', 'dims')")
     )
@@ -596,3 +596,38 @@ def test_a_flush_failing_midway_keeps_what_it_committed_and_requeues_the_rest(
     assert tracker.totals().calls == 35
     assert [r.id for r in tracker.history()] == [r.id for r in records]
     store.close()
+
+
+def test_v5_ledger_migrates_to_v6_with_an_index_for_the_estimated_filter(tmp_path: Path) -> None:
+    """A ledger written by the v5 store (fixtures/make_ledger_v5.py) gains the partial index
+    `ledger_estimated` and nothing else: every table keeps its rows, and the store answers exactly as v5
+    did, `history(estimated=True)` too, which now reads the index."""
+    from tokentrail.stores.sqlite import _RECORD_COLUMNS, _where
+
+    path = tmp_path / "v5.db"
+    shutil.copy(FIXTURES / "ledger_v5.db", path)
+    expected = json.loads((FIXTURES / "ledger_v5.json").read_text())
+    estimated = expected.pop("estimated")
+    tables = (
+        "ledger",
+        "dims",
+        "rollup_hour",
+        "rollup_day",
+        "rollup_prices",
+        "costs",
+        "price_versions",
+        "rules",
+    )
+    before = _table_rows(path, tables)
+    with SQLiteStore(path) as store:
+        assert answers(store) == expected
+        got = store.history(Query.build({"estimated": True}, None, None))
+        assert [f"{r.id:032x}" for r in got] == estimated != []
+    assert _table_rows(path, tables) == before
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(6,)]
+    where, params, _ = _where(Query.build({"estimated": True}, None, None), raw=True)
+    columns = ", ".join(f'"{c}"' for c in _RECORD_COLUMNS)
+    plan = conn.execute(f"EXPLAIN QUERY PLAN SELECT {columns} FROM records WHERE {where}", params).fetchall()
+    assert any("ledger_estimated" in str(step) for step in plan), plan
+    conn.close()

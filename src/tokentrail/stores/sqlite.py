@@ -28,6 +28,12 @@
   the common token kinds have columns and the rest (other token kinds, a provider-reported cost,
   request context, the pre-call estimate) go to one nullable JSON column written only when one of them
   is not the default. The view `records` shows the rows as the wide v4 table did; reads go through it.
+- A partial index (schema v6), `ledger_estimated`, of the rows that carry a pre-call estimate, so the
+  `estimated=True` filter reads those rows instead of scanning the ledger.
+- Writing a batch: a flush commits at most `_RECORDS_A_TRANSACTION` records a transaction, builds their
+  columns `_RECORDS_A_CHUNK` at a time, inserts 50 rows a statement with a column that is NULL in every
+  row written as the literal NULL and ids bound as bytearrays (the sqlite3 module binds None and `bytes`
+  through an adapter lookup, ≈ 0.3 µs a value), and upserts each rollup cell's change once.
 """
 
 from __future__ import annotations
@@ -76,7 +82,7 @@ from tokentrail.stores.base import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "open_sqlite_url"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _MAX_PENDING = 1_000_000  # queued records kept while the file cannot be written
 _T = TypeVar("_T")
 
@@ -230,6 +236,14 @@ def _schema_v5() -> list[str]:
     ]
 
 
+_ESTIMATED = "json_extract(extra, '$.est_input') IS NOT NULL"  # a `ledger` row with a pre-call estimate
+
+
+def _schema_v6() -> list[str]:
+    """v6: a partial index of the few rows that carry a pre-call estimate, for the `estimated` filter."""
+    return [f"CREATE INDEX ledger_estimated ON ledger (ts) WHERE {_ESTIMATED}"]
+
+
 def _records_view() -> str:
     """The view that shows `ledger` rows as the wide v4 `records` table did (`_RECORD_COLUMNS`)."""
     shown = {
@@ -322,6 +336,7 @@ _MIGRATIONS: dict[int, Callable[[], list[str]]] = {
     3: _schema_v3,
     4: _schema_v4,
     5: _schema_v5,
+    6: _schema_v6,
 }
 # version → what moves or derives data after its statements
 _MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {4: _fill_rollup_day, 5: _move_to_ledger}
@@ -1605,8 +1620,13 @@ def _where(query: Query, raw: bool = False) -> tuple[str, list[Any], Callable[[s
             continue
         if name == "estimated":
             allowed = query.estimated or frozenset()
-            if len(allowed) == 1:
-                conditions.append("est_input IS NOT NULL" if True in allowed else "est_input IS NULL")
+            if allowed == {True}:  # the rows of the partial index `ledger_estimated` (SQLite matches its
+                # condition only when written against `ledger`, not through the `records` view)
+                conditions.append(
+                    f"est_input IS NOT NULL AND ts IN (SELECT ts FROM ledger WHERE {_ESTIMATED})"
+                )
+            elif allowed == {False}:
+                conditions.append("est_input IS NULL")
             elif not allowed:
                 conditions.append("0")
             continue
