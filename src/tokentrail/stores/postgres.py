@@ -31,7 +31,6 @@ URL: `postgresql://user@host:5432/db?schema=tokentrail&durable=1&batch_size=2000
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hashlib
 import json
@@ -42,7 +41,6 @@ import re
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -53,6 +51,7 @@ from tokentrail._record import GroupValue, Record, SummaryRow, intern_attributio
 from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
 from tokentrail.errors import StoreError
 from tokentrail.stores._spool import Spool, default_spool_dir
+from tokentrail.stores._writer import BackgroundWriter
 from tokentrail.stores.base import (
     CALLS,
     GROUP_KEYS,
@@ -278,7 +277,7 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
-class PostgresStore:
+class PostgresStore(BackgroundWriter):
     """Records in a Postgres schema; same `Store` protocol and semantics as `SQLiteStore`."""
 
     def __init__(
@@ -330,13 +329,7 @@ class PostgresStore:
         self._spool = Spool(spool if spool is not None else default_spool_dir(), ledger)
         self._migrate()
         self._pool = self._open_pool(max(1, int(pool_size)))
-        self._writer: threading.Thread | None = None
-        if not durable:
-            self._writer = threading.Thread(target=self._run_writer, name="tokentrail-postgres", daemon=True)
-            self._writer.start()
-        ref = weakref.ref(self)
-        self._atexit = lambda: _close_ref(ref)
-        atexit.register(self._atexit)
+        self._start_writer("tokentrail-postgres", background=not durable)
         if self._spool.orphans():
             with contextlib.suppress(Exception):
                 self.flush()
@@ -448,53 +441,33 @@ class PostgresStore:
                     del self._pending[_MAX_PENDING:]
                 raise
 
-    def close(self) -> None:
-        """Flush, stop the writer, close the connections and release the spool (idempotent)."""
-        if self._closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self._closed = True
+    _JOIN_SECONDS = 10.0
+    _WRITE_FAILED = "tokentrail: Postgres store could neither write nor spool a batch"
+
+    def _write_queued(self) -> None:
+        """Deliver the queued records (also when none are: the spool is replayed once the server answers);
+        only a failing spool disk raises, and the records stay queued."""
+        with self._write_lock:
             with self._pending_lock:
-                self._wake.notify_all()
-            if self._writer is not None and self._writer is not threading.current_thread():
-                self._writer.join(timeout=10)
-            atexit.unregister(self._atexit)
-            with self._write_lock:
-                if self._writer_conn is not None:
-                    with contextlib.suppress(Exception):
-                        self._writer_conn.close()
-                    self._writer_conn = None
-                self._spool.close()
-            with contextlib.suppress(Exception):
-                self._pool.close(timeout=2)
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run_writer(self) -> None:
-        while True:
-            with self._pending_lock:
-                if not self._closed and len(self._pending) < self.batch_size:
-                    self._wake.wait(self.flush_interval)
-                if self._closed:
-                    return
+                batch, self._pending = self._pending, []
             try:
-                with self._write_lock:
-                    with self._pending_lock:
-                        batch, self._pending = self._pending, []
-                    payload = self._payload(batch) if batch else None
-                    self._deliver(payload)
-            except Exception:  # only a failing spool disk gets here: keep the records, try again
+                payload = self._payload(batch) if batch else None
+                self._deliver(payload)
+            except Exception:
                 with self._pending_lock:
                     self._pending[:0] = batch[-_MAX_PENDING:]
                     del self._pending[_MAX_PENDING:]
-                _log.exception("tokentrail: Postgres store could neither write nor spool a batch")
-                time.sleep(min(self.flush_interval, 1.0))
+                raise
+
+    def _release(self) -> None:
+        with self._write_lock:
+            if self._writer_conn is not None:
+                with contextlib.suppress(Exception):
+                    self._writer_conn.close()
+                self._writer_conn = None
+            self._spool.close()
+        with contextlib.suppress(Exception):
+            self._pool.close(timeout=2)
 
     def _deliver(self, payload: dict[str, Any] | None, force: bool = False) -> None:
         """Write `payload` (None: nothing new) after the spooled batches; spool it when the server is
@@ -1300,13 +1273,6 @@ def _groups(row: Sequence[Any], index: dict[str, int], by: tuple[str, ...]) -> l
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
-
-
-def _close_ref(ref: weakref.ReferenceType[PostgresStore]) -> None:
-    store = ref()
-    if store is not None and os.getpid() == store._pid:
-        with contextlib.suppress(Exception):
-            store.close()
 
 
 # -- SQL --------------------------------------------------------------------------------------------------

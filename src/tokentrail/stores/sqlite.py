@@ -38,7 +38,6 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import gc
@@ -60,6 +59,7 @@ from typing import Any, TypeVar
 from tokentrail._record import GroupValue, Record, SummaryRow, intern_attribution
 from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
 from tokentrail.errors import StoreError
+from tokentrail.stores._writer import BackgroundWriter
 from tokentrail.stores.base import (
     CALLS,
     COST,
@@ -376,7 +376,7 @@ def open_sqlite_url(url: str, **options: Any) -> SQLiteStore:
     return SQLiteStore(path, **options)
 
 
-class SQLiteStore:
+class SQLiteStore(BackgroundWriter):
     """Records in a SQLite file; same `Store` protocol and semantics as `MemoryStore`."""
 
     def __init__(
@@ -410,14 +410,8 @@ class SQLiteStore:
         self._timeout = float(timeout)
         self._conn = self._connect(timeout)
         self._pid = os.getpid()
-        self._writer: threading.Thread | None = None
-        if not durable:
-            self._writer = threading.Thread(target=self._run_writer, name="tokentrail-sqlite", daemon=True)
-            self._writer.start()
-        ref = weakref.ref(self)
-        self._atexit = lambda: _close_ref(ref)
         _OPEN_STORES.add(self)
-        atexit.register(self._atexit)
+        self._start_writer("tokentrail-sqlite", background=not durable)
 
     # -- opening -----------------------------------------------------------------------------------
 
@@ -525,42 +519,14 @@ class SQLiteStore:
                         pending.pop()
                     raise
 
-    def close(self) -> None:
-        """Flush, stop the writer and close the file (idempotent)."""
-        if self._closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self._closed = True
-            with self._pending_lock:
-                self._wake.notify_all()
-            if self._writer is not None and self._writer is not threading.current_thread():
-                self._writer.join(timeout=5)
-            atexit.unregister(self._atexit)
-            with self._db_lock:
-                self._conn.close()
+    _WRITE_FAILED = "tokentrail: SQLite store write failed"
 
-    def __enter__(self) -> SQLiteStore:
-        return self
+    def _write_queued(self) -> None:
+        self.flush()  # which keeps the records queued when it fails
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run_writer(self) -> None:
-        while True:
-            with self._pending_lock:
-                if not self._closed and len(self._pending) < self.batch_size:
-                    self._wake.wait(self.flush_interval)
-                if self._closed:
-                    return
-            try:
-                self.flush()
-            except Exception:  # keep the records queued; try again next round
-                import logging
-
-                logging.getLogger("tokentrail").exception("tokentrail: SQLite store write failed")
-                time.sleep(min(self.flush_interval, 1.0))
+    def _release(self) -> None:
+        with self._db_lock:
+            self._conn.close()
 
     def _write(self, batch: list[Record]) -> None:
         """Insert the records not yet in the file and update the rollups, in one transaction.
@@ -1752,10 +1718,3 @@ def _mark_forked() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_mark_forked)
-
-
-def _close_ref(ref: weakref.ReferenceType[SQLiteStore]) -> None:
-    store = ref()
-    if store is not None and os.getpid() == store._pid:
-        with contextlib.suppress(Exception):
-            store.close()
