@@ -209,7 +209,7 @@ def _make_v1_file(path: Path, records: list[Record]) -> None:
 
 
 def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
     source = Tracker()
     source.record(_usage(100), "gpt-4o", at=AT, agent="old")
     source.record(_usage(300), "gpt-4o", at=AT, agent="old", provider_cost="0.01")
