@@ -39,6 +39,7 @@ class Slot:
         "budget",
         "enforce",
         "expires_at",
+        "head",
         "heads",
         "limit_tokens",
         "limit_units",
@@ -63,6 +64,7 @@ class Slot:
         self.scope_key = scope_key
         self.window_key = window_key
         self.heads = heads  # heads[0] takes reservations and spend; all of them count
+        self.head = heads[0] if len(heads) == 1 else None  # the only head (None: a rolling window)
         self.expires_at = expires_at  # when heads[0] may be forgotten (epoch seconds)
         self.limit_units = limit_units
         self.limit_tokens = limit_tokens

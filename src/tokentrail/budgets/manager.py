@@ -912,7 +912,8 @@ class BudgetManager:
                 except Exception as exc:  # the call happened: never raise into it
                     self._backend_failed("settle", exc)
                 else:
-                    if any(outcome[1]):
+                    crossed = outcome[1]
+                    if crossed[0] or (len(crossed) > 1 and any(crossed)):
                         self._settled(slots, now, outcome)
         if plan.per_call:
             self._check_call_spend(plan.per_call, units, usage, reservation, now)

@@ -60,9 +60,7 @@ class MemoryBackend:
         with self._lock:
             if now >= self._next_sweep:
                 self._sweep(now)
-            only = slots[0] if len(slots) == 1 else None
-            if only is not None and len(only.heads) == 1:  # the usual call: one budget, one head
-                key = only.heads[0]
+            if len(slots) == 1 and (key := (only := slots[0]).head) is not None:  # one budget, one head
                 head = heads.get(key)
                 units, tokens = charges[0]
                 if head is None:
@@ -141,10 +139,9 @@ class MemoryBackend:
     ) -> SettleOutcome:
         heads = self._heads
         with self._lock:
-            only = slots[0] if len(slots) == 1 else None
-            if only is None or len(only.heads) != 1:
+            if len(slots) != 1 or (key := (only := slots[0]).head) is None:
                 return self._settle_many(reservation, slots, charges)
-            key = only.heads[0]  # the usual call: one budget, one head
+            # the usual call: one budget, one head
             head = heads.get(key)
             if head is None:
                 head = heads[key] = _Head(only)
@@ -160,7 +157,10 @@ class MemoryBackend:
             spent_tokens = head.spent_tokens = head.spent_tokens + tokens
             window = (spent_units, spent_tokens, head.reserved_units, head.reserved_tokens)
             fired = head.alert_level
-            if _reaches(only, fired, spent_units, spent_tokens):
+            alerts = only.alert_units  # `_reaches`, inline: this runs on every call
+            if (fired < len(alerts) and spent_units and spent_units >= alerts[fired]) or (
+                fired < len(only.alert_tokens) and spent_tokens and spent_tokens >= only.alert_tokens[fired]
+            ):
                 level = head.alert_level = level_of(only, spent_units, spent_tokens)
                 return ((window,), (tuple(range(fired, level)),))
             return ((window,), _NOT_CROSSED)
