@@ -161,6 +161,20 @@ class _Plan:
         self.valid_until = valid_until
 
 
+class _Call:
+    """A call's plan with its worst case (USD units, output tokens) and what that charges each slot."""
+
+    __slots__ = ("charges", "output", "plan", "units")
+
+    def __init__(self, plan: _Plan, units: int | None, input_tokens: int, output: int) -> None:
+        self.plan = plan
+        self.units = units
+        self.output = output
+        held = units or 0
+        tokens_by_direction = (0, input_tokens, output, input_tokens + output)
+        self.charges = tuple((held, tokens_by_direction[direction]) for direction in plan.directions)
+
+
 _EMPTY_PLAN = _Plan(RequestScope({}, ()), [], [], [], [], -math.inf, math.inf)
 _STATE_LOCK = threading.Lock()
 
@@ -415,6 +429,7 @@ class BudgetManager:
         self._plan_cache: dict[tuple[object, ...], _Plan] = {}
         self._slots: dict[tuple[int, str, str], Slot] = {}
         self._estimates: dict[tuple[object, ...], tuple[int | None, int]] = {}
+        self._calls: dict[tuple[object, ...], _Call] = {}
         self._warned: set[tuple[object, ...]] = set()
         self._subscribers: list[AlertCallback] = []
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -490,6 +505,7 @@ class BudgetManager:
         )
         self._slots = {}
         self._plan_cache = {}
+        self._calls = {}
         self._overrides = dict(overrides)
         self._active, self._alert_amounts = active, amounts
 
@@ -710,38 +726,34 @@ class BudgetManager:
         if _monotonic() >= self._next_refresh:
             self._refresh()
         now = self._clock()
-        try:
-            plan = self._plan_cache.get((model, provider, *scope.items())) if type(scope) is dict else None
-        except TypeError:  # unhashable scope values (a list of tags): planned without the cache
-            plan = None
-        if plan is None or not plan.valid_from <= now < plan.valid_until:
-            plan = self._planned(scope, model, provider, now)
+        call = None
+        key: tuple[object, ...] | None = None
+        if type(scope) is dict and context is None and estimate_units is None:
+            key = (model, provider, input_tokens, max_output_tokens, *scope.items())
+            try:
+                call = self._calls.get(key)
+            except TypeError:  # unhashable scope values (a list of tags): planned without the cache
+                key = None
+        if call is None or not call.plan.valid_from <= now < call.plan.valid_until:
+            call = self._call(scope, model, provider, input_tokens, max_output_tokens, context, now)
+            if estimate_units is not None:
+                call = _Call(call.plan, _count(estimate_units, "estimate_units"), input_tokens, call.output)
+            elif key is not None:
+                if len(self._calls) >= _CACHE_LIMIT:
+                    self._calls.clear()
+                self._calls[key] = call
+        plan = call.plan
         if not plan.slots and not plan.per_call:
             return Reservation(
                 self, _ids.next(), model, provider, context, _EMPTY_PLAN, (), None, input_tokens, 0, now
             )
-        found = (
-            None
-            if context is not None
-            else self._estimates.get((model, provider, input_tokens, max_output_tokens))
-        )
-        if found is None:
-            found = self.estimate(model, provider, input_tokens, max_output_tokens, context)
-        units, output = found
-        if estimate_units is not None:
-            units = _count(estimate_units, "estimate_units")
+        units = call.units
+        output = call.output
+        charges = call.charges
         breaches: list[BudgetBreach] | None = None
         if plan.per_call or units is None:
             breaches = []
             self._before_reserving(plan, units, input_tokens, output, model, provider, now, breaches)
-        held = units or 0
-        direction = plan.direction
-        if direction:  # every budget counts the same tokens (the usual case)
-            tokens = input_tokens if direction == 1 else output if direction == 2 else input_tokens + output
-            charges = ((held, tokens),) if len(plan.slots) == 1 else ((held, tokens),) * len(plan.slots)
-        else:
-            tokens_by_direction = (0, input_tokens, output, input_tokens + output)
-            charges = tuple((held, tokens_by_direction[direction]) for direction in plan.directions)
         reservation_id = _ids.prefix + str(next(_ids.counter))
         lease_until = now + self.lease_seconds
         try:
@@ -766,6 +778,28 @@ class BudgetManager:
         if plan.lenient or breaches:
             self._after_reserving(reservation, outcome, breaches or [], model, provider, now)
         return reservation
+
+    def _call(
+        self,
+        scope: Mapping[str, Any] | None,
+        model: str | None,
+        provider: str | None,
+        input_tokens: int,
+        max_output_tokens: int | None,
+        context: Mapping[str, str] | None,
+        now: float,
+    ) -> _Call:
+        """What a call reserves against: its plan, worst-case units and output tokens, and the charges."""
+        try:
+            plan = self._plan_cache.get((model, provider, *scope.items())) if type(scope) is dict else None
+        except TypeError:  # unhashable scope values (a list of tags): planned without the cache
+            plan = None
+        if plan is None or not plan.valid_from <= now < plan.valid_until:
+            plan = self._planned(scope, model, provider, now)
+        if not plan.slots and not plan.per_call:
+            return _Call(plan, None, input_tokens, 0)
+        units, output = self.estimate(model, provider, input_tokens, max_output_tokens, context)
+        return _Call(plan, units, input_tokens, output)
 
     def _after_reserving(
         self,
