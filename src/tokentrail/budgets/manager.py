@@ -172,7 +172,10 @@ class _Call:
         self.output = output
         held = units or 0
         tokens_by_direction = (0, input_tokens, output, input_tokens + output)
-        self.charges = tuple((held, tokens_by_direction[direction]) for direction in plan.directions)
+        if plan.direction:  # every budget counts the same tokens (the usual case)
+            self.charges = ((held, tokens_by_direction[plan.direction]),) * len(plan.slots)
+        else:
+            self.charges = tuple((held, tokens_by_direction[d]) for d in plan.directions)
 
 
 _EMPTY_PLAN = _Plan(RequestScope({}, ()), [], [], [], [], -math.inf, math.inf)
