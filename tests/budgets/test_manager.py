@@ -445,3 +445,23 @@ def test_reserve_validates_its_counts() -> None:
     m = manager(Budget(limit_usd="1"))
     with pytest.raises(ValueError, match="input_tokens"):
         m.reserve(MODEL, "openai", -1, 10, scope={})
+
+
+def test_a_repeated_call_reserves_its_own_estimate_units_not_the_cached_worst_case() -> None:
+    m = manager(Budget(limit_usd="10", name="team"))
+    m.reserve(MODEL, "openai", 1000, 500, scope={}).settle(cost_units=0)  # the call is now cached
+    held = m.reserve(MODEL, "openai", 1000, 500, scope={}, estimate_units=7)
+    assert held.estimate_units == 7
+    assert held.charges[0][0] == 7
+    held.release()
+    again = m.reserve(MODEL, "openai", 1000, 500, scope={})
+    assert again.estimate_units == (1000 * 15 + 500 * 60) * 10**16  # $0.15 / M in, $0.60 / M out
+    again.release()
+
+
+def test_a_lowered_limit_refuses_a_call_reserved_before_from_the_cache() -> None:
+    m = manager(Budget(limit_usd="10", name="team"))
+    m.reserve(MODEL, "openai", 1000, 500, scope={}).settle(cost_units=0)  # the call is now cached
+    m.set_limit("team", limit_usd="0.00001")
+    with pytest.raises(BudgetExceeded):
+        m.reserve(MODEL, "openai", 1000, 500, scope={})
