@@ -80,8 +80,10 @@ def run_threads(manager: BudgetManager, threads: int, calls_per_thread: int, see
     return tally
 
 
-def process_worker(args: tuple[str, int, int, int]) -> tuple[list[int], int, int]:
-    """One of the racing processes: opens the back-end by URL and runs its threads."""
+def process_worker(args: tuple[str, int, int, int]) -> tuple[list[int], int, int, int]:
+    """One of the racing processes: opens the back-end by URL and runs its threads.
+
+    Returns the settled units, refusals, failed calls and back-end errors."""
     url, threads, calls_per_thread, seed = args
     from tokentrail.budgets.connect import open_backend
 
@@ -91,7 +93,7 @@ def process_worker(args: tuple[str, int, int, int]) -> tuple[list[int], int, int
         tally = run_threads(manager, threads, calls_per_thread, seed)
     finally:
         manager.close()
-    return tally.settled_units, tally.refused, tally.failed
+    return tally.settled_units, tally.refused, tally.failed, manager.backend_errors
 
 
 def crash_holding(args: tuple[str, float]) -> None:

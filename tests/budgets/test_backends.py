@@ -167,6 +167,40 @@ def test_an_unreachable_backend_fails_open_or_closed(caplog: pytest.LogCaptureFi
         strict.reserve(MODEL, "openai", 10, 10, scope={})
 
 
+class LostReplies:
+    """A real back-end whose next `fail` reserve replies are lost: the reservation is made, the caller sees an error."""
+
+    def __init__(self, inner: BudgetBackend, fail: int) -> None:
+        self.inner = inner
+        self.fail = fail
+
+    def reserve(self, *args: object) -> object:
+        outcome = self.inner.reserve(*args)  # type: ignore[arg-type]
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("the reply was lost")
+        return outcome
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_call_run_unguarded_still_counts_its_spend_and_frees_what_was_held(
+    backend: BudgetBackend, clock: FakeClock
+) -> None:
+    """fail_open: a reserve whose reply was lost leaves no held room behind, and the spend is counted."""
+    m = BudgetManager([Budget(limit_usd="1")], LostReplies(backend, fail=2), clock=clock)  # type: ignore[arg-type]
+    with m.reserve(MODEL, "openai", 10_000, 30_000, scope={}) as settled:
+        settled.settle(usage(10_000, 1_000))
+    with pytest.raises(RuntimeError), m.reserve(MODEL, "openai", 10_000, 30_000, scope={}):
+        raise RuntimeError("the call failed")  # leaving the block releases what the lost reserve held
+    delivered(backend)
+    assert m.backend_errors == 2
+    (row,) = m.status()
+    assert (row.spent_usd, row.spent_tokens) == (Decimal("0.0021"), 11_000)
+    assert (row.reserved_usd, row.reserved_tokens) == (0, 0)
+
+
 def test_pipelined_settlements_alert_by_the_next_call_or_a_flush(
     redis_pipelined_backend: BudgetBackend, clock: FakeClock
 ) -> None:

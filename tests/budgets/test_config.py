@@ -144,3 +144,21 @@ def test_definitions_round_trip() -> None:
     (original,) = [b for b in preset("enterprise") if b.name == "enterprise/user-monthly"]
     again = budget_from_mapping(original.definition())
     assert again.definition() == original.definition()
+
+
+def test_backend_urls_carry_their_options(postgres_server: str) -> None:
+    from tokentrail.budgets.connect import open_backend
+    from tokentrail.budgets.postgres import PostgresBackend
+
+    for bad in ("0", "-1", "four", ""):
+        with pytest.raises(BudgetConfigError, match="max_connections must be a positive integer"):
+            open_backend(f"{postgres_server}?max_connections={bad}")
+    with pytest.raises(BudgetConfigError, match="unknown budget backend URL"):
+        open_backend("mysql://localhost/db")
+    backend = open_backend(f"{postgres_server}?schema=tt_test_url_options&max_connections=3")
+    try:
+        assert isinstance(backend, PostgresBackend)
+        assert (backend.schema, backend._max_connections, backend.url) == ("tt_test_url_options", 3, postgres_server)
+    finally:
+        backend.drop_schema()
+        backend.close()

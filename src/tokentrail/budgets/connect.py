@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from tokentrail.budgets.backend import BudgetBackend, split_options, sqlite_path
+from tokentrail.budgets.policy import BudgetConfigError
 
 __all__ = ["open_backend"]
 
 
 def open_backend(url: str | BudgetBackend | None) -> BudgetBackend:
     """A back-end from a URL: "memory://", "sqlite:///path.db", "redis://host:6379/0?prefix=tt:",
-    "postgresql://user@host/db?schema=tokentrail". Redis and Postgres clients are imported here, lazily."""
+    "postgresql://user@host/db?schema=tokentrail&max_connections=10" (a pool of at most that many
+    connections per process). Redis and Postgres clients are imported here, lazily."""
     if url is None:
         from tokentrail.budgets.memory import MemoryBackend
 
@@ -34,10 +36,11 @@ def open_backend(url: str | BudgetBackend | None) -> BudgetBackend:
     if scheme in ("postgres", "postgresql"):
         from tokentrail.budgets.postgres import PostgresBackend
 
-        base, options = split_options(url, "schema")
-        return PostgresBackend(base, schema=options.get("schema", "tokentrail"))
-    from tokentrail.budgets.policy import BudgetConfigError
-
+        base, options = split_options(url, "schema", "max_connections")
+        size = options.get("max_connections", "10")
+        if not size.isdigit() or int(size) < 1:
+            raise BudgetConfigError(f"max_connections must be a positive integer, got {size!r} in {url!r}")
+        return PostgresBackend(base, schema=options.get("schema", "tokentrail"), max_connections=int(size))
     raise BudgetConfigError(
         f"unknown budget backend URL {url!r}; use memory://, sqlite:///path.db, redis://… or postgresql://…"
     )

@@ -762,7 +762,10 @@ class BudgetManager:
         try:
             outcome = self.backend.reserve(reservation_id, plan.slots, charges, now, lease_until)
         except Exception as exc:
-            return self._unguarded(exc, plan, model, provider, context, units, input_tokens, output, now)
+            self._unguarded(exc, plan)
+            return Reservation(
+                self, reservation_id, model, provider, context, plan, charges, units, input_tokens, output, lease_until
+            )
         if outcome[0] is not None:
             self._refused(outcome, plan, charges, now)
         reservation = Reservation(
@@ -1057,25 +1060,16 @@ class BudgetManager:
             reason=f"the budget back-end is unavailable ({exc}) and on_backend_error='fail_closed'",
         )
 
-    def _unguarded(
-        self,
-        exc: Exception,
-        plan: _Plan,
-        model: str | None,
-        provider: str | None,
-        context: Mapping[str, str] | None,
-        units: int | None,
-        input_tokens: int,
-        output: int,
-        now: float,
-    ) -> Reservation:
-        """The back-end failed to reserve: refuse (fail_closed) or let the call run unguarded (fail_open)."""
+    def _unguarded(self, exc: Exception, plan: _Plan) -> None:
+        """The back-end failed to reserve: refuse (fail_closed) or let the call run unguarded (fail_open).
+
+        An unguarded call still settles its actual spend (or releases) under its reservation id: a
+        reserve that failed only on the way back (a lost reply) is cleaned up, and a back-end that is
+        reachable again by then counts the spend, so a passing failure loses no spend.
+        """
         self._backend_failed("reserve", exc)
         if self.on_backend_error == "fail_closed":
             raise self._unavailable(plan.slots[0].budget, exc) from exc
-        return Reservation(
-            self, _ids.next(), model, provider, context, _EMPTY_PLAN, (), units, input_tokens, output, now
-        )
 
     # -- refusals, breaches and actions ---------------------------------------------------------------------------
 
