@@ -158,7 +158,11 @@ def test_backend_urls_carry_their_options(postgres_server: str) -> None:
     backend = open_backend(f"{postgres_server}?schema=tt_test_url_options&max_connections=3")
     try:
         assert isinstance(backend, PostgresBackend)
-        assert (backend.schema, backend._max_connections, backend.url) == ("tt_test_url_options", 3, postgres_server)
+        assert (backend.schema, backend._max_connections, backend.url) == (
+            "tt_test_url_options",
+            3,
+            postgres_server,
+        )
     finally:
         backend.drop_schema()
         backend.close()

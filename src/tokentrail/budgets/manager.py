@@ -764,7 +764,17 @@ class BudgetManager:
         except Exception as exc:
             self._unguarded(exc, plan)
             return Reservation(
-                self, reservation_id, model, provider, context, plan, charges, units, input_tokens, output, lease_until
+                self,
+                reservation_id,
+                model,
+                provider,
+                context,
+                plan,
+                charges,
+                units,
+                input_tokens,
+                output,
+                lease_until,
             )
         if outcome[0] is not None:
             self._refused(outcome, plan, charges, now)
