@@ -115,6 +115,14 @@ def _redis_url() -> str | None:
     return f"{REDIS_URL}?prefix=tt-bench-{uuid.uuid4().hex[:8]}:"
 
 
+def _redis_cpu() -> float:
+    """Seconds of CPU the Redis server has used (its one command thread and the rest)."""
+    import redis
+
+    info = redis.Redis.from_url(REDIS_URL).info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
 def _postgres_url() -> str | None:
     try:
         import psycopg
@@ -141,18 +149,26 @@ def backends_throughput() -> None:
         targets.append(("Redis", redis_url, "≥ 20k/s") if redis_url else ("Redis", None, ""))
         if redis_url:  # settlements pipelined: no round trip of their own; alerts arrive at the next call
             targets.append(("Redis, pipelined settle", f"{redis_url}&pipeline=1", "≥ 20k/s"))
+            # room for up to 16 calls reserved at a time, the calls counted in memory (budgets/quota.py)
+            targets.append(("Redis, quota=16", f"{redis_url}&pipeline=1&quota=16", "≥ 20k/s"))
         postgres_url = _postgres_url()
         targets.append(("Postgres", postgres_url, "") if postgres_url else ("Postgres", None, ""))
+        if postgres_url:
+            targets.append(("Postgres, quota=16", f"{postgres_url}&quota=16", ""))
         for name, url, goal in targets:
             if url is None:
                 print(f"{name:9s} not reachable: skipped")
                 continue
             open_backend(url).close()  # create the schema before the processes race to
+            server_before = _redis_cpu() if url.startswith("redis") else None
             try:
                 rate = throughput(url)
             finally:
                 _drop(url)
             note = f" (goal {goal})" if goal else ""
+            if server_before is not None:
+                per_call = (_redis_cpu() - server_before) / (rate * SECONDS) * 1e6
+                note += f"; Redis server CPU {per_call:.1f} µs per reservation"
             print(f"{name:9s} {rate:9,.0f} reservations/s from {PROCESSES} processes{note}", flush=True)
 
 

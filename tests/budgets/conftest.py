@@ -19,7 +19,7 @@ from tokentrail.budgets.backend import BudgetBackend
 from tokentrail.budgets.memory import MemoryBackend
 from tokentrail.budgets.sqlite import SQLiteBackend
 
-BACKENDS = ("memory", "sqlite", "redis", "redis_pipelined", "postgres")
+BACKENDS = ("memory", "sqlite", "redis", "redis_pipelined", "postgres", "redis_quota", "sqlite_quota")
 
 
 class FakeClock:
@@ -81,6 +81,21 @@ def postgres_backend(postgres_server: str) -> Iterator[BudgetBackend]:
     yield backend
     backend.drop_schema()
     backend.close()
+
+
+@pytest.fixture
+def redis_quota_backend(redis_pipelined_backend: BudgetBackend) -> BudgetBackend:
+    """Room for 8 calls at a time taken from a real Redis (its settlements pipelined)."""
+    from tokentrail.budgets.quota import LocalQuota
+
+    return LocalQuota(redis_pipelined_backend, calls=8)
+
+
+@pytest.fixture
+def sqlite_quota_backend(sqlite_backend: BudgetBackend) -> BudgetBackend:
+    from tokentrail.budgets.quota import LocalQuota
+
+    return LocalQuota(sqlite_backend, calls=8)
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ def test_100_asyncio_tasks_race_and_cancellations_release(backend: BudgetBackend
     assert_held(manager, tally.settled_units, tally.refused)
 
 
-@pytest.mark.parametrize("name", ["sqlite", "redis", "postgres"])
+@pytest.mark.parametrize("name", ["sqlite", "redis", "postgres", "redis_quota", "sqlite_quota"])
 def test_8_processes_race_for_the_last_dollar(name: str, request: pytest.FixtureRequest) -> None:
     backend: BudgetBackend = request.getfixturevalue(f"{name}_backend")
     manager = BudgetManager([race_budget()], backend)
@@ -127,7 +127,7 @@ def test_racing_settlements_fire_each_threshold_exactly_once(backend: BudgetBack
     assert row.spent_usd == Decimal("0.0195") * 80
 
 
-@pytest.mark.parametrize("name", ["sqlite", "redis", "postgres"])
+@pytest.mark.parametrize("name", ["sqlite", "redis", "postgres", "redis_quota", "sqlite_quota"])
 def test_a_crashed_process_loses_its_reservation_when_the_lease_passes(
     name: str, request: pytest.FixtureRequest
 ) -> None:
@@ -151,6 +151,11 @@ def test_a_crashed_process_loses_its_reservation_when_the_lease_passes(
 
 def _url_of(backend: BudgetBackend) -> str:
     from tokentrail.budgets.postgres import PostgresBackend
+    from tokentrail.budgets.quota import LocalQuota
+
+    if isinstance(backend, LocalQuota):
+        inner = _url_of(backend.inner)
+        return f"{inner}{'&' if '?' in inner else '?'}quota={backend.calls}"
     from tokentrail.budgets.redis import RedisBackend
     from tokentrail.budgets.sqlite import SQLiteBackend
 

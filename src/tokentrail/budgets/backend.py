@@ -201,11 +201,18 @@ def sqlite_path(url: str) -> str:
 
 
 def split_options(url: str, *names: str) -> tuple[str, dict[str, str]]:
-    """`url` without the query parameters `names`, and their values."""
-    from urllib.parse import parse_qs, urlencode, urlsplit
+    """`url` without the query parameters `names`, and their values (the rest of the URL kept as it is:
+    a round trip through urllib would turn sqlite:////abs.db into sqlite://abs.db)."""
+    from urllib.parse import parse_qsl, urlencode
 
-    parts = urlsplit(url)
-    query = parse_qs(parts.query, keep_blank_values=True)
-    options = {name: query.pop(name)[-1] for name in names if name in query}
-    rest = urlencode([(k, v) for k, values in query.items() for v in values])
-    return parts._replace(query=rest).geturl(), options
+    base, mark, query = url.partition("?")
+    if not mark:
+        return url, {}
+    options: dict[str, str] = {}
+    rest = []
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in names:
+            options[key] = value
+        else:
+            rest.append((key, value))
+    return (f"{base}?{urlencode(rest)}" if rest else base), options

@@ -1,0 +1,159 @@
+"""Local quota: room for several calls taken at a time from a shared back-end, counted in memory.
+
+The shared back-end suites (test_backends, test_concurrency) also run through `LocalQuota` over real
+Redis and SQLite; these tests pin what is particular to it: grant sizes, parked room, the timer, URLs.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+
+import tokentrail as tt
+from tests.budgets.conftest import FakeClock, unique
+from tokentrail._money import UNITS_PER_USD
+from tokentrail.budgets import Budget, BudgetAlert, BudgetBackend, BudgetConfigError, BudgetManager
+from tokentrail.budgets.connect import open_backend
+from tokentrail.budgets.memory import MemoryBackend
+from tokentrail.budgets.quota import LocalQuota
+from tokentrail.errors import BudgetExceeded
+
+MODEL = "gpt-4o-mini"  # 10k in + 30k out: $0.0195 worst case
+CHARGE = Decimal("0.0195")
+WORST = tt.Usage(input_tokens=10_000, output_tokens=30_000)
+
+
+def call(manager: BudgetManager, output_tokens: int = 30_000) -> None:
+    manager.reserve(MODEL, "openai", 10_000, 30_000, scope={}).settle(
+        tt.Usage(input_tokens=10_000, output_tokens=output_tokens)
+    )
+
+
+def held_in(inner: BudgetBackend, manager: BudgetManager) -> Decimal:
+    """What the inner back-end holds as reserved (read there: reading through the quota settles it)."""
+    (slot,) = manager._planned({}, MODEL, "openai", manager._clock()).slots
+    (tally,) = inner.read([slot], manager._clock())
+    return Decimal(tally.reserved_units) / UNITS_PER_USD
+
+
+def test_grants_start_at_one_call_double_up_to_calls_and_count_spend_exactly(clock: FakeClock) -> None:
+    inner = MemoryBackend()
+    m = BudgetManager([Budget(limit_usd="100")], LocalQuota(inner, calls=8), clock=clock)
+    sizes = []
+    for _ in range(1 + 2 + 4 + 8 + 8):
+        held = m.reserve(MODEL, "openai", 10_000, 30_000, scope={})
+        sizes.append(held_in(inner, m) / CHARGE)
+        held.settle(WORST)  # uses up its room: the next call needs the next room
+    assert sizes == [1] + [2] * 2 + [4] * 4 + [8] * 8 + [8] * 8  # the room of the grant each call ran in
+    (row,) = m.status()  # reading settles the grants
+    assert (row.spent_usd, row.reserved_usd, row.spent_tokens) == (CHARGE * 23, 0, 40_000 * 23)
+
+
+def test_room_a_call_did_not_use_serves_the_next_calls(clock: FakeClock) -> None:
+    inner = MemoryBackend()
+    m = BudgetManager([Budget(limit_usd="100")], LocalQuota(inner, calls=8), clock=clock)
+    call(m)  # a grant of one call
+    held = m.reserve(MODEL, "openai", 10_000, 30_000, scope={})  # a grant of two
+    held.settle(tt.Usage(input_tokens=10_000, output_tokens=1_000))  # $0.0021 of $0.0195
+    for _ in range(9):  # 2 x $0.0195 - $0.0021 = $0.0369 of room: each call takes $0.0021 of it
+        inside = m.reserve(MODEL, "openai", 10_000, 30_000, scope={})
+        assert held_in(inner, m) == 2 * CHARGE  # still the same grant
+        inside.settle(tt.Usage(input_tokens=10_000, output_tokens=1_000))
+    (row,) = m.status()
+    assert (row.spent_usd, row.reserved_usd) == (CHARGE + Decimal("0.0021") * 10, 0)
+
+
+def test_near_the_limit_grants_shrink_to_one_call_and_spend_stops_as_without_quota(clock: FakeClock) -> None:
+    inner = MemoryBackend()
+    m = BudgetManager([Budget(limit_usd="1")], LocalQuota(inner, calls=16), clock=clock)
+    grants = []
+    calls = 0
+    with pytest.raises(BudgetExceeded):
+        while True:
+            held = m.reserve(MODEL, "openai", 10_000, 30_000, scope={})
+            grants.append(held_in(inner, m))
+            held.settle(WORST)
+            calls += 1
+    assert calls == 51  # 51 x $0.0195 = $0.9945: the 52nd would pass $1, exactly as per call
+    spent = [CHARGE * i for i in range(calls)]
+    for before, grant in zip(spent, grants, strict=True):  # never more than 1/8 of the room, or one call
+        assert grant <= max(CHARGE, (Decimal(1) - before) / 8 + CHARGE)
+    assert grants[-1] == CHARGE
+    (row,) = m.status()
+    assert (row.spent_usd, row.reserved_usd) == (CHARGE * 51, 0)
+
+
+def test_two_processes_sharing_redis_stop_only_when_the_room_is_gone(redis_server: str) -> None:
+    """Room one process parks may refuse the other for a while, but not at the end: spend reaches the limit."""
+    url = f"{redis_server}?prefix={unique('tt-test-')}:&quota=16"
+    first, second = (BudgetManager([Budget(limit_usd="1")], open_backend(url)) for _ in range(2))
+    try:
+        refused = {id(first): False, id(second): False}
+        done = 0
+        while not all(refused.values()):
+            for m in (first, second):
+                try:
+                    call(m)
+                    done += 1
+                    refused = dict.fromkeys(refused, False)
+                except BudgetExceeded:
+                    refused[id(m)] = True
+        (row,) = first.status()
+        assert done == 51 and row.spent_usd == CHARGE * 51 and row.reserved_usd == 0
+    finally:
+        first.backend.drop()  # type: ignore[attr-defined]
+        first.close()
+        second.close()
+
+
+def test_an_idle_process_settles_its_grant_within_seconds(redis_server: str) -> None:
+    """The timer settles a grant nobody uses any more: other processes see the spend, the room comes back."""
+    url = f"{redis_server}?prefix={unique('tt-test-')}:"
+    quota = LocalQuota(open_backend(url), calls=8, seconds=0.2)
+    m = BudgetManager([Budget(limit_usd="1")], quota)
+    other = BudgetManager([Budget(limit_usd="1")], open_backend(url))
+    try:
+        for _ in range(3):
+            call(m, output_tokens=1_000)
+        (row,) = other.status()
+        assert row.spent_usd < Decimal("0.0021") * 3 and row.reserved_usd > 0  # still in the grant
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            (row,) = other.status()
+            if row.spent_usd == Decimal("0.0021") * 3 and row.reserved_usd == 0:
+                break
+            time.sleep(0.05)
+        assert (row.spent_usd, row.reserved_usd) == (Decimal("0.0021") * 3, 0)
+    finally:
+        other.backend.drop()  # type: ignore[attr-defined]
+        other.close()
+        m.close()
+
+
+def test_alerts_fire_once_when_the_grants_settle(clock: FakeClock) -> None:
+    m = BudgetManager(
+        [Budget(limit_usd="0.1", action="warn", name="soft")], LocalQuota(MemoryBackend()), clock=clock
+    )
+    alerts: list[BudgetAlert] = []
+    m.subscribe(alerts.append)
+    for _ in range(6):  # $0.117: past 50, 80, 90 and 100 %
+        call(m)
+    m.status()
+    assert [a.threshold for a in alerts] == [Decimal("0.5"), Decimal("0.8"), Decimal("0.9"), Decimal("1")]
+    call(m)
+    m.status()
+    assert len(alerts) == 4
+
+
+def test_quota_urls(tmp_path: object) -> None:
+    quota = open_backend("memory://?quota=4&quota_seconds=0.5")
+    assert isinstance(quota, LocalQuota) and (quota.calls, quota.seconds) == (4, 0.5)
+    assert isinstance(quota.inner, MemoryBackend)
+    assert not isinstance(open_backend("memory://"), LocalQuota)
+    for bad in ("quota=0", "quota=x", "quota=2&quota_seconds=0", "quota=2&quota_seconds=-1"):
+        with pytest.raises(BudgetConfigError, match="bad quota options"):
+            open_backend(f"memory://?{bad}")
+    with pytest.raises(ValueError, match="calls must be a positive integer"):
+        LocalQuota(MemoryBackend(), calls=True)  # type: ignore[arg-type]
