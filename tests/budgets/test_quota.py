@@ -7,6 +7,7 @@ Redis and SQLite; these tests pin what is particular to it: grant sizes, parked 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -157,3 +158,52 @@ def test_quota_urls(tmp_path: object) -> None:
             open_backend(f"memory://?{bad}")
     with pytest.raises(ValueError, match="calls must be a positive integer"):
         LocalQuota(MemoryBackend(), calls=True)  # type: ignore[arg-type]
+
+
+def _child_calls(url: str) -> None:
+    manager = BudgetManager([Budget(limit_usd="1")], url)
+    for _ in range(5):
+        call(manager)
+    manager.close()
+
+
+def test_a_forked_child_keeps_its_own_grants_and_the_totals_stay_exact(tmp_path: Path) -> None:
+    """A child forked while the parent holds a grant does not use or settle the parent's grant."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path}/budgets.db?quota=8"
+    parent = BudgetManager([Budget(limit_usd="1")], url)
+    for _ in range(3):
+        call(parent)  # grants of 1 and 2 calls: the second is still open when the child forks
+    held = parent.reserve(MODEL, "openai", 10_000, 30_000, scope={})
+    child = multiprocessing.get_context("fork").Process(target=_child_calls, args=(url,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    held.settle(WORST)
+    (row,) = parent.status()
+    assert (row.spent_usd, row.reserved_usd) == (CHARGE * 9, 0)
+    parent.close()
+
+
+def test_a_forked_backend_object_starts_empty_in_the_child(tmp_path: Path) -> None:
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path}/budgets.db?quota=8"
+    parent = BudgetManager([Budget(limit_usd="1")], url)
+    call(parent)
+    held = parent.reserve(MODEL, "openai", 10_000, 30_000, scope={})  # runs in the parent's open grant
+
+    def in_child() -> None:  # the same manager object, inherited: its calls need grants of their own
+        for _ in range(4):
+            call(parent)
+        parent.backend.flush()  # type: ignore[attr-defined]
+
+    child = multiprocessing.get_context("fork").Process(target=in_child)
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    held.settle(WORST)
+    (row,) = parent.status()
+    assert (row.spent_usd, row.reserved_usd) == (CHARGE * 6, 0)
+    parent.close()
