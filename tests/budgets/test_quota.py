@@ -7,8 +7,8 @@ Redis and SQLite; these tests pin what is particular to it: grant sizes, parked 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
