@@ -322,21 +322,21 @@ class Tracker:
         captures = self._shared.captures
         if captures._pending or captures._busy:
             captures.drain()  # the calls captured before this one are recorded before it
-        return self._record_now(
+        return self._record_now(  # positional: forwarding 14 keywords costs ≈ 0.1 µs a call
             usage,
             model,
             provider,
-            duration_ms=duration_ms,
-            provider_cost=provider_cost,
-            at=at,
-            context=context,
-            agent=agent,
-            session=session,
-            user=user,
-            tool=tool,
-            tags=tags,
-            estimated_input_tokens=estimated_input_tokens,
-            ttft_ms=ttft_ms,
+            duration_ms,
+            provider_cost,
+            at,
+            context,
+            agent,
+            session,
+            user,
+            tool,
+            tags,
+            estimated_input_tokens,
+            ttft_ms,
         )
 
     def _record_now(
@@ -344,7 +344,6 @@ class Tracker:
         usage: Usage,
         model: str | None = None,
         provider: str | None = None,
-        *,
         duration_ms: float | None = None,
         provider_cost: Decimal | float | str | None = None,
         at: datetime | date | None = None,

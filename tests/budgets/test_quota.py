@@ -148,7 +148,7 @@ def test_alerts_fire_once_when_the_grants_settle(clock: FakeClock) -> None:
     assert len(alerts) == 4
 
 
-def test_quota_urls(tmp_path: object) -> None:
+def test_quota_urls() -> None:
     quota = open_backend("memory://?quota=4&quota_seconds=0.5")
     assert isinstance(quota, LocalQuota) and (quota.calls, quota.seconds) == (4, 0.5)
     assert isinstance(quota.inner, MemoryBackend)
