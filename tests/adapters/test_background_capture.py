@@ -3,12 +3,14 @@ of the tracker sees them; `capture="sync"` records on the caller's thread; nothi
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import threading
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import openai
 
@@ -109,3 +111,109 @@ for _ in range(25):
     reread = Tracker(store=f"sqlite:///{ledger}")
     totals = reread.totals()
     assert totals.calls == 25 and totals.usage.output_tokens == 250
+
+
+def test_100_threads_race_an_instrumented_hard_limit() -> None:
+    """Background capture with a budget: every call reserves its worst case before its request, is
+    settled by the worker, and the race for the last cents leaves spend under the limit and exact."""
+    with MockLLMServer() as server:  # its own: refused calls leave queued responses behind
+        _race_an_instrumented_hard_limit(server)
+
+
+def _race_an_instrumented_hard_limit(server: MockLLMServer) -> None:
+    limit = Decimal("0.25")  # ≈ 50 worst cases of 500 output tokens on gpt-4o
+    tracker = Tracker(budgets=[tt.Budget(limit_usd=limit, name="race")])
+    rng = random.Random(7)
+    for _ in range(100):
+        server.queue(input=5, output=rng.randint(0, 500), route="openai.chat")  # ≤ the reserved worst case
+    oai = client(server)
+    sent = len(server.requests)
+    start = threading.Barrier(100)
+    refused: list[int] = []
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        start.wait()
+        try:
+            with tt.scope(agent=f"a{n}"):
+                oai.chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=500
+                )
+        except tt.BudgetExceeded:
+            refused.append(n)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    instrument(tracker)
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(100)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        uninstrument()
+    assert errors == []
+    totals = tracker.totals()
+    assert totals.calls + len(refused) == 100 and len(server.requests) - sent == totals.calls
+    assert 50 <= totals.calls < 100 and refused  # the limit bit, and not before ≈ 50 worst cases
+    (status,) = tracker.budget_status()
+    assert status.reserved_usd == 0, "a reservation leaked"
+    assert status.spent_usd == totals.cost <= limit
+
+
+def _calls_in_a_forked_child(tracker: Tracker, url: str, out: Any) -> None:
+    oai = openai.OpenAI(base_url=url, api_key="test", max_retries=0)
+    for _ in range(3):
+        chat(oai, "child")
+    out.send((tracker.totals().calls, threading.current_thread().name))
+
+
+def test_a_forked_child_records_its_own_calls_and_none_of_the_parents_twice(server: MockLLMServer) -> None:
+    import multiprocessing
+
+    tracker = Tracker()
+    instrument(tracker)
+    try:
+        oai = client(server)
+        for _ in range(5):
+            chat(oai)  # captured; maybe still pending when the fork happens (drained before it)
+        receive, send = multiprocessing.Pipe(duplex=False)
+        child = multiprocessing.get_context("fork").Process(
+            target=_calls_in_a_forked_child, args=(tracker, server.url("openai"), send)
+        )
+        child.start()
+        child_calls, _ = receive.recv()
+        child.join(30)
+        assert child.exitcode == 0
+        chat(oai)
+    finally:
+        uninstrument()
+    assert child_calls == 5 + 3  # the parent's calls recorded before the fork, then its own three
+    assert tracker.totals().calls == 6  # the child's calls are the child's
+
+
+def test_a_failing_sink_is_counted_and_the_worker_keeps_recording(server: MockLLMServer) -> None:
+    tracker = Tracker()
+    seen: list[str] = []
+
+    def sink(record: tt.Record) -> None:
+        if len(seen) < 2:
+            seen.append("failed")
+            raise ValueError("the sink is down")
+        seen.append(threading.current_thread().name)
+
+    tracker.add_sink(sink)
+    instrument(tracker)
+    try:
+        oai = client(server)
+        for _ in range(3):
+            chat(oai)
+        deadline = time.monotonic() + 5
+        while len(seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)  # no read: the worker delivers the third after two failures
+    finally:
+        uninstrument()
+    assert seen[:2] == ["failed", "failed"] and seen[2] == "tokentrail-capture"
+    assert tracker.error_counts.get("sink_errors") == 2
+    assert tracker.totals().calls == 3  # failed sinks lose nothing: the store has every call
