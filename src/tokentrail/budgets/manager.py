@@ -759,25 +759,15 @@ class BudgetManager:
             self._before_reserving(plan, units, input_tokens, output, model, provider, now, breaches)
         reservation_id = _ids.prefix + str(next(_ids.counter))
         lease_until = now + self.lease_seconds
+        outcome: ReserveOutcome | None
         try:
             outcome = self.backend.reserve(reservation_id, plan.slots, charges, now, lease_until)
         except Exception as exc:
-            self._unguarded(exc, plan)
-            return Reservation(
-                self,
-                reservation_id,
-                model,
-                provider,
-                context,
-                plan,
-                charges,
-                units,
-                input_tokens,
-                output,
-                lease_until,
-            )
-        if outcome[0] is not None:
-            self._refused(outcome, plan, charges, now)
+            self._unguarded(exc, plan)  # fail_closed raises; fail_open runs the call unguarded
+            outcome = None
+        else:
+            if outcome[0] is not None:
+                self._refused(outcome, plan, charges, now)
         reservation = Reservation(
             self,
             reservation_id,
@@ -791,7 +781,7 @@ class BudgetManager:
             output,
             lease_until,
         )
-        if plan.lenient or breaches:
+        if outcome is not None and (plan.lenient or breaches):
             self._after_reserving(reservation, outcome, breaches or [], model, provider, now)
         return reservation
 
