@@ -207,3 +207,25 @@ def test_a_forked_backend_object_starts_empty_in_the_child(tmp_path: Path) -> No
     (row,) = parent.status()
     assert (row.spent_usd, row.reserved_usd) == (CHARGE * 6, 0)
     parent.close()
+
+
+def test_a_reservation_never_ended_does_not_hold_back_the_spend_of_its_grant(clock: FakeClock) -> None:
+    """A leaked reservation keeps its grant from settling only until the grant's lease passes: then the
+    calls that ended are counted, and the leaked one counts if it ever settles."""
+    inner = MemoryBackend()
+    m = BudgetManager([Budget(limit_usd="10")], LocalQuota(inner, calls=8), clock=clock, lease_seconds=60)
+    call(m)  # a grant of one call
+    leaked = m.reserve(MODEL, "openai", 10_000, 30_000, scope={})  # a grant of two: never ended (yet)
+    call(m)  # the other call of that grant
+    clock.advance(5)  # the grant stops taking calls; it waits for the leaked one
+    call(m)
+    (row,) = m.status()
+    assert row.spent_usd == CHARGE * 2  # the second grant's ended call is not counted yet
+    clock.advance(60)  # its lease passes: the inner back-end has let the room go
+    call(m)  # a new grant: over grants are swept first
+    (row,) = m.status()
+    assert (row.spent_usd, row.reserved_usd) == (CHARGE * 4, 0)
+    leaked.settle(WORST)  # late: counted as spend without a reservation, once
+    leaked.settle(WORST)
+    (row,) = m.status()
+    assert (row.spent_usd, row.reserved_usd) == (CHARGE * 5, 0)

@@ -56,12 +56,15 @@ class _Grant:
     __slots__ = (
         "base",
         "calls",
+        "closed",
         "done",
         "endless",
         "ends",
         "expires",
         "id",
         "in_flight",
+        "lease",
+        "lease_until",
         "now",
         "open",
         "room",
@@ -78,6 +81,7 @@ class _Grant:
         base: tuple[TallyRow, ...],
         seconds: float,
         now: float,
+        lease_until: float,
     ) -> None:
         self.id = grant_id
         self.calls = calls
@@ -90,6 +94,9 @@ class _Grant:
         self.expires = time.monotonic() + seconds  # no new calls after this (monotonic seconds) …
         self.ends = now + seconds  # … or after this on the manager's clock
         self.now = now  # the manager's clock at its latest call (it settles at this time)
+        self.lease_until = lease_until  # the inner back-end gives the room back then (manager's clock) …
+        self.lease = time.monotonic() + (lease_until - now)  # … (monotonic seconds)
+        self.closed = False  # settled in the inner back-end
         self.in_flight = 0
         self.open = True  # takes new calls
         self.done: Done | None = None  # the last settle's callback: gets the grant's own outcome
@@ -125,6 +132,7 @@ class LocalQuota:
         self._pools: dict[int, _Pool] = {}
         self._live: dict[str, tuple[_Grant, _Pool, Sequence[tuple[int, int]]]] = {}
         self._grants = 0
+        self._waiting: dict[int, tuple[_Grant, Sequence[Slot]]] = {}  # retired, with calls running
         self._pid = os.getpid()
         self._timer: threading.Thread | None = None
         self._stop = threading.Event()
@@ -201,7 +209,7 @@ class LocalQuota:
             )
             for slot in slots
         ]
-        grant = _Grant(grant_id, calls, size, endless, outcome[1], self.seconds, now)
+        grant = _Grant(grant_id, calls, size, endless, outcome[1], self.seconds, now, lease_until)
         pool.next_calls = self._next_calls(slots, outcome[1], charges, grant)
         for r, (u, t) in zip(grant.room, charges, strict=True):
             r[0] -= u
@@ -267,6 +275,8 @@ class LocalQuota:
         """Count a call's spend in its grant; `done` gets the grant's outcome (alerts) when it settles."""
         with self._lock:
             held = self._live.pop(reservation, None) if reservation is not None else None
+            if held is not None and held[0].closed:  # its grant settled without it (a lease passed)
+                held = None
             if held is not None:
                 grant, pool, reserved = held
                 for r, spent, (hu, ht), (u, t) in zip(
@@ -279,7 +289,7 @@ class LocalQuota:
                 grant.in_flight -= 1
                 grant.done = done
                 grant.now = now
-                ended = not grant.open and grant.in_flight == 0
+                ended = self._last_call_ended(grant)
                 window = None if ended else self._view(grant)
         if held is None:  # spend without a reservation here: straight to the inner back-end
             self._inner_settle(reservation, slots, charges, now, done)
@@ -293,11 +303,13 @@ class LocalQuota:
             held = self._live.pop(reservation, None)
             if held is not None:
                 grant, pool, reserved = held
+                if grant.closed:  # its grant settled without it: the room went with the grant's lease
+                    return
                 for r, (u, t) in zip(grant.room, reserved, strict=True):
                     r[0] += u
                     r[1] += t
                 grant.in_flight -= 1
-                ended = not grant.open and grant.in_flight == 0
+                ended = self._last_call_ended(grant)
         if held is None:
             self.inner.release(reservation, slots, now)
         elif ended:
@@ -312,7 +324,18 @@ class LocalQuota:
         when none is running, to be settled once the lock is let go)."""
         grant.open = False
         if grant.in_flight == 0:
+            grant.closed = True
             ended.append((grant, slots))
+        else:
+            self._waiting[id(grant)] = (grant, slots)
+
+    def _last_call_ended(self, grant: _Grant) -> bool:
+        """After a call of `grant` ended: is the grant now to be settled? (lock held)"""
+        if grant.open or grant.in_flight:
+            return False
+        grant.closed = True
+        self._waiting.pop(id(grant), None)
+        return True
 
     def _retire_all(
         self,
@@ -329,6 +352,15 @@ class LocalQuota:
             elif older_than is None or grant.expires <= older_than or (now is not None and grant.ends <= now):
                 pool.current = None
                 self._retire(grant, pool.slots, ended)
+        # A retired grant whose calls outlive its lease (a reservation never settled nor released) is
+        # settled anyway with what its ended calls spent: the inner back-end let its room go already.
+        for key, (grant, slots) in list(self._waiting.items()):
+            if (older_than is not None and grant.lease <= older_than) or (
+                now is not None and grant.lease_until <= now
+            ):
+                del self._waiting[key]
+                grant.closed = True
+                ended.append((grant, slots))
 
     def _close(self, grant: _Grant, slots: Sequence[Slot]) -> None:
         """Settle an ended grant in the inner back-end with what its calls spent (lock not held: the
