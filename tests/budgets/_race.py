@@ -93,6 +93,7 @@ def process_worker(args: tuple[str, int, int, int]) -> tuple[list[int], int, int
         tally = run_threads(manager, threads, calls_per_thread, seed)
     finally:
         manager.close()
+        backend.close()  # opened here, so closed here (a quota back-end settles its grants now)
     return tally.settled_units, tally.refused, tally.failed, manager.backend_errors
 
 

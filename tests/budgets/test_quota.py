@@ -229,3 +229,15 @@ def test_a_reservation_never_ended_does_not_hold_back_the_spend_of_its_grant(clo
     leaked.settle(WORST)
     (row,) = m.status()
     assert (row.spent_usd, row.reserved_usd) == (CHARGE * 5, 0)
+
+
+def test_closing_a_manager_settles_the_grants_of_a_backend_it_was_given(clock: FakeClock) -> None:
+    inner = MemoryBackend()
+    quota = LocalQuota(inner, calls=8)
+    m = BudgetManager([Budget(limit_usd="1")], quota, clock=clock)
+    for _ in range(3):
+        call(m)
+    m.close()  # the back-end is the caller's: not closed, but its grants are settled
+    (slot,) = m._planned({}, MODEL, "openai", clock()).slots
+    (tally,) = inner.read([slot], clock())
+    assert (tally.spent_units, tally.reserved_units) == (int(CHARGE * 3 * UNITS_PER_USD), 0)

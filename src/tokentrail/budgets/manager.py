@@ -1514,13 +1514,21 @@ class BudgetManager:
 
     def close(self) -> None:
         """Stop the alert loop thread (if one was started) and close the back-end if this manager opened
-        it from a URL (a back-end object passed in belongs to the caller)."""
+        it from a URL; a back-end object passed in belongs to the caller, and is only flushed (pipelined
+        settlements delivered, quota grants settled)."""
         with self._loop_lock:
             loop, self._loop = self._loop, None
         if loop is not None:
             loop.call_soon_threadsafe(loop.stop)
         if self._owns_backend:
             self.backend.close()
+            return
+        flush = getattr(self.backend, "flush", None)
+        if callable(flush):
+            try:
+                flush()
+            except Exception as exc:  # closing never raises for the back-end's sake
+                self._backend_failed("flush", exc)
 
     def __enter__(self) -> BudgetManager:
         return self

@@ -446,9 +446,16 @@ class LocalQuota:
         return self.inner.reset(budget, scope_key)
 
     def close(self) -> None:
+        self._stop_timer()
         self.flush()
-        self._stop.set()
         self.inner.close()
+
+    def _stop_timer(self) -> None:
+        """Stop the timer and wait for a settlement it is sending (else the process may end before it)."""
+        self._stop.set()
+        timer = self._timer
+        if timer is not None and timer is not threading.current_thread():
+            timer.join(10)
 
     def __getattr__(self, name: str) -> Any:  # drop(), drop_schema(), prefix, schema … of the inner one
         if name == "inner":
@@ -478,4 +485,5 @@ def _flush_at_exit(ref: weakref.ref[LocalQuota]) -> None:
     quota = ref()
     if quota is not None:
         with contextlib.suppress(Exception):
+            quota._stop_timer()
             quota.flush()
