@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import tokentrail as tt
 from tests.budgets.conftest import FakeClock, unique
@@ -241,3 +246,82 @@ def test_closing_a_manager_settles_the_grants_of_a_backend_it_was_given(clock: F
     (slot,) = m._planned({}, MODEL, "openai", clock()).slots
     (tally,) = inner.read([slot], clock())
     assert (tally.spent_units, tally.reserved_units) == (int(CHARGE * 3 * UNITS_PER_USD), 0)
+
+
+# -- a state machine: two processes' quotas over one shared back-end ------------------------------------------
+
+LIMIT_UNITS = 10**24  # $1
+
+
+class TwoProcessesShareOneLimit(RuleBasedStateMachine):
+    """Random reserves, settles (at most what was held), releases, flushes and clock steps by two quotas
+    over one back-end: the shared counters never pass the limit, and at the end they hold exactly what
+    was settled and nothing reserved."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.inner = MemoryBackend()
+        self.managers = [
+            BudgetManager(
+                [Budget(limit_usd="1", name="shared")], LocalQuota(self.inner, calls=c), clock=self.clock
+            )
+            for c in (4, 16)
+        ]
+        self.open: list[tuple[Any, int]] = []
+        self.settled = 0
+
+    def window(self) -> Any:
+        (slot,) = self.managers[0]._planned({}, MODEL, "openai", self.clock()).slots
+        (tally,) = self.inner.read([slot], self.clock())
+        return tally
+
+    @rule(process=st.integers(0, 1), cents=st.integers(1, 30))
+    def reserve(self, process: int, cents: int) -> None:
+        units = cents * 10**22
+        try:
+            held = self.managers[process].reserve(MODEL, "openai", 0, 0, scope={}, estimate_units=units)
+        except BudgetExceeded:
+            return
+        self.open.append((held, units))
+
+    @rule(data=st.data(), share=st.one_of(st.just(Fraction(1)), st.fractions(0, 1)))
+    def settle(self, data: st.DataObject, share: Fraction) -> None:
+        if self.open:
+            held, units = self.open.pop(data.draw(st.integers(0, len(self.open) - 1)))
+            spent = int(units * share)
+            held.settle(cost_units=spent)
+            self.settled += spent
+
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        if self.open:
+            held, _ = self.open.pop(data.draw(st.integers(0, len(self.open) - 1)))
+            held.release()
+
+    @rule(seconds=st.sampled_from([0.0, 0.4, 1.5]))
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule(process=st.integers(0, 1))
+    def flush(self, process: int) -> None:
+        self.managers[process].backend.flush()  # type: ignore[attr-defined]
+
+    @invariant()
+    def never_past_the_limit(self) -> None:
+        tally = self.window()
+        assert tally.spent_units + tally.reserved_units <= LIMIT_UNITS
+        # what was settled plus the worst case of every call let through and still running
+        assert self.settled + sum(units for _, units in self.open) <= LIMIT_UNITS
+
+    def teardown(self) -> None:
+        for held, _ in self.open:
+            held.release()
+        for manager in self.managers:
+            manager.close()
+        tally = self.window()
+        assert (tally.spent_units, tally.reserved_units) == (self.settled, 0)
+
+
+TestTwoProcessesShareOneLimit = TwoProcessesShareOneLimit.TestCase
+TestTwoProcessesShareOneLimit.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
