@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sized
 from typing import TypeVar
 
@@ -22,7 +23,7 @@ __all__ = ["BackgroundWriter"]
 _W = TypeVar("_W", bound="BackgroundWriter")
 
 
-class BackgroundWriter:
+class BackgroundWriter(ABC):
     """Queue-and-commit machinery of a store; the store sets the attributes below in its `__init__`
     (`_pending_lock` guarding `_wake`) before `_start_writer`."""
 
@@ -38,17 +39,17 @@ class BackgroundWriter:
     _JOIN_SECONDS = 5.0  # how long `close` waits for the writer thread
     _WRITE_FAILED = "tokentrail: store write failed"  # logged when a background write fails
 
+    @abstractmethod
     def flush(self) -> None:
         """Commit every queued record now."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _write_queued(self) -> None:
         """Write what is queued, from the writer thread (keep the records queued when it fails)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _release(self) -> None:
         """Close what the store holds (connections, files), after the writer has stopped."""
-        raise NotImplementedError
 
     def _start_writer(self, name: str, background: bool) -> None:
         """Start the writer thread (when `background`) and close the store at exit."""
