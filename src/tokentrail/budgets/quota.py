@@ -116,7 +116,7 @@ class _Pool:
 class LocalQuota:
     """Reserve, settle and release in memory against room granted `calls` calls at a time by `inner`."""
 
-    blocking = False  # in-memory, except the occasional grant
+    blocking: bool  # as the inner back-end: a grant waits on it
 
     def __init__(self, inner: BudgetBackend, *, calls: int = 16, seconds: float = 1.0) -> None:
         if not isinstance(calls, int) or isinstance(calls, bool) or calls < 1:
@@ -132,6 +132,8 @@ class LocalQuota:
         self._pools: dict[int, _Pool] = {}
         self._live: dict[str, tuple[_Grant, _Pool, Sequence[tuple[int, int]]]] = {}
         self._grants = 0
+        # when a new grant next looks for other grants that are over (monotonic, and manager's clock)
+        self._next_sweep = self._next_sweep_at = 0.0
         self._waiting: dict[int, tuple[_Grant, Sequence[Slot]]] = {}  # retired, with calls running
         self._pid = os.getpid()
         self._timer: threading.Thread | None = None
@@ -174,7 +176,10 @@ class LocalQuota:
                 if grant is not None:
                     pool.current = None
                     self._retire(grant, slots, ended)
-                self._retire_all(ended, time.monotonic(), now)  # grants of other plans that are over
+                clock = time.monotonic()
+                if clock >= self._next_sweep or now >= self._next_sweep_at:  # other plans' grants
+                    self._next_sweep, self._next_sweep_at = clock + self.seconds / 4, now + self.seconds / 4
+                    self._retire_all(ended, clock, now)
                 return self._grant(reservation, pool, slots, charges, now, lease_until)
         finally:
             for old, old_slots in ended:
