@@ -325,3 +325,20 @@ class TwoProcessesShareOneLimit(RuleBasedStateMachine):
 
 TestTwoProcessesShareOneLimit = TwoProcessesShareOneLimit.TestCase
 TestTwoProcessesShareOneLimit.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_a_tracker_with_quota_counts_instrumented_and_reserved_calls_exactly(redis_server: str) -> None:
+    url = f"{redis_server}?prefix={unique('tt-test-')}:&quota=8"
+    tracker = tt.Tracker(budgets=[Budget(limit_usd="1", name="t")], budget_backend=url)
+    try:
+        for _ in range(20):
+            with tracker.reserve(MODEL, "openai", 10_000, 30_000):
+                tracker.record(tt.Usage(input_tokens=10_000, output_tokens=1_000), MODEL, "openai")
+        (status,) = tracker.budget_status()  # reading settles the grants
+        assert (status.spent_usd, status.reserved_usd) == (Decimal("0.0021") * 20, 0)
+        assert tracker.totals().cost == Decimal("0.0021") * 20
+    finally:
+        tracker.close()
+        cleanup = open_backend(url.replace("&quota=8", ""))
+        cleanup.drop()  # type: ignore[attr-defined]
+        cleanup.close()
