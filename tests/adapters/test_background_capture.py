@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,15 @@ def client(server: MockLLMServer) -> openai.OpenAI:
 
 def chat(oai: openai.OpenAI, text: str = "hi") -> None:
     oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": text}])
+
+
+def in_threads(work: Callable[[int], None], count: int) -> None:
+    """Run work(0) … work(count - 1) on threads of their own; return when all have ended."""
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def test_the_worker_records_without_any_read(server: MockLLMServer) -> None:
@@ -76,11 +86,7 @@ def test_eight_threads_exact_totals_and_each_threads_order(server: MockLLMServer
                     chat(oai)
 
     try:
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        in_threads(work, 8)
     finally:
         uninstrument()
     totals = tracker.totals()
@@ -146,11 +152,7 @@ def _race_an_instrumented_hard_limit(server: MockLLMServer) -> None:
 
     instrument(tracker)
     try:
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(100)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        in_threads(work, 100)
     finally:
         uninstrument()
     assert errors == []
