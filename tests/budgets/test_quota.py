@@ -342,3 +342,20 @@ def test_a_tracker_with_quota_counts_instrumented_and_reserved_calls_exactly(red
         cleanup = open_backend(url.replace("&quota=8", ""))
         cleanup.drop()  # type: ignore[attr-defined]
         cleanup.close()
+
+
+def test_spend_without_a_reservation_is_answered_at_once_over_a_pipelining_backend(
+    redis_quota_backend: BudgetBackend, clock: FakeClock
+) -> None:
+    """`settle` (the manager's path for spend no reservation held) waits for its outcome even when the
+    inner back-end pipelines settlements; the alerts it crosses fire at once."""
+    m = BudgetManager(
+        [Budget(limit_usd="0.01", action="warn", name="soft")], redis_quota_backend, clock=clock
+    )
+    alerts: list[BudgetAlert] = []
+    m.subscribe(alerts.append)
+    m.record({}, WORST, int(CHARGE * UNITS_PER_USD))
+    assert m.backend_errors == 0
+    assert [a.threshold for a in alerts] == [Decimal("0.5"), Decimal("0.8"), Decimal("0.9"), Decimal("1")]
+    (row,) = m.status()
+    assert (row.spent_usd, row.reserved_usd) == (CHARGE, 0)

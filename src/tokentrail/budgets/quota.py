@@ -264,7 +264,7 @@ class LocalQuota:
         now: float,
     ) -> SettleOutcome:
         box: list[SettleOutcome | Exception] = []
-        self._settle_later(reservation, slots, charges, now, box.append)
+        self._settle(reservation, slots, charges, now, box.append, wait=True)
         if isinstance(box[0], Exception):
             raise box[0]
         return box[0]
@@ -278,6 +278,20 @@ class LocalQuota:
         done: Done,
     ) -> None:
         """Count a call's spend in its grant; `done` gets the grant's outcome (alerts) when it settles."""
+        self._settle(reservation, slots, charges, now, done, wait=False)
+
+    def _settle(
+        self,
+        reservation: str | None,
+        slots: Sequence[Slot],
+        charges: Sequence[tuple[int, int]],
+        now: float,
+        done: Done,
+        *,
+        wait: bool,
+    ) -> None:
+        """`settle` (`wait`: `done` is called before this returns) or `settle_later` (a pipelining inner
+        back-end may call it later)."""
         with self._lock:
             held = self._live.pop(reservation, None) if reservation is not None else None
             if held is not None and held[0].closed:  # its grant settled without it (a lease passed)
@@ -297,9 +311,9 @@ class LocalQuota:
                 ended = self._last_call_ended(grant)
                 window = None if ended else self._view(grant)
         if held is None:  # spend without a reservation here: straight to the inner back-end
-            self._inner_settle(reservation, slots, charges, now, done)
+            self._inner_settle(reservation, slots, charges, now, done, wait=wait)
         elif window is None:
-            self._close(grant, pool.slots)
+            self._close(grant, pool.slots, wait=wait)
         else:
             done((window, tuple(() for _ in window)))
 
@@ -367,11 +381,11 @@ class LocalQuota:
                 grant.closed = True
                 ended.append((grant, slots))
 
-    def _close(self, grant: _Grant, slots: Sequence[Slot]) -> None:
+    def _close(self, grant: _Grant, slots: Sequence[Slot], *, wait: bool = False) -> None:
         """Settle an ended grant in the inner back-end with what its calls spent (lock not held: the
         manager's alert callbacks run from here)."""
         spent = [(s[0], s[1]) for s in grant.spent]
-        self._inner_settle(grant.id, slots, spent, grant.now, grant.done or _ignore)
+        self._inner_settle(grant.id, slots, spent, grant.now, grant.done or _ignore, wait=wait)
 
     def _inner_settle(
         self,
@@ -380,8 +394,11 @@ class LocalQuota:
         charges: Sequence[tuple[int, int]],
         now: float,
         done: Done,
+        *,
+        wait: bool,
     ) -> None:
-        later = getattr(self.inner, "settle_later", None)
+        """Settle in the inner back-end: pipelined when it can (and `wait` is not asked), else at once."""
+        later = None if wait else getattr(self.inner, "settle_later", None)
         if callable(later):
             later(reservation, slots, charges, now, done)
             return
