@@ -12,7 +12,8 @@ def open_backend(url: str | BudgetBackend | None) -> BudgetBackend:
     """A back-end from a URL: "memory://", "sqlite:///path.db", "redis://host:6379/0?prefix=tt:",
     "postgresql://user@host/db?schema=tokentrail&max_connections=10" (a pool of at most that many
     connections per process). Any of them takes `quota=N` (and `quota_seconds=S`): each process then
-    reserves room for N calls at a time and counts the calls in memory (`LocalQuota`). Redis and Postgres clients are imported here, lazily."""
+    reserves room for N calls at a time and counts the calls in memory (`LocalQuota`). Redis and
+    Postgres clients are imported here, lazily."""
     if url is None:
         from tokentrail.budgets.memory import MemoryBackend
 
