@@ -25,7 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from tokentrail._record import EMPTY_ATTRIBUTION, Attribution, intern_attribution, normalize_tags
 
-__all__ = ["ScopedThreadPoolExecutor", "current_scope", "propagate", "scope"]
+__all__ = ["ScopedThreadPoolExecutor", "current_scope", "enter_scope", "exit_scope", "propagate", "scope"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -151,6 +151,25 @@ class scope:
         fields = ("name", "agent", "session", "user", "tool", "tags")
         shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in fields if getattr(self, f))
         return f"scope({shown})"
+
+
+def enter_scope(scoped: scope) -> contextvars.Token[_Frame]:
+    """Enter `scoped` from a start hook (a framework callback) rather than a `with` block.
+
+    Leave it with `exit_scope(token)` from the matching end hook. Unlike `scope.__exit__`, leaving
+    from another context than it was entered in changes nothing there (frameworks may run end hooks in
+    a copy of the context).
+    """
+    frame = current_frame.get()
+    return current_frame.set(_Frame(scoped.inside(frame.attribution), frame))
+
+
+def exit_scope(token: contextvars.Token[_Frame]) -> None:
+    """Leave a scope entered with `enter_scope`; harmless when called from another context."""
+    try:
+        current_frame.reset(token)
+    except (ValueError, RuntimeError):  # entered in another context (or left already): nothing to restore here
+        pass
 
 
 def propagate(fn: Callable[P, R]) -> Callable[P, R]:

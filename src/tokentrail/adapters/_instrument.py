@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
 
+from tokentrail._claims import take_claim
 from tokentrail.adapters._instrument_call import Call, TrackedManager, inside_tracked_call, tracking_call
 from tokentrail.adapters._instrument_import import forget, when_imported
 from tokentrail.adapters._instrument_target import Target
@@ -286,6 +287,7 @@ def _begin(
     except Exception:
         logger.debug("tokentrail could not read a call", exc_info=True)
         return None, None
+    take_claim()  # this layer records the call: a framework that saw it begin must not
     return Call.start(target, tracker, resource, request), request
 
 
@@ -305,6 +307,7 @@ def _make_wrapper(original: Any, target: Target, settings: _Settings) -> Any:
             request = target.request(self, args, kwargs, settings) if live else None
             if request is None:
                 return original(self, *args, **kwargs)
+            take_claim()
             manager = original(self, *request.args, **request.kwargs)
             return TrackedManager(manager, lambda: Call.start(target, settings.resolve(), self, request))
 

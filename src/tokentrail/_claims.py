@@ -1,0 +1,72 @@
+"""Exactly once: which layer records a call that several layers see.
+
+One call can pass through a framework (LangChain, the Agents SDK, PydanticAI, LlamaIndex, a LiteLLM
+callback), an instrumented client library (LiteLLM's `completion` under `instrument()`) and an
+instrumented provider SDK (`openai`, `anthropic`, …). The rule:
+
+1. An instrumented layer (`instrument()` / `wrap()`) records every call it sees, at the outermost
+   instrumented layer: SDK calls made inside a call that is already being recorded pass untracked
+   (`adapters._instrument_call.tracking_call`).
+2. A framework integration opens a `Claim` where a model call begins, in the context the provider call
+   will run in, and records the call itself only when no instrumented layer took the claim: an
+   instrumented call that starts inside an open claim takes it (`take_claim`), and records the call
+   with the attribution the framework set up (its scope).
+3. A provider response fetched again (a background Responses `retrieve`) is recorded once per response id.
+
+A claim is a plain object shared by reference, so a call made in a copy of the context (a thread pool
+that copies contexts, an asyncio task) still takes the claim it was opened under.
+"""
+
+from __future__ import annotations
+
+import contextvars
+
+__all__ = ["Claim", "close_claim", "current_claim", "open_claim", "take_claim"]
+
+
+class Claim:
+    """A model call a framework saw begin, which it records itself unless an instrumented call takes it."""
+
+    __slots__ = ("_token", "owner", "taken")
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.taken = False  # an instrumented layer records this call: the framework must not
+        self._token: contextvars.Token[Claim | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"Claim({self.owner!r}, taken={self.taken})"
+
+
+_CURRENT: contextvars.ContextVar[Claim | None] = contextvars.ContextVar("tokentrail_claim", default=None)
+
+
+def open_claim(owner: str) -> Claim:
+    """Open a claim for a call about to be made in this context (close it with `close_claim`)."""
+    claim = Claim(owner)
+    claim._token = _CURRENT.set(claim)
+    return claim
+
+
+def close_claim(claim: Claim) -> None:
+    """Stop offering `claim` to calls made in this context; harmless from another context or twice."""
+    token, claim._token = claim._token, None
+    if token is None:
+        return
+    try:
+        _CURRENT.reset(token)
+    except (ValueError, RuntimeError):  # closed from another context than it was opened in
+        pass
+
+
+def current_claim() -> Claim | None:
+    """The claim calls made here would take (None outside any framework call)."""
+    return _CURRENT.get()
+
+
+def take_claim() -> Claim | None:
+    """An instrumented call begins here: take the open claim, if any, so its framework does not record."""
+    claim = _CURRENT.get()
+    if claim is not None:
+        claim.taken = True
+    return claim
