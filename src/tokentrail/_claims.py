@@ -19,6 +19,7 @@ that copies contexts, an asyncio task) still takes the claim it was opened under
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 
 __all__ = ["Claim", "close_claim", "current_claim", "open_claim", "take_claim"]
@@ -53,10 +54,10 @@ def close_claim(claim: Claim) -> None:
     token, claim._token = claim._token, None
     if token is None:
         return
-    try:
+    with contextlib.suppress(
+        ValueError, RuntimeError
+    ):  # closed from another context than it was opened in: nothing to restore there
         _CURRENT.reset(token)
-    except (ValueError, RuntimeError):  # closed from another context than it was opened in
-        pass
 
 
 def current_claim() -> Claim | None:

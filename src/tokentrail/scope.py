@@ -15,6 +15,7 @@ already propagates.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -166,10 +167,10 @@ def enter_scope(scoped: scope) -> contextvars.Token[_Frame]:
 
 def exit_scope(token: contextvars.Token[_Frame]) -> None:
     """Leave a scope entered with `enter_scope`; harmless when called from another context."""
-    try:
+    with contextlib.suppress(
+        ValueError, RuntimeError
+    ):  # entered in another context, or left already: nothing to restore here
         current_frame.reset(token)
-    except (ValueError, RuntimeError):  # entered in another context (or left already): nothing to restore here
-        pass
 
 
 def propagate(fn: Callable[P, R]) -> Callable[P, R]:

@@ -126,9 +126,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     write = terminalreporter.write_line
     terminalreporter.section("framework conformance matrix")
-    header = f"{'framework':<16} {'mode':<22} {'layer':<12} {'made':>4} {'rec':>4} {'tokens in/out':>15}  verdict"
+    header = (
+        f"{'framework':<16} {'mode':<22} {'layer':<12} {'made':>4} {'rec':>4} {'tokens in/out':>15}  verdict"
+    )
     write(header)
     write("-" * len(header))
-    for c in sorted(_CELLS, key=lambda c: (c.framework, c.mode, LAYERS.index(c.layer) if c.layer in LAYERS else 9)):
+    for c in sorted(
+        _CELLS, key=lambda c: (c.framework, c.mode, LAYERS.index(c.layer) if c.layer in LAYERS else 9)
+    ):
         tokens = f"{c.tokens[0]}/{c.tokens[1]}"
-        write(f"{c.framework:<16} {c.mode:<22} {c.layer:<12} {c.made:>4} {c.recorded:>4} {tokens:>15}  {c.verdict}")
+        write(
+            f"{c.framework:<16} {c.mode:<22} {c.layer:<12} {c.made:>4} {c.recorded:>4} {tokens:>15}  {c.verdict}"
+        )
