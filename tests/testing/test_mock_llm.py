@@ -104,3 +104,21 @@ def test_gemini_stream_usage_is_cumulative(server: MockLLMServer) -> None:
     counts = [c["usageMetadata"]["candidatesTokenCount"] for c in chunks]
     assert counts == sorted(counts) and counts[-1] == 8
     assert all(c["usageMetadata"]["promptTokenCount"] == 50 for c in chunks)
+
+
+# -- response ids -------------------------------------------------------------------------------------
+
+
+def test_every_response_has_its_own_id_in_the_provider_format(server: MockLLMServer) -> None:
+    oai = openai.OpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+    claude = anthropic.Anthropic(base_url=server.url(), api_key="test", max_retries=0)
+    messages = [{"role": "user", "content": "hi"}]
+    chats = [oai.chat.completions.create(model="gpt-4o", messages=messages).id for _ in range(2)]  # type: ignore[arg-type]
+    responses = [oai.responses.create(model="gpt-4o", input="hi").id for _ in range(2)]
+    msgs = [
+        claude.messages.create(model="claude-sonnet-4-0", max_tokens=10, messages=messages).id  # type: ignore[arg-type]
+        for _ in range(2)
+    ]
+    for ids, prefix in ((chats, "chatcmpl-"), (responses, "resp_"), (msgs, "msg_")):
+        assert ids[0] != ids[1]
+        assert all(ident.startswith(prefix) and len(ident) == len(prefix) + 32 for ident in ids)

@@ -30,6 +30,7 @@ import json
 import struct
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -323,6 +324,12 @@ def _flatten(value: Any) -> list[str]:
     return []
 
 
+def _new_id(prefix: str) -> str:
+    """A response id unique across servers and runs, in the provider's format (`chatcmpl-…`, `resp_…`, `msg_…`),
+    so tracking that de-duplicates by provider response id can be tested."""
+    return prefix + uuid.uuid4().hex
+
+
 def _count(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
@@ -365,7 +372,7 @@ def _openai_usage(u: _Usage) -> dict[str, Any]:
 
 
 def _openai_chat(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
-    ident, created = f"chatcmpl-mock{int(time.time() * 1000)}", int(time.time())
+    ident, created = _new_id("chatcmpl-"), int(time.time())
     tier = plan.service_tier or body.get("service_tier") or "default"
     if not stream:
         response: dict[str, Any] = {
@@ -417,7 +424,7 @@ def _mistral_chat(model: str, body: dict[str, Any], plan: MockResponse, u: _Usag
 
     def events() -> Iterator[bytes]:
         base = {
-            "id": "cmpl-mock",
+            "id": _new_id("cmpl-"),
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": model,
@@ -448,7 +455,7 @@ def _mistral_chat(model: str, body: dict[str, Any], plan: MockResponse, u: _Usag
 def _openai_responses(
     model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool
 ) -> Any:
-    ident = f"resp_mock{int(time.time() * 1000)}"
+    ident = _new_id("resp_")
     response: dict[str, Any] = {
         "id": ident,
         "object": "response",
@@ -458,7 +465,7 @@ def _openai_responses(
         "output": [
             {
                 "type": "message",
-                "id": "msg_mock",
+                "id": _new_id("msg_"),
                 "status": "completed",
                 "role": "assistant",
                 "content": [{"type": "output_text", "text": plan.text, "annotations": []}],
@@ -558,7 +565,7 @@ def _anthropic_usage(u: _Usage, tier: str) -> dict[str, Any]:
 def _anthropic(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
     tier = plan.service_tier or "standard"
     message: dict[str, Any] = {
-        "id": f"msg_mock{int(time.time() * 1000)}",
+        "id": _new_id("msg_"),
         "type": "message",
         "role": "assistant",
         "model": model,
