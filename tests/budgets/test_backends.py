@@ -8,6 +8,7 @@ import pytest
 
 import tokentrail as tt
 from tests.budgets.conftest import FakeClock, delivered
+from tests.conftest import require_module
 from tokentrail._money import UNITS_PER_USD, units_to_decimal
 from tokentrail.budgets import Budget, BudgetAlert, BudgetBackend, BudgetManager
 from tokentrail.budgets.quota import LocalQuota
@@ -156,7 +157,7 @@ def test_check_refuses_when_the_budget_is_used_up(backend: BudgetBackend, clock:
 
 
 def test_an_unreachable_backend_fails_open_or_closed(caplog: pytest.LogCaptureFixture) -> None:
-    pytest.importorskip("redis")
+    require_module("redis", "REDIS", "pip install 'redis[hiredis]' (the test extra)")
     down = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     relaxed = BudgetManager([Budget(limit_usd="1")], down)
     with (

@@ -1,24 +1,27 @@
 """The dashboard in headless Chromium against a real `tokentrail serve` (uvicorn) on 127.0.0.1.
 
-Needs Debian's chromium (`apt-get install -y chromium`) and playwright; skipped loudly, never silently,
-only when no chromium executable can be found.
+Needs Debian's chromium (`apt-get install -y chromium`, or `make chromium`) and playwright. When either is
+missing the tests skip loudly on a developer's machine and FAIL under CI=true (see `skip_or_fail`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.conftest import require_module, skip_or_fail
 from tests.server.conftest import Ledger, running_server
 
+if TYPE_CHECKING:
+    from playwright.sync_api import ConsoleMessage, Page
+
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = os.environ.get("TOKENTRAIL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -28,14 +31,21 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-if not Path(CHROMIUM).is_file():
-    reason = (
-        f"BROWSER TEST NOT RUN: no chromium at {CHROMIUM!r}; install it with `apt-get install -y chromium`"
-    )
-    warnings.warn(reason, stacklevel=1)
-    pytest.skip(reason, allow_module_level=True)
 
-from playwright.sync_api import ConsoleMessage, Page, sync_playwright  # noqa: E402
+def chromium_path() -> str:
+    """The chromium executable: $TOKENTRAIL_CHROMIUM, else `chromium` on PATH, else /usr/bin/chromium."""
+    return os.environ.get("TOKENTRAIL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    path = chromium_path()
+    if not Path(path).is_file():
+        looked = (
+            f"no chromium at {path!r} (looked at $TOKENTRAIL_CHROMIUM, `chromium` on PATH, /usr/bin/chromium)"
+        )
+        skip_or_fail("CHROMIUM (browser)", looked, "apt-get install -y chromium (or `make chromium`)")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +55,12 @@ def server(ledger: Ledger) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser_page(server: str) -> Iterator[tuple[Page, list[str], list[str]]]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+def browser_page(chromium: str, server: str) -> Iterator[tuple[Page, list[str], list[str]]]:
+    sync_api = require_module(
+        "playwright.sync_api", "CHROMIUM (browser)", "pip install playwright (the test extra)"
+    )
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         errors: list[str] = []
         requested: list[str] = []

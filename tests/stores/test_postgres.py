@@ -23,14 +23,21 @@ from pathlib import Path
 import pytest
 
 import tokentrail as tt
-from tests.conftest import postgres_cluster, postgres_up, start_postgres, wait_for
+from tests.conftest import (
+    postgres_cluster,
+    postgres_up,
+    require_module,
+    skip_or_fail,
+    start_postgres,
+    wait_for,
+)
 from tokentrail._record import Record, to_timestamp_us
 from tokentrail._types import Cost
 from tokentrail.errors import StoreError
 from tokentrail.stores.base import Query
 from tokentrail.tracker import Tracker
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = require_module("psycopg", "POSTGRES", "pip install 'psycopg[binary]' psycopg-pool (the test extra)")
 from tokentrail.stores.postgres import (  # noqa: E402
     SCHEMA_VERSION,
     PostgresStore,
@@ -309,7 +316,11 @@ def test_postgres_stopped_mid_run_loses_and_doubles_nothing(
 ) -> None:
     cluster = postgres_cluster()
     if cluster is None:
-        pytest.skip("POSTGRES STOP TEST SKIPPED: no pg_ctlcluster on this machine")
+        skip_or_fail(
+            "POSTGRES (stop/start)",
+            "no local cluster to stop and start (pg_ctlcluster not on PATH or /etc/postgresql empty)",
+            "apt-get install -y postgresql (Debian's cluster tools)",
+        )
     PostgresStore(postgres_server, schema=schema, spool=tmp_path).close()
     context = multiprocessing.get_context("spawn")
     count = 3000
