@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import openai
@@ -122,3 +124,151 @@ def test_every_response_has_its_own_id_in_the_provider_format(server: MockLLMSer
     for ids, prefix in ((chats, "chatcmpl-"), (responses, "resp_"), (msgs, "msg_")):
         assert ids[0] != ids[1]
         assert all(ident.startswith(prefix) and len(ident) == len(prefix) + 32 for ident in ids)
+
+
+# -- tool calls -----------------------------------------------------------------------------------------
+
+TRANSFER = {"name": "transfer_to_billing", "arguments": {"account": 42, "reason": "refund please"}}
+USER = [{"role": "user", "content": "I want a refund"}]
+TOOL = {
+    "type": "function",
+    "function": {"name": "transfer_to_billing", "parameters": {"type": "object", "properties": {}}},
+}
+
+
+def _openai(server: MockLLMServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+
+
+def _claude(server: MockLLMServer) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=server.url(), api_key="test", max_retries=0)
+
+
+def test_chat_tool_call_is_a_tool_calls_message(server: MockLLMServer) -> None:
+    server.queue(tool_calls=[TRANSFER, {"name": "lookup", "arguments": '{"q": "x"}', "id": "call_fixed"}])
+    choice = _openai(server).chat.completions.create(model="gpt-4o", messages=USER, tools=[TOOL]).choices[0]  # type: ignore[arg-type,list-item]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    calls = choice.message.tool_calls or []
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [  # type: ignore[union-attr]
+        ("transfer_to_billing", {"account": 42, "reason": "refund please"}),
+        ("lookup", {"q": "x"}),
+    ]
+    assert calls[0].id.startswith("call_") and calls[1].id == "call_fixed"
+
+
+def test_chat_streamed_tool_call_arrives_in_fragments_the_sdk_reassembles(server: MockLLMServer) -> None:
+    server.queue(tool_calls=[TRANSFER], text="Transferring you.")
+    with _openai(server).chat.completions.stream(model="gpt-4o", messages=USER, tools=[TOOL]) as stream:  # type: ignore[arg-type,list-item]
+        chunks = [e.chunk for e in stream if e.type == "chunk"]
+        final = stream.get_final_completion().choices[0]
+    fragments = [
+        d.function.arguments
+        for c in chunks
+        for d in (c.choices[0].delta.tool_calls or [] if c.choices else [])
+        if d.function and d.function.arguments
+    ]
+    assert len(fragments) > 1
+    assert final.finish_reason == "tool_calls" and final.message.content == "Transferring you."
+    (call,) = final.message.tool_calls or []
+    assert call.function.name == "transfer_to_billing"  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == TRANSFER["arguments"]  # type: ignore[union-attr]
+
+
+def test_async_chat_tool_call_then_final_text_in_queue_order(server: MockLLMServer) -> None:
+    server.queue(MockResponse(tool_calls=[TRANSFER]), MockResponse(text="Done, refund issued."))
+    client = openai.AsyncOpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+
+    async def loop() -> list[Any]:
+        first = await client.chat.completions.create(model="gpt-4o", messages=USER, tools=[TOOL])  # type: ignore[arg-type,list-item]
+        second = await client.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
+        return [first.choices[0], second.choices[0]]
+
+    first, second = asyncio.run(loop())
+    assert first.finish_reason == "tool_calls" and second.finish_reason == "stop"
+    assert second.message.content == "Done, refund issued." and second.message.tool_calls is None
+
+
+def test_responses_tool_call_is_a_function_call_item(server: MockLLMServer) -> None:
+    server.queue(tool_calls=[TRANSFER])
+    response = _openai(server).responses.create(model="gpt-4o", input="refund")
+    (item,) = response.output
+    assert item.type == "function_call" and item.name == "transfer_to_billing"
+    assert item.call_id.startswith("call_") and json.loads(item.arguments) == TRANSFER["arguments"]
+
+
+def test_responses_streamed_tool_call_sends_the_argument_events(server: MockLLMServer) -> None:
+    server.queue(tool_calls=[TRANSFER], text="One moment.")
+    with _openai(server).responses.stream(model="gpt-4o", input="refund") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    types = [e.type for e in events]
+    call_events = types[
+        types.index("response.output_item.added", types.index("response.content_part.done")) :
+    ]
+    assert call_events[0] == "response.output_item.added" and call_events[-1] == "response.completed"
+    assert call_events[-3:-1] == ["response.function_call_arguments.done", "response.output_item.done"]
+    assert call_events.count("response.function_call_arguments.delta") > 1
+    assert [item.type for item in final.output] == ["message", "function_call"]
+    assert final.output_text == "One moment."
+    assert json.loads(final.output[1].arguments) == TRANSFER["arguments"]  # type: ignore[union-attr]
+
+
+def test_async_responses_stream_with_tool_call(server: MockLLMServer) -> None:
+    server.queue(tool_calls=[TRANSFER])
+    client = openai.AsyncOpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+
+    async def run() -> Any:
+        async with client.responses.stream(model="gpt-4o", input="refund") as stream:
+            async for _ in stream:
+                pass
+            return await stream.get_final_response()
+
+    (item,) = asyncio.run(run()).output
+    assert item.type == "function_call" and json.loads(item.arguments) == TRANSFER["arguments"]
+
+
+def test_anthropic_tool_use_blocks(server: MockLLMServer) -> None:
+    server.queue(tool_calls=[TRANSFER], text="Let me transfer you.")
+    message = _claude(server).messages.create(model="claude-sonnet-4-0", max_tokens=100, messages=USER)  # type: ignore[arg-type]
+    assert message.stop_reason == "tool_use"
+    text, tool = message.content
+    assert text.type == "text" and text.text == "Let me transfer you."
+    assert tool.type == "tool_use" and tool.id.startswith("toolu_")
+    assert (tool.name, tool.input) == ("transfer_to_billing", TRANSFER["arguments"])
+
+
+def test_anthropic_streamed_tool_use_input_is_reassembled_by_the_sdk(server: MockLLMServer) -> None:
+    server.queue(tool_calls=[TRANSFER])
+    with _claude(server).messages.stream(model="claude-sonnet-4-0", max_tokens=100, messages=USER) as stream:  # type: ignore[arg-type]
+        events = list(stream)
+        message = stream.get_final_message()
+    assert sum(1 for e in events if e.type == "input_json") > 1
+    (tool,) = message.content
+    assert tool.type == "tool_use" and tool.input == TRANSFER["arguments"]
+    assert message.stop_reason == "tool_use"
+
+
+def test_async_anthropic_stream_tool_use(server: MockLLMServer) -> None:
+    server.queue(tool_calls=[TRANSFER])
+    client = anthropic.AsyncAnthropic(base_url=server.url(), api_key="test", max_retries=0)
+
+    async def run() -> Any:
+        async with client.messages.stream(model="claude-sonnet-4-0", max_tokens=100, messages=USER) as stream:  # type: ignore[arg-type]
+            return await stream.get_final_message()
+
+    (tool,) = asyncio.run(run()).content
+    assert tool.type == "tool_use" and tool.input == TRANSFER["arguments"]
+
+
+def test_gemini_tool_call_is_a_function_call_part(server: MockLLMServer) -> None:
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(api_key="test", http_options=types.HttpOptions(base_url=server.base))
+    server.queue(tool_calls=[TRANSFER])
+    response = client.models.generate_content(model="gemini-2.5-flash", contents="refund")
+    (call,) = response.function_calls or []
+    assert (call.name, call.args) == ("transfer_to_billing", TRANSFER["arguments"])
+    server.queue(tool_calls=[TRANSFER], text="Transferring.")
+    chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="refund"))
+    assert [c.name for c in chunks[-1].function_calls or []] == ["transfer_to_billing"]

@@ -61,6 +61,12 @@ class MockResponse:
     body: dict[str, Any] | None = None  # a plain call's response body, served verbatim
     events: list[Any] | None = None  # a stream's events, served verbatim (see `_frame`)
     first_chunk_delay: float = 0.0  # seconds to hold back the first streamed chunk (or a plain response)
+    # [{"name": …, "arguments": dict or JSON text, "id": optional}]; with tool calls `text` defaults to ""
+    tool_calls: list[dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.tool_calls and self.text is REPLY:  # a tool-call turn has no text unless some is given
+            self.text = ""
 
 
 @dataclass
@@ -191,7 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
         if plan.input is not None:
             return _Usage(
                 plan.input,
-                plan.output if plan.output is not None else _count(plan.text),
+                plan.output if plan.output is not None else _count(_generated(plan)),
                 plan.cache_read,
                 plan.cache_write,
                 plan.cache_write_1h,
@@ -208,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
                     cache_read = system_tokens
                 self.state.seen_prefixes.add(key)
         limit = body.get("max_tokens") or body.get("max_output_tokens") or body.get("max_completion_tokens")
-        output = _count(plan.text)
+        output = _count(_generated(plan))
         if isinstance(limit, int):
             output = min(output, limit)
         return _Usage(prompt, output, cache_read, 0, 0, plan.reasoning)
@@ -330,6 +336,39 @@ def _new_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class _ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text
+
+    @property
+    def input(self) -> Any:
+        return json.loads(self.arguments or "{}")
+
+
+def _tool_calls(plan: MockResponse, prefix: str) -> list[_ToolCall]:
+    """The queued tool calls with arguments as JSON text and an id in the provider's format (`call_…`,
+    `toolu_…`) where none was queued."""
+    calls = []
+    for call in plan.tool_calls or ():
+        arguments = call.get("arguments", {})
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        calls.append(_ToolCall(str(call.get("id") or _new_id(prefix)), str(call["name"]), text))
+    return calls
+
+
+def _generated(plan: MockResponse) -> str:
+    """Everything the model "wrote": the text and the tool calls, for the default output count."""
+    calls = plan.tool_calls or ()
+    return plan.text + "".join(str(c["name"]) + json.dumps(c.get("arguments", {})) for c in calls)
+
+
+def _fragments(text: str, size: int = 8) -> list[str]:
+    """Tool arguments streamed in pieces, as the APIs send them."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
 def _count(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
@@ -372,46 +411,55 @@ def _openai_usage(u: _Usage) -> dict[str, Any]:
 
 
 def _openai_chat(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
-    ident, created = _new_id("chatcmpl-"), int(time.time())
-    tier = plan.service_tier or body.get("service_tier") or "default"
-    if not stream:
-        response: dict[str, Any] = {
-            "id": ident,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": plan.text, "refusal": None},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "service_tier": tier,
-            "system_fingerprint": "fp_mock",
-        }
-        if not plan.omit_usage:
-            response["usage"] = _openai_usage(u)
-        return response
-    return _openai_chat_stream(ident, created, model, tier, body, plan, u)
+    calls = _tool_calls(plan, "call_")
+    base = {
+        "id": _new_id("chatcmpl-"),
+        "object": "chat.completion.chunk" if stream else "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "service_tier": plan.service_tier or body.get("service_tier") or "default",
+    }
+    if stream:
+        return _openai_chat_stream(base, body, plan, u, calls)
+    message: dict[str, Any] = {"role": "assistant", "content": plan.text or None, "refusal": None}
+    if not calls:
+        message["content"] = plan.text
+    else:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls
+        ]
+    choice = {"index": 0, "message": message, "finish_reason": _finish(calls), "logprobs": None}
+    response: dict[str, Any] = {**base, "choices": [choice], "system_fingerprint": "fp_mock"}
+    if not plan.omit_usage:
+        response["usage"] = _openai_usage(u)
+    return response
+
+
+def _finish(calls: list[_ToolCall]) -> str:
+    return "tool_calls" if calls else "stop"
 
 
 def _openai_chat_stream(
-    ident: str, created: int, model: str, tier: str, body: dict[str, Any], plan: MockResponse, u: _Usage
+    base: dict[str, Any], body: dict[str, Any], plan: MockResponse, u: _Usage, calls: list[_ToolCall]
 ) -> Iterator[bytes]:
-    base = {
-        "id": ident,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "service_tier": tier,
-    }
-    first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-    yield _sse({**base, "choices": [first]})
-    for word in _words(plan.text):
-        yield _sse({**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
-    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    yield chunk({"role": "assistant", "content": "" if plan.text or not calls else None})
+    for word in _words(plan.text) if plan.text or not calls else []:
+        yield chunk({"content": word})
+    for index, call in enumerate(calls):  # the id and name first, then the arguments in fragments
+        head = {
+            "index": index,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        yield chunk({"tool_calls": [head]})
+        for piece in _fragments(call.arguments):
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    yield chunk({}, _finish(calls))
     if (body.get("stream_options") or {}).get("include_usage") and not plan.omit_usage:
         yield _sse({**base, "choices": [], "usage": _openai_usage(u)})
     yield b"data: [DONE]\n\n"
@@ -455,25 +503,62 @@ def _mistral_chat(model: str, body: dict[str, Any], plan: MockResponse, u: _Usag
 def _openai_responses(
     model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool
 ) -> Any:
-    ident = _new_id("resp_")
-    response: dict[str, Any] = {
-        "id": ident,
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": "completed",
-        "model": model,
-        "output": [
+    response = _response_object(model, body, plan, u)
+    if not stream:
+        return response
+    return (_sse(event, event["type"]) for event in _response_events(response))
+
+
+def _response_object(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage) -> dict[str, Any]:
+    """A completed Responses API `response` object: a message item (when there is text) and one
+    `function_call` item per queued tool call."""
+    calls = _tool_calls(plan, "call_")
+    output: list[dict[str, Any]] = []
+    if plan.text or not calls:
+        text = {"type": "output_text", "text": plan.text, "annotations": [], "logprobs": []}
+        output.append(
             {
                 "type": "message",
                 "id": _new_id("msg_"),
                 "status": "completed",
                 "role": "assistant",
-                "content": [{"type": "output_text", "text": plan.text, "annotations": []}],
+                "content": [text],
             }
-        ],
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
+        )
+    output += [
+        {
+            "type": "function_call",
+            "id": _new_id("fc_"),
+            "call_id": c.id,
+            "name": c.name,
+            "arguments": c.arguments,
+            "status": "completed",
+        }
+        for c in calls
+    ]
+    created = int(time.time())
+    return {
+        "id": _new_id("resp_"),
+        "object": "response",
+        "created_at": created,
+        "status": "completed",
+        "background": bool(body.get("background")),
+        "completed_at": created,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "metadata": body.get("metadata") or {},
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "temperature": body.get("temperature", 1.0),
+        "text": {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": "disabled",
         "service_tier": plan.service_tier or body.get("service_tier") or "default",
         "usage": None
         if plan.omit_usage
@@ -485,64 +570,51 @@ def _openai_responses(
             "total_tokens": u.input + u.output,
         },
     }
-    if not stream:
-        return response
-    return _openai_responses_stream(response, plan)
 
 
-def _openai_responses_stream(response: dict[str, Any], plan: MockResponse) -> Iterator[bytes]:
-    item = response["output"][0]
-    part = item["content"][0]
+def _response_events(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stream of a response as the API sends it, each event with its `sequence_number`."""
+    first = "queued" if response.get("background") else "in_progress"
+    pending = {**response, "output": [], "usage": None, "completed_at": None}
     events: list[dict[str, Any]] = [
-        {
-            "type": "response.created",
-            "response": {**response, "status": "in_progress", "output": [], "usage": None},
-        },
-        {
-            "type": "response.output_item.added",
-            "output_index": 0,
-            "item": {**item, "status": "in_progress", "content": []},
-        },
-        {
-            "type": "response.content_part.added",
-            "item_id": item["id"],
-            "output_index": 0,
-            "content_index": 0,
-            "part": {**part, "text": ""},
-        },
+        {"type": "response.created", "response": {**pending, "status": first}},
+        {"type": "response.in_progress", "response": {**pending, "status": "in_progress"}},
     ]
-    events += [
-        {
-            "type": "response.output_text.delta",
-            "item_id": item["id"],
-            "output_index": 0,
-            "content_index": 0,
-            "delta": word,
-            "logprobs": [],
-        }
-        for word in _words(plan.text)
+    for index, item in enumerate(response["output"]):
+        events += _item_events(index, item)
+    events.append({"type": "response.completed", "response": response})
+    return [{**event, "sequence_number": number} for number, event in enumerate(events)]
+
+
+def _item_events(index: int, item: dict[str, Any]) -> list[dict[str, Any]]:
+    """output_item.added, the item's content or argument deltas, output_item.done."""
+    where = {"item_id": item["id"], "output_index": index}
+    if item["type"] == "function_call":
+        arguments = item["arguments"]
+        middle: list[dict[str, Any]] = [
+            {"type": "response.function_call_arguments.delta", **where, "delta": piece}
+            for piece in _fragments(arguments)
+        ]
+        middle.append({"type": "response.function_call_arguments.done", **where, "arguments": arguments})
+        added = {**item, "arguments": "", "status": "in_progress"}
+    else:
+        part = item["content"][0]
+        at = {**where, "content_index": 0}
+        middle = [{"type": "response.content_part.added", **at, "part": {**part, "text": ""}}]
+        middle += [
+            {"type": "response.output_text.delta", **at, "delta": word, "logprobs": []}
+            for word in _words(part["text"])
+        ]
+        middle += [
+            {"type": "response.output_text.done", **at, "text": part["text"], "logprobs": []},
+            {"type": "response.content_part.done", **at, "part": part},
+        ]
+        added = {**item, "status": "in_progress", "content": []}
+    return [
+        {"type": "response.output_item.added", "output_index": index, "item": added},
+        *middle,
+        {"type": "response.output_item.done", "output_index": index, "item": item},
     ]
-    events += [
-        {
-            "type": "response.output_text.done",
-            "item_id": item["id"],
-            "output_index": 0,
-            "content_index": 0,
-            "text": plan.text,
-            "logprobs": [],
-        },
-        {
-            "type": "response.content_part.done",
-            "item_id": item["id"],
-            "output_index": 0,
-            "content_index": 0,
-            "part": part,
-        },
-        {"type": "response.output_item.done", "output_index": 0, "item": item},
-        {"type": "response.completed", "response": response},
-    ]
-    for number, event in enumerate(events):
-        yield _sse({**event, "sequence_number": number}, event["type"])
 
 
 # -- Anthropic -----------------------------------------------------------------------------------------
@@ -564,13 +636,16 @@ def _anthropic_usage(u: _Usage, tier: str) -> dict[str, Any]:
 
 def _anthropic(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
     tier = plan.service_tier or "standard"
+    calls = _tool_calls(plan, "toolu_")
+    content: list[dict[str, Any]] = [{"type": "text", "text": plan.text}] if plan.text or not calls else []
+    content += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.input} for c in calls]
     message: dict[str, Any] = {
         "id": _new_id("msg_"),
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": plan.text}],
-        "stop_reason": "end_turn",
+        "content": content,
+        "stop_reason": "tool_use" if calls else "end_turn",
         "stop_sequence": None,
         "usage": _anthropic_usage(u, tier),
     }
@@ -583,19 +658,37 @@ def _anthropic_stream(message: dict[str, Any], plan: MockResponse, u: _Usage, ti
     start_usage = {**_anthropic_usage(u, tier), "output_tokens": 1}
     started = {**message, "content": [], "stop_reason": None, "usage": start_usage}
     yield _sse({"type": "message_start", "message": started}, "message_start")
-    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
-    yield _sse(block, "content_block_start")
-    for word in _words(plan.text):
-        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}
-        yield _sse(delta, "content_block_delta")
-    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    for index, block in enumerate(message["content"]):
+        for event in _anthropic_block_events(index, block):
+            yield _sse(event, event["type"])
     final = {
         "type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
         "usage": {"output_tokens": u.output},
     }
     yield _sse(final, "message_delta")
     yield _sse({"type": "message_stop"}, "message_stop")
+
+
+def _anthropic_block_events(index: int, block: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """content_block_start, its deltas (text, or the tool input as JSON fragments), content_block_stop."""
+    if block["type"] == "tool_use":
+        yield {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}}
+        for piece in _fragments(json.dumps(block["input"])):
+            yield {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": piece},
+            }
+    else:
+        yield {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}
+        for word in _words(block["text"]):
+            yield {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "text_delta", "text": word},
+            }
+    yield {"type": "content_block_stop", "index": index}
 
 
 # -- Gemini --------------------------------------------------------------------------------------------
@@ -615,11 +708,20 @@ def _gemini_usage(u: _Usage, output: int) -> dict[str, Any]:
 
 
 def _gemini(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, stream: bool) -> Any:
+    calls, response_id = _tool_calls(plan, "call_"), _new_id("")
+
     def chunk(text: str, output: int, done: bool) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+        parts: list[dict[str, Any]] = [{"text": text}] if text or not calls else []
+        if done:  # tool calls come whole, in the last chunk
+            parts += [{"functionCall": {"id": c.id, "name": c.name, "args": c.input}} for c in calls]
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if done:
             candidate["finishReason"] = "STOP"
-        payload: dict[str, Any] = {"candidates": [candidate], "modelVersion": model, "responseId": "mock"}
+        payload: dict[str, Any] = {
+            "candidates": [candidate],
+            "modelVersion": model,
+            "responseId": response_id,
+        }
         if not plan.omit_usage:
             payload["usageMetadata"] = _gemini_usage(u, max(output, u.reasoning))
         return payload
