@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -11,20 +12,29 @@ import pytest
 from fastapi.testclient import TestClient
 
 import tokentrail as tt
-from tests.server.conftest import Ledger
+from tests.server.conftest import NOW, Ledger
 from tokentrail.server import create_app
 
+SPIKE_HOUR = datetime(2031, 3, 4, 12, 0, tzinfo=timezone.utc)
 
-def spiky_tracker() -> tt.Tracker:
-    """48 quiet hours of one agent, then one hour costing a hundred times more."""
+
+def fixed_clock(now: datetime) -> Callable[[], datetime]:
+    """The app's clock, stopped at `now`: no test here reads the wall clock."""
+    return lambda: now
+
+
+def spiky_tracker(spike_hour: datetime = SPIKE_HOUR) -> tt.Tracker:
+    """48 quiet hours of one agent, then one hour costing a hundred times more (recorded at its first second)."""
     tracker = tt.Tracker()
-    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     for back in range(48, 0, -1):
         tokens = 1000 + 50 * (back % 5)
         tracker.record(
-            tt.Usage(tokens, 100), model="gpt-4o", agent="a", at=hour - timedelta(hours=back, minutes=-10)
+            tt.Usage(tokens, 100),
+            model="gpt-4o",
+            agent="a",
+            at=spike_hour - timedelta(hours=back, minutes=-10),
         )
-    tracker.record(tt.Usage(200_000, 10_000), model="gpt-4o", agent="a", at=hour + timedelta(minutes=1))
+    tracker.record(tt.Usage(200_000, 10_000), model="gpt-4o", agent="a", at=spike_hour)
     return tracker
 
 
@@ -36,7 +46,7 @@ def test_page_is_self_contained(ledger: Ledger) -> None:
 
 
 def test_page_defaults_to_the_last_30_days(ledger: Ledger) -> None:
-    with TestClient(create_app(ledger.url)) as client:
+    with TestClient(create_app(ledger.url, clock=fixed_clock(NOW))) as client:
         html = client.get("/").text
     assert '<b id="total-calls">8</b>' in html  # the call 40 days ago and the one 60 days ago are outside
     assert (
@@ -49,29 +59,40 @@ def test_page_defaults_to_the_last_30_days(ledger: Ledger) -> None:
     )
 
 
-def test_anomalous_hour_is_listed_on_the_page_and_the_api() -> None:
-    app = create_app(spiky_tracker())
+@pytest.mark.parametrize(
+    ("spike_hour", "into_the_hour"),
+    [
+        (SPIKE_HOUR, timedelta(seconds=30)),
+        (SPIKE_HOUR, timedelta(minutes=59, seconds=59)),
+        (datetime(2031, 3, 1, 0, 0, tzinfo=timezone.utc), timedelta(seconds=30)),
+    ],
+    ids=["first-minute-of-the-hour", "last-second-of-the-hour", "first-minute-of-a-month"],
+)
+def test_anomalous_hour_is_listed_on_the_page_and_the_api(
+    spike_hour: datetime, into_the_hour: timedelta
+) -> None:
+    """The hour "now" is in, however little of it has passed, is scanned by the 24h range."""
+    app = create_app(spiky_tracker(spike_hour), clock=fixed_clock(spike_hour + into_the_hour))
     with TestClient(app) as client:
         found = client.get("/api/anomalies", params={"range": "24h"}).json()["anomalies"]
         html = client.get("/", params={"range": "24h"}).text
-    spike_hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0).isoformat()
     assert sorted(item["metric"] for item in found) == ["cost_per_call", "cost_per_hour"]
-    assert {item["period"] for item in found} == {spike_hour}
+    assert {item["period"] for item in found} == {spike_hour.isoformat()}
     assert all(item["value_usd"] == "0.6" for item in found)  # 200k in + 10k out on gpt-4o
-    assert '<table id="anomalies">' in html and spike_hour in html
+    assert '<table id="anomalies">' in html and spike_hour.isoformat() in html
 
 
 def test_forecast_of_a_steady_spend_is_shown_with_its_method() -> None:
     """Ten days at exactly $0.0035 a day: the forecast is flat, its interval collapses to the total."""
     tracker = tt.Tracker()
-    noon = datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0)
+    noon = datetime(2031, 3, 17, 12, 0, tzinfo=timezone.utc)
     for days in range(1, 11):
         tracker.record(tt.Usage(1000, 100), model="gpt-4o", agent="a", at=noon - timedelta(days=days))
     today = noon.date()
     days_in_month = calendar.monthrange(today.year, today.month)[1]
     days_left = days_in_month - today.day + 1
     expected = Decimal("0.0035") * (min(today.day - 1, 10) + days_left)
-    with TestClient(create_app(tracker)) as client:
+    with TestClient(create_app(tracker, clock=fixed_clock(noon))) as client:
         outlook = client.get("/api/forecast").json()["forecast"]
         html = client.get("/").text
     assert Decimal(outlook["total_usd"]) == Decimal(outlook["low_usd"]) == expected
@@ -79,7 +100,9 @@ def test_forecast_of_a_steady_spend_is_shown_with_its_method() -> None:
 
 
 def test_too_little_history_gives_the_reason_instead_of_a_forecast() -> None:
-    with TestClient(create_app(spiky_tracker())) as client:
+    with TestClient(
+        create_app(spiky_tracker(), clock=fixed_clock(SPIKE_HOUR + timedelta(minutes=30)))
+    ) as client:
         body = client.get("/api/forecast").json()
         html = client.get("/").text
     assert body["forecast"] is None and "3 complete days" in body["note"]

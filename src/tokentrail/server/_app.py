@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
@@ -14,7 +13,7 @@ from tokentrail.server._api import api_router
 from tokentrail.server._auth import TokenAuth
 from tokentrail.server._metrics import metrics_endpoint
 from tokentrail.server._page import render_page
-from tokentrail.server._params import Range, Selection, range_start, selection
+from tokentrail.server._params import Clock, Range, Selection, range_start, selection, utc_now
 from tokentrail.server._readonly import open_read_only
 from tokentrail.tracker import Tracker
 
@@ -34,7 +33,7 @@ def _page_selection(picked: Annotated[Selection, Depends(selection)]) -> Selecti
     """The page's selection: the last 30 days unless the query string says otherwise."""
     if picked.range is not None or picked.since is not None or picked.until is not None:
         return picked
-    start = range_start(DEFAULT_RANGE, datetime.now(timezone.utc))
+    start = range_start(DEFAULT_RANGE, picked.now)
     return dataclasses.replace(picked, range=DEFAULT_RANGE, since=start, bucket="day")
 
 
@@ -42,10 +41,12 @@ def create_app(
     store_url_or_tracker: str | Tracker,
     token: str | None = None,
     metric_labels: Sequence[str] = ("provider", "model", "agent"),
+    clock: Clock = utc_now,
 ) -> FastAPI:
     """The dashboard app (ASGI). With `token`, every request must carry it (see `TokenAuth`).
 
     A store URL is opened read-only (writes raise); a Tracker is used as given, and only read.
+    `clock` says what "now" is (preset ranges, anomaly windows, the forecast's month): tests fix it.
     """
     tracker = _tracker(store_url_or_tracker)
     app = FastAPI(
@@ -68,4 +69,5 @@ def create_app(
     if token:
         app.add_middleware(TokenAuth, token=token)
     app.state.tracker = tracker
+    app.state.clock = clock
     return app

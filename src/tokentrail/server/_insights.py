@@ -6,7 +6,7 @@ When the import fails the dashboard shows "analytics not available" in their pan
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def anomalies(tracker: Tracker, selection: Selection) -> list[dict[str, Any]]:
     """Hours in the selection (its last 7 days at most) whose cost is far above their baseline."""
     from tokentrail.analytics import detect_anomalies
 
-    until = selection.until or datetime.now(timezone.utc)
+    until = selection.until or selection.now
     since = selection.since if selection.since is not None else until - timedelta(hours=24)
     since = max(since, until - _MAX_SPAN)
     if since >= until:
@@ -50,11 +50,11 @@ def anomalies(tracker: Tracker, selection: Selection) -> list[dict[str, Any]]:
 
 
 def forecast(tracker: Tracker, selection: Selection) -> tuple[dict[str, Any] | None, str | None]:
-    """This month's forecast for the selection's scope, or (None, why not)."""
+    """This month's forecast (the month of the request's `now`) for the selection's scope, or (None, why not)."""
     from tokentrail.analytics import forecast_month
 
     try:
-        return forecast_month(tracker, **selection.filters).as_dict(), None
+        return forecast_month(tracker, today=selection.now.date(), **selection.filters).as_dict(), None
     except ValueError as exc:
         return None, str(exc)
 

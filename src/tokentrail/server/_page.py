@@ -200,14 +200,13 @@ def _insights_panel(found: Insights) -> str:
 
 def render_page(tracker: Tracker, picked: Selection) -> str:
     """The whole dashboard for one selection."""
-    now = datetime.now(timezone.utc)
     sections = [
         f"<section><h2>Filters</h2>{_filters_form(tracker, picked)}</section>",
         _totals(tracker, picked),
         "<section><h2>Cost over time (UTC "
         + picked.bucket
         + ")</h2>"
-        + column_chart("chart-time", _time_points(tracker, picked, now), "Cost over time")
+        + column_chart("chart-time", _time_points(tracker, picked, picked.now), "Cost over time")
         + "</section>",
     ]
     for key in ("agent", "model", "user"):

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
-from fastapi import Query
+from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator, StringConstraints
 
-__all__ = ["RANGES", "GroupKey", "Range", "Selection", "invalid", "range_start", "selection"]
+__all__ = [
+    "RANGES",
+    "Clock",
+    "GroupKey",
+    "Range",
+    "Selection",
+    "invalid",
+    "range_start",
+    "selection",
+    "utc_now",
+]
 
 Range = Literal["24h", "7d", "30d", "90d", "all"]
 RANGES: tuple[Range, ...] = ("24h", "7d", "30d", "90d", "all")
@@ -36,17 +47,29 @@ def _iso_only(value: object) -> object:
 
 When = Annotated[datetime | None, BeforeValidator(_iso_only)]
 
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The default clock: the current time, in UTC."""
+    return datetime.now(timezone.utc)
+
+
 _LOWEST = datetime(1, 1, 2, tzinfo=timezone.utc)
 _HIGHEST = datetime(9999, 12, 30, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """Which records a request covers: [since, until) in UTC, plus field filters for `tracker.summary`."""
+    """Which records a request covers: [since, until) in UTC, plus field filters for `tracker.summary`.
+
+    `now` is the app clock read once per request: the end of preset ranges and of open-ended windows.
+    """
 
     range: Range | None
     since: datetime | None
     until: datetime | None
+    now: datetime
     filters: dict[str, Any] = field(default_factory=dict)
     bucket: Literal["hour", "day"] = "day"
 
@@ -81,6 +104,7 @@ def _values(given: list[str] | None) -> list[str] | None:
 
 
 def selection(
+    request: Request,
     range: Annotated[
         Range | None, Query(description="Preset window ending now; since/until override it.")
     ] = None,
@@ -97,7 +121,8 @@ def selection(
     priced: Annotated[bool | None, Query(description="Only priced (true) or unpriced (false) calls.")] = None,
 ) -> Selection:
     """FastAPI dependency: the selection a request's query string describes (422 on anything unknown)."""
-    now = datetime.now(timezone.utc)
+    clock: Clock = getattr(request.app.state, "clock", utc_now)
+    now = clock()
     start = _utc(since)
     end = _utc(until)
     if start is None and end is None and range is not None:
@@ -115,4 +140,4 @@ def selection(
         filters["priced"] = priced
     span = (end or now) - (start or now)
     bucket: Literal["hour", "day"] = "hour" if start is not None and span <= timedelta(hours=48) else "day"
-    return Selection(range, start, end, filters, bucket)
+    return Selection(range, start, end, now, filters, bucket)
