@@ -272,3 +272,53 @@ def test_gemini_tool_call_is_a_function_call_part(server: MockLLMServer) -> None
     server.queue(tool_calls=[TRANSFER], text="Transferring.")
     chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="refund"))
     assert [c.name for c in chunks[-1].function_calls or []] == ["transfer_to_billing"]
+
+
+# -- Anthropic stream usage ------------------------------------------------------------------------------
+
+
+def test_anthropic_message_delta_carries_the_cumulative_usage(server: MockLLMServer) -> None:
+    server.queue(
+        input=900, output=40, cache_read=500, cache_write=300, server_tool_use={"web_search_requests": 2}
+    )
+    with _claude(server).messages.stream(model="claude-sonnet-4-0", max_tokens=100, messages=USER) as stream:  # type: ignore[arg-type]
+        events = list(stream)
+        final = stream.get_final_message().usage
+    start = next(e for e in events if e.type == "message_start").message.usage
+    delta = next(e for e in events if e.type == "message_delta").usage
+    assert (start.input_tokens, start.output_tokens) == (100, 1)
+    assert (
+        delta.input_tokens,
+        delta.cache_read_input_tokens,
+        delta.cache_creation_input_tokens,
+        delta.output_tokens,
+    ) == (100, 500, 300, 40)
+    assert delta.server_tool_use is not None and delta.server_tool_use.web_search_requests == 2
+    assert final.server_tool_use is not None and final.server_tool_use.web_fetch_requests == 0
+    assert (final.input_tokens, final.output_tokens) == (100, 40)
+
+
+def test_anthropic_plain_message_reports_server_tool_use(server: MockLLMServer) -> None:
+    server.queue(input=50, output=5, server_tool_use={"web_fetch_requests": 1})
+    usage = _claude(server).messages.create(model="claude-sonnet-4-0", max_tokens=10, messages=USER).usage  # type: ignore[arg-type]
+    assert usage.server_tool_use is not None
+    assert (usage.server_tool_use.web_search_requests, usage.server_tool_use.web_fetch_requests) == (0, 1)
+
+
+def test_anthropic_beta_messages_work_like_messages(server: MockLLMServer) -> None:
+    server.queue(input=70, output=7, route="anthropic")
+    before = len(server.requests)
+    message = _claude(server).beta.messages.create(model="claude-sonnet-4-0", max_tokens=10, messages=USER)  # type: ignore[arg-type]
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (70, 7)
+    assert server.requests[before]["path"] == "/v1/messages"
+    server.queue(tool_calls=[TRANSFER])
+    client = anthropic.AsyncAnthropic(base_url=server.url(), api_key="test", max_retries=0)
+
+    async def run() -> Any:
+        async with client.beta.messages.stream(
+            model="claude-sonnet-4-0", max_tokens=10, messages=USER
+        ) as stream:  # type: ignore[arg-type]
+            return await stream.get_final_message()
+
+    final = asyncio.run(run())
+    assert final.stop_reason == "tool_use" and final.content[0].input == TRANSFER["arguments"]  # type: ignore[union-attr]

@@ -38,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from tokentrail.testing import _mock_routes as _more
+
 __all__ = ["MockLLMServer", "MockResponse"]
 
 REPLY = "Tokens are counted exactly; costs are summed in Decimal."
@@ -63,6 +65,9 @@ class MockResponse:
     first_chunk_delay: float = 0.0  # seconds to hold back the first streamed chunk (or a plain response)
     # [{"name": …, "arguments": dict or JSON text, "id": optional}]; with tool calls `text` defaults to ""
     tool_calls: list[dict[str, Any]] | None = None
+    server_tool_use: dict[str, int] | None = (
+        None  # Anthropic: {"web_search_requests": 1, "web_fetch_requests": 0}
+    )
 
     def __post_init__(self) -> None:
         if self.tool_calls and self.text is REPLY:  # a tool-call turn has no text unless some is given
@@ -160,6 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
         route, model = _route(path, body)
         if route == "openai.chat" and "mistral" in (self.headers.get("User-Agent") or "").lower():
             route = "mistral"
+        route, model = _more.route(path, body, self.headers.get("User-Agent") or "", route, model)
         if route is None:
             self._json(404, {"error": {"message": f"no such route {path}"}})
             return
@@ -168,7 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
         if plan.status != 200:
             self._json(plan.status, _error_body(route, plan.status))
             return
-        if route.startswith("ollama"):
+        if route in _more.PLAIN:
+            stream = False
+        elif route.startswith("ollama"):
             stream = body.get("stream", True) is not False
         else:
             stream = bool(body.get("stream")) or route in _STREAM_ROUTES
@@ -183,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             time.sleep(plan.first_chunk_delay)
             payload = plan.body if plan.body is not None else render(model, body, plan, usage, stream=False)
-            self._json(200, payload)
+            self._json(200, payload, _more.headers(route, model, usage, plan))
 
     def _next_plan(self, route: str) -> MockResponse:
         with self.state.lock:
@@ -221,10 +229,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
+    def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -649,9 +659,26 @@ def _anthropic(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, 
         "stop_sequence": None,
         "usage": _anthropic_usage(u, tier),
     }
+    if plan.server_tool_use is not None:
+        message["usage"]["server_tool_use"] = {
+            "web_search_requests": 0,
+            "web_fetch_requests": 0,
+        } | plan.server_tool_use
     if not stream:
         return message
     return _anthropic_stream(message, plan, u, tier)
+
+
+def _anthropic_delta_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """`message_delta` usage: the cumulative totals of the whole message, as the API sends them."""
+    keys = (
+        "input_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "output_tokens",
+        "server_tool_use",
+    )
+    return {key: usage[key] for key in keys if key in usage}
 
 
 def _anthropic_stream(message: dict[str, Any], plan: MockResponse, u: _Usage, tier: str) -> Iterator[bytes]:
@@ -664,7 +691,7 @@ def _anthropic_stream(message: dict[str, Any], plan: MockResponse, u: _Usage, ti
     final = {
         "type": "message_delta",
         "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-        "usage": {"output_tokens": u.output},
+        "usage": _anthropic_delta_usage(message["usage"]),
     }
     yield _sse(final, "message_delta")
     yield _sse({"type": "message_stop"}, "message_stop")
@@ -913,3 +940,4 @@ _RENDERERS = {
     "ollama.generate": _ollama_generate,
     "mistral": _mistral_chat,
 }
+_RENDERERS.update(_more.RENDERERS)  # embedding, rerank, OCR and guardrail routes (_mock_routes)
