@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         wrap,
     )
     from tokentrail.adapters.hooks import track_llm_call
-    from tokentrail.adapters.langchain_hook import TokentrailCallbackHandler
+    from tokentrail.integrations.langchain import TokentrailCallbackHandler
     from tokentrail.adapters.litellm_hook import litellm_callback
     from tokentrail.budgets import (
         Budget,
@@ -110,7 +110,7 @@ _LAZY: dict[str, str] = {
     "image_tokens": "tokentrail.tokens.images",
     **dict.fromkeys(("DriftRow", "drift"), "tokentrail.tokens.drift"),
     "track_llm_call": "tokentrail.adapters.hooks",
-    "TokentrailCallbackHandler": "tokentrail.adapters.langchain_hook",
+    "TokentrailCallbackHandler": "tokentrail.integrations.langchain",
     "litellm_callback": "tokentrail.adapters.litellm_hook",
     **dict.fromkeys(("LoggingSink", "log_summary"), "tokentrail.exporters"),
     **dict.fromkeys(("EventBus", "EventSink", "get_bus"), "tokentrail.events"),

@@ -198,7 +198,7 @@ def chat_result(usage_metadata: Any, **response_metadata: Any) -> Any:
 def test_langchain_usage_metadata_with_cache_and_reasoning(lc: Any) -> None:
     from langchain_core.callbacks import BaseCallbackHandler
 
-    from tokentrail.adapters.langchain_hook import TokentrailCallbackHandler
+    from tokentrail.integrations.langchain import TokentrailCallbackHandler
 
     tracker = Tracker()
     handler = TokentrailCallbackHandler(tracker)
@@ -236,7 +236,7 @@ def test_langchain_usage_metadata_with_cache_and_reasoning(lc: Any) -> None:
 def test_langchain_llm_output_token_usage_fallback(lc: Any) -> None:
     from langchain_core.outputs import Generation, LLMResult
 
-    from tokentrail.adapters.langchain_hook import TokentrailCallbackHandler
+    from tokentrail.integrations.langchain import TokentrailCallbackHandler
 
     tracker = Tracker()
     handler = TokentrailCallbackHandler(tracker)
@@ -260,7 +260,7 @@ def test_langchain_llm_output_token_usage_fallback(lc: Any) -> None:
 
 
 def test_langchain_anthropic_llm_output_usage_adds_the_cache(lc: Any) -> None:
-    from tokentrail.adapters.langchain_hook import usage_from_metadata
+    from tokentrail.integrations.langchain import usage_from_metadata
 
     usage = usage_from_metadata(
         {
@@ -277,7 +277,7 @@ def test_langchain_n_candidates_are_not_double_counted(lc: Any) -> None:
     from langchain_core.messages import AIMessage
     from langchain_core.outputs import ChatGeneration, LLMResult
 
-    from tokentrail.adapters.langchain_hook import TokentrailCallbackHandler
+    from tokentrail.integrations.langchain import TokentrailCallbackHandler
 
     tracker = Tracker()
     meta = {"input_tokens": 10, "output_tokens": 20, "total_tokens": 30}
@@ -301,7 +301,7 @@ def test_langchain_bad_usage_records_unknown_and_never_raises(lc: Any, bad: Any)
     from langchain_core.messages import AIMessage
     from langchain_core.outputs import ChatGeneration, LLMResult
 
-    from tokentrail.adapters.langchain_hook import TokentrailCallbackHandler
+    from tokentrail.integrations.langchain import TokentrailCallbackHandler
 
     tracker = Tracker()
     message = AIMessage(content="x")
@@ -315,7 +315,7 @@ def test_langchain_bad_usage_records_unknown_and_never_raises(lc: Any, bad: Any)
 
 
 def test_langchain_error_is_counted_and_garbage_is_ignored(lc: Any) -> None:
-    from tokentrail.adapters.langchain_hook import TokentrailCallbackHandler
+    from tokentrail.integrations.langchain import TokentrailCallbackHandler
 
     tracker = Tracker()
     handler = TokentrailCallbackHandler(tracker)
