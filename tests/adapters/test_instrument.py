@@ -301,19 +301,19 @@ def test_budget_refusal_happens_before_the_request(server: MockLLMServer) -> Non
 
 
 def test_instrument_is_idempotent_and_uninstrument_restores(server: MockLLMServer) -> None:
-    from openai.resources.chat.completions import Completions
+    from openai._base_client import SyncAPIClient
 
-    original = Completions.create
+    original = SyncAPIClient.request
     first, second = Tracker(), Tracker()
     assert instrument(first)[:2] == ["openai", "anthropic"]
-    patched = Completions.create
+    patched = SyncAPIClient.request
     instrument(second)  # again: nothing patched twice, the latest tracker wins
-    assert Completions.create is patched
-    assert "openai.resources.chat.completions.completions.Completions.create" in instrumented()
+    assert SyncAPIClient.request is patched
+    assert "openai._base_client.SyncAPIClient.request" in instrumented()
     oai(server).chat.completions.create(model=GPT, messages=MESSAGES)
     assert len(first.history()) == 0 and len(second.history()) == 1
     uninstrument()
-    assert Completions.create is original and instrumented() == []
+    assert SyncAPIClient.request is original and instrumented() == []
     oai(server).chat.completions.create(model=GPT, messages=MESSAGES)
     assert len(second.history()) == 1
 
@@ -341,27 +341,27 @@ print("ok")
 
 
 def test_instrument_only_some_providers(server: MockLLMServer) -> None:
-    from anthropic.resources.messages import Messages
+    from anthropic._base_client import SyncAPIClient
 
-    original = Messages.create
+    original = SyncAPIClient.request
     try:
         assert instrument(Tracker(), providers=["openai"]) == ["openai"]
-        assert Messages.create is original
+        assert SyncAPIClient.request is original
     finally:
         uninstrument()
 
 
 def test_wrap_affects_one_client_only(server: MockLLMServer) -> None:
-    from openai.resources.chat.completions import Completions
+    from openai._base_client import SyncAPIClient
 
-    original = Completions.create
+    original = SyncAPIClient.request
     mine, everyone = Tracker(), Tracker()
     wrapped = wrap(oai(server), mine)
     assert wrap(wrapped, mine) is wrapped  # idempotent
     other = oai(server)
     wrapped.chat.completions.create(model=GPT, messages=MESSAGES)
     other.chat.completions.create(model=GPT, messages=MESSAGES)
-    assert Completions.create is original
+    assert SyncAPIClient.request is original
     assert len(mine.history()) == 1
     instrument(everyone)  # both active: the wrapped client still records once, into its own tracker
     try:

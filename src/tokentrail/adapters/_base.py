@@ -68,6 +68,10 @@ class Captured:
     provider: str
     price_context: Mapping[str, str] = field(default_factory=dict)
     provider_cost: Decimal | None = None
+    response_id: str | None = (
+        None  # the provider's id for the response, where a response can be fetched again
+    )
+    finished: bool = True  # False: a background response still queued or running (no usage yet)
 
 
 def describe(value: object) -> str:

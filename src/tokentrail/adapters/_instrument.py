@@ -6,9 +6,11 @@
 
 Covered, sync and async, streamed and not (each SDK's patch table is in `_instrument_<sdk>.py`):
 
-- `openai`: `chat.completions.create`, `responses.create`, the `responses.stream` helper
-  (`chat.completions.stream` calls `create`); Azure clients record provider "azure".
-- `anthropic`: `messages.create` and the `messages.stream(...)` helper.
+- `openai` and `anthropic`: every request, at the SDKs' one HTTP entry point (`_instrument_stainless`):
+  plain calls, `with_raw_response`, `with_streaming_response`, `.parse()`, the `.stream()` helpers and the
+  `beta.*` namespaces alike. Billable paths: chat completions, Responses (create, retrieve, compact),
+  legacy completions, embeddings, images (GPT image models), audio transcriptions; Anthropic messages
+  (`beta.messages` too). Azure clients record provider "azure".
 - `google-genai`: `models.generate_content`, `models.generate_content_stream`, and both on `client.aio`.
 - `mistralai`: `chat.complete`, `chat.stream`, `chat.complete_async`, `chat.stream_async`.
 - `cohere`: `ClientV2` / `AsyncClientV2` `chat` and `chat_stream`.
@@ -41,7 +43,6 @@ Choices:
   and the request's output limit), so `BudgetExceeded` refuses it before any request is sent.
 - **Timing**: `duration_ms` runs from the call to the response (to the end of the stream when
   streamed); `ttft_ms`, on streams, from the call to the first event that carries content.
-- Requests made through openai/anthropic `with_raw_response` / `with_streaming_response` pass untracked.
 - Tracking never raises into the caller's call (failures are logged at debug level), except
   `BudgetExceeded` by design.
 """
@@ -60,7 +61,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from tokentrail._claims import take_claim
-from tokentrail.adapters._instrument_call import Call, TrackedManager, inside_tracked_call, tracking_call
+from tokentrail.adapters._instrument_call import Call, inside_tracked_call, tracking_call
 from tokentrail.adapters._instrument_import import forget, when_imported
 from tokentrail.adapters._instrument_target import Target
 
@@ -159,6 +160,9 @@ def _patch(target: Target) -> None:
             return
         _patched[(cls, target.attr)] = current
         setattr(cls, target.attr, _make_wrapper(current, target, _global))
+        logger.debug(
+            "tokentrail instrumented %s.%s.%s", getattr(cls, "__module__", ""), cls.__name__, target.attr
+        )
 
 
 def uninstrument() -> None:
@@ -207,6 +211,9 @@ def wrap(client: _C, tracker: Any = None, *, include_stream_usage: bool = True) 
             continue
         for target in table.TARGETS:
             _wrap_one(resource, target, settings)
+    after_wrap = getattr(table, "after_wrap", None)
+    if after_wrap is not None:  # copies of the client (`with_options`) stay wrapped
+        after_wrap(client, lambda copy: wrap(copy, tracker, include_stream_usage=include_stream_usage))
     return client
 
 
@@ -299,20 +306,6 @@ def _make_wrapper(original: Any, target: Target, settings: _Settings) -> Any:
     """
     if target.is_function:
         return _make_function_wrapper(original, target, settings)
-    if target.streaming == "helper":
-
-        @functools.wraps(original)
-        def stream_helper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            live = settings.live(target) and not inside_tracked_call()
-            request = target.request(self, args, kwargs, settings) if live else None
-            if request is None:
-                return original(self, *args, **kwargs)
-            take_claim()
-            manager = original(self, *request.args, **request.kwargs)
-            return TrackedManager(manager, lambda: Call.start(target, settings.resolve(), self, request))
-
-        return _marked(stream_helper, original)
-
     asynchronous = inspect.isasyncgenfunction(original)
     if not asynchronous and (
         inspect.iscoroutinefunction(inspect.unwrap(original)) or target.cls.startswith("Async")

@@ -1,31 +1,67 @@
-"""Patch table for `anthropic` (Anthropic, AsyncAnthropic)."""
+"""Patch table for `anthropic` (Anthropic, AsyncAnthropic, and the Bedrock / Vertex clients): its billable
+endpoints, reached through `SyncAPIClient.request` / `AsyncAPIClient.request` (`_instrument_stainless`).
+`messages` and `beta.messages` share one path; `count_tokens` is free and batches are billed through their
+results, listed in `NOT_TRACKED`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
-from tokentrail.adapters._instrument_openai import StainlessTarget
+from tokentrail.adapters._base import get_field
+from tokentrail.adapters._instrument_stainless import Endpoint, StainlessTarget, after_wrap
 from tokentrail.adapters._instrument_target import Target
 
-__all__ = ["CLIENT_MODULES", "ROOT", "TARGETS", "WRAP_PATHS"]
+__all__ = [
+    "CLIENT_MODULES",
+    "ENDPOINTS",
+    "NOT_TRACKED",
+    "ROOT",
+    "TARGETS",
+    "WRAP_PATHS",
+    "after_wrap",
+    "surface",
+    "tracked",
+]
 
 
-@dataclass(frozen=True)
-class _MessagesTarget(StainlessTarget):
-    adapter: str | None = "anthropic"
-
-    def is_content(self, event: object) -> bool:
-        return getattr(event, "type", None) == "content_block_delta"
+def _content_delta(event: object) -> bool:
+    return get_field(event, "type") == "content_block_delta"
 
 
-_MESSAGES = "anthropic.resources.messages"
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    ("post", "/v1/messages"): Endpoint("messages", "anthropic", is_content=_content_delta),
+    ("post", "/v1/complete"): Endpoint("completions", "anthropic"),
+}
 
+_TARGET_ARGS: dict[str, Any] = {
+    "endpoints": ENDPOINTS,
+    "provider_names": {"Bedrock": "bedrock", "Vertex": "google"},
+    "adapter": "anthropic",
+}
 TARGETS: tuple[Target, ...] = (
-    _MessagesTarget("anthropic", _MESSAGES, "Messages", "create", "anthropic"),
-    _MessagesTarget("anthropic", _MESSAGES, "AsyncMessages", "create", "anthropic"),
-    _MessagesTarget("anthropic", _MESSAGES, "Messages", "stream", "anthropic", streaming="helper"),
-    _MessagesTarget("anthropic", _MESSAGES, "AsyncMessages", "stream", "anthropic", streaming="helper"),
+    StainlessTarget(
+        "anthropic", "anthropic._base_client", "SyncAPIClient", "request", "anthropic", **_TARGET_ARGS
+    ),
+    StainlessTarget(
+        "anthropic", "anthropic._base_client", "AsyncAPIClient", "request", "anthropic", **_TARGET_ARGS
+    ),
 )
 ROOT = "anthropic"  # the package whose presence means the SDK is installed
 CLIENT_MODULES = ("anthropic",)
-WRAP_PATHS: tuple[tuple[str, ...], ...] = (("messages",),)
+WRAP_PATHS: tuple[tuple[str, ...], ...] = ((),)
+
+NOT_TRACKED: dict[str, str] = {}
+
+
+def surface() -> list[str]:
+    """The installed SDK's public methods that return a usage-bearing type (see `_coverage`)."""
+    from tokentrail.adapters._coverage import stainless_surface
+
+    return stainless_surface("anthropic", ("Anthropic", "AsyncAnthropic"))
+
+
+def tracked() -> set[str]:
+    """The methods of `surface()` whose API path is one of `ENDPOINTS`."""
+    from tokentrail.adapters._coverage import stainless_tracked
+
+    return stainless_tracked("anthropic", ("Anthropic", "AsyncAnthropic"), TARGETS[0])

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Call",
     "TrackedAsyncStream",
-    "TrackedManager",
     "TrackedStream",
     "inside_tracked_call",
     "tracking_call",
@@ -85,19 +84,20 @@ def _accepts_ttft(tracker: Any) -> bool:
 _EXTRACTORS: dict[str, Callable[[object, str], Captured]] = {}
 
 
-def _capture(target: Target, response: object, provider: str) -> Captured:
+def _capture(adapter: str | None, response: object, provider: str) -> Captured:
     """What the response reveals. The SDK's response type is known here, so its adapter reads it
     directly; anything that adapter cannot read goes through `capture()`, which detects what it is and
     says why usage is unknown."""
-    if target.adapter is not None:
-        extract = _EXTRACTORS.get(target.adapter)
-        if extract is None:
-            module = importlib.import_module(f"tokentrail.adapters.{target.adapter}")
-            extract = _EXTRACTORS[target.adapter] = module.extract
+    if adapter is not None:
+        extract = _EXTRACTORS.get(adapter)
+        if extract is None:  # "module" (its `extract`) or "module:function"
+            module_name, _, function = adapter.partition(":")
+            module = importlib.import_module(f"tokentrail.adapters.{module_name}")
+            extract = _EXTRACTORS[adapter] = getattr(module, function or "extract")
         try:
             return extract(response, provider)
         except Exception:
-            logger.debug("%s adapter could not read a response; detecting it", target.adapter, exc_info=True)
+            logger.debug("%s adapter could not read a response; detecting it", adapter, exc_info=True)
     from tokentrail.adapters import capture
 
     return capture(response, provider)
@@ -128,13 +128,16 @@ class Call:
     """The tracking state of one SDK call, from the request to its record."""
 
     __slots__ = (
+        "adapter",
         "captures",
         "context",
         "done",
         "ended",
         "ended_ns",
         "first_token_at",
+        "is_content",
         "model",
+        "once",
         "provider",
         "reservation",
         "started",
@@ -145,8 +148,15 @@ class Call:
     def __init__(self, tracker: Any, target: Target, provider: str, model: str | None) -> None:
         self.tracker = tracker
         self.target = target
+        self.adapter = (
+            target.adapter
+        )  # the adapter module reading its responses (per endpoint for HTTP clients)
+        self.is_content: Callable[[object], bool] = target.is_content  # marks the first token of a stream
         self.provider = provider
         self.model = model
+        self.once: Callable[[Captured], bool] | None = (
+            None  # False: already recorded (a response fetched again)
+        )
         self.reservation: Any = None
         self.captures: CaptureQueue | None = None  # None: record on this thread
         self.context: contextvars.Context | None = None
@@ -181,7 +191,7 @@ class Call:
             self.reservation = self.tracker.reserve(
                 self.model,
                 self.provider,
-                input_tokens=_estimate_input(request.kwargs, self.model),
+                input_tokens=_estimate_input(self.target.body(request), self.model),
                 max_output_tokens=self.target.output_limit(request),
             )
         except BudgetExceeded:
@@ -232,9 +242,30 @@ class Call:
 
     def _record_response(self, response: object) -> None:
         try:
-            self._record(_capture(self.target, response, self.provider))
+            if isinstance(response, _RawBody):
+                response = response.decode()
+            captured = (
+                response
+                if isinstance(response, Captured)
+                else _capture(self.adapter, response, self.provider)
+            )
+            self._record(captured)
         except Exception:
             self._record_failed("could not record a call")
+
+    def finish_body(self, content: bytes) -> None:
+        """A raw JSON response body is there (read by the caller): record it (decoded off the caller's path)."""
+        self.finish_response(_RawBody(content))
+
+    def finish_unread(self, reason: str) -> None:
+        """The response was closed before its body could be read: record the call as `unknown`."""
+        from tokentrail._types import Usage
+
+        self.finish_response(Captured(Usage.unknown(reason), self.model, self.provider))
+
+    def keep_context(self) -> None:
+        """Record in the caller's context as it is now (a stream read later, elsewhere)."""
+        self.context = contextvars.copy_context()
 
     def _record_failed(self, what: str) -> None:
         logger.debug("tokentrail %s", what, exc_info=True)
@@ -291,6 +322,11 @@ class Call:
             self._record_failed("could not record a stream")
 
     def _record(self, captured: Captured) -> None:
+        once = self.once
+        if once is not None and not once(captured):
+            if self.reservation is not None:
+                self.reservation.release()
+            return
         tracker = self.tracker
         price_context = captured.price_context
         keywords: dict[str, Any] = {
@@ -314,6 +350,25 @@ class Call:
             record(captured.usage, model, **keywords)
 
 
+class _RawBody:
+    """A JSON response body as bytes, decoded on the capture worker rather than on the caller's thread."""
+
+    __slots__ = ("content",)
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+    def decode(self) -> object:
+        import json
+
+        try:
+            return json.loads(self.content)
+        except ValueError:
+            from tokentrail._types import Usage
+
+            return Captured(Usage.unknown("the response body is not JSON"), None, "unknown")
+
+
 # -- stream proxies --------------------------------------------------------------------------------------------
 
 
@@ -335,7 +390,7 @@ class _StreamProxy:
     def _tt_feed(self, event: object) -> None:
         call = self._tt_call
         try:
-            if call.first_token_at is None and call.target.is_content(event):
+            if call.first_token_at is None and call.is_content(event):
                 call.first_token_at = time.perf_counter()
             self._tt_accumulator.feed(event)
         except Exception:
@@ -467,59 +522,3 @@ class TrackedAsyncStream(_StreamProxy):
 
     async def aclose(self) -> None:
         await self._tt_close("aclose", "close")
-
-
-class TrackedManager:
-    """The SDK's stream-helper manager (`messages.stream(...)`, `responses.stream(...)`).
-
-    Entering it makes the request as the SDK does and returns the SDK's own helper stream, whose
-    underlying raw stream is swapped for a tracked one, so every event the helper reads is seen.
-    """
-
-    __slots__ = ("_tt_call", "_tt_manager", "_tt_start")
-
-    def __init__(self, manager: Any, start: Callable[[], Call]) -> None:
-        self._tt_manager = manager
-        self._tt_start = start
-        self._tt_call: Call | None = None
-
-    def _tt_track(self, helper: Any, *, asynchronous: bool) -> Any:
-        call = self._tt_call
-        if call is None:
-            return helper
-        raw = getattr(helper, "_raw_stream", None)
-        if raw is None or isinstance(raw, _StreamProxy):
-            call.discard()  # not readable here, or already tracked by the patched create()
-            return helper
-        try:
-            helper._raw_stream = call.tracked_stream(raw, asynchronous=asynchronous)
-        except Exception:
-            logger.debug("tokentrail could not track a stream helper", exc_info=True)
-        return helper
-
-    def __enter__(self) -> Any:
-        self._tt_call = self._tt_start()
-        try:
-            helper = self._tt_manager.__enter__()
-        except BaseException:
-            self._tt_call.failed()
-            raise
-        return self._tt_track(helper, asynchronous=False)
-
-    def __exit__(self, *exc_info: Any) -> Any:
-        return self._tt_manager.__exit__(*exc_info)
-
-    async def __aenter__(self) -> Any:
-        self._tt_call = self._tt_start()
-        try:
-            helper = await self._tt_manager.__aenter__()
-        except BaseException:
-            self._tt_call.failed()
-            raise
-        return self._tt_track(helper, asynchronous=True)
-
-    async def __aexit__(self, *exc_info: Any) -> Any:
-        return await self._tt_manager.__aexit__(*exc_info)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tt_manager, name)

@@ -1,87 +1,93 @@
-"""Patch table for `openai` (OpenAI, AsyncOpenAI, AzureOpenAI, AsyncAzureOpenAI)."""
+"""Patch table for `openai` (OpenAI, AsyncOpenAI, AzureOpenAI, AsyncAzureOpenAI): its billable endpoints.
+
+Every method of the SDK reaches the API through `SyncAPIClient.request` / `AsyncAPIClient.request`
+(`_instrument_stainless`); the endpoints below are the paths whose responses report usage. The rest of
+the API surface is listed in `NOT_TRACKED` with the reason, and `surface()` finds every method of the
+installed SDK that returns a usage-bearing type, so a test fails when the SDK grows one we do not track.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from tokentrail.adapters._instrument_target import Request, Target, given
+from tokentrail.adapters._base import get_field, text_value
+from tokentrail.adapters._instrument_stainless import Endpoint, StainlessTarget, after_wrap
+from tokentrail.adapters._instrument_target import Target
 
-__all__ = ["CLIENT_MODULES", "ROOT", "TARGETS", "WRAP_PATHS", "StainlessTarget"]
-
-
-def _raw_response(kwargs: Mapping[str, Any]) -> bool:
-    """Raw/streaming-response requests (`with_raw_response`) return HTTP wrappers: pass them through."""
-    headers = kwargs.get("extra_headers")
-    if not isinstance(headers, Mapping):
-        return False
-    return any(str(key).lower() == "x-stainless-raw-response" for key in headers)
-
-
-@dataclass(frozen=True)
-class StainlessTarget(Target):
-    """A method of the Stainless-generated SDKs (openai, anthropic): raw-response calls pass through."""
-
-    def request(
-        self, resource: Any, args: tuple[Any, ...], kwargs: dict[str, Any], settings: Any
-    ) -> Request | None:
-        if kwargs.get("extra_headers") is not None and _raw_response(kwargs):
-            return None
-        return super().request(resource, args, kwargs, settings)
+__all__ = [
+    "CLIENT_MODULES",
+    "ENDPOINTS",
+    "NOT_TRACKED",
+    "ROOT",
+    "TARGETS",
+    "WRAP_PATHS",
+    "after_wrap",
+    "surface",
+    "tracked",
+]
 
 
-@dataclass(frozen=True)
-class _OpenAITarget(StainlessTarget):
-    adapter: str | None = "openai"
-
-    def provider_of(self, resource: Any) -> str:
-        return "azure" if "Azure" in type(getattr(resource, "_client", None)).__name__ else "openai"
-
-
-@dataclass(frozen=True)
-class _ChatTarget(_OpenAITarget):
-    """Chat completions: streamed requests ask for the final usage chunk unless told not to."""
-
-    def request(
-        self, resource: Any, args: tuple[Any, ...], kwargs: dict[str, Any], settings: Any
-    ) -> Request | None:
-        request = super().request(resource, args, kwargs, settings)
-        if (
-            request is not None
-            and request.streaming
-            and settings.include_stream_usage
-            and not given(kwargs.get("stream_options"))
-        ):
-            request.kwargs = {**kwargs, "stream_options": {"include_usage": True}}
-        return request
-
-    def is_content(self, event: object) -> bool:
-        for choice in getattr(event, "choices", None) or ():
-            delta = getattr(choice, "delta", None)
-            if getattr(delta, "content", None) or getattr(delta, "tool_calls", None):
-                return True
-        return False
+def _chat_content(event: object) -> bool:
+    for choice in get_field(event, "choices") or ():
+        delta = get_field(choice, "delta")
+        if get_field(delta, "content") or get_field(delta, "tool_calls"):
+            return True
+    return False
 
 
-@dataclass(frozen=True)
-class _ResponsesTarget(_OpenAITarget):
-    def is_content(self, event: object) -> bool:
-        kind = getattr(event, "type", None)
-        return isinstance(kind, str) and kind.endswith(".delta")
+def _delta_event(event: object) -> bool:
+    kind = text_value(get_field(event, "type"))
+    return kind is not None and kind.endswith(".delta")
 
 
-_CHAT = "openai.resources.chat.completions"
-_RESPONSES = "openai.resources.responses"
+_RESPONSES = Endpoint("responses", "openai", is_content=_delta_event, once_per_response=True)
 
+# (HTTP method, path) -> endpoint; a path ending in "/" matches one more segment (an id)
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    ("post", "/chat/completions"): Endpoint(
+        "chat.completions", "openai", is_content=_chat_content, stream_usage_option=True
+    ),
+    ("post", "/responses"): _RESPONSES,
+    ("get", "/responses/"): _RESPONSES,  # responses.retrieve: a background response, fetched when finished
+    ("post", "/responses/compact"): Endpoint("responses.compact", "openai"),
+    ("post", "/completions"): Endpoint(
+        "completions", "openai", is_content=_chat_content, stream_usage_option=True
+    ),
+    ("post", "/embeddings"): Endpoint("embeddings", "openai:extract_embeddings"),
+    ("post", "/images/generations"): Endpoint("images.generate", "openai:extract_images", _delta_event),
+    ("post", "/images/edits"): Endpoint("images.edit", "openai:extract_images", _delta_event),
+    ("post", "/audio/transcriptions"): Endpoint(
+        "audio.transcriptions", "openai:extract_transcription", _delta_event
+    ),
+}
+
+_TARGET_ARGS: dict[str, Any] = {
+    "endpoints": ENDPOINTS,
+    "provider_names": {"Azure": "azure"},
+    "adapter": "openai",
+    "streaming": "flag",
+}
 TARGETS: tuple[Target, ...] = (
-    _ChatTarget("openai", _CHAT, "Completions", "create", "openai"),
-    _ChatTarget("openai", _CHAT, "AsyncCompletions", "create", "openai"),
-    _ResponsesTarget("openai", _RESPONSES, "Responses", "create", "openai"),
-    _ResponsesTarget("openai", _RESPONSES, "AsyncResponses", "create", "openai"),
-    _ResponsesTarget("openai", _RESPONSES, "Responses", "stream", "openai", streaming="helper"),
-    _ResponsesTarget("openai", _RESPONSES, "AsyncResponses", "stream", "openai", streaming="helper"),
+    StainlessTarget("openai", "openai._base_client", "SyncAPIClient", "request", "openai", **_TARGET_ARGS),
+    StainlessTarget("openai", "openai._base_client", "AsyncAPIClient", "request", "openai", **_TARGET_ARGS),
 )
 ROOT = "openai"  # the package whose presence means the SDK is installed
 CLIENT_MODULES = ("openai",)
-WRAP_PATHS: tuple[tuple[str, ...], ...] = (("chat", "completions"), ("responses",))
+WRAP_PATHS: tuple[tuple[str, ...], ...] = ((),)  # the client itself: its `request`
+
+# Methods that return a usage-bearing type but are not tracked, by resource path, with the reason.
+NOT_TRACKED: dict[str, str] = {}
+
+
+def surface() -> list[str]:
+    """The installed SDK's public methods that return a usage-bearing type (see `_coverage`)."""
+    from tokentrail.adapters._coverage import stainless_surface
+
+    return stainless_surface("openai", ("OpenAI", "AsyncOpenAI"))
+
+
+def tracked() -> set[str]:
+    """The methods of `surface()` whose API path is one of `ENDPOINTS`."""
+    from tokentrail.adapters._coverage import stainless_tracked
+
+    return stainless_tracked("openai", ("OpenAI", "AsyncOpenAI"), TARGETS[0])

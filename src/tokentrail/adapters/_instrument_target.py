@@ -2,8 +2,8 @@
 
 A target names the method (`module.Class.attr`, or `module.attr` for a module-level function), the provider its calls are priced with, and how its
 calls stream: by a `stream=True` argument ("flag"), always ("always": a method that returns a stream),
-never, or through a stream-helper context manager ("helper"). Subclasses adjust what one SDK does
-differently (OpenAI's `stream_options`, boto3's single `_make_api_call` entry point).
+or never. Subclasses adjust what one SDK does differently (the Stainless SDKs' one `request` entry point,
+boto3's single `_make_api_call` entry point).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Request:
     model: str | None
     streaming: bool
     part: str | None = None  # boto3: the response key holding the stream or body
+    detail: Any = None  # what the target itself needs to know about this call
 
 
 def given(value: object) -> bool:
@@ -65,7 +66,7 @@ class Target:
     cls: str  # "" for a module-level function
     attr: str
     provider: str
-    streaming: str = "flag"  # "flag" | "always" | "never" | "helper"
+    streaming: str = "flag"  # "flag" | "always" | "never"
     model_position: int | None = None  # index of the model among positional arguments, when allowed
     adapter: str | None = None  # the `tokentrail.adapters.<adapter>` module that reads its responses
 
@@ -88,10 +89,14 @@ class Target:
         streaming = kwargs.get("stream") is True if self.streaming == "flag" else self.streaming == "always"
         return Request(args, kwargs, model if isinstance(model, str) and model else None, streaming)
 
+    def body(self, request: Request) -> Mapping[str, Any]:
+        """The request's parameters by name (the prompt and output limit are read from them)."""
+        return request.kwargs
+
     def output_limit(self, request: Request) -> int | None:
         """The most output tokens the request allows (for budget reservations)."""
-        kwargs = request.kwargs
-        return first_int(kwargs, kwargs.get("config"), kwargs.get("options"))
+        body = self.body(request)
+        return first_int(body, body.get("config"), body.get("options"))
 
     def deliver(self, call: Call, request: Request, response: Any, *, asynchronous: bool) -> Any:
         """Record a plain response, or hand back a stream that records itself; returns what the caller gets."""

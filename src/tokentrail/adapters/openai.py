@@ -15,6 +15,7 @@ request set `stream_options={"include_usage": True}`; the Responses API reports 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from tokentrail._types import Usage
@@ -36,6 +37,9 @@ __all__ = [
     "ResponsesStream",
     "chat_usage",
     "extract",
+    "extract_embeddings",
+    "extract_images",
+    "extract_transcription",
     "price_context",
     "responses_usage",
 ]
@@ -126,15 +130,89 @@ def extract_fields(response: object, provider: str = "openai") -> Captured:
     """`extract` by reading every field through `Fields` (any shape; names what is malformed)."""
     raw_usage = get_field(response, "usage")
     if raw_usage is None:
+        unfinished = _unfinished_response(response, provider)
+        if unfinished is not None:
+            return unfinished
         raise Malformed("response has no usage")
     usage = Fields(raw_usage, "usage")
     if is_responses_api(response, usage):
         result = responses_usage(usage, web_search_calls(response))
-    elif usage.has("prompt_tokens", "completion_tokens"):
+        response_id = text_value(get_field(response, "id"))
+        return Captured(
+            result, model_name(response), provider, price_context(response), response_id=response_id
+        )
+    if usage.has("prompt_tokens", "completion_tokens"):
         result = chat_usage(usage)
     else:
         raise Malformed("usage has neither prompt_tokens (Chat Completions) nor input_tokens (Responses)")
     return Captured(result, model_name(response), provider, price_context(response))
+
+
+_UNFINISHED = ("queued", "in_progress")
+
+
+def _unfinished_response(response: object, provider: str) -> Captured | None:
+    """A background Response still queued or running: no usage yet (recorded once it has finished)."""
+    status = text_value(get_field(response, "status"))
+    if text_value(get_field(response, "object")) != "response" or status not in _UNFINISHED:
+        return None
+    return Captured(
+        Usage.unknown(f"the background response is {status}: usage is reported when it finishes"),
+        model_name(response),
+        provider,
+        price_context(response),
+        response_id=text_value(get_field(response, "id")),
+        finished=False,
+    )
+
+
+def extract_embeddings(response: object, provider: str = "openai") -> Captured:
+    """An embeddings response: `usage.prompt_tokens` (no completion tokens: nothing is generated)."""
+    raw_usage = get_field(response, "usage")
+    if raw_usage is None:
+        raise Malformed("embeddings response has no usage")
+    usage = Fields(raw_usage, "usage")
+    usage.count("total_tokens")
+    result = build_usage(input_tokens=usage.count("prompt_tokens", required=True))
+    return Captured(result, model_name(response), provider)
+
+
+def extract_images(response: object, provider: str = "openai") -> Captured:
+    """An Images API response (GPT image models): text and image input tokens, image output tokens."""
+    raw_usage = get_field(response, "usage")
+    if raw_usage is None:
+        raise Malformed("images response has no usage (only GPT image models report it)")
+    usage = Fields(raw_usage, "usage")
+    usage.count("total_tokens")
+    output_tokens = usage.count("output_tokens", required=True)
+    counts = {"input_tokens": usage.count("input_tokens", required=True), "output_tokens": output_tokens}
+    inputs = usage.child("input_tokens_details")
+    if inputs is not None:
+        counts["input_image_tokens"] = inputs.count("image_tokens")
+    outputs = usage.child("output_tokens_details")
+    counts["output_image_tokens"] = outputs.count("image_tokens") if outputs is not None else output_tokens
+    return Captured(build_usage(**counts), model_name(response), provider)
+
+
+def extract_transcription(response: object, provider: str = "openai") -> Captured:
+    """A transcription (or its final stream event): token usage, or a duration tokentrail cannot price yet."""
+    raw_usage = get_field(response, "usage")
+    if raw_usage is None:
+        raise Malformed("transcription has no usage (whisper-1 reports none: billed per minute of audio)")
+    usage = Fields(raw_usage, "usage")
+    kind = text_value(get_field(raw_usage, "type"))
+    if kind == "duration":
+        seconds = get_field(raw_usage, "seconds")
+        raise Malformed(f"transcription billed by duration ({seconds} s of audio), not by tokens")
+    usage.count("total_tokens")
+    counts = {
+        "input_tokens": usage.count("input_tokens", required=True),
+        "output_tokens": usage.count("output_tokens", required=True),
+    }
+    details = usage.child("input_token_details")
+    if details is not None:
+        counts["input_audio_tokens"] = details.count("audio_tokens")
+    return Captured(build_usage(**counts), model_name(response), provider)
 
 
 # -- the openai SDK's own ChatCompletion, read by attribute ----------------------------------------------
@@ -303,12 +381,18 @@ class ResponsesStream(StreamAccumulator):
     def __init__(self, provider: str = "openai") -> None:
         super().__init__(provider)
         self._usage: Usage | None = None
+        self.response_id: str | None = None
+
+    def captured(self) -> Captured:
+        captured = super().captured()
+        return dataclasses.replace(captured, response_id=self.response_id, finished=self.final)
 
     def _feed(self, event: object) -> None:
         kind = text_value(get_field(event, "type"))
         response = get_field(event, "response")
         if response is None:
             return
+        self.response_id = text_value(get_field(response, "id")) or self.response_id
         self.model = model_name(response) or self.model
         self.price_context.update(price_context(response))
         if kind not in _FINAL_RESPONSE_EVENTS:

@@ -1,0 +1,196 @@
+"""Instrumentation of the Stainless-generated SDKs (`openai`, `anthropic`) at their one HTTP entry point.
+
+Every API method of these SDKs — plain, `with_raw_response`, `with_streaming_response`, `.parse()`, the
+`.stream()` helpers, the `beta.*` namespaces, sync or async — ends in `SyncAPIClient.request` /
+`AsyncAPIClient.request` with the request's options (HTTP method, path, JSON body). Tracking that one
+method sees every call once, whichever way it was made, and a method the SDK adds later is covered as
+soon as its path is in the endpoint table; everything else (files, batches, model lists…) passes
+straight through. What the caller gets back is unchanged:
+
+- a parsed response object: the SDK's own (read on the capture worker);
+- an SDK `Stream` / `AsyncStream`: handed back in a thin proxy that sees each event (`_instrument_call`);
+- a raw response (`with_raw_response`): the SDK's own object; its JSON body (already read by the SDK) is
+  decoded on the capture worker, and a streamed body is tapped as the caller reads it (`_body_tap`);
+- a streaming response (`with_streaming_response`): the SDK's own object, its body tapped as it is read.
+
+A Responses API response can be fetched again (`responses.retrieve`, a resumed stream): it is recorded
+once per response id, and a background response when it is seen finished.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokentrail.adapters._base import Captured
+from tokentrail.adapters._instrument_target import Call, Request, Target, given
+
+__all__ = ["Endpoint", "StainlessTarget", "recorded_once"]
+
+RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+
+
+def _any_event(event: object) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One billable API path: what reads its responses and how its streams behave."""
+
+    name: str  # the API's name for it ("chat.completions"), shown by `tokentrail doctor`
+    adapter: str  # `tokentrail.adapters.<module>` (its `extract`) or "<module>:<function>"
+    is_content: Callable[[object], bool] = _any_event  # a stream event carrying content (time to first token)
+    stream_usage_option: bool = False  # chat completions report streamed usage only when asked
+    once_per_response: bool = False  # Responses: one record per response id, background ones when finished
+
+
+@dataclass(frozen=True)
+class _Detail:
+    endpoint: Endpoint
+    raw: str | None  # None, "true" (with_raw_response) or "stream" (with_streaming_response)
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StainlessTarget(Target):
+    """`SyncAPIClient.request` / `AsyncAPIClient.request` of one Stainless SDK, tracking its billable paths.
+
+    `endpoints` maps (HTTP method, path) to its `Endpoint`; a path ending in "/" matches one more path
+    segment (`/responses/` matches `/responses/resp_123`, not `/responses/resp_123/input_items`).
+    """
+
+    endpoints: Mapping[tuple[str, str], Endpoint] = field(default_factory=dict)
+    provider_names: Mapping[str, str] = field(default_factory=dict)  # client class name part -> provider
+
+    def provider_of(self, resource: Any) -> str:
+        name = type(resource).__name__
+        for part, provider in self.provider_names.items():
+            if part in name:
+                return provider
+        return self.provider
+
+    def endpoint(self, method: str, path: str) -> Endpoint | None:
+        """The endpoint a request to `path` reaches, or None when the path is not billable."""
+        found = self.endpoints.get((method, path))
+        if found is None and path.count("/") > 1:
+            parent, _, last = path.rpartition("/")
+            if last:
+                found = self.endpoints.get((method, parent + "/"))
+        return found
+
+    def request(
+        self, resource: Any, args: tuple[Any, ...], kwargs: dict[str, Any], settings: Any
+    ) -> Request | None:
+        options: Any = args[1] if len(args) > 1 else kwargs["options"]
+        endpoint = self.endpoint(str(options.method).lower(), options.url)
+        if endpoint is None:
+            return None
+        body = options.json_data if isinstance(options.json_data, Mapping) else {}
+        streaming = kwargs.get("stream") is True
+        if (
+            endpoint.stream_usage_option
+            and streaming
+            and settings.include_stream_usage
+            and not given(body.get("stream_options"))
+        ):
+            body = {**body, "stream_options": {"include_usage": True}}
+            options = options.model_copy(update={"json_data": body})
+            if len(args) > 1:
+                args = (args[0], options, *args[2:])
+            else:
+                kwargs = {**kwargs, "options": options}
+        model = body.get("model")
+        request = Request(args, kwargs, model if isinstance(model, str) and model else None, streaming)
+        request.detail = _Detail(endpoint, _raw_mode(options.headers), body)
+        return request
+
+    def body(self, request: Request) -> Mapping[str, Any]:
+        detail: _Detail = request.detail
+        return detail.body
+
+    def deliver(self, call: Call, request: Request, response: Any, *, asynchronous: bool) -> Any:
+        detail: _Detail = request.detail
+        endpoint = detail.endpoint
+        tracked: Any = call
+        tracked.adapter = endpoint.adapter
+        tracked.is_content = endpoint.is_content
+        if endpoint.once_per_response:
+            # a retrieve has no body: like a background create, an unfinished response waits to be seen finished
+            tracked.once = _Once(background=detail.body.get("background") is True or not detail.body)
+        if detail.raw is None:
+            return super().deliver(call, request, response, asynchronous=asynchronous)
+        http = getattr(response, "http_response", None)
+        if http is None:  # not the SDK's raw response wrapper after all
+            return super().deliver(call, request, response, asynchronous=asynchronous)
+        content = getattr(http, "_content", None)
+        if not request.streaming and isinstance(content, bytes):
+            tracked.finish_body(content)  # with_raw_response: the SDK read the body already
+            return response
+        from tokentrail.adapters._body_tap import tap_body
+
+        tap_body(tracked, http, events=request.streaming, asynchronous=asynchronous)
+        return response
+
+    def is_content(self, event: object) -> bool:
+        return True
+
+
+def _raw_mode(headers: object) -> str | None:
+    """What the caller asked for: a raw response ("true"), a streaming response ("stream") or neither."""
+    if not isinstance(headers, Mapping) or not headers:
+        return None
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == "x-stainless-raw-response":
+            return str(value)
+    return None
+
+
+# -- one record per Responses API response id ----------------------------------------------------------------
+
+_REMEMBERED = 65_536
+_recorded: OrderedDict[str, None] = OrderedDict()
+_recorded_lock = threading.Lock()
+
+
+def recorded_once(response_id: str) -> bool:
+    """True the first time `response_id` is recorded in this process (recent ids are remembered)."""
+    with _recorded_lock:
+        if response_id in _recorded:
+            _recorded.move_to_end(response_id)
+            return False
+        _recorded[response_id] = None
+        if len(_recorded) > _REMEMBERED:
+            _recorded.popitem(last=False)
+        return True
+
+
+class _Once:
+    """Whether a Responses API capture is recorded: once per id; an unfinished background one not yet."""
+
+    __slots__ = ("background",)
+
+    def __init__(self, *, background: bool) -> None:
+        self.background = background
+
+    def __call__(self, captured: Captured) -> bool:
+        if not captured.finished and self.background:
+            return False  # still running, or its stream was cut short: recorded when seen finished
+        response_id = captured.response_id
+        return response_id is None or recorded_once(response_id)
+
+
+def after_wrap(client: Any, rewrap: Callable[[Any], Any]) -> None:
+    """Keep copies of a wrapped client wrapped: `client.with_options(...)` / `copy()` make a new client."""
+    copy = getattr(type(client), "copy", None)
+    if copy is None or "copy" in getattr(client, "__dict__", {}):
+        return
+
+    def tracked_copy(*args: Any, **kwargs: Any) -> Any:
+        return rewrap(copy(client, *args, **kwargs))
+
+    client.copy = tracked_copy
+    client.with_options = tracked_copy
