@@ -32,9 +32,9 @@ from tokentrail.scope import current_scope
 from tokentrail.testing.mock_llm import MockLLMServer
 from tokentrail.tracker import Tracker
 
-from ._agents_wire import MODEL, tool_call
 from .conftest import LAYERS, Matrix
 
+MODEL = "gpt-4o-mini"
 MODES = ("run", "run_sync", "streamed")
 APIS = ("responses", "chat")
 
@@ -141,7 +141,7 @@ def handoff(server: MockLLMServer, api: str, mode: str) -> Scenario:
         model_settings=settings(api),
         handoffs=[specialist],
     )
-    server.queue(tool_call("transfer_to_specialist", {}, (41, 9), api=api, stream=mode == "streamed"))
+    server.queue(tool_calls=[{"name": "transfer_to_specialist", "arguments": {}}])
     return scenario(server, triage, "Why was I billed twice?", mode, ["triage", "specialist"])
 
 
@@ -157,9 +157,7 @@ def agent_as_tool(server: MockLLMServer, api: str, mode: str) -> Scenario:
         model_settings=settings(api),
         tools=[translator.as_tool("translate", "Translate text to French.")],
     )
-    server.queue(
-        tool_call("translate", {"input": "good morning"}, (52, 11), api=api, stream=mode == "streamed")
-    )
+    server.queue(tool_calls=[{"name": "translate", "arguments": {"input": "good morning"}}])
     agents: list[str | None] = ["orchestrator", "translator", "orchestrator"]
     return scenario(server, orchestrator, "Say good morning in French.", mode, agents)
 
@@ -178,7 +176,7 @@ def function_tool_run(server: MockLLMServer, api: str, mode: str) -> Scenario:
         model_settings=settings(api),
         tools=[get_weather],
     )
-    server.queue(tool_call("get_weather", {"city": "Paris"}, (38, 8), api=api, stream=mode == "streamed"))
+    server.queue(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
     return scenario(server, agent, "Weather in Paris?", mode, ["forecaster", "forecaster"])
 
 
