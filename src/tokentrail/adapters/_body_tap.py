@@ -34,7 +34,7 @@ _DELTA = b'delta"'
 class _Tap:
     """What one tapped body has shown so far, and the call it ends."""
 
-    __slots__ = ("__weakref__", "accumulator", "buffer", "call", "chunks", "ended", "first")
+    __slots__ = ("__weakref__", "accumulator", "buffer", "call", "chunks", "ended", "first", "reading")
 
     def __init__(self, call: Call, accumulator: StreamAccumulator | None) -> None:
         self.call = call
@@ -43,6 +43,7 @@ class _Tap:
         self.chunks: list[bytes] = []
         self.first = True
         self.ended = False
+        self.reading = False  # the reader is waiting for the next chunk (the body's own end closes it)
 
     def feed(self, chunk: bytes) -> None:
         try:
@@ -110,8 +111,16 @@ def _event_end(buffer: bytes, start: int) -> tuple[int, int]:
 
 def _sync_reader(tap: _Tap, original: Callable[..., Iterator[bytes]]) -> Callable[..., Iterator[bytes]]:
     def iter_bytes(chunk_size: int | None = None) -> Iterator[bytes]:
+        chunks = original(chunk_size)
         try:
-            for chunk in original(chunk_size):
+            while True:
+                tap.reading = True
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                finally:
+                    tap.reading = False
                 tap.feed(chunk)
                 yield chunk
         except GeneratorExit:
@@ -129,8 +138,16 @@ def _async_reader(
     tap: _Tap, original: Callable[..., AsyncIterator[bytes]]
 ) -> Callable[..., AsyncIterator[bytes]]:
     async def aiter_bytes(chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        chunks = original(chunk_size)
         try:
-            async for chunk in original(chunk_size):
+            while True:
+                tap.reading = True
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    tap.reading = False
                 tap.feed(chunk)
                 yield chunk
         except GeneratorExit:
@@ -144,6 +161,30 @@ def _async_reader(
     return aiter_bytes
 
 
+def _closer(tap: _Tap, original: Callable[[], Any]) -> Callable[[], Any]:
+    """`close` / `aclose`: closed by the caller before the body's end, the call ends with what was seen."""
+
+    def close() -> Any:
+        try:
+            return original()
+        finally:
+            if not tap.reading:  # not the body's own end closing it from inside a read
+                tap.end(aborted=True)
+
+    return close
+
+
+def _async_closer(tap: _Tap, original: Callable[[], Any]) -> Callable[[], Any]:
+    async def aclose() -> Any:
+        try:
+            return await original()
+        finally:
+            if not tap.reading:
+                tap.end(aborted=True)
+
+    return aclose
+
+
 def tap_body(call: Call, http_response: Any, *, events: bool, asynchronous: bool) -> None:
     """Record `call` from `http_response`'s body as its reader consumes it (`events`: server-sent events)."""
     accumulator = None
@@ -155,8 +196,9 @@ def tap_body(call: Call, http_response: Any, *, events: bool, asynchronous: bool
     tap = _Tap(call, accumulator)
     if asynchronous:
         http_response.aiter_bytes = _async_reader(tap, http_response.aiter_bytes)
+        http_response.aclose = _async_closer(tap, http_response.aclose)
     else:
         http_response.iter_bytes = _sync_reader(tap, http_response.iter_bytes)
+        http_response.close = _closer(tap, http_response.close)
     # closed or dropped without being read to its end: record what was seen
     weakref.finalize(http_response, _Tap.end, tap, aborted=True)
-
