@@ -319,9 +319,7 @@ def test_other_aws_operations_pass_through_untracked(server: MockLLMServer, trac
 
     client = bedrock_client(server)
     with pytest.raises(ClientError):  # the mock has no such route: an error the SDK raises
-        client.apply_guardrail(
-            guardrailIdentifier="g", guardrailVersion="1", source="INPUT", content=[{"text": {"text": "x"}}]
-        )
+        client.count_tokens(modelId="m", input={"converse": {"messages": []}})  # free: never tracked
     assert tracker.history() == []
     assert tracker._shared.error_counts.get("call_errors", 0) == 0  # not even counted: never tracked
 

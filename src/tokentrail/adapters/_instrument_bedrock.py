@@ -15,7 +15,7 @@ from typing import Any
 
 from tokentrail.adapters._instrument_target import Call, Request, Target, first_int
 
-__all__ = ["CLIENT_MODULES", "ROOT", "TARGETS", "WRAP_PATHS"]
+__all__ = ["CLIENT_MODULES", "NOT_TRACKED", "ROOT", "TARGETS", "WRAP_PATHS", "surface", "tracked"]
 
 # operation -> (streams?, the response key holding the stream or the body)
 _OPERATIONS: dict[str, tuple[bool, str | None]] = {
@@ -23,6 +23,7 @@ _OPERATIONS: dict[str, tuple[bool, str | None]] = {
     "ConverseStream": (True, "stream"),
     "InvokeModel": (False, "body"),
     "InvokeModelWithResponseStream": (True, "body"),
+    "ApplyGuardrail": (False, None),  # billed in policy units: recorded `unknown`, units in the reason
 }
 
 
@@ -73,11 +74,17 @@ class _ApiCallTarget(Target):
             call.failed()
             raise
         response[part] = _unread_body(data)
-        call.finish_response({"body": data})
+        call.finish_response({"body": data, "headers": _http_headers(response)})
         return response
 
     def is_content(self, event: object) -> bool:
         return not isinstance(event, dict) or "messageStart" not in event
+
+
+def _http_headers(response: dict[str, Any]) -> object:
+    """The response's HTTP headers (lower-case names): Bedrock's token counts for bodies without usage."""
+    metadata = response.get("ResponseMetadata")
+    return metadata.get("HTTPHeaders") if isinstance(metadata, dict) else None
 
 
 def _unread_body(data: bytes) -> Any:
@@ -101,3 +108,42 @@ TARGETS: tuple[Target, ...] = (
 ROOT = "botocore"  # the package whose presence means the SDK is installed
 CLIENT_MODULES = ("botocore",)
 WRAP_PATHS: tuple[tuple[str, ...], ...] = ((),)
+
+
+NOT_TRACKED: dict[str, str] = {
+    "CountTokens": "free endpoint (token counting)",
+    "StartAsyncInvoke": "asynchronous job: output written to S3 and billed when it runs; the call returns only an ARN",
+    "InvokeModelWithBidirectionalStream": "HTTP/2 bidirectional stream (Nova Sonic) that botocore cannot make",
+    "InvokeGuardrailChecks": "guardrail checks (policy units, like ApplyGuardrail): not tracked yet",
+}
+
+_USAGE_MEMBERS = frozenset({"usage", "inputTokens", "outputTokens"})
+
+
+def _carries_usage(shape: Any, depth: int = 3) -> bool:
+    members = getattr(shape, "members", None) or {}
+    if _USAGE_MEMBERS.intersection(members):
+        return True
+    return depth > 1 and any(_carries_usage(member, depth - 1) for member in members.values())
+
+
+def surface() -> list[str]:
+    """bedrock-runtime operations (botocore's service model) whose output reports usage, or carries the
+    model's own response as a payload (`body` / `stream`), which is where the usage of those calls is."""
+    import botocore.session  # type: ignore[import-untyped]
+
+    model = botocore.session.get_session().get_service_model("bedrock-runtime")
+    names = []
+    for name in model.operation_names:
+        output = model.operation_model(name).output_shape
+        if output is None:
+            continue
+        payload = output.serialization.get("payload")
+        if payload is not None or _carries_usage(output):
+            names.append(name)
+    return sorted(names)
+
+
+def tracked() -> set[str]:
+    """The bedrock-runtime operations `_make_api_call` tracks."""
+    return set(_OPERATIONS)

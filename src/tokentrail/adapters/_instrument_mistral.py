@@ -1,4 +1,9 @@
-"""Patch table for `mistralai` (`Mistral().chat`: complete, stream, complete_async, stream_async)."""
+"""Patch table for `mistralai`: chat, agents and FIM (complete/stream, sync and async), embeddings, OCR and
+conversations (start/append/restart), all through `Mistral()`.
+
+OCR is billed per page: its calls are recorded `unknown` with the page count in the reason.
+`chat.parse*` call `complete`/`stream` and are tracked through them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from dataclasses import dataclass
 
 from tokentrail.adapters._instrument_target import Target
 
-__all__ = ["CLIENT_MODULES", "ROOT", "TARGETS", "WRAP_PATHS"]
+__all__ = ["CLIENT_MODULES", "NOT_TRACKED", "ROOT", "TARGETS", "WRAP_PATHS", "surface", "tracked"]
 
 
 @dataclass(frozen=True)
@@ -22,13 +27,84 @@ class _ChatTarget(Target):
         return False
 
 
-_CHAT = "mistralai.client.chat"
+_PACKAGE = "mistralai.client"
 _STREAMING = {"complete": "never", "complete_async": "never", "stream": "always", "stream_async": "always"}
+_PLAIN = {
+    ("embeddings", "Embeddings"): ("create", "create_async"),
+    ("ocr", "Ocr"): ("process", "process_async"),
+    ("conversations", "Conversations"): tuple(
+        f"{verb}{tail}" for verb in ("start", "append", "restart") for tail in ("", "_async")
+    ),
+}
 
-TARGETS: tuple[Target, ...] = tuple(
-    _ChatTarget("mistralai", _CHAT, "Chat", attr, "mistral", streaming=streaming)
-    for attr, streaming in _STREAMING.items()
+TARGETS: tuple[Target, ...] = (
+    *(
+        _ChatTarget("mistralai", f"{_PACKAGE}.{module}", cls, attr, "mistral", streaming=streaming)
+        for module, cls in (("chat", "Chat"), ("agents", "Agents"), ("fim", "Fim"))
+        for attr, streaming in _STREAMING.items()
+    ),
+    *(
+        _ChatTarget("mistralai", f"{_PACKAGE}.{module}", cls, attr, "mistral", streaming="never")
+        for (module, cls), attrs in _PLAIN.items()
+        for attr in attrs
+    ),
 )
+
+# methods that make their requests through a tracked one (mistralai/extra: parse calls complete/stream)
+_THROUGH = {
+    "Chat.parse": "Chat.complete",
+    "Chat.parse_async": "Chat.complete_async",
+    "Chat.parse_stream": "Chat.stream",
+    "Chat.parse_stream_async": "Chat.stream_async",
+}
+
+_CONVERSATION_STREAM = (
+    "conversation event stream (usage in its `conversation.response.done` event): not tracked yet"
+)
+NOT_TRACKED: dict[str, str] = {
+    **{
+        f"Conversations.{verb}_stream{tail}": _CONVERSATION_STREAM
+        for verb in ("start", "append", "restart")
+        for tail in ("", "_async")
+    },
+    "Conversations.run_stream_async": _CONVERSATION_STREAM,
+    **{f"Responses.{m}": "Mistral Responses API: not tracked yet" for m in ("create", "create_async")},
+    **{f"Responses.count_input_tokens{t}": "free endpoint (token counting)" for t in ("", "_async")},
+    **{
+        f"Transcriptions.{m}": "billed per audio minute (usage.prompt_audio_seconds), which Usage cannot carry; "
+        "not tracked yet"
+        for m in ("complete", "complete_async", "stream", "stream_async")
+    },
+    **{f"Speech.{m}": "text-to-speech: not tracked yet" for m in ("complete", "complete_async")},
+    **{
+        f"Traces.{m}": "observability read API: returns recorded traces, makes no model call"
+        for m in ("search", "search_async", "get_trace_by_id", "get_trace_by_id_async")
+    },
+}
+
+
+def surface() -> list[str]:
+    """The installed SDK's public methods whose return type carries usage (`adapters._surface` rule)."""
+    from tokentrail.adapters._surface import sdk_classes, usage_methods
+
+    skip = ("mistralai.client.models", "mistralai.client.types", "mistralai.client.utils")
+    return usage_methods(sdk_classes(_PACKAGE, lambda k: True, skip=skip))
+
+
+def tracked() -> set[str]:
+    """The `Class.method` names TARGETS track, and the methods that go through them."""
+    from tokentrail.adapters._surface import tracked_names
+
+    return tracked_names(TARGETS, _THROUGH)
+
+
 ROOT = "mistralai.client"  # the package whose presence means the SDK is installed
 CLIENT_MODULES = ("mistralai",)
-WRAP_PATHS: tuple[tuple[str, ...], ...] = (("chat",),)
+WRAP_PATHS: tuple[tuple[str, ...], ...] = (
+    ("chat",),
+    ("agents",),
+    ("fim",),
+    ("embeddings",),
+    ("ocr",),
+    ("beta", "conversations"),
+)

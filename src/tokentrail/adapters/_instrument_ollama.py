@@ -1,10 +1,11 @@
-"""Patch table for `ollama` (`Client`, `AsyncClient`: chat and generate, `stream=True` included)."""
+"""Patch table for `ollama` (`Client`, `AsyncClient`: chat and generate, `stream=True` included; embed, and
+the legacy embeddings, which reports no counts and is recorded `unknown`)."""
 
 from __future__ import annotations
 
 from tokentrail.adapters._instrument_target import Target
 
-__all__ = ["CLIENT_MODULES", "ROOT", "TARGETS", "WRAP_PATHS"]
+__all__ = ["CLIENT_MODULES", "NOT_TRACKED", "ROOT", "TARGETS", "WRAP_PATHS", "surface", "tracked"]
 
 _CLIENT = "ollama._client"
 
@@ -12,8 +13,29 @@ _CLIENT = "ollama._client"
 TARGETS: tuple[Target, ...] = tuple(
     Target("ollama", _CLIENT, cls, attr, "ollama", model_position=0, adapter="ollama")
     for cls in ("Client", "AsyncClient")
-    for attr in ("chat", "generate")
+    for attr in ("chat", "generate", "embed", "embeddings")
 )
+
+NOT_TRACKED: dict[str, str] = {
+    f"{c}.systemone": "local System One scoring (no stream, local model): not tracked yet"
+    for c in ("Client", "AsyncClient")
+}
+
+
+def surface() -> list[str]:
+    """The installed SDK's public methods whose return type carries usage (`adapters._surface` rule)."""
+    from tokentrail.adapters._surface import sdk_classes, usage_methods
+
+    return usage_methods(sdk_classes("ollama", lambda k: True))
+
+
+def tracked() -> set[str]:
+    """The `Class.method` names TARGETS track."""
+    from tokentrail.adapters._surface import tracked_names
+
+    return tracked_names(TARGETS)
+
+
 ROOT = "ollama"  # the package whose presence means the SDK is installed
 CLIENT_MODULES = ("ollama",)
 WRAP_PATHS: tuple[tuple[str, ...], ...] = ((),)

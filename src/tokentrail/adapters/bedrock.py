@@ -10,6 +10,11 @@ model (it is the request's `modelId`), so `model` is None unless the caller know
 InvokeModel returns the model's own body: for Claude that is an Anthropic Messages body, read as such.
 InvokeModelWithResponseStream wraps each Anthropic stream event in `{"chunk": {"bytes": ...}}`.
 ConverseStream reports usage in its `metadata` event.
+
+Other InvokeModel bodies: Amazon Titan embeddings report `inputTextTokenCount`; bodies without usage
+(Cohere Embed on Bedrock, say) are read from the `X-Amzn-Bedrock-Input-Token-Count` /
+`X-Amzn-Bedrock-Output-Token-Count` response headers, which instrumentation passes beside the body.
+ApplyGuardrail reports policy units, not tokens: it is `unknown` with the units in its reason.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from tokentrail.adapters._base import (
     Fields,
     Malformed,
     StreamAccumulator,
+    as_count,
     build_usage,
     decode_json_bytes,
     describe,
@@ -58,6 +64,10 @@ def converse_usage(usage: Fields) -> Usage:
     )
 
 
+_HEADER_INPUT = "x-amzn-bedrock-input-token-count"
+_HEADER_OUTPUT = "x-amzn-bedrock-output-token-count"
+
+
 def extract(response: object, provider: str = PROVIDER) -> Captured:
     """Usage of a Converse response, an InvokeModel response whose body was read, or a Claude body."""
     raw_usage = get_field(response, "usage")
@@ -65,11 +75,56 @@ def extract(response: object, provider: str = PROVIDER) -> Captured:
         body = get_field(response, "body")
         if body is None:
             raise Malformed("response has no usage")
-        return extract(_decoded_body(body), provider)
+        decoded = _decoded_body(body)
+        if get_field(decoded, "usage") is None:
+            return _other_body(decoded, get_field(response, "headers"), provider)
+        return extract(decoded, provider)
+    if (
+        get_field(raw_usage, "topicPolicyUnits") is not None
+        or get_field(raw_usage, "contentPolicyUnits") is not None
+    ):
+        return Captured(_guardrail_usage(raw_usage), None, provider, {})
     if get_field(raw_usage, "inputTokens") is None and get_field(raw_usage, "input_tokens") is not None:
         return anthropic.extract(response, provider)
     usage = converse_usage(Fields(raw_usage, "usage"))
     return Captured(usage, model_name(response, "modelId", "model"), provider, {})
+
+
+def _other_body(body: object, headers: object, provider: str) -> Captured:
+    """An InvokeModel body without a `usage` block: Titan's count, else the token-count headers."""
+    fields = Fields(body, "body")
+    if fields.has("inputTextTokenCount"):
+        return Captured(build_usage(input_tokens=fields.count("inputTextTokenCount")), None, provider, {})
+    given = _header_count(headers, _HEADER_INPUT)
+    if given is not None:
+        usage = build_usage(input_tokens=given, output_tokens=_header_count(headers, _HEADER_OUTPUT) or 0)
+        return Captured(usage, None, provider, {})
+    raise Malformed("InvokeModel body has no usage and the response no token-count headers")
+
+
+def _header_count(headers: object, name: str) -> int | None:
+    """A token-count response header (a decimal string), or None when absent."""
+    value = get_field(headers, name) if is_record(headers) else None
+    if value is None:
+        return None
+    try:
+        return as_count(int(str(value).strip()), f"header {name}")
+    except ValueError:
+        raise Malformed(f"header {name} is not a count: {describe(value)}") from None
+
+
+def _guardrail_usage(raw_usage: object) -> Usage:
+    units = Fields(raw_usage, "usage")
+    names = (
+        "topicPolicyUnits",
+        "contentPolicyUnits",
+        "wordPolicyUnits",
+        "sensitiveInformationPolicyUnits",
+        "contextualGroundingPolicyUnits",
+        "contentPolicyImageUnits",
+    )
+    text = ", ".join(f"{n}={units.count(n)}" for n in names if units.has(n))
+    return Usage.unknown(f"ApplyGuardrail is billed in policy units ({text}); tokentrail.Usage counts tokens")
 
 
 def _decoded_body(body: object) -> object:

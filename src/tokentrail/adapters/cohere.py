@@ -5,6 +5,11 @@ Billing follows `billed_units.input_tokens` / `output_tokens`, so those are used
 is the fallback, with `cached_tokens` as cache reads. Counts may arrive as whole floats (the SDK types
 them as floats). The v2 response does not name the model, so `model` is None unless the caller knows it.
 Streaming: the `message-end` event's `delta.usage` carries the usage.
+
+Embed, rerank and the v1 endpoints report `meta.billed_units` instead: `input_tokens` / `output_tokens` are
+read as tokens; a call billed in other units only (rerank's `search_units`, embed's `images`) is `unknown`
+with the units in its reason, since `tokentrail.Usage` counts tokens. A v1 chat stream ends with a
+`stream-end` event whose `response.meta` carries the usage.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from tokentrail.adapters._base import (
     text_value,
 )
 
-__all__ = ["ChatStream", "chat_usage", "extract"]
+__all__ = ["ChatStream", "chat_usage", "extract", "meta_usage"]
 
 PROVIDER = "cohere"
 
@@ -51,11 +56,37 @@ def chat_usage(usage: Fields) -> Usage:
     raise Malformed(f"{usage.path} has neither billed_units nor tokens with input_tokens and output_tokens")
 
 
+_TOKEN_UNITS = ("input_tokens", "output_tokens")
+
+
+def meta_usage(meta: object) -> Usage:
+    """A `meta` (ApiMeta) object's `billed_units` in the one convention; other units give `unknown`."""
+    billed = get_field(meta, "billed_units")
+    if billed is None:
+        raise Malformed("meta has no billed_units")
+    fields = Fields(billed, "meta.billed_units")
+    if any(fields.has(unit) for unit in _TOKEN_UNITS):
+        return build_usage(
+            input_tokens=fields.count("input_tokens"), output_tokens=fields.count("output_tokens")
+        )
+    units = ", ".join(
+        f"{name}={fields.count(name)}"
+        for name in ("search_units", "classifications", "images", "image_tokens")
+        if fields.has(name)
+    )
+    if not units:
+        raise Malformed("meta.billed_units reports no unit")
+    return Usage.unknown(f"Cohere billed this call in {units}; tokentrail.Usage counts tokens")
+
+
 def extract(response: object, provider: str = PROVIDER) -> Captured:
-    """Usage of a v2 chat response (SDK object or JSON body)."""
+    """Usage of a v2 chat response, or of an embed / rerank / v1 response (`meta`), SDK object or JSON."""
     raw_usage = get_field(response, "usage")
     if raw_usage is None:
-        raise Malformed("response has no usage")
+        meta = get_field(response, "meta")
+        if meta is None:
+            raise Malformed("response has neither usage nor meta")
+        return Captured(meta_usage(meta), model_name(response), provider, {})
     return Captured(chat_usage(Fields(raw_usage, "usage")), model_name(response), provider, {})
 
 
@@ -67,6 +98,13 @@ class ChatStream(StreamAccumulator):
         self._usage: Usage | None = None
 
     def _feed(self, event: object) -> None:
+        if text_value(get_field(event, "event_type")) == "stream-end":  # v1 chat stream
+            meta = get_field(get_field(event, "response"), "meta")
+            if meta is None:
+                raise Malformed("stream-end event has no response.meta")
+            self._usage = meta_usage(meta)
+            self.final = True
+            return
         if text_value(get_field(event, "type")) != "message-end":
             return
         delta = get_field(event, "delta")

@@ -9,6 +9,11 @@ share. Modality breakdowns (`promptTokensDetails`, `cacheTokensDetails`, `candid
 billed as images) and video counts. Proto3 JSON leaves out zero counts, so an absent count is 0.
 
 Streaming: every chunk carries the usage *so far*; the last chunk's usage is the call's usage.
+
+Embeddings (`embed_content`): the Gemini API's batchEmbedContents may carry `usageMetadata.promptTokenCount`;
+Vertex reports a `statistics.token_count` per embedding (their sum is the input) and
+`metadata.billableCharacterCount`. A response with neither token count is `unknown` (never 0), its reason
+naming the billable characters when Vertex gave them.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from tokentrail.adapters._base import (
     Fields,
     Malformed,
     StreamAccumulator,
+    as_count,
     build_usage,
     get_field,
     model_name,
     text_value,
 )
 
-__all__ = ["GenerateContentStream", "extract", "metadata_usage", "usage_metadata"]
+__all__ = ["GenerateContentStream", "embed_usage", "extract", "metadata_usage", "usage_metadata"]
 
 _IMAGE_MODALITIES = ("IMAGE", "DOCUMENT")
 
@@ -79,9 +85,35 @@ def response_model(response: object) -> str | None:
     return model_name(response, "modelVersion", "model_version", "model")
 
 
-def extract(response: object, provider: str = "google") -> Captured:
-    """Usage of a GenerateContentResponse (SDK object or JSON body)."""
+def embed_usage(response: object) -> Usage:
+    """The input tokens an EmbedContentResponse reports (prompt count, else the per-embedding counts)."""
     raw = usage_metadata(response)
+    if raw is not None:
+        fields = Fields(raw, "usageMetadata")
+        return build_usage(input_tokens=fields.count("promptTokenCount", "prompt_token_count", required=True))
+    embeddings = get_field(response, "embeddings")
+    counts = [get_field(get_field(e, "statistics"), "token_count") for e in embeddings or ()]
+    if counts and all(c is not None for c in counts):
+        return build_usage(
+            input_tokens=sum(as_count(c, "embeddings[].statistics.token_count") for c in counts)
+        )
+    metadata = get_field(response, "metadata")
+    characters = get_field(metadata, "billable_character_count") or get_field(
+        metadata, "billableCharacterCount"
+    )
+    if characters is not None:
+        return Usage.unknown(
+            f"embed_content reported {characters} billable characters and no token count; "
+            "tokentrail.Usage counts tokens"
+        )
+    return Usage.unknown("embed_content response reports no usage (the Gemini API sends none for this model)")
+
+
+def extract(response: object, provider: str = "google") -> Captured:
+    """Usage of a GenerateContentResponse or an EmbedContentResponse (SDK object or JSON body)."""
+    raw = usage_metadata(response)
+    if get_field(response, "embeddings") is not None:
+        return Captured(embed_usage(response), response_model(response), provider, {})
     if raw is None:
         raise Malformed("response has no usageMetadata")
     return Captured(metadata_usage(Fields(raw, "usageMetadata")), response_model(response), provider, {})

@@ -3,12 +3,17 @@
 
 Mistral streams always end with a chunk that carries `usage`; the `mistralai` SDK wraps each chunk in an
 event whose `data` is the chunk, which the stream accumulator unwraps.
+
+Embeddings, FIM, agents and conversations report the same `usage` (embeddings with `completion_tokens` 0 or
+absent). OCR reports `usage_info.pages_processed` only: it is billed per page, so it is `unknown` with the
+page count in the reason (`tokentrail.Usage` counts tokens).
 """
 
 from __future__ import annotations
 
+from tokentrail._types import Usage
 from tokentrail.adapters import openai
-from tokentrail.adapters._base import Captured, Fields, Malformed, get_field, model_name
+from tokentrail.adapters._base import Captured, Fields, Malformed, build_usage, get_field, model_name
 
 __all__ = ["ChatStream", "extract"]
 
@@ -33,9 +38,27 @@ def extract(response: object, provider: str = PROVIDER) -> Captured:
     """Usage of a chat completion response (SDK object or JSON body)."""
     raw_usage = get_field(response, "usage")
     if raw_usage is None:
-        raise Malformed("response has no usage")
-    usage = openai.chat_usage(Fields(raw_usage, "usage"))
+        return Captured(_pages_usage(response), model_name(response), provider, {})
+    fields = Fields(raw_usage, "usage")
+    if not fields.has("completion_tokens") and get_field(response, "data") is not None:  # embeddings
+        return Captured(
+            build_usage(input_tokens=fields.count("prompt_tokens", required=True)),
+            model_name(response),
+            provider,
+            {},
+        )
+    usage = openai.chat_usage(fields)
     return Captured(usage, model_name(response), provider, {})
+
+
+def _pages_usage(response: object) -> Usage:
+    info = get_field(response, "usage_info")
+    pages = get_field(info, "pages_processed") if info is not None else None
+    if pages is None:
+        raise Malformed("response has no usage")
+    return Usage.unknown(
+        f"Mistral OCR is billed per page ({pages} pages processed); tokentrail.Usage counts tokens"
+    )
 
 
 class ChatStream(openai.ChatStream):

@@ -4,6 +4,9 @@ Counts arrive on the final object (`done: true`), streamed or not. `prompt_eval_
 KV-cache hits included (Ollama made it so in PR #5371, 2024); older versions left it out when the prompt was
 cached, and such a response is `unknown` rather than a made-up 0. Ollama's OpenAI-compatible `/v1` endpoints
 return OpenAI shapes and are read by the OpenAI adapter.
+
+Embeddings: `/api/embed` reports `prompt_eval_count` (the input); the legacy `/api/embeddings` reports no
+counts, so its calls are `unknown` (never 0).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from tokentrail.adapters._base import (
     model_name,
 )
 
-__all__ = ["ChatStream", "extract", "final_usage"]
+__all__ = ["ChatStream", "embed_usage", "extract", "final_usage"]
 
 PROVIDER = "ollama"
 
@@ -38,8 +41,20 @@ def final_usage(response: object) -> Usage:
     return build_usage(input_tokens=fields.count("prompt_eval_count"), output_tokens=output)
 
 
+def embed_usage(response: object) -> Usage:
+    """The input an EmbedResponse reports; the legacy EmbeddingsResponse reports none."""
+    fields = Fields(response, "response")
+    if fields.has("prompt_eval_count"):
+        return build_usage(input_tokens=fields.count("prompt_eval_count"))
+    if get_field(response, "embedding") is not None:
+        return Usage.unknown("Ollama's legacy /api/embeddings reports no token counts (use embed())")
+    return Usage.unknown("Ollama /api/embed response has no prompt_eval_count")
+
+
 def extract(response: object, provider: str = PROVIDER) -> Captured:
-    """Usage of a ChatResponse / GenerateResponse (SDK object or JSON body)."""
+    """Usage of a ChatResponse / GenerateResponse / EmbedResponse (SDK object or JSON body)."""
+    if get_field(response, "embeddings") is not None or get_field(response, "embedding") is not None:
+        return Captured(embed_usage(response), model_name(response), provider, {})
     return Captured(final_usage(response), model_name(response), provider, {})
 
 

@@ -1,0 +1,228 @@
+"""More routes of the mock LLM server: the embedding, rerank, OCR and guardrail endpoints of google-genai,
+cohere, mistralai, ollama and boto3 bedrock-runtime, in the shapes those providers document.
+
+`mock_llm` asks `route()` after its own routing and serves the body a renderer here returns (with the
+`headers()` it names). Sources of the shapes, per renderer: Gemini API `models.batchEmbedContents`
+(ai.google.dev/api/embeddings), Vertex AI `predict` for text embeddings (statistics.token_count,
+metadata.billableCharacterCount), Cohere API reference `/v2/embed`, `/v2/rerank`, `/v1/chat`,
+`/v1/embed` (meta.billed_units), Mistral API `/v1/embeddings`, `/v1/ocr` (usage_info), Ollama API
+`/api/embed` (prompt_eval_count) and `/api/embeddings`, Bedrock InvokeModel bodies of Amazon Titan
+Text Embeddings (inputTextTokenCount) and Cohere Embed (token counts only in the
+`X-Amzn-Bedrock-Input-Token-Count` response header), Bedrock `ApplyGuardrail` (usage in policy units).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["PLAIN", "RENDERERS", "headers", "route"]
+
+_VECTOR = [0.012, -0.034, 0.056, -0.078]
+
+
+def route(
+    path: str, body: dict[str, Any], user_agent: str, found: str | None, model: str
+) -> tuple[str | None, str]:
+    """The route of a request these renderers serve, else what `mock_llm` found (`found`, `model`)."""
+    if ":batchEmbedContents" in path or ":embedContent" in path or ":predict" in path:
+        return "gemini.embed", path.rsplit("/", 1)[-1].split(":", 1)[0]
+    fixed = _PATHS.get(path)
+    if fixed is not None:
+        return fixed, model
+    if path.endswith("/embeddings") and "mistral" in user_agent.lower():
+        return "mistral.embed", model
+    if path.endswith(("/fim/completions", "/agents/completions")):
+        return "mistral", model  # chat-completion shaped, served by mock_llm's Mistral chat renderer
+    if path.startswith("/guardrail/") and path.endswith("/apply"):
+        return "bedrock.guardrail", path.split("/")[2]
+    if found == "bedrock.invoke" and model.startswith(("amazon.titan-embed", "cohere.embed")):
+        return "bedrock.embed", model
+    return found, model
+
+
+_PATHS = {
+    "/v2/embed": "cohere.embed",
+    "/v2/rerank": "cohere.rerank",
+    "/v1/embed": "cohere.embed_v1",
+    "/v1/rerank": "cohere.rerank",
+    "/v1/chat": "cohere.chat_v1",
+    "/v1/ocr": "mistral.ocr",
+    "/api/embed": "embed.ollama",
+    "/api/embeddings": "embed.ollama_legacy",
+}
+
+
+def _inputs(body: Mapping[str, Any], *keys: str) -> int:
+    """How many inputs a request embeds (one vector each)."""
+    for key in keys:
+        value = body.get(key)
+        if isinstance(value, list):
+            return max(1, len(value))
+        if value is not None:
+            return 1
+    return 1
+
+
+def _gemini_embed(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Gemini API batchEmbedContents: one embedding per request, `usageMetadata.promptTokenCount`;
+    Vertex `predict` (an `instances` body): per-prediction `statistics.token_count`."""
+    if "instances" in body:
+        count = _inputs(body, "instances")
+        share = [u.input // count + (1 if i < u.input % count else 0) for i in range(count)]
+        predictions = [
+            {"embeddings": {"values": _VECTOR, "statistics": {"truncated": False, "token_count": share[i]}}}
+            for i in range(count)
+        ]
+        vertex: dict[str, Any] = {"predictions": predictions}
+        if not plan.omit_usage:
+            vertex["metadata"] = {"billableCharacterCount": 4 * u.input}
+        return vertex
+    response: dict[str, Any] = {
+        "embeddings": [{"values": _VECTOR} for _ in range(_inputs(body, "requests", "content"))]
+    }
+    if not plan.omit_usage:
+        response["usageMetadata"] = {"promptTokenCount": u.input, "totalTokenCount": u.input}
+    return response
+
+
+def _cohere_meta(version: str, billed: dict[str, int], plan: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"api_version": {"version": version}}
+    if not plan.omit_usage:
+        meta["billed_units"] = billed
+    return meta
+
+
+def _cohere_embed(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    texts = body.get("texts") or []
+    return {
+        "id": "embed-mock",
+        "response_type": "embeddings_by_type",
+        "embeddings": {"float": [_VECTOR for _ in range(_inputs(body, "texts", "inputs", "images"))]},
+        "texts": texts,
+        "meta": _cohere_meta("2", {"input_tokens": u.input}, plan),
+    }
+
+
+def _cohere_embed_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    return {
+        "id": "embed-mock",
+        "response_type": "embeddings_floats",
+        "embeddings": [_VECTOR for _ in range(_inputs(body, "texts"))],
+        "texts": body.get("texts") or [],
+        "meta": _cohere_meta("1", {"input_tokens": u.input}, plan),
+    }
+
+
+def _cohere_rerank(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    count = _inputs(body, "documents")
+    return {
+        "id": "rerank-mock",
+        "results": [{"index": i, "relevance_score": round(0.9 - i / (count + 1), 4)} for i in range(count)],
+        "meta": _cohere_meta("2", {"search_units": 1}, plan),
+    }
+
+
+def _cohere_chat_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    return {
+        "response_id": "chat-mock",
+        "generation_id": "gen-mock",
+        "text": plan.text,
+        "finish_reason": "COMPLETE",
+        "chat_history": [],
+        "meta": _cohere_meta("1", {"input_tokens": u.input, "output_tokens": u.output}, plan),
+    }
+
+
+def _mistral_embed(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    count = _inputs(body, "input", "inputs")
+    response: dict[str, Any] = {
+        "id": "embd-mock",
+        "object": "list",
+        "model": model,
+        "data": [{"object": "embedding", "embedding": _VECTOR, "index": i} for i in range(count)],
+    }
+    if not plan.omit_usage:
+        response["usage"] = {"prompt_tokens": u.input, "completion_tokens": 0, "total_tokens": u.input}
+    return response
+
+
+def _mistral_ocr(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    page = {
+        "index": 0,
+        "markdown": plan.text,
+        "images": [],
+        "dimensions": {"dpi": 200, "height": 2200, "width": 1700},
+    }
+    response: dict[str, Any] = {
+        "pages": [page],
+        "model": model or "mistral-ocr-latest",
+        "document_annotation": None,
+    }
+    response["usage_info"] = {"pages_processed": 1, "doc_size_bytes": 2048}
+    return response
+
+
+def _ollama_embed(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    response: dict[str, Any] = {
+        "model": model,
+        "embeddings": [_VECTOR for _ in range(_inputs(body, "input"))],
+        "total_duration": 1_000_000,
+        "load_duration": 1000,
+    }
+    if not plan.omit_usage:
+        response["prompt_eval_count"] = u.input
+    return response
+
+
+def _ollama_embeddings(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    return {"embedding": _VECTOR}  # the legacy endpoint reports no counts
+
+
+def _bedrock_embed(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    if model.startswith("cohere."):
+        return {
+            "id": "embed-mock",
+            "response_type": "embeddings_floats",
+            "embeddings": [_VECTOR],
+            "texts": [],
+        }
+    response: dict[str, Any] = {"embedding": _VECTOR, "embeddingsByType": {"float": _VECTOR}}
+    if not plan.omit_usage:
+        response["inputTextTokenCount"] = u.input
+    return response
+
+
+def _bedrock_guardrail(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    usage = {
+        "topicPolicyUnits": 1,
+        "contentPolicyUnits": 1,
+        "wordPolicyUnits": 1,
+        "sensitiveInformationPolicyUnits": 1,
+        "sensitiveInformationPolicyFreeUnits": 0,
+        "contextualGroundingPolicyUnits": 0,
+    }
+    return {"usage": usage, "action": "NONE", "outputs": [], "assessments": []}
+
+
+def headers(route_name: str, model: str, u: Any, plan: Any) -> dict[str, str]:
+    """Response headers a route sends beside its body (Bedrock's token-count headers on InvokeModel)."""
+    if route_name != "bedrock.embed" or plan.omit_usage:
+        return {}
+    return {"X-Amzn-Bedrock-Input-Token-Count": str(u.input), "X-Amzn-Bedrock-Invocation-Latency": "12"}
+
+
+RENDERERS: dict[str, Callable[..., Any]] = {
+    "gemini.embed": _gemini_embed,
+    "cohere.embed": _cohere_embed,
+    "cohere.embed_v1": _cohere_embed_v1,
+    "cohere.rerank": _cohere_rerank,
+    "cohere.chat_v1": _cohere_chat_v1,
+    "mistral.embed": _mistral_embed,
+    "mistral.ocr": _mistral_ocr,
+    "embed.ollama": _ollama_embed,
+    "embed.ollama_legacy": _ollama_embeddings,
+    "bedrock.embed": _bedrock_embed,
+    "bedrock.guardrail": _bedrock_guardrail,
+}
+PLAIN = frozenset(RENDERERS)  # none of these routes streams
