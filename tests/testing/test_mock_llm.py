@@ -322,3 +322,96 @@ def test_anthropic_beta_messages_work_like_messages(server: MockLLMServer) -> No
 
     final = asyncio.run(run())
     assert final.stop_reason == "tool_use" and final.content[0].input == TRANSFER["arguments"]  # type: ignore[union-attr]
+
+
+# -- requests log, Responses stream events, background mode -----------------------------------------------
+
+
+def test_requests_log_method_path_query_and_body(server: MockLLMServer) -> None:
+    before = len(server.requests)
+    _claude(server).beta.messages.create(  # older anthropic SDKs send ?beta=true on every beta call
+        model="claude-sonnet-4-0",
+        max_tokens=10,
+        messages=USER,  # type: ignore[arg-type]
+        extra_query={"beta": "true"},
+    )
+    (entry,) = server.requests[before:]
+    assert (entry["method"], entry["path"], entry["query"]) == ("POST", "/v1/messages", {"beta": "true"})
+    assert entry["body"]["max_tokens"] == 10
+
+
+def test_responses_stream_sends_the_documented_event_sequence(server: MockLLMServer) -> None:
+    server.queue(text="Hello there")
+    events = list(_openai(server).responses.create(model="gpt-4o", input="hi", stream=True))
+    assert [e.type for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    item_id = events[2].item.id  # type: ignore[union-attr]
+    assert all(e.item_id == item_id for e in events[3:8])  # type: ignore[union-attr]
+    assert events[0].response.usage is None and events[0].response.status == "in_progress"  # type: ignore[union-attr]
+    completed = events[-1].response  # type: ignore[union-attr]
+    assert (
+        completed.status == "completed"
+        and completed.usage is not None
+        and completed.output_text == "Hello there"
+    )
+
+
+def test_background_response_is_queued_then_polled_to_completion(server: MockLLMServer) -> None:
+    client = _openai(server)
+    server.queue(input=300, output=20, pending_polls=2)
+    created = client.responses.create(model="gpt-4o", input="long task", background=True)
+    assert created.status == "queued" and created.usage is None and created.background
+    before = len(server.requests)
+    statuses = [client.responses.retrieve(created.id).status for _ in range(2)]
+    done = client.responses.retrieve(created.id)
+    assert statuses == ["in_progress", "in_progress"] and done.status == "completed"
+    assert done.id == created.id and done.usage is not None and done.usage.input_tokens == 300
+    gets = [r for r in server.requests[before:] if r["method"] == "GET"]
+    assert [r["path"] for r in gets] == [f"/v1/responses/{created.id}"] * 3
+
+
+def test_background_stream_resumes_after_a_sequence_number(server: MockLLMServer) -> None:
+    client = _openai(server)
+    server.queue(input=40, output=4, text="a b c")
+    first = list(client.responses.create(model="gpt-4o", input="x", background=True, stream=True))
+    assert first[0].response.status == "queued"  # type: ignore[union-attr]
+    ident = first[0].response.id  # type: ignore[union-attr]
+    resumed = list(client.responses.retrieve(ident, stream=True, starting_after=3))
+    assert [e.sequence_number for e in resumed] == [e.sequence_number for e in first[4:]]
+    assert resumed[-1].type == "response.completed" and resumed[-1].response.usage.output_tokens == 4  # type: ignore[union-attr]
+    assert server.requests[-1]["query"] == {"stream": "true", "starting_after": "3"}
+
+
+def test_background_response_can_be_cancelled_async(server: MockLLMServer) -> None:
+    client = openai.AsyncOpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+    server.queue(pending_polls=5)
+
+    async def run() -> tuple[Any, Any, Any]:
+        created = await client.responses.create(model="gpt-4o", input="x", background=True)
+        cancelled = await client.responses.cancel(created.id)
+        return created, cancelled, await client.responses.retrieve(created.id)
+
+    created, cancelled, again = asyncio.run(run())
+    assert (cancelled.id, cancelled.status, again.status) == (created.id, "cancelled", "cancelled")
+    assert again.usage is None
+
+
+def test_foreground_response_is_retrievable_and_not_cancellable(server: MockLLMServer) -> None:
+    client = _openai(server)
+    created = client.responses.create(model="gpt-4o", input="x")
+    assert client.responses.retrieve(created.id).usage == created.usage
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve("resp_unknown")

@@ -34,10 +34,14 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email import policy
+from email.message import Message
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+from tokentrail.testing import _mock_openai as _oai
 from tokentrail.testing import _mock_routes as _more
 
 __all__ = ["MockLLMServer", "MockResponse"]
@@ -65,9 +69,10 @@ class MockResponse:
     first_chunk_delay: float = 0.0  # seconds to hold back the first streamed chunk (or a plain response)
     # [{"name": …, "arguments": dict or JSON text, "id": optional}]; with tool calls `text` defaults to ""
     tool_calls: list[dict[str, Any]] | None = None
-    server_tool_use: dict[str, int] | None = (
-        None  # Anthropic: {"web_search_requests": 1, "web_fetch_requests": 0}
-    )
+    # Anthropic: {"web_search_requests": 1, "web_fetch_requests": 0}
+    server_tool_use: dict[str, int] | None = None
+    input_media: int | None = None  # of `input`: the image (images edits) or audio (transcriptions) tokens
+    pending_polls: int = 0  # background Responses: retrievals answered "in_progress" before "completed"
 
     def __post_init__(self) -> None:
         if self.tool_calls and self.text is REPLY:  # a tool-call turn has no text unless some is given
@@ -93,7 +98,23 @@ class _State:
     queued: deque[MockResponse] = field(default_factory=deque)
     seen_prefixes: set[str] = field(default_factory=set)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    responses: dict[str, _StoredResponse] = field(default_factory=dict)  # Responses API, by id
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class _StoredResponse:
+    """A Responses API response kept for retrieve, cancel and stream replay."""
+
+    response: dict[str, Any]
+    events: list[dict[str, Any]]
+    background: bool
+    pending_polls: int
+    cancelled: bool = False
+    delivered: bool = False  # a retrieval has returned it completed
+
+    def view(self, status: str) -> dict[str, Any]:
+        return {**self.response, "status": status, "output": [], "usage": None, "completed_at": None}
 
 
 class MockLLMServer:
@@ -156,12 +177,11 @@ class _Handler(BaseHTTPRequestHandler):
     # -- dispatch ----------------------------------------------------------------------------------
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        body = json.loads(raw or b"{}")
-        path = urlsplit(self.path).path
-        with self.state.lock:
-            self.state.requests.append({"path": path, "body": body})
+        body = self._read_body()
+        path = self._record("POST", body)
+        if path.startswith("/v1/responses/") and path.endswith("/cancel"):
+            self._cancel_response(path.split("/")[3])
+            return
         route, model = _route(path, body)
         if route == "openai.chat" and "mistral" in (self.headers.get("User-Agent") or "").lower():
             route = "mistral"
@@ -179,7 +199,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif route.startswith("ollama"):
             stream = body.get("stream", True) is not False
         else:
-            stream = bool(body.get("stream")) or route in _STREAM_ROUTES
+            stream = bool(body.get("stream")) or body.get("stream_format") == "sse" or route in _STREAM_ROUTES
+        if route == "openai.responses" and plan.body is None and plan.events is None:
+            self._create_response(model, body, plan, usage, stream)
+            return
         render = _RENDERERS[route]
         if stream:
             chunks = (
@@ -191,7 +214,84 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             time.sleep(plan.first_chunk_delay)
             payload = plan.body if plan.body is not None else render(model, body, plan, usage, stream=False)
+            if isinstance(payload, _oai.Raw):
+                self._raw(payload)
+                return
             self._json(200, payload, _more.headers(route, model, usage, plan))
+
+    def do_GET(self) -> None:
+        """Responses API retrieve (`GET /v1/responses/{id}`), or its stream replayed after `starting_after`."""
+        path = self._record("GET", {})
+        query = dict(parse_qsl(urlsplit(self.path).query))
+        with self.state.lock:
+            stored = self.state.responses.get(path.removeprefix("/v1/responses/"))
+        if not path.startswith("/v1/responses/") or stored is None:
+            self._json(
+                404, {"error": {"message": f"no such resource {path}", "type": "invalid_request_error"}}
+            )
+            return
+        if query.get("stream") == "true":
+            after = int(query.get("starting_after") or -1)
+            events = [e for e in stored.events if e["sequence_number"] > after]
+            self._stream("openai.responses", (_sse(e, e["type"]) for e in events))
+            return
+        with self.state.lock:
+            if stored.cancelled:
+                payload = stored.view("cancelled")
+            elif stored.pending_polls > 0:
+                stored.pending_polls -= 1
+                payload = stored.view("in_progress")
+            else:
+                stored.delivered = True
+                payload = stored.response
+        self._json(200, payload)
+
+    def _read_body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        kind = self.headers.get("Content-Type") or ""
+        if kind.startswith("multipart/form-data"):
+            return _form(kind, raw)
+        body: dict[str, Any] = json.loads(raw or b"{}")
+        return body
+
+    def _record(self, method: str, body: dict[str, Any]) -> str:
+        """Keep the request for assertions (`server.requests`); returns its path."""
+        parts = urlsplit(self.path)
+        entry = {"method": method, "path": parts.path, "query": dict(parse_qsl(parts.query)), "body": body}
+        with self.state.lock:
+            self.state.requests.append(entry)
+        return parts.path
+
+    def _create_response(
+        self, model: str, body: dict[str, Any], plan: MockResponse, usage: _Usage, stream: bool
+    ) -> None:
+        """Responses API create: stored for retrieve; a background response answers `queued`."""
+        response = _response_object(model, body, plan, usage)
+        background = bool(body.get("background"))
+        stored = _StoredResponse(response, _response_events(response), background, plan.pending_polls)
+        with self.state.lock:
+            self.state.responses[response["id"]] = stored
+        if stream:
+            events = (_sse(e, e["type"]) for e in stored.events)
+            self._stream("openai.responses", events, plan.first_chunk_delay)
+            return
+        time.sleep(plan.first_chunk_delay)
+        self._json(200, stored.view("queued") if background else response)
+
+    def _cancel_response(self, ident: str) -> None:
+        """A background response not yet retrieved completed becomes `cancelled`; others cannot be."""
+        with self.state.lock:
+            stored = self.state.responses.get(ident)
+            if stored is not None and stored.background and not stored.delivered:
+                stored.cancelled = True
+        if stored is None or not stored.background:
+            message = "Only background responses can be cancelled." if stored else f"No response {ident}"
+            self._json(
+                400 if stored else 404, {"error": {"message": message, "type": "invalid_request_error"}}
+            )
+            return
+        self._json(200, stored.view("cancelled") if stored.cancelled else stored.response)
 
     def _next_plan(self, route: str) -> MockResponse:
         with self.state.lock:
@@ -239,6 +339,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _raw(self, payload: _oai.Raw) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", payload.content_type)
+        self.send_header("Content-Length", str(len(payload.data)))
+        self.end_headers()
+        self.wfile.write(payload.data)
+
     def _stream(self, route: str, chunks: Iterator[bytes], delay: float = 0.0) -> None:
         if route.startswith("ollama"):
             content_type = "application/x-ndjson"
@@ -282,7 +389,34 @@ def _route(path: str, body: dict[str, Any]) -> tuple[str | None, str]:
         name, operation = unquote(path.split("/")[2]), path.rsplit("/", 1)[-1]
         route = _BEDROCK_OPERATIONS.get(operation)
         return route, name
-    return None, model
+    return _oai.route(path), model
+
+
+def _form(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body as fields: files as {"filename", "size"}, "true"/"false" as booleans,
+    digits as ints, repeated or `name[]` fields as lists."""
+    head = f"Content-Type: {content_type}\r\n\r\n".encode()
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + raw)
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts() if isinstance(message, Message) else ():
+        name = str(part.get_param("name", header="content-disposition") or "")
+        data = part.get_payload(decode=True)
+        content = data if isinstance(data, bytes) else b""
+        filename = part.get_filename()
+        value = {"filename": filename, "size": len(content)} if filename else _form_value(content.decode())
+        if name.endswith("[]") or name in fields:
+            name = name.removesuffix("[]")
+            previous = fields.get(name, [])
+            fields[name] = [*(previous if isinstance(previous, list) else [previous]), value]
+        else:
+            fields[name] = value
+    return fields
+
+
+def _form_value(text: str) -> Any:
+    if text in ("true", "false"):
+        return text == "true"
+    return int(text) if text.isdigit() else text
 
 
 _BEDROCK_OPERATIONS = {
@@ -940,4 +1074,5 @@ _RENDERERS = {
     "ollama.generate": _ollama_generate,
     "mistral": _mistral_chat,
 }
+_RENDERERS.update(_oai.RENDERERS)
 _RENDERERS.update(_more.RENDERERS)  # embedding, rerank, OCR and guardrail routes (_mock_routes)
