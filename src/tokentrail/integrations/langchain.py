@@ -39,9 +39,9 @@ from uuid import UUID
 from tokentrail._claims import Claim, close_claim, open_claim
 from tokentrail._record import Attribution
 from tokentrail._types import Usage, UsageStatus
-from tokentrail.scope import current_scope, enter_scope, exit_scope, scope
+from tokentrail.scope import _Frame, current_frame, current_scope, exit_scope, scope
 
-__all__ = ["TokentrailCallbackHandler", "disable", "enable", "usage_from_metadata"]
+__all__ = ["TokentrailCallbackHandler", "disable", "enable", "is_enabled", "usage_from_metadata"]
 
 logger = logging.getLogger("tokentrail.integrations")
 
@@ -77,6 +77,7 @@ class _Run:
         "agent",
         "attribution",
         "claim",
+        "frame",
         "model",
         "name",
         "owner",
@@ -93,6 +94,7 @@ class _Run:
         self.agent = agent  # the agent calls inside this run are for (inherited from the parents)
         self.tool = tool  # the tool run they are made in, if any
         self.scope_token: Token[Any] | None = None
+        self.frame: _RunFrame | None = None
         self.attribution: Attribution | None = None
         self.claim: Claim | None = None
         self.started = 0.0
@@ -287,12 +289,12 @@ class TokentrailCallbackHandler(_BaseCallbackHandler):  # type: ignore[misc]
         new_agent = agent if agent != inherited_agent else None
         session = _text(meta.get("thread_id")) if parent_run_id is None else None
         if new_agent is not None or tool is not None or session is not None:
-            run.scope_token = enter_scope(scope(agent=new_agent, tool=tool, session=session))
+            _enter(run, scope(agent=new_agent, tool=tool, session=session))
 
     def _end_run(self, run_id: UUID) -> None:
         run = _release(run_id, self)
-        if run is not None and run.scope_token is not None:
-            exit_scope(run.scope_token)
+        if run is not None:
+            _exit(run)
 
     def _start_model(
         self,
@@ -313,8 +315,11 @@ class TokentrailCallbackHandler(_BaseCallbackHandler):  # type: ignore[misc]
                 self._decline(run_id)
                 return
             run.model, run.provider = _model_of(meta, kwargs.get("invocation_params"))
-            run.scope_token = enter_scope(
-                scope(agent=agent, tool=run.tool, session=_text(meta.get("thread_id")), tags=_user_tags(tags))
+            _enter(
+                run,
+                scope(
+                    agent=agent, tool=run.tool, session=_text(meta.get("thread_id")), tags=_user_tags(tags)
+                ),
             )
             run.attribution = current_scope()
             run.claim = open_claim("langchain")
@@ -349,6 +354,45 @@ class TokentrailCallbackHandler(_BaseCallbackHandler):  # type: ignore[misc]
                 context=context,
                 **keywords,
             )
+
+
+class _RunFrame(_Frame):
+    """A scope entered for one run that falls through to the scope around it once the run ends.
+
+    LangChain may end a run in another context than the one it started in (`agenerate` ends model
+    runs in gathered tasks), where the frame cannot be popped: it must not outlive the run there.
+    """
+
+    __slots__ = ("ended", "own")
+
+    def __init__(self, attribution: Attribution, previous: _Frame) -> None:
+        self.own = attribution
+        self.previous = previous
+        self.ended = False
+
+    @property
+    def attribution(self) -> Attribution:
+        if self.ended and self.previous is not None:
+            return self.previous.attribution
+        return self.own
+
+    @attribution.setter
+    def attribution(self, value: Attribution) -> None:
+        self.own = value
+
+
+def _enter(run: _Run, scoped: scope) -> None:
+    """Enter `scoped` for `run` in this context (left by `_exit`, or inert once the run ends)."""
+    outer = current_frame.get()
+    run.frame = _RunFrame(scoped.inside(outer.attribution), outer)
+    run.scope_token = current_frame.set(run.frame)
+
+
+def _exit(run: _Run) -> None:
+    if run.frame is not None:
+        run.frame.ended = True
+    if run.scope_token is not None:
+        exit_scope(run.scope_token)
 
 
 class _EnabledHandler:
@@ -391,14 +435,18 @@ def disable() -> None:
     _ENABLED.handler = None
 
 
+def is_enabled() -> bool:
+    """Whether `enable()` attaches the handler to new runs now."""
+    return _ENABLED.handler is not None
+
+
 def _leave(run: _Run | None) -> None:
     """Undo what a model run's start set up in this context: its claim, then its scope."""
     if run is None:
         return
     if run.claim is not None:
         close_claim(run.claim)
-    if run.scope_token is not None:
-        exit_scope(run.scope_token)
+    _exit(run)
 
 
 def _run_agent(
