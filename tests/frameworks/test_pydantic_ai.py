@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 from anthropic import AsyncAnthropic
 from pydantic_ai import Agent, RunContext
@@ -31,7 +32,7 @@ from .conftest import LAYERS, Matrix
 
 FRAMEWORK = "pydantic-ai"
 MODELS = ("chat", "responses", "anthropic")
-MODES = ("run", "run_sync", "run_stream", "stream_sync", "iter")
+MODES = ("run", "run_sync", "run_stream", "stream_sync", "iter", "iter_stream")
 PROMPT = "What does tokentrail count?"
 OPENAI_MODEL = "gpt-4o-mini"
 ANTHROPIC_MODEL = "claude-3-5-haiku-latest"
@@ -93,10 +94,12 @@ async def drive_async(agent: Agent[Any, Any], mode: str, prompt: str) -> RunUsag
             async for _ in stream.stream_text():
                 pass
         return stream.usage
-    assert mode == "iter"
     async with agent.iter(prompt) as run:
-        async for _ in run:
-            pass
+        async for node in run:
+            if mode == "iter_stream" and Agent.is_model_request_node(node):
+                async with node.stream(run.ctx) as events:
+                    async for _ in events:
+                        pass
     return run.usage
 
 
@@ -234,6 +237,58 @@ def test_a_session_the_user_scoped_wins_over_the_run_id(
         "ada",
         "support",
     )
+
+
+def test_a_provider_call_inside_a_sync_tool_carries_the_tool(server: MockLLMServer, tracker: Tracker) -> None:
+    use_layer("both", tracker)
+    agent = Agent(make_model(server, "chat"), name="librarian")
+
+    @agent.tool_plain
+    def lookup(query: str) -> str:  # PydanticAI runs sync tools in a worker thread
+        client = openai.OpenAI(base_url=server.url("openai"), api_key="test")
+        reply = client.chat.completions.create(
+            model=OPENAI_MODEL, messages=[{"role": "user", "content": query}]
+        )
+        return reply.choices[0].message.content or ""
+
+    server.queue(
+        MockResponse(tool_calls=[{"name": "lookup", "arguments": {"query": "tokens"}}], route="openai.chat")
+    )
+    made = Made(server)
+
+    result = agent.run_sync("Look up tokens")
+
+    records = tracker.history()
+    assert made() == len(records) == 3
+    assert [(r.attribution.agent, r.attribution.tool) for r in records] == [
+        ("librarian", None),
+        ("librarian", "lookup"),
+        ("librarian", None),
+    ]
+    assert {r.attribution.session for r in records} == {result.run_id}
+
+
+def test_concurrent_runs_of_two_agents_keep_their_own_attribution(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    tt_pydantic_ai.enable(tracker)
+    writer = Agent(make_model(server, "chat"), name="writer")
+    critic = Agent(make_model(server, "anthropic"), name="critic")
+
+    async def both() -> list[str]:
+        runs = await asyncio.gather(*(agent.run(PROMPT) for agent in (writer, critic, writer, critic)))
+        return [run.run_id for run in runs]
+
+    run_ids = asyncio.run(both())
+
+    records = tracker.history()
+    assert sorted((r.attribution.session, r.attribution.agent) for r in records) == sorted(
+        zip(run_ids, ["writer", "critic", "writer", "critic"], strict=True)
+    )
+    assert {r.attribution.agent: r.model for r in records} == {
+        "writer": OPENAI_MODEL,
+        "critic": ANTHROPIC_MODEL,
+    }
 
 
 def test_an_unnamed_agent_is_attributed_to_the_name_pydantic_ai_infers(
