@@ -25,8 +25,8 @@ Design. PydanticAI's own extension point is the *capability* (`pydantic_ai.capab
 PydanticAI has no public registry of capabilities for every agent (`Agent.instrument_all` only takes
 OpenTelemetry settings), so `enable()` wraps the one step every run of every agent passes its run-level
 capabilities through (`Agent._bind_run_capabilities`, checked on pydantic-ai 2.68; without it `enable()`
-returns False and logs why) and adds ours there,
-unless the agent or the run already carries one (an explicit capability and its tracker win).
+returns False and logs why) and adds ours there, unless the agent or the run already carries one (an
+explicit capability and its tracker win).
 `disable()` restores it. Usage PydanticAI estimated itself (`FunctionModel`, `TestModel`) is recorded
 `estimated`; a response without usage `unknown`; a stream closed before its end `partial`.
 """
