@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PIN    := -c constraints.txt
 
-.PHONY: demo test bench prices docs chromium clean
+.PHONY: demo test test-frameworks bench prices docs chromium clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,26 @@ test: $(VENV)/.test-installed chromium
 	$(PY) -m mkdocs build --strict --quiet -d /tmp/tokentrail-site
 	$(PY) -m pytest
 
+# LlamaIndex and CrewAI pin openai<3 (.venv has openai 3): their integrations are tested in their own
+# environment, pinned by constraints-frameworks.txt, and type-checked there (mypy excludes them in .venv).
+FVENV := .venv-frameworks
+FPY   := $(FVENV)/bin/python
+FPIP  := $(FPY) -m pip --disable-pip-version-check -q
+FRAMEWORK_PACKAGES := llama-index-core llama-index-llms-openai llama-index-llms-anthropic crewai \
+	pytest pytest-timeout mypy ruff
+
+$(FPY):
+	$(PYTHON) -m venv $(FVENV)
+
+$(FVENV)/.installed: $(FPY) pyproject.toml constraints-frameworks.txt
+	$(FPIP) install -c constraints-frameworks.txt -e . $(FRAMEWORK_PACKAGES)
+	touch $@
+
+test-frameworks: $(FVENV)/.installed
+	$(FPY) -m mypy src/tokentrail/integrations/llama_index.py src/tokentrail/integrations/crewai.py
+	TOKENTRAIL_FRAMEWORKS_ENV=1 CREWAI_DISABLE_TELEMETRY=true CREWAI_TRACING_ENABLED=false OTEL_SDK_DISABLED=true \
+	  $(FPY) -m pytest -p no:cacheprovider tests/frameworks/test_llama_index.py tests/frameworks/test_crewai.py
+
 docs: $(VENV)/.test-installed
 	$(PY) -m mkdocs build --strict -d site
 
@@ -57,4 +77,4 @@ prices: $(VENV)/.test-installed
 	$(PY) scripts/build_price_snapshot.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FVENV) .pytest_cache .mypy_cache .ruff_cache
