@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
 from agents import (
     Agent,
     ModelSettings,
@@ -208,4 +207,237 @@ def test_each_call_recorded_once_for_the_agent_that_made_it(
         records=tracker.history(),
         expected_tokens=ran.tokens,
         expected_agents=expected_agents(layer, ran.agents),
+    )
+
+
+# -- attribution details -----------------------------------------------------------------------------
+
+
+def by_agent(tracker: Tracker) -> dict[str | None, list[Any]]:
+    records: dict[str | None, list[Any]] = {}
+    for record in tracker.history():
+        records.setdefault(record.attribution.agent, []).append(record.attribution)
+    return records
+
+
+@pytest.mark.parametrize("layer", ["integration", "both"])
+@pytest.mark.parametrize("mode", MODES)
+def test_an_agent_run_as_a_tool_sits_under_its_caller_with_the_tool_name(
+    server: MockLLMServer, tracker: Tracker, mode: str, layer: str
+) -> None:
+    use_layer(layer, tracker)
+    agent_as_tool(server, "responses", mode)
+    records = by_agent(tracker)
+    assert [a.path for a in records["translator"]] == [("orchestrator", "translator")]
+    assert [a.tool for a in records["translator"]] == ["translate"]
+    assert [(a.path, a.tool) for a in records["orchestrator"]] == [(("orchestrator",), None)] * 2
+
+
+@pytest.mark.parametrize("layer", ["integration", "both"])
+@pytest.mark.parametrize("mode", MODES)
+def test_a_handoff_inside_a_user_scope_gives_each_agent_its_own_calls(
+    server: MockLLMServer, tracker: Tracker, mode: str, layer: str
+) -> None:
+    use_layer(layer, tracker)
+    with tt.scope(agent="support-app", tags=["beta"]) as outer:
+        handoff(server, "chat", mode)
+        assert current_scope() == outer  # the run left no scope of its own behind
+    records = by_agent(tracker)
+    assert set(records) == {"specialist", "triage"}
+    assert [a.path for a in records["triage"]] == [("support-app", "triage")]
+    assert [a.path for a in records["specialist"]] == [("support-app", "specialist")]
+    assert all(a.tags == ("beta",) for group in records.values() for a in group)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_run_leaves_no_scope_behind(server: MockLLMServer, tracker: Tracker, mode: str) -> None:
+    use_layer("integration", tracker)
+    before = current_scope()
+    agent_as_tool(server, "chat", mode)
+    assert current_scope() == before
+    assert len(tracker.history()) == 3
+
+
+def test_an_sdk_call_made_inside_a_function_tool_is_attributed_to_the_tool(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    """A call the tool makes itself has no model span: `instrument()` records it, with the tool's scope."""
+    use_layer("both", tracker)
+    client = AsyncOpenAI(base_url=server.url("openai"), api_key="test")
+
+    @function_tool
+    async def summarize(text: str) -> str:
+        """Summarize a text."""
+        response = await client.responses.create(model=MODEL, input=f"Summarize: {text}")
+        return response.output_text
+
+    agent = Agent(
+        name="editor",
+        instructions="Use your tools.",
+        model=OpenAIResponsesModel(model=MODEL, openai_client=client),
+        tools=[summarize],
+    )
+    server.queue(tool_calls=[{"name": "summarize", "arguments": {"text": "a long story"}}])
+    before = len(server.requests)
+    Runner.run_sync(agent, "Summarize a long story.")
+    assert len(server.requests) - before == 3
+    attributions = [(r.attribution.agent, r.attribution.tool) for r in tracker.history()]
+    assert sorted(attributions, key=str) == sorted(
+        [("editor", None), ("editor", "summarize"), ("editor", None)], key=str
+    )
+
+
+# -- session -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_run_group_id_is_the_session(server: MockLLMServer, tracker: Tracker, mode: str) -> None:
+    use_layer("integration", tracker)
+    agent = Agent(name="solo", instructions="Answer briefly.", model=model(server, "responses"))
+    drive(agent, "Hello", mode, RunConfig(group_id="conversation-7"))
+    assert [r.attribution.session for r in tracker.history()] == ["conversation-7"]
+
+
+def test_without_a_group_id_the_trace_id_is_the_session_of_every_call_of_the_run(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    use_layer("integration", tracker)
+    handoff(server, "responses", "run")
+    sessions = {r.attribution.session for r in tracker.history()}
+    assert len(sessions) == 1
+    (session,) = sessions
+    assert session is not None and session.startswith("trace_")
+
+
+def test_a_session_the_caller_named_wins_over_a_generated_trace_id(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    use_layer("integration", tracker)
+    with tt.scope(session="user-session-3"):
+        single_agent(server, "responses", "run")
+    assert [r.attribution.session for r in tracker.history()] == ["user-session-3"]
+
+
+def test_concurrent_runs_keep_their_own_agents(server: MockLLMServer, tracker: Tracker) -> None:
+    use_layer("integration", tracker)
+
+    async def both() -> None:
+        shared = model(server, "responses")
+        agents = [Agent(name=f"worker-{i}", instructions="Answer.", model=shared) for i in range(4)]
+        results = await asyncio.gather(
+            *(
+                Runner.run(a, f"Task {i}", run_config=RunConfig(group_id=f"g{i}"))
+                for i, a in enumerate(agents)
+            )
+        )
+        assert len(results) == 4
+
+    asyncio.run(both())
+    pairs = sorted((r.attribution.agent, r.attribution.session) for r in tracker.history())
+    assert pairs == [(f"worker-{i}", f"g{i}") for i in range(4)]
+
+
+# -- tracing disabled, processors --------------------------------------------------------------------
+
+
+DISABLE_WAYS = ("set_tracing_disabled", "run_config")
+
+
+def run_untraced(server: MockLLMServer, way: str) -> int:
+    agent = Agent(name="solo", instructions="Answer briefly.", model=model(server, "responses"))
+    before = len(server.requests)
+    if way == "set_tracing_disabled":
+        set_tracing_disabled(True)
+        Runner.run_sync(agent, "Hello")
+    else:
+        Runner.run_sync(agent, "Hello", run_config=RunConfig(tracing_disabled=True))
+    return len(server.requests) - before
+
+
+@pytest.mark.parametrize("way", DISABLE_WAYS)
+def test_with_tracing_disabled_the_integration_sees_no_call(
+    server: MockLLMServer, tracker: Tracker, way: str
+) -> None:
+    """The documented limit: the SDK calls no processor when tracing is off."""
+    use_layer("integration", tracker)
+    assert run_untraced(server, way) == 1
+    assert tracker.history() == []
+
+
+@pytest.mark.parametrize("way", DISABLE_WAYS)
+def test_with_tracing_disabled_instrument_still_records_each_call_once_without_the_agent(
+    server: MockLLMServer, tracker: Tracker, way: str
+) -> None:
+    use_layer("both", tracker)
+    with tt.scope(agent="app"):
+        made = run_untraced(server, way)
+    assert [r.attribution.agent for r in tracker.history()] == ["app"] * made
+
+
+class Collecting:
+    """A user's own tracing processor: it must keep receiving spans once tokentrail is enabled."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def on_trace_start(self, trace: Any) -> None:
+        pass
+
+    def on_trace_end(self, trace: Any) -> None:
+        pass
+
+    def on_span_start(self, span: Any) -> None:
+        self.started.append(type(span.span_data).__name__)
+
+    def on_span_end(self, span: Any) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self) -> None:
+        pass
+
+
+def test_enable_adds_a_processor_beside_the_users_own_once(server: MockLLMServer, tracker: Tracker) -> None:
+    mine = Collecting()
+    set_trace_processors([mine])  # type: ignore[list-item]
+    openai_agents.enable(tracker)
+    openai_agents.enable(tracker)
+    single_agent(server, "responses", "run")
+    assert "ResponseSpanData" in mine.started
+    assert len(tracker.history()) == 1  # enabled twice, recorded once
+
+
+def test_enable_after_the_processors_were_replaced_adds_it_again(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    openai_agents.enable(tracker)
+    set_trace_processors([])
+    assert not openai_agents.is_enabled()
+    openai_agents.enable(tracker)
+    single_agent(server, "responses", "run")
+    assert len(tracker.history()) == 1
+
+
+def test_disable_stops_recording(server: MockLLMServer, tracker: Tracker) -> None:
+    openai_agents.enable(tracker)
+    openai_agents.disable()
+    assert single_agent(server, "responses", "run").made == 1
+    assert tracker.history() == []
+
+
+def test_without_sensitive_data_a_responses_call_is_recorded_unpriced(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    """The documented limit: such a Responses span names no model; the tokens are still exact."""
+    use_layer("integration", tracker)
+    agent = Agent(name="solo", instructions="Answer briefly.", model=model(server, "responses"))
+    result = Runner.run_sync(agent, "Hello", run_config=RunConfig(trace_include_sensitive_data=False))
+    (record,) = tracker.history()
+    assert (record.model, record.priced) == (None, False)
+    usage = result.context_wrapper.usage
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (
+        usage.input_tokens,
+        usage.output_tokens,
     )
