@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -12,7 +13,8 @@ import anthropic
 import openai
 import pytest
 
-from tokentrail.testing.mock_llm import MockLLMServer, MockResponse
+from tokentrail.testing._mock_openai import PNG_B64
+from tokentrail.testing.mock_llm import REPLY, MockLLMServer, MockResponse
 
 
 @pytest.fixture(scope="module")
@@ -415,3 +417,182 @@ def test_foreground_response_is_retrievable_and_not_cancellable(server: MockLLMS
         client.responses.cancel(created.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve("resp_unknown")
+
+
+# -- embeddings, legacy completions -------------------------------------------------------------------------
+
+
+def test_embeddings_usage_and_vectors_in_both_encodings(server: MockLLMServer) -> None:
+    client = _openai(server)
+    server.queue(input=12, route="openai.embeddings")
+    default = client.embeddings.create(
+        model="text-embedding-3-small", input=["alpha", "beta"]
+    )  # SDK asks base64
+    assert server.requests[-1]["body"]["encoding_format"] == "base64"
+    assert (default.usage.prompt_tokens, default.usage.total_tokens) == (12, 12)
+    assert [len(d.embedding) for d in default.data] == [8, 8] and default.data[1].index == 1
+    floats = client.embeddings.create(
+        model="text-embedding-3-small", input="alpha", encoding_format="float", dimensions=4
+    )
+    assert len(floats.data) == 1 and len(floats.data[0].embedding) == 4
+    assert floats.data[0].embedding == pytest.approx(
+        client.embeddings.create(model="text-embedding-3-small", input="alpha", dimensions=4)
+        .data[0]
+        .embedding
+    )
+
+
+def test_async_embeddings_count_the_input(server: MockLLMServer) -> None:
+    client = openai.AsyncOpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+    response = asyncio.run(client.embeddings.create(model="text-embedding-3-large", input="x" * 40))
+    assert response.usage.prompt_tokens == 10 + 10 and response.model == "text-embedding-3-large"
+
+
+def test_legacy_completions_plain_and_streamed_with_usage(server: MockLLMServer) -> None:
+    client = _openai(server)
+    server.queue(input=33, output=5, text="four score and seven")
+    plain = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say")
+    assert plain.choices[0].text == "four score and seven" and plain.object == "text_completion"
+    assert plain.usage is not None and (plain.usage.prompt_tokens, plain.usage.completion_tokens) == (33, 5)
+    server.queue(input=33, output=5, text="four score")
+    chunks = list(
+        client.completions.create(
+            model="gpt-3.5-turbo-instruct", prompt="Say", stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "four score"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 38
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_async_legacy_completion_counts_the_prompt(server: MockLLMServer) -> None:
+    client = openai.AsyncOpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+
+    async def run() -> tuple[list[Any], Any]:
+        stream = await client.completions.create(model="gpt-3.5-turbo-instruct", prompt="y" * 80, stream=True)
+        chunks = [chunk async for chunk in stream]
+        return chunks, await client.completions.create(model="gpt-3.5-turbo-instruct", prompt="y" * 80)
+
+    chunks, plain = asyncio.run(run())
+    assert chunks[-1].choices[0].finish_reason == "stop" and all(c.usage is None for c in chunks)
+    assert plain.usage is not None and plain.usage.prompt_tokens == 20 + 10
+
+
+# -- images ---------------------------------------------------------------------------------------------------
+
+
+def test_image_generation_reports_gpt_image_usage(server: MockLLMServer) -> None:
+    client = _openai(server)
+    result = client.images.generate(model="gpt-image-1", prompt="a red fox", quality="low", n=2)
+    assert result.usage is not None and len(result.data or []) == 2
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (3, 2 * 272)
+    assert (
+        result.usage.input_tokens_details.text_tokens == 3
+        and result.usage.input_tokens_details.image_tokens == 0
+    )
+    assert result.usage.total_tokens == 3 + 544 and result.quality == "low"
+    dalle = client.images.generate(model="dall-e-3", prompt="a red fox")
+    assert dalle.usage is None and (dalle.data or [])[0].url
+
+
+def test_image_edit_is_multipart_and_counts_input_images(server: MockLLMServer) -> None:
+    client = openai.AsyncOpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+    server.queue(input=500, input_media=400, output=1056, route="openai.images")
+    png = base64.b64decode(PNG_B64)
+
+    async def run() -> tuple[Any, Any, Any]:
+        two = [("a.png", png, "image/png"), ("b.png", png, "image/png")]
+        result = await client.images.edit(model="gpt-image-1", image=two, prompt="merge")
+        body = server.requests[-1]["body"]
+        return (
+            result,
+            body,
+            await client.images.edit(model="gpt-image-1", image=("a.png", png, "image/png"), prompt="x"),
+        )
+
+    result, body, counted = asyncio.run(run())
+    assert result.usage is not None and result.usage.input_tokens_details.image_tokens == 400
+    assert (result.usage.input_tokens, result.usage.input_tokens_details.text_tokens) == (500, 100)
+    assert body["prompt"] == "merge" and [f["size"] for f in body["image"]] == [len(png), len(png)]
+    assert counted.usage is not None and counted.usage.input_tokens_details.image_tokens == 85
+
+
+def test_streamed_image_generation_sends_partials_then_usage(server: MockLLMServer) -> None:
+    events = list(
+        _openai(server).images.generate(model="gpt-image-1", prompt="a fox", stream=True, partial_images=2)
+    )
+    assert [e.type for e in events] == [
+        "image_generation.partial_image",
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    assert events[-1].usage.output_tokens == 1056  # type: ignore[union-attr]
+    png = base64.b64decode(PNG_B64)
+    edits = list(
+        _openai(server).images.edit(
+            model="gpt-image-1", image=("a.png", png, "image/png"), prompt="x", stream=True
+        )
+    )
+    assert [e.type for e in edits] == ["image_edit.completed"]
+    assert edits[0].usage.input_tokens_details.image_tokens == 85  # type: ignore[union-attr]
+
+
+# -- audio ------------------------------------------------------------------------------------------------------
+
+AUDIO = ("clip.wav", b"RIFF" + bytes(64_000), "audio/wav")  # 4 "seconds" at the mock's 16 kB/s
+
+
+def test_transcription_reports_token_usage(server: MockLLMServer) -> None:
+    client = _openai(server)
+    server.queue(text="hello world", input=50, input_media=45, output=3)
+    result = client.audio.transcriptions.create(model="gpt-4o-transcribe", file=AUDIO)
+    assert result.text == "hello world" and result.usage is not None and result.usage.type == "tokens"
+    assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.total_tokens) == (50, 3, 53)
+    details = result.usage.input_token_details
+    assert details is not None and (details.audio_tokens, details.text_tokens) == (45, 5)
+    counted = client.audio.transcriptions.create(model="gpt-4o-mini-transcribe", file=AUDIO)
+    assert counted.usage is not None and counted.usage.input_tokens == 40  # type: ignore[union-attr]
+    whisper = client.audio.transcriptions.create(model="whisper-1", file=AUDIO)
+    assert whisper.usage is not None and whisper.usage.type == "duration" and whisper.usage.seconds == 4
+    assert client.audio.transcriptions.create(model="whisper-1", file=AUDIO, response_format="text") == REPLY
+
+
+def test_streamed_transcription_ends_with_usage(server: MockLLMServer) -> None:
+    client = openai.AsyncOpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+    server.queue(text="one two three", input=20, output=4)
+
+    async def run() -> list[Any]:
+        stream = await client.audio.transcriptions.create(model="gpt-4o-transcribe", file=AUDIO, stream=True)
+        return [event async for event in stream]
+
+    events = asyncio.run(run())
+    assert "".join(e.delta for e in events[:-1]) == "one two three"  # type: ignore[union-attr]
+    done = events[-1]
+    assert done.type == "transcript.text.done" and done.usage is not None and done.usage.total_tokens == 24
+    assert server.requests[-1]["body"]["stream"] is True
+
+
+def test_translation_has_no_usage(server: MockLLMServer) -> None:
+    server.queue(text="good morning")
+    result = _openai(server).audio.translations.create(model="whisper-1", file=AUDIO)
+    assert result.to_dict() == {"text": "good morning"}
+
+
+def test_speech_is_audio_bytes_plain_streamed_or_sse(server: MockLLMServer) -> None:
+    client = _openai(server)
+    audio = client.audio.speech.create(model="tts-1", voice="alloy", input="hello").content
+    assert len(audio) == 4096
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input="hello"
+    ) as streamed:
+        assert b"".join(streamed.iter_bytes(512)) == audio
+    server.queue(input=8, output=90)
+    sse = client.audio.speech.create(
+        model="gpt-4o-mini-tts", voice="alloy", input="hello", stream_format="sse"
+    )
+    events = [json.loads(line[6:]) for line in sse.text.splitlines() if line.startswith("data: ")]
+    assert b"".join(base64.b64decode(e["audio"]) for e in events[:-1]) == audio
+    assert events[-1] == {
+        "type": "speech.audio.done",
+        "usage": {"input_tokens": 8, "output_tokens": 90, "total_tokens": 98},
+    }
