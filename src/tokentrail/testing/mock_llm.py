@@ -6,19 +6,79 @@ is exercised end to end without network access and without patching any SDK.
 
     with MockLLMServer() as server:
         client = openai.OpenAI(base_url=server.url("openai"), api_key="test")
-        server.queue(usage={"input": 120, "output": 30, "cache_read": 100})   # next response's usage
+        server.queue(input=120, output=30, cache_read=100)   # the next response's usage
         client.chat.completions.create(model="gpt-4o", messages=[...])
+        assert len(server.requests) == 1                     # calls counted at the server
 
-Usage of a response: what was queued, else a deterministic count (1 token per 4 characters of the
-request's text, plus 10), with the system prompt counted as cache reads when it was seen before.
-A queued `body` (plain calls) or `events` (streams) is served verbatim instead, to replay a recorded
-payload such as the golden fixtures; `first_chunk_delay` holds the first streamed chunk back (after
-the response headers), to measure time to first token.
+Queue: `server.queue(MockResponse(...), MockResponse(...))` or `server.queue(**fields)`; each request takes
+the first queued response whose `route` matches (None: any; "openai" matches every "openai.…" route),
+else a default one. An agent loop queues its turns in order: a tool call, then the final text.
 
-Routes: OpenAI chat completions (also Mistral's, which always report usage when streaming) and
-Responses, Anthropic messages, Gemini generateContent / streamGenerateContent, Ollama /api/chat and
-/api/generate, Cohere /v2/chat, Bedrock converse / converse-stream / invoke /
-invoke-with-response-stream (Claude bodies; AWS event-stream framing for the streams).
+    server.queue(
+        MockResponse(tool_calls=[{"name": "transfer_to_billing", "arguments": {"x": 1}}]),  # turn 1
+        MockResponse(text="Done."),                                                     # turn 2
+    )
+
+Usage of a response: what was queued (`input` all prompt tokens, cache included; `output` all generated
+tokens; `cache_read`, `cache_write`, `cache_write_1h`, `reasoning` inside them; `input_media` the image or
+audio part of `input`; Anthropic `server_tool_use`), else a deterministic count (1 token per 4 characters of
+the request's text, plus 10; output from the text and tool calls), with the system prompt counted as cache
+reads when it was seen before. A queued `body` (plain calls) or `events` (streams) is served verbatim
+instead, to replay a recorded payload such as the golden fixtures; `first_chunk_delay` holds the first
+streamed chunk back (after the response headers), to measure time to first token; `status` answers with
+the provider's error body; `omit_usage` leaves usage out.
+
+Tool calls (`tool_calls=[{"name", "arguments": dict or JSON text, "id": optional}]`; `text` then defaults
+to "", give it to answer with text and tool calls together):
+- OpenAI chat: `message.tool_calls` (`call_…` ids), finish_reason "tool_calls"; streamed as a
+  `delta.tool_calls` chunk with index, id and name, then argument fragments.
+- OpenAI Responses: `function_call` output items (`fc_…` id, `call_…` call_id, name, arguments);
+  streamed as response.output_item.added, response.function_call_arguments.delta…/.done,
+  response.output_item.done.
+- Anthropic: `tool_use` content blocks (`toolu_…` ids, `input`), stop_reason "tool_use"; streamed as
+  content_block_start(tool_use), input_json_delta fragments, content_block_stop.
+- Gemini: `functionCall` parts (in the last chunk of a stream).
+
+Ids: every response has its own id in the provider's format (`chatcmpl-…`, `cmpl-…`, `resp_…`, `msg_…`,
+then 32 hex digits), so tracking can de-duplicate by response id.
+
+Streams as the APIs send them: OpenAI chat chunks end with a usage chunk only when
+`stream_options.include_usage`; Responses events response.created, response.in_progress,
+response.output_item.added, response.content_part.added, response.output_text.delta…,
+response.output_text.done, response.content_part.done, response.output_item.done, response.completed, each
+with `sequence_number`, `item_id`, `output_index`, `content_index`; Anthropic message_start (full input
+usage, output_tokens 1), content blocks, then message_delta with the cumulative usage (input_tokens,
+cache_creation_input_tokens, cache_read_input_tokens, output_tokens, server_tool_use when queued);
+Gemini chunks with cumulative usageMetadata.
+
+Routes (POST unless said):
+- OpenAI (`server.url("openai")`), route names in brackets: /v1/chat/completions [openai.chat] (Mistral's
+  SDK: [mistral], always reporting usage when streaming); /v1/responses [openai.responses]; /v1/embeddings
+  [openai.embeddings] (usage prompt_tokens, total_tokens; float or base64 vectors as `encoding_format`
+  asks); /v1/completions [openai.completions] (legacy; streamed with include_usage); /v1/images/generations
+  [openai.images] and /v1/images/edits [openai.images.edit] (multipart; gpt-image models report usage
+  input_tokens, output_tokens, total_tokens, input_tokens_details {text_tokens, image_tokens}; dall-e models
+  none; `stream=True` sends image_generation.partial_image / image_edit.partial_image events as
+  `partial_images` asks, then a .completed event with usage); /v1/audio/transcriptions
+  [openai.audio.transcription] (multipart; json `usage` {type "tokens", input_tokens, output_tokens,
+  total_tokens, input_token_details {audio_tokens, text_tokens}}, whisper-1 {type "duration", seconds};
+  response_format text; `stream=True`: transcript.text.delta… and transcript.text.done with usage);
+  /v1/audio/translations [openai.audio.translation] (no usage); /v1/audio/speech [openai.audio.speech]
+  (4 KiB of audio bytes; `stream_format="sse"`: speech.audio.delta… and speech.audio.done with usage).
+- Responses are stored: GET /v1/responses/{id} retrieves one; `background: true` answers status "queued"
+  with usage null, then each GET answers "in_progress" while the queued `pending_polls` last, then
+  "completed" with usage; GET /v1/responses/{id}?stream=true&starting_after=N replays the stream events
+  after sequence number N; POST /v1/responses/{id}/cancel cancels a background response not yet retrieved
+  completed (400 for a foreground one). Retrievals and cancels take nothing from the queue.
+- Anthropic /v1/messages [anthropic] (also `beta.messages`, with or without ?beta=true); Gemini
+  generateContent / streamGenerateContent [gemini, gemini.stream]; Ollama /api/chat [ollama] and
+  /api/generate [ollama.generate]; Cohere /v2/chat [cohere]; Bedrock converse / converse-stream / invoke /
+  invoke-with-response-stream [bedrock, bedrock.stream, bedrock.invoke, bedrock.invoke_stream] (Claude
+  bodies; AWS event-stream framing for the streams); the embedding, rerank, OCR and guardrail routes of
+  google-genai, cohere, mistralai, ollama and Bedrock are in `_mock_routes`.
+
+`server.requests`: every request in order, as {"method", "path", "query" (dict), "body"} (a multipart
+body as its fields, each file as {"filename", "size"}).
 """
 
 from __future__ import annotations
@@ -157,7 +217,8 @@ class MockLLMServer:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Every request body received (for assertions such as stream_options being set)."""
+        """Every request received, in order: {"method", "path", "query", "body"} (to count calls and to
+        assert on what was sent, such as stream_options)."""
         return list(self._state.requests)
 
 
