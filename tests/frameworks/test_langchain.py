@@ -190,6 +190,55 @@ def test_chat_anthropic_is_recorded_once(
     )
 
 
+@pytest.mark.filterwarnings("ignore:Unexpected type for token usage")  # LangChain merging None details
+@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("mode", ["generate", "agenerate"])
+def test_multi_prompt_generate_is_recorded_once(
+    server: MockLLMServer, tracker: Tracker, matrix: Matrix, mode: str, layer: str
+) -> None:
+    """`generate([...])` starts every prompt's run before it makes any call: still one record a call."""
+    from langchain_core.messages import HumanMessage
+
+    use_layer(layer, tracker)
+    model = openai_model(server)
+    prompts = [[HumanMessage(PROMPT)], [HumanMessage(PROMPT + " Briefly.")], [HumanMessage("Why?")]]
+
+    def work() -> list[BaseMessage]:
+        result = model.generate(prompts) if mode == "generate" else run_async(model.agenerate(prompts))
+        return [g.message for gens in result.generations for g in gens]  # type: ignore[attr-defined]
+
+    outcome = measured(server, work)
+    matrix.check(
+        "langchain-openai",
+        f"{mode} 3 prompts",
+        layer,
+        made=outcome.made,
+        records=tracker.history(),
+        expected_tokens=outcome.tokens,
+        expected_agents=[None] * 3,
+    )
+
+
+@pytest.mark.parametrize("layer", ["instrument", "both"])
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_stream_without_stream_usage_under_instrument(
+    server: MockLLMServer, tracker: Tracker, matrix: Matrix, mode: str, layer: str
+) -> None:
+    """`instrument()` asks the API for stream usage itself, so LangChain sees it too: complete records
+    (the integration alone records `unknown`: see `test_stream_without_usage_is_unknown_and_says_the_fix`)."""
+    use_layer(layer, tracker)
+    outcome = measured(server, lambda: drive(openai_model(server), mode, {}))
+    matrix.check(
+        "langchain-openai",
+        f"{mode}, no stream_usage",
+        layer,
+        made=outcome.made,
+        records=tracker.history(),
+        expected_tokens=outcome.tokens,
+        expected_agents=[None],
+    )
+
+
 @tool
 def lookup(query: str) -> str:
     """Look a fact up."""

@@ -36,7 +36,7 @@ from contextvars import Token
 from typing import Any, cast
 from uuid import UUID
 
-from tokentrail._claims import Claim, close_claim, open_claim
+from tokentrail._claims import Claim, close_claim, current_claim, open_claim
 from tokentrail._record import Attribution
 from tokentrail._types import Usage, UsageStatus
 from tokentrail.scope import _Frame, current_frame, current_scope, exit_scope, scope
@@ -77,6 +77,7 @@ class _Run:
         "agent",
         "attribution",
         "claim",
+        "claim_shared",
         "frame",
         "model",
         "name",
@@ -97,6 +98,7 @@ class _Run:
         self.frame: _RunFrame | None = None
         self.attribution: Attribution | None = None
         self.claim: Claim | None = None
+        self.claim_shared = False  # another run of the same multi-prompt call opened the claim
         self.started = 0.0
         self.model: str | None = None
         self.provider: str | None = None
@@ -315,6 +317,9 @@ class TokentrailCallbackHandler(_BaseCallbackHandler):  # type: ignore[misc]
                 self._decline(run_id)
                 return
             run.model, run.provider = _model_of(meta, kwargs.get("invocation_params"))
+            run.started = time.perf_counter()
+            if _join_group(run, kwargs.get("batch_size")):
+                return
             _enter(
                 run,
                 scope(
@@ -323,7 +328,7 @@ class TokentrailCallbackHandler(_BaseCallbackHandler):  # type: ignore[misc]
             )
             run.attribution = current_scope()
             run.claim = open_claim("langchain")
-            run.started = time.perf_counter()
+            _open_group(run.claim, kwargs.get("batch_size"))
         except Exception:
             logger.debug("tokentrail could not start following a LangChain model run", exc_info=True)
 
@@ -444,9 +449,40 @@ def _leave(run: _Run | None) -> None:
     """Undo what a model run's start set up in this context: its claim, then its scope."""
     if run is None:
         return
-    if run.claim is not None:
+    if run.claim is not None and not run.claim_shared:
         close_claim(run.claim)
     _exit(run)
+
+
+# A multi-prompt `generate([...])` starts every run before making any call, so calls cannot be told
+# apart: its runs share the first run's claim and scope (an instrumented SDK takes all or none of them).
+_GROUPS: dict[Claim, int] = {}  # claim of a group → runs still to join it
+_GROUPS_LOCK = threading.Lock()
+
+
+def _open_group(claim: Claim, batch_size: object) -> None:
+    if isinstance(batch_size, int) and batch_size > 1:
+        with _GROUPS_LOCK:
+            _GROUPS[claim] = batch_size - 1
+
+
+def _join_group(run: _Run, batch_size: object) -> bool:
+    """Join the open claim of the multi-prompt call `run` belongs to; False when it starts none."""
+    if not (isinstance(batch_size, int) and batch_size > 1):
+        return False
+    claim = current_claim()
+    if claim is None:
+        return False
+    with _GROUPS_LOCK:
+        left = _GROUPS.get(claim)
+        if not isinstance(left, int) or left < 1:
+            return False
+        if left == 1:
+            del _GROUPS[claim]
+        else:
+            _GROUPS[claim] = left - 1
+    run.claim, run.claim_shared, run.attribution = claim, True, current_scope()
+    return True
 
 
 def _run_agent(
