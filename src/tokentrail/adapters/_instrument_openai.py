@@ -42,13 +42,14 @@ def _delta_event(event: object) -> bool:
 
 _RESPONSES = Endpoint("responses", "openai", is_content=_delta_event, once_per_response=True)
 
-# (HTTP method, path) -> endpoint; a path ending in "/" matches one more segment (an id)
+# (HTTP method, path) -> endpoint; a `{…}` segment stands for an id
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("post", "/chat/completions"): Endpoint(
         "chat.completions", "openai", is_content=_chat_content, stream_usage_option=True
     ),
     ("post", "/responses"): _RESPONSES,
-    ("get", "/responses/"): _RESPONSES,  # responses.retrieve: a background response, fetched when finished
+    ("get", "/responses/{id}"): _RESPONSES,  # retrieve: a background response, recorded when finished
+    ("post", "/responses/{id}/cancel"): _RESPONSES,
     ("post", "/responses/compact"): Endpoint("responses.compact", "openai"),
     ("post", "/completions"): Endpoint(
         "completions", "openai", is_content=_chat_content, stream_usage_option=True
@@ -56,9 +57,11 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("post", "/embeddings"): Endpoint("embeddings", "openai:extract_embeddings"),
     ("post", "/images/generations"): Endpoint("images.generate", "openai:extract_images", _delta_event),
     ("post", "/images/edits"): Endpoint("images.edit", "openai:extract_images", _delta_event),
+    ("post", "/images/variations"): Endpoint("images.create_variation", "openai:extract_images"),
     ("post", "/audio/transcriptions"): Endpoint(
         "audio.transcriptions", "openai:extract_transcription", _delta_event
     ),
+    ("post", "/decisions"): Endpoint("decisions", "openai"),  # Responses-shaped usage
 }
 
 _TARGET_ARGS: dict[str, Any] = {
@@ -75,8 +78,24 @@ ROOT = "openai"  # the package whose presence means the SDK is installed
 CLIENT_MODULES = ("openai",)
 WRAP_PATHS: tuple[tuple[str, ...], ...] = ((),)  # the client itself: its `request`
 
-# Methods that return a usage-bearing type but are not tracked, by resource path, with the reason.
-NOT_TRACKED: dict[str, str] = {}
+# Methods that return a usage-bearing type but are not tracked, by resource path ("x.*": all below x).
+_NOT_A_CALL = "fetches a stored object: not a new model call"
+_KNOWN_GAP = "known gap: runs server-side and reports usage tokentrail does not read yet"
+NOT_TRACKED: dict[str, str] = {
+    "admin.organization.usage.*": "organization usage reports: totals of calls already made",
+    "batches.*": "Batch API jobs: the requests inside are billed at batch prices and reported in the output file",
+    "beta.agents.sessions.*": f"hosted agent sessions — {_KNOWN_GAP}",
+    "beta.threads.*": "Assistants API runs: the API was shut down on 2026-08-26",
+    "chat.completions.list": _NOT_A_CALL,
+    "chat.completions.retrieve": _NOT_A_CALL,
+    "chat.completions.update": _NOT_A_CALL,
+    "conversations.items.*": _NOT_A_CALL,
+    "evals.runs.*": f"evaluation runs — {_KNOWN_GAP}",
+    "responses.input_items.list": _NOT_A_CALL,
+    "beta.responses.input_items.list": _NOT_A_CALL,
+    "responses.input_tokens.count": "counting input tokens is free",
+    "beta.responses.input_tokens.count": "counting input tokens is free",
+}
 
 
 def surface() -> list[str]:

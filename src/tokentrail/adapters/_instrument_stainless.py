@@ -19,6 +19,7 @@ once per response id, and a background response when it is seen finished.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -59,12 +60,22 @@ class _Detail:
 class StainlessTarget(Target):
     """`SyncAPIClient.request` / `AsyncAPIClient.request` of one Stainless SDK, tracking its billable paths.
 
-    `endpoints` maps (HTTP method, path) to its `Endpoint`; a path ending in "/" matches one more path
-    segment (`/responses/` matches `/responses/resp_123`, not `/responses/resp_123/input_items`).
+    `endpoints` maps (HTTP method, path) to its `Endpoint`; a `{…}` segment in a path stands for one id
+    (`/responses/{id}` matches `/responses/resp_123`, not `/responses/resp_123/input_items`). A query
+    string (`?beta=true`) is not part of the path.
     """
 
     endpoints: Mapping[tuple[str, str], Endpoint] = field(default_factory=dict)
     provider_names: Mapping[str, str] = field(default_factory=dict)  # client class name part -> provider
+    templates: tuple[tuple[str, re.Pattern[str], Endpoint], ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        templates = tuple(
+            (method, re.compile("^" + re.sub(r"\\{[^/]*\\}", "[^/]+", re.escape(path)) + "$"), endpoint)
+            for (method, path), endpoint in self.endpoints.items()
+            if "{" in path
+        )
+        object.__setattr__(self, "templates", templates)
 
     def provider_of(self, resource: Any) -> str:
         name = type(resource).__name__
@@ -76,10 +87,14 @@ class StainlessTarget(Target):
     def endpoint(self, method: str, path: str) -> Endpoint | None:
         """The endpoint a request to `path` reaches, or None when the path is not billable."""
         found = self.endpoints.get((method, path))
+        if found is not None:
+            return found
+        path = path.partition("?")[0]
+        found = self.endpoints.get((method, path))
         if found is None and path.count("/") > 1:
-            parent, _, last = path.rpartition("/")
-            if last:
-                found = self.endpoints.get((method, parent + "/"))
+            for verb, pattern, endpoint in self.templates:
+                if verb == method and pattern.match(path):
+                    return endpoint
         return found
 
     def request(

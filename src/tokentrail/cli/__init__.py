@@ -16,6 +16,7 @@ from tokentrail.cli._common import StoreOption, close_ledger, console, open_ledg
 from tokentrail.cli.analytics import advise_command, forecast_command, trends_command
 from tokentrail.cli.budget import budget_app
 from tokentrail.cli.count import count_command
+from tokentrail.cli.doctor import doctor_command
 from tokentrail.cli.ledger import (
     chart_command,
     export_command,
@@ -274,5 +275,6 @@ for _name, _command in (
     ("forecast", forecast_command),
     ("advise", advise_command),
     ("serve", serve_command),
+    ("doctor", doctor_command),
 ):
     app.command(_name)(_command)
