@@ -296,7 +296,7 @@ def two_node_graph(model: Any) -> Any:
     return sync_graph, builder.compile()
 
 
-GRAPH_MODES = ("invoke", "ainvoke", "stream", "astream")
+GRAPH_MODES = ("invoke", "ainvoke", "stream", "astream", "stream messages")
 
 
 def run_graph(graph: Any, async_graph: Any, mode: str, config: dict[str, Any]) -> list[BaseMessage]:
@@ -304,10 +304,12 @@ def run_graph(graph: Any, async_graph: Any, mode: str, config: dict[str, Any]) -
     inputs = {"messages": [("user", PROMPT)]}
     if mode == "invoke":
         return list(graph.invoke(inputs, config=config)["messages"])
-    if mode == "stream":
+    if mode in ("stream", "stream messages"):  # "messages" streams each model call token by token
+        modes = ["values", "messages"] if mode == "stream messages" else ["values"]
         state: dict[str, Any] = {}
-        for values in graph.stream(inputs, config=config, stream_mode="values"):
-            state = values
+        for kind, values in graph.stream(inputs, config=config, stream_mode=modes):
+            if kind == "values":
+                state = values
         return list(state["messages"])
 
     async def run() -> list[BaseMessage]:
