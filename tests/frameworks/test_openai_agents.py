@@ -6,6 +6,9 @@ integration, or both. The real SDK drives a real `AsyncOpenAI` client against th
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -287,6 +290,48 @@ def test_an_sdk_call_made_inside_a_function_tool_is_attributed_to_the_tool(
     )
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_agents_run_as_parallel_tools_each_get_their_own_tool(
+    server: MockLLMServer, tracker: Tracker, mode: str
+) -> None:
+    use_layer("both", tracker)
+    shared = model(server, "chat")
+    french = Agent(
+        name="french", instructions="Translate to French.", model=shared, model_settings=settings("chat")
+    )
+    german = Agent(
+        name="german", instructions="Translate to German.", model=shared, model_settings=settings("chat")
+    )
+    orchestrator = Agent(
+        name="orchestrator",
+        instructions="Use your tools.",
+        model=shared,
+        model_settings=settings("chat"),
+        tools=[
+            french.as_tool("to_french", "Translate to French."),
+            german.as_tool("to_german", "Translate to German."),
+        ],
+    )
+    server.queue(
+        tool_calls=[
+            {"name": "to_french", "arguments": {"input": "hello"}},
+            {"name": "to_german", "arguments": {"input": "hello"}},
+        ]
+    )
+    ran = scenario(
+        server, orchestrator, "Translate hello.", mode, ["orchestrator", "french", "german", "orchestrator"]
+    )
+    records = tracker.history()
+    assert len(records) == ran.made == 4
+    seen = sorted((r.attribution.agent or "", r.attribution.tool or "", r.attribution.path) for r in records)
+    assert seen == [
+        ("french", "to_french", ("orchestrator", "french")),
+        ("german", "to_german", ("orchestrator", "german")),
+        ("orchestrator", "", ("orchestrator",)),
+        ("orchestrator", "", ("orchestrator",)),
+    ]
+
+
 # -- session -----------------------------------------------------------------------------------------
 
 
@@ -441,3 +486,29 @@ def test_without_sensitive_data_a_responses_call_is_recorded_unpriced(
         usage.input_tokens,
         usage.output_tokens,
     )
+
+
+UNTRACED_BY_ENV = """
+import tokentrail as tt
+from agents import Agent, OpenAIResponsesModel, Runner
+from openai import AsyncOpenAI
+from tokentrail.integrations import openai_agents
+
+tracker = tt.Tracker(capture="sync")
+openai_agents.enable(tracker)
+client = AsyncOpenAI(base_url=URL, api_key="test")
+agent = Agent(name="solo", instructions="Answer.", model=OpenAIResponsesModel(model="gpt-4o-mini", openai_client=client))
+Runner.run_sync(agent, "Hello")
+print(len(tracker.history()))
+"""
+
+
+def test_with_tracing_disabled_by_the_environment_the_integration_sees_no_call(server: MockLLMServer) -> None:
+    """OPENAI_AGENTS_DISABLE_TRACING is read once per process: checked in a fresh one."""
+    env = {**os.environ, "OPENAI_AGENTS_DISABLE_TRACING": "1"}
+    before = len(server.requests)
+    code = f"URL = {server.url('openai')!r}\n" + UNTRACED_BY_ENV
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(server.requests) - before == 1
+    assert done.stdout.strip() == "0"
