@@ -512,3 +512,16 @@ def test_with_tracing_disabled_by_the_environment_the_integration_sees_no_call(s
     assert done.returncode == 0, done.stderr
     assert len(server.requests) - before == 1
     assert done.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_a_call_whose_response_reports_no_usage_is_unknown_never_zero(
+    server: MockLLMServer, tracker: Tracker, api: str
+) -> None:
+    use_layer("integration", tracker)
+    server.queue(omit_usage=True)
+    agent = Agent(name="solo", instructions="Answer.", model=model(server, api), model_settings=settings(api))
+    Runner.run_sync(agent, "Hello")
+    (record,) = tracker.history()
+    assert (record.usage.status.value, record.usage.total_tokens) == ("unknown", 0)
+    assert record.usage.reason and record.attribution.agent == "solo"
