@@ -190,6 +190,42 @@ def test_async_chat_tool_call_then_final_text_in_queue_order(server: MockLLMServ
     assert second.message.content == "Done, refund issued." and second.message.tool_calls is None
 
 
+def test_async_chat_stream_tool_call_chunks(server: MockLLMServer) -> None:
+    server.queue(tool_calls=[TRANSFER, {"name": "lookup", "arguments": {}}])
+    client = openai.AsyncOpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+
+    async def run() -> list[Any]:
+        stream = await client.chat.completions.create(
+            model="gpt-4o",
+            messages=USER,  # type: ignore[arg-type]
+            tools=[TOOL],  # type: ignore[list-item]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        return [chunk async for chunk in stream]
+
+    chunks = asyncio.run(run())
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
+    heads = [(d.index, d.function.name) for d in deltas if d.id]  # type: ignore[union-attr]
+    assert heads == [(0, "transfer_to_billing"), (1, "lookup")]
+    arguments = "".join(d.function.arguments or "" for d in deltas if d.index == 0)  # type: ignore[union-attr]
+    assert json.loads(arguments) == TRANSFER["arguments"]
+    assert chunks[-2].choices[0].finish_reason == "tool_calls" and chunks[-1].usage is not None
+
+
+def test_responses_echo_the_request_settings(server: MockLLMServer) -> None:
+    text = {"format": {"type": "json_object"}}
+    response = _openai(server).responses.create(
+        model="gpt-4o",
+        input="x",
+        instructions="Be brief.",
+        temperature=0.2,
+        text=text,  # type: ignore[arg-type]
+    )
+    assert (response.instructions, response.temperature) == ("Be brief.", 0.2)
+    assert response.text is not None and response.text.format.type == "json_object"  # type: ignore[union-attr]
+
+
 def test_responses_tool_call_is_a_function_call_item(server: MockLLMServer) -> None:
     server.queue(tool_calls=[TRANSFER])
     response = _openai(server).responses.create(model="gpt-4o", input="refund")
@@ -572,6 +608,7 @@ def test_streamed_transcription_ends_with_usage(server: MockLLMServer) -> None:
     assert server.requests[-1]["body"]["stream"] is True
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks translations deprecated
 def test_translation_has_no_usage(server: MockLLMServer) -> None:
     server.queue(text="good morning")
     result = _openai(server).audio.translations.create(model="whisper-1", file=AUDIO)
