@@ -395,3 +395,26 @@ def test_tracking_failures_never_reach_the_caller(server: MockLLMServer) -> None
     client = wrap(oai(server), Broken())
     assert client.chat.completions.create(model=GPT, messages=MESSAGES).choices
     assert list(client.chat.completions.create(model=GPT, messages=MESSAGES, stream=True))
+
+
+def test_instrument_enables_the_installed_frameworks_integrations_on_import(server: MockLLMServer) -> None:
+    program = """
+import sys
+import tokentrail as tt
+covered = tt.instrument(tt.Tracker())
+assert "openai_agents" in covered.frameworks and "langchain" in covered.frameworks, covered.frameworks
+assert "agents" not in sys.modules and "langchain_core" not in sys.modules  # nothing imported by it
+import agents
+from tokentrail.integrations import openai_agents
+assert openai_agents.is_enabled()
+import langchain_core
+from tokentrail.integrations import langchain
+assert langchain.is_enabled()
+assert "openai._base_client.SyncAPIClient.request" in covered.methods
+tt.uninstrument()
+assert not openai_agents.is_enabled() and not langchain.is_enabled()
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -65,7 +65,7 @@ from tokentrail.adapters._instrument_call import Call, inside_tracked_call, trac
 from tokentrail.adapters._instrument_import import forget, when_imported
 from tokentrail.adapters._instrument_target import Target
 
-__all__ = ["SUPPORTED", "instrument", "instrumented", "uninstrument", "wrap"]
+__all__ = ["FRAMEWORKS", "SUPPORTED", "Instrumented", "instrument", "instrumented", "uninstrument", "wrap"]
 
 logger = logging.getLogger("tokentrail.adapters")
 
@@ -93,6 +93,30 @@ _ALIASES = {
     "botocore": "boto3",
 }
 SUPPORTED = tuple(_TABLES)
+
+# framework root module -> its integration (`tokentrail.integrations.<name>`), enabled on import of the
+# framework: the framework's agents, runs and tools attribute the calls instrument() records
+FRAMEWORKS = {
+    "agents": "openai_agents",
+    "pydantic_ai": "pydantic_ai",
+    "langchain_core": "langchain",
+    "llama_index.core": "llama_index",
+    "crewai": "crewai",
+}
+
+
+class Instrumented(list[str]):
+    """What `instrument()` covers: the installed SDKs (a list of their names), and the framework
+    integrations it enables when those frameworks are imported."""
+
+    def __init__(self, sdks: list[str], frameworks: list[str]) -> None:
+        super().__init__(sdks)
+        self.frameworks = frameworks
+
+    @property
+    def methods(self) -> list[str]:
+        """The SDK methods patched so far (an SDK imported later is patched at its import)."""
+        return instrumented()
 
 
 @dataclass
@@ -125,18 +149,23 @@ _lock = threading.RLock()  # re-entered when a patch runs inside an import made 
 
 def instrument(
     tracker: Any = None, providers: Iterable[str] | None = None, *, include_stream_usage: bool = True
-) -> list[str]:
+) -> Instrumented:
     """Track every call the installed SDKs make, in every client, sync and async, streamed or not.
 
     `tracker` receives the records (None: `tokentrail.get_tracker()` at each call); `providers`
     limits the SDKs (names in `SUPPORTED`, or "gemini", "mistral", "bedrock"); SDKs that are not
     installed are skipped. An SDK that is not imported yet is not imported here: its methods are
     patched right after the program imports it. Calling it again is harmless (nothing is patched
-    twice; the latest tracker and options apply). Returns the installed SDKs it covers.
-    `uninstrument()` restores the original methods.
+    twice; the latest tracker and options apply). With `providers=None` it also enables the
+    integration of each installed agent framework (OpenAI Agents SDK, PydanticAI, LangChain/LangGraph,
+    LlamaIndex, CrewAI) when the framework is imported, so calls are attributed to the agent, run and
+    tool that made them. Returns the SDKs it covers (`.frameworks`: the integrations; `.methods`: what is
+    patched so far), and logs both at debug level. `uninstrument()` restores the original methods and
+    turns those integrations off.
     """
     wanted = SUPPORTED if providers is None else tuple(_sdk_name(p) for p in providers)
     done: list[str] = []
+    frameworks: list[str] = []
     with _lock:
         _global.tracker = tracker
         _global.include_stream_usage = include_stream_usage
@@ -148,7 +177,26 @@ def instrument(
             _active.add(sdk)
             for target in table.TARGETS:
                 when_imported(target.module, functools.partial(_patch, target))
-    return done
+        if providers is None:
+            for root, integration in FRAMEWORKS.items():
+                if _installed(root):
+                    frameworks.append(integration)
+                    when_imported(root, functools.partial(_enable_framework, integration, tracker))
+    logger.debug("tokentrail.instrument covers SDKs %s and frameworks %s", done, frameworks)
+    return Instrumented(done, frameworks)
+
+
+_enabled_frameworks: set[str] = set()
+
+
+def _enable_framework(integration: str, tracker: Any) -> None:
+    """Turn on a framework's integration (after the framework's import); never raises."""
+    try:
+        importlib.import_module(f"tokentrail.integrations.{integration}").enable(tracker)
+        _enabled_frameworks.add(integration)
+        logger.debug("tokentrail enabled the %s integration", integration)
+    except Exception:
+        logger.debug("tokentrail could not enable the %s integration", integration, exc_info=True)
 
 
 def _patch(target: Target) -> None:
@@ -173,6 +221,12 @@ def uninstrument() -> None:
         _patched.clear()
         _active.clear()
         forget()
+        for integration in sorted(_enabled_frameworks):
+            try:
+                importlib.import_module(f"tokentrail.integrations.{integration}").disable()
+            except Exception:
+                logger.debug("tokentrail could not disable the %s integration", integration, exc_info=True)
+        _enabled_frameworks.clear()
 
 
 def covers(sdk: str) -> bool:
