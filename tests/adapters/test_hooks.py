@@ -139,7 +139,9 @@ def test_litellm_async_call_and_stream(litellm: Any, litellm_tracker: Tracker, s
 
     asyncio.run(run())
     records = litellm_tracker.history()
-    assert len(records) == 2, records
+    assert len(records) == 2, [
+        (r.model, r.provider, r.usage.input_tokens, r.provider_cost, r.duration_ms) for r in records
+    ]
     for record in records:
         check_litellm_record(record)
 

@@ -16,6 +16,7 @@ before `instrument()` keeps the original function.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,11 @@ class _CompletionTarget(Target):
         return False
 
 
+# the stream whose own `__next__` / `__anext__` runs here: LiteLLM closes a stream itself when it reaches its
+# end, from inside that method, and that close is the end of the stream, not the reader leaving it early
+_READING: contextvars.ContextVar[object] = contextvars.ContextVar("tokentrail_litellm_reading", default=None)
+
+
 class _AsItsClassReadsIt:
     """The stream read through its own class's methods: what the tracking proxy iterates and closes."""
 
@@ -95,10 +101,18 @@ class _AsItsClassReadsIt:
         self._cls = cls
 
     def __next__(self) -> Any:
-        return self._cls.__next__(self._stream)
+        token = _READING.set(self._stream)
+        try:
+            return self._cls.__next__(self._stream)
+        finally:
+            _READING.reset(token)
 
     async def __anext__(self) -> Any:
-        return await self._cls.__anext__(self._stream)
+        token = _READING.set(self._stream)
+        try:
+            return await self._cls.__anext__(self._stream)
+        finally:
+            _READING.reset(token)
 
     def close(self) -> Any:
         return self._cls.close(self._stream)
@@ -129,11 +143,13 @@ def _tracked_class(cls: Any) -> type:
 
     def close(self: Any) -> Any:
         tracker = self.__dict__.get(_TRACKER)
-        return cls.close(self) if tracker is None or not hasattr(tracker, "__next__") else tracker.close()
+        if tracker is None or not hasattr(tracker, "__next__") or _READING.get() is self:
+            return cls.close(self)
+        return tracker.close()
 
     async def aclose(self: Any) -> Any:
         tracker = self.__dict__.get(_TRACKER)
-        if tracker is None or not hasattr(tracker, "__anext__"):
+        if tracker is None or not hasattr(tracker, "__anext__") or _READING.get() is self:
             return await cls.aclose(self)
         return await tracker.aclose()
 

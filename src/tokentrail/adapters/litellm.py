@@ -9,6 +9,11 @@ from `server_tool_use.web_search_requests` (or `prompt_tokens_details.web_search
 
 `_hidden_params["response_cost"]`, LiteLLM's own cost estimate, is kept as `provider_cost`;
 `_hidden_params["custom_llm_provider"]` names the provider that served the call.
+
+A stream whose chunks carry no usage (LiteLLM strips it unless `stream_options.include_usage` was asked
+for — Anthropic and Gemini streams never ask) keeps it in the last chunk's `_hidden_params["usage"]`:
+the provider's report, or LiteLLM's `UnreportedUsage` marker when the provider sent none, which LiteLLM
+replaces at the end of the stream with its own local count — recorded as `estimated`, never `complete`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import dataclasses
 import math
 from decimal import Decimal
 
-from tokentrail._types import Usage
+from tokentrail._types import Usage, UsageStatus
 from tokentrail.adapters import openai
 from tokentrail.adapters._base import (
     Captured,
@@ -29,9 +34,25 @@ from tokentrail.adapters._base import (
     text_value,
 )
 
-__all__ = ["ChatStream", "extract", "model_response_usage", "response_cost"]
+__all__ = ["ESTIMATE_REASON", "ChatStream", "estimated", "extract", "model_response_usage", "response_cost"]
 
 PROVIDER = "litellm"
+ESTIMATE_REASON = (
+    "LiteLLM counted this usage locally: the provider's stream reported none "
+    "(OpenAI-style streams report it with stream_options={'include_usage': True})"
+)
+
+
+def estimated(usage: Usage) -> Usage:
+    """LiteLLM's local count of a call the provider reported no usage for."""
+    if usage.status is not UsageStatus.COMPLETE:
+        return usage
+    return dataclasses.replace(usage, status=UsageStatus.ESTIMATED, reason=ESTIMATE_REASON)
+
+
+def is_unreported(usage: object) -> bool:
+    """LiteLLM's marker (`UnreportedUsage`) for a stream whose provider sent no usage."""
+    return type(usage).__name__ == "UnreportedUsage"
 
 
 def model_response_usage(usage: Fields) -> Usage:
@@ -106,6 +127,8 @@ class ChatStream(openai.ChatStream):
     def __init__(self, provider: str = PROVIDER) -> None:
         super().__init__(provider)
         self.provider_cost: Decimal | None = None
+        self._kept: object = None  # the `_hidden_params` whose "usage" LiteLLM keeps for a stream
+        self._kept_reported = False  # whether that usage was the provider's when its chunk went by
 
     def _read_usage(self, usage: Fields) -> Usage:
         return model_response_usage(usage)
@@ -116,6 +139,21 @@ class ChatStream(openai.ChatStream):
             self.provider = served_by(event, PROVIDER)
         if get_field(event, "usage") is not None:  # LiteLLM prices the chunk that reports the usage
             self.provider_cost = response_cost(event)
+            return
+        params = hidden_params(event)
+        kept = get_field(params, "usage") if params is not None else None
+        if kept is not None:  # LiteLLM may still replace it by reference, at the end of the stream
+            self._kept, self._kept_reported = params, not is_unreported(kept)
+
+    def _seen(self) -> Usage | None:
+        seen = super()._seen()
+        if seen is not None or self._kept is None:
+            return seen
+        kept = get_field(self._kept, "usage")
+        if kept is None or is_unreported(kept):
+            return None
+        usage = model_response_usage(Fields(kept, "_hidden_params.usage"))
+        return usage if self._kept_reported else estimated(usage)
 
     def captured(self) -> Captured:
         return dataclasses.replace(super().captured(), provider_cost=self.provider_cost)
