@@ -62,7 +62,7 @@ $(FVENV)/.installed: $(FPY) pyproject.toml constraints-frameworks.txt
 	touch $@
 
 test-frameworks: $(FVENV)/.installed
-	$(FPY) -m mypy src/tokentrail/integrations/llama_index.py src/tokentrail/integrations/crewai.py
+	$(FPY) -m mypy --cache-dir $(FVENV)/.mypy_cache src/tokentrail/integrations/llama_index.py src/tokentrail/integrations/crewai.py
 	TOKENTRAIL_FRAMEWORKS_ENV=1 CREWAI_DISABLE_TELEMETRY=true CREWAI_TRACING_ENABLED=false OTEL_SDK_DISABLED=true \
 	  $(FPY) -m pytest -p no:cacheprovider tests/frameworks/test_llama_index.py tests/frameworks/test_crewai.py
 
