@@ -7,11 +7,13 @@ import base64
 import json
 import urllib.request
 from collections.abc import Iterator
+from enum import Enum
 from typing import Any
 
 import anthropic
 import openai
 import pytest
+from pydantic import BaseModel
 
 from tokentrail.testing._mock_openai import PNG_B64
 from tokentrail.testing.mock_llm import REPLY, MockLLMServer, MockResponse
@@ -633,3 +635,72 @@ def test_speech_is_audio_bytes_plain_streamed_or_sse(server: MockLLMServer) -> N
         "type": "speech.audio.done",
         "usage": {"input_tokens": 8, "output_tokens": 90, "total_tokens": 98},
     }
+
+
+# -- structured outputs, count_tokens, headers, image variations -------------------------------------------
+
+
+class Level(str, Enum):
+    LOW = "low"
+    HIGH = "high"
+
+
+class Owner(BaseModel):
+    name: str
+    level: Level
+
+
+class Ticket(BaseModel):
+    title: str
+    priority: int
+    tags: list[str]
+    owner: Owner | None
+
+
+def test_chat_parse_gets_json_matching_the_schema(server: MockLLMServer) -> None:
+    parsed = _openai(server).chat.completions.parse(model="gpt-4o", messages=USER, response_format=Ticket)  # type: ignore[arg-type]
+    ticket = parsed.choices[0].message.parsed
+    assert ticket == Ticket(
+        title="text", priority=1, tags=["text"], owner=Owner(name="text", level=Level.LOW)
+    )
+
+
+def test_async_responses_parse_gets_json_matching_the_schema(server: MockLLMServer) -> None:
+    client = openai.AsyncOpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+    parsed = asyncio.run(client.responses.parse(model="gpt-4o", input="x", text_format=Ticket))
+    assert parsed.output_parsed is not None and parsed.output_parsed.tags == ["text"]
+
+
+def test_queued_text_wins_over_the_schema_answer(server: MockLLMServer) -> None:
+    server.queue(text='{"title": "t", "priority": 3, "tags": [], "owner": null}')
+    parsed = _openai(server).chat.completions.parse(model="gpt-4o", messages=USER, response_format=Ticket)  # type: ignore[arg-type]
+    assert parsed.choices[0].message.parsed == Ticket(title="t", priority=3, tags=[], owner=None)
+
+
+def test_anthropic_count_tokens_takes_nothing_from_the_queue(server: MockLLMServer) -> None:
+    client = _claude(server)
+    server.queue(input=77, output=7, route="anthropic")
+    counted = client.messages.count_tokens(
+        model="claude-sonnet-4-0", messages=[{"role": "user", "content": "x" * 40}]
+    )
+    assert counted.input_tokens == 20
+    usage = client.messages.create(model="claude-sonnet-4-0", max_tokens=10, messages=USER).usage  # type: ignore[arg-type]
+    assert (usage.input_tokens, usage.output_tokens) == (77, 7)
+
+
+def test_requests_log_keeps_the_headers(server: MockLLMServer) -> None:
+    _claude(server).beta.messages.create(
+        model="claude-sonnet-4-0",
+        max_tokens=10,
+        messages=USER,  # type: ignore[arg-type]
+        betas=["token-efficient-tools-2025-02-19"],
+    )
+    headers = server.requests[-1]["headers"]
+    assert headers["anthropic-beta"] == "token-efficient-tools-2025-02-19" and "anthropic-version" in headers
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK marks variations deprecated
+def test_image_variations_are_dalle_shaped(server: MockLLMServer) -> None:
+    png = base64.b64decode(PNG_B64)
+    result = _openai(server).images.create_variation(image=("a.png", png, "image/png"), n=2)
+    assert result.usage is None and [bool(d.url) for d in result.data or []] == [True, True]

@@ -45,6 +45,7 @@ _PATHS = (
     ("/completions", "openai.completions"),  # after /chat/completions, which mock_llm matches first
     ("/images/generations", "openai.images"),
     ("/images/edits", "openai.images.edit"),
+    ("/images/variations", "openai.images.variation"),
     ("/audio/transcriptions", "openai.audio.transcription"),
     ("/audio/translations", "openai.audio.translation"),
     ("/audio/speech", "openai.audio.speech"),
@@ -153,6 +154,11 @@ def _image_edits(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream:
     images = body.get("image")
     count = len(images) if isinstance(images, list) else int(images is not None)
     return _image_response(model, body, plan, u, stream=stream, kind="image_edit", inputs=count)
+
+
+def _image_variations(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """dall-e-2 only: image URLs (or base64), no usage."""
+    return _image_response("dall-e-2", body, plan, u, stream=False, kind="image_variation", inputs=1)
 
 
 def _image_response(
@@ -320,6 +326,7 @@ RENDERERS: dict[str, Callable[..., Any]] = {
     "openai.completions": _completions,
     "openai.images": _images,
     "openai.images.edit": _image_edits,
+    "openai.images.variation": _image_variations,
     "openai.audio.transcription": _transcription,
     "openai.audio.translation": _translation,
     "openai.audio.speech": _speech,

@@ -93,7 +93,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import Message
 from email.parser import BytesParser
@@ -243,6 +243,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/v1/responses/") and path.endswith("/cancel"):
             self._cancel_response(path.split("/")[3])
             return
+        if path.endswith(
+            "/v1/messages/count_tokens"
+        ):  # Anthropic; not billable, takes nothing from the queue
+            system, rest = _texts(body)  # counted as a call would be, without marking the prompt as cached
+            self._json(200, {"input_tokens": _count(system) + _count(rest) + 10})
+            return
         route, model = _route(path, body)
         if route == "openai.chat" and "mistral" in (self.headers.get("User-Agent") or "").lower():
             route = "mistral"
@@ -250,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._json(404, {"error": {"message": f"no such route {path}"}})
             return
-        plan = self._next_plan(route)
+        plan = _answer_schema(route, self._next_plan(route), body)
         usage = self._usage(plan, body)
         if plan.status != 200:
             self._json(plan.status, _error_body(route, plan.status))
@@ -319,7 +325,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self, method: str, body: dict[str, Any]) -> str:
         """Keep the request for assertions (`server.requests`); returns its path."""
         parts = urlsplit(self.path)
-        entry = {"method": method, "path": parts.path, "query": dict(parse_qsl(parts.query)), "body": body}
+        entry = {
+            "method": method,
+            "path": parts.path,
+            "query": dict(parse_qsl(parts.query)),
+            "body": body,
+            "headers": {name.lower(): value for name, value in self.headers.items()},
+        }
         with self.state.lock:
             self.state.requests.append(entry)
         return parts.path
@@ -451,6 +463,46 @@ def _route(path: str, body: dict[str, Any]) -> tuple[str | None, str]:
         route = _BEDROCK_OPERATIONS.get(operation)
         return route, name
     return _oai.route(path), model
+
+
+def _answer_schema(route: str, plan: MockResponse, body: dict[str, Any]) -> MockResponse:
+    """Structured outputs: a default text answer becomes JSON matching the request's `json_schema` (chat
+    `response_format`, Responses `text.format`), so `.parse()` and framework output types work unqueued."""
+    if route not in ("openai.chat", "openai.responses") or plan.text is not REPLY or plan.tool_calls:
+        return plan
+    found = body.get("response_format") or (body.get("text") or {}).get("format")
+    form = found if isinstance(found, dict) else {}
+    if form.get("type") == "json_object":
+        return replace(plan, text=json.dumps({"answer": REPLY}))
+    if form.get("type") != "json_schema":
+        return plan
+    schema = form.get("schema") or (form.get("json_schema") or {}).get("schema") or {}
+    return replace(plan, text=json.dumps(_example(schema, schema.get("$defs") or {})))
+
+
+def _example(schema: dict[str, Any], defs: dict[str, Any], depth: int = 0) -> Any:
+    """The first value a JSON schema admits: every property present, one item per array."""
+    if depth > 20:
+        return None
+    if "$ref" in schema:
+        return _example(defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {}), defs, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        usable = [o for o in options if o.get("type") != "null"] or options
+        return _example(usable[0], defs, depth + 1)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: _example(sub, defs, depth + 1) for name, sub in properties.items()}
+    if kind == "array":
+        return [_example(schema.get("items") or {}, defs, depth + 1)]
+    return {"string": "text", "integer": 1, "number": 1.5, "boolean": True}.get(str(kind))
 
 
 def _form(content_type: str, raw: bytes) -> dict[str, Any]:
