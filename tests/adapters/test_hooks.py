@@ -166,6 +166,79 @@ def test_litellm_server_error_is_counted_not_recorded(
     assert litellm_tracker._shared.error_counts.get("call_errors") == 1
 
 
+def test_litellm_stream_without_provider_usage_records_litellm_estimate_as_estimated(
+    litellm: Any, litellm_tracker: Tracker, server: MockLLMServer
+) -> None:
+    server.queue(input=1200, output=80, route="openai.chat")
+    chunks = list(
+        litellm.completion(
+            model="openai/gpt-4o", api_base=server.url("openai"), api_key="x", messages=MESSAGES, stream=True
+        )
+    )
+    assert "stream_options" not in server.requests[-1]["body"]  # the provider sends no usage
+    (record,) = wait_for(litellm_tracker, 1)
+    estimate = chunks[-1]._hidden_params["usage"]  # LiteLLM's own count, once the stream ended
+    assert record.usage.status is tt.UsageStatus.ESTIMATED
+    assert "include_usage" in (record.usage.reason or "")
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (
+        estimate.prompt_tokens,
+        estimate.completion_tokens,
+    )
+    assert (record.usage.input_tokens, record.usage.output_tokens) != (1200, 80)  # indeed not the provider's
+
+
+def test_litellm_anthropic_stream_usage_is_complete(
+    litellm: Any, litellm_tracker: Tracker, server: MockLLMServer
+) -> None:
+    server.queue(input=1500, output=60, route="anthropic")
+    list(
+        litellm.completion(
+            model="anthropic/claude-3-5-haiku-20241022",
+            api_base=server.url("anthropic"),
+            api_key="x",
+            messages=MESSAGES,
+            stream=True,
+        )
+    )
+    (record,) = wait_for(litellm_tracker, 1)
+    assert record.usage.status is tt.UsageStatus.COMPLETE
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (1500, 60)
+
+
+def test_litellm_acompletion_is_recorded_before_its_event_loop_closes(
+    litellm: Any, litellm_tracker: Tracker, server: MockLLMServer
+) -> None:
+    """`asyncio.run` closes the loop as soon as the call returns, before LiteLLM's logging task runs."""
+    server.queue(input=1200, output=80, cache_read=1024, route="openai.chat")
+    with scope(agent="researcher"):
+        response = asyncio.run(
+            litellm.acompletion(
+                model="openai/gpt-4o", api_base=server.url("openai"), api_key="x", messages=MESSAGES
+            )
+        )
+    records = litellm_tracker.history()  # no waiting: recorded before acompletion returned
+    assert len(records) == 1, records
+    check_litellm_record(records[0])
+    assert records[0].attribution.agent == "researcher"
+    assert response.usage.prompt_tokens == records[0].usage.input_tokens
+
+
+def test_litellm_enable_registers_one_callback_and_disable_removes_it(litellm: Any) -> None:
+    from tokentrail.integrations import litellm as tt_litellm
+
+    saved = list(litellm.callbacks)
+    try:
+        first = tt_litellm.enable()
+        assert tt_litellm.enable(Tracker()) is first
+        assert litellm.callbacks.count(first) == 1 and tt_litellm.is_enabled()
+        tt_litellm.disable()
+        assert first not in litellm.callbacks and not tt_litellm.is_enabled()
+        tt_litellm.disable()  # harmless twice
+    finally:
+        tt_litellm.disable()
+        litellm.callbacks = saved
+
+
 def test_litellm_callback_never_raises_on_garbage(litellm: Any) -> None:
     from tokentrail.adapters.litellm_hook import TokentrailLogger, litellm_callback
 

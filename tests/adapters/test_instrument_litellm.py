@@ -146,6 +146,64 @@ def test_async_plain_and_streamed_calls(litellm: Any, server: MockLLMServer, tra
     assert_golden(streamed, load(STREAMED))
 
 
+@pytest.mark.parametrize(
+    ("model", "route"),
+    [("anthropic/claude-3-5-haiku-20241022", "anthropic"), ("gemini/gemini-2.0-flash", "gemini")],
+)
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_stream_read_to_its_end_is_complete_for_providers_without_stream_options(
+    litellm: Any, server: MockLLMServer, model: str, route: str, asynchronous: bool
+) -> None:
+    """LiteLLM closes the stream itself at its end and keeps the provider's usage in the last chunk's
+    hidden params (it sends no usage chunk to these providers): complete, never "closed early"."""
+    tracker = Tracker(capture="sync")
+    instrument(tracker, providers=["litellm"])
+    kwargs = {**options(server, model=model, api_base=server.url(route)), "stream": True}
+
+    async def read_async() -> list[Any]:
+        return [chunk async for chunk in await litellm.acompletion(**kwargs)]
+
+    try:
+        server.queue(input=1500, output=60)
+        chunks = asyncio.run(read_async()) if asynchronous else list(litellm.completion(**kwargs))
+    finally:
+        uninstrument()
+    assert not any(getattr(chunk, "usage", None) for chunk in chunks)  # no usage chunk reached the reader
+    record = only(tracker)
+    assert record.usage.status is tt.UsageStatus.COMPLETE, record.usage.reason
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (1500, 60)
+    assert record.provider == route
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_stream_the_provider_reported_no_usage_for_records_litellm_estimate_as_estimated(
+    litellm: Any, server: MockLLMServer, asynchronous: bool
+) -> None:
+    tracker = Tracker(capture="sync")
+    instrument(tracker, providers=["litellm"], include_stream_usage=False)
+    kwargs = {**options(server), "stream": True}
+
+    async def read_async() -> list[Any]:
+        return [chunk async for chunk in await litellm.acompletion(**kwargs)]
+
+    try:
+        server.queue(input=1500, output=60, route="openai.chat")
+        chunks = asyncio.run(read_async()) if asynchronous else list(litellm.completion(**kwargs))
+    finally:
+        uninstrument()
+    estimate = chunks[-1]._hidden_params["usage"]  # LiteLLM's own count, once the stream ended
+    record = only(tracker)
+    assert record.usage.status is tt.UsageStatus.ESTIMATED
+    assert (
+        (record.usage.input_tokens, record.usage.output_tokens)
+        == (
+            estimate.prompt_tokens,
+            estimate.completion_tokens,
+        )
+        != (1500, 60)
+    )
+
+
 def test_stream_closed_after_the_second_chunk_records_what_was_seen(
     litellm: Any, server: MockLLMServer, tracker: Tracker
 ) -> None:
