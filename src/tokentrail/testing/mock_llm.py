@@ -26,7 +26,10 @@ the request's text, plus 10; output from the text and tool calls), with the syst
 reads when it was seen before. A queued `body` (plain calls) or `events` (streams) is served verbatim
 instead, to replay a recorded payload such as the golden fixtures; `first_chunk_delay` holds the first
 streamed chunk back (after the response headers), to measure time to first token; `status` answers with
-the provider's error body; `omit_usage` leaves usage out.
+the provider's error body; `omit_usage` leaves usage out. Structured outputs: a default (unqueued) text
+answer to a request with a `json_schema` (chat `response_format`, Responses `text.format`) is JSON matching
+the schema (every property, the first enum value, one array item), so `.parse()` and framework output types
+work without queueing; `json_object` gets {"answer": …}.
 
 Tool calls (`tool_calls=[{"name", "arguments": dict or JSON text, "id": optional}]`; `text` then defaults
 to "", give it to answer with text and tool calls together):
@@ -56,10 +59,11 @@ Routes (POST unless said):
   SDK: [mistral], always reporting usage when streaming); /v1/responses [openai.responses]; /v1/embeddings
   [openai.embeddings] (usage prompt_tokens, total_tokens; float or base64 vectors as `encoding_format`
   asks); /v1/completions [openai.completions] (legacy; streamed with include_usage); /v1/images/generations
-  [openai.images] and /v1/images/edits [openai.images.edit] (multipart; gpt-image models report usage
-  input_tokens, output_tokens, total_tokens, input_tokens_details {text_tokens, image_tokens}; dall-e models
+  [openai.images] and /v1/images/edits [openai.images.edit] (multipart): gpt-image models report usage
+  input_tokens, output_tokens, total_tokens, input_tokens_details {text_tokens, image_tokens}, dall-e models
   none; `stream=True` sends image_generation.partial_image / image_edit.partial_image events as
-  `partial_images` asks, then a .completed event with usage); /v1/audio/transcriptions
+  `partial_images` asks, then a .completed event with usage; /v1/images/variations
+  [openai.images.variation] (dall-e-2: URLs, no usage); /v1/audio/transcriptions
   [openai.audio.transcription] (multipart; json `usage` {type "tokens", input_tokens, output_tokens,
   total_tokens, input_token_details {audio_tokens, text_tokens}}, whisper-1 {type "duration", seconds};
   response_format text; `stream=True`: transcript.text.delta… and transcript.text.done with usage);
@@ -70,15 +74,16 @@ Routes (POST unless said):
   "completed" with usage; GET /v1/responses/{id}?stream=true&starting_after=N replays the stream events
   after sequence number N; POST /v1/responses/{id}/cancel cancels a background response not yet retrieved
   completed (400 for a foreground one). Retrievals and cancels take nothing from the queue.
-- Anthropic /v1/messages [anthropic] (also `beta.messages`, with or without ?beta=true); Gemini
+- Anthropic /v1/messages [anthropic] (also `beta.messages`, with or without ?beta=true);
+  /v1/messages/count_tokens ({"input_tokens"}, takes nothing from the queue); Gemini
   generateContent / streamGenerateContent [gemini, gemini.stream]; Ollama /api/chat [ollama] and
   /api/generate [ollama.generate]; Cohere /v2/chat [cohere]; Bedrock converse / converse-stream / invoke /
   invoke-with-response-stream [bedrock, bedrock.stream, bedrock.invoke, bedrock.invoke_stream] (Claude
   bodies; AWS event-stream framing for the streams); the embedding, rerank, OCR and guardrail routes of
   google-genai, cohere, mistralai, ollama and Bedrock are in `_mock_routes`.
 
-`server.requests`: every request in order, as {"method", "path", "query" (dict), "body"} (a multipart
-body as its fields, each file as {"filename", "size"}).
+`server.requests`: every request in order, as {"method", "path", "query" (dict), "body", "headers" (names
+lower-cased)}; a multipart body as its fields, each file as {"filename", "size"}.
 """
 
 from __future__ import annotations
