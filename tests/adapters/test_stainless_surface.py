@@ -230,3 +230,135 @@ def test_wrapped_client_copies_stay_wrapped(server: MockLLMServer) -> None:
     client.with_options(timeout=5).chat.completions.create(model=GPT, messages=MESSAGES)
     client.chat.completions.with_raw_response.create(model=GPT, messages=MESSAGES).parse()
     assert len(mine.history()) == 2
+
+
+# -- the other usage-bearing endpoints -------------------------------------------------------------------------
+
+
+def test_embeddings_sync_and_async(server: MockLLMServer, tracker: Tracker) -> None:
+    server.queue(input=42, route="openai.embeddings")
+    result = oai(server).embeddings.create(model="text-embedding-3-small", input="ledger")
+    assert result.usage.prompt_tokens == 42
+
+    async def run() -> None:
+        server.queue(input=17, route="openai.embeddings")
+        await oai(server, openai.AsyncOpenAI).embeddings.with_raw_response.create(
+            model="text-embedding-3-small", input=["a", "b"]
+        )
+
+    asyncio.run(run())
+    first, second = tracker.history()
+    assert (first.usage, second.usage) == (tt.Usage(42, 0), tt.Usage(17, 0))
+    assert first.model == "text-embedding-3-small" and first.priced
+    assert first.cost == tt.price(tt.Usage(42, 0), "text-embedding-3-small", "openai").total
+
+
+def test_legacy_completions_plain_and_streamed(server: MockLLMServer, tracker: Tracker) -> None:
+    client = oai(server)
+    server.queue(input=120, output=30, route="openai.completions")
+    client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi")
+    server.queue(input=120, output=30, route="openai.completions")
+    list(client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi", stream=True))
+    assert server.requests[-1]["body"]["stream_options"] == {"include_usage": True}
+    assert usages(tracker) == [tt.Usage(120, 30), tt.Usage(120, 30)]
+    assert all(r.usage.status is tt.UsageStatus.COMPLETE for r in tracker.history())
+
+
+def test_images_report_text_and_image_tokens(server: MockLLMServer, tracker: Tracker) -> None:
+    client = oai(server)
+    result = client.images.generate(model="gpt-image-1", prompt="a ledger")
+    (record,) = tracker.history()
+    usage = result.usage
+    assert usage is not None
+    assert record.usage.input_tokens == usage.input_tokens
+    assert record.usage.input_image_tokens == usage.input_tokens_details.image_tokens
+    assert record.usage.output_tokens == record.usage.output_image_tokens == usage.output_tokens
+    client.images.generate(model="dall-e-3", prompt="a ledger")  # reports no usage: unknown, never $0
+    dalle = tracker.history()[1]
+    assert dalle.usage.status is tt.UsageStatus.UNKNOWN and dalle.cost is None
+
+
+def test_transcriptions_plain_and_streamed(server: MockLLMServer, tracker: Tracker) -> None:
+    client = oai(server)
+    audio = ("speech.wav", b"RIFF" + bytes(64), "audio/wav")
+    result = client.audio.transcriptions.create(model="gpt-4o-transcribe", file=audio)
+    stream = client.audio.transcriptions.create(model="gpt-4o-transcribe", file=audio, stream=True)
+    events = list(stream)
+    assert events[-1].type == "transcript.text.done"
+    plain, streamed = tracker.history()
+    assert result.usage is not None and result.usage.type == "tokens"
+    assert plain.usage.input_tokens == result.usage.input_tokens
+    assert plain.usage.input_audio_tokens == result.usage.input_token_details.audio_tokens  # type: ignore[union-attr]
+    assert streamed.usage == plain.usage and streamed.usage.status is tt.UsageStatus.COMPLETE
+
+
+def test_whisper_transcription_billed_by_duration_is_unknown_with_the_reason(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    oai(server).audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", b"RIFF" + bytes(64), "audio/wav")
+    )
+    (record,) = tracker.history()
+    assert record.usage.status is tt.UsageStatus.UNKNOWN and "duration" in (record.usage.reason or "")
+
+
+# -- a response fetched again is recorded once -------------------------------------------------------------------
+
+
+def test_background_response_is_recorded_once_when_seen_finished(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    client = oai(server)
+    server.queue(input=900, output=45, route="openai.responses", pending_polls=1)
+    queued = client.responses.create(model=GPT, input="long task", background=True)
+    assert queued.status == "queued" and tracker.history() == []
+    assert client.responses.retrieve(queued.id).status == "in_progress"
+    assert tracker.history() == []
+    done = client.responses.retrieve(queued.id)
+    assert done.status == "completed"
+    client.responses.retrieve(queued.id)  # fetched again: the same response, not another call
+    client.responses.with_raw_response.retrieve(queued.id).parse()
+    (record,) = tracker.history()
+    assert record.usage == tt.Usage(900, 45) and record.model == GPT
+
+
+def test_a_resumed_background_stream_is_recorded_once(server: MockLLMServer, tracker: Tracker) -> None:
+    client = oai(server)
+    server.queue(input=500, output=40, route="openai.responses")
+    stream = client.responses.create(model=GPT, input="long task", background=True, stream=True)
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if len(seen) == 3:
+            break  # the connection drops part-way
+    stream.close()
+    assert tracker.history() == []  # a background response goes on: not recorded as partial
+    response_id = seen[0].response.id
+    resumed = client.responses.retrieve(response_id, stream=True, starting_after=seen[-1].sequence_number)
+    rest = list(resumed)
+    assert rest[-1].type == "response.completed"
+    client.responses.retrieve(response_id)
+    (record,) = tracker.history()
+    assert record.usage == tt.Usage(500, 40) and record.usage.status is tt.UsageStatus.COMPLETE
+
+
+def test_a_foreground_response_retrieved_later_is_not_counted_again(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    client = oai(server)
+    server.queue(input=300, output=30, route="openai.responses")
+    response = client.responses.create(model=GPT, input="hi")
+    client.responses.retrieve(response.id)
+    assert usages(tracker) == [tt.Usage(300, 30)]
+
+
+def test_streamed_image_generation(server: MockLLMServer, tracker: Tracker) -> None:
+    events = list(
+        oai(server).images.generate(model="gpt-image-1", prompt="a ledger", stream=True, partial_images=1)
+    )
+    completed = events[-1]
+    assert completed.type == "image_generation.completed"
+    (record,) = tracker.history()
+    assert record.usage.status is tt.UsageStatus.COMPLETE
+    assert record.usage.output_tokens == completed.usage.output_tokens
+    assert record.ttft_ms is not None  # the partial image is the first content

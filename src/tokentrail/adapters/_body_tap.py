@@ -189,9 +189,7 @@ def tap_body(call: Call, http_response: Any, *, events: bool, asynchronous: bool
     """Record `call` from `http_response`'s body as its reader consumes it (`events`: server-sent events)."""
     accumulator = None
     if events:
-        from tokentrail.adapters.streams import stream_accumulator
-
-        accumulator = stream_accumulator(call.provider)
+        accumulator = call.new_accumulator()
         call.keep_context()
     tap = _Tap(call, accumulator)
     if asynchronous:

@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tokentrail.adapters._base import Captured, StreamAccumulator
+from tokentrail._types import Usage
+from tokentrail.adapters._base import Captured, Malformed, StreamAccumulator
 from tokentrail.errors import BudgetExceeded
 
 if TYPE_CHECKING:
@@ -96,6 +97,10 @@ def _capture(adapter: str | None, response: object, provider: str) -> Captured:
             extract = _EXTRACTORS[adapter] = getattr(module, function or "extract")
         try:
             return extract(response, provider)
+        except Malformed as exc:
+            if ":" in adapter:  # an endpoint's own reader: its reason is the answer
+                return Captured(Usage.unknown(exc.reason), None, provider)
+            logger.debug("%s adapter could not read a response; detecting it", adapter, exc_info=True)
         except Exception:
             logger.debug("%s adapter could not read a response; detecting it", adapter, exc_info=True)
     from tokentrail.adapters import capture
@@ -141,6 +146,7 @@ class Call:
         "provider",
         "reservation",
         "started",
+        "stream_reader",
         "target",
         "tracker",
     )
@@ -154,9 +160,8 @@ class Call:
         self.is_content: Callable[[object], bool] = target.is_content  # marks the first token of a stream
         self.provider = provider
         self.model = model
-        self.once: Callable[[Captured], bool] | None = (
-            None  # False: already recorded (a response fetched again)
-        )
+        self.once: Callable[[Captured], bool] | None = None  # says False for a response recorded already
+        self.stream_reader: str | None = None  # "module:Class" for streams format detection cannot read
         self.reservation: Any = None
         self.captures: CaptureQueue | None = None  # None: record on this thread
         self.context: contextvars.Context | None = None
@@ -259,9 +264,18 @@ class Call:
 
     def finish_unread(self, reason: str) -> None:
         """The response was closed before its body could be read: record the call as `unknown`."""
-        from tokentrail._types import Usage
-
         self.finish_response(Captured(Usage.unknown(reason), self.model, self.provider))
+
+    def new_accumulator(self) -> StreamAccumulator:
+        """The accumulator for this call's stream: the endpoint's own, or one that detects the format."""
+        if self.stream_reader is not None:
+            module_name, _, name = self.stream_reader.partition(":")
+            module = importlib.import_module(f"tokentrail.adapters.{module_name}")
+            accumulator: StreamAccumulator = getattr(module, name)(self.provider)
+            return accumulator
+        from tokentrail.adapters.streams import stream_accumulator
+
+        return stream_accumulator(self.provider)
 
     def keep_context(self) -> None:
         """Record in the caller's context as it is now (a stream read later, elsewhere)."""
@@ -278,9 +292,7 @@ class Call:
 
     def tracked_stream(self, stream: Any, *, asynchronous: bool) -> Any:
         try:
-            from tokentrail.adapters.streams import stream_accumulator
-
-            accumulator = stream_accumulator(self.provider)
+            accumulator = self.new_accumulator()
             self.context = contextvars.copy_context()
         except Exception:
             logger.debug("tokentrail could not track a stream", exc_info=True)
@@ -364,8 +376,6 @@ class _RawBody:
         try:
             return json.loads(self.content)
         except ValueError:
-            from tokentrail._types import Usage
-
             return Captured(Usage.unknown("the response body is not JSON"), None, "unknown")
 
 

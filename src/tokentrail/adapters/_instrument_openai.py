@@ -40,6 +40,11 @@ def _delta_event(event: object) -> bool:
     return kind is not None and kind.endswith(".delta")
 
 
+def _partial_image(event: object) -> bool:
+    kind = text_value(get_field(event, "type"))
+    return kind is not None and kind.endswith(".partial_image")
+
+
 _RESPONSES = Endpoint("responses", "openai", is_content=_delta_event, once_per_response=True)
 
 # (HTTP method, path) -> endpoint; a `{…}` segment stands for an id
@@ -55,11 +60,18 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         "completions", "openai", is_content=_chat_content, stream_usage_option=True
     ),
     ("post", "/embeddings"): Endpoint("embeddings", "openai:extract_embeddings"),
-    ("post", "/images/generations"): Endpoint("images.generate", "openai:extract_images", _delta_event),
-    ("post", "/images/edits"): Endpoint("images.edit", "openai:extract_images", _delta_event),
+    ("post", "/images/generations"): Endpoint(
+        "images.generate", "openai:extract_images", _partial_image, stream="openai:ImageStream"
+    ),
+    ("post", "/images/edits"): Endpoint(
+        "images.edit", "openai:extract_images", _partial_image, stream="openai:ImageStream"
+    ),
     ("post", "/images/variations"): Endpoint("images.create_variation", "openai:extract_images"),
     ("post", "/audio/transcriptions"): Endpoint(
-        "audio.transcriptions", "openai:extract_transcription", _delta_event
+        "audio.transcriptions",
+        "openai:extract_transcription",
+        _delta_event,
+        stream="openai:TranscriptionStream",
     ),
     ("post", "/decisions"): Endpoint("decisions", "openai"),  # Responses-shaped usage
 }

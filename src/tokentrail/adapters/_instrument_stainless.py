@@ -47,6 +47,7 @@ class Endpoint:
     is_content: Callable[[object], bool] = _any_event  # a stream event carrying content (time to first token)
     stream_usage_option: bool = False  # chat completions report streamed usage only when asked
     once_per_response: bool = False  # Responses: one record per response id, background ones when finished
+    stream: str | None = None  # "module:Class" reading its stream events, where format detection cannot
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class StainlessTarget(Target):
         tracked: Any = call
         tracked.adapter = endpoint.adapter
         tracked.is_content = endpoint.is_content
+        tracked.stream_reader = endpoint.stream
         if endpoint.once_per_response:
             # a retrieve has no body: like a background create, an unfinished response waits to be seen finished
             tracked.once = _Once(background=detail.body.get("background") is True or not detail.body)

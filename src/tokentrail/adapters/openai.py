@@ -16,6 +16,7 @@ request set `stream_options={"include_usage": True}`; the Responses API reports 
 from __future__ import annotations
 
 import dataclasses
+from abc import abstractmethod
 from typing import Any
 
 from tokentrail._types import Usage
@@ -34,7 +35,9 @@ from tokentrail.errors import InvalidUsageError
 
 __all__ = [
     "ChatStream",
+    "ImageStream",
     "ResponsesStream",
+    "TranscriptionStream",
     "chat_usage",
     "extract",
     "extract_embeddings",
@@ -405,3 +408,43 @@ class ResponsesStream(StreamAccumulator):
 
     def _seen(self) -> Usage | None:
         return self._usage
+
+
+class _FinalEventStream(StreamAccumulator):
+    """A stream whose last event carries the usage in the shape of the plain response's `usage`."""
+
+    final_types: tuple[str, ...] = ()
+
+    def __init__(self, provider: str = "openai") -> None:
+        super().__init__(provider)
+        self._usage: Usage | None = None
+
+    @abstractmethod
+    def _read(self, event: object) -> Captured:
+        """The usage the final event reports."""
+
+    def _feed(self, event: object) -> None:
+        if text_value(get_field(event, "type")) in self.final_types:
+            self._usage = self._read(event).usage
+            self.final = True
+
+    def _seen(self) -> Usage | None:
+        return self._usage
+
+
+class TranscriptionStream(_FinalEventStream):
+    """Streamed transcriptions: `transcript.text.done` carries the usage."""
+
+    final_types = ("transcript.text.done",)
+
+    def _read(self, event: object) -> Captured:
+        return extract_transcription(event, self.provider)
+
+
+class ImageStream(_FinalEventStream):
+    """Streamed image generation or edits: the `.completed` event carries the usage."""
+
+    final_types = ("image_generation.completed", "image_edit.completed")
+
+    def _read(self, event: object) -> Captured:
+        return extract_images(event, self.provider)
