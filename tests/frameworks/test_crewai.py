@@ -182,6 +182,21 @@ def test_after_a_kickoff_no_claim_or_scope_is_left_in_the_callers_context(
     assert len(tracker.history()) == 3
 
 
+def test_a_crew_that_ran_before_enable_is_tracked_once_and_attributed_after_it(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    crew = _crew(server, stream=False)
+    _queue(server)
+    crew.kickoff()  # builds and keeps each agent's executor, with CrewAI's copy of the hooks then
+    _queue(server)
+    tt.instrument(tracker)
+    tt_crewai.enable(tracker)
+
+    crew.kickoff()
+
+    assert [r.attribution.agent for r in tracker.history()] == ["researcher", "researcher", "writer"]
+
+
 def test_enable_is_idempotent_and_disable_stops_recording(server: MockLLMServer, tracker: Tracker) -> None:
     tt_crewai.enable(tracker)
     tt_crewai.enable(tracker)

@@ -80,16 +80,14 @@ _TOOL_CALL: contextvars.ContextVar[_Window | None] = contextvars.ContextVar(
 def enable(tracker: Any = None) -> bool:
     """Track every CrewAI LLM call from now on; idempotent. Returns True.
 
-    `tracker` receives the records (None: `tokentrail.get_tracker()` at each call). Agents whose
-    executor was built before this call (an agent that already ran a task) keep CrewAI's snapshot of
-    the hooks: their calls are recorded, but attributed to no agent, and may be recorded twice under
-    `instrument()`. Call `enable()` before the first kickoff.
+    `tracker` receives the records (None: `tokentrail.get_tracker()` at each call).
     """
     global _enabled, _tracker
     with _lock:
         _tracker = tracker
         if _enabled:
             return True
+        register_hook(InterceptionPoint.EXECUTION_START, _attach_to_crew)
         register_hook(InterceptionPoint.PRE_MODEL_CALL, _before_model_call)
         register_hook(InterceptionPoint.POST_MODEL_CALL, _after_model_call)
         register_hook(InterceptionPoint.PRE_TOOL_CALL, _before_tool_call)
@@ -106,6 +104,7 @@ def disable() -> None:
     with _lock:
         if not _enabled:
             return
+        unregister_hook(InterceptionPoint.EXECUTION_START, _attach_to_crew)
         unregister_hook(InterceptionPoint.PRE_MODEL_CALL, _before_model_call)
         unregister_hook(InterceptionPoint.POST_MODEL_CALL, _after_model_call)
         unregister_hook(InterceptionPoint.PRE_TOOL_CALL, _before_tool_call)
@@ -121,6 +120,26 @@ def enabled() -> bool:
 
 
 # -- hooks: run in the caller's context --------------------------------------------------------------
+
+
+def _attach_to_crew(context: Any) -> None:
+    """A kickoff starts: agents whose executor predates `enable()` get the model-call hooks too.
+
+    CrewAI copies the global model-call hooks into each agent's executor when it builds it, and keeps
+    the executor across kickoffs; without this an agent that ran before `enable()` would bypass them.
+    """
+    try:
+        for agent in getattr(getattr(context, "crew", None), "agents", None) or ():
+            executor = getattr(agent, "agent_executor", None)
+            _add_once(getattr(executor, "before_llm_call_hooks", None), _before_model_call)
+            _add_once(getattr(executor, "after_llm_call_hooks", None), _after_model_call)
+    except Exception:
+        logger.debug("tokentrail could not attach to a CrewAI crew's agents", exc_info=True)
+
+
+def _add_once(hooks: Any, hook: Any) -> None:
+    if isinstance(hooks, list) and hook not in hooks:
+        hooks.append(hook)
 
 
 def _before_model_call(context: Any) -> None:
