@@ -130,6 +130,20 @@ def test_every_response_has_its_own_id_in_the_provider_format(server: MockLLMSer
         assert all(ident.startswith(prefix) and len(ident) == len(prefix) + 32 for ident in ids)
 
 
+def test_cohere_responses_have_their_own_uuid(server: MockLLMServer) -> None:
+    def chat() -> str:
+        request = urllib.request.Request(
+            server.base + "/v2/chat",
+            data=json.dumps({"model": "command-r", "messages": USER}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request) as response:
+            return str(json.loads(response.read())["id"])
+
+    first, second = chat(), chat()
+    assert first != second and len(first) == 36
+
+
 # -- tool calls -----------------------------------------------------------------------------------------
 
 TRANSFER = {"name": "transfer_to_billing", "arguments": {"account": 42, "reason": "refund please"}}
@@ -187,7 +201,9 @@ def test_async_chat_tool_call_then_final_text_in_queue_order(server: MockLLMServ
         second = await client.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
         return [first.choices[0], second.choices[0]]
 
+    assert server.pending == 2
     first, second = asyncio.run(loop())
+    assert server.pending == 0
     assert first.finish_reason == "tool_calls" and second.finish_reason == "stop"
     assert second.message.content == "Done, refund issued." and second.message.tool_calls is None
 

@@ -43,7 +43,8 @@ to "", give it to answer with text and tool calls together):
 - Gemini: `functionCall` parts (in the last chunk of a stream).
 
 Ids: every response has its own id in the provider's format (`chatcmpl-…`, `cmpl-…`, `resp_…`, `msg_…`,
-then 32 hex digits), so tracking can de-duplicate by response id.
+then 32 hex digits; Gemini `responseId` 32 hex digits; Cohere a UUID), so tracking can de-duplicate by
+response id.
 
 Streams as the APIs send them: OpenAI chat chunks end with a usage chunk only when
 `stream_options.include_usage`; Responses events response.created, response.in_progress,
@@ -83,7 +84,8 @@ Routes (POST unless said):
   google-genai, cohere, mistralai, ollama and Bedrock are in `_mock_routes`.
 
 `server.requests`: every request in order, as {"method", "path", "query" (dict), "body", "headers" (names
-lower-cased)}; a multipart body as its fields, each file as {"filename", "size"}.
+lower-cased)}; a multipart body as its fields, each file as {"filename", "size"}. `server.pending`: how many
+queued responses are still waiting.
 """
 
 from __future__ import annotations
@@ -219,6 +221,12 @@ class MockLLMServer:
         """Queue responses (or one built from keyword fields) for the next requests, in order."""
         with self._state.lock:
             self._state.queued.extend(responses or (MockResponse(**fields),))
+
+    @property
+    def pending(self) -> int:
+        """How many queued responses no request has taken yet (a test can assert its script ran out)."""
+        with self._state.lock:
+            return len(self._state.queued)
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -1072,15 +1080,16 @@ def _cohere(model: str, body: dict[str, Any], plan: MockResponse, u: _Usage, *, 
         "tokens": {"input_tokens": u.input + 7, "output_tokens": u.output},
     }
     message = {"role": "assistant", "content": [{"type": "text", "text": plan.text}]}
+    ident = str(uuid.uuid4())  # Cohere's response ids are UUIDs
     if not stream:
-        response: dict[str, Any] = {"id": "mock", "finish_reason": "COMPLETE", "message": message}
+        response: dict[str, Any] = {"id": ident, "finish_reason": "COMPLETE", "message": message}
         if not plan.omit_usage:
             response["usage"] = usage
         return response
 
     def events() -> Iterator[bytes]:
         start = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
-        yield _sse({"type": "message-start", "id": "mock", "delta": {"message": start}}, "message-start")
+        yield _sse({"type": "message-start", "id": ident, "delta": {"message": start}}, "message-start")
         yield _sse(
             {
                 "type": "content-start",
