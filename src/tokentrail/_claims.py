@@ -8,9 +8,10 @@ instrumented provider SDK (`openai`, `anthropic`, …). The rule:
    instrumented layer: SDK calls made inside a call that is already being recorded pass untracked
    (`adapters._instrument_call.tracking_call`).
 2. A framework integration opens a `Claim` where a model call begins, in the context the provider call
-   will run in, and records the call itself only when no instrumented layer took the claim: an
-   instrumented call that starts inside an open claim takes it (`take_claim`), and records the call
-   with the attribution the framework set up (its scope).
+   will run in, and records the call itself only when no layer closer to the provider took the claim:
+   an instrumented call that starts inside an open claim takes it (`take_claim`) and records the call
+   with the attribution the framework set up (its scope); a framework claim opened inside another takes
+   the outer one.
 3. A provider response fetched again (a background Responses `retrieve`) is recorded once per response id.
 
 A claim is a plain object shared by reference, so a call made in a copy of the context (a thread pool
@@ -43,7 +44,15 @@ _CURRENT: contextvars.ContextVar[Claim | None] = contextvars.ContextVar("tokentr
 
 
 def open_claim(owner: str) -> Claim:
-    """Open a claim for a call about to be made in this context (close it with `close_claim`)."""
+    """Open a claim for a call about to be made in this context (close it with `close_claim`).
+
+    A claim opened inside another one (LangChain's `ChatLiteLLM` calling LiteLLM with its callback on)
+    takes the outer one: the inner layer is closer to the provider, and it records the call (or an
+    instrumented layer below it does).
+    """
+    outer = _CURRENT.get()
+    if outer is not None:
+        outer.taken = True
     claim = Claim(owner)
     claim._token = _CURRENT.set(claim)
     return claim

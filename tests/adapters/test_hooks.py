@@ -518,3 +518,35 @@ def test_errors_propagate_unrecorded_and_tracking_errors_never_raise() -> None:
     garbage()
     (record,) = tracker.history()
     assert record.usage.status == tt.UsageStatus.UNKNOWN
+
+
+def test_track_llm_call_with_instrument_records_each_call_once(server: MockLLMServer) -> None:
+    import openai
+
+    from tokentrail.adapters import instrument, uninstrument
+
+    tracker = Tracker(capture="sync")
+    client = openai.OpenAI(base_url=server.url("openai"), api_key="test", max_retries=0)
+
+    @track_llm_call(tracker=tracker, agent="planner", tags=["plan"])
+    def plan() -> object:
+        return client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+
+    instrument(tracker)
+    try:
+        before = len(server.requests)
+        plan()
+        with track_llm_call(tracker=tracker, agent="writer") as call:
+            call.record(
+                client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "y"}]
+                )
+            )
+    finally:
+        uninstrument()
+    records = tracker.history()
+    assert len(records) == len(server.requests) - before == 2
+    assert [(r.agent, r.tags) for r in records] == [("planner", ("plan",)), ("writer", ())]
+    assert all(r.usage.status is tt.UsageStatus.COMPLETE and r.ttft_ms is None for r in records)

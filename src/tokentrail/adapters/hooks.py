@@ -20,7 +20,8 @@ tracker counts it under `error_counts["call_errors"]`; the exception propagates 
 
 Streams are not followed: a decorated function that returns a stream records what `capture()` reads
 from the stream object (usually `unknown`); use `tokentrail.instrument()` / `wrap()` for streamed calls.
-Do not combine with `instrument()` on the same SDK call, or the call is recorded twice.
+With `instrument()` on as well, an instrumented SDK call made inside records the call (with this
+call's agent, session, user, tool and tags) and `track_llm_call` does not: each call is recorded once.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ class LLMCall:
                 except BaseException:
                     call.failed()
                     raise
+                finally:
+                    call.close()
                 call.record(result)
                 return result
 
@@ -119,6 +122,8 @@ class LLMCall:
             except BaseException:
                 call.failed()
                 raise
+            finally:
+                call.close()
             call.record(result)
             return result
 
@@ -138,8 +143,10 @@ class LLMCall:
         traceback: TracebackType | None,
     ) -> None:
         call = self._active.pop() if self._active else None
-        if call is not None and exc_type is not None:
-            call.failed()
+        if call is not None:
+            call.close()
+            if exc_type is not None:
+                call.failed()
 
     async def __aenter__(self) -> LLMCallRecorder:
         return self.__enter__()
@@ -156,21 +163,40 @@ class LLMCall:
 class LLMCallRecorder:
     """One tracked call in progress; `record(response)` records it (once), timed from its start."""
 
-    __slots__ = ("_settings", "done", "started")
+    __slots__ = ("_scope", "_settings", "claim", "done", "started")
 
     def __init__(self, settings: LLMCall) -> None:
+        from tokentrail._claims import open_claim
+        from tokentrail.scope import enter_scope, scope
+
         self._settings = settings
         self.done = False
+        # an instrumented SDK call made inside records this call, with this call's attribution
+        self._scope = enter_scope(scope(**settings.attribution)) if settings.attribution else None
+        self.claim = open_claim("track_llm_call")
         self.started = time.perf_counter()
+
+    def close(self) -> None:
+        """The call's code has returned: stop offering the claim and leave the scope."""
+        from tokentrail._claims import close_claim
+        from tokentrail.scope import exit_scope
+
+        close_claim(self.claim)
+        if self._scope is not None:
+            exit_scope(self._scope)
+            self._scope = None
 
     def record(self, response: object) -> Any:
         """Record `response` (a provider response, a JSON body, or a `tokentrail.Usage`).
 
-        Returns the `Record`, or None when this call was already recorded or tracking failed.
+        Returns the `Record`, or None when this call was already recorded (here, or by an instrumented
+        SDK call made inside) or tracking failed.
         """
         if self.done:
             return None
         self.done = True
+        if self.claim.taken:
+            return None  # an instrumented SDK call inside recorded it
         duration_ms = (time.perf_counter() - self.started) * 1000.0
         settings = self._settings
         try:
