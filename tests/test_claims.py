@@ -49,9 +49,13 @@ def test_a_claim_is_taken_from_a_task_created_inside_it() -> None:
     assert asyncio.run(run())
 
 
-def test_closing_from_another_context_or_twice_is_harmless() -> None:
+def test_a_claim_closed_from_another_context_is_passed_over_here() -> None:
+    outer = open_claim("outer")
     claim = open_claim("framework")
-    contextvars.copy_context().run(close_claim, claim)  # another context: leaves this one alone...
-    assert current_claim() is None or current_claim() is claim
-    close_claim(claim)  # ...and the token is spent: nothing more to do
-    close_claim(claim)
+    contextvars.copy_context().run(close_claim, claim)  # the framework ended the call in another task
+    assert current_claim() is outer  # later calls here no longer take the ended call's claim
+    outer.taken = False
+    assert take_claim() is outer and claim.closed
+    close_claim(claim)  # twice: harmless
+    close_claim(outer)
+    assert take_claim() is None

@@ -29,11 +29,13 @@ __all__ = ["Claim", "close_claim", "current_claim", "open_claim", "take_claim"]
 class Claim:
     """A model call a framework saw begin, which it records itself unless an instrumented call takes it."""
 
-    __slots__ = ("_token", "owner", "taken")
+    __slots__ = ("_token", "closed", "outer", "owner", "taken")
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, outer: Claim | None = None) -> None:
         self.owner = owner
-        self.taken = False  # an instrumented layer records this call: the framework must not
+        self.outer = outer  # the claim open around this one, offered again once this one is closed
+        self.taken = False  # a layer closer to the provider records this call: the framework must not
+        self.closed = False
         self._token: contextvars.Token[Claim | None] | None = None
 
     def __repr__(self) -> str:
@@ -50,16 +52,21 @@ def open_claim(owner: str) -> Claim:
     takes the outer one: the inner layer is closer to the provider, and it records the call (or an
     instrumented layer below it does).
     """
-    outer = _CURRENT.get()
+    outer = current_claim()
     if outer is not None:
         outer.taken = True
-    claim = Claim(owner)
+    claim = Claim(owner, outer)
     claim._token = _CURRENT.set(claim)
     return claim
 
 
 def close_claim(claim: Claim) -> None:
-    """Stop offering `claim` to calls made in this context; harmless from another context or twice."""
+    """Stop offering `claim` to calls made in this context; harmless from another context or twice.
+
+    Closed from another context than it was opened in (a framework ending a call in another task), the
+    claim stays set in its own context but is passed over there: calls made later take the claim around it.
+    """
+    claim.closed = True
     token, claim._token = claim._token, None
     if token is None:
         return
@@ -71,12 +78,20 @@ def close_claim(claim: Claim) -> None:
 
 def current_claim() -> Claim | None:
     """The claim calls made here would take (None outside any framework call)."""
-    return _CURRENT.get()
+    claim = _CURRENT.get()
+    while claim is not None and claim.closed:
+        claim = claim.outer
+    return claim
 
 
 def take_claim() -> Claim | None:
     """An instrumented call begins here: take the open claim, if any, so its framework does not record."""
     claim = _CURRENT.get()
-    if claim is not None:
-        claim.taken = True
+    if claim is None:
+        return None
+    if claim.closed:
+        claim = current_claim()
+        if claim is None:
+            return None
+    claim.taken = True
     return claim
