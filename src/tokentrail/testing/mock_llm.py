@@ -174,11 +174,15 @@ class _StoredResponse:
     """A Responses API response kept for retrieve, cancel and stream replay."""
 
     response: dict[str, Any]
-    events: list[dict[str, Any]]
     background: bool
     pending_polls: int
     cancelled: bool = False
     delivered: bool = False  # a retrieval has returned it completed
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Its stream (the same events each time: they derive from the stored response)."""
+        return _response_events(self.response)
 
     def view(self, status: str) -> dict[str, Any]:
         return {**self.response, "status": status, "output": [], "usage": None, "completed_at": None}
@@ -355,9 +359,11 @@ class _Handler(BaseHTTPRequestHandler):
         """Responses API create: stored for retrieve; a background response answers `queued`."""
         response = _response_object(model, body, plan, usage)
         background = bool(body.get("background"))
-        stored = _StoredResponse(response, _response_events(response), background, plan.pending_polls)
+        stored = _StoredResponse(response, background, plan.pending_polls)
         with self.state.lock:
             self.state.responses[response["id"]] = stored
+            if len(self.state.responses) > _STORED_RESPONSES:  # keep memory flat over long benchmarks
+                del self.state.responses[next(iter(self.state.responses))]
         if stream:
             events = (_sse(e, e["type"]) for e in stored.events)
             self._stream("openai.responses", events, plan.first_chunk_delay)
@@ -551,6 +557,7 @@ _BEDROCK_OPERATIONS = {
     "invoke": "bedrock.invoke",
     "invoke-with-response-stream": "bedrock.invoke_stream",
 }
+_STORED_RESPONSES = 1000  # the latest Responses API responses kept for retrieve
 _STREAM_ROUTES = frozenset({"gemini.stream", "bedrock.stream", "bedrock.invoke_stream"})
 
 
