@@ -43,7 +43,7 @@ from crewai.hooks.dispatch import register as register_hook
 from crewai.hooks.dispatch import unregister as unregister_hook
 from crewai.types.usage_metrics import UsageMetrics
 
-from tokentrail._claims import Claim, close_claim, current_claim, open_claim
+from tokentrail._claims import Claim, close_claim, open_claim
 from tokentrail._types import Usage
 from tokentrail.adapters.hooks import count_error, resolve_tracker
 from tokentrail.scope import _Frame, enter_scope, exit_scope, scope
@@ -217,10 +217,9 @@ def _on_completed(source: Any, event: BaseEvent) -> None:
     if not isinstance(event, LLMCallCompletedEvent):
         return
     try:
-        claim = current_claim()
-        if claim is not None and claim.taken:
+        window = _MODEL_CALL.get()  # the pre-model hook's, as this copy of the caller's context saw it
+        if window is not None and window.claim is not None and window.claim.taken:
             return
-        window = _MODEL_CALL.get()
         duration_ms = (time.perf_counter() - window.started) * 1000.0 if window is not None else None
         provider = getattr(source, "provider", None)
         resolve_tracker(_tracker).record(
@@ -234,8 +233,8 @@ def _on_completed(source: Any, event: BaseEvent) -> None:
 
 
 def _on_failed(source: Any, event: BaseEvent) -> None:
-    claim = current_claim()
-    if claim is None or not claim.taken:
+    window = _MODEL_CALL.get()
+    if window is None or window.claim is None or not window.claim.taken:
         count_error(_tracker)
 
 

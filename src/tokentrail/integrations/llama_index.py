@@ -50,7 +50,7 @@ from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index_instrumentation import get_dispatcher
 from pydantic import PrivateAttr
 
-from tokentrail._claims import Claim, close_claim, current_claim, open_claim
+from tokentrail._claims import Claim, close_claim, open_claim
 from tokentrail._types import Usage
 from tokentrail.adapters import capture
 from tokentrail.adapters.hooks import count_error, resolve_tracker
@@ -323,13 +323,10 @@ def _enter_agents(agents: list[str], tool: str | None) -> Token[_Frame] | None:
 
 
 def _close(pending: _Pending) -> None:
-    """Close the call's claim and scope; a recorded inner call also settles an enclosing LlamaIndex call."""
+    """Close the call's claim and scope (a call started inside another took the outer claim at its start)."""
     close_claim(pending.claim)
     if pending.scope_token is not None:
         exit_scope(pending.scope_token)
-    outer = current_claim()
-    if outer is not None and outer.owner == OWNER:
-        outer.taken = True  # e.g. a completion served by a chat call: the chat call was the one recorded
 
 
 def usage_from_llama_response(response: Any) -> Usage:
