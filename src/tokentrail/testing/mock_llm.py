@@ -240,6 +240,8 @@ class MockLLMServer:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 256  # the listen backlog: 100 threads connecting at once must not be refused
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client hanging up mid-stream (an aborted stream test) is expected, not worth a traceback."""
 
