@@ -19,14 +19,23 @@ import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from tokentrail._record import EMPTY_ATTRIBUTION, Attribution, intern_attribution, normalize_tags
 
-__all__ = ["ScopedThreadPoolExecutor", "current_scope", "enter_scope", "exit_scope", "propagate", "scope"]
+__all__ = [
+    "ScopeEntry",
+    "ScopedThreadPoolExecutor",
+    "current_scope",
+    "enter_scope",
+    "exit_scope",
+    "propagate",
+    "reentered",
+    "scope",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -154,22 +163,64 @@ class scope:
         return f"scope({shown})"
 
 
-def enter_scope(scoped: scope) -> contextvars.Token[_Frame]:
+class _HookFrame(_Frame):
+    """A scope a framework entered from a start hook. Once its end hook has run it stands for the scope
+    around it, in every context: frameworks may end a run in another task than the one it started in,
+    where the frame cannot be popped, and it must not outlive the run there."""
+
+    __slots__ = ("ended", "own")
+
+    def __init__(self, attribution: Attribution, previous: _Frame) -> None:
+        self.own = attribution
+        self.previous = previous
+        self.ended = False
+
+    @property
+    def attribution(self) -> Attribution:
+        previous = self.previous
+        return previous.attribution if self.ended and previous is not None else self.own
+
+    @attribution.setter
+    def attribution(self, value: Attribution) -> None:
+        self.own = value
+
+
+class ScopeEntry:
+    """A scope entered with `enter_scope`, to leave with `exit_scope`."""
+
+    __slots__ = ("frame", "token")
+
+    def __init__(self, frame: _HookFrame, token: contextvars.Token[_Frame]) -> None:
+        self.frame = frame
+        self.token = token
+
+
+def enter_scope(scoped: scope) -> ScopeEntry:
     """Enter `scoped` from a start hook (a framework callback) rather than a `with` block.
 
-    Leave it with `exit_scope(token)` from the matching end hook. Unlike `scope.__exit__`, leaving
-    from another context than it was entered in changes nothing there (frameworks may run end hooks in
-    a copy of the context).
+    Leave it with `exit_scope(entry)` from the matching end hook, in any context: where it cannot be
+    popped (another task than it was entered in), it stops counting all the same.
     """
-    frame = current_frame.get()
-    return current_frame.set(_Frame(scoped.inside(frame.attribution), frame))
+    outer = current_frame.get()
+    frame = _HookFrame(scoped.inside(outer.attribution), outer)
+    return ScopeEntry(frame, current_frame.set(frame))
 
 
-def exit_scope(token: contextvars.Token[_Frame]) -> None:
-    """Leave a scope entered with `enter_scope`; harmless when called from another context."""
-    with contextlib.suppress(
-        ValueError, RuntimeError
-    ):  # entered in another context, or left already: nothing to restore here
+def exit_scope(entry: ScopeEntry) -> None:
+    """Leave a scope entered with `enter_scope`; harmless twice, or from another context."""
+    entry.frame.ended = True
+    with contextlib.suppress(ValueError, RuntimeError):  # another context, or left already
+        current_frame.reset(entry.token)
+
+
+@contextlib.contextmanager
+def reentered(entry: ScopeEntry) -> Iterator[Attribution]:
+    """The scope `entry` stood for, again for this block, even after its end hook ran: for a framework
+    that records a call later, elsewhere (an event bus's thread), with the attribution it had."""
+    token = current_frame.set(_Frame(entry.frame.own, entry.frame))
+    try:
+        yield entry.frame.own
+    finally:
         current_frame.reset(token)
 
 

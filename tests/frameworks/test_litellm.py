@@ -124,10 +124,15 @@ def _call(litellm: Any, kwargs: dict[str, Any], streamed: bool) -> Any:
 
 
 async def _acall(litellm: Any, kwargs: dict[str, Any], streamed: bool) -> Any:
-    if not streamed:
-        return (await litellm.acompletion(**kwargs)).usage
-    chunks = [chunk async for chunk in await litellm.acompletion(**kwargs)]
-    return _stream_usage(litellm, chunks)
+    try:
+        if not streamed:
+            return (await litellm.acompletion(**kwargs)).usage
+        chunks = [chunk async for chunk in await litellm.acompletion(**kwargs)]
+        return _stream_usage(litellm, chunks)
+    finally:  # LiteLLM's logging queue outlives the loop otherwise, and runs in the next test's loop
+        from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+        await GLOBAL_LOGGING_WORKER.flush()
 
 
 def _stream_usage(litellm: Any, chunks: list[Any]) -> Any:

@@ -28,6 +28,7 @@ module imports crewai.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
@@ -46,7 +47,7 @@ from crewai.types.usage_metrics import UsageMetrics
 from tokentrail._claims import Claim, close_claim, open_claim
 from tokentrail._types import Usage
 from tokentrail.adapters.hooks import count_error, resolve_tracker
-from tokentrail.scope import _Frame, enter_scope, exit_scope, scope
+from tokentrail.scope import ScopeEntry, enter_scope, exit_scope, reentered, scope
 
 __all__ = ["disable", "enable", "enabled", "usage_from_crewai"]
 
@@ -64,7 +65,7 @@ class _Window:
     """What a hook opened in the caller's context: the model call's claim, or a tool's scope."""
 
     claim: Claim | None
-    scope_token: contextvars.Token[_Frame]
+    scope_entry: ScopeEntry
     started: float
     token: contextvars.Token[_Window | None] | None = None
 
@@ -191,7 +192,7 @@ def _close(var: contextvars.ContextVar[_Window | None]) -> None:
         return
     if window.claim is not None:
         close_claim(window.claim)
-    exit_scope(window.scope_token)
+    exit_scope(window.scope_entry)
     if window.token is not None:
         try:
             var.reset(window.token)
@@ -222,12 +223,15 @@ def _on_completed(source: Any, event: BaseEvent) -> None:
             return
         duration_ms = (time.perf_counter() - window.started) * 1000.0 if window is not None else None
         provider = getattr(source, "provider", None)
-        resolve_tracker(_tracker).record(
-            usage_from_crewai(event.usage),
-            event.model,
-            provider if isinstance(provider, str) else None,
-            duration_ms=duration_ms,
-        )
+        with contextlib.ExitStack() as stack:
+            if window is not None:  # the hook's scope may have ended already: record with what it said
+                stack.enter_context(reentered(window.scope_entry))
+            resolve_tracker(_tracker).record(
+                usage_from_crewai(event.usage),
+                event.model,
+                provider if isinstance(provider, str) else None,
+                duration_ms=duration_ms,
+            )
     except Exception:
         logger.debug("tokentrail could not record a CrewAI call", exc_info=True)
 

@@ -32,14 +32,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from contextvars import Token
 from typing import Any, cast
 from uuid import UUID
 
 from tokentrail._claims import Claim, close_claim, current_claim, open_claim
 from tokentrail._record import Attribution
 from tokentrail._types import Usage, UsageStatus
-from tokentrail.scope import _Frame, current_frame, current_scope, exit_scope, scope
+from tokentrail.scope import ScopeEntry, current_scope, enter_scope, exit_scope, scope
 
 __all__ = ["TokentrailCallbackHandler", "disable", "enable", "is_enabled", "usage_from_metadata"]
 
@@ -78,12 +77,11 @@ class _Run:
         "attribution",
         "claim",
         "claim_shared",
-        "frame",
+        "entry",
         "model",
         "name",
         "owner",
         "provider",
-        "scope_token",
         "started",
         "streamed",
         "tool",
@@ -94,8 +92,7 @@ class _Run:
         self.name = name
         self.agent = agent  # the agent calls inside this run are for (inherited from the parents)
         self.tool = tool  # the tool run they are made in, if any
-        self.scope_token: Token[Any] | None = None
-        self.frame: _RunFrame | None = None
+        self.entry: ScopeEntry | None = None
         self.attribution: Attribution | None = None
         self.claim: Claim | None = None
         self.claim_shared = False  # another run of the same multi-prompt call opened the claim
@@ -361,43 +358,14 @@ class TokentrailCallbackHandler(_BaseCallbackHandler):  # type: ignore[misc]
             )
 
 
-class _RunFrame(_Frame):
-    """A scope entered for one run that falls through to the scope around it once the run ends.
-
-    LangChain may end a run in another context than the one it started in (`agenerate` ends model
-    runs in gathered tasks), where the frame cannot be popped: it must not outlive the run there.
-    """
-
-    __slots__ = ("ended", "own")
-
-    def __init__(self, attribution: Attribution, previous: _Frame) -> None:
-        self.own = attribution
-        self.previous = previous
-        self.ended = False
-
-    @property
-    def attribution(self) -> Attribution:
-        if self.ended and self.previous is not None:
-            return self.previous.attribution
-        return self.own
-
-    @attribution.setter
-    def attribution(self, value: Attribution) -> None:
-        self.own = value
-
-
 def _enter(run: _Run, scoped: scope) -> None:
-    """Enter `scoped` for `run` in this context (left by `_exit`, or inert once the run ends)."""
-    outer = current_frame.get()
-    run.frame = _RunFrame(scoped.inside(outer.attribution), outer)
-    run.scope_token = current_frame.set(run.frame)
+    """Enter `scoped` for `run` in this context (left by `_exit`, and inert once the run ends anywhere)."""
+    run.entry = enter_scope(scoped)
 
 
 def _exit(run: _Run) -> None:
-    if run.frame is not None:
-        run.frame.ended = True
-    if run.scope_token is not None:
-        exit_scope(run.scope_token)
+    if run.entry is not None:
+        exit_scope(run.entry)
 
 
 class _EnabledHandler:

@@ -56,13 +56,18 @@ _LITELLM_LISTS = (
 )
 
 
+# calls recorded, counted or left to others — by any logger of the process: LiteLLM may run a call's
+# queued async hooks long after it (in the next event loop), after a logger was replaced
+_SETTLED: OrderedDict[str, None] = OrderedDict()
+_SETTLED_LOCK = threading.Lock()
+
+
 class TokentrailLogger(_CustomLogger):  # type: ignore[misc]
     """LiteLLM `CustomLogger` recording each successful call on a tokentrail tracker."""
 
     def __init__(self, tracker: Any = None) -> None:
         super().__init__()
         self.tracker = tracker
-        self._settled: OrderedDict[str, None] = OrderedDict()  # calls recorded, counted or left to others
         self._claims: OrderedDict[str, Claim] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -146,12 +151,13 @@ class TokentrailLogger(_CustomLogger):  # type: ignore[misc]
         instrumented SDK call inside it took its claim and records it itself."""
         if call_id is None:
             return True
-        with self._lock:
-            if call_id in self._settled:
+        with _SETTLED_LOCK:
+            if call_id in _SETTLED:
                 return False
-            self._settled[call_id] = None
-            if len(self._settled) > _REMEMBERED:
-                self._settled.popitem(last=False)
+            _SETTLED[call_id] = None
+            if len(_SETTLED) > _REMEMBERED:
+                _SETTLED.popitem(last=False)
+        with self._lock:
             claim = self._claims.pop(call_id, None)
         return claim is None or not claim.taken
 

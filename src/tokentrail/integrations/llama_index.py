@@ -32,7 +32,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextvars import Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +53,7 @@ from tokentrail._claims import Claim, close_claim, open_claim
 from tokentrail._types import Usage
 from tokentrail.adapters import capture
 from tokentrail.adapters.hooks import count_error, resolve_tracker
-from tokentrail.scope import _Frame, enter_scope, exit_scope, scope
+from tokentrail.scope import ScopeEntry, enter_scope, exit_scope, scope
 
 __all__ = ["disable", "enable", "usage_from_llama_response"]
 
@@ -233,7 +232,7 @@ class _Pending:
     """An LLM call between its start and end events."""
 
     claim: Claim
-    scope_token: Token[_Frame] | None
+    scope_entries: list[ScopeEntry]
     started: float
     model_dict: dict[str, Any] = field(default_factory=dict)
 
@@ -267,8 +266,8 @@ class _CallEvents(BaseEventHandler):
         if span_id is None:
             return
         agents, tool = self.spans.attribution(span_id)
-        token = _enter_agents(agents, tool)
-        pending = _Pending(open_claim(OWNER), token, time.perf_counter(), dict(event.model_dict or {}))
+        entries = _enter_agents(agents, tool)
+        pending = _Pending(open_claim(OWNER), entries, time.perf_counter(), dict(event.model_dict or {}))
         with self._pending_lock:
             self._pending[span_id] = pending
 
@@ -309,24 +308,23 @@ class _CallEvents(BaseEventHandler):
         resolve_tracker(self.tracker).record(usage, model, provider, duration_ms=duration_ms)
 
 
-def _enter_agents(agents: list[str], tool: str | None) -> Token[_Frame] | None:
-    """Enter one scope per agent level (the tool on the innermost); the first token undoes them all."""
+def _enter_agents(agents: list[str], tool: str | None) -> list[ScopeEntry]:
+    """Enter one scope per agent level (the tool on the innermost), to leave innermost first."""
     if not agents and tool is None:
-        return None
+        return []
     levels: list[str | None] = list(agents) or [None]
-    first: Token[_Frame] | None = None
-    for depth, agent in enumerate(levels):
-        innermost = depth == len(levels) - 1
-        token = enter_scope(scope(agent=agent, tool=tool if innermost else None))
-        first = first or token
-    return first
+    return [
+        enter_scope(scope(agent=agent, tool=tool if depth == len(levels) - 1 else None))
+        for depth, agent in enumerate(levels)
+    ]
 
 
 def _close(pending: _Pending) -> None:
     """Close the call's claim and scope (a call started inside another took the outer claim at its start)."""
     close_claim(pending.claim)
-    if pending.scope_token is not None:
-        exit_scope(pending.scope_token)
+    for entry in reversed(pending.scope_entries):
+        exit_scope(entry)
+    pending.scope_entries = []
 
 
 def usage_from_llama_response(response: Any) -> Usage:
