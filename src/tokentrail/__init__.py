@@ -39,8 +39,6 @@ if TYPE_CHECKING:
         wrap,
     )
     from tokentrail.adapters.hooks import track_llm_call
-    from tokentrail.integrations.langchain import TokentrailCallbackHandler
-    from tokentrail.adapters.litellm_hook import litellm_callback
     from tokentrail.budgets import (
         Budget,
         BudgetAlert,
@@ -52,6 +50,8 @@ if TYPE_CHECKING:
     )
     from tokentrail.events import EventBus, EventSink, get_bus
     from tokentrail.exporters import LoggingSink, log_summary
+    from tokentrail.integrations.langchain import TokentrailCallbackHandler
+    from tokentrail.integrations.litellm import litellm_callback
     from tokentrail.scope import ScopedThreadPoolExecutor
     from tokentrail.stores.base import Store
     from tokentrail.stores.memory import MemoryStore
@@ -111,7 +111,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("DriftRow", "drift"), "tokentrail.tokens.drift"),
     "track_llm_call": "tokentrail.adapters.hooks",
     "TokentrailCallbackHandler": "tokentrail.integrations.langchain",
-    "litellm_callback": "tokentrail.adapters.litellm_hook",
+    "litellm_callback": "tokentrail.integrations.litellm",
     **dict.fromkeys(("LoggingSink", "log_summary"), "tokentrail.exporters"),
     **dict.fromkeys(("EventBus", "EventSink", "get_bus"), "tokentrail.events"),
 }
