@@ -130,8 +130,10 @@ def _race_an_instrumented_hard_limit(server: MockLLMServer) -> None:
     limit = Decimal("0.25")  # ≈ 50 worst cases of 500 output tokens on gpt-4o
     tracker = Tracker(budgets=[tt.Budget(limit_usd=limit, name="race")])
     rng = random.Random(7)
-    for _ in range(100):
-        server.queue(input=5, output=rng.randint(0, 500), route="openai.chat")  # ≤ the reserved worst case
+    for _ in range(
+        100
+    ):  # ≤ the reserved worst case; together ≈ $0.37, so calls are refused however they overlap
+        server.queue(input=5, output=rng.randint(250, 500), route="openai.chat")
     oai = client(server)
     sent = len(server.requests)
     start = threading.Barrier(100)

@@ -51,16 +51,10 @@ def litellm_logger(litellm: Any) -> Iterator[Any]:
     try:
         yield callback
     finally:
+        from tokentrail.integrations.litellm import unregister
+
+        unregister(callback)  # from every list LiteLLM copied it into (its pre-call hook opens claims)
         litellm.callbacks = saved
-        for name in (
-            "success_callback",
-            "failure_callback",
-            "_async_success_callback",
-            "_async_failure_callback",
-        ):
-            registered = getattr(litellm, name, None)
-            if isinstance(registered, list) and callback in registered:
-                registered.remove(callback)
 
 
 @pytest.fixture

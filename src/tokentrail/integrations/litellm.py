@@ -242,13 +242,17 @@ def disable() -> None:
     global _enabled
     with _enable_lock:
         callback, _enabled = _enabled, None
-        if callback is None:
-            return
-        for name in _LITELLM_LISTS:
-            registered = getattr(_litellm, name, None)
-            if isinstance(registered, list):
-                while callback in registered:
-                    registered.remove(callback)
+        if callback is not None:
+            unregister(callback)
+
+
+def unregister(callback: Any) -> None:
+    """Take `callback` out of every list LiteLLM keeps callbacks in (it copies `litellm.callbacks`)."""
+    for name in _LITELLM_LISTS:
+        registered = getattr(_litellm, name, None)
+        if isinstance(registered, list):
+            while callback in registered:
+                registered.remove(callback)
 
 
 def is_enabled() -> bool:
