@@ -6,7 +6,8 @@ way of reading the body goes through it — the SDK's `Stream` built by `.parse(
 `iter_text()`, `read()` — and sees the decoded bytes as they pass, chunk by chunk. Server-sent events
 are split as they arrive; only the events that carry usage (and the first one, for the model) are
 decoded, so a long stream costs a byte search per event. A JSON body is kept as the chunks the reader
-already received and decoded once, on the capture worker, when it ends. The call is recorded when the
+already received (references, not copies) and joined and decoded once, on the capture worker, when
+it ends. The call is recorded when the
 body has been read to its end (complete), when the reader stops early or the response is closed or
 collected unread (what was seen: partial, or unknown with the reason).
 """
@@ -85,8 +86,8 @@ class _Tap:
             if self.accumulator is None:
                 if aborted:
                     call.finish_unread("the response body was not read to its end")
-                else:
-                    call.finish_body(b"".join(self.chunks))
+                else:  # the chunks the reader received, joined on the capture worker
+                    call.finish_body(self.chunks)
                 self.chunks = []
                 return
             if self.buffer.strip():

@@ -258,8 +258,9 @@ class Call:
         except Exception:
             self._record_failed("could not record a call")
 
-    def finish_body(self, content: bytes) -> None:
-        """A raw JSON response body is there (read by the caller): record it (decoded off the caller's path)."""
+    def finish_body(self, content: bytes | list[bytes]) -> None:
+        """A raw JSON response body is there (read by the caller, whole or in chunks): record it, decoded
+        off the caller's path."""
         self.finish_response(_RawBody(content))
 
     def finish_unread(self, reason: str) -> None:
@@ -367,14 +368,15 @@ class _RawBody:
 
     __slots__ = ("content",)
 
-    def __init__(self, content: bytes) -> None:
+    def __init__(self, content: bytes | list[bytes]) -> None:
         self.content = content
 
     def decode(self) -> object:
         import json
 
+        content = self.content
         try:
-            return json.loads(self.content)
+            return json.loads(content if isinstance(content, bytes) else b"".join(content))
         except ValueError:
             return Captured(Usage.unknown("the response body is not JSON"), None, "unknown")
 
