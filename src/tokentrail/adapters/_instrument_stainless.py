@@ -32,6 +32,7 @@ from tokentrail.adapters._instrument_target import Call, Request, Target, given
 __all__ = ["Endpoint", "StainlessTarget", "recorded_once"]
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+_PROVIDERS: dict[type, str] = {}  # client class -> the provider its calls are priced with
 
 
 def _any_event(event: object) -> bool:
@@ -50,11 +51,15 @@ class Endpoint:
     stream: str | None = None  # "module:Class" reading its stream events, where format detection cannot
 
 
-@dataclass(frozen=True)
 class _Detail:
-    endpoint: Endpoint
-    raw: str | None  # None, "true" (with_raw_response) or "stream" (with_streaming_response)
-    body: Mapping[str, Any]
+    """What `deliver` needs to know about one request (a plain slotted class: built on every call)."""
+
+    __slots__ = ("body", "endpoint", "raw")
+
+    def __init__(self, endpoint: Endpoint, raw: str | None, body: Mapping[str, Any]) -> None:
+        self.endpoint = endpoint
+        self.raw = raw  # None, "true" (with_raw_response) or "stream" (with_streaming_response)
+        self.body = body
 
 
 @dataclass(frozen=True)
@@ -79,11 +84,12 @@ class StainlessTarget(Target):
         object.__setattr__(self, "templates", templates)
 
     def provider_of(self, resource: Any) -> str:
-        name = type(resource).__name__
-        for part, provider in self.provider_names.items():
-            if part in name:
-                return provider
-        return self.provider
+        kind = type(resource)
+        found = _PROVIDERS.get(kind)
+        if found is None:
+            found = next((p for part, p in self.provider_names.items() if part in kind.__name__), self.provider)
+            _PROVIDERS[kind] = found
+        return found
 
     def endpoint(self, method: str, path: str) -> Endpoint | None:
         """The endpoint a request to `path` reaches, or None when the path is not billable."""
@@ -102,10 +108,13 @@ class StainlessTarget(Target):
         self, resource: Any, args: tuple[Any, ...], kwargs: dict[str, Any], settings: Any
     ) -> Request | None:
         options: Any = args[1] if len(args) > 1 else kwargs["options"]
-        endpoint = self.endpoint(str(options.method).lower(), options.url)
+        method = options.method
+        endpoint = self.endpoints.get((method, options.url)) or self.endpoint(str(method).lower(), options.url)
         if endpoint is None:
             return None
-        body = options.json_data if isinstance(options.json_data, Mapping) else {}
+        body = options.json_data
+        if type(body) is not dict:
+            body = body if isinstance(body, Mapping) else {}
         streaming = kwargs.get("stream") is True
         if (
             endpoint.stream_usage_option
@@ -139,7 +148,10 @@ class StainlessTarget(Target):
             # a retrieve has no body: like a background create, an unfinished response waits to be seen finished
             tracked.once = _Once(background=detail.body.get("background") is True or not detail.body)
         if detail.raw is None:
-            return super().deliver(call, request, response, asynchronous=asynchronous)
+            if request.streaming:
+                return call.tracked_stream(response, asynchronous=asynchronous)
+            call.finish_response(response)
+            return response
         http = getattr(response, "http_response", None)
         if http is None:  # not the SDK's raw response wrapper after all
             return super().deliver(call, request, response, asynchronous=asynchronous)
@@ -158,7 +170,13 @@ class StainlessTarget(Target):
 
 def _raw_mode(headers: object) -> str | None:
     """What the caller asked for: a raw response ("true"), a streaming response ("stream") or neither."""
-    if not isinstance(headers, Mapping) or not headers:
+    if not headers:  # {} or the SDKs' falsy NotGiven: the common case
+        return None
+    if type(headers) is dict:
+        found = headers.get(RAW_RESPONSE_HEADER)  # the SDKs' own spelling
+        if found is not None:
+            return str(found)
+    elif not isinstance(headers, Mapping):
         return None
     for key, value in headers.items():
         if isinstance(key, str) and key.lower() == "x-stainless-raw-response":
