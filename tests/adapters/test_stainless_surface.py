@@ -362,3 +362,30 @@ def test_streamed_image_generation(server: MockLLMServer, tracker: Tracker) -> N
     assert record.usage.status is tt.UsageStatus.COMPLETE
     assert record.usage.output_tokens == completed.usage.output_tokens
     assert record.ttft_ms is not None  # the partial image is the first content
+
+
+def test_speech_reports_usage_only_as_server_sent_events(server: MockLLMServer, tracker: Tracker) -> None:
+    client = oai(server)
+    audio = client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input="Tokens are counted.")
+    assert len(audio.content) == 4096
+    client.audio.speech.create(model="gpt-4o-mini-tts", voice="alloy", input="Tokens.", stream_format="sse")
+    with client.audio.speech.with_streaming_response.create(
+        model="gpt-4o-mini-tts", voice="alloy", input="Tokens.", stream_format="sse"
+    ) as raw:
+        lines = list(raw.iter_lines())
+    assert any("speech.audio.done" in line for line in lines)
+
+    async def run() -> None:
+        aclient = oai(server, openai.AsyncOpenAI)
+        await aclient.audio.speech.create(
+            model="gpt-4o-mini-tts", voice="alloy", input="Tokens.", stream_format="sse"
+        )
+
+    asyncio.run(run())
+    plain, sse, streamed, asynchronous = tracker.history()
+    assert plain.usage.status is tt.UsageStatus.UNKNOWN and "stream_format" in (plain.usage.reason or "")
+    for record in (sse, streamed, asynchronous):
+        assert record.usage.status is tt.UsageStatus.COMPLETE, record.usage
+        assert record.usage.output_audio_tokens == record.usage.output_tokens > 0
+        assert record.model == "gpt-4o-mini-tts"
+    assert sse.usage == streamed.usage == asynchronous.usage

@@ -74,6 +74,9 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         stream="openai:TranscriptionStream",
     ),
     ("post", "/decisions"): Endpoint("decisions", "openai"),  # Responses-shaped usage
+    ("post", "/audio/speech"): Endpoint(
+        "audio.speech", "openai:extract_speech", _delta_event, stream="openai:SpeechStream", audio=True
+    ),
 }
 
 _TARGET_ARGS: dict[str, Any] = {

@@ -49,6 +49,7 @@ class Endpoint:
     stream_usage_option: bool = False  # chat completions report streamed usage only when asked
     once_per_response: bool = False  # Responses: one record per response id, background ones when finished
     stream: str | None = None  # "module:Class" reading its stream events, where format detection cannot
+    audio: bool = False  # the body is audio bytes, or server-sent events with usage when stream_format="sse"
 
 
 class _Detail:
@@ -147,6 +148,8 @@ class StainlessTarget(Target):
         if endpoint.once_per_response:
             # a retrieve has no body: like a background create, an unfinished response waits to be seen finished
             tracked.once = _Once(background=detail.body.get("background") is True or not detail.body)
+        if endpoint.audio:
+            return self._deliver_audio(tracked, detail, response, asynchronous)
         if detail.raw is None:
             if request.streaming:
                 return call.tracked_stream(response, asynchronous=asynchronous)
@@ -162,6 +165,23 @@ class StainlessTarget(Target):
         from tokentrail.adapters._body_tap import tap_body
 
         tap_body(tracked, http, events=request.streaming, asynchronous=asynchronous)
+        return response
+
+    def _deliver_audio(self, call: Any, detail: _Detail, response: Any, asynchronous: bool) -> Any:
+        """Speech: plain audio reports no usage; as server-sent events its last event does."""
+        if detail.body.get("stream_format") != "sse":
+            call.finish_unread("speech returns audio bytes: usage is reported only with stream_format='sse'")
+            return response
+        http = getattr(response, "http_response", None) or getattr(response, "response", None)
+        content = getattr(http, "_content", None)
+        if isinstance(content, bytes):  # read already (a plain call, with_raw_response)
+            call.finish_response(content)
+        elif http is not None:  # with_streaming_response: the events as the caller reads them
+            from tokentrail.adapters._body_tap import tap_body
+
+            tap_body(call, http, events=True, asynchronous=asynchronous)
+        else:
+            call.finish_unread("the speech response could not be read")
         return response
 
     def is_content(self, event: object) -> bool:

@@ -19,7 +19,7 @@ import dataclasses
 from abc import abstractmethod
 from typing import Any
 
-from tokentrail._types import Usage
+from tokentrail._types import Usage, UsageStatus
 from tokentrail.adapters._base import (
     MAX_COUNT,
     Captured,
@@ -37,11 +37,13 @@ __all__ = [
     "ChatStream",
     "ImageStream",
     "ResponsesStream",
+    "SpeechStream",
     "TranscriptionStream",
     "chat_usage",
     "extract",
     "extract_embeddings",
     "extract_images",
+    "extract_speech",
     "extract_transcription",
     "price_context",
     "responses_usage",
@@ -448,3 +450,44 @@ class ImageStream(_FinalEventStream):
 
     def _read(self, event: object) -> Captured:
         return extract_images(event, self.provider)
+
+
+def extract_speech_usage(event: object, provider: str = "openai") -> Captured:
+    """The usage of a `speech.audio.done` event: text input tokens, audio output tokens."""
+    raw_usage = get_field(event, "usage")
+    if raw_usage is None:
+        raise Malformed("speech.audio.done has no usage")
+    usage = Fields(raw_usage, "usage")
+    usage.count("total_tokens")
+    output_tokens = usage.count("output_tokens", required=True)
+    result = build_usage(
+        input_tokens=usage.count("input_tokens", required=True),
+        output_tokens=output_tokens,
+        output_audio_tokens=output_tokens,
+    )
+    return Captured(result, None, provider)
+
+
+class SpeechStream(_FinalEventStream):
+    """Speech as server-sent events (`stream_format="sse"`): `speech.audio.done` carries the usage."""
+
+    final_types = ("speech.audio.done",)
+
+    def _read(self, event: object) -> Captured:
+        return extract_speech_usage(event, self.provider)
+
+
+def extract_speech(body: object, provider: str = "openai") -> Captured:
+    """A whole speech response body read as server-sent events (the SDK hands it back as bytes)."""
+    content = body if isinstance(body, bytes) else get_field(body, "content")
+    if not isinstance(content, bytes):
+        raise Malformed("speech response has no body to read")
+    stream = SpeechStream(provider)
+    for block in content.replace(b"\r\n", b"\n").split(b"\n\n"):
+        if b'"usage"' in block:
+            stream.feed(block)
+    stream.close()
+    captured = stream.captured()
+    if captured.usage.status is not UsageStatus.COMPLETE:
+        raise Malformed(captured.usage.reason or "speech stream reported no usage")
+    return captured
