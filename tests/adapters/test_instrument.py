@@ -6,29 +6,17 @@ import asyncio
 import gc
 import subprocess
 import sys
-from typing import Any
 
 import anthropic
 import openai
 import pytest
+from stainless_clients import CLAUDE, GPT, MESSAGES, ant, oai
 
 import tokentrail as tt
 from tokentrail.adapters import instrument, instrumented, uninstrument, wrap
 from tokentrail.budgets import Budget
 from tokentrail.testing.mock_llm import MockLLMServer
 from tokentrail.tracker import Tracker
-
-GPT = "gpt-4o-mini"
-CLAUDE = "claude-haiku-4-5"
-MESSAGES = [{"role": "user", "content": "How are tokens counted when a prompt is cached?"}]
-
-
-def oai(server: MockLLMServer, cls: Any = openai.OpenAI) -> Any:
-    return cls(base_url=server.url("openai"), api_key="test", max_retries=0)
-
-
-def ant(server: MockLLMServer, cls: Any = anthropic.Anthropic) -> Any:
-    return cls(base_url=server.url("anthropic"), api_key="test", max_retries=0)
 
 
 def only(tracker: Tracker) -> tt.Record:
