@@ -88,7 +88,9 @@ class StainlessTarget(Target):
         kind = type(resource)
         found = _PROVIDERS.get(kind)
         if found is None:
-            found = next((p for part, p in self.provider_names.items() if part in kind.__name__), self.provider)
+            found = next(
+                (p for part, p in self.provider_names.items() if part in kind.__name__), self.provider
+            )
             _PROVIDERS[kind] = found
         return found
 
@@ -110,7 +112,9 @@ class StainlessTarget(Target):
     ) -> Request | None:
         options: Any = args[1] if len(args) > 1 else kwargs["options"]
         method = options.method
-        endpoint = self.endpoints.get((method, options.url)) or self.endpoint(str(method).lower(), options.url)
+        endpoint = self.endpoints.get((method, options.url)) or self.endpoint(
+            str(method).lower(), options.url
+        )
         if endpoint is None:
             return None
         body = options.json_data
