@@ -59,3 +59,14 @@ def test_an_unreviewed_method_is_a_gap(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(table, "NOT_TRACKED", {})
     assert "Anthropic.messages.count_tokens" in _coverage.coverage("anthropic").gaps
+
+
+def test_the_tested_versions_doctor_prints_are_the_pinned_ones() -> None:
+    from pathlib import Path
+
+    pins = dict(
+        line.split("==", 1)
+        for line in (Path(__file__).parents[2] / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    )
+    assert {sdk: pins.get(sdk) for sdk in _coverage.TESTED_VERSIONS} == _coverage.TESTED_VERSIONS

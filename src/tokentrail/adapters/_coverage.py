@@ -24,15 +24,15 @@ from typing import Any
 
 __all__ = ["MethodCoverage", "SDKCoverage", "coverage", "stainless_surface", "stainless_tracked"]
 
-# the versions the test suite drives (constraints.txt); `doctor` prints them beside what is installed
+# the versions the test suite drives (pinned in constraints.txt; a test keeps the two equal)
 TESTED_VERSIONS = {
     "openai": "3.57.0",
     "anthropic": "2.13.0",
     "google-genai": "3.6.1",
-    "mistralai": None,
-    "cohere": None,
-    "ollama": None,
-    "boto3": None,
+    "mistralai": "3.7.0",
+    "cohere": "7.3.1",
+    "ollama": "0.6.3",
+    "boto3": "1.44.8",
     "litellm": "1.110.2",
 }
 
