@@ -15,10 +15,14 @@ import hashlib
 import json
 import struct
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from tokentrail.testing._mock_wire import count as _count
+from tokentrail.testing._mock_wire import new_id as _new_id
+from tokentrail.testing._mock_wire import sse as _sse
+from tokentrail.testing._mock_wire import words as _words
 
 __all__ = ["RENDERERS", "Raw", "route"]
 
@@ -55,24 +59,6 @@ _PATHS = (
 def route(path: str) -> str | None:
     """The route name of one of these endpoints, else None."""
     return next((name for suffix, name in _PATHS if path.endswith(suffix)), None)
-
-
-def _new_id(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex
-
-
-def _count(text: str) -> int:
-    return max(1, (len(text) + 3) // 4) if text else 0
-
-
-def _words(text: str) -> list[str]:
-    words = text.split(" ")
-    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
-
-
-def _sse(payload: dict[str, Any], event: str | None = None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(payload)}\n\n".encode()
 
 
 # -- embeddings, completions ---------------------------------------------------------------------------------

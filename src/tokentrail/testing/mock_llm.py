@@ -110,6 +110,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tokentrail.testing import _mock_openai as _oai
 from tokentrail.testing import _mock_routes as _more
+from tokentrail.testing._mock_wire import count as _count
+from tokentrail.testing._mock_wire import new_id as _new_id
+from tokentrail.testing._mock_wire import sse as _sse
+from tokentrail.testing._mock_wire import words as _words
 
 __all__ = ["MockLLMServer", "MockResponse"]
 
@@ -609,12 +613,6 @@ def _flatten(value: Any) -> list[str]:
     return []
 
 
-def _new_id(prefix: str) -> str:
-    """A response id unique across servers and runs, in the provider's format (`chatcmpl-…`, `resp_…`, `msg_…`),
-    so tracking that de-duplicates by provider response id can be tested."""
-    return prefix + uuid.uuid4().hex
-
-
 @dataclass(frozen=True)
 class _ToolCall:
     id: str
@@ -646,20 +644,6 @@ def _generated(plan: MockResponse) -> str:
 def _fragments(text: str, size: int = 8) -> list[str]:
     """Tool arguments streamed in pieces, as the APIs send them."""
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
-
-
-def _count(text: str) -> int:
-    return max(1, (len(text) + 3) // 4) if text else 0
-
-
-def _words(text: str) -> list[str]:
-    words = text.split(" ")
-    return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
-
-
-def _sse(payload: dict[str, Any], event: str | None = None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(payload)}\n\n".encode()
 
 
 def _error_body(route: str, status: int) -> dict[str, Any]:
