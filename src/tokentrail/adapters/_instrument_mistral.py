@@ -1,5 +1,5 @@
 """Patch table for `mistralai`: chat, agents and FIM (complete/stream, sync and async), embeddings, OCR and
-conversations (start/append/restart), all through `Mistral()`.
+conversations (start/append/restart, plain and streamed), all through `Mistral()`.
 
 OCR is billed per page: its calls are recorded `unknown` with the page count in the reason.
 `chat.parse*` call `complete`/`stream` and are tracked through them.
@@ -8,8 +8,9 @@ OCR is billed per page: its calls are recorded `unknown` with the page count in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from tokentrail.adapters._instrument_target import Target
+from tokentrail.adapters._instrument_target import Call, Request, Target
 
 __all__ = ["CLIENT_MODULES", "NOT_TRACKED", "ROOT", "TARGETS", "WRAP_PATHS", "surface", "tracked"]
 
@@ -25,6 +26,23 @@ class _ChatTarget(Target):
             if getattr(delta, "content", None) or getattr(delta, "tool_calls", None):
                 return True
         return False
+
+
+@dataclass(frozen=True)
+class _ConversationStreamTarget(Target):
+    """A conversation stream: its events are read by `mistral.ConversationStream`, which format detection
+    does not know."""
+
+    adapter: str | None = "mistral"
+
+    def deliver(self, call: Call, request: Request, response: Any, *, asynchronous: bool) -> Any:
+        call_state: Any = call  # the tracked call names the accumulator its stream uses
+        call_state.stream_reader = "mistral:ConversationStream"
+        return super().deliver(call, request, response, asynchronous=asynchronous)
+
+    def is_content(self, event: object) -> bool:
+        payload = getattr(event, "data", event)
+        return getattr(payload, "type", None) == "message.output.delta"
 
 
 _PACKAGE = "mistralai.client"
@@ -48,6 +66,18 @@ TARGETS: tuple[Target, ...] = (
         for (module, cls), attrs in _PLAIN.items()
         for attr in attrs
     ),
+    *(
+        _ConversationStreamTarget(
+            "mistralai",
+            f"{_PACKAGE}.conversations",
+            "Conversations",
+            f"{verb}_stream{tail}",
+            "mistral",
+            streaming="always",
+        )
+        for verb in ("start", "append", "restart")
+        for tail in ("", "_async")
+    ),
 )
 
 # methods that make their requests through a tracked one (mistralai/extra: parse calls complete/stream)
@@ -56,18 +86,11 @@ _THROUGH = {
     "Chat.parse_async": "Chat.complete_async",
     "Chat.parse_stream": "Chat.stream",
     "Chat.parse_stream_async": "Chat.stream_async",
+    # mistralai/client/conversations.py: the run helpers call start/append (stream) for each turn
+    "Conversations.run_stream_async": "Conversations.start_stream_async",
 }
 
-_CONVERSATION_STREAM = (
-    "conversation event stream (usage in its `conversation.response.done` event): not tracked yet"
-)
 NOT_TRACKED: dict[str, str] = {
-    **{
-        f"Conversations.{verb}_stream{tail}": _CONVERSATION_STREAM
-        for verb in ("start", "append", "restart")
-        for tail in ("", "_async")
-    },
-    "Conversations.run_stream_async": _CONVERSATION_STREAM,
     **{f"Responses.{m}": "Mistral Responses API: not tracked yet" for m in ("create", "create_async")},
     **{f"Responses.count_input_tokens{t}": "free endpoint (token counting)" for t in ("", "_async")},
     **{

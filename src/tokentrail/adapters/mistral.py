@@ -6,16 +6,26 @@ event whose `data` is the chunk, which the stream accumulator unwraps.
 
 Embeddings, FIM, agents and conversations report the same `usage` (embeddings with `completion_tokens` 0 or
 absent). OCR reports `usage_info.pages_processed` only: it is billed per page, so it is `unknown` with the
-page count in the reason (`tokentrail.Usage` counts tokens).
+page count in the reason (`tokentrail.Usage` counts tokens). A conversation stream (beta) reports the usage
+of the whole response in its `conversation.response.done` event.
 """
 
 from __future__ import annotations
 
 from tokentrail._types import Usage
 from tokentrail.adapters import openai
-from tokentrail.adapters._base import Captured, Fields, Malformed, build_usage, get_field, model_name
+from tokentrail.adapters._base import (
+    Captured,
+    Fields,
+    Malformed,
+    StreamAccumulator,
+    build_usage,
+    get_field,
+    model_name,
+    text_value,
+)
 
-__all__ = ["ChatStream", "extract"]
+__all__ = ["ChatStream", "ConversationStream", "extract"]
 
 PROVIDER = "mistral"
 
@@ -69,3 +79,27 @@ class ChatStream(openai.ChatStream):
 
     def _missing_hint(self) -> str:
         return ""
+
+
+class ConversationStream(StreamAccumulator):
+    """Conversation (beta) stream events, each wrapped by the SDK in an event whose `data` is the payload:
+    `conversation.response.done` carries the usage; the output deltas name the model."""
+
+    def __init__(self, provider: str = PROVIDER) -> None:
+        super().__init__(provider)
+        self._usage: Usage | None = None
+
+    def _feed(self, event: object) -> None:
+        inner = get_field(event, "data")
+        payload = inner if inner is not None and not isinstance(inner, (str, bytes)) else event
+        self.model = model_name(payload) or self.model
+        if text_value(get_field(payload, "type")) != "conversation.response.done":
+            return
+        raw_usage = get_field(payload, "usage")
+        if raw_usage is None:
+            raise Malformed("conversation.response.done event has no usage")
+        self._usage = openai.chat_usage(Fields(raw_usage, "conversation.response.done.usage"))
+        self.final = True
+
+    def _seen(self) -> Usage | None:
+        return self._usage

