@@ -123,3 +123,58 @@ def test_mistral_conversation_stream_closed_early_is_not_complete(
     (record,) = tracker.history()
     assert record.usage.status is tt.UsageStatus.UNKNOWN
     assert record.usage.reason
+
+
+# -- mistralai transcriptions: billed per audio minute ----------------------------------------------------
+
+AUDIO = {"file_name": "a.mp3", "content": b"ID3 mock audio"}
+
+
+def audio_minutes(record: tt.Record, seconds: int) -> None:
+    """Recorded unknown (never 0 tokens) with the audio seconds in the reason."""
+    assert record.usage.status is tt.UsageStatus.UNKNOWN
+    assert f"({seconds} s of audio)" in (record.usage.reason or "")
+    assert record.usage.input_tokens == 0 and record.cost is None
+
+
+def test_mistral_transcription_plain_sync_and_async(server: MockLLMServer, tracker: Tracker) -> None:
+    transcriptions = mistral(server).audio.transcriptions
+    server.queue(input=42, output=7, route="mistral.transcription")
+    record = one_call(
+        server,
+        tracker,
+        "/audio/transcriptions",
+        lambda: transcriptions.complete(model="voxtral-mini-latest", file=AUDIO),
+    )
+    audio_minutes(record, 42)
+    assert record.model == "voxtral-mini-latest"
+    server.queue(input=43, output=7, route="mistral.transcription")
+    record = one_call(
+        server,
+        tracker,
+        "/audio/transcriptions",
+        lambda: asyncio.run(transcriptions.complete_async(model="voxtral-mini-latest", file=AUDIO)),
+    )
+    audio_minutes(record, 43)
+
+
+def test_mistral_transcription_stream_sync_and_async(server: MockLLMServer, tracker: Tracker) -> None:
+    transcriptions = mistral(server).audio.transcriptions
+    server.queue(input=44, output=7, route="mistral.transcription")
+    events: list[Any] = []
+    record = one_call(
+        server,
+        tracker,
+        "/audio/transcriptions",
+        lambda: events.extend(transcriptions.stream(model="voxtral-mini-latest", file=AUDIO)),
+    )
+    assert events[-1].event == "transcription.done"  # every event reached the caller
+    audio_minutes(record, 44)
+    assert record.model == "voxtral-mini-latest"
+    server.queue(input=45, output=7, route="mistral.transcription")
+
+    async def run() -> list[Any]:
+        return await drain(await transcriptions.stream_async(model="voxtral-mini-latest", file=AUDIO))
+
+    record = one_call(server, tracker, "/audio/transcriptions", lambda: asyncio.run(run()))
+    audio_minutes(record, 45)

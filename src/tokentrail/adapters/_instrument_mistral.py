@@ -1,7 +1,8 @@
 """Patch table for `mistralai`: chat, agents and FIM (complete/stream, sync and async), embeddings, OCR and
 conversations (start/append/restart, plain and streamed), all through `Mistral()`.
 
-OCR is billed per page: its calls are recorded `unknown` with the page count in the reason.
+OCR is billed per page, transcriptions (`audio.transcriptions`) per audio minute: their calls are recorded
+`unknown` with the page count or the audio seconds in the reason.
 `chat.parse*` call `complete`/`stream` and are tracked through them.
 """
 
@@ -29,16 +30,22 @@ class _ChatTarget(Target):
 
 
 @dataclass(frozen=True)
-class _ConversationStreamTarget(Target):
-    """A conversation stream: its events are read by `mistral.ConversationStream`, which format detection
-    does not know."""
+class _ReaderTarget(Target):
+    """A method whose streams are read by its own accumulator (`mistral.<stream_reader>`), which format
+    detection does not know."""
 
     adapter: str | None = "mistral"
+    stream_reader: str = "ConversationStream"
 
     def deliver(self, call: Call, request: Request, response: Any, *, asynchronous: bool) -> Any:
         call_state: Any = call  # the tracked call names the accumulator its stream uses
-        call_state.stream_reader = "mistral:ConversationStream"
+        call_state.stream_reader = f"mistral:{self.stream_reader}"
         return super().deliver(call, request, response, asynchronous=asynchronous)
+
+
+@dataclass(frozen=True)
+class _ConversationStreamTarget(_ReaderTarget):
+    """A conversation stream (`mistral.ConversationStream`): its output deltas mark the first token."""
 
     def is_content(self, event: object) -> bool:
         payload = getattr(event, "data", event)
@@ -78,6 +85,19 @@ TARGETS: tuple[Target, ...] = (
         for verb in ("start", "append", "restart")
         for tail in ("", "_async")
     ),
+    *(
+        _ReaderTarget(
+            "mistralai",
+            f"{_PACKAGE}.transcriptions",
+            "Transcriptions",
+            attr,
+            "mistral",
+            streaming=streaming,
+            adapter="mistral:transcription_extract",
+            stream_reader="TranscriptionStream",
+        )
+        for attr, streaming in _STREAMING.items()
+    ),
 )
 
 # methods that make their requests through a tracked one (mistralai/extra: parse calls complete/stream)
@@ -93,11 +113,6 @@ _THROUGH = {
 NOT_TRACKED: dict[str, str] = {
     **{f"Responses.{m}": "Mistral Responses API: not tracked yet" for m in ("create", "create_async")},
     **{f"Responses.count_input_tokens{t}": "free endpoint (token counting)" for t in ("", "_async")},
-    **{
-        f"Transcriptions.{m}": "billed per audio minute (usage.prompt_audio_seconds), which Usage cannot carry; "
-        "not tracked yet"
-        for m in ("complete", "complete_async", "stream", "stream_async")
-    },
     **{f"Speech.{m}": "text-to-speech: not tracked yet" for m in ("complete", "complete_async")},
     **{
         f"Traces.{m}": "observability read API: returns recorded traces, makes no model call"
@@ -130,4 +145,5 @@ WRAP_PATHS: tuple[tuple[str, ...], ...] = (
     ("embeddings",),
     ("ocr",),
     ("beta", "conversations"),
+    ("audio", "transcriptions"),
 )

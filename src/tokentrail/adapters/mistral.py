@@ -7,7 +7,8 @@ event whose `data` is the chunk, which the stream accumulator unwraps.
 Embeddings, FIM, agents and conversations report the same `usage` (embeddings with `completion_tokens` 0 or
 absent). OCR reports `usage_info.pages_processed` only: it is billed per page, so it is `unknown` with the
 page count in the reason (`tokentrail.Usage` counts tokens). A conversation stream (beta) reports the usage
-of the whole response in its `conversation.response.done` event.
+of the whole response in its `conversation.response.done` event. Transcriptions are billed per audio minute:
+`unknown` with `usage.prompt_audio_seconds` in the reason.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tokentrail.adapters._base import (
     text_value,
 )
 
-__all__ = ["ChatStream", "ConversationStream", "extract"]
+__all__ = ["ChatStream", "ConversationStream", "TranscriptionStream", "extract", "transcription_extract"]
 
 PROVIDER = "mistral"
 
@@ -99,6 +100,38 @@ class ConversationStream(StreamAccumulator):
         if raw_usage is None:
             raise Malformed("conversation.response.done event has no usage")
         self._usage = openai.chat_usage(Fields(raw_usage, "conversation.response.done.usage"))
+        self.final = True
+
+    def _seen(self) -> Usage | None:
+        return self._usage
+
+
+def transcription_extract(response: object, provider: str = PROVIDER) -> Captured:
+    """A transcription (or its stream's `transcription.done` event): billed per audio minute, so `unknown`
+    with the seconds in the reason; its token counts are not what is billed."""
+    usage = get_field(response, "usage")
+    seconds = get_field(usage, "prompt_audio_seconds") if usage is not None else None
+    if type(seconds) is not int:
+        raise Malformed("transcription reports no usage.prompt_audio_seconds")
+    reason = f"Mistral transcription is billed per audio minute ({seconds} s of audio); tokentrail.Usage counts tokens"
+    return Captured(Usage.unknown(reason), model_name(response), provider, {})
+
+
+class TranscriptionStream(StreamAccumulator):
+    """Transcription stream events: `transcription.done` carries the whole response, usage included."""
+
+    def __init__(self, provider: str = PROVIDER) -> None:
+        super().__init__(provider)
+        self._usage: Usage | None = None
+
+    def _feed(self, event: object) -> None:
+        inner = get_field(event, "data")
+        payload = inner if inner is not None and not isinstance(inner, (str, bytes)) else event
+        if text_value(get_field(payload, "type")) != "transcription.done":
+            return
+        captured = transcription_extract(payload, self.provider)
+        self.model = captured.model or self.model
+        self._usage = captured.usage
         self.final = True
 
     def _seen(self) -> Usage | None:

@@ -34,6 +34,8 @@ def route(
         return fixed, model
     if path.startswith("/v1/conversations"):  # start, append (/{id}) and restart (/{id}/restart)
         return "mistral.conversation", model
+    if path.endswith("/audio/transcriptions") and "mistral" in user_agent.lower():
+        return "mistral.transcription", model
     if path.endswith("/embeddings") and "mistral" in user_agent.lower():
         return "mistral.embed", model
     if path.endswith(("/fim/completions", "/agents/completions")):
@@ -198,6 +200,29 @@ def _mistral_conversation_events(
     yield sse({"type": "conversation.response.done", "usage": usage}, "conversation.response.done")
 
 
+def _mistral_transcription(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Mistral `/v1/audio/transcriptions` (docs.mistral.ai/api, audio.transcriptions): `usage` with
+    `prompt_audio_seconds` (the queued `input` stands for the seconds) beside token counts; streamed,
+    `transcription.text.delta` events, then `transcription.done` carrying the whole response."""
+    usage = {
+        "prompt_audio_seconds": u.input,
+        "prompt_tokens": u.input,
+        "completion_tokens": u.output,
+        "total_tokens": u.input + u.output,
+    }
+    done = {"model": model, "text": plan.text, "language": "en", "segments": [], "usage": usage}
+    if not stream:
+        return done
+    return _mistral_transcription_events(plan.text, done)
+
+
+def _mistral_transcription_events(text: str, done: dict[str, Any]) -> Iterator[bytes]:
+    yield sse({"type": "transcription.language", "audio_language": "en"}, "transcription.language")
+    for piece in words(text):
+        yield sse({"type": "transcription.text.delta", "text": piece}, "transcription.text.delta")
+    yield sse({**done, "type": "transcription.done"}, "transcription.done")
+
+
 def _ollama_embed(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
     response: dict[str, Any] = {
         "model": model,
@@ -256,10 +281,13 @@ RENDERERS: dict[str, Callable[..., Any]] = {
     "mistral.embed": _mistral_embed,
     "mistral.ocr": _mistral_ocr,
     "mistral.conversation": _mistral_conversation,
+    "mistral.transcription": _mistral_transcription,
     "embed.ollama": _ollama_embed,
     "embed.ollama_legacy": _ollama_embeddings,
     "bedrock.embed": _bedrock_embed,
     "bedrock.guardrail": _bedrock_guardrail,
 }
-STREAMED = frozenset({"mistral.conversation"})  # stream when the request body says `stream: true`
+STREAMED = frozenset(
+    {"mistral.conversation", "mistral.transcription"}
+)  # stream when the request body says `stream: true`
 PLAIN = frozenset(RENDERERS) - STREAMED
