@@ -102,6 +102,12 @@ def _version(sdk: str) -> str | None:
 _PATH_CALL = re.compile(
     r"\._(post|get|delete|patch|put|get_api_list)\(\s*(?:path_template\(\s*)?f?\"(/[^\"]*)\"", re.S
 )
+# a request whose path is no literal (a URL the API returned, such as a batch's `results_url`): the route
+# the SDK names its span with
+_SPAN_ROUTE = re.compile(
+    r"\._(post|get|delete|patch|put)\((?:(?!\._(?:post|get|delete|patch|put)\().)*?span_route=\"(/[^\"]*)\"",
+    re.S,
+)
 _SIBLING_CALL = re.compile(r"self\.(\w+)\(")
 _FUNCTION_CALL = re.compile(r"(?<![.\w])([a-z_]\w*)\(")
 
@@ -189,6 +195,8 @@ def _api_paths(function: Any, siblings: dict[str, Any], depth: int = 2) -> tuple
         (verb if verb != "get_api_list" else "get", path.partition("?")[0])
         for verb, path in _PATH_CALL.findall(source)
     ]
+    if not paths:
+        paths = _SPAN_ROUTE.findall(source)
     if not paths and depth > 0:  # made through a sibling method or a helper function of the SDK
         package = function.__module__.partition(".")[0]
         called = [siblings.get(name) for name in _SIBLING_CALL.findall(source)]

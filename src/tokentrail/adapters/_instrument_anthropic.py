@@ -1,7 +1,7 @@
 """Patch table for `anthropic` (Anthropic, AsyncAnthropic, and the Bedrock / Vertex clients): its billable
 endpoints, reached through `SyncAPIClient.request` / `AsyncAPIClient.request` (`_instrument_stainless`).
-`messages` and `beta.messages` share one path; `count_tokens` is free and batches are billed through their
-results, listed in `NOT_TRACKED`."""
+`messages` and `beta.messages` share one path; `count_tokens` is free (`NOT_TRACKED`); batches are billed
+through their results, each succeeded result recorded once at batch prices."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def _content_delta(event: object) -> bool:
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("post", "/v1/messages"): Endpoint("messages", "anthropic", is_content=_content_delta),
     ("post", "/v1/complete"): Endpoint("completions", "anthropic"),
+    # the batch's `results_url` (JSON lines): one record per succeeded result, once per message id
+    ("get", "/v1/messages/batches/{id}/results"): Endpoint(
+        "messages.batches.results", "anthropic:batch_result", once_per_response=True, items=True
+    ),
 }
 
 _TARGET_ARGS: dict[str, Any] = {
@@ -54,9 +58,6 @@ _KNOWN_GAP = "known gap: runs server-side and reports usage tokentrail does not 
 NOT_TRACKED: dict[str, str] = {
     "messages.count_tokens": "counting tokens is free",
     "beta.messages.count_tokens": "counting tokens is free",
-    "messages.batches.results": "Message Batches: results are billed at batch prices; reading them is not a call"
-    " and may be repeated (record them with tt.capture(result.message, provider='anthropic'))",
-    "beta.messages.batches.results": "see messages.batches.results",
     "beta.dreams.*": f"dreams — {_KNOWN_GAP}",
     "beta.sessions.*": f"managed agent sessions — {_KNOWN_GAP}",
     "beta.organization.analytics.*": "organization usage reports: totals of calls already made",

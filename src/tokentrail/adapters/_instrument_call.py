@@ -108,6 +108,19 @@ def _capture(adapter: str | None, response: object, provider: str) -> Captured:
     return capture(response, provider)
 
 
+_ITEM_READERS: dict[str | None, Callable[[object, str], Captured | None]] = {}
+
+
+def _item_reader(adapter: str | None) -> Callable[[object, str], Captured | None]:
+    """An endpoint's reader of one listed item ("module:function" under `tokentrail.adapters`)."""
+    reader = _ITEM_READERS.get(adapter)
+    if reader is None:
+        module_name, _, function = (adapter or "").partition(":")
+        module = importlib.import_module(f"tokentrail.adapters.{module_name}")
+        reader = _ITEM_READERS[adapter] = getattr(module, function or "extract")
+    return reader
+
+
 def _estimate_input(kwargs: Mapping[str, Any], model: str | None) -> int:
     """A local count of the prompt (0 when it cannot be counted cheaply)."""
     if not model:
@@ -302,6 +315,46 @@ class Call:
         if asynchronous:
             return TrackedAsyncStream(stream, self, accumulator)
         return TrackedStream(stream, self, accumulator)
+
+    def tracked_items(self, items: Any, *, asynchronous: bool) -> Any:
+        """A listing of independently billed items (Message Batches results): each item the caller reads is
+        recorded on its own (`record_item`); the listing itself is no call to reserve budget for."""
+        try:
+            self.context = contextvars.copy_context()
+            if self.reservation is not None:
+                self.reservation.release()
+                self.reservation = None
+        except Exception:
+            logger.debug("tokentrail could not track a listing", exc_info=True)
+            self.failed()
+            return items
+        if asynchronous:
+            return TrackedAsyncItems(items, self, _NO_ACCUMULATOR)
+        return TrackedItems(items, self, _NO_ACCUMULATOR)
+
+    def record_item(self, item: object) -> None:
+        """One item of a listing was read: record it (on the capture worker, or here), the call stays open."""
+        if self.done:
+            return
+        self.ended = time.perf_counter()
+        self.ended_ns = time.time_ns()  # also marks that an item was seen
+        captures = self.captures
+        if captures is not None:
+            try:
+                context = self.context if self.context is not None else contextvars.copy_context()
+                captures.submit(context, self._record_item, item)
+                return
+            except Exception:
+                logger.debug("tokentrail could not queue an item; recording it here", exc_info=True)
+        self._record_item(item)
+
+    def _record_item(self, item: object) -> None:
+        try:
+            captured = _item_reader(self.adapter)(item, self.provider)
+            if captured is not None:  # None: an item that is not billed (an errored batch result)
+                self._record(captured)
+        except Exception:
+            self._record_failed("could not record a listed item")
 
     def finish_stream(self, accumulator: StreamAccumulator, *, aborted: bool) -> None:
         """The stream ended (or was left): record what it reported, in the scope it was opened in."""
@@ -534,3 +587,39 @@ class TrackedAsyncStream(_StreamProxy):
 
     async def aclose(self) -> None:
         await self._tt_close("aclose", "close")
+
+
+# -- listings of independently billed items ---------------------------------------------------------------------
+
+_NO_ACCUMULATOR: Any = None  # item proxies record each item themselves and keep no stream accumulator
+
+
+class _ItemsProxy(_StreamProxy):
+    """What the item proxies change: each item is recorded as it is read; the end records nothing more."""
+
+    __slots__ = ()
+
+    def _tt_feed(self, event: object) -> None:
+        try:
+            self._tt_call.record_item(event)
+        except Exception:
+            logger.debug("tokentrail could not read a listed item", exc_info=True)
+
+    def _tt_finish(self, *, aborted: bool, error: BaseException | None = None) -> None:
+        call = self._tt_call
+        if _is_failure(error) and call.ended_ns == 0:
+            call.failed()  # the request failed before its first item
+            return
+        call.discard()
+
+
+class TrackedItems(_ItemsProxy, TrackedStream):
+    """A sync listing (the SDK's `JSONLDecoder`), unchanged to its reader; each item recorded as read."""
+
+    __slots__ = ()
+
+
+class TrackedAsyncItems(_ItemsProxy, TrackedAsyncStream):
+    """An async listing (the SDK's `AsyncJSONLDecoder`), unchanged to its reader; each item recorded as read."""
+
+    __slots__ = ()

@@ -13,6 +13,9 @@ straight through. What the caller gets back is unchanged:
   decoded on the capture worker, and a streamed body is tapped as the caller reads it (`_body_tap`);
 - a streaming response (`with_streaming_response`): the SDK's own object, its body tapped as it is read.
 
+Message Batches results (`Endpoint.items`) are a JSON-lines listing: each succeeded result is its own
+record, made as the caller iterates, once per message id however often the results are fetched.
+
 A Responses API response can be fetched again (`responses.retrieve`, a resumed stream): it is recorded
 once per response id, and a background response when it is seen finished.
 """
@@ -25,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from tokentrail.adapters._base import Captured
 from tokentrail.adapters._instrument_target import Call, Request, Target, given
@@ -50,6 +54,9 @@ class Endpoint:
     once_per_response: bool = False  # Responses: one record per response id, background ones when finished
     stream: str | None = None  # "module:Class" reading its stream events, where format detection cannot
     audio: bool = False  # the body is audio bytes, or server-sent events with usage when stream_format="sse"
+    # a listing of independently billed items (Message Batches results, JSON lines): `adapter` reads each
+    # item as the caller iterates (a `Captured`, or None when the item is not billed), one record per item
+    items: bool = False
 
 
 class _Detail:
@@ -101,6 +108,9 @@ class StainlessTarget(Target):
             return found
         path = path.partition("?")[0]
         found = self.endpoints.get((method, path))
+        if found is None and "://" in path:  # an absolute URL the API gave (a batch's `results_url`)
+            path = urlsplit(path).path
+            found = self.endpoints.get((method, path))
         if found is None and path.count("/") > 1:
             for verb, pattern, endpoint in self.templates:
                 if verb == method and pattern.match(path):
@@ -154,6 +164,8 @@ class StainlessTarget(Target):
             tracked.once = _Once(background=detail.body.get("background") is True or not detail.body)
         if endpoint.audio:
             return self._deliver_audio(tracked, detail, response, asynchronous)
+        if endpoint.items:
+            return tracked.tracked_items(response, asynchronous=asynchronous)
         if detail.raw is None:
             if request.streaming:
                 return call.tracked_stream(response, asynchronous=asynchronous)

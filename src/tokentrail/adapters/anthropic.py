@@ -28,7 +28,7 @@ from tokentrail.adapters._base import (
     text_value,
 )
 
-__all__ = ["MessageStream", "extract", "message_usage", "price_context"]
+__all__ = ["MessageStream", "batch_result", "extract", "message_usage", "price_context"]
 
 # Fields of a usage object that a stream event may carry; later events replace earlier values.
 _STREAMED_FIELDS = (
@@ -98,6 +98,20 @@ def extract(response: object, provider: str = "anthropic") -> Captured:
         raise Malformed("message has no usage")
     usage = Fields(raw_usage, "usage")
     return Captured(message_usage(usage), model_name(response), provider, price_context(raw_usage))
+
+
+def batch_result(item: object, provider: str = "anthropic") -> Captured | None:
+    """One line of Message Batches results: a succeeded result's message, billed at batch prices; None for
+    errored, canceled and expired results, which are not billed. Its `response_id` is the message id, so a
+    result read again (the results fetched twice) is recorded once."""
+    result = get_field(item, "result")
+    if text_value(get_field(result, "type")) != "succeeded":
+        return None
+    message = get_field(result, "message")
+    captured = extract(message, provider)
+    context = {**captured.price_context, "processing": "batch"}
+    message_id = text_value(get_field(message, "id"))
+    return Captured(captured.usage, captured.model, provider, context, response_id=message_id or None)
 
 
 class MessageStream(StreamAccumulator):

@@ -108,6 +108,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from tokentrail.testing import _mock_batches as _batches
 from tokentrail.testing import _mock_openai as _oai
 from tokentrail.testing import _mock_routes as _more
 from tokentrail.testing._mock_wire import count as _count
@@ -263,6 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self._read_body()
         path = self._record("POST", body)
+        if _batches.answer(self, "POST", path, body):  # Anthropic Message Batches (_mock_batches)
+            return
         if path.startswith("/v1/responses/") and path.endswith("/cancel"):
             self._cancel_response(path.split("/")[3])
             return
@@ -312,6 +315,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Responses API retrieve (`GET /v1/responses/{id}`), or its stream replayed after `starting_after`."""
         path = self._record("GET", {})
+        if _batches.answer(self, "GET", path, {}):  # Anthropic Message Batches (_mock_batches)
+            return
         query = dict(parse_qsl(urlsplit(self.path).query))
         with self.state.lock:
             stored = self.state.responses.get(path.removeprefix("/v1/responses/"))
