@@ -178,3 +178,55 @@ def test_mistral_transcription_stream_sync_and_async(server: MockLLMServer, trac
 
     record = one_call(server, tracker, "/audio/transcriptions", lambda: asyncio.run(run()))
     audio_minutes(record, 45)
+
+
+# -- cohere v1 legacy endpoints -------------------------------------------------------------------------
+
+
+def cohere_clients(server: MockLLMServer) -> tuple[Any, Any]:
+    import cohere
+
+    return (
+        cohere.Client(api_key="test", base_url=server.base, max_retries=0),
+        cohere.AsyncClient(api_key="test", base_url=server.base, max_retries=0),
+    )
+
+
+def test_cohere_v1_generate_sync_and_async(server: MockLLMServer, tracker: Tracker) -> None:
+    client, aclient = cohere_clients(server)
+    server.queue(input=18, output=6, route="cohere.generate_v1")
+    record = one_call(server, tracker, "/v1/generate", lambda: client.generate(model="command", prompt="hi"))
+    complete(record, 18, 6)
+    assert record.model == "command"
+    server.queue(input=19, output=5, route="cohere.generate_v1")
+    record = one_call(
+        server, tracker, "/v1/generate", lambda: asyncio.run(aclient.generate(model="command", prompt="hi"))
+    )
+    complete(record, 19, 5)
+
+
+def test_cohere_v1_summarize_sync_and_async(server: MockLLMServer, tracker: Tracker) -> None:
+    client, aclient = cohere_clients(server)
+    text = "A long text that needs a summary. " * 10
+    server.queue(input=120, output=15, route="cohere.summarize_v1")
+    record = one_call(server, tracker, "/v1/summarize", lambda: client.summarize(text=text, model="command"))
+    complete(record, 120, 15)
+    server.queue(input=121, output=16, route="cohere.summarize_v1")
+    record = one_call(server, tracker, "/v1/summarize", lambda: asyncio.run(aclient.summarize(text=text)))
+    complete(record, 121, 16)
+
+
+def test_cohere_v1_classify_is_recorded_unknown_with_its_classifications(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    client, aclient = cohere_clients(server)
+    inputs = ["great", "awful", "fine"]
+    record = one_call(
+        server, tracker, "/v1/classify", lambda: client.classify(inputs=inputs, model="embed-english-v3.0")
+    )
+    assert record.usage.status is tt.UsageStatus.UNKNOWN
+    assert "classifications=3" in (record.usage.reason or "")
+    record = one_call(
+        server, tracker, "/v1/classify", lambda: asyncio.run(aclient.classify(inputs=inputs[:1]))
+    )
+    assert "classifications=1" in (record.usage.reason or "")

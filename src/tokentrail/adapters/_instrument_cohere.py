@@ -1,8 +1,10 @@
 """Patch table for `cohere`: v2 (`ClientV2`, `AsyncClientV2`: chat, chat_stream, embed, rerank) and the v1
-base client (`Client`, `AsyncClient`: chat, chat_stream, embed, rerank), one record per HTTP request.
+base client (`Client`, `AsyncClient`: chat, chat_stream, embed, rerank and the legacy generate, summarize,
+classify), one record per HTTP request.
 
 Embed and rerank report `meta.billed_units`: tokens are read as such; rerank is billed in search units,
-which `tokentrail.Usage` cannot carry, so its calls are recorded `unknown` with the units in the reason.
+classify in classifications: `tokentrail.Usage` cannot carry those, so such calls are recorded `unknown` with
+the units in the reason.
 v1 `Client.embed` splits its texts into batches and sends them from a thread pool: each batch is one
 record, made on a pool thread (so a `tt.scope` around the call does not reach it; `AsyncClient.embed`
 gathers on the caller's loop and keeps the scope).
@@ -34,12 +36,23 @@ class _ChatTarget(Target):
 _V2 = "cohere.v2.client"
 _V1 = "cohere.base_client"
 _METHODS = (("chat", "never"), ("chat_stream", "always"), ("embed", "never"), ("rerank", "never"))
+_LEGACY_METHODS = ("generate", "summarize", "classify")  # v1 only; classify is billed in classifications
 
-TARGETS: tuple[Target, ...] = tuple(
-    _ChatTarget("cohere", module, cls, attr, "cohere", streaming=streaming)
-    for module, classes in ((_V2, ("V2Client", "AsyncV2Client")), (_V1, ("BaseCohere", "AsyncBaseCohere")))
-    for cls in classes
-    for attr, streaming in _METHODS
+TARGETS: tuple[Target, ...] = (
+    *(
+        _ChatTarget("cohere", module, cls, attr, "cohere", streaming=streaming)
+        for module, classes in (
+            (_V2, ("V2Client", "AsyncV2Client")),
+            (_V1, ("BaseCohere", "AsyncBaseCohere")),
+        )
+        for cls in classes
+        for attr, streaming in _METHODS
+    ),
+    *(
+        _ChatTarget("cohere", _V1, cls, attr, "cohere", streaming="never")
+        for cls in ("BaseCohere", "AsyncBaseCohere")
+        for attr in _LEGACY_METHODS
+    ),
 )
 
 # methods that make their requests through a tracked one
@@ -49,19 +62,17 @@ _RAW = (
     "raw-response variant (`client.with_raw_response`): the client's own method is tracked, this is not yet"
 )
 _JOBS = "asynchronous batch job: billed when the job runs, results delivered as files, not per call"
-_LEGACY = "legacy v1 endpoint (Cohere points users to Chat); reports meta.billed_units; not tracked yet"
+_LEGACY_STREAM = (
+    "legacy v1 generate stream: its stream-end response carries no meta.billed_units in the SDK's schema "
+    "(GenerateStreamEndResponse); not tracked yet"
+)
 NOT_TRACKED: dict[str, str] = {
     **{
         f"{c}.{m}": "free endpoint (tokenizer)"
         for c in ("BaseCohere", "AsyncBaseCohere", "Client", "AsyncClient")
         for m in ("tokenize", "detokenize")
     },
-    **{
-        f"{c}.{m}": _LEGACY
-        for c in ("BaseCohere", "AsyncBaseCohere")
-        for m in ("generate", "summarize", "classify")
-    },
-    **{f"{c}.generate_stream": _LEGACY for c in ("BaseCohere", "AsyncBaseCohere")},
+    **{f"{c}.generate_stream": _LEGACY_STREAM for c in ("BaseCohere", "AsyncBaseCohere")},
     **{f"{c}.parse": "document parsing (v2 parse): not tracked yet" for c in ("V2Client", "AsyncV2Client")},
     **{f"{c}.wait": "waits for a job to finish; makes no billable call" for c in ("Client", "AsyncClient")},
     **{

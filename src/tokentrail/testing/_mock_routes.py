@@ -53,6 +53,9 @@ _PATHS = {
     "/v1/embed": "cohere.embed_v1",
     "/v1/rerank": "cohere.rerank",
     "/v1/chat": "cohere.chat_v1",
+    "/v1/generate": "cohere.generate_v1",
+    "/v1/summarize": "cohere.summarize_v1",
+    "/v1/classify": "cohere.classify_v1",
     "/v1/ocr": "mistral.ocr",
     "/api/embed": "embed.ollama",
     "/api/embeddings": "embed.ollama_legacy",
@@ -137,6 +140,46 @@ def _cohere_chat_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stre
         "finish_reason": "COMPLETE",
         "chat_history": [],
         "meta": _cohere_meta("1", {"input_tokens": u.input, "output_tokens": u.output}, plan),
+    }
+
+
+def _cohere_generate_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Cohere API reference `/v1/generate` (legacy): generations and `meta.billed_units` in tokens."""
+    return {
+        "id": "generate-mock",
+        "generations": [{"id": "gen-mock", "text": plan.text, "finish_reason": "COMPLETE"}],
+        "prompt": body.get("prompt") or "",
+        "meta": _cohere_meta("1", {"input_tokens": u.input, "output_tokens": u.output}, plan),
+    }
+
+
+def _cohere_summarize_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Cohere API reference `/v1/summarize` (legacy): the summary and `meta.billed_units` in tokens."""
+    billed = {"input_tokens": u.input, "output_tokens": u.output}
+    return {"id": "summarize-mock", "summary": plan.text, "meta": _cohere_meta("1", billed, plan)}
+
+
+def _cohere_classify_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Cohere API reference `/v1/classify`: one classification per input, billed in classifications."""
+    count = _inputs(body, "inputs")
+    classifications = [
+        {
+            "id": f"cls-{i}",
+            "input": text,
+            "prediction": "positive",
+            "predictions": ["positive"],
+            "confidence": 0.9,
+            "confidences": [0.9],
+            "labels": {"positive": {"confidence": 0.9}, "negative": {"confidence": 0.1}},
+            "classification_type": "single-label",
+        }
+        for i, text in enumerate((body.get("inputs") or [""])[:count])
+    ]
+    billed = {"classifications": count}
+    return {
+        "id": "classify-mock",
+        "classifications": classifications,
+        "meta": _cohere_meta("1", billed, plan),
     }
 
 
@@ -278,6 +321,9 @@ RENDERERS: dict[str, Callable[..., Any]] = {
     "cohere.embed_v1": _cohere_embed_v1,
     "cohere.rerank": _cohere_rerank,
     "cohere.chat_v1": _cohere_chat_v1,
+    "cohere.generate_v1": _cohere_generate_v1,
+    "cohere.summarize_v1": _cohere_summarize_v1,
+    "cohere.classify_v1": _cohere_classify_v1,
     "mistral.embed": _mistral_embed,
     "mistral.ocr": _mistral_ocr,
     "mistral.conversation": _mistral_conversation,
