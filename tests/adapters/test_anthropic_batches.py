@@ -114,3 +114,35 @@ def test_a_batch_of_errored_results_records_nothing(server: MockLLMServer, track
     assert [r.result.type for r in results] == ["errored"]
     assert tracker.history() == []
     assert tracker.error_counts.get("capture_errors", 0) == 0
+
+
+def test_raw_response_results_are_recorded_as_parsed(server: MockLLMServer, tracker: Tracker) -> None:
+    client = ant(server)
+    batch = client.messages.batches.create(requests=_requests())
+    raw = client.messages.batches.with_raw_response.results(batch.id)
+    assert tracker.history() == []  # the body is not read yet
+    results = list(raw.parse())
+    _assert_records_are(tracker, results)
+
+
+def test_streaming_response_results_are_recorded_line_by_line(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    client = ant(server)
+    batch = client.messages.batches.create(requests=_requests())
+    with client.beta.messages.batches.with_streaming_response.results(batch.id) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert len(lines) == 3
+    assert len(tracker.history()) == 2  # the two succeeded lines, seen as the caller read them
+    results = list(client.messages.batches.results(batch.id))  # fetched again: nothing new
+    _assert_records_are(tracker, results)
+
+
+def test_async_raw_response_results_are_recorded(server: MockLLMServer, tracker: Tracker) -> None:
+    async def fetch() -> list[Any]:
+        client = ant(server, anthropic.AsyncAnthropic)
+        batch = await client.messages.batches.create(requests=_requests())
+        raw = await client.messages.batches.with_raw_response.results(batch.id)
+        return [r async for r in await raw.parse()]
+
+    _assert_records_are(tracker, asyncio.run(fetch()))

@@ -14,6 +14,7 @@ collected unread (what was seen: partial, or unknown with the reason).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import weakref
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from tokentrail.adapters._base import StreamAccumulator
     from tokentrail.adapters._instrument_call import Call
 
-__all__ = ["tap_body"]
+__all__ = ["tap_body", "tap_items"]
 
 logger = logging.getLogger("tokentrail.adapters")
 
@@ -99,6 +100,48 @@ class _Tap:
             call.finish_stream(self.accumulator, aborted=aborted)
         except Exception:
             logger.debug("tokentrail could not finish a tapped response", exc_info=True)
+
+
+class _ItemsTap(_Tap):
+    """A JSON-lines listing of independently billed items (Message Batches results): each line the reader
+    receives is recorded on its own (`Call.record_item`); its end records nothing more."""
+
+    __slots__ = ()
+
+    def feed(self, chunk: bytes) -> None:
+        try:
+            lines = (self.buffer + chunk).split(b"\n")
+            self.buffer = lines.pop()
+            for line in lines:
+                self._item(line)
+        except Exception:
+            logger.debug("tokentrail could not read a listed item", exc_info=True)
+
+    def _item(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            item = json.loads(line)
+        except ValueError:  # one unreadable line: the others are still items
+            logger.debug("tokentrail could not decode a listed item", exc_info=True)
+            return
+        self.call.record_item(item)
+
+    def end(self, *, aborted: bool, error: BaseException | None = None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        call = self.call
+        try:
+            if not aborted and self.buffer.strip():
+                self._item(self.buffer)
+            self.buffer = b""
+            if isinstance(error, Exception) and call.ended_ns == 0:
+                call.failed()  # the request failed before its first item
+                return
+            call.discard()
+        except Exception:
+            logger.debug("tokentrail could not finish a tapped listing", exc_info=True)
 
 
 def _event_end(buffer: bytes, start: int) -> tuple[int, int]:
@@ -192,7 +235,16 @@ def tap_body(call: Call, http_response: Any, *, events: bool, asynchronous: bool
     if events:
         accumulator = call.new_accumulator()
         call.keep_context()
-    tap = _Tap(call, accumulator)
+    _install(_Tap(call, accumulator), http_response, asynchronous=asynchronous)
+
+
+def tap_items(call: Call, http_response: Any, *, asynchronous: bool) -> None:
+    """Record each JSON line of `http_response`'s body as its reader consumes it (see `_ItemsTap`)."""
+    if call.begin_items():
+        _install(_ItemsTap(call, None), http_response, asynchronous=asynchronous)
+
+
+def _install(tap: _Tap, http_response: Any, *, asynchronous: bool) -> None:
     if asynchronous:
         http_response.aiter_bytes = _async_reader(tap, http_response.aiter_bytes)
         http_response.aclose = _async_closer(tap, http_response.aclose)

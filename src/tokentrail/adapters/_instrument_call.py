@@ -318,19 +318,26 @@ class Call:
 
     def tracked_items(self, items: Any, *, asynchronous: bool) -> Any:
         """A listing of independently billed items (Message Batches results): each item the caller reads is
-        recorded on its own (`record_item`); the listing itself is no call to reserve budget for."""
+        recorded on its own (`record_item`)."""
+        if not self.begin_items():
+            return items
+        if asynchronous:
+            return TrackedAsyncItems(items, self, _NO_ACCUMULATOR)
+        return TrackedItems(items, self, _NO_ACCUMULATOR)
+
+    def begin_items(self) -> bool:
+        """Track a listing of billed items: the listing itself is no call to reserve budget for; False when
+        it cannot be tracked."""
         try:
             self.context = contextvars.copy_context()
             if self.reservation is not None:
                 self.reservation.release()
                 self.reservation = None
+            return True
         except Exception:
             logger.debug("tokentrail could not track a listing", exc_info=True)
             self.failed()
-            return items
-        if asynchronous:
-            return TrackedAsyncItems(items, self, _NO_ACCUMULATOR)
-        return TrackedItems(items, self, _NO_ACCUMULATOR)
+            return False
 
     def record_item(self, item: object) -> None:
         """One item of a listing was read: record it (on the capture worker, or here), the call stays open."""

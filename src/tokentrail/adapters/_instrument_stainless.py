@@ -165,7 +165,7 @@ class StainlessTarget(Target):
         if endpoint.audio:
             return self._deliver_audio(tracked, detail, response, asynchronous)
         if endpoint.items:
-            return tracked.tracked_items(response, asynchronous=asynchronous)
+            return self._deliver_items(tracked, detail, response, asynchronous)
         if detail.raw is None:
             if request.streaming:
                 return call.tracked_stream(response, asynchronous=asynchronous)
@@ -181,6 +181,19 @@ class StainlessTarget(Target):
         from tokentrail.adapters._body_tap import tap_body
 
         tap_body(tracked, http, events=request.streaming, asynchronous=asynchronous)
+        return response
+
+    def _deliver_items(self, call: Any, detail: _Detail, response: Any, asynchronous: bool) -> Any:
+        """A listing of billed items: its decoder proxied, or (raw, streaming response) its body tapped."""
+        if detail.raw is None:
+            return call.tracked_items(response, asynchronous=asynchronous)
+        http = getattr(response, "http_response", None)
+        if http is None:
+            call.discard()
+            return response
+        from tokentrail.adapters._body_tap import tap_items
+
+        tap_items(call, http, asynchronous=asynchronous)
         return response
 
     def _deliver_audio(self, call: Any, detail: _Detail, response: Any, asynchronous: bool) -> Any:
