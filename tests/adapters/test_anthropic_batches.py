@@ -12,6 +12,8 @@ import pytest
 from tests.adapters.stainless_clients import CLAUDE, ant
 
 import tokentrail as tt
+from tokentrail.adapters import instrument, uninstrument
+from tokentrail.budgets.policy import Budget
 from tokentrail.testing.mock_llm import MockLLMServer
 from tokentrail.tracker import Tracker
 
@@ -146,3 +148,19 @@ def test_async_raw_response_results_are_recorded(server: MockLLMServer, tracker:
         return [r async for r in await raw.parse()]
 
     _assert_records_are(tracker, asyncio.run(fetch()))
+
+
+def test_results_are_read_and_recorded_past_a_spent_budget(server: MockLLMServer) -> None:
+    """The batch was billed when it ran: reading its results is never refused, and it is still counted."""
+    tracker = Tracker(budgets=[Budget(limit_tokens=1)])
+    instrument(tracker)
+    try:
+        client = ant(server)
+        first = client.messages.batches.create(requests=_requests())
+        list(client.messages.batches.results(first.id))  # spends the budget
+        second = client.messages.batches.create(requests=_requests())
+        results = list(client.messages.batches.results(second.id))
+    finally:
+        uninstrument()
+    assert len(_succeeded(results)) == 2
+    assert len(tracker.history()) == 4

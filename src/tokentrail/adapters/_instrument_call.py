@@ -199,7 +199,7 @@ class Call:
             call = cls(None, target, target.provider, None)
             call.done = True
             return call
-        if reserve:
+        if reserve and target.reserves(request):
             call._reserve(request)
             call.started = time.perf_counter()
         return call
@@ -326,13 +326,10 @@ class Call:
         return TrackedItems(items, self, _NO_ACCUMULATOR)
 
     def begin_items(self) -> bool:
-        """Track a listing of billed items: the listing itself is no call to reserve budget for; False when
-        it cannot be tracked."""
+        """Track a listing of billed items, recorded in the caller's context as it is now (no budget is held
+        for a listing: `Target.reserves`); False when it cannot be tracked."""
         try:
             self.context = contextvars.copy_context()
-            if self.reservation is not None:
-                self.reservation.release()
-                self.reservation = None
             return True
         except Exception:
             logger.debug("tokentrail could not track a listing", exc_info=True)

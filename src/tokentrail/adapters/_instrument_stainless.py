@@ -152,6 +152,10 @@ class StainlessTarget(Target):
         detail: _Detail = request.detail
         return detail.body
 
+    def reserves(self, request: Request) -> bool:
+        detail: _Detail = request.detail
+        return not detail.endpoint.items  # batch results were billed when the batch ran
+
     def deliver(self, call: Call, request: Request, response: Any, *, asynchronous: bool) -> Any:
         detail: _Detail = request.detail
         endpoint = detail.endpoint

@@ -93,6 +93,10 @@ class Target:
         """The request's parameters by name (the prompt and output limit are read from them)."""
         return request.kwargs
 
+    def reserves(self, request: Request) -> bool:
+        """Whether the call is one to hold budget for (reading results billed already is not)."""
+        return True
+
     def output_limit(self, request: Request) -> int | None:
         """The most output tokens the request allows (for budget reservations)."""
         body = self.body(request)
