@@ -82,7 +82,18 @@ def _accepts_ttft(tracker: Any) -> bool:
     return known
 
 
-_EXTRACTORS: dict[str, Callable[[object, str], Captured]] = {}
+_READERS: dict[str, Any] = {}
+
+
+def _reader(adapter: str) -> Any:
+    """The function an adapter name stands for: "module" (its `extract`) or "module:function", under
+    `tokentrail.adapters` (a response's reader, or a listed item's, which returns None when not billed)."""
+    reader = _READERS.get(adapter)
+    if reader is None:
+        module_name, _, function = adapter.partition(":")
+        module = importlib.import_module(f"tokentrail.adapters.{module_name}")
+        reader = _READERS[adapter] = getattr(module, function or "extract")
+    return reader
 
 
 def _capture(adapter: str | None, response: object, provider: str) -> Captured:
@@ -90,11 +101,7 @@ def _capture(adapter: str | None, response: object, provider: str) -> Captured:
     directly; anything that adapter cannot read goes through `capture()`, which detects what it is and
     says why usage is unknown."""
     if adapter is not None:
-        extract = _EXTRACTORS.get(adapter)
-        if extract is None:  # "module" (its `extract`) or "module:function"
-            module_name, _, function = adapter.partition(":")
-            module = importlib.import_module(f"tokentrail.adapters.{module_name}")
-            extract = _EXTRACTORS[adapter] = getattr(module, function or "extract")
+        extract: Callable[[object, str], Captured] = _reader(adapter)
         try:
             return extract(response, provider)
         except Malformed as exc:
@@ -106,19 +113,6 @@ def _capture(adapter: str | None, response: object, provider: str) -> Captured:
     from tokentrail.adapters import capture
 
     return capture(response, provider)
-
-
-_ITEM_READERS: dict[str | None, Callable[[object, str], Captured | None]] = {}
-
-
-def _item_reader(adapter: str | None) -> Callable[[object, str], Captured | None]:
-    """An endpoint's reader of one listed item ("module:function" under `tokentrail.adapters`)."""
-    reader = _ITEM_READERS.get(adapter)
-    if reader is None:
-        module_name, _, function = (adapter or "").partition(":")
-        module = importlib.import_module(f"tokentrail.adapters.{module_name}")
-        reader = _ITEM_READERS[adapter] = getattr(module, function or "extract")
-    return reader
 
 
 def _estimate_input(kwargs: Mapping[str, Any], model: str | None) -> int:
@@ -354,7 +348,7 @@ class Call:
 
     def _record_item(self, item: object) -> None:
         try:
-            captured = _item_reader(self.adapter)(item, self.provider)
+            captured = _reader(self.adapter or "")(item, self.provider)
             if captured is not None:  # None: an item that is not billed (an errored batch result)
                 self._record(captured)
         except Exception:
