@@ -43,7 +43,7 @@ def litellm() -> Any:
 @pytest.fixture(scope="module")
 def litellm_logger(litellm: Any) -> Iterator[Any]:
     """One callback for the module: LiteLLM copies `litellm.callbacks` into its own lists once."""
-    from tokentrail.adapters.litellm_hook import litellm_callback
+    from tokentrail.integrations.litellm import litellm_callback
 
     callback = litellm_callback()
     saved = litellm.callbacks
@@ -234,7 +234,7 @@ def test_litellm_enable_registers_one_callback_and_disable_removes_it(litellm: A
 
 
 def test_litellm_callback_never_raises_on_garbage(litellm: Any) -> None:
-    from tokentrail.adapters.litellm_hook import TokentrailLogger, litellm_callback
+    from tokentrail.integrations.litellm import TokentrailLogger, litellm_callback
 
     tracker = Tracker()
     callback = litellm_callback(tracker)

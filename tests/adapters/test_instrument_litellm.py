@@ -293,7 +293,7 @@ def test_an_sdk_call_litellm_makes_inside_its_call_is_not_recorded_twice(
 def test_the_litellm_callback_stands_down_while_instrument_covers_litellm(
     litellm: Any, server: MockLLMServer, tracker: Tracker
 ) -> None:
-    from tokentrail.adapters.litellm_hook import litellm_callback
+    from tokentrail.integrations.litellm import litellm_callback
 
     callback_tracker = Tracker()
     callback = litellm_callback(callback_tracker)
