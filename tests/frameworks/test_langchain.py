@@ -13,12 +13,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
-
-pytest.importorskip("langchain_core")
-pytest.importorskip("langchain_openai")
-pytest.importorskip("langchain_anthropic")
-pytest.importorskip("langgraph")
-
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.tools import tool
