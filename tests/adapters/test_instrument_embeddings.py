@@ -6,45 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from sdk_calls import complete, one_call
 
 import tokentrail as tt
 from tokentrail.testing.mock_llm import MockLLMServer
 from tokentrail.tracker import Tracker
 
 
-def made(server: MockLLMServer, before: int, suffix: str) -> int:
-    """Requests the server received since `before` whose path ends with `suffix`."""
-    return sum(1 for r in server.requests[before:] if r["path"].endswith(suffix))
-
-
-def one_call(server: MockLLMServer, tracker: Tracker, suffix: str, call: Callable[[], Any]) -> tt.Record:
-    """Make one SDK call; the server saw exactly one request and the tracker holds exactly one record."""
-    before, records = len(server.requests), len(tracker.history())
-    call()
-    assert made(server, before, suffix) == 1
-    history = tracker.history()
-    assert len(history) == records + 1
-    return history[-1]
-
-
 @pytest.fixture
-def tracker() -> Any:
+def tracker() -> Iterator[Tracker]:
+    """A synchronous tracker `instrument()` feeds for the span of one test."""
     tracker = Tracker(capture="sync")
     tt.instrument(tracker)
     try:
         yield tracker
     finally:
         tt.uninstrument()
-
-
-def complete(record: tt.Record, input_tokens: int, output_tokens: int = 0) -> None:
-    assert record.usage.status == tt.UsageStatus.COMPLETE
-    assert (record.usage.input_tokens, record.usage.output_tokens) == (input_tokens, output_tokens)
 
 
 # -- google-genai ---------------------------------------------------------------------------------------
