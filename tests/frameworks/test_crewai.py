@@ -9,12 +9,8 @@ These run in their own environment (`make test-frameworks`: crewai pins openai<3
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -22,24 +18,14 @@ import tokentrail as tt
 from tokentrail.testing.mock_llm import MockLLMServer, MockResponse
 from tokentrail.tracker import Tracker
 
-from .conftest import LAYERS, Matrix
+from .conftest import LAYERS, Matrix, require_framework
 
 os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")  # no telemetry or trace upload attempts
 os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 
 
-def _require(name: str) -> ModuleType:
-    """Import a framework package: a failure in the frameworks env, a skip in the main one."""
-    if os.environ.get("TOKENTRAIL_FRAMEWORKS_ENV") or Path(sys.prefix).name == ".venv-frameworks":
-        return importlib.import_module(name)
-    return pytest.importorskip(
-        name,
-        reason=f"{name} is installed only in .venv-frameworks (run `make test-frameworks`): it pins openai<3",
-    )
-
-
-_require("crewai")
+require_framework("crewai")
 
 from crewai import LLM, Agent, Crew, Process, Task  # noqa: E402
 from crewai.events.event_bus import crewai_event_bus  # noqa: E402

@@ -9,12 +9,7 @@ These run in their own environment (`make test-frameworks`: llama-index-llms-ope
 from __future__ import annotations
 
 import asyncio
-import importlib
-import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -23,21 +18,10 @@ import tokentrail as tt
 from tokentrail.testing.mock_llm import MockLLMServer, MockResponse
 from tokentrail.tracker import Tracker
 
-from .conftest import LAYERS, Matrix
+from .conftest import LAYERS, Matrix, require_framework
 
-
-def _require(name: str) -> ModuleType:
-    """Import a framework package: a failure in the frameworks env, a skip in the main one."""
-    if os.environ.get("TOKENTRAIL_FRAMEWORKS_ENV") or Path(sys.prefix).name == ".venv-frameworks":
-        return importlib.import_module(name)
-    return pytest.importorskip(
-        name,
-        reason=f"{name} is installed only in .venv-frameworks (run `make test-frameworks`): it pins openai<3",
-    )
-
-
-_require("llama_index.core")
-_require("llama_index.llms.openai")
+require_framework("llama_index.core")
+require_framework("llama_index.llms.openai")
 
 from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent  # noqa: E402
 from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
