@@ -205,29 +205,10 @@ def report(
 
 
 def _print_summary(keys: tuple[str, ...], rows: list[Any], totals: Any) -> None:
-    from rich import box
+    from tokentrail.reports.tables import summary_table, totals_table
 
-    from tokentrail.reports.tables import format_usd, totals_table
-
-    table = Table(title=f"By {', '.join(keys) or 'everything'}", box=box.SIMPLE_HEAVY, title_justify="left")
-    for key in keys:
-        table.add_column(key.capitalize(), style="bold", overflow="fold")
-    for name in ("Calls", "Input", "Output", "Cost", "Share", "Unpriced"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for row in rows:
-        share = f"{row.cost_units * 100 / totals.cost_units:.1f}%" if totals.cost_units else "-"
-        all_unpriced = row.calls and row.unpriced_calls == row.calls
-        table.add_row(
-            *("(none)" if row.group[k] is None else str(row.group[k]) for k in keys),
-            f"{row.calls:,}",
-            f"{row.input_tokens:,}",
-            f"{row.output_tokens:,}",
-            "unpriced" if all_unpriced else format_usd(row.cost),
-            "-" if all_unpriced else share,
-            f"{row.unpriced_calls:,}",
-        )
     console.print(totals_table(totals))
-    console.print(table)
+    console.print(summary_table(f"By {', '.join(keys) or 'everything'}", keys, rows, totals))
     if totals.unpriced_calls:
         console.print(
             f"[bold red]⚠ {totals.unpriced_calls} of {totals.calls} calls could not be priced and are not "

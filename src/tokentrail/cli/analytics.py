@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from tokentrail.cli._common import StoreOption, close_ledger, console, open_ledger, parse_when
+from tokentrail.reports.fit import Fitted
 
 __all__ = ["advise_command", "forecast_command", "trends_command"]
 
@@ -89,7 +90,7 @@ def trends_command(
     table = Table(title=f"Trends per {period}", title_justify="left")
     table.add_column(period.capitalize(), style="bold")
     for key in keys:
-        table.add_column(key.capitalize(), overflow="fold")
+        table.add_column(key.capitalize())
     for name in ("Calls", "Tokens", "Cost", "Δ cost", "Δ cost %", "Δ tokens %"):
         table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
@@ -103,7 +104,7 @@ def trends_command(
             _pct(row.cost_change_pct),
             _pct(row.tokens_change_pct),
         )
-    console.print(table)
+    console.print(Fitted(table, drop=("Δ tokens %", "Δ cost %", "Tokens", "Calls")))
 
 
 def forecast_command(

@@ -543,11 +543,13 @@ def _reconcile_table(rows: list[Any], ignored: int) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from tokentrail.reports.fit import Fitted
+
     table = Table(
         title="Ledger (L) vs provider (P), per UTC day and model", box=box.SIMPLE, title_justify="left"
     )
     table.add_column("Day", no_wrap=True)
-    table.add_column("Model", overflow="fold")
+    table.add_column("Model")
     for name in ("Requests L / P", "Input L / P", "Output L / P", "Cost L / P", "P - L"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
@@ -568,7 +570,7 @@ def _reconcile_table(rows: list[Any], ignored: int) -> None:
             Text("ok", style="green") if row.matches else Text("differs", style="red"),
         )
     console = Console(soft_wrap=True)
-    console.print(table)
+    console.print(Fitted(table, drop=("Requests L / P", "Input L / P", "Output L / P")))
     differing = [row for row in rows if not row.matches]
     console.print(Text(f"{len(differing)} of {len(rows)} day x model rows differ."))
     for row in differing:

@@ -11,7 +11,7 @@ Calls that could not be priced are flagged, never shown as $0.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -23,14 +23,18 @@ from rich.text import Text
 
 from tokentrail._money import units_to_decimal
 from tokentrail._record import SummaryRow
+from tokentrail.reports.fit import Fitted
 
 if TYPE_CHECKING:
     from tokentrail.tokens.drift import DriftRow
     from tokentrail.tracker import Tracker
 
-__all__ = ["drift_table", "format_usd", "print_report", "render_text", "report"]
+__all__ = ["drift_table", "format_usd", "print_report", "render_text", "report", "summary_table"]
 
 UNPRICED_STYLE = "bold red"
+NUMBER_COLUMNS = ("Calls", "Input", "Output", "Cost", "Share", "Unpriced")
+# the columns a narrow terminal loses first (the cost never goes; the unpriced count is also in the footer)
+DROP_FIRST = ("Share", "Unpriced", "Input", "Output", "Calls")
 
 
 def report(
@@ -42,7 +46,7 @@ def report(
 ) -> Group:
     """Totals, by-agent, by-model and (when there is one) hierarchy tables for `tracker`."""
     totals = tracker.totals(since=since, until=until)
-    parts: list[Table | Text] = [Text(title, style="bold underline"), totals_table(totals)]
+    parts: list[Table | Fitted | Text] = [Text(title, style="bold underline"), totals_table(totals)]
     if totals.calls:
         parts.append(breakdown_table("By agent", "agent", tracker.summary(("agent",), since, until), totals))
         parts.append(
@@ -113,34 +117,37 @@ def totals_table(totals: SummaryRow) -> Table:
     return table
 
 
-def breakdown_table(title: str, label: str, rows: Iterable[SummaryRow], totals: SummaryRow) -> Table:
-    """One row per group: calls, tokens, cost, share of the total cost, unpriced calls."""
+def breakdown_table(title: str, label: str, rows: Iterable[SummaryRow], totals: SummaryRow) -> Fitted:
+    """One row per group: calls, tokens, cost, share of the total cost, unpriced calls (and the provider
+    beside the label when the rows have one)."""
     rows = list(rows)
     with_provider = any(row.group.get("provider") is not None for row in rows)
+    return summary_table(title, (label, "provider") if with_provider else (label,), rows, totals)
+
+
+def summary_table(title: str, keys: Sequence[str], rows: Iterable[SummaryRow], totals: SummaryRow) -> Fitted:
+    """One row per group of `keys`: calls, tokens, cost, share of the total cost, unpriced calls; shaped
+    to the terminal's width (names shortened with "…", never broken; low-value columns left out first)."""
     table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
-    table.add_column(label.capitalize(), style="bold", no_wrap=True)
-    if with_provider:
-        table.add_column("Provider", no_wrap=True)
-    for name in ("Calls", "Input", "Output", "Cost", "Share", "Unpriced"):
+    for position, key in enumerate(keys):
+        table.add_column(key.capitalize(), style="bold" if position == 0 else "")
+    for name in NUMBER_COLUMNS:
         table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
-        cells: list[str | Text] = [_label(row.group.get(label))]
-        if with_provider:
-            cells.append(_label(row.group.get("provider")))
         all_unpriced = row.calls and row.unpriced_calls == row.calls
-        cells += [
+        table.add_row(
+            *(_label(row.group.get(key)) for key in keys),
             f"{row.calls:,}",
             f"{row.input_tokens:,}",
             f"{row.output_tokens:,}",
             Text("unpriced", style=UNPRICED_STYLE) if all_unpriced else format_usd(row.cost),
             "-" if all_unpriced else _share(row.cost_units, totals.cost_units),
             _unpriced_text(row.unpriced_calls),
-        ]
-        table.add_row(*cells)
-    return table
+        )
+    return Fitted(table, drop=DROP_FIRST)
 
 
-def hierarchy_table(nodes: Iterable[SummaryRow], totals: SummaryRow) -> Table:
+def hierarchy_table(nodes: Iterable[SummaryRow], totals: SummaryRow) -> Fitted:
     """Each node of the hierarchy with its subtree's totals (a parent includes its children)."""
     inclusive: dict[tuple[str, ...], list[int]] = {}  # path → [calls, cost units, unpriced]
     for row in nodes:
@@ -152,7 +159,7 @@ def hierarchy_table(nodes: Iterable[SummaryRow], totals: SummaryRow) -> Table:
             sums[1] += row.cost_units
             sums[2] += row.unpriced_calls
     table = Table(title="By node (children included)", box=box.SIMPLE_HEAVY, title_justify="left")
-    table.add_column("Node", style="bold", no_wrap=True)
+    table.add_column("Node", style="bold")
     for name in ("Calls", "Cost", "Share", "Unpriced"):
         table.add_column(name, justify="right", no_wrap=True)
     for path in sorted(inclusive):
@@ -165,13 +172,13 @@ def hierarchy_table(nodes: Iterable[SummaryRow], totals: SummaryRow) -> Table:
             _share(units, totals.cost_units),
             _unpriced_text(unpriced),
         )
-    return table
+    return Fitted(table, drop=("Share", "Unpriced", "Calls"))
 
 
-def drift_table(rows: Iterable[DriftRow]) -> Table:
+def drift_table(rows: Iterable[DriftRow]) -> Fitted:
     """Pre-call estimates vs billed input tokens, per model (see `tokens.drift`)."""
     table = Table(title="Estimate vs billed input tokens", box=box.SIMPLE_HEAVY, title_justify="left")
-    table.add_column("Model", style="bold", no_wrap=True)
+    table.add_column("Model", style="bold")
     for name in ("Calls", "Estimated", "Billed", "Difference", "Mean error", "Max error", "Bias"):
         table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
@@ -185,7 +192,7 @@ def drift_table(rows: Iterable[DriftRow]) -> Table:
             _percent(row.max_relative_error),
             "-" if row.bias is None else f"{row.bias * 100:+.1f}%",
         )
-    return table
+    return Fitted(table, drop=("Max error", "Bias", "Estimated", "Calls", "Mean error"))
 
 
 def format_usd(amount: Decimal | None, *, exact: bool = False, signed: bool = False) -> str:
