@@ -229,11 +229,11 @@ class Catalog:
         return self.index.provider(name) is not None
 
     def close_matches(self, model: str, limit: int = 5) -> list[str]:
-        import difflib
+        """Catalog names close to `model`, best first (see `names.rank_close`)."""
+        from tokentrail.pricing.names import rank_close
 
         names = self.index.model_names() + [o.model for o in self._overrides.values()]
-        wanted = model.lower().rsplit("/", 1)[-1]
-        return difflib.get_close_matches(wanted, names, n=limit, cutoff=0.6)
+        return rank_close(model.lower().rsplit("/", 1)[-1], names, limit)
 
     def search(self, text: str) -> Iterator[tuple[str, str, str | None]]:
         """(provider, model id, model name) of every catalog model whose id or name contains `text`."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-__all__ = ["candidates", "slug"]
+__all__ = ["candidates", "rank_close", "slug"]
 
 _ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[\w-]*:\d*:[\w-]+/(?P<id>.+)$")
 _BEDROCK_REGION = re.compile(r"^(?:us|eu|apac|ap|au|ca|jp|us-gov|global)\.(?=[a-z0-9-]+\.)")
@@ -88,3 +88,38 @@ def _strip_location(
     if _BEDROCK_REGION.match(lowered) or _BEDROCK_VENDOR.match(lowered):
         return model, provider or "aws"
     return model, provider
+
+
+_SEPARATORS = frozenset("-.:@_/ ")
+
+
+def rank_close(wanted: str, names: list[str], limit: int = 5) -> list[str]:
+    """Up to `limit` of `names` close to `wanted`, best first.
+
+    A name that `wanted` extends at a separator comes first, the longest first (`gpt-4o-typo` →
+    `gpt-4o`); then names by the length of the prefix they share with `wanted`, then by similarity
+    (difflib's ratio, at least 0.6 for a name that shares no more than half its prefix).
+    """
+    import difflib
+
+    matcher = difflib.SequenceMatcher(b=wanted, autojunk=False)
+    scored: dict[str, tuple[int, int, float]] = {}
+    for name in dict.fromkeys(names):
+        lowered = name.lower()
+        if lowered == wanted:
+            continue
+        extended = wanted.startswith(lowered) and wanted[len(lowered)] in _SEPARATORS
+        shared = _shared_prefix(lowered, wanted)
+        matcher.set_seq1(lowered)
+        ratio = matcher.ratio()
+        if extended or ratio >= 0.6 or shared * 2 > max(len(lowered), len(wanted)):
+            scored[name] = (len(lowered) if extended else 0, shared, ratio)
+    return sorted(scored, key=lambda n: (-scored[n][0], -scored[n][1], -scored[n][2], n))[:limit]
+
+
+def _shared_prefix(a: str, b: str) -> int:
+    """How many leading characters `a` and `b` have in common."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
