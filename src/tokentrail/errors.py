@@ -10,6 +10,7 @@ from typing import Any
 __all__ = [
     "AdapterError",
     "BudgetExceeded",
+    "CatalogError",
     "InvalidPriceError",
     "InvalidUsageError",
     "PricingError",
@@ -33,6 +34,11 @@ class PricingError(TokentrailError, ValueError):
 
 class InvalidPriceError(PricingError):
     """A user-supplied price (override, file, environment variable) is malformed."""
+
+
+class CatalogError(PricingError):
+    """A price catalog (fetched, or found in the cache) is malformed or fails validation; the catalog
+    in force stays in force."""
 
 
 class UnknownModelError(PricingError, LookupError):

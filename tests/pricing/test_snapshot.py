@@ -10,7 +10,13 @@ import genai_prices
 
 import tokentrail
 from tokentrail.pricing.catalog import Catalog
-from tokentrail.pricing.genai import build_snapshot
+from tokentrail.pricing.genai import (
+    build_snapshot,
+    dumps_published,
+    loads_published,
+    published_providers,
+    snapshot_from_published,
+)
 
 SNAPSHOT = Path(tokentrail.__file__).parent / "_data" / "prices.json.gz"
 
@@ -20,7 +26,20 @@ def test_snapshot_matches_the_pinned_genai_prices() -> None:
     assert shipped["version"] == genai_prices.__version__, (
         "run `make prices` after changing the genai-prices pin"
     )
+    assert shipped.pop("as_of"), "the snapshot says when it was built (catalog selection compares it)"
     assert shipped == json.loads(json.dumps(build_snapshot()))
+
+
+def test_published_format_dump_reads_back_as_the_shipped_snapshot() -> None:
+    """One path: the package dumped to genai-prices' published JSON and converted as a fetched catalog
+    would be gives the shipped snapshot, price for price."""
+    shipped = json.loads(gzip.decompress(SNAPSHOT.read_bytes()))
+    shipped.pop("as_of")
+    published = loads_published(dumps_published(published_providers()))
+    rebuilt = snapshot_from_published(
+        published, units=shipped["units"], source="genai-prices", version=genai_prices.__version__
+    )
+    assert rebuilt == shipped
 
 
 def test_catalog_built_from_installed_package_prices_the_same() -> None:
