@@ -17,6 +17,7 @@ from tokentrail.cli.analytics import advise_command, forecast_command, trends_co
 from tokentrail.cli.budget import budget_app
 from tokentrail.cli.count import count_command
 from tokentrail.cli.doctor import doctor_command
+from tokentrail.cli.gateway import gateway_command, keys_app
 from tokentrail.cli.ledger import (
     chart_command,
     export_command,
@@ -243,6 +244,7 @@ def main() -> None:
 
 
 app.add_typer(budget_app, name="budget")
+app.add_typer(keys_app, name="keys")
 app.command("count")(count_command)
 for _name, _command in (
     ("export", export_command),
@@ -257,5 +259,6 @@ for _name, _command in (
     ("advise", advise_command),
     ("serve", serve_command),
     ("doctor", doctor_command),
+    ("gateway", gateway_command),
 ):
     app.command(_name)(_command)

@@ -1,0 +1,209 @@
+"""`tokentrail gateway` (serve the HTTP gateway) and `tokentrail keys create|list|revoke` (its virtual keys).
+
+Registered on the main app by `tokentrail.cli`; the gateway package (httpx, uvicorn, prometheus_client)
+is imported only when `gateway` runs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from tokentrail.cli._common import console
+
+__all__ = ["gateway_command", "keys_app"]
+
+_DEFAULT_KEYS = "tokentrail-keys.db"
+
+KeysOption = Annotated[
+    str,
+    typer.Option(
+        "--keys", envvar="TOKENTRAIL_KEYS", help="Virtual key file (SQLite; only key hashes are kept)."
+    ),
+]
+
+
+def gateway_command(
+    upstream: Annotated[
+        list[str],
+        typer.Option(
+            "--upstream",
+            "-u",
+            help="NAME=URL (repeatable): openai, anthropic, google, or any name for an OpenAI-compatible host.",
+        ),
+    ],
+    store: Annotated[
+        str,
+        typer.Option("--store", envvar="TOKENTRAIL_STORE", help="Ledger URL (sqlite:///…, postgresql://…)."),
+    ] = "sqlite:///tokentrail.db",
+    budgets: Annotated[
+        str | None,
+        typer.Option(
+            "--budgets",
+            envvar="TOKENTRAIL_BUDGET_BACKEND",
+            help="Budget back-end URL (sqlite:///…, redis://…, postgresql://…?schema=…) shared by gateways.",
+        ),
+    ] = None,
+    budget_config: Annotated[
+        str | None,
+        typer.Option("--budget-config", help="Budget file (.toml/.json) with the budgets to enforce."),
+    ] = None,
+    keys: Annotated[
+        str | None,
+        typer.Option(
+            "--keys",
+            envvar="TOKENTRAIL_KEYS",
+            help=f"Virtual key file (default: {_DEFAULT_KEYS} when it exists).",
+        ),
+    ] = None,
+    require_key: Annotated[
+        bool, typer.Option("--require-key", help="Refuse requests that carry no virtual key.")
+    ] = False,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 4000,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.001, help="Seconds to wait for the upstream's next bytes.")
+    ] = 600.0,
+    max_body: Annotated[int, typer.Option("--max-body", min=1, help="Largest request body, in bytes.")] = 32
+    * 1024
+    * 1024,
+) -> None:
+    """Serve the gateway: clients set their base URL to it; every call is forwarded, recorded and budgeted."""
+    from tokentrail.server._bind import is_loopback
+
+    if not is_loopback(host) and not require_key:
+        console.print(
+            f"[red]refusing to listen on {host!r} without --require-key[/red] (or bind 127.0.0.1): "
+            "beyond this machine only virtual-key holders may use the gateway",
+            highlight=False,
+        )
+        raise typer.Exit(code=2)
+    try:
+        import uvicorn
+
+        from tokentrail.gateway import Gateway, GatewayConfig, parse_upstream
+    except ImportError as exc:
+        console.print(f"[red]tokentrail gateway needs {exc.name}:[/red] pip install 'tokentrail[gateway]'")
+        raise typer.Exit(code=1) from None
+    from tokentrail.budgets.config import config_from_env, load_config
+    from tokentrail.errors import TokentrailError
+
+    try:
+        upstreams = {u.name: u for u in map(parse_upstream, upstream)}
+        config = load_config(budget_config) if budget_config else config_from_env()
+        if keys is None and os.path.exists(_DEFAULT_KEYS):
+            keys = _DEFAULT_KEYS
+        gateway = Gateway(
+            GatewayConfig(
+                upstreams,
+                store=store,
+                budgets=config.budgets,
+                budget_backend=budgets or config.backend,
+                keys=keys,
+                require_key=require_key,
+                timeout=timeout,
+                max_body_bytes=max_body,
+            )
+        )
+    except (ValueError, TokentrailError) as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(code=1) from None
+    names = ", ".join(f"{u.name}→{u.url}" for u in upstreams.values())
+    console.print(f"tokentrail gateway on http://{host}:{port} ({names}); ledger {store}", highlight=False)
+    # no access log: a Gemini `?key=` would be written to it; no server/date headers of uvicorn's own
+    uvicorn.run(
+        gateway,
+        host=host,
+        port=port,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(timeout),
+    )
+
+
+keys_app = typer.Typer(help="Virtual keys for the gateway: create, list, revoke.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def create_key(
+    keys: KeysOption = _DEFAULT_KEYS,
+    user: Annotated[str | None, typer.Option("--user", help="The user its calls are attributed to.")] = None,
+    team: Annotated[str | None, typer.Option("--team", help="Team (recorded as the tag team:NAME).")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="The agent its calls are attributed to.")
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag for its calls (repeatable).")] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="Its own budget: 50usd/month, 200000tokens/day, …")
+    ] = None,
+) -> None:
+    """Issue a virtual key; it is printed once and only its hash is stored."""
+    from tokentrail.errors import TokentrailError
+    from tokentrail.gateway.keys import KeyStore
+
+    store = KeyStore(keys)
+    try:
+        secret, key = store.create(user=user, team=team, agent=agent, tags=tuple(tag or ()), budget=budget)
+    except TokentrailError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(code=1) from None
+    finally:
+        store.close()
+    typer.echo(secret)
+    console.print(f"key id {key.id}: shown once, store it now", style="dim", highlight=False, stderr=True)
+
+
+@keys_app.command("list")
+def list_keys(
+    keys: KeysOption = _DEFAULT_KEYS,
+    revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked keys.")] = False,
+) -> None:
+    """The issued keys (ids and attribution; never the keys themselves)."""
+    from rich.table import Table
+
+    from tokentrail.gateway.keys import KeyStore
+
+    store = KeyStore(keys)
+    try:
+        found = store.keys(include_revoked=revoked)
+    finally:
+        store.close()
+    table = Table(title=f"Virtual keys in {keys}")
+    for column in ("id", "user", "team", "agent", "tags", "budget", "revoked"):
+        table.add_column(column)
+    for key in found:
+        table.add_row(
+            key.id,
+            key.user or "",
+            key.team or "",
+            key.agent or "",
+            ",".join(key.tags),
+            key.budget or "",
+            "yes" if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`).")],
+    keys: KeysOption = _DEFAULT_KEYS,
+) -> None:
+    """Revoke a key: gateways refuse it from their next key refresh on."""
+    from tokentrail.gateway.keys import KeyStore
+
+    store = KeyStore(keys)
+    try:
+        revoked = store.revoke(key_id)
+    finally:
+        store.close()
+    if not revoked:
+        console.print(f"[red]no live key with id {key_id!r}[/red]", highlight=False)
+        raise typer.Exit(code=1)
+    console.print(f"revoked {key_id}", highlight=False)

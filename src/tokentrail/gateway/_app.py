@@ -1,0 +1,611 @@
+"""The gateway's ASGI application: one request in, forwarded to its upstream, the response relayed to the
+client as it arrives and recorded through the tracker like any instrumented call.
+
+The path of a request:
+
+    route (path) → body read (size-capped) → virtual key / attribution headers → budget reservation
+    → upstream (httpx, streaming) → relay chunk by chunk → record on the capture worker
+
+Recording reuses the in-process machinery unchanged: a `Call` (`adapters._instrument_call`) holds the
+timing and the reservation; a JSON body is kept as the chunks that passed and decoded on the capture
+worker (`Call.finish_body`); an event stream is split as it passes and its usage-bearing events are read
+there too (`_events.DeferredStream`). Upstream errors (a non-2xx answer, unreachable, timed out) record
+nothing and release the reservation; a client that leaves mid-stream records what was seen (partial).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from tokentrail.adapters._instrument_call import Call, _estimate_input
+from tokentrail.adapters._instrument_target import Target, first_int
+from tokentrail.budgets.manager import attribution_scope
+from tokentrail.errors import BudgetExceeded
+from tokentrail.gateway._access import GatewayBudgets, KeyRegistry
+from tokentrail.gateway._events import DeferredStream, EventSplitter, strip_usage
+from tokentrail.gateway._metrics import GatewayMetrics
+from tokentrail.gateway._routes import STREAM_GENERATE, Match, match
+from tokentrail.gateway._shapes import ErrorReply, error_reply
+from tokentrail.gateway._upstream import (
+    Upstream,
+    forward_headers,
+    forward_query,
+    presented_key,
+    target_url,
+)
+from tokentrail.gateway.keys import KeyStore, VirtualKey
+from tokentrail.scope import current_scope
+from tokentrail.scope import scope as attribution
+
+if TYPE_CHECKING:
+    from tokentrail.budgets import Budget
+    from tokentrail.tracker import Tracker
+
+__all__ = ["Gateway", "GatewayConfig"]
+
+logger = logging.getLogger("tokentrail.gateway")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DEFAULT_STORE = "sqlite:///tokentrail.db"
+_ATTRIBUTION_HEADERS = {
+    b"x-tokentrail-agent": "agent",
+    b"x-tokentrail-session": "session",
+    b"x-tokentrail-user": "user",
+    b"x-tokentrail-tool": "tool",
+    b"x-tokentrail-tags": "tags",
+}
+_UPSTREAM_HEADER = b"x-tokentrail-upstream"
+_MAX_ATTRIBUTION = 256  # characters of one attribution header value
+# response headers the gateway does not pass on (hop-by-hop; uvicorn frames the body itself)
+_RESPONSE_DROPPED = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"trailer", b"upgrade"})
+_DEFAULT_UPSTREAMS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
+_LARGE_PROMPT = 32 * 1024  # bytes of request body above which the prompt is counted off the event loop
+
+
+@dataclass
+class GatewayConfig:
+    """What `tokentrail gateway` runs with (see `docs/gateway.md`)."""
+
+    upstreams: dict[str, Upstream]
+    store: str = DEFAULT_STORE
+    budgets: list[Budget] = field(default_factory=list)
+    budget_backend: str | None = None  # memory:// when budgets are given without one
+    keys: str | None = None  # the virtual key file; None: no virtual keys
+    require_key: bool = False  # refuse requests without a virtual key
+    timeout: float = 600.0  # seconds to wait for the upstream's next bytes
+    connect_timeout: float = 10.0
+    max_body_bytes: int = 32 * 1024 * 1024
+    key_refresh_seconds: float = 30.0
+
+
+def _targets() -> dict[str, Target]:
+    from tokentrail.gateway._routes import GENERATE, ROUTES
+
+    routes = [*ROUTES.values(), GENERATE, STREAM_GENERATE]
+    return {
+        r.name: Target("gateway", "tokentrail.gateway", "", r.name, r.api, adapter=r.adapter) for r in routes
+    }
+
+
+class Gateway:
+    """The ASGI app. `tracker` defaults to one over `config.store` (the gateway closes what it opens)."""
+
+    def __init__(self, config: GatewayConfig, *, tracker: Tracker | None = None) -> None:
+        self.config = config
+        self.budgets = GatewayBudgets(config.budgets, config.budget_backend)
+        self._owns_tracker = tracker is None
+        if tracker is None:
+            from tokentrail.tracker import Tracker
+
+            tracker = Tracker(config.store)
+        tracker.add_sink(self.budgets.observe)
+        self.tracker = tracker
+        self._captures = tracker._call_settings()[0]
+        self.keys: KeyRegistry | None = None
+        if config.keys is not None:
+            self.keys = KeyRegistry(KeyStore(config.keys), self.budgets, config.key_refresh_seconds)
+            self.keys.reload()
+        self.metrics = GatewayMetrics()
+        self.metrics.extra = lambda: {"budget_backend_errors": float(self.budgets.backend_errors())}
+        self._targets = _targets()
+        self._client: httpx.AsyncClient | None = None
+        self._closed = False
+
+    # -- ASGI ---------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.client()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def client(self) -> httpx.AsyncClient:
+        """The upstream HTTP client (made on first use, inside the server's event loop)."""
+        client = self._client
+        if client is None:
+            config = self.config
+            client = self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return client
+
+    async def aclose(self) -> None:
+        """Close the upstream client, record every pending call and close the ledger and budgets."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._client is not None:
+            await self._client.aclose()
+        await asyncio.to_thread(self.close_ledger)
+
+    def close_ledger(self) -> None:
+        if self._owns_tracker:
+            self.tracker.close()
+        else:
+            self.tracker.flush()
+        self.budgets.close()
+        if self.keys is not None:
+            self.keys.store.close()
+
+    # -- dispatch -----------------------------------------------------------------------------------------
+
+    async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "GET" and path in ("/healthz", "/readyz", "/metrics"):
+            await self._operations(path, send)
+            return
+        found = match(path)
+        if found is None:
+            await _reply(send, error_reply("openai", 404, f"the gateway does not forward {path}"))
+            return
+        api = found.route.api
+        if method != "POST":
+            await _reply(send, error_reply(api, 404, f"{method} {path} is not forwarded (POST only)"))
+            return
+        upstream = self._upstream(found, scope["headers"])
+        if upstream is None:
+            name = found.upstream or _header(scope["headers"], _UPSTREAM_HEADER) or _DEFAULT_UPSTREAMS[api]
+            await _reply(send, error_reply(api, 404, f"no upstream named {name!r} is configured"))
+            return
+        self.metrics.in_flight += 1
+        status = 0
+        try:
+            status = await self._exchange(scope, receive, send, found, upstream)
+        finally:
+            self.metrics.in_flight -= 1
+            self.metrics.requests[(found.route.name, upstream.name, status)] += 1
+
+    def _upstream(self, found: Match, headers: list[tuple[bytes, bytes]]) -> Upstream | None:
+        upstreams = self.config.upstreams
+        name = found.upstream or _header(headers, _UPSTREAM_HEADER)
+        if name is not None:
+            upstream = upstreams.get(name.lower())
+            return upstream if upstream is not None and upstream.api == found.route.api else None
+        default = upstreams.get(_DEFAULT_UPSTREAMS[found.route.api])
+        if default is None and found.route.api == "gemini":
+            default = upstreams.get("gemini")
+        return default
+
+    # -- one forwarded request ------------------------------------------------------------------------------
+
+    async def _exchange(
+        self, scope: Message, receive: Receive, send: Send, found: Match, upstream: Upstream
+    ) -> int:
+        route = found.route
+        body = await _read_body(receive, self.config.max_body_bytes)
+        if body is None:
+            limit = self.config.max_body_bytes
+            return await _reply(send, error_reply(route.api, 413, f"the request body is over {limit} bytes"))
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        query: bytes = scope.get("query_string", b"")
+        secret = presented_key(headers, query)
+        key: VirtualKey | None = None
+        if secret is not None:
+            key = await self.keys.lookup(secret) if self.keys is not None else None
+            if key is None:
+                self.metrics.refused[(upstream.name, "invalid_key")] += 1
+                return await _reply(send, error_reply(route.api, 401, "invalid or revoked virtual key"))
+            if upstream.key is None:
+                message = f"the gateway has no provider key for upstream {upstream.name!r}"
+                return await _reply(send, error_reply(route.api, 502, message))
+        elif self.config.require_key:
+            self.metrics.refused[(upstream.name, "missing_key")] += 1
+            return await _reply(send, error_reply(route.api, 401, "this gateway requires a virtual key"))
+        values = _attribution(headers, key)
+        if values is None:
+            message = (
+                f"X-Tokentrail-* header values must be printable and at most {_MAX_ATTRIBUTION} characters"
+            )
+            return await _reply(send, error_reply(route.api, 400, message))
+        request = _json_object(body)
+        streaming = route is STREAM_GENERATE or request.get("stream") is True
+        strip = route.asks_usage and streaming and not _asked_usage(request)
+        if strip:
+            body = _ask_usage(body, request)
+        with attribution(**values):
+            return await self._forward(scope, receive, send, found, upstream, body, request, secret, strip)
+
+    async def _forward(
+        self,
+        scope: Message,
+        receive: Receive,
+        send: Send,
+        found: Match,
+        upstream: Upstream,
+        body: bytes,
+        request: dict[str, Any],
+        secret: str | None,
+        strip: bool,
+    ) -> int:
+        route = found.route
+        requested_model = request.get("model")
+        model = found.model or (
+            requested_model if isinstance(requested_model, str) and requested_model else None
+        )
+        call = Call(self.tracker, self._targets[route.name], upstream.provider, model)
+        call.captures = self._captures
+        call.stream_reader = route.stream_reader
+        refusal = await self._reserve(call, request, model, upstream, len(body))
+        if refusal is not None:
+            return await _reply(send, refusal)
+        client = self.client()
+        real_key = upstream.key if secret is not None else None
+        outgoing = client.build_request(
+            "POST",
+            target_url(upstream, found.path, forward_query(scope.get("query_string", b""), secret, real_key)),
+            headers=forward_headers(scope["headers"], secret, real_key),
+            content=body,
+        )
+        try:
+            response = await client.send(outgoing, stream=True)
+        except httpx.TimeoutException:
+            call.failed()
+            self.metrics.upstream_errors[(upstream.name, "timeout")] += 1
+            message = f"upstream {upstream.name!r} did not answer within {self.config.timeout:g}s"
+            return await _reply(send, error_reply(route.api, 504, message))
+        except httpx.HTTPError as exc:
+            call.failed()
+            self.metrics.upstream_errors[(upstream.name, "unreachable")] += 1
+            message = f"upstream {upstream.name!r} could not be reached ({type(exc).__name__})"
+            return await _reply(send, error_reply(route.api, 502, message))
+        except BaseException:
+            call.failed()
+            raise
+        try:
+            return await self._relay(receive, send, response, call, strip)
+        finally:
+            await response.aclose()
+
+    async def _reserve(
+        self, call: Call, request: dict[str, Any], model: str | None, upstream: Upstream, size: int
+    ) -> ErrorReply | None:
+        """Hold the call's worst case in every budget in scope; the refusal to answer when there is no room."""
+        manager = self.budgets.manager
+        if manager is None:
+            return None
+        if size > _LARGE_PROMPT:
+            prompt = await asyncio.to_thread(_estimate_input, request, model)
+        else:
+            prompt = _estimate_input(request, model)
+        try:
+            call.reservation = await manager.areserve(
+                model,
+                upstream.provider,
+                prompt,
+                _output_limit(request),
+                scope=attribution_scope(current_scope()),
+            )
+        except BudgetExceeded as exc:
+            self.metrics.refused[(upstream.name, "budget")] += 1
+            return _refusal(call.target.provider, exc)
+        call.started = time.perf_counter()
+        return None
+
+    async def _relay(
+        self, receive: Receive, send: Send, response: httpx.Response, call: Call, strip: bool
+    ) -> int:
+        status = response.status_code
+        headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _RESPONSE_DROPPED]
+        sink: _Sink
+        if not 200 <= status < 300:
+            call.failed()  # an error answer is not billed: relayed unchanged, nothing recorded
+            sink = _Sink()
+        elif "text/event-stream" in response.headers.get("content-type", ""):
+            sink = _EventSink(call, strip)
+            if strip:
+                headers = [(k, v) for k, v in headers if k != b"content-length"]
+        else:
+            sink = _BodySink(call)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        pump = asyncio.ensure_future(_pump(send, response, sink))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the server is cancelling this request: the client is gone
+            pump.cancel()
+            gone.cancel()
+            sink.finish(aborted=True, reason="the request was cancelled before the response ended")
+            raise
+        if pump.done():
+            gone.cancel()
+            error = pump.exception()
+            if error is not None:
+                sink.finish(aborted=True, error=error, reason="the upstream failed before the response ended")
+                self.metrics.upstream_errors[(call.provider, "broken_body")] += 1
+                raise error  # the client's connection is dropped: it must not see a complete body
+            sink.finish(aborted=False)
+            return status
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+        self.metrics.client_disconnects += 1
+        sink.finish(aborted=True, reason="the client disconnected before the response ended")
+        return 499
+
+    # -- operations endpoints ------------------------------------------------------------------------------
+
+    async def _operations(self, path: str, send: Send) -> None:
+        if path == "/healthz":
+            await _reply(send, _json_reply(200, {"status": "ok"}))
+        elif path == "/readyz":
+            checks = await asyncio.to_thread(self.readiness)
+            ready = all(value == "ok" for value in checks.values())
+            await _reply(send, _json_reply(200 if ready else 503, {"ready": ready, "checks": checks}))
+        else:
+            body, content_type = self.metrics.render()
+            await _reply(send, ErrorReply(200, [(b"content-type", content_type.encode())], body))
+
+    def readiness(self) -> dict[str, str]:
+        """ "ok" or what failed, for the ledger, the budget back-end and the key file (blocking)."""
+        checks: dict[str, Callable[[], object]] = {"ledger": lambda: self.tracker.store.raw_count(0)}
+        if self.budgets.backend is not None:
+            checks["budgets"] = self.budgets.ping
+        if self.keys is not None:
+            checks["keys"] = self.keys.store.ping
+        results = {}
+        for name, check in checks.items():
+            try:
+                check()
+                results[name] = "ok"
+            except Exception as exc:  # the error's text may hold a URL with a password: its type only
+                logger.warning("tokentrail gateway: %s is not ready (%s)", name, type(exc).__name__)
+                results[name] = f"down ({type(exc).__name__})"
+        return results
+
+
+# -- what the relay does with the body ------------------------------------------------------------------------
+
+
+class _Sink:
+    """An error answer: passed through, nothing recorded (the call was failed already)."""
+
+    def chunk(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def tail(self) -> bytes:
+        return b""
+
+    def finish(self, *, aborted: bool, error: BaseException | None = None, reason: str = "") -> None:
+        """The body ended (or was cut off: `aborted`, with the `error` or `reason`)."""
+
+
+class _BodySink(_Sink):
+    """A JSON body: the chunks kept (references) and decoded on the capture worker at the end."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.chunks: list[bytes] = []
+
+    def chunk(self, chunk: bytes) -> bytes:
+        self.chunks.append(chunk)
+        return chunk
+
+    def finish(self, *, aborted: bool, error: BaseException | None = None, reason: str = "") -> None:
+        if aborted:
+            self.call.finish_unread(reason)
+        else:
+            self.call.finish_body(self.chunks)
+        self.chunks = []
+
+
+class _EventSink(_Sink):
+    """An event stream: split as it passes, usage-bearing events kept for the capture worker; with `strip`
+    (OpenAI chat, usage asked for by the gateway) only whole events are passed on, minus the usage chunk."""
+
+    def __init__(self, call: Call, strip: bool) -> None:
+        self.call = call
+        self.strip = strip
+        self.splitter = EventSplitter()
+        self.stream = DeferredStream(call.new_accumulator())
+        call.keep_context()
+
+    def chunk(self, chunk: bytes) -> bytes:
+        call = self.call
+        if call.first_token_at is None:
+            call.first_token_at = time.perf_counter()
+        events = self.splitter.split(chunk)
+        take = self.stream.take
+        for event in events:
+            take(event)
+        if not self.strip:
+            return chunk
+        return b"".join(kept for kept in map(strip_usage, events) if kept is not None)
+
+    def tail(self) -> bytes:
+        rest = self.splitter.rest()
+        if not rest.strip():
+            return rest if self.strip else b""
+        self.stream.take(rest)
+        if not self.strip:
+            return b""
+        return strip_usage(rest) or b""
+
+    def finish(self, *, aborted: bool, error: BaseException | None = None, reason: str = "") -> None:
+        if isinstance(error, Exception) and self.stream.events == 0:
+            self.call.failed()
+            return
+        self.call.finish_stream(self.stream, aborted=aborted)
+
+
+async def _pump(send: Send, response: httpx.Response, sink: _Sink) -> None:
+    """Relay the upstream body to the client chunk by chunk, through `sink`."""
+    async for chunk in response.aiter_raw():
+        out = sink.chunk(chunk)
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+    await send({"type": "http.response.body", "body": sink.tail(), "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return when the client disconnects (or the response is complete)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+
+async def _reply(send: Send, reply: ErrorReply) -> int:
+    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+    return reply.status
+
+
+def _json_reply(status: int, payload: dict[str, Any]) -> ErrorReply:
+    body = json.dumps(payload).encode()
+    return ErrorReply(status, [(b"content-type", b"application/json")], body)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None when it is over `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError("the client disconnected while sending its request")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1").strip() or None
+    return None
+
+
+def _attribution(headers: list[tuple[bytes, bytes]], key: VirtualKey | None) -> dict[str, Any] | None:
+    """Scope values from the X-Tokentrail-* headers, with the virtual key's own winning (None: refused)."""
+    values: dict[str, Any] = {}
+    for name, value in headers:
+        field_name = _ATTRIBUTION_HEADERS.get(name)
+        if field_name is None:
+            continue
+        text = value.decode("latin-1").strip()
+        if len(text) > _MAX_ATTRIBUTION or not text.isprintable():
+            return None
+        if field_name == "tags":
+            values["tags"] = tuple(t.strip() for t in text.split(",") if t.strip())
+        elif text:
+            values[field_name] = text
+    if key is not None:
+        given = key.attribution()
+        for field_name in ("user", "agent"):
+            if given[field_name] is not None:
+                values[field_name] = given[field_name]
+        values["tags"] = tuple(sorted({*values.get("tags", ()), *given["tags"]}))  # type: ignore[misc]
+    return values
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object ({} when it is not one: the upstream answers it as it will)."""
+    if not body:
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _asked_usage(request: dict[str, Any]) -> bool:
+    options = request.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _ask_usage(body: bytes, request: dict[str, Any]) -> bytes:
+    """The body with `stream_options.include_usage` set; the rest of the bytes unchanged when possible."""
+    if "stream_options" not in request:
+        start = body.find(b"{")
+        rest = body[start + 1 :].lstrip()
+        separator = b"" if rest.startswith(b"}") else b","
+        return body[: start + 1] + b'"stream_options":{"include_usage":true}' + separator + body[start + 1 :]
+    options = request.get("stream_options")
+    changed = {
+        **request,
+        "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True},
+    }
+    return json.dumps(changed).encode()
+
+
+def _output_limit(request: dict[str, Any]) -> int | None:
+    found = first_int(request)
+    if found is not None:
+        return found
+    config = request.get("generationConfig")
+    if isinstance(config, dict):
+        limit = config.get("maxOutputTokens")
+        if type(limit) is int and limit >= 0:
+            return limit
+    return None
+
+
+def _refusal(api: str, exc: BudgetExceeded) -> ErrorReply:
+    """HTTP 429 in the provider's shape; Retry-After when the window resets (and no SDK retry before it)."""
+    headers: dict[str, str] = {}
+    if exc.resets_at is not None:
+        seconds = max(1, math.ceil((exc.resets_at - datetime.now(timezone.utc)).total_seconds()))
+        headers["retry-after"] = str(seconds)
+        if seconds > 60:
+            headers["x-should-retry"] = "false"  # the openai/anthropic SDKs would retry sooner, in vain
+    else:
+        headers["x-should-retry"] = "false"
+    return error_reply(
+        api, 429, f"tokentrail budget exceeded: {exc}", code="budget_exceeded", headers=headers
+    )
