@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PIN    := -c constraints.txt
 
-.PHONY: demo test test-frameworks bench prices docs chromium clean
+.PHONY: demo test test-frameworks bench prices docs chromium node clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,16 @@ chromium:
 	    *) echo "WARNING: could not install chromium; the browser tests will skip, loudly (under CI=true they fail)";; \
 	  esac
 
-test: $(VENV)/.test-installed chromium
+# JavaScript clients the tests drive (Node openai, the Vercel AI SDK, the OTel JS exporter, axe-core),
+# installed exactly as locked in tests/node/package-lock.json.
+NODE_DIR := tests/node
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: $(NODE_DIR)/node_modules/.installed
+
+test: $(VENV)/.test-installed chromium node
 	$(PY) -m ruff check src tests benchmarks scripts examples
 	$(PY) -m ruff format --check src tests benchmarks scripts examples
 	$(PY) -m mypy
