@@ -160,7 +160,7 @@ COHERE = Driver(
     client=_cohere,
     call=lambda c: c.chat(model="command-a-03-2025", messages=_COHERE_MESSAGES),
     stream=lambda c: c.chat_stream(model="command-a-03-2025", messages=_COHERE_MESSAGES),
-    patched=_methods("cohere.v2.client", ("V2Client", "AsyncV2Client"), "chat", "chat_stream"),
+    patched=_methods("cohere.v2.raw_client", ("RawV2Client", "AsyncRawV2Client"), "chat", "chat_stream"),
     error=_error("cohere.core.api_error", "ApiError"),
     aclient=_acohere,
     acall=lambda c: c.chat(model="command-a-03-2025", messages=_COHERE_MESSAGES),

@@ -13,7 +13,9 @@ Covered, sync and async, streamed and not (each SDK's patch table is in `_instru
   (`beta.messages` too). Azure clients record provider "azure".
 - `google-genai`: `models.generate_content`, `models.generate_content_stream`, and both on `client.aio`.
 - `mistralai`: `chat.complete`, `chat.stream`, `chat.complete_async`, `chat.stream_async`.
-- `cohere`: `ClientV2` / `AsyncClientV2` `chat` and `chat_stream`.
+- `cohere`: every method of its raw clients (`RawV2Client`, `RawBaseCohere` and their async twins), which
+  the plain methods and `with_raw_response` both go through: chat, chat_stream, embed, rerank, parse, and
+  v1 generate, generate_stream, summarize, classify.
 - `ollama`: `Client` / `AsyncClient` `chat` and `generate`, `stream=True` included.
 - `boto3` bedrock-runtime: `converse`, `converse_stream`, `invoke_model` and
   `invoke_model_with_response_stream` (Claude bodies). boto3 builds its client classes at run time, so
@@ -356,11 +358,12 @@ def _make_wrapper(original: Any, target: Target, settings: _Settings) -> Any:
     """A function to put in place of `original` (a plain function taking the resource as `self`).
 
     Three call shapes share `_begin` and `Target.deliver`: a plain function, a coroutine function
-    (the response is awaited) and an async generator function (the call returns the stream at once).
+    (the response is awaited) and an async generator function, or one made an async context manager
+    (`contextlib.asynccontextmanager`): the call returns the stream, or what opens it, at once.
     """
     if target.is_function:
         return _make_function_wrapper(original, target, settings)
-    asynchronous = inspect.isasyncgenfunction(original)
+    asynchronous = inspect.isasyncgenfunction(inspect.unwrap(original))
     if not asynchronous and (
         inspect.iscoroutinefunction(inspect.unwrap(original)) or target.cls.startswith("Async")
     ):

@@ -6,10 +6,13 @@ is the fallback, with `cached_tokens` as cache reads. Counts may arrive as whole
 them as floats). The v2 response does not name the model, so `model` is None unless the caller knows it.
 Streaming: the `message-end` event's `delta.usage` carries the usage.
 
-Embed, rerank and the v1 endpoints report `meta.billed_units` instead: `input_tokens` / `output_tokens` are
-read as tokens; a call billed in other units only (rerank's `search_units`, embed's `images`) is `unknown`
-with the units in its reason, since `tokentrail.Usage` counts tokens. A v1 chat stream ends with a
-`stream-end` event whose `response.meta` carries the usage.
+Embed, rerank, parse and the v1 endpoints report `meta.billed_units` instead: `input_tokens` /
+`output_tokens` are read as tokens; a call billed in other units only (rerank's `search_units`, embed's
+`images`), or in parsed `pages` (v2 parse, billed per page whatever else it reports), is `unknown` with the
+units in its reason, since `tokentrail.Usage` counts tokens. A v1 chat stream ends with a `stream-end`
+event whose `response.meta` carries the usage; a v1 generate stream's `stream-end` response has no `meta`
+in Cohere's schema (`GenerateStreamEndResponse`: id, prompt, generations), so such a stream is `unknown`
+with that reason unless the API sends one anyway.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def chat_usage(usage: Fields) -> Usage:
 
 
 _TOKEN_UNITS = ("input_tokens", "output_tokens")
+_OTHER_UNITS = ("search_units", "classifications", "images", "image_tokens", "pages")
 
 
 def meta_usage(meta: object) -> Usage:
@@ -65,14 +69,12 @@ def meta_usage(meta: object) -> Usage:
     if billed is None:
         raise Malformed("meta has no billed_units")
     fields = Fields(billed, "meta.billed_units")
-    if any(fields.has(unit) for unit in _TOKEN_UNITS):
+    if not fields.has("pages") and any(fields.has(unit) for unit in _TOKEN_UNITS):
         return build_usage(
             input_tokens=fields.count("input_tokens"), output_tokens=fields.count("output_tokens")
         )
     units = ", ".join(
-        f"{name}={fields.count(name)}"
-        for name in ("search_units", "classifications", "images", "image_tokens")
-        if fields.has(name)
+        f"{name}={fields.count(name)}" for name in (*_OTHER_UNITS, *_TOKEN_UNITS) if fields.has(name)
     )
     if not units:
         raise Malformed("meta.billed_units reports no unit")
@@ -91,7 +93,8 @@ def extract(response: object, provider: str = PROVIDER) -> Captured:
 
 
 class ChatStream(StreamAccumulator):
-    """v2 chat stream events: `message-end` carries the usage in `delta.usage`."""
+    """v2 chat stream events: `message-end` carries the usage in `delta.usage`; v1 chat and generate
+    streams: `stream-end` carries it in `response.meta` (generate's, per Cohere's schema, does not)."""
 
     def __init__(self, provider: str = PROVIDER) -> None:
         super().__init__(provider)
@@ -99,7 +102,13 @@ class ChatStream(StreamAccumulator):
 
     def _feed(self, event: object) -> None:
         if text_value(get_field(event, "event_type")) == "stream-end":  # v1 chat stream
-            meta = get_field(get_field(event, "response"), "meta")
+            response = get_field(event, "response")
+            meta = get_field(response, "meta")
+            if meta is None and get_field(response, "generations") is not None:
+                raise Malformed(
+                    "the v1 generate stream's stream-end event reports no billed units (Cohere's "
+                    "GenerateStreamEndResponse has no meta); generate() without streaming reports them"
+                )
             if meta is None:
                 raise Malformed("stream-end event has no response.meta")
             self._usage = meta_usage(meta)

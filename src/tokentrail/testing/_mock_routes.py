@@ -4,8 +4,10 @@ cohere, mistralai, ollama and boto3 bedrock-runtime, in the shapes those provide
 `mock_llm` asks `route()` after its own routing and serves the body a renderer here returns (with the
 `headers()` it names). Sources of the shapes, per renderer: Gemini API `models.batchEmbedContents`
 (ai.google.dev/api/embeddings), Vertex AI `predict` for text embeddings (statistics.token_count,
-metadata.billableCharacterCount), Cohere API reference `/v2/embed`, `/v2/rerank`, `/v1/chat`,
-`/v1/embed` (meta.billed_units), Mistral API `/v1/embeddings`, `/v1/ocr` (usage_info), Ollama API
+metadata.billableCharacterCount), Cohere API reference `/v2/embed`, `/v2/rerank`, `/v2/parse`,
+`/v1/chat`, `/v1/generate`, `/v1/embed` (meta.billed_units; the v1 chat and generate streams as JSON
+lines, schemas `StreamedChatResponse` / `GenerateStreamedResponse` of cohere-python 7.3.1), Mistral API
+`/v1/embeddings`, `/v1/ocr` (usage_info), Ollama API
 `/api/embed` (prompt_eval_count) and `/api/embeddings`, Bedrock InvokeModel bodies of Amazon Titan
 Text Embeddings (inputTextTokenCount) and Cohere Embed (token counts only in the
 `X-Amzn-Bedrock-Input-Token-Count` response header), Bedrock `ApplyGuardrail` (usage in policy units).
@@ -13,6 +15,7 @@ Text Embeddings (inputTextTokenCount) and Cohere Embed (token counts only in the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -50,6 +53,7 @@ def route(
 _PATHS = {
     "/v2/embed": "cohere.embed",
     "/v2/rerank": "cohere.rerank",
+    "/v2/parse": "cohere.parse",
     "/v1/embed": "cohere.embed_v1",
     "/v1/rerank": "cohere.rerank",
     "/v1/chat": "cohere.chat_v1",
@@ -132,8 +136,30 @@ def _cohere_rerank(model: str, body: dict[str, Any], plan: Any, u: Any, *, strea
     }
 
 
-def _cohere_chat_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+def _cohere_parse(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Cohere API reference `/v2/parse` (`ParseResponse`): parsed pages and `meta.billed_units.pages`."""
+    page = {"type": "markdown", "index": 0, "markdown": {"content": plan.text}}
     return {
+        "id": "parse-mock",
+        "pages": [page],
+        "meta": _cohere_meta("2", {"pages": 1}, plan),
+        "finish_reason": "COMPLETE",
+    }
+
+
+def _cohere_v1_stream(text: str, response: dict[str, Any], *head: dict[str, Any]) -> Iterator[bytes]:
+    """A Cohere v1 stream, one JSON object per line: `head` events, `text-generation` events, and
+    `stream-end` with `response`."""
+    pieces = ({"is_finished": False, "event_type": "text-generation", "text": w} for w in words(text))
+    end = {"is_finished": True, "event_type": "stream-end", "finish_reason": "COMPLETE", "response": response}
+    for event in (*head, *pieces, end):
+        yield json.dumps(event).encode() + b"\n"
+
+
+def _cohere_chat_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Cohere API reference `/v1/chat`; streamed, `stream-start`, `text-generation` events and `stream-end`
+    whose `response` (the non-streamed response) carries `meta`."""
+    response = {
         "response_id": "chat-mock",
         "generation_id": "gen-mock",
         "text": plan.text,
@@ -141,16 +167,24 @@ def _cohere_chat_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stre
         "chat_history": [],
         "meta": _cohere_meta("1", {"input_tokens": u.input, "output_tokens": u.output}, plan),
     }
+    if not stream:
+        return response
+    start = {"is_finished": False, "event_type": "stream-start", "generation_id": "gen-mock"}
+    return _cohere_v1_stream(plan.text, response, start)
 
 
 def _cohere_generate_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
-    """Cohere API reference `/v1/generate` (legacy): generations and `meta.billed_units` in tokens."""
-    return {
+    """Cohere API reference `/v1/generate` (legacy): generations and `meta.billed_units` in tokens;
+    streamed, `text-generation` events and `stream-end`, whose response (`GenerateStreamEndResponse`:
+    id, prompt, generations) has no `meta`."""
+    response = {
         "id": "generate-mock",
         "generations": [{"id": "gen-mock", "text": plan.text, "finish_reason": "COMPLETE"}],
         "prompt": body.get("prompt") or "",
-        "meta": _cohere_meta("1", {"input_tokens": u.input, "output_tokens": u.output}, plan),
     }
+    if stream:
+        return _cohere_v1_stream(plan.text, response)
+    return {**response, "meta": _cohere_meta("1", {"input_tokens": u.input, "output_tokens": u.output}, plan)}
 
 
 def _cohere_summarize_v1(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
@@ -320,6 +354,7 @@ RENDERERS: dict[str, Callable[..., Any]] = {
     "cohere.embed": _cohere_embed,
     "cohere.embed_v1": _cohere_embed_v1,
     "cohere.rerank": _cohere_rerank,
+    "cohere.parse": _cohere_parse,
     "cohere.chat_v1": _cohere_chat_v1,
     "cohere.generate_v1": _cohere_generate_v1,
     "cohere.summarize_v1": _cohere_summarize_v1,
@@ -334,6 +369,6 @@ RENDERERS: dict[str, Callable[..., Any]] = {
     "bedrock.guardrail": _bedrock_guardrail,
 }
 STREAMED = frozenset(
-    {"mistral.conversation", "mistral.transcription"}
+    {"mistral.conversation", "mistral.transcription"} | {"cohere.chat_v1", "cohere.generate_v1"}
 )  # stream when the request body says `stream: true`
 PLAIN = frozenset(RENDERERS) - STREAMED
