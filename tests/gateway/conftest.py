@@ -8,7 +8,9 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,20 +59,11 @@ class Running:
 
     def start(self) -> Running:
         self._thread.start()
-        started = threading.Event()
-
-        def check() -> None:
-            while not self.server.started and self._thread.is_alive():
-                self.server_started_wait()
-            started.set()
-
-        check()
-        if not self.server.started:
-            raise RuntimeError("the gateway did not start")
+        while not self.server.started:  # start-up, not a timing assertion
+            self._thread.join(0.01)
+            if not self._thread.is_alive():
+                raise RuntimeError("the gateway did not start")
         return self
-
-    def server_started_wait(self) -> None:
-        self._thread.join(0.01)
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -112,3 +105,99 @@ def gateway_config(base: str, store: str, **options: object) -> GatewayConfig:
 def gateway(mock: MockLLMServer, ledger: str) -> Iterator[Running]:
     with serve(Gateway(gateway_config(mock.base, ledger))) as running:
         yield running
+
+
+class Step:
+    """One piece of a scripted answer: wait for `gate` (set by the test), then send `data`."""
+
+    def __init__(self, data: bytes, gate: threading.Event | None = None) -> None:
+        self.data = data
+        self.gate = gate
+        self.sent = threading.Event()
+
+
+class ScriptedUpstream:
+    """An upstream whose answer a test scripts piece by piece: headers wait for `headers_gate`, each body
+    step for its own gate, so a test can check what the client saw before the upstream sent the rest."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.content_type = "text/event-stream"
+        self.steps: list[Step] = []
+        self.headers_gate: threading.Event | None = None
+        self.requests: list[dict[str, Any]] = []
+        self.finished = threading.Event()
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                upstream.requests.append(
+                    {"path": self.path, "body": self.rfile.read(length), "headers": dict(self.headers)}
+                )
+                if upstream.headers_gate is not None:
+                    upstream.headers_gate.wait(30)
+                try:
+                    self.send_response(upstream.status)
+                    self.send_header("Content-Type", upstream.content_type)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.flush()
+                    for step in upstream.steps:
+                        if step.gate is not None:
+                            step.gate.wait(30)
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(step.data), step.data))
+                        self.wfile.flush()
+                        step.sent.set()
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except OSError:  # the gateway hung up
+                    self.close_connection = True
+                finally:
+                    upstream.finished.set()
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def __enter__(self) -> ScriptedUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for step in self.steps:  # let a handler still waiting finish
+            if step.gate is not None:
+                step.gate.set()
+        if self.headers_gate is not None:
+            self.headers_gate.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream() as upstream:
+        yield upstream
+
+
+def recorded(gateway: Gateway, count: int = 1) -> threading.Event:
+    """An event set once the gateway's tracker has recorded `count` more calls."""
+    done = threading.Event()
+    seen = [0]
+
+    def sink(record: object) -> None:
+        seen[0] += 1
+        if seen[0] >= count:
+            done.set()
+
+    gateway.tracker.add_sink(sink)
+    return done

@@ -353,21 +353,22 @@ class Gateway:
         except BaseException:  # the server is cancelling this request: the client is gone
             pump.cancel()
             gone.cancel()
-            sink.finish(aborted=True, reason="the request was cancelled before the response ended")
+            sink.end(aborted=True, reason="the request was cancelled before the response ended")
             raise
+        if sink.complete and not pump.done():  # the body's end woke the watcher: not a disconnect
+            await asyncio.wait((pump,))
         if pump.done():
             gone.cancel()
             error = pump.exception()
             if error is not None:
-                sink.finish(aborted=True, error=error, reason="the upstream failed before the response ended")
+                sink.end(aborted=True, error=error, reason="the upstream failed before the response ended")
                 self.metrics.upstream_errors[(call.provider, "broken_body")] += 1
                 raise error  # the client's connection is dropped: it must not see a complete body
-            sink.finish(aborted=False)
             return status
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
         self.metrics.client_disconnects += 1
-        sink.finish(aborted=True, reason="the client disconnected before the response ended")
+        sink.end(aborted=True, reason="the client disconnected before the response ended")
         return 499
 
     # -- operations endpoints ------------------------------------------------------------------------------
@@ -407,6 +408,15 @@ class Gateway:
 class _Sink:
     """An error answer: passed through, nothing recorded (the call was failed already)."""
 
+    complete = False  # set when the body's last piece is handed to the server
+    ended = False
+
+    def end(self, *, aborted: bool, error: BaseException | None = None, reason: str = "") -> None:
+        """The body ended, or was cut off (`aborted`, with the `error` or `reason`): record it, once."""
+        if not self.ended:
+            self.ended = True
+            self.finish(aborted=aborted, error=error, reason=reason)
+
     def chunk(self, chunk: bytes) -> bytes:
         return chunk
 
@@ -414,7 +424,7 @@ class _Sink:
         return b""
 
     def finish(self, *, aborted: bool, error: BaseException | None = None, reason: str = "") -> None:
-        """The body ended (or was cut off: `aborted`, with the `error` or `reason`)."""
+        """Record the call (an error answer: nothing to record)."""
 
 
 class _BodySink(_Sink):
@@ -481,7 +491,10 @@ async def _pump(send: Send, response: httpx.Response, sink: _Sink) -> None:
         out = sink.chunk(chunk)
         if out:
             await send({"type": "http.response.body", "body": out, "more_body": True})
-    await send({"type": "http.response.body", "body": sink.tail(), "more_body": False})
+    tail = sink.tail()
+    sink.end(aborted=False)  # queued for recording before the client can see the end
+    sink.complete = True
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
 async def _disconnected(receive: Receive) -> None:

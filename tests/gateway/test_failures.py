@@ -1,0 +1,107 @@
+"""Upstream down, slow or malformed, and clients that leave mid-stream: provider-shaped errors, nothing
+recorded for a call that did not happen, `unknown` with its reason for one whose usage cannot be read,
+`partial` for one cut short, and the budget room given back."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.gateway.conftest import ScriptedUpstream, Step, gateway_config, recorded, serve
+from tokentrail.budgets import Budget
+from tokentrail.gateway import Gateway
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def _closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_upstream_down_answers_a_provider_shaped_502(ledger: str) -> None:
+    with serve(Gateway(gateway_config(f"http://127.0.0.1:{_closed_port()}", ledger))) as running:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="k", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        records = running.gateway.tracker.history()
+
+    assert caught.value.status_code == 502
+    assert caught.value.body["type"] == "api_error"  # type: ignore[index]
+    assert "could not be reached" in caught.value.body["message"]  # type: ignore[index]
+    assert records == []
+
+
+def test_slow_upstream_times_out_as_a_provider_shaped_504(scripted: ScriptedUpstream, ledger: str) -> None:
+    scripted.headers_gate = threading.Event()  # never answers until the test is over
+    with serve(Gateway(gateway_config(scripted.base, ledger, timeout=0.2))) as running:
+        client = anthropic.Anthropic(base_url=running.url, api_key="k", max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=MESSAGES)
+        records = running.gateway.tracker.history()
+
+    assert caught.value.status_code == 504
+    assert caught.value.body["error"]["type"] == "timeout_error"  # type: ignore[index]
+    assert records == []
+    assert len(scripted.requests) == 1
+
+
+def test_malformed_body_is_passed_on_and_recorded_unknown_with_the_reason(
+    scripted: ScriptedUpstream, ledger: str
+) -> None:
+    scripted.content_type = "application/json"
+    scripted.steps = [Step(b'{"id": "chatcmpl-1", "object": "chat.compl')]
+    with serve(Gateway(gateway_config(scripted.base, ledger))) as running:
+        response = httpx.post(
+            running.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES}
+        )
+        (record,) = running.gateway.tracker.history()
+
+    assert response.status_code == 200
+    assert response.content == b'{"id": "chatcmpl-1", "object": "chat.compl'
+    assert record.usage.status.value == "unknown"
+    assert record.usage.reason == "the response body is not JSON"
+    assert record.model == "gpt-4o" and record.cost_units is None
+
+
+def test_client_leaving_mid_stream_records_what_was_seen_and_frees_the_reservation(
+    scripted: ScriptedUpstream, ledger: str
+) -> None:
+    never = threading.Event()
+    scripted.steps = [
+        Step(
+            b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
+            b'"role":"assistant","model":"claude-haiku-4-5","content":[],"usage":{"input_tokens":25,"output_tokens":1}}}\n\n'
+        ),
+        Step(b'event: message_stop\ndata: {"type":"message_stop"}\n\n', gate=never),
+    ]
+    budget = Budget(limit_usd="10", window="monthly", name="all")
+    gateway = Gateway(gateway_config(scripted.base, ledger, budgets=[budget]))
+    done = recorded(gateway)
+    with serve(gateway) as running:
+        with httpx.stream(
+            "POST",
+            running.url + "/v1/messages",
+            json={"model": "claude-haiku-4-5", "max_tokens": 500, "stream": True, "messages": MESSAGES},
+        ) as response:
+            assert next(response.iter_lines()) == "event: message_start"
+            held = gateway.budgets.manager.status()[0].reserved_usd  # type: ignore[union-attr]
+        assert done.wait(30), "the gateway did not record the abandoned stream"
+        (record,) = gateway.tracker.history()
+        (status,) = gateway.budgets.manager.status()  # type: ignore[union-attr]
+        disconnects = gateway.metrics.client_disconnects
+
+    assert held > 0
+    assert record.usage.status.value == "partial"
+    assert record.usage.input_tokens == 25
+    assert status.reserved_usd == 0
+    assert status.spent_usd == record.cost  # settled with what was seen: the rest of the hold released
+    assert disconnects == 1

@@ -1,0 +1,260 @@
+"""The gateway forwards each provider API unchanged and records every call once, with the tokens the
+client's SDK reports: the real `openai` and `anthropic` SDKs, httpx and curl against the mock server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.gateway.conftest import Running, ScriptedUpstream, Step, gateway_config, serve
+from tokentrail.gateway import Gateway
+from tokentrail.testing.mock_llm import MockLLMServer, MockResponse
+
+MESSAGES = [{"role": "user", "content": "Count the tokens of this sentence."}]
+
+
+def _openai(gateway: Running) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-client", max_retries=0)
+
+
+def _anthropic(gateway: Running) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway.url, api_key="sk-ant-client", max_retries=0)
+
+
+def _history(gateway: Running) -> list:
+    return gateway.gateway.tracker.history()
+
+
+def test_openai_chat_is_forwarded_unchanged_and_recorded_with_the_sdk_usage(
+    gateway: Running, mock: MockLLMServer
+) -> None:
+    mock.queue(input=120, output=30, cache_read=100)
+    response = _openai(gateway).chat.completions.create(model="gpt-4o", messages=MESSAGES, temperature=0.5)
+
+    assert [r["body"] for r in mock.requests] == [
+        {"model": "gpt-4o", "messages": MESSAGES, "temperature": 0.5}
+    ]
+    (record,) = _history(gateway)
+    assert record.usage.input_tokens == response.usage.prompt_tokens == 120
+    assert record.usage.output_tokens == response.usage.completion_tokens == 30
+    assert record.usage.cache_read_tokens == 100
+    assert (record.model, record.provider, record.usage.status.value) == ("gpt-4o", "openai", "complete")
+    assert record.cost_units is not None and record.cost_units > 0
+
+
+def test_openai_chat_stream_gets_usage_upstream_without_showing_the_client_a_usage_chunk(
+    gateway: Running, mock: MockLLMServer
+) -> None:
+    mock.queue(input=40, output=12)
+    chunks = list(_openai(gateway).chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+
+    assert mock.requests[0]["body"]["stream_options"] == {"include_usage": True}
+    assert all(chunk.choices and chunk.usage is None for chunk in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    (record,) = _history(gateway)
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (40, 12)
+    assert record.usage.status.value == "complete"
+
+
+def test_openai_chat_stream_that_asked_for_usage_sees_it_and_the_record_agrees(
+    gateway: Running, mock: MockLLMServer
+) -> None:
+    mock.queue(input=40, output=12)
+    chunks = list(
+        _openai(gateway).chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+
+    usage = chunks[-1].usage
+    assert usage is not None and chunks[-1].choices == []
+    (record,) = _history(gateway)
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+    )
+
+
+def test_usage_null_fields_the_client_did_not_ask_for_are_taken_out(
+    gateway: Running, mock: MockLLMServer
+) -> None:
+    # Chunks as the API sends them with include_usage: "usage": null on every chunk but the last, which
+    # has "choices": [] (https://platform.openai.com/docs/api-reference/chat-streaming/streaming, `usage`).
+    base = '{"id":"chatcmpl-123","object":"chat.completion.chunk","created":1694268190,"model":"gpt-4o-mini","system_fingerprint":"fp_44709d6fcb",'
+    events = [
+        f'data: {base}"choices":[{{"index":0,"delta":{{"role":"assistant","content":"Hi"}},"logprobs":null,"finish_reason":null}}],"usage":null}}\n\n',
+        f'data: {base}"choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":"stop"}}],"usage":null}}\n\n',
+        f'data: {base}"choices":[],"usage":{{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21}}}}\n\n',
+        "data: [DONE]\n\n",
+    ]
+    mock.queue(MockResponse(events=events))
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True},
+    ) as response:
+        text = response.read().decode()
+
+    assert '"usage"' not in text
+    assert text.count("data: ") == 3 and text.endswith("data: [DONE]\n\n")
+    (record,) = _history(gateway)
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (9, 12)
+
+
+def test_responses_api_plain_and_streamed(gateway: Running, mock: MockLLMServer) -> None:
+    client = _openai(gateway)
+    mock.queue(input=50, output=20)
+    plain = client.responses.create(model="gpt-4o", input="Hello")
+    mock.queue(input=60, output=25)
+    with client.responses.stream(model="gpt-4o", input="Hello") as stream:
+        final = stream.get_final_response()
+
+    first, second = _history(gateway)
+    assert (first.usage.input_tokens, first.usage.output_tokens) == (
+        plain.usage.input_tokens,
+        plain.usage.output_tokens,
+    )
+    assert (second.usage.input_tokens, second.usage.output_tokens) == (
+        final.usage.input_tokens,
+        final.usage.output_tokens,
+    )
+    assert len(mock.requests) == 2
+
+
+def test_embeddings(gateway: Running, mock: MockLLMServer) -> None:
+    response = _openai(gateway).embeddings.create(model="text-embedding-3-small", input="tokens")
+
+    (record,) = _history(gateway)
+    assert record.usage.input_tokens == response.usage.prompt_tokens
+    assert record.usage.output_tokens == 0 and record.model == "text-embedding-3-small"
+
+
+def test_anthropic_messages_plain_and_streamed(gateway: Running, mock: MockLLMServer) -> None:
+    client = _anthropic(gateway)
+    mock.queue(input=300, output=40, cache_read=200)
+    plain = client.messages.create(model="claude-sonnet-4-5", max_tokens=256, messages=MESSAGES)
+    mock.queue(input=80, output=16)
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=256, messages=MESSAGES) as stream:
+        final = stream.get_final_message()
+
+    first, second = _history(gateway)
+    sdk_input = plain.usage.input_tokens + plain.usage.cache_read_input_tokens
+    assert (first.usage.input_tokens, first.usage.output_tokens) == (sdk_input, plain.usage.output_tokens)
+    assert first.usage.cache_read_tokens == 200
+    assert second.usage.output_tokens == final.usage.output_tokens == 16
+    assert [r.provider for r in (first, second)] == ["anthropic", "anthropic"]
+    assert len(mock.requests) == 2
+
+
+def test_gemini_generate_and_stream(gateway: Running, mock: MockLLMServer) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hello"}]}]}
+    mock.queue(input=30, output=9)
+    plain = httpx.post(gateway.url + "/v1beta/models/gemini-2.5-flash:generateContent", json=body).json()
+    mock.queue(input=31, output=10)
+    with httpx.stream(
+        "POST", gateway.url + "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", json=body
+    ) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+
+    first, second = _history(gateway)
+    assert first.usage.input_tokens == plain["usageMetadata"]["promptTokenCount"] == 30
+    assert second.usage.output_tokens == events[-1]["usageMetadata"]["candidatesTokenCount"] == 10
+    assert (first.model, first.provider) == ("gemini-2.5-flash", "google")
+    assert mock.requests[1]["query"] == {"alt": "sse"}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_stream(gateway: Running, mock: MockLLMServer) -> None:
+    mock.queue(input=20, output=8)
+    payload = json.dumps(
+        {"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": True, "messages": MESSAGES}
+    )
+    out = subprocess.run(
+        ["curl", "-sN", gateway.url + "/v1/messages", "-H", "content-type: application/json", "-d", payload],
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=60,
+    ).stdout
+
+    assert "event: message_stop" in out
+    (record,) = _history(gateway)
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (20, 8)
+
+
+def test_upstream_errors_pass_unchanged_and_record_nothing(gateway: Running, mock: MockLLMServer) -> None:
+    mock.queue(MockResponse(status=429))
+    with pytest.raises(openai.RateLimitError) as caught:
+        _openai(gateway).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    mock.queue(MockResponse(status=500))
+    with pytest.raises(anthropic.InternalServerError) as failed:
+        _anthropic(gateway).messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=MESSAGES)
+
+    assert caught.value.body == {"message": "mock failure", "type": "rate_limit_error", "code": None}
+    assert failed.value.body == {"type": "error", "error": {"type": "api_error", "message": "mock failure"}}
+    assert _history(gateway) == []
+    assert len(mock.requests) == 2
+
+
+def test_openai_compatible_hosts_by_path_prefix_and_by_header(mock: MockLLMServer, ledger: str) -> None:
+    config = gateway_config(mock.base, ledger, extra=(f"groq={mock.base}", f"together={mock.base}/v1"))
+    with serve(Gateway(config)) as running:
+        by_path = openai.OpenAI(base_url=running.url + "/groq/v1", api_key="k", max_retries=0)
+        by_path.chat.completions.create(model="llama-3.1-8b-instant", messages=MESSAGES)
+        by_header = openai.OpenAI(
+            base_url=running.url + "/v1",
+            api_key="k",
+            max_retries=0,
+            default_headers={"X-Tokentrail-Upstream": "together"},
+        )
+        by_header.chat.completions.create(model="meta-llama/Llama-3.3-70B-Instruct-Turbo", messages=MESSAGES)
+        records = running.gateway.tracker.history()
+
+    assert [r.provider for r in records] == ["groq", "together"]
+    assert [r["path"] for r in mock.requests] == ["/v1/chat/completions", "/v1/chat/completions"]
+    assert all("x-tokentrail-upstream" not in r["headers"] for r in mock.requests)
+
+
+def test_a_stream_reaches_the_client_before_the_upstream_has_sent_it_all(
+    scripted: ScriptedUpstream, ledger: str
+) -> None:
+    client_has_first = threading_event()
+    scripted.steps = [
+        Step(
+            b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"usage":{"input_tokens":12,"output_tokens":1}}}\n\n'
+        ),
+        Step(
+            b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":7}}\n\n',
+            gate=client_has_first,
+        ),
+        Step(b'event: message_stop\ndata: {"type":"message_stop"}\n\n'),
+    ]
+    with serve(Gateway(gateway_config(scripted.base, ledger))) as running:
+        with httpx.stream(
+            "POST",
+            running.url + "/v1/messages",
+            json={"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": True, "messages": MESSAGES},
+        ) as response:
+            lines = response.iter_lines()
+            first = next(lines)
+            last_sent_before = scripted.steps[-1].sent.is_set()
+            client_has_first.set()
+            rest = list(lines)
+        (record,) = running.gateway.tracker.history()
+
+    assert first == "event: message_start"
+    assert not last_sent_before
+    assert "event: message_stop" in rest
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (12, 7)
+
+
+def threading_event():
+    import threading
+
+    return threading.Event()
