@@ -1,4 +1,5 @@
-"""Patch table for boto3 `bedrock-runtime` clients: Converse, ConverseStream, InvokeModel(WithResponseStream).
+"""Patch table for boto3 `bedrock-runtime` clients: Converse, ConverseStream, InvokeModel(WithResponseStream),
+ApplyGuardrail and InvokeGuardrailChecks.
 
 botocore builds each client class at run time, so the one stable patch point is
 `botocore.client.BaseClient._make_api_call(operation_name, api_params)`, which every generated client
@@ -24,6 +25,7 @@ _OPERATIONS: dict[str, tuple[bool, str | None]] = {
     "InvokeModel": (False, "body"),
     "InvokeModelWithResponseStream": (True, "body"),
     "ApplyGuardrail": (False, None),  # billed in policy units: recorded `unknown`, units in the reason
+    "InvokeGuardrailChecks": (False, None),  # billed in text units: recorded `unknown`, units in the reason
 }
 
 
@@ -114,7 +116,6 @@ NOT_TRACKED: dict[str, str] = {
     "CountTokens": "free endpoint (token counting)",
     "StartAsyncInvoke": "asynchronous job: output written to S3 and billed when it runs; the call returns only an ARN",
     "InvokeModelWithBidirectionalStream": "HTTP/2 bidirectional stream (Nova Sonic) that botocore cannot make",
-    "InvokeGuardrailChecks": "guardrail checks (policy units, like ApplyGuardrail): not tracked yet",
 }
 
 _USAGE_MEMBERS = frozenset({"usage", "inputTokens", "outputTokens"})

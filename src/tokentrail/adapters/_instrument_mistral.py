@@ -1,8 +1,10 @@
-"""Patch table for `mistralai`: chat, agents and FIM (complete/stream, sync and async), embeddings, OCR and
-conversations (start/append/restart, plain and streamed), all through `Mistral()`.
+"""Patch table for `mistralai`: chat, agents and FIM (complete/stream, sync and async), embeddings, OCR,
+conversations (start/append/restart, plain and streamed) and the Responses API (`responses.create`, plain
+and `stream=True`), all through `Mistral()`.
 
-OCR is billed per page, transcriptions (`audio.transcriptions`) per audio minute: their calls are recorded
-`unknown` with the page count or the audio seconds in the reason.
+OCR is billed per page, transcriptions (`audio.transcriptions`) per audio minute, text-to-speech
+(`audio.speech`, plain and `stream=True`) per character: their calls are recorded `unknown` with the page
+count, the audio seconds or the characters (streamed speech: the token counts it reports) in the reason.
 `chat.parse*` call `complete`/`stream` and are tracked through them.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tokentrail.adapters._base import Captured
 from tokentrail.adapters._instrument_target import Call, Request, Target
 
 __all__ = ["CLIENT_MODULES", "NOT_TRACKED", "ROOT", "TARGETS", "WRAP_PATHS", "surface", "tracked"]
@@ -50,6 +53,43 @@ class _ConversationStreamTarget(_ReaderTarget):
     def is_content(self, event: object) -> bool:
         payload = getattr(event, "data", event)
         return getattr(payload, "type", None) == "message.output.delta"
+
+
+@dataclass(frozen=True)
+class _ResponsesTarget(_ReaderTarget):
+    """The Responses API: a response is read in the OpenAI Responses shape, a stream by
+    `mistral.ResponsesStream`; text and argument deltas mark the first token."""
+
+    adapter: str | None = "mistral:responses_extract"
+    stream_reader: str = "ResponsesStream"
+
+    def is_content(self, event: object) -> bool:
+        payload = getattr(event, "data", event)
+        return getattr(payload, "type", None) in _RESPONSE_DELTAS
+
+
+_RESPONSE_DELTAS = ("response.output_text.delta", "response.function_call_arguments.delta")
+
+
+@dataclass(frozen=True)
+class _SpeechTarget(_ReaderTarget):
+    """Text-to-speech, priced per character: a plain response reports no usage, so the call is recorded
+    `unknown` with the characters sent; a stream is read by `mistral.SpeechStream`."""
+
+    stream_reader: str = "SpeechStream"
+
+    def deliver(self, call: Call, request: Request, response: Any, *, asynchronous: bool) -> Any:
+        if request.streaming:
+            return super().deliver(call, request, response, asynchronous=asynchronous)
+        from tokentrail.adapters.mistral import speech_usage
+
+        text = request.kwargs.get("input")
+        usage = speech_usage(len(text) if isinstance(text, str) else None)
+        call.finish_response(Captured(usage, request.model, self.provider))
+        return response
+
+    def is_content(self, event: object) -> bool:
+        return getattr(getattr(event, "data", event), "type", None) == "speech.audio.delta"
 
 
 _PACKAGE = "mistralai.client"
@@ -98,6 +138,14 @@ TARGETS: tuple[Target, ...] = (
         )
         for attr, streaming in _STREAMING.items()
     ),
+    *(
+        _ResponsesTarget("mistralai", f"{_PACKAGE}.responses", "Responses", attr, "mistral", streaming="flag")
+        for attr in ("create", "create_async")
+    ),
+    *(
+        _SpeechTarget("mistralai", f"{_PACKAGE}.speech", "Speech", attr, "mistral", streaming="flag")
+        for attr in ("complete", "complete_async")
+    ),
 )
 
 # methods that make their requests through a tracked one (mistralai/extra: parse calls complete/stream)
@@ -111,9 +159,7 @@ _THROUGH = {
 }
 
 NOT_TRACKED: dict[str, str] = {
-    **{f"Responses.{m}": "Mistral Responses API: not tracked yet" for m in ("create", "create_async")},
     **{f"Responses.count_input_tokens{t}": "free endpoint (token counting)" for t in ("", "_async")},
-    **{f"Speech.{m}": "text-to-speech: not tracked yet" for m in ("complete", "complete_async")},
     **{
         f"Traces.{m}": "observability read API: returns recorded traces, makes no model call"
         for m in ("search", "search_async", "get_trace_by_id", "get_trace_by_id_async")
@@ -146,4 +192,6 @@ WRAP_PATHS: tuple[tuple[str, ...], ...] = (
     ("ocr",),
     ("beta", "conversations"),
     ("audio", "transcriptions"),
+    ("audio", "speech"),
+    ("responses",),
 )

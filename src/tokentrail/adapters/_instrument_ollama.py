@@ -1,5 +1,6 @@
 """Patch table for `ollama` (`Client`, `AsyncClient`: chat and generate, `stream=True` included; embed, and
-the legacy embeddings, which reports no counts and is recorded `unknown`)."""
+the legacy embeddings, which reports no counts and is recorded `unknown`; systemone, System One scoring, which
+reports `usage.input_tokens` / `output_tokens` and cannot stream)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,10 @@ _CLIENT = "ollama._client"
 TARGETS: tuple[Target, ...] = tuple(
     Target("ollama", _CLIENT, cls, attr, "ollama", model_position=0, adapter="ollama")
     for cls in ("Client", "AsyncClient")
-    for attr in ("chat", "generate", "embed", "embeddings")
+    for attr in ("chat", "generate", "embed", "embeddings", "systemone")
 )
 
-NOT_TRACKED: dict[str, str] = {
-    f"{c}.systemone": "local System One scoring (no stream, local model): not tracked yet"
-    for c in ("Client", "AsyncClient")
-}
+NOT_TRACKED: dict[str, str] = {}
 
 
 def surface() -> list[str]:

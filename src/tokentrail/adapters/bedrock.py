@@ -15,6 +15,8 @@ Other InvokeModel bodies: Amazon Titan embeddings report `inputTextTokenCount`; 
 (Cohere Embed on Bedrock, say) are read from the `X-Amzn-Bedrock-Input-Token-Count` /
 `X-Amzn-Bedrock-Output-Token-Count` response headers, which instrumentation passes beside the body.
 ApplyGuardrail reports policy units, not tokens: it is `unknown` with the units in its reason.
+InvokeGuardrailChecks reports text units per check (`usage.contentFilter.textUnits`, `promptAttack`,
+`sensitiveInformation`): `unknown` too, the units per check in the reason.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ def extract(response: object, provider: str = PROVIDER) -> Captured:
         or get_field(raw_usage, "contentPolicyUnits") is not None
     ):
         return Captured(_guardrail_usage(raw_usage), None, provider, {})
+    if any(is_record(get_field(raw_usage, check)) for check in _GUARDRAIL_CHECKS):
+        return Captured(_guardrail_checks_usage(raw_usage), None, provider, {})
     if get_field(raw_usage, "inputTokens") is None and get_field(raw_usage, "input_tokens") is not None:
         return anthropic.extract(response, provider)
     usage = converse_usage(Fields(raw_usage, "usage"))
@@ -125,6 +129,22 @@ def _guardrail_usage(raw_usage: object) -> Usage:
     )
     text = ", ".join(f"{n}={units.count(n)}" for n in names if units.has(n))
     return Usage.unknown(f"ApplyGuardrail is billed in policy units ({text}); tokentrail.Usage counts tokens")
+
+
+_GUARDRAIL_CHECKS = ("contentFilter", "promptAttack", "sensitiveInformation")
+
+
+def _guardrail_checks_usage(raw_usage: object) -> Usage:
+    """InvokeGuardrailChecks `usage`: the text units each check consumed (GuardrailChecksUsageResults)."""
+    units = Fields(raw_usage, "usage")
+    counts = []
+    for check in _GUARDRAIL_CHECKS:
+        child = units.child(check)
+        if child is not None:
+            counts.append(f"{check}={child.count('textUnits', required=True)}")
+    return Usage.unknown(
+        f"InvokeGuardrailChecks is billed in text units ({', '.join(counts)}); tokentrail.Usage counts tokens"
+    )
 
 
 def _decoded_body(body: object) -> object:

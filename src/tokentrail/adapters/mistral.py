@@ -9,6 +9,13 @@ absent). OCR reports `usage_info.pages_processed` only: it is billed per page, s
 page count in the reason (`tokentrail.Usage` counts tokens). A conversation stream (beta) reports the usage
 of the whole response in its `conversation.response.done` event. Transcriptions are billed per audio minute:
 `unknown` with `usage.prompt_audio_seconds` in the reason.
+
+The Responses API (public preview) answers in the OpenAI Responses shape and is read as such; its stream
+events arrive wrapped like chat chunks (`data` is the event), `response.completed` carrying the usage. The
+`mistralai` SDK leaves a response's `usage` unset when the body's usage does not match its model, so such
+a response is `unknown`, not 0. Text-to-speech (`audio.speech`) is priced per character of input: its
+calls are `unknown`, the characters (or, streamed, the token counts its `speech.audio.done` event reports)
+in the reason.
 """
 
 from __future__ import annotations
@@ -26,7 +33,17 @@ from tokentrail.adapters._base import (
     text_value,
 )
 
-__all__ = ["ChatStream", "ConversationStream", "TranscriptionStream", "extract", "transcription_extract"]
+__all__ = [
+    "ChatStream",
+    "ConversationStream",
+    "ResponsesStream",
+    "SpeechStream",
+    "TranscriptionStream",
+    "extract",
+    "responses_extract",
+    "speech_usage",
+    "transcription_extract",
+]
 
 PROVIDER = "mistral"
 
@@ -43,6 +60,12 @@ MODEL_PREFIXES = (
     "devstral",
     "voxtral",
 )
+
+
+def _unwrapped(event: object) -> object:
+    """The payload of a stream event: the SDK wraps each in an event whose `data` is the payload."""
+    inner = get_field(event, "data")
+    return inner if inner is not None and not isinstance(inner, (str, bytes)) else event
 
 
 def extract(response: object, provider: str = PROVIDER) -> Captured:
@@ -91,8 +114,7 @@ class ConversationStream(StreamAccumulator):
         self._usage: Usage | None = None
 
     def _feed(self, event: object) -> None:
-        inner = get_field(event, "data")
-        payload = inner if inner is not None and not isinstance(inner, (str, bytes)) else event
+        payload = _unwrapped(event)
         self.model = model_name(payload) or self.model
         if text_value(get_field(payload, "type")) != "conversation.response.done":
             return
@@ -125,13 +147,65 @@ class TranscriptionStream(StreamAccumulator):
         self._usage: Usage | None = None
 
     def _feed(self, event: object) -> None:
-        inner = get_field(event, "data")
-        payload = inner if inner is not None and not isinstance(inner, (str, bytes)) else event
+        payload = _unwrapped(event)
         if text_value(get_field(payload, "type")) != "transcription.done":
             return
         captured = transcription_extract(payload, self.provider)
         self.model = captured.model or self.model
         self._usage = captured.usage
+        self.final = True
+
+    def _seen(self) -> Usage | None:
+        return self._usage
+
+
+def responses_extract(response: object, provider: str = PROVIDER) -> Captured:
+    """A Responses API response (the OpenAI Responses shape); `unknown` when the SDK left `usage` unset."""
+    if not get_field(response, "usage"):  # None, or the SDK's falsy `Unset`
+        raise Malformed("Mistral Responses API response has no usage")
+    return openai.extract_fields(response, provider)
+
+
+class ResponsesStream(openai.ResponsesStream):
+    """Responses API stream frames, each wrapping its event in `data`: `response.completed` carries the usage."""
+
+    def __init__(self, provider: str = PROVIDER) -> None:
+        super().__init__(provider)
+
+    def _feed(self, event: object) -> None:
+        super()._feed(_unwrapped(event))
+
+
+_SPEECH_BILLING = "Mistral text-to-speech is priced per character of input"
+
+
+def speech_usage(characters: int | None) -> Usage:
+    """A text-to-speech call, whose response reports no usage: `unknown` with the characters it sent."""
+    sent = f" ({characters} characters)" if characters is not None else ""
+    return Usage.unknown(f"{_SPEECH_BILLING}{sent}; tokentrail.Usage counts tokens")
+
+
+class SpeechStream(StreamAccumulator):
+    """Text-to-speech stream events: `speech.audio.done` reports token counts, which are not what is
+    billed, so the call is `unknown` with them in the reason."""
+
+    def __init__(self, provider: str = PROVIDER) -> None:
+        super().__init__(provider)
+        self._usage: Usage | None = None
+
+    def _feed(self, event: object) -> None:
+        payload = _unwrapped(event)
+        if text_value(get_field(payload, "type")) != "speech.audio.done":
+            return
+        raw_usage = get_field(payload, "usage")
+        if not raw_usage:
+            raise Malformed("speech.audio.done event has no usage")
+        usage = Fields(raw_usage, "speech.audio.done.usage")
+        prompt, completion = usage.count("prompt_tokens"), usage.count("completion_tokens")
+        self._usage = Usage.unknown(
+            f"{_SPEECH_BILLING}; tokentrail.Usage counts tokens (the stream reported {prompt} prompt and "
+            f"{completion} completion tokens)"
+        )
         self.final = True
 
     def _seen(self) -> Usage | None:

@@ -7,6 +7,9 @@ return OpenAI shapes and are read by the OpenAI adapter.
 
 Embeddings: `/api/embed` reports `prompt_eval_count` (the input); the legacy `/api/embeddings` reports no
 counts, so its calls are `unknown` (never 0).
+
+System One (`/v1/systemone`, `Client.systemone`): scores questions about a state in one forward pass and
+reports `usage.input_tokens` / `usage.output_tokens` (an answer per question, no text); it does not stream.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from tokentrail.adapters._base import (
     model_name,
 )
 
-__all__ = ["ChatStream", "embed_usage", "extract", "final_usage"]
+__all__ = ["ChatStream", "embed_usage", "extract", "final_usage", "systemone_usage"]
 
 PROVIDER = "ollama"
 
@@ -51,8 +54,22 @@ def embed_usage(response: object) -> Usage:
     return Usage.unknown("Ollama /api/embed response has no prompt_eval_count")
 
 
+def systemone_usage(response: object) -> Usage:
+    """The `usage` a SystemOneResponse reports."""
+    raw_usage = get_field(response, "usage")
+    if raw_usage is None:
+        raise Malformed("System One response has no usage")
+    usage = Fields(raw_usage, "usage")
+    return build_usage(
+        input_tokens=usage.count("input_tokens", required=True),
+        output_tokens=usage.count("output_tokens", required=True),
+    )
+
+
 def extract(response: object, provider: str = PROVIDER) -> Captured:
-    """Usage of a ChatResponse / GenerateResponse / EmbedResponse (SDK object or JSON body)."""
+    """Usage of a ChatResponse / GenerateResponse / EmbedResponse / SystemOneResponse (SDK object or JSON)."""
+    if get_field(response, "answers") is not None:
+        return Captured(systemone_usage(response), model_name(response), provider, {})
     if get_field(response, "embeddings") is not None or get_field(response, "embedding") is not None:
         return Captured(embed_usage(response), model_name(response), provider, {})
     return Captured(final_usage(response), model_name(response), provider, {})

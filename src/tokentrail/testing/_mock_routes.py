@@ -10,11 +10,15 @@ lines, schemas `StreamedChatResponse` / `GenerateStreamedResponse` of cohere-pyt
 `/v1/embeddings`, `/v1/ocr` (usage_info), Ollama API
 `/api/embed` (prompt_eval_count) and `/api/embeddings`, Bedrock InvokeModel bodies of Amazon Titan
 Text Embeddings (inputTextTokenCount) and Cohere Embed (token counts only in the
-`X-Amzn-Bedrock-Input-Token-Count` response header), Bedrock `ApplyGuardrail` (usage in policy units).
+`X-Amzn-Bedrock-Input-Token-Count` response header), Bedrock `ApplyGuardrail` (usage in policy units)
+and `InvokeGuardrailChecks` (text units per check), Mistral `/v1/responses` and `/v1/audio/speech`, Ollama
+`/v1/systemone`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -41,6 +45,12 @@ def route(
         return "mistral.transcription", model
     if path.endswith("/embeddings") and "mistral" in user_agent.lower():
         return "mistral.embed", model
+    if path == "/v1/responses" and "mistral" in user_agent.lower():
+        return "mistral.responses", model
+    if path.endswith("/audio/speech") and "mistral" in user_agent.lower():
+        return "mistral.speech", model
+    if path == "/guardrail-checks/invoke":
+        return "bedrock.guardrail_checks", model
     if path.endswith(("/fim/completions", "/agents/completions")):
         return "mistral", model  # chat-completion shaped, served by mock_llm's Mistral chat renderer
     if path.startswith("/guardrail/") and path.endswith("/apply"):
@@ -63,6 +73,7 @@ _PATHS = {
     "/v1/ocr": "mistral.ocr",
     "/api/embed": "embed.ollama",
     "/api/embeddings": "embed.ollama_legacy",
+    "/v1/systemone": "systemone.ollama",
 }
 
 
@@ -300,6 +311,40 @@ def _mistral_transcription_events(text: str, done: dict[str, Any]) -> Iterator[b
     yield sse({**done, "type": "transcription.done"}, "transcription.done")
 
 
+def _mistral_responses(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Mistral Responses API `/v1/responses` (docs.mistral.ai/api/endpoint/responses, public preview): the
+    OpenAI Responses shape (mock_llm's renderer), stateless, its `usage.input_tokens_details` carrying
+    `cache_write_tokens` beside `cached_tokens` (both required by mistralai 3.7.0
+    `ResponsesInputTokensDetails`); streamed as the same events, each SSE event named by its type."""
+    from tokentrail.testing import mock_llm  # the OpenAI Responses renderer (it imports this module)
+
+    response: dict[str, Any] = mock_llm._response_object(model, body, plan, u)
+    usage = response.get("usage")
+    if usage is not None:
+        usage["input_tokens_details"]["cache_write_tokens"] = u.cache_write
+    if not stream:
+        return response
+    return (sse(event, event["type"]) for event in mock_llm._response_events(response))
+
+
+def _mistral_speech(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Mistral `/v1/audio/speech` (docs.mistral.ai/studio/audio/text-to-speech; mistralai 3.7.0
+    `SpeechResponse`, `SpeechStreamAudioDelta`, `SpeechStreamDone`): `{"audio_data": base64}` and no usage;
+    streamed, `speech.audio.delta` events of base64 audio, then `speech.audio.done` with token `usage`."""
+    audio = base64.b64encode(hashlib.sha256(str(body.get("input") or "").encode()).digest() * 8).decode()
+    if not stream:
+        return {"audio_data": audio}
+    usage = {"prompt_tokens": u.input, "completion_tokens": u.output, "total_tokens": u.input + u.output}
+    return _mistral_speech_events(audio, usage)
+
+
+def _mistral_speech_events(audio: str, usage: dict[str, int]) -> Iterator[bytes]:
+    for start in range(0, len(audio), 128):
+        delta = {"type": "speech.audio.delta", "audio_data": audio[start : start + 128]}
+        yield sse(delta, "speech.audio.delta")
+    yield sse({"type": "speech.audio.done", "usage": usage}, "speech.audio.done")
+
+
 def _ollama_embed(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
     response: dict[str, Any] = {
         "model": model,
@@ -314,6 +359,30 @@ def _ollama_embed(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream
 
 def _ollama_embeddings(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
     return {"embedding": _VECTOR}  # the legacy endpoint reports no counts
+
+
+def _ollama_systemone(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Ollama `/v1/systemone` (docs.ollama.com/api/systemone; ollama 0.6.3 `SystemOneResponse`): an answer per
+    question (noul: a probability; choice and score: probabilities over the criteria) and `usage`
+    {input_tokens, output_tokens} (one output token per question unless the test queued a count)."""
+    answers: dict[str, Any] = {}
+    for name, question in (body.get("questions") or {}).items():
+        kind = question.get("type")
+        if kind == "noul":
+            answers[name] = {"type": "noul", "noul": 0.5}
+            continue
+        criteria = question.get("criteria") or {}
+        options = list(criteria) if kind == "choice" else [str(i) for i in range(len(criteria))]
+        share = round(1 / max(1, len(options)), 4)
+        probabilities = {option: share for option in options}
+        if kind == "choice":
+            answers[name] = {"type": "choice", "choice": options[0] if options else "", "confidence": share}
+        else:
+            legend = dict(zip(options, criteria, strict=True))
+            answers[name] = {"type": "score", "score": 0.0, "legend": legend, "confidence": share}
+        answers[name]["probabilities"] = probabilities
+    output = plan.output if plan.output is not None else len(answers)
+    return {"model": model, "answers": answers, "usage": {"input_tokens": u.input, "output_tokens": output}}
 
 
 def _bedrock_embed(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
@@ -342,6 +411,29 @@ def _bedrock_guardrail(model: str, body: dict[str, Any], plan: Any, u: Any, *, s
     return {"usage": usage, "action": "NONE", "outputs": [], "assessments": []}
 
 
+def _bedrock_guardrail_checks(model: str, body: dict[str, Any], plan: Any, u: Any, *, stream: bool) -> Any:
+    """Bedrock `InvokeGuardrailChecks` (docs.aws.amazon.com/bedrock/latest/APIReference/
+    API_runtime_InvokeGuardrailChecks.html): a result per check the request asked for, and `usage` in text
+    units per check (one text unit per 1,000 characters of the messages, at least one)."""
+    text = "".join(
+        str(block.get("text") or "")
+        for message in body.get("messages") or []
+        for block in message.get("content") or []
+        if isinstance(block, dict)
+    )
+    units = max(1, -(-len(text) // 1000))
+    checks = body.get("checks") or {}
+    results: dict[str, Any] = {}
+    for check in ("contentFilter", "promptAttack"):
+        if check in checks:
+            categories = checks[check].get("categories") or []
+            scores = [{"category": c.get("category"), "severityScore": 0.0} for c in categories]
+            results[check] = {"results": scores}
+    if "sensitiveInformation" in checks:
+        results["sensitiveInformation"] = {"results": [], "truncated": False}
+    return {"results": results, "usage": {check: {"textUnits": units} for check in results}}
+
+
 def headers(route_name: str, model: str, u: Any, plan: Any) -> dict[str, str]:
     """Response headers a route sends beside its body (Bedrock's token-count headers on InvokeModel)."""
     if route_name != "bedrock.embed" or plan.omit_usage:
@@ -367,8 +459,13 @@ RENDERERS: dict[str, Callable[..., Any]] = {
     "embed.ollama_legacy": _ollama_embeddings,
     "bedrock.embed": _bedrock_embed,
     "bedrock.guardrail": _bedrock_guardrail,
+    "bedrock.guardrail_checks": _bedrock_guardrail_checks,
+    "mistral.responses": _mistral_responses,
+    "mistral.speech": _mistral_speech,
+    "systemone.ollama": _ollama_systemone,
 }
 STREAMED = frozenset(
-    {"mistral.conversation", "mistral.transcription"} | {"cohere.chat_v1", "cohere.generate_v1"}
+    {"mistral.conversation", "mistral.transcription", "mistral.responses", "mistral.speech"}
+    | {"cohere.chat_v1", "cohere.generate_v1"}
 )  # stream when the request body says `stream: true`
 PLAIN = frozenset(RENDERERS) - STREAMED
