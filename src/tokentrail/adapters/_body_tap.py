@@ -25,11 +25,12 @@ if TYPE_CHECKING:
     from tokentrail.adapters._base import StreamAccumulator
     from tokentrail.adapters._instrument_call import Call
 
-__all__ = ["tap_body", "tap_items"]
+__all__ = ["decoded_lines", "tap_body", "tap_items"]
 
 logger = logging.getLogger("tokentrail.adapters")
 
 _USAGE = b'"usage"'
+_SNIFF_BYTES = 65_536  # how much of a first line without its end is enough to tell whether it is an item
 _DELTA = b'delta"'
 
 
@@ -103,29 +104,49 @@ class _Tap:
 
 
 class _ItemsTap(_Tap):
-    """A JSON-lines listing of independently billed items (Message Batches results): each line the reader
-    receives is recorded on its own (`Call.record_item`); its end records nothing more."""
+    """A JSON-lines listing of independently billed items (Message Batches results, a Batch output file):
+    each line the reader receives is recorded on its own (`Call.record_item`); its end records nothing more.
+    With a `sniff`, a body whose first line fails it is no listing: the rest passes unread."""
 
-    __slots__ = ()
+    __slots__ = ("sniff",)
+
+    def __init__(self, call: Call, sniff: Callable[[bytes], bool] | None) -> None:
+        super().__init__(call, None)
+        self.sniff = sniff
 
     def feed(self, chunk: bytes) -> None:
+        if self.ended:
+            return
         try:
             lines = (self.buffer + chunk).split(b"\n")
             self.buffer = lines.pop()
+            long_first = self.sniff is not None and not lines and len(self.buffer) > _SNIFF_BYTES
+            if long_first and not self._listing(self.buffer):  # its start tells what the body is
+                return
             for line in lines:
                 self._item(line)
+                if self.ended:
+                    return
         except Exception:
             logger.debug("tokentrail could not read a listed item", exc_info=True)
 
     def _item(self, line: bytes) -> None:
-        if not line.strip():
+        if not line.strip() or (self.sniff is not None and not self._listing(line)):
             return
-        try:
-            item = json.loads(line)
-        except ValueError:  # one unreadable line: the others are still items
-            logger.debug("tokentrail could not decode a listed item", exc_info=True)
-            return
-        self.call.record_item(item)
+        item = _decoded(line)
+        if item is not None:
+            self.call.record_item(item)
+
+    def _listing(self, first: bytes) -> bool:
+        """Whether the body whose first line starts with `first` is a listing; if not, stop reading it."""
+        sniff = self.sniff
+        self.sniff = None
+        if sniff is None or sniff(first[:_SNIFF_BYTES]):
+            return True
+        self.buffer = b""
+        self.ended = True
+        self.call.discard()
+        return False
 
     def end(self, *, aborted: bool, error: BaseException | None = None) -> None:
         if self.ended:
@@ -142,6 +163,28 @@ class _ItemsTap(_Tap):
             call.discard()
         except Exception:
             logger.debug("tokentrail could not finish a tapped listing", exc_info=True)
+
+
+def _decoded(line: bytes) -> object | None:
+    """One JSON line as an object; None for a blank or unreadable line (the others are still items)."""
+    if not line.strip():
+        return None
+    try:
+        item: object = json.loads(line)
+    except ValueError:
+        logger.debug("tokentrail could not decode a listed item", exc_info=True)
+        return None
+    return item
+
+
+def decoded_lines(content: bytes, sniff: Callable[[bytes], bool] | None) -> Iterator[object]:
+    """The items of a JSON-lines body read whole; none when `sniff` says its first line is no item."""
+    if sniff is not None and not sniff(content[:_SNIFF_BYTES].lstrip().split(b"\n", 1)[0]):
+        return
+    for line in content.splitlines():
+        item = _decoded(line)
+        if item is not None:
+            yield item
 
 
 def _event_end(buffer: bytes, start: int) -> tuple[int, int]:
@@ -238,10 +281,16 @@ def tap_body(call: Call, http_response: Any, *, events: bool, asynchronous: bool
     _install(_Tap(call, accumulator), http_response, asynchronous=asynchronous)
 
 
-def tap_items(call: Call, http_response: Any, *, asynchronous: bool) -> None:
+def tap_items(
+    call: Call,
+    http_response: Any,
+    *,
+    asynchronous: bool,
+    sniff: Callable[[bytes], bool] | None = None,
+) -> None:
     """Record each JSON line of `http_response`'s body as its reader consumes it (see `_ItemsTap`)."""
     if call.begin_items():
-        _install(_ItemsTap(call, None), http_response, asynchronous=asynchronous)
+        _install(_ItemsTap(call, sniff), http_response, asynchronous=asynchronous)
 
 
 def _install(tap: _Tap, http_response: Any, *, asynchronous: bool) -> None:

@@ -96,12 +96,12 @@ def _reader(adapter: str) -> Any:
     return reader
 
 
-def _capture(adapter: str | None, response: object, provider: str) -> Captured:
+def _capture(adapter: str | None, response: object, provider: str) -> Captured | tuple[Captured, ...]:
     """What the response reveals. The SDK's response type is known here, so its adapter reads it
     directly; anything that adapter cannot read goes through `capture()`, which detects what it is and
-    says why usage is unknown."""
+    says why usage is unknown. A run that reports usage per model reads as one capture per model."""
     if adapter is not None:
-        extract: Callable[[object, str], Captured] = _reader(adapter)
+        extract: Callable[[object, str], Captured | tuple[Captured, ...]] = _reader(adapter)
         try:
             return extract(response, provider)
         except Malformed as exc:
@@ -261,6 +261,10 @@ class Call:
                 if isinstance(response, Captured)
                 else _capture(self.adapter, response, self.provider)
             )
+            if isinstance(captured, tuple):  # a run reporting usage per model: one record each
+                for each in captured:
+                    self._record(each)
+                return
             self._record(captured)
         except Exception:
             self._record_failed("could not record a call")
@@ -336,15 +340,38 @@ class Call:
             return
         self.ended = time.perf_counter()
         self.ended_ns = time.time_ns()  # also marks that an item was seen
+        if not self._queue(self._record_item, item):
+            self._record_item(item)
+
+    def finish_items_body(self, content: bytes, sniff: Callable[[bytes], bool] | None) -> None:
+        """A JSON-lines listing read whole already (a file's content): each line recorded as an item, decoded
+        on the capture worker; nothing when `sniff` says the first line is no item."""
+        if self.done or not self.begin_items():
+            return
+        self.ended = time.perf_counter()
+        self.ended_ns = time.time_ns()
+        self.done = True
+        if not self._queue(self._record_lines, (content, sniff)):
+            self._record_lines((content, sniff))
+
+    def _record_lines(self, body: tuple[bytes, Callable[[bytes], bool] | None]) -> None:
+        from tokentrail.adapters._body_tap import decoded_lines
+
+        for item in decoded_lines(*body):
+            self._record_item(item)
+
+    def _queue(self, record: Callable[[Any], None], argument: object) -> bool:
+        """Hand `record(argument)` to the capture worker in the call's context; False when it runs here."""
         captures = self.captures
-        if captures is not None:
-            try:
-                context = self.context if self.context is not None else contextvars.copy_context()
-                captures.submit(context, self._record_item, item)
-                return
-            except Exception:
-                logger.debug("tokentrail could not queue an item; recording it here", exc_info=True)
-        self._record_item(item)
+        if captures is None:
+            return False
+        try:
+            context = self.context if self.context is not None else contextvars.copy_context()
+            captures.submit(context, record, argument)
+            return True
+        except Exception:
+            logger.debug("tokentrail could not queue a capture; recording it here", exc_info=True)
+            return False
 
     def _record_item(self, item: object) -> None:
         try:
@@ -361,14 +388,8 @@ class Call:
         self.ended = time.perf_counter()
         self.ended_ns = time.time_ns()
         self.done = True
-        captures = self.captures
-        if captures is not None:
-            try:
-                context = self.context if self.context is not None else contextvars.copy_context()
-                captures.submit(context, self._record_stream, (accumulator, aborted))
-                return
-            except Exception:
-                logger.debug("tokentrail could not queue a stream; recording it here", exc_info=True)
+        if self._queue(self._record_stream, (accumulator, aborted)):
+            return
         if self.context is None:
             self._record_stream((accumulator, aborted))
             return

@@ -13,6 +13,7 @@ from typing import Any
 from tokentrail.adapters._base import get_field, text_value
 from tokentrail.adapters._instrument_stainless import Endpoint, StainlessTarget, after_wrap
 from tokentrail.adapters._instrument_target import Target
+from tokentrail.adapters.runs import is_batch_output
 
 __all__ = [
     "CLIENT_MODULES",
@@ -46,6 +47,7 @@ def _partial_image(event: object) -> bool:
 
 
 _RESPONSES = Endpoint("responses", "openai", is_content=_delta_event, once_per_response=True)
+_EVAL_RUN = Endpoint("evals.runs", "runs:eval_run", server_side=True)
 
 # (HTTP method, path) -> endpoint; a `{…}` segment stands for an id
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
@@ -74,6 +76,19 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         stream="openai:TranscriptionStream",
     ),
     ("post", "/decisions"): Endpoint("decisions", "openai"),  # Responses-shaped usage
+    # a file's content: a Batch output file (JSON lines) is one record per succeeded request at batch
+    # prices, once per response id; any other file records nothing (its first line is not read further)
+    ("get", "/files/{id}/content"): Endpoint(
+        "files.content (Batch output)",
+        "runs:batch_output_line",
+        once_per_response=True,
+        items=True,
+        item_sniff=is_batch_output,
+    ),
+    # eval runs: per_model_usage once the run has finished, one record per model, once per run
+    ("post", "/evals/{id}/runs"): _EVAL_RUN,
+    ("get", "/evals/{id}/runs/{id}"): _EVAL_RUN,
+    ("post", "/evals/{id}/runs/{id}/cancel"): _EVAL_RUN,
     ("post", "/audio/speech"): Endpoint(
         "audio.speech", "openai:extract_speech", _delta_event, stream="openai:SpeechStream", audio=True
     ),
@@ -95,17 +110,25 @@ WRAP_PATHS: tuple[tuple[str, ...], ...] = ((),)  # the client itself: its `reque
 
 # Methods that return a usage-bearing type but are not tracked, by resource path ("x.*": all below x).
 _NOT_A_CALL = "fetches a stored object: not a new model call"
-_KNOWN_GAP = "known gap: runs server-side and reports usage tokentrail does not read yet"
+_SESSIONS_GAP = (
+    "known gap: a session's `usage` is cumulative and best-effort ('may change'), and a session never "
+    "finishes (idle between turns); per-turn usage (`turns`, `agent.session.turn.completed` events) names "
+    "no model"
+)
 NOT_TRACKED: dict[str, str] = {
     "admin.organization.usage.*": "organization usage reports: totals of calls already made",
-    "batches.*": "Batch API jobs: the requests inside are billed at batch prices and reported in the output file",
-    "beta.agents.sessions.*": f"hosted agent sessions — {_KNOWN_GAP}",
+    "batches.*": "Batch API jobs: each request is recorded from the output file (files.content); the "
+    "batch's `usage` is the total of those requests",
+    "beta.agents.sessions.*": f"hosted agent sessions — {_SESSIONS_GAP}",
     "beta.threads.*": "Assistants API runs: the API was shut down on 2026-08-26",
     "chat.completions.list": _NOT_A_CALL,
     "chat.completions.retrieve": _NOT_A_CALL,
     "chat.completions.update": _NOT_A_CALL,
     "conversations.items.*": _NOT_A_CALL,
-    "evals.runs.*": f"evaluation runs — {_KNOWN_GAP}",
+    "evals.runs.list": "lists runs, also ones made elsewhere or earlier: a run is recorded when it is "
+    "created, retrieved or canceled and seen finished",
+    "evals.runs.output_items.*": "per-sample usage of a run: part of the run's per_model_usage, recorded "
+    "with the run",
     "responses.input_items.list": _NOT_A_CALL,
     "beta.responses.input_items.list": _NOT_A_CALL,
     "responses.input_tokens.count": "counting input tokens is free",

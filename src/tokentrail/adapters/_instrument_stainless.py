@@ -13,8 +13,11 @@ straight through. What the caller gets back is unchanged:
   decoded on the capture worker, and a streamed body is tapped as the caller reads it (`_body_tap`);
 - a streaming response (`with_streaming_response`): the SDK's own object, its body tapped as it is read.
 
-Message Batches results (`Endpoint.items`) are a JSON-lines listing: each succeeded result is its own
-record, made as the caller iterates, once per message id however often the results are fetched.
+Message Batches results and OpenAI Batch output files (`Endpoint.items`) are JSON-lines listings: each
+succeeded result is its own record, made as the caller reads it, once per response id however often the
+results are fetched; a downloaded file that is no Batch output records nothing.
+
+Server-side runs (`Endpoint.server_side`: eval runs, dreams) are recorded when seen finished, once per run.
 
 A Responses API response can be fetched again (`responses.retrieve`, a resumed stream): it is recorded
 once per response id, and a background response when it is seen finished.
@@ -57,6 +60,12 @@ class Endpoint:
     # a listing of independently billed items (Message Batches results, JSON lines): `adapter` reads each
     # item as the caller iterates (a `Captured`, or None when the item is not billed), one record per item
     items: bool = False
+    # a listing that may be no listing of billed items (a file's content): read on only when its first line
+    # passes this byte test, so other files are not decoded line by line
+    item_sniff: Callable[[bytes], bool] | None = None
+    # a run the API does server-side (an eval run, a dream): its responses are recorded only once the run
+    # is seen finished, once per run id however often it is fetched; no budget is held for the request
+    server_side: bool = False
 
 
 class _Detail:
@@ -154,7 +163,9 @@ class StainlessTarget(Target):
 
     def reserves(self, request: Request) -> bool:
         detail: _Detail = request.detail
-        return not detail.endpoint.items  # batch results were billed when the batch ran
+        endpoint = detail.endpoint
+        # batch results were billed when the batch ran; a server-side run is billed as it runs
+        return not (endpoint.items or endpoint.server_side)
 
     def deliver(self, call: Call, request: Request, response: Any, *, asynchronous: bool) -> Any:
         detail: _Detail = request.detail
@@ -163,9 +174,10 @@ class StainlessTarget(Target):
         tracked.adapter = endpoint.adapter
         tracked.is_content = endpoint.is_content
         tracked.stream_reader = endpoint.stream
-        if endpoint.once_per_response:
+        if endpoint.once_per_response or endpoint.server_side:
             # a retrieve has no body: like a background create, an unfinished response waits to be seen finished
-            tracked.once = _Once(background=detail.body.get("background") is True or not detail.body)
+            waits = endpoint.server_side or detail.body.get("background") is True or not detail.body
+            tracked.once = _Once(background=waits)
         if endpoint.audio:
             return self._deliver_audio(tracked, detail, response, asynchronous)
         if endpoint.items:
@@ -188,16 +200,22 @@ class StainlessTarget(Target):
         return response
 
     def _deliver_items(self, call: Any, detail: _Detail, response: Any, asynchronous: bool) -> Any:
-        """A listing of billed items: its decoder proxied, or (raw, streaming response) its body tapped."""
-        if detail.raw is None:
+        """A listing of billed items: a body read already (a file's content) read on the capture worker, its
+        decoder proxied, or (raw, streaming response) its body tapped as the caller reads it."""
+        sniff = detail.endpoint.item_sniff
+        http = getattr(response, "http_response", None) or getattr(response, "response", None)
+        content = getattr(http, "_content", None)
+        if isinstance(content, bytes):
+            call.finish_items_body(content, sniff)
+            return response
+        if detail.raw is None and sniff is None:
             return call.tracked_items(response, asynchronous=asynchronous)
-        http = getattr(response, "http_response", None)
         if http is None:
             call.discard()
             return response
         from tokentrail.adapters._body_tap import tap_items
 
-        tap_items(call, http, asynchronous=asynchronous)
+        tap_items(call, http, asynchronous=asynchronous, sniff=sniff)
         return response
 
     def _deliver_audio(self, call: Any, detail: _Detail, response: Any, asynchronous: bool) -> Any:

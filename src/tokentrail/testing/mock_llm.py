@@ -111,6 +111,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from tokentrail.testing import _mock_batches as _batches
 from tokentrail.testing import _mock_openai as _oai
 from tokentrail.testing import _mock_routes as _more
+from tokentrail.testing import _mock_runs as _runs
 from tokentrail.testing._mock_wire import count as _count
 from tokentrail.testing._mock_wire import new_id as _new_id
 from tokentrail.testing._mock_wire import sse as _sse
@@ -253,6 +254,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     state: _State
+    raw_body: bytes = b""  # the last request body as sent (`_read_body`)
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # small responses go out at once, not after a delayed ACK
 
@@ -265,6 +267,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         path = self._record("POST", body)
         if _batches.answer(self, "POST", path, body):  # Anthropic Message Batches (_mock_batches)
+            return
+        if _batches.answer_openai(self, "POST", path, body, self.raw_body):  # OpenAI files and batches
+            return
+        if _runs.answer(self, "POST", path, body):  # eval runs, dreams (_mock_runs)
             return
         if path.startswith("/v1/responses/") and path.endswith("/cancel"):
             self._cancel_response(path.split("/")[3])
@@ -317,6 +323,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._record("GET", {})
         if _batches.answer(self, "GET", path, {}):  # Anthropic Message Batches (_mock_batches)
             return
+        if _batches.answer_openai(self, "GET", path, {}, b""):  # OpenAI files and batches
+            return
+        if _runs.answer(self, "GET", path, {}):  # eval runs, dreams (_mock_runs)
+            return
         query = dict(parse_qsl(urlsplit(self.path).query))
         with self.state.lock:
             stored = self.state.responses.get(path.removeprefix("/v1/responses/"))
@@ -344,6 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        self.raw_body = raw  # as sent (a file upload's content)
         kind = self.headers.get("Content-Type") or ""
         if kind.startswith("multipart/form-data"):
             return _form(kind, raw)
