@@ -4,7 +4,14 @@ Token semantics (one convention everywhere, the same as genai-prices):
 `input_tokens` counts every prompt token, cached reads and cache writes included;
 `cache_read_tokens`, `cache_write_tokens` are subsets of it and `cache_write_1h_tokens` is a subset of
 `cache_write_tokens`. `output_tokens` counts every generated token and `reasoning_tokens` is a subset of it.
-Modality counts (audio, image, video) are subsets of the direction they belong to.
+Modality counts (audio, image, video) are subsets of the direction they belong to, and each cached
+modality count (`cache_audio_read_tokens`, …) is a subset of both `cache_read_tokens` and its modality.
+`output_citation_tokens` is a subset of `output_tokens`, disjoint from reasoning and media outputs.
+
+Units that are not tokens are counted beside them: characters, text messages, audio durations in whole
+milliseconds (`input_audio_ms` and `output_audio_ms` are parts of `audio_ms`, which a reader sets
+whenever either is known), document pages (annotated pages a subset of all pages), pixels and tool
+calls (web, file/storage, social and rerank searches, code executions).
 """
 
 from __future__ import annotations
@@ -61,17 +68,26 @@ class Usage:
     output_video_tokens: int = 0
     web_searches: int = 0
     requests: int = 1
+    # Rarely non-zero units, named after genai-prices' usage keys (durations in milliseconds).
+    cache_video_read_tokens: int = 0
+    output_citation_tokens: int = 0
+    input_characters: int = 0
+    input_text_messages: int = 0
+    audio_ms: int = 0
+    input_audio_ms: int = 0
+    output_audio_ms: int = 0
+    input_document_pages: int = 0
+    input_annotated_document_pages: int = 0
+    input_pixels: int = 0
+    storage_searches: int = 0
+    code_executions: int = 0
+    social_searches: int = 0
+    rerank_searches: int = 0
     status: UsageStatus = UsageStatus.COMPLETE
     reason: str | None = None
 
-    def __post_init__(self) -> None:
-        if (
-            _plainly_valid(self)
-            and type(self.status) is UsageStatus
-            and (self.reason is None or type(self.reason) is str)
-        ):
-            return
-        self._validate()
+    # __init__ is replaced below by a generated one (same signature) that sets the slots and runs the
+    # straight-line check on its arguments; `_validate` runs only when that check says no.
 
     def _validate(self) -> None:
         """The full check: coerces int subclasses and statuses given as strings, names what is wrong."""
@@ -110,10 +126,10 @@ class Usage:
     def __add__(self, other: object) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        summed = {name: getattr(self, name) + getattr(other, name) for name in TOKEN_FIELDS}
         status = max(self.status, other.status, key=_STATUS_RANK.__getitem__)
         reason = self.reason if self.reason is not None else other.reason
-        return Usage(**summed, status=status, reason=reason)
+        added: Usage = _add_counts(self, other, status, reason)
+        return added
 
     def __radd__(self, other: object) -> Usage:
         if other == 0:  # lets sum() start from its default 0
@@ -143,45 +159,101 @@ _SUBSETS = (
     ("cache_audio_read_tokens", "input_audio_tokens"),
     ("cache_image_read_tokens", "cache_read_tokens"),
     ("cache_image_read_tokens", "input_image_tokens"),
+    ("cache_video_read_tokens", "cache_read_tokens"),
+    ("cache_video_read_tokens", "input_video_tokens"),
     ("output_audio_tokens", "output_tokens"),
     ("output_image_tokens", "output_tokens"),
+    ("output_citation_tokens", "output_tokens"),
+    ("input_audio_ms", "audio_ms"),
+    ("output_audio_ms", "audio_ms"),
+    ("input_annotated_document_pages", "input_document_pages"),
 )
+# Parts that together may not exceed a whole (besides the pairs above).
+_CACHED = ("cache_read_tokens", "cache_write_tokens")
+_MEDIA_IN = ("input_audio_tokens", "input_image_tokens", "input_video_tokens")
+_CACHED_MEDIA = ("cache_audio_read_tokens", "cache_image_read_tokens", "cache_video_read_tokens")
+_PRODUCED = (
+    "reasoning_tokens",
+    "output_audio_tokens",
+    "output_image_tokens",
+    "output_video_tokens",
+    "output_citation_tokens",
+)
+_AUDIO_PARTS = ("input_audio_ms", "output_audio_ms")
 
 
-def _compile_plain_check() -> Any:
-    """Generate `check(usage) -> bool`: every count an exact non-negative int and every subset rule kept.
+def _valid_expression(zero: frozenset[str] = frozenset(), *, fast_zero: bool = False) -> str:
+    """Python source, over variables named like the count fields, true when every count is an exact
+    non-negative int and every subset rule is kept (the generated check and `__init__` share it).
 
-    Straight-line code over the slots, about ten times faster than the loop in `Usage._validate`, which
-    runs only when this says no (to coerce, or to raise with a precise message). The generated source
-    holds only field names of `Usage` and the subset rules below.
+    Counts in `zero` are known to be 0 and left out; with `fast_zero` a count that is the int 0 object
+    (`_zero`, what every literal or computed 0 is in CPython) skips its type call.
     """
-    at = {name: f"v{i}" for i, name in enumerate(TOKEN_FIELDS)}
-    v = at.__getitem__
-    reads = [f"    {v(name)} = u.{name}" for name in TOKEN_FIELDS]
-    exact = " and ".join(f"type({v(name)}) is int" for name in TOKEN_FIELDS)
-    signs = " | ".join(v(name) for name in TOKEN_FIELDS)  # negative exactly when one count is
-    subsets = " or ".join(f"{v(part)} > {v(whole)}" for part, whole in _SUBSETS)
-    cached = f"{v('cache_read_tokens')} + {v('cache_write_tokens')}"
-    media = " + ".join(v(n) for n in ("input_audio_tokens", "input_image_tokens", "input_video_tokens"))
-    cached_media = f"{v('cache_audio_read_tokens')} + {v('cache_image_read_tokens')}"
-    produced = " + ".join(
-        v(n)
-        for n in ("reasoning_tokens", "output_audio_tokens", "output_image_tokens", "output_video_tokens")
-    )
+    names = [name for name in TOKEN_FIELDS if name not in zero]
+
+    def total(parts: tuple[str, ...]) -> str:
+        return " + ".join(name for name in parts if name not in zero) or "0"
+
+    if fast_zero:
+        exact = " and ".join(f"({name} is _zero or type({name}) is int)" for name in names)
+    else:
+        exact = " and ".join(f"type({name}) is int" for name in names)
+    signs = " | ".join(names)  # negative exactly when one count is
+    subsets = " or ".join(f"{part} > {whole}" for part, whole in _SUBSETS if part not in zero) or "False"
+    rules = [
+        f"{total(_CACHED)} <= input_tokens",
+        f"{total(_CACHED)} + {total(_MEDIA_IN)} - ({total(_CACHED_MEDIA)}) <= input_tokens",
+        f"{total(_PRODUCED)} <= output_tokens",
+    ]
+    if "audio_ms" not in zero:
+        rules.append(f"{total(_AUDIO_PARTS)} <= audio_ms")
+    return f"{exact} and ({signs}) >= 0 and not ({subsets}) and " + " and ".join(rules)
+
+
+# Counts that are 0 in nearly every call: `__init__` checks them only when one is not the int 0.
+_RARE = TOKEN_FIELDS[TOKEN_FIELDS.index("requests") + 1 :]
+
+
+def _compile_usage_code() -> tuple[Any, Any, Any]:
+    """Generate `check(usage) -> bool`, `Usage.__init__` and the field sum of `Usage.__add__`.
+
+    Straight-line code over the slots is several times faster than loops: `__init__` sets each slot
+    through its descriptor and checks its arguments with one expression (the loop in `Usage._validate`
+    runs only when that says no, to coerce or to raise with a precise message). The generated source
+    holds only the field names of `Usage`, the subset rules above and references to the namespace.
+    """
+    namespace: dict[str, Any] = {"_Status": UsageStatus, "_Usage": Usage, "_zero": 0}
+    params = []
+    sets = []
+    for f in fields(Usage):
+        namespace[f"_default_{f.name}"] = f.default
+        namespace[f"_set_{f.name}"] = Usage.__dict__[f.name].__set__
+        params.append(f"{f.name}=_default_{f.name}")
+        sets.append(f"    _set_{f.name}(self, {f.name})")
+    plain = "type(status) is _Status and (reason is None or type(reason) is str)"
+    rare_zero = " and ".join(f"{name} is _zero" for name in _RARE)
     source = "\n".join(
         [
             "def check(u):",
-            *reads,
-            f"    if not ({exact}) or ({signs}) < 0 or {subsets}:",
-            "        return False",
-            f"    return ({cached} <= {v('input_tokens')}"
-            f" and {cached} + {media} - ({cached_media}) <= {v('input_tokens')}"
-            f" and {produced} <= {v('output_tokens')})",
+            *(f"    {name} = u.{name}" for name in TOKEN_FIELDS),
+            f"    return bool({_valid_expression()})",
+            "",
+            f"def __init__(self, {', '.join(params)}):",
+            *sets,
+            f"    if {rare_zero}:",
+            f"        if not ({_valid_expression(frozenset(_RARE), fast_zero=True)} and {plain}):",
+            "            self._validate()",
+            f"    elif not ({_valid_expression(fast_zero=True)} and {plain}):",
+            "        self._validate()",
+            "",
+            "def add(a, b, status, reason):",
+            f"    return _Usage({', '.join(f'a.{n} + b.{n}' for n in TOKEN_FIELDS)}, status, reason)",
         ]
     )
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<tokentrail usage check>", "exec"), namespace)
-    return namespace["check"]
+    exec(compile(source, "<tokentrail usage>", "exec"), namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = "Usage.__init__"
+    return namespace["check"], init, namespace["add"]
 
 
 def _check_subsets(usage: Usage) -> None:
@@ -197,22 +269,28 @@ def _check_subsets(usage: Usage) -> None:
             f"cannot exceed input_tokens ({u.input_tokens})"
         )
     # Every input token is exactly one of: cached or not, and text or another modality.
-    cached_media = u.cache_audio_read_tokens + u.cache_image_read_tokens
-    media = u.input_audio_tokens + u.input_image_tokens + u.input_video_tokens
+    cached_media = sum(getattr(u, name) for name in _CACHED_MEDIA)
+    media = sum(getattr(u, name) for name in _MEDIA_IN)
     claimed = u.cache_read_tokens + u.cache_write_tokens + media - cached_media
     if claimed > u.input_tokens:
         raise InvalidUsageError(
             f"cache and media input counts together ({claimed}) cannot exceed input_tokens ({u.input_tokens})"
         )
-    produced = u.reasoning_tokens + u.output_audio_tokens + u.output_image_tokens + u.output_video_tokens
+    produced = sum(getattr(u, name) for name in _PRODUCED)
     if produced > u.output_tokens:
         raise InvalidUsageError(
-            f"reasoning and media output counts together ({produced}) cannot exceed "
+            f"reasoning, citation and media output counts together ({produced}) cannot exceed "
             f"output_tokens ({u.output_tokens})"
+        )
+    directed = u.input_audio_ms + u.output_audio_ms
+    if directed > u.audio_ms:
+        raise InvalidUsageError(
+            f"input_audio_ms + output_audio_ms ({directed}) cannot exceed audio_ms ({u.audio_ms})"
         )
 
 
-_plainly_valid = _compile_plain_check()
+_plainly_valid, _usage_init, _add_counts = _compile_usage_code()
+setattr(Usage, "__init__", _usage_init)  # noqa: B010 (a method assignment mypy would refuse)
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,8 +133,12 @@ class Catalog:
 
         Keywords: input, output, cache_read, cache_write, cache_write_1h, reasoning, input_audio,
         cache_audio_read, output_audio, input_image, cache_image_read, output_image, input_video,
-        output_video, web_searches (per thousand), request (per request). Kinds left out fall back to
-        the catalog's price for a known model, else to their parent (a cache read costs as input).
+        cache_video_read, output_video, citation, input_characters (per million); web_searches,
+        storage_searches, code_executions, social_searches, rerank_searches, input_text_messages,
+        input_document_pages, input_annotated_document_pages (per thousand); audio_hours,
+        input_audio_hours, output_audio_hours (per hour); input_pixels (per billion); request (per
+        request). Kinds left out fall back to the catalog's price for a known model, else to their
+        parent (a cache read costs as input).
         """
         from tokentrail.pricing.overrides import PriceOverride
 

@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
+from fractions import Fraction
+from math import lcm
 from typing import Any
 
-from tokentrail._money import decimal_to_units
+from tokentrail._money import UNITS_PER_USD
 from tokentrail._types import Cost, CostLayout, PriceRule, Usage, priced_cost
 
 __all__ = ["Binding", "PriceIndex", "PriceSet", "compile_prices"]
@@ -40,7 +42,25 @@ USAGE_ATTRS: dict[str, str] = {
     "input_video_tokens": "input_video_tokens",
     "output_video_tokens": "output_video_tokens",
     "web_searches": "web_searches",
+    "cache_video_read_tokens": "cache_video_read_tokens",
+    "output_citation_tokens": "output_citation_tokens",
+    "input_characters": "input_characters",
+    "input_text_messages": "input_text_messages",
+    "audio_seconds": "audio_ms",
+    "input_audio_seconds": "input_audio_ms",
+    "output_audio_seconds": "output_audio_ms",
+    "input_document_pages": "input_document_pages",
+    "input_annotated_document_pages": "input_annotated_document_pages",
+    "input_pixels": "input_pixels",
+    "storage_searches": "storage_searches",
+    "code_executions": "code_executions",
+    "social_searches": "social_searches",
+    "rerank_searches": "rerank_searches",
 }
+# Usage attributes counted in a finer unit than their genai-prices key: how many make one key unit.
+USAGE_SCALE: dict[str, int] = {"audio_ms": 1000, "input_audio_ms": 1000, "output_audio_ms": 1000}
+# genai-prices bills these Groq transcription models at least 10 seconds a call (`ModelInfo.calc_price`).
+_MINIMUM_AUDIO_MS = {("groq", "whisper-large-v3"): 10_000, ("groq", "whisper-large-v3-turbo"): 10_000}
 
 _COMPACT_DATE = re.compile(r"(-)(20\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)")
 _DAY_US = 86_400_000_000
@@ -176,8 +196,9 @@ class _Term:
     direction: int  # 1 input, 2 output, 0 neither
     plus: tuple[int, ...]  # indexes into the usage values whose sum is added
     minus: tuple[int, ...]  # indexes whose sum is subtracted
-    rate: int  # yocto-dollars per unit at the base price
+    rate: int  # yocto-dollars per `den` units at the base price
     tiers: tuple[tuple[int, int], ...]  # (start, rate), highest start first; applies when input > start
+    den: int = 1  # > 1 only when a rate is not a whole number of yocto-dollars per unit (durations)
 
 
 class PriceSet:
@@ -190,18 +211,24 @@ class PriceSet:
     __slots__ = ("_kernel", "_layout", "_terms", "error", "rule")
 
     def __init__(
-        self, rule: PriceRule, terms: Sequence[_Term], attrs: Sequence[str], error: str | None = None
+        self,
+        rule: PriceRule,
+        terms: Sequence[_Term],
+        attrs: Sequence[str],
+        error: str | None = None,
+        *,
+        minimum_audio_ms: int = 0,
     ) -> None:
         self.rule = rule
         self.error = error
         self._terms = tuple(terms)
         self._layout = CostLayout(tuple(t.name for t in terms), tuple(t.direction for t in terms))
-        self._kernel = _compile_kernel(terms, attrs)
+        self._kernel = _compile_kernel(terms, attrs, minimum_audio_ms)
 
     @property
     def rates(self) -> dict[str, int]:
-        """Base rate of each component, yocto-dollars per unit (for display and estimates)."""
-        return {t.name: t.rate for t in self._terms}
+        """Base rate of each component, yocto-dollars per unit (rounded down; for display and estimates)."""
+        return {t.name: t.rate // t.den for t in self._terms}
 
     def cost(self, usage: Usage) -> Cost:
         if self.error is not None:
@@ -211,19 +238,32 @@ class PriceSet:
 
 
 def _compile_kernel(
-    terms: Sequence[_Term], attrs: Sequence[str]
+    terms: Sequence[_Term], attrs: Sequence[str], minimum_audio_ms: int = 0
 ) -> Callable[[Usage], tuple[int, tuple[int, ...], int]]:
     """Generate `kernel(usage) -> (total, parts, reasoning share)` for these terms.
 
     Straight-line code is several times faster than interpreting the terms in a loop, and the
     generated source only ever contains attribute names from `USAGE_ATTRS` and integer literals.
+    Terms whose rate is a fraction of a yocto-dollar per unit (an hourly price per millisecond) are
+    summed exactly and their sum rounded once to the nearest yocto-dollar, half to even (see `_apportion`).
     """
     lines = ["def kernel(u):"]
-    lines += [f"    v{i} = u.{attr}" for i, attr in enumerate(attrs)]
+    if minimum_audio_ms and {"audio_ms", "input_audio_ms"} & set(attrs):
+        # genai-prices: the reported duration (total, else input) billed as both, at least the minimum.
+        lines.append("    billed_ms = u.audio_ms or u.input_audio_ms")
+        lines.append(f"    if 0 < billed_ms < {minimum_audio_ms}:\n        billed_ms = {minimum_audio_ms}")
+        lines += [
+            f"    v{i} = billed_ms" if attr in ("audio_ms", "input_audio_ms") else f"    v{i} = u.{attr}"
+            for i, attr in enumerate(attrs)
+        ]
+    else:
+        lines += [f"    v{i} = u.{attr}" for i, attr in enumerate(attrs)]
     if any(t.tiers for t in terms):
         lines.append("    prompt = u.input_tokens")
     has_reasoning_term = any(t.name == "reasoning" for t in terms)
     reasoning = "0"
+    fractional = [j for j, t in enumerate(terms) if t.den != 1]
+    den = lcm(*(terms[j].den for j in fractional))
     for j, term in enumerate(terms):
         count = " + ".join(f"v{i}" for i in term.plus) + "".join(f" - v{i}" for i in term.minus)
         if term.tiers:
@@ -235,18 +275,43 @@ def _compile_kernel(
             rate_expr = f"r{j}"
         else:
             rate_expr = str(term.rate)
-        lines.append(f"    p{j} = {rate_expr} * ({count})")
+        if term.den == 1:
+            lines.append(f"    p{j} = {rate_expr} * ({count})")
+        else:
+            lines.append(f"    n{j} = {rate_expr} * ({count}) * {den // term.den}")
         if term.name == "reasoning":
             reasoning = f"p{j}"
         elif term.name == "output" and not has_reasoning_term:
             reasoning = f"{rate_expr} * u.reasoning_tokens"
+    if fractional:
+        shares = "".join(f"p{j}, " for j in fractional)
+        lines.append(f"    {shares}= _apportion(({''.join(f'n{j}, ' for j in fractional)}), {den})")
     parts = "".join(f"p{j}, " for j in range(len(terms)))
     total = " + ".join(f"p{j}" for j in range(len(terms))) or "0"
     lines.append(f"    return {total}, ({parts}), {reasoning}")
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"_apportion": _apportion}
     exec("\n".join(lines), namespace)
     kernel: Callable[[Usage], tuple[int, tuple[int, ...], int]] = namespace["kernel"]
     return kernel
+
+
+def _apportion(numerators: tuple[int, ...], den: int) -> tuple[int, ...]:
+    """Whole shares of the amounts `numerator / den` that add up to their sum rounded half to even.
+
+    Each share is its amount rounded down or up (the largest remainders, first term first on ties, get
+    the units the rounded sum holds beyond the rounded-down shares), so the parts of a cost still add up
+    to its total and the total is the exact one rounded once, as genai-prices' 28-digit sum would be.
+    """
+    quotient, remainder = divmod(sum(numerators), den)
+    twice = 2 * remainder
+    total = quotient + 1 if twice > den or (twice == den and quotient % 2) else quotient
+    shares = [n // den for n in numerators]
+    extra = total - sum(shares)
+    if extra:
+        by_remainder = sorted(range(len(shares)), key=lambda i: -(numerators[i] % den))
+        for i in by_remainder[:extra]:
+            shares[i] += 1
+    return tuple(shares)
 
 
 def _component_name(usage_key: str) -> str:
@@ -282,7 +347,7 @@ def compile_prices(registry: UnitRegistry, prices: Mapping[str, Any], rule: Pric
             vector = {k: c for k, c in leaves[unit.usage_key].items() if k in USAGE_ATTRS and c}
             carried = USAGE_ATTRS
         if not vector:
-            continue  # priced in a unit a Usage never carries (characters, audio seconds, pages …)
+            continue  # a nested unit a Usage does not carry (e.g. input_text_tokens); tests keep it unpriced
         plus: list[int] = []
         minus: list[int] = []
         for key, coef in vector.items():
@@ -290,32 +355,45 @@ def compile_prices(registry: UnitRegistry, prices: Mapping[str, Any], rule: Pric
             if attr not in attrs:
                 attrs.append(attr)
             (plus if coef > 0 else minus).extend([attrs.index(attr)] * abs(coef))
-        try:
-            rate, tiers = _rates(prices[unit.price_key], unit)
-        except ValueError as exc:
+        scale = USAGE_SCALE.get(carried.get(unit.usage_key, ""), 0)
+        rate, tiers, den = _rates(prices[unit.price_key], unit.per * (scale or 1))
+        if den != 1 and not scale:  # only an hourly price per millisecond may fall between two units
             return PriceSet(
-                rule, (), (), error=f"catalog price for {rule.model} cannot be held exactly: {exc}"
+                rule,
+                (),
+                (),
+                error=f"catalog price for {rule.model} cannot be held exactly: {unit.price_key} price "
+                f"{prices[unit.price_key]} has more decimal places than tokentrail can hold exactly",
             )
         direction = {"input": 1, "output": 2}.get(unit.direction or "", 0)
         terms.append(
-            _Term(_component_name(unit.usage_key), direction, tuple(plus), tuple(minus), rate, tiers)
+            _Term(_component_name(unit.usage_key), direction, tuple(plus), tuple(minus), rate, tiers, den)
         )
-    return PriceSet(rule, terms, attrs)
+    minimum_audio_ms = _MINIMUM_AUDIO_MS.get((rule.provider, rule.model), 0)
+    return PriceSet(rule, terms, attrs, minimum_audio_ms=minimum_audio_ms)
 
 
-def _rates(raw: Any, unit: Unit) -> tuple[int, tuple[tuple[int, int], ...]]:
-    what = f"{unit.price_key} price"
+def _rates(raw: Any, per: int) -> tuple[int, tuple[tuple[int, int], ...], int]:
+    """(base rate, ((tier start, rate), …) highest start first, den): rates in yocto-dollars per `den`
+    units of a price given in USD per `per` units; den is 1 unless a rate has a fraction of a unit."""
     if isinstance(raw, Mapping):
-        base = decimal_to_units(Decimal(raw["base"]), unit.per, what=what)
-        tiers = sorted(
-            (
-                (int(t["start"]), decimal_to_units(Decimal(t["price"]), unit.per, what=what))
-                for t in raw["tiers"]
-            ),
-            key=lambda st: st[0],
+        base = _per_unit(raw["base"], per)
+        starts_rates = sorted(
+            ((int(t["start"]), _per_unit(t["price"], per)) for t in raw["tiers"]), key=lambda sr: sr[0]
         )
-        return base, tuple(reversed(tiers))
-    return decimal_to_units(Decimal(str(raw)), unit.per, what=what), ()
+    else:
+        base, starts_rates = _per_unit(raw, per), []
+    den = lcm(base.denominator, *(r.denominator for _, r in starts_rates))
+    return (
+        int(base * den),
+        tuple((start, int(r * den)) for start, r in reversed(starts_rates)),
+        den,
+    )
+
+
+def _per_unit(price: Any, per: int) -> Fraction:
+    rate: Fraction = Fraction(Decimal(str(price))) * UNITS_PER_USD / per
+    return rate
 
 
 # ---------------------------------------------------------------------------------------------------

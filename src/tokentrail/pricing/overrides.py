@@ -1,8 +1,9 @@
 """User prices and aliases: from code, from a TOML/JSON file, and from environment variables.
 
-Prices are USD per million tokens (per thousand for `web_searches`, per request for `request`),
-given as strings, ints or Decimals (floats are read through their shortest repr). An explicit 0 is a
-real price. Environment variables (read when the default catalog is first used):
+Prices are USD per million tokens or characters, per thousand searches, code executions, messages or
+document pages, per hour of audio, per billion pixels and per request for `request` (the catalog's own
+units, see `PRICE_KINDS`), given as strings, ints or Decimals (floats are read through their shortest
+repr). An explicit 0 is a real price. Environment variables (read when the default catalog is first used):
 
     TOKENTRAIL_PRICES_FILE=/path/prices.toml
     TOKENTRAIL_PRICES__<MODEL>__<KIND>=<usd>   e.g. TOKENTRAIL_PRICES__GPT_4O__INPUT=2.5
@@ -45,7 +46,23 @@ PRICE_KINDS: dict[str, str] = {
     "output_video": "output_video_mtok",
     "web_searches": "web_searches_kcount",
     "request": "requests_kcount",
+    "cache_video_read": "cache_video_read_mtok",
+    "citation": "output_citation_mtok",
+    "input_characters": "input_mchars",
+    "input_text_messages": "input_text_messages_kcount",
+    "audio_hours": "audio_hours",
+    "input_audio_hours": "input_audio_hours",
+    "output_audio_hours": "output_audio_hours",
+    "input_document_pages": "input_document_kpages",
+    "input_annotated_document_pages": "input_annotated_document_kpages",
+    "input_pixels": "input_gpixels",
+    "storage_searches": "storage_searches_kcount",
+    "code_executions": "code_executions_kcount",
+    "social_searches": "social_searches_kcount",
+    "rerank_searches": "rerank_searches_kcount",
 }
+# How many units one price is for, by the price key's suffix (genai-prices' unit registry).
+_PER = {"_mtok": 1_000_000, "_mchars": 1_000_000, "_kcount": 1000, "_kpages": 1000, "_gpixels": 10**9}
 _ENV_PREFIX = "TOKENTRAIL_PRICES__"
 
 
@@ -73,8 +90,10 @@ class PriceOverride:
             if kind == "request":  # per request → the catalog's per-thousand-requests unit
                 amount *= 1000
             price_key = PRICE_KINDS[kind]
+            per = next((n for suffix, n in _PER.items() if price_key.endswith(suffix)), None)
             try:
-                decimal_to_units(amount, 1000 if price_key.endswith("_kcount") else 1_000_000)
+                if per is not None:  # an hourly price is applied per millisecond, rounded to 10**-24 USD
+                    decimal_to_units(amount, per)
             except ValueError:
                 raise InvalidPriceError(
                     f"{kind} price of {model} ({origin}) {value} cannot be held exactly"
