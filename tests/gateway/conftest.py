@@ -22,7 +22,10 @@ import uvicorn
 from tokentrail.gateway import Gateway, GatewayConfig, parse_upstream
 from tokentrail.testing.mock_llm import MockLLMServer
 
-ENV_KEYS = {"TOKENTRAIL_UPSTREAM_OPENAI_KEY": "sk-real-openai-0123456789abcdef"}
+ENV_KEYS = {
+    "TOKENTRAIL_UPSTREAM_OPENAI_KEY": "sk-real-openai-0123456789abcdef",
+    "TOKENTRAIL_UPSTREAM_ANTHROPIC_KEY": "sk-ant-real-0123456789abcdef",
+}
 
 
 class Running:

@@ -156,7 +156,7 @@ def create_key(
     finally:
         store.close()
     typer.echo(secret)
-    console.print(f"key id {key.id}: shown once, store it now", style="dim", highlight=False, stderr=True)
+    typer.echo(f"key id {key.id}: shown once, store it now", err=True)
 
 
 @keys_app.command("list")

@@ -1,0 +1,83 @@
+"""/healthz, /readyz (failing while the budget back-end is down), /metrics, and a graceful shutdown that
+lets a running stream finish and flushes the ledger."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import httpx
+
+from tests.gateway.conftest import Running, ScriptedUpstream, Step, gateway_config, serve
+from tokentrail.budgets import Budget
+from tokentrail.gateway import Gateway
+from tokentrail.tracker import Tracker
+
+
+def test_health_and_readiness(gateway: Running) -> None:
+    assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(gateway.url + "/readyz").json() == {"ready": True, "checks": {"ledger": "ok"}}
+
+
+def test_readiness_fails_while_the_budget_back_end_is_down(ledger: str) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there
+    budget = Budget(limit_usd="1", name="all")
+    config = gateway_config(
+        "http://127.0.0.1:9", ledger, budgets=[budget], budget_backend=f"redis://127.0.0.1:{port}/0"
+    )
+    with serve(Gateway(config)) as running:
+        response = httpx.get(running.url + "/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["ledger"] == "ok"
+    assert response.json()["checks"]["budgets"].startswith("down")
+
+
+def test_shutdown_lets_a_running_stream_finish_and_flushes_the_ledger(
+    scripted: ScriptedUpstream, ledger: str
+) -> None:
+    release = threading.Event()
+    scripted.steps = [
+        Step(
+            b'data: {"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},"index":0}],'
+            b'"modelVersion":"gemini-2.5-flash","usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":1,"totalTokenCount":9}}\r\n\r\n'
+        ),
+        Step(
+            b'data: {"candidates":[{"content":{"parts":[{"text":" there"}],"role":"model"},"finishReason":"STOP","index":0}],'
+            b'"modelVersion":"gemini-2.5-flash","usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":2,"totalTokenCount":10}}\r\n\r\n',
+            gate=release,
+        ),
+    ]
+    running = Running(Gateway(gateway_config(scripted.base, ledger))).start()
+    with httpx.stream(
+        "POST",
+        running.url + "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        json={"contents": [{"role": "user", "parts": [{"text": "hello"}]}]},
+    ) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith("data: ")
+        running.server.should_exit = True  # SIGTERM's effect: stop accepting, finish what runs
+        while _accepting(running.port):  # wait until the gateway is shutting down (a condition, not a clock)
+            threading.Event().wait(0.01)
+        release.set()
+        rest = [line for line in lines if line]
+    running.stop()
+
+    assert len(rest) == 1 and '"finishReason":"STOP"' in rest[0]
+    (record,) = Tracker(ledger).history()  # a fresh reader: the gateway flushed and closed its ledger
+    assert (record.usage.input_tokens, record.usage.output_tokens, record.usage.status.value) == (
+        8,
+        2,
+        "complete",
+    )
+
+
+def _accepting(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False

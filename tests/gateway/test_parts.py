@@ -1,0 +1,95 @@
+"""The gateway's pure parts: routes, upstream URLs, the usage chunk a client did not ask for, the body
+edit that asks for it, budget specs of virtual keys."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tokentrail.budgets import BudgetConfigError
+from tokentrail.gateway._app import _ask_usage
+from tokentrail.gateway._events import EventSplitter, strip_usage
+from tokentrail.gateway._routes import match
+from tokentrail.gateway._upstream import forward_headers, parse_upstream, presented_key, target_url
+from tokentrail.gateway.keys import parse_budget_spec
+
+
+def test_routes_by_path_and_by_upstream_prefix() -> None:
+    assert match("/v1/chat/completions").route.name == "openai.chat"  # type: ignore[union-attr]
+    found = match("/v1beta/models/gemini-2.5-flash:streamGenerateContent")
+    assert found is not None and (found.route.name, found.model) == ("gemini.stream", "gemini-2.5-flash")
+    prefixed = match("/groq/v1/chat/completions")
+    assert prefixed is not None and (prefixed.upstream, prefixed.path) == ("groq", "/v1/chat/completions")
+    assert match("/v1/files") is None and match("/groq/v1/files") is None
+
+
+def test_upstream_urls_do_not_double_the_version_segment() -> None:
+    plain = parse_upstream("openai=https://api.openai.com", {})
+    versioned = parse_upstream("together=https://api.together.xyz/v1/", {})
+    assert target_url(plain, "/v1/chat/completions", b"") == "https://api.openai.com/v1/chat/completions"
+    assert (
+        target_url(versioned, "/v1/chat/completions", b"a=1")
+        == "https://api.together.xyz/v1/chat/completions?a=1"
+    )
+    assert (versioned.api, versioned.provider) == ("openai", "together")
+    assert parse_upstream("gemini=https://g.example", {}).api == "gemini"
+    with pytest.raises(ValueError):
+        parse_upstream("openai=ftp://x", {})
+
+
+def test_the_provider_key_is_hidden_from_repr() -> None:
+    upstream = parse_upstream(
+        "openai=https://api.openai.com", {"TOKENTRAIL_UPSTREAM_OPENAI_KEY": "sk-secret"}
+    )
+    assert upstream.key == "sk-secret" and "sk-secret" not in repr(upstream)
+
+
+def test_virtual_key_swapped_and_our_headers_dropped() -> None:
+    headers = [
+        (b"authorization", b"Bearer ttk-ab-secret"),
+        (b"x-tokentrail-user", b"u"),
+        (b"content-length", b"10"),
+        (b"content-type", b"application/json"),
+    ]
+    assert presented_key(headers, b"") == "ttk-ab-secret"
+    assert presented_key([], b"alt=sse&key=ttk-ab-secret") == "ttk-ab-secret"
+    assert forward_headers(headers, "ttk-ab-secret", "sk-real") == [
+        (b"authorization", b"Bearer sk-real"),
+        (b"content-type", b"application/json"),
+        (b"accept-encoding", b"identity"),
+    ]
+
+
+def test_usage_chunk_dropped_and_null_usage_taken_out() -> None:
+    assert strip_usage(b'data: {"choices":[],"usage":{"prompt_tokens":1}}\n\n') is None
+    assert strip_usage(b'data: {"choices": [], "usage": {"prompt_tokens": 1}}\n\n') is None
+    assert (
+        strip_usage(b'data: {"choices":[{"index":0}],"usage":null}\n\n')
+        == b'data: {"choices":[{"index":0}]}\n\n'
+    )
+    assert strip_usage(b"data: [DONE]\n\n") == b"data: [DONE]\n\n"
+
+
+def test_events_split_across_chunks() -> None:
+    splitter = EventSplitter()
+    assert splitter.split(b"data: 1\n\ndata: ") == [b"data: 1\n\n"]
+    assert splitter.split(b"2\r\n\r\n") == [b"data: 2\r\n\r\n"]
+    assert splitter.rest() == b""
+
+
+def test_asking_for_usage_keeps_the_rest_of_the_body_bytes() -> None:
+    body = b'{"model": "gpt-4o", "stream": true}'
+    assert _ask_usage(body, {"model": "gpt-4o", "stream": True}) == (
+        b'{"stream_options":{"include_usage":true},"model": "gpt-4o", "stream": true}'
+    )
+    edited = _ask_usage(b'{"stream_options": {"x": 1}}', {"stream_options": {"x": 1}})
+    assert edited == b'{"stream_options": {"x": 1, "include_usage": true}}'
+
+
+def test_budget_specs() -> None:
+    assert parse_budget_spec("50usd/month")[:2] == (Decimal("50"), None)
+    assert parse_budget_spec("$2.5/day")[2].spec == "daily"
+    assert parse_budget_spec("200000tokens/rolling:1h")[1:][0] == 200000
+    with pytest.raises(BudgetConfigError):
+        parse_budget_spec("lots/month")
