@@ -7,8 +7,17 @@
 share. Modality breakdowns (`promptTokensDetails`, `cacheTokensDetails`, `candidatesTokensDetails`,
 `toolUsePromptTokensDetails`: lists of {modality, tokenCount}) give the audio, image (documents are
 billed as images) and video counts. Proto3 JSON leaves out zero counts, so an absent count is 0.
+The Live API's `UsageMetadata` names the generated tokens `responseTokenCount` / `responseTokensDetails`
+(https://ai.google.dev/api/live#UsageMetadata); they are read as the candidates' counts.
 
 Streaming: every chunk carries the usage *so far*; the last chunk's usage is the call's usage.
+
+Live API (`client.aio.live.connect`, a WebSocket session): a server message may carry `usageMetadata`
+beside its content ("Server messages may have a usageMetadata field but will otherwise include exactly one of
+the other fields", https://ai.google.dev/api/live#BidiGenerateContentServerMessage). It reports the model
+response(s) of one turn, not the session so far: each turn's `promptTokenCount` counts the session's context
+again, which is what Google bills per turn (three-turn probe of the live models, pydantic/pydantic-ai#7269:
+prompt 143, 181, 224 — growing with the context, not summing). `LiveTurn` reads one turn's messages.
 
 Embeddings (`embed_content`): the Gemini API's batchEmbedContents may carry `usageMetadata.promptTokenCount`;
 Vertex reports a `statistics.token_count` per embedding (their sum is the input) and
@@ -31,7 +40,7 @@ from tokentrail.adapters._base import (
     text_value,
 )
 
-__all__ = ["GenerateContentStream", "embed_usage", "extract", "metadata_usage", "usage_metadata"]
+__all__ = ["GenerateContentStream", "LiveTurn", "embed_usage", "extract", "metadata_usage", "usage_metadata"]
 
 _IMAGE_MODALITIES = ("IMAGE", "DOCUMENT")
 
@@ -41,9 +50,9 @@ def usage_metadata(response: object) -> object:
     return found if found is not None else get_field(response, "usage_metadata")
 
 
-def _by_modality(usage: Fields, camel: str, snake: str) -> dict[str, int]:
+def _by_modality(usage: Fields, *names: str) -> dict[str, int]:
     totals: dict[str, int] = {}
-    for entry in usage.records(camel, snake):
+    for entry in usage.records(*names):
         modality = (entry.text("modality") or "").upper()
         totals[modality] = totals.get(modality, 0) + entry.count("tokenCount", "token_count")
     return totals
@@ -52,7 +61,9 @@ def _by_modality(usage: Fields, camel: str, snake: str) -> dict[str, int]:
 def metadata_usage(usage: Fields) -> Usage:
     """A `usageMetadata` object in the one convention."""
     prompt = usage.count("promptTokenCount", "prompt_token_count", required=True)
-    candidates = usage.count("candidatesTokenCount", "candidates_token_count")
+    candidates = usage.count(
+        "candidatesTokenCount", "candidates_token_count", "responseTokenCount", "response_token_count"
+    )
     thoughts = usage.count("thoughtsTokenCount", "thoughts_token_count")
     tool_prompt = usage.count("toolUsePromptTokenCount", "tool_use_prompt_token_count")
     cached = usage.count("cachedContentTokenCount", "cached_content_token_count")
@@ -60,7 +71,13 @@ def metadata_usage(usage: Fields) -> Usage:
     inputs = _by_modality(usage, "promptTokensDetails", "prompt_tokens_details")
     tools = _by_modality(usage, "toolUsePromptTokensDetails", "tool_use_prompt_tokens_details")
     cache = _by_modality(usage, "cacheTokensDetails", "cache_tokens_details")
-    outputs = _by_modality(usage, "candidatesTokensDetails", "candidates_tokens_details")
+    outputs = _by_modality(
+        usage,
+        "candidatesTokensDetails",
+        "candidates_tokens_details",
+        "responseTokensDetails",
+        "response_tokens_details",
+    )
 
     def media(totals: dict[str, int], *modalities: str) -> int:
         return sum(totals.get(m, 0) for m in modalities)
@@ -156,3 +173,28 @@ class GenerateContentStream(StreamAccumulator):
 
     def _seen(self) -> Usage | None:
         return self._usage
+
+
+class LiveTurn(StreamAccumulator):
+    """The server messages of one Live API model turn: the `usageMetadata` one of them carries is the turn's
+    usage, final when it arrives. A turn that ends without it (the session closed first, or the next turn
+    began) is `unknown`, its reason saying which (`ending`)."""
+
+    def __init__(self, provider: str = "google") -> None:
+        super().__init__(provider)
+        self._usage: Usage | None = None
+        self.ending: str | None = None  # how the turn ended without its usage, when it did
+
+    def _feed(self, event: object) -> None:
+        raw = usage_metadata(event)
+        if raw is not None:
+            self._usage = None
+            self._usage = metadata_usage(Fields(raw, "message.usageMetadata"))
+            self.final = True
+
+    def _seen(self) -> Usage | None:
+        return self._usage
+
+    def _where(self) -> str:
+        ending = f" ({self.ending})" if self.ending else ""
+        return f"Live API turn ended after {self.events} server messages{ending}"
