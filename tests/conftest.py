@@ -12,6 +12,7 @@ import importlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -19,6 +20,10 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
+
+# Prices come from the bundled snapshot, never from a catalog `tokentrail prices update` installed on this
+# machine: the run gets an empty cache directory of its own (subprocesses inherit it).
+os.environ["TOKENTRAIL_CACHE_DIR"] = tempfile.mkdtemp(prefix="tokentrail-test-cache-")
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -70,11 +70,19 @@ def reprice_command(
         str | None,
         typer.Option("--label", help="Name of the new price version (default: reprice-<UTC time>)."),
     ] = None,
+    catalog_name: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog",
+            help="bundled, installed, or a file of genai-prices' published data (default: the one in force).",
+        ),
+    ] = None,
 ) -> None:
     """Cost records again with the current catalog (and overrides) into a new price version.
 
-    Each record is priced as the catalog now prices a call at its time; the recorded costs are kept.
-    `tokentrail report --prices LABEL` reads the new version.
+    Each record is priced as the catalog now prices a call at its time; the recorded costs are kept,
+    each naming the catalog version it was priced with. `--catalog` pins the catalog, so the same
+    command gives the same costs on any machine. `tokentrail report --prices LABEL` reads the version.
     """
     from tokentrail.errors import TokentrailError
     from tokentrail.reports.tables import format_usd
@@ -84,9 +92,9 @@ def reprice_command(
     ended = parse_when(until, "--until")
     name = label or f"reprice-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     try:
-        catalog = _catalog(prices)
+        catalog = _catalog(prices, catalog_name)
     except (OSError, TokentrailError, ValueError) as exc:
-        console.print(f"[red]Cannot read the prices file:[/red] {exc}", highlight=False)
+        console.print(f"[red]Cannot read the prices file or catalog:[/red] {exc}", highlight=False)
         raise typer.Exit(code=1) from None
     window: dict[str, Any] = {"since": started, "until": ended}
     tracker = open_ledger(store)
@@ -109,6 +117,7 @@ def reprice_command(
     console.print(
         f"Price version [bold]{name}[/bold]: {before.calls:,} records from {since}", highlight=False
     )
+    console.print(f"  catalog: {catalog.source}", highlight=False)
     console.print(f"  records costed differently: {changed:,}")
     console.print(f"  cost as recorded: {format_usd(before.cost)}  ({before.unpriced_calls:,} unpriced)")
     console.print(
@@ -120,12 +129,13 @@ def reprice_command(
     console.print(f"Read it with: tokentrail report --store {store} --prices {name}", highlight=False)
 
 
-def _catalog(prices_file: str | None) -> Catalog:
-    """A private catalog: the shipped prices, the environment's overrides and the given file's."""
+def _catalog(prices_file: str | None, catalog_name: str | None = None) -> Catalog:
+    """A private catalog: the chosen catalog (default: the one in force), the environment's overrides
+    and the given file's."""
     from tokentrail.pricing.catalog import Catalog, default_catalog
     from tokentrail.pricing.overrides import parse_env
 
-    catalog = Catalog(default_catalog().index)
+    catalog = Catalog(default_catalog().index if catalog_name is None else _named_index(catalog_name))
     env_file = os.environ.get("TOKENTRAIL_PRICES_FILE")
     if env_file:
         catalog.load(env_file)
@@ -133,6 +143,26 @@ def _catalog(prices_file: str | None) -> Catalog:
     if prices_file is not None:
         catalog.load(prices_file)
     return catalog
+
+
+def _named_index(name: str) -> Any:
+    """The price index of `bundled`, `installed` or a published-data file (`CatalogError` if unusable)."""
+    from tokentrail.errors import CatalogError
+    from tokentrail.pricing.index import PriceIndex
+    from tokentrail.pricing.installed import bundled_snapshot, read_installed
+
+    bundled = bundled_snapshot()
+    if name == "bundled":
+        return PriceIndex(bundled)
+    if name == "installed":
+        installed = read_installed()
+        if installed is None:
+            raise CatalogError("no catalog installed (tokentrail prices update installs one)")
+        return PriceIndex(installed)
+    from tokentrail.pricing.update import candidate, fetch
+
+    source = f"{bundled['source']} {bundled['version']}"
+    return PriceIndex(candidate(fetch(name), units=bundled["units"], checked_against=source))
 
 
 def _price_function(catalog: Catalog) -> Any:

@@ -124,7 +124,15 @@ class Catalog:
 
     @property
     def source(self) -> str:
+        """The catalog version every price rule names (e.g. "genai-prices 0.2.3")."""
         return self.index.source
+
+    def use_index(self, index: PriceIndex) -> None:
+        """Price with `index` from now on (a refreshed catalog); user prices and aliases stay."""
+        with self._lock:
+            self.index = index
+            self._resolved = {}
+            self._by_context = {}
 
     # -- user prices -------------------------------------------------------------------------------
 
@@ -351,12 +359,17 @@ _default_lock = threading.Lock()
 
 
 def default_catalog() -> Catalog:
-    """The process-wide catalog: the shipped snapshot plus user prices from the environment."""
+    """The process-wide catalog: the newest valid of the shipped snapshot and the catalog installed by
+    `tokentrail prices update` (no network), plus user prices from the environment; starts the opt-in
+    background refresh when `TOKENTRAIL_PRICES_REFRESH` is set."""
     global _default
     if _default is None:
         with _default_lock:
             if _default is None:
-                catalog = Catalog.from_snapshot()
+                from tokentrail.pricing.index import PriceIndex
+                from tokentrail.pricing.installed import select_snapshot
+
+                catalog = Catalog(PriceIndex(select_snapshot()[0]))
                 path = os.environ.get("TOKENTRAIL_PRICES_FILE")
                 if path:
                     catalog.load(path)
@@ -364,11 +377,15 @@ def default_catalog() -> Catalog:
 
                 catalog.add_overrides(parse_env(os.environ))
                 _default = catalog
+                if os.environ.get("TOKENTRAIL_PRICES_REFRESH"):
+                    from tokentrail.pricing.refresh import start_from_env
+
+                    start_from_env(catalog, os.environ["TOKENTRAIL_PRICES_REFRESH"])
     return _default
 
 
 def set_default_catalog(catalog: Catalog | None) -> None:
-    """Replace the process-wide catalog (None: rebuild it from the snapshot on next use)."""
+    """Replace the process-wide catalog (None: choose and build it again on next use)."""
     global _default
     _default = catalog
 
