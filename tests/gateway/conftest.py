@@ -204,3 +204,12 @@ def recorded(gateway: Gateway, count: int = 1) -> threading.Event:
 
     gateway.tracker.add_sink(sink)
     return done
+
+
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port

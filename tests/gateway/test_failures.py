@@ -4,7 +4,6 @@ recorded for a call that did not happen, `unknown` with its reason for one whose
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import anthropic
@@ -12,23 +11,15 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import ScriptedUpstream, Step, gateway_config, recorded, serve
+from tests.gateway.conftest import ScriptedUpstream, Step, closed_port, gateway_config, recorded, serve
 from tokentrail.budgets import Budget
 from tokentrail.gateway import Gateway
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
-def _closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 def test_upstream_down_answers_a_provider_shaped_502(ledger: str) -> None:
-    with serve(Gateway(gateway_config(f"http://127.0.0.1:{_closed_port()}", ledger))) as running:
+    with serve(Gateway(gateway_config(f"http://127.0.0.1:{closed_port()}", ledger))) as running:
         client = openai.OpenAI(base_url=running.url + "/v1", api_key="k", max_retries=0)
         with pytest.raises(openai.APIStatusError) as caught:
             client.chat.completions.create(model="gpt-4o", messages=MESSAGES)

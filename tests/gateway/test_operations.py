@@ -8,7 +8,7 @@ import threading
 
 import httpx
 
-from tests.gateway.conftest import Running, ScriptedUpstream, Step, gateway_config, serve
+from tests.gateway.conftest import Running, ScriptedUpstream, Step, closed_port, gateway_config, serve
 from tokentrail.budgets import Budget
 from tokentrail.gateway import Gateway
 from tokentrail.tracker import Tracker
@@ -20,10 +20,7 @@ def test_health_and_readiness(gateway: Running) -> None:
 
 
 def test_readiness_fails_while_the_budget_back_end_is_down(ledger: str) -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # nothing listens there
+    port = closed_port()
     budget = Budget(limit_usd="1", name="all")
     config = gateway_config(
         "http://127.0.0.1:9", ledger, budgets=[budget], budget_backend=f"redis://127.0.0.1:{port}/0"
