@@ -14,6 +14,7 @@ from tokentrail._types import Usage
 from tokentrail.adapters._base import Captured, Malformed, StreamAccumulator, logger, model_name
 from tokentrail.adapters._detect import canonical_provider, detect_response
 from tokentrail.adapters._instrument import instrument, instrumented, uninstrument, wrap
+from tokentrail.adapters._read import read_response
 from tokentrail.adapters.streams import capture_stream, stream_accumulator, usage_from_stream
 from tokentrail.errors import AdapterError
 
@@ -44,7 +45,7 @@ def capture(response: object, provider: str | None = None, *, strict: bool = Fal
     try:
         body, adapter, batch = detect_response(response, provider)
         label = adapter.provider
-        captured = adapter.extract(body, adapter.provider)
+        captured = read_response(body, adapter)
         if batch:
             context = dict(captured.price_context)
             context["processing"] = "batch"

@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tokentrail.errors import CatalogError
+from tokentrail.pricing.extractors import extractors_data
 
 __all__ = [
     "SNAPSHOT_FORMAT",
@@ -65,6 +66,7 @@ def _provider(raw: Mapping[str, Any], where: str, known_keys: set[str]) -> dict[
         "model_match": _clause(raw.get("model_match"), f"{where}.model_match", optional=True),
         "provider_match": _clause(raw.get("provider_match"), f"{where}.provider_match", optional=True),
         "fallback_model_providers": _texts(raw.get("fallback_model_providers"), f"{where}.fallback"),
+        "extractors": extractors_data(raw.get("extractors"), f"{where}.extractors"),
         "models": [
             _model(_mapping(m, f"{where}.models[{i}]"), f"{where}.models[{i}]", known_keys)
             for i, m in enumerate(_list(raw.get("models"), f"{where}.models"))
