@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -607,8 +608,11 @@ def test_a_v1_ledger_is_migrated_and_can_be_repriced(
 
     with monkeypatch.context() as patch:
         patch.setattr(postgres, "SCHEMA_VERSION", 1)
-        with PostgresStore(postgres_server, schema=schema, spool=tmp_path) as old:
-            Tracker(store=old).record(USAGE, "gpt-4o", agent="before", estimated_input_tokens=1200)
+        PostgresStore(postgres_server, schema=schema, spool=tmp_path).close()  # the v1 schema, empty
+    _copy_as_v1(
+        postgres_server, schema, tmp_path, USAGE, "gpt-4o", agent="before", estimated_input_tokens=1200
+    )
+    with monkeypatch.context():
         with psycopg.connect(postgres_server) as conn:
             tables = {
                 row[0]
@@ -628,8 +632,35 @@ def test_a_v1_ledger_is_migrated_and_can_be_repriced(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = 'records_estimated'",
             (schema,),
         ).fetchone()
-    assert versions == [(1,), (2,)]
+    assert versions == [(1,), (2,), (3,)]
     assert index is not None and "est_input IS NOT NULL" in index[0]
+
+
+def _copy_as_v1(
+    url: str, schema: str, tmp_path: Path, usage: tt.Usage, model: str, **attributes: Any
+) -> None:
+    """Add one record to the empty v1 ledger `schema` as the v1 store wrote it: recorded by today's store
+    in a scratch schema, then its v1 columns (raw row, rollup cell, price rule) copied over."""
+    from tokentrail.stores.postgres import _month, _month_start_us, _partition_name
+
+    scratch = schema_name()
+    try:
+        with PostgresStore(url, schema=scratch, spool=tmp_path / "scratch") as store:
+            Tracker(store=store).record(usage, model, **attributes)
+        with psycopg.connect(url, autocommit=True) as conn:
+            [(ts,)] = conn.execute(f'SELECT ts FROM "{scratch}".records').fetchall()
+            month = _month(ts)
+            conn.execute(
+                f'CREATE TABLE "{schema}".{_partition_name(month)} PARTITION OF "{schema}".records'
+                f" FOR VALUES FROM ({_month_start_us(month)}) TO ({_month_start_us(month + 1)})"
+            )
+            for table in ("records", "rollup_hour", "rules"):
+                columns = ", ".join(f'"{row[0]}"' for row in _columns(conn, schema, table))
+                conn.execute(
+                    f'INSERT INTO "{schema}".{table} ({columns}) SELECT {columns} FROM "{scratch}".{table}'
+                )
+    finally:
+        drop(url, scratch)
 
 
 def test_reprice_in_batches_and_again_writes_nothing(
@@ -799,3 +830,144 @@ def test_concurrent_reprices_of_one_version_take_turns(
     assert {row.cost_units for row in tracker.summary("agent", prices="v")} == {600 * cost}
     for store in stores:
         store.close()
+
+
+# -- schema v3: every unit a Usage carries --------------------------------------------------------------
+
+_V3_TABLES = ("records", "rollup_hour", "rollup_prices")
+
+
+def _columns(conn: Any, schema: str, table: str) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = conn.execute(
+        "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns"
+        " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (schema, table),
+    ).fetchall()
+    return rows
+
+
+def _rows(conn: Any, schema: str, table: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    picked = ", ".join(f'"{c}"' for c in columns)
+    return sorted(conn.execute(f'SELECT {picked} FROM "{schema}".{table}').fetchall(), key=repr)
+
+
+def test_a_v2_ledger_gains_every_unit_and_keeps_its_values(
+    postgres_server: str, schema: str, tmp_path: Path
+) -> None:
+    """A ledger at schema v2 (records over two months, a price version) migrates to v3: every value of
+    every table is kept, the new counts read 0, and a record carrying every unit then round-trips through
+    history, summaries, rollups and a reprice."""
+    from tests.stores.every_unit import EVERY_UNIT, NEW_COUNTS
+    from tests.stores.fixtures.make_ledger_v4 import answers
+    from tokentrail.stores.postgres import _TOKEN_FIELDS_V1, _TOKEN_FIELDS_V3, _schema_v1, _schema_v2
+
+    assert tt.Usage.__dataclass_fields__.keys() >= set(_TOKEN_FIELDS_V3)
+    old_kinds = tt.Usage(
+        input_tokens=5000,
+        output_tokens=900,
+        cache_read_tokens=1000,
+        cache_write_tokens=700,
+        cache_write_1h_tokens=300,
+        reasoning_tokens=100,
+        input_audio_tokens=50,
+        cache_audio_read_tokens=10,
+        output_audio_tokens=20,
+        input_image_tokens=60,
+        cache_image_read_tokens=5,
+        output_image_tokens=7,
+        input_video_tokens=8,
+        output_video_tokens=9,
+        web_searches=2,
+        requests=3,
+    )
+    with PostgresStore(postgres_server, schema=schema, spool=tmp_path) as store:
+        tracker = Tracker(store=store)
+        for i in range(24):
+            tracker.record(
+                old_kinds if i % 3 == 0 else USAGE,
+                "gpt-4o" if i % 2 else "claude-sonnet-4-5",
+                agent=f"a{i % 4}",
+                tags=["t"] if i % 5 else [],
+                at=T0 + timedelta(days=2 * i, minutes=i),  # June and July: two partitions
+                duration_ms=100.0 + i if i % 2 else None,
+                provider_cost=Decimal("0.0123") if i == 3 else None,
+                estimated_input_tokens=1000 if i == 4 else None,
+            )
+        store.flush()
+        assert store.reprice(Query.build({"agent": "a1"}, None, None), _flat, "v2") == 6
+        expected = answers(store)
+    for key in ("history", "history_v2"):
+        for record in expected[key]:
+            assert {record["usage"].pop(name) for name in NEW_COUNTS} == {0}
+    # Back to the v2 layout: the v3 columns dropped, the version forgotten.
+    dropped = ", ".join(f'DROP COLUMN "t_{name}"' for name in NEW_COUNTS)
+    frozen = schema_name()
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        for table in _V3_TABLES:
+            conn.execute(f'ALTER TABLE "{schema}".{table} {dropped}')
+        conn.execute(f'DELETE FROM "{schema}".schema_migrations WHERE version = 3')
+        try:  # ... which is exactly what the frozen v1 and v2 statements make
+            conn.execute(f'CREATE SCHEMA "{frozen}"')
+            for statement in [*_schema_v1(f'"{frozen}"'), *_schema_v2(f'"{frozen}"')]:
+                conn.execute(statement)
+            for table in _V3_TABLES:
+                assert _columns(conn, schema, table) == _columns(conn, frozen, table), table
+        finally:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{frozen}" CASCADE')
+        old_columns = {table: [row[0] for row in _columns(conn, schema, table)] for table in _V3_TABLES}
+        before = {table: _rows(conn, schema, table, old_columns[table]) for table in _V3_TABLES}
+        before["costs"] = _rows(conn, schema, "costs", ["version", "id", "ts", "priced", "cost", "rule"])
+        assert len(before["records"]) == 24 and len(before["rollup_prices"]) > 0
+        assert {f"t_{name}" for name in _TOKEN_FIELDS_V1} <= set(old_columns["rollup_hour"])
+
+    with PostgresStore(postgres_server, schema=schema, spool=tmp_path) as store:
+        got = answers(store)
+        for key in ("history", "history_v2"):
+            for record in got[key]:
+                assert {record["usage"].pop(name) for name in NEW_COUNTS} == {0}
+        assert got == expected
+        with psycopg.connect(postgres_server) as conn:
+            versions = conn.execute(f'SELECT version FROM "{schema}".schema_migrations ORDER BY 1').fetchall()
+            assert versions == [(1,), (2,), (3,)]
+            for table in _V3_TABLES:
+                assert _rows(conn, schema, table, old_columns[table]) == before[table], table
+                new = ", ".join(f'coalesce(sum("t_{name}"), 0)' for name in NEW_COUNTS)
+                assert set(conn.execute(f'SELECT {new} FROM "{schema}".{table}').fetchone()) == {0}
+            costs = _rows(conn, schema, "costs", ["version", "id", "ts", "priced", "cost", "rule"])
+            assert costs == before["costs"]
+
+        tracker = Tracker(store=store)
+        at = T0 + timedelta(days=3, hours=5)
+        calls = tracker.totals().calls
+        tracker.record(EVERY_UNIT, "gpt-4o", agent="every-unit", at=at)
+        store.flush()
+        [record] = store.history(Query.build({"agent": "every-unit"}, None, None))
+        assert record.usage == EVERY_UNIT
+        assert record.cost_units == tt.price(EVERY_UNIT, "gpt-4o", at=at).total_units
+        assert tracker.totals().calls == calls + 1
+        [row] = tracker.summary("agent", agent="every-unit")
+        assert row.usage == EVERY_UNIT
+        unpriced = lambda record: Cost.unpriced("no price in this version")  # noqa: E731
+        assert store.reprice(Query.build({"agent": "every-unit"}, None, None), unpriced, "none") == 1
+        [repriced] = tracker.summary("agent", agent="every-unit", prices="none")
+        assert (repriced.usage, repriced.unpriced_calls, repriced.cost_units) == (EVERY_UNIT, 1, 0)
+        with psycopg.connect(postgres_server) as conn:
+            picked = ", ".join(f'sum("t_{name}")' for name in NEW_COUNTS)
+            wanted = tuple(getattr(EVERY_UNIT, name) for name in NEW_COUNTS)
+            for table in ("records", "rollup_hour"):
+                sums = conn.execute(f"SELECT {picked} FROM \"{schema}\".{table} WHERE agent = 'every-unit'")
+                assert sums.fetchone() == wanted, table
+            for priced, sign in ((False, 1), (True, -1)):  # the counts moved from the priced cell
+                moved = conn.execute(
+                    f'SELECT {picked} FROM "{schema}".rollup_prices'
+                    " WHERE agent = 'every-unit' AND version = 'none' AND priced = %s",
+                    (priced,),
+                ).fetchone()
+                assert moved == tuple(sign * count for count in wanted), priced
+
+
+def test_every_unit_has_a_column_in_the_current_postgres_schema() -> None:
+    from tokentrail._types import TOKEN_FIELDS
+    from tokentrail.stores.postgres import _TOKEN_FIELDS_V3
+
+    assert TOKEN_FIELDS == _TOKEN_FIELDS_V3

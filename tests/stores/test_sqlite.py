@@ -21,8 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tokentrail as tt
+from tests.stores.every_unit import EVERY_UNIT, NEW_COUNTS
 from tests.stores.fixtures.make_ledger_v4 import answers
 from tokentrail._record import to_timestamp_us
+from tokentrail._types import TOKEN_FIELDS
 from tokentrail.errors import StoreError
 from tokentrail.stores.base import Query, provider_cost_units
 from tokentrail.stores.sqlite import SCHEMA_VERSION, SQLiteStore
@@ -325,7 +327,7 @@ def test_v3_ledger_migrates_to_price_versions(tmp_path: Path) -> None:
         assert tracker.totals(prices="one").cost_units == 2
         assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"old": 1, "new": 1}
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 7
     tables = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
     }
@@ -388,11 +390,32 @@ def test_a_batch_mixing_replayed_and_new_records_counts_each_once(tmp_path: Path
     store.close()
 
 
+V7_COUNTS = NEW_COUNTS  # a ledger from before v7 holds none of them
+
+
 def _table_rows(path: Path, names: tuple[str, ...]) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of each table, the columns a table had before v7 only (checking the v7 ones are 0)."""
     conn = sqlite3.connect(path)
-    rows = {name: sorted(conn.execute(f"SELECT * FROM {name}").fetchall(), key=repr) for name in names}
+    rows = {}
+    for name in names:
+        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({name})")]
+        old = [c for c in columns if c.removeprefix("t_") not in V7_COUNTS]
+        if len(old) < len(columns):
+            sums = ", ".join(f'coalesce(sum("{c}"), 0)' for c in columns if c not in old)
+            assert set(conn.execute(f"SELECT {sums} FROM {name}").fetchone()) == {0}, name
+        picked = ", ".join(f'"{c}"' for c in old)
+        rows[name] = sorted(conn.execute(f"SELECT {picked} FROM {name}").fetchall(), key=repr)
     conn.close()
     return rows
+
+
+def _as_before_v7(answered: dict[str, Any]) -> dict[str, Any]:
+    """A store's answers without the counts added in v7, which must all be 0 in a ledger from before."""
+    for key in ("history", "history_v2"):
+        for record in answered[key]:
+            added = {name: record["usage"].pop(name) for name in V7_COUNTS}
+            assert set(added.values()) == {0}, record
+    return answered
 
 
 def test_v4_ledger_migrates_to_v5_value_for_value(tmp_path: Path) -> None:
@@ -405,10 +428,10 @@ def test_v4_ledger_migrates_to_v5_value_for_value(tmp_path: Path) -> None:
     kept = ("rollup_hour", "rollup_day", "rollup_prices", "costs", "price_versions", "rules")
     before = _table_rows(path, kept)
     with SQLiteStore(path) as store:
-        assert answers(store) == expected
+        assert _as_before_v7(answers(store)) == expected
     assert _table_rows(path, kept) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(6,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(7,)]
     kinds = dict(
         conn.execute("SELECT name, type FROM sqlite_master WHERE name IN ('records', 'ledger', 'dims')")
     )
@@ -620,14 +643,94 @@ def test_v5_ledger_migrates_to_v6_with_an_index_for_the_estimated_filter(tmp_pat
     )
     before = _table_rows(path, tables)
     with SQLiteStore(path) as store:
-        assert answers(store) == expected
+        assert _as_before_v7(answers(store)) == expected
         got = store.history(Query.build({"estimated": True}, None, None))
         assert [f"{r.id:032x}" for r in got] == estimated != []
     assert _table_rows(path, tables) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(6,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
     where, params, _ = _where(Query.build({"estimated": True}, None, None), raw=True)
     columns = ", ".join(f'"{c}"' for c in _RECORD_COLUMNS)
     plan = conn.execute(f"EXPLAIN QUERY PLAN SELECT {columns} FROM records WHERE {where}", params).fetchall()
     assert any("ledger_estimated" in str(step) for step in plan), plan
+    conn.close()
+
+
+def test_every_unit_has_a_column_in_the_current_schema() -> None:
+    """A new Usage count needs a new migration: the last one stores exactly the counts a Usage carries."""
+    from tokentrail.stores.sqlite import _TOKEN_FIELDS_V1, _TOKEN_FIELDS_V7
+
+    assert TOKEN_FIELDS == _TOKEN_FIELDS_V7
+    assert _TOKEN_FIELDS_V7[len(_TOKEN_FIELDS_V1) :] == V7_COUNTS
+    assert all(getattr(EVERY_UNIT, name) > 0 for name in TOKEN_FIELDS)
+
+
+def test_v6_ledger_migrates_to_v7_and_keeps_every_value(tmp_path: Path) -> None:
+    """A ledger written by the v6 store (fixtures/make_ledger_v6.py, the v6 package with its 16-count
+    Usage) answers after the migration exactly as v6 did (the new counts 0), keeps every row of every
+    table, and then stores, sums and reprices a record carrying every unit."""
+    path = tmp_path / "v6.db"
+    shutil.copy(FIXTURES / "ledger_v6.db", path)
+    expected = json.loads((FIXTURES / "ledger_v6.json").read_text())
+    estimated = expected.pop("estimated")
+    tables = (
+        "ledger",
+        "dims",
+        "rollup_hour",
+        "rollup_day",
+        "rollup_prices",
+        "costs",
+        "price_versions",
+        "rules",
+    )
+    before = _table_rows(path, tables)
+    at = datetime(2025, 6, 3, 8, 30, tzinfo=timezone.utc)
+    with SQLiteStore(path) as store:
+        assert _as_before_v7(answers(store)) == expected
+        got = store.history(Query.build({"estimated": True}, None, None))
+        assert [f"{r.id:032x}" for r in got] == estimated != []
+    assert _table_rows(path, tables) == before
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+    for table in ("rollup_hour", "rollup_day", "rollup_prices", "records"):
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        assert {f"t_{name}" for name in TOKEN_FIELDS} <= columns, table
+    conn.close()
+
+    with SQLiteStore(path) as store:
+        tracker = Tracker(store=store)
+        calls, cost = tracker.totals().calls, tracker.totals().cost_units
+        tracker.record(EVERY_UNIT, "gpt-4o", agent="every-unit", at=at)
+        store.flush()
+        [record] = store.history(Query.build({"agent": "every-unit"}, None, None))
+        assert record.usage == EVERY_UNIT
+        assert record.cost_units == tt.price(EVERY_UNIT, "gpt-4o", at=at).total_units
+        totals = tracker.totals()
+        assert (totals.calls, totals.cost_units) == (calls + 1, cost + record.cost_units)
+        [row] = tracker.summary("agent", agent="every-unit")
+        assert row.usage == EVERY_UNIT
+        [day] = tracker.summary("day", since=at.replace(hour=0, minute=0), until=at + timedelta(hours=1))
+        assert all(getattr(day.usage, name) == getattr(EVERY_UNIT, name) for name in V7_COUNTS)
+        assert (
+            store.reprice(
+                Query.build({"agent": "every-unit"}, None, None),
+                lambda r: tt.Cost(priced=True, parts=(3,)),
+                "v3",
+            )
+            == 1
+        )
+        [repriced] = tracker.summary("agent", agent="every-unit", prices="v3")
+        assert (repriced.usage, repriced.cost_units) == (EVERY_UNIT, 3)
+    conn = sqlite3.connect(path)
+    row = conn.execute(
+        "SELECT " + ", ".join(f'"t_{n}"' for n in V7_COUNTS) + " FROM records WHERE agent = 'every-unit'"
+    ).fetchone()
+    assert row == tuple(getattr(EVERY_UNIT, n) for n in V7_COUNTS)
+    for table in ("rollup_hour", "rollup_day"):
+        sums = conn.execute(
+            "SELECT "
+            + ", ".join(f'sum("t_{n}")' for n in V7_COUNTS)
+            + f" FROM {table} WHERE agent = 'every-unit'"
+        ).fetchone()
+        assert sums == row, table
     conn.close()

@@ -75,7 +75,8 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "open_postgres_url"]
 
 SCHEMA_VERSION = (
-    2  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3, v2 adds price versions
+    3  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3, v2 adds price versions,
+    # v3 the counts a Usage carries beside tokens (as the SQLite ledger's v7)
 )
 _T = TypeVar("_T")
 _log = logging.getLogger("tokentrail")
@@ -86,6 +87,44 @@ _RETRIES = 5  # deadlocks and serialization failures before a batch counts as un
 _SHARED_CACHE_LIMIT = 4096
 _OPTIONS = ("schema", "durable", "batch_size", "flush_interval", "pool_size", "spool", "timeout")
 
+# The counts each schema version stores, frozen: a migration means what it meant when it was released.
+_TOKEN_FIELDS_V1 = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "cache_audio_read_tokens",
+    "output_audio_tokens",
+    "input_image_tokens",
+    "cache_image_read_tokens",
+    "output_image_tokens",
+    "input_video_tokens",
+    "output_video_tokens",
+    "web_searches",
+    "requests",
+)
+_TOKEN_FIELDS_V3 = (
+    *_TOKEN_FIELDS_V1,
+    "cache_video_read_tokens",
+    "output_citation_tokens",
+    "input_characters",
+    "input_text_messages",
+    "audio_ms",
+    "input_audio_ms",
+    "output_audio_ms",
+    "input_document_pages",
+    "input_annotated_document_pages",
+    "input_pixels",
+    "storage_searches",
+    "code_executions",
+    "social_searches",
+    "rerank_searches",
+)
+# The current schema stores every count of a Usage (tests check TOKEN_FIELDS == _TOKEN_FIELDS_V3: a new
+# Usage count needs a new migration).
 _TOKEN_COLUMNS = tuple(f"t_{name}" for name in TOKEN_FIELDS)
 _KEY_COLUMNS = ("agent", "session", "user", "tool", "model", "provider", "tags", "path", "status", "priced")
 _PLAIN_FILTERS = ("agent", "session", "user", "tool", "model", "provider", "status")
@@ -177,8 +216,12 @@ def _encodable(value: str) -> bool:
 # -- schema ------------------------------------------------------------------------------------------------
 
 
+def _tokens_bigint(token_fields: tuple[str, ...]) -> str:
+    return ", ".join(f"{_q('t_' + name)} BIGINT NOT NULL DEFAULT 0" for name in token_fields)
+
+
 def _schema_v1(s: str) -> list[str]:
-    tokens = ", ".join(f"{_q(c)} BIGINT NOT NULL DEFAULT 0" for c in _TOKEN_COLUMNS)
+    tokens = _tokens_bigint(_TOKEN_FIELDS_V1)
     keys = (
         'agent TEXT, session TEXT, "user" TEXT, tool TEXT, model TEXT, provider TEXT,'
         " tags TEXT[] NOT NULL, path TEXT[] NOT NULL, status TEXT NOT NULL, priced BOOLEAN NOT NULL"
@@ -206,7 +249,7 @@ def _schema_v2(s: str) -> list[str]:
     differs from the recorded one), each version's change of the hourly sums in `rollup_prices` (keyed by
     the record's rollup cell and the version's priced flag) — and a partial index of the records that
     carry a pre-call input estimate (`Query` filter `estimated`)."""
-    tokens = ", ".join(f"{_q(c)} BIGINT NOT NULL DEFAULT 0" for c in _TOKEN_COLUMNS)
+    tokens = _tokens_bigint(_TOKEN_FIELDS_V1)
     keys = (
         'agent TEXT, session TEXT, "user" TEXT, tool TEXT, model TEXT, provider TEXT,'
         " tags TEXT[] NOT NULL, path TEXT[] NOT NULL, status TEXT NOT NULL, priced BOOLEAN NOT NULL"
@@ -231,8 +274,20 @@ def _schema_v2(s: str) -> list[str]:
     ]
 
 
+def _schema_v3(s: str) -> list[str]:
+    """v3: the counts a Usage carries beside tokens (cached video and citation tokens, characters, text
+    messages, audio durations in ms, document pages, pixels, file/social/rerank searches, code
+    executions), a column each in records (the partitioned parent: its partitions follow), rollup_hour
+    and rollup_prices; existing rows read 0 (a constant default: no table is rewritten)."""
+    added = ", ".join(
+        f"ADD COLUMN {_q('t_' + name)} BIGINT NOT NULL DEFAULT 0"
+        for name in _TOKEN_FIELDS_V3[len(_TOKEN_FIELDS_V1) :]
+    )
+    return [f"ALTER TABLE {s}.{table} {added}" for table in ("records", "rollup_hour", "rollup_prices")]
+
+
 # version → statements that bring a schema at version-1 to it
-_MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _schema_v1, 2: _schema_v2}
+_MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3}
 
 
 # -- opening -----------------------------------------------------------------------------------------------
@@ -951,7 +1006,7 @@ class PostgresStore(BackgroundWriter):
             with conn.transaction():
                 self._lock_versions(conn)
                 conn.execute(_REPRICE_STAGE)
-                conn.execute("TRUNCATE pg_temp.tt_reprice_v2")
+                conn.execute("TRUNCATE pg_temp.tt_reprice_v3")
                 with conn.cursor(name=f"tt_reprice_{uuid.uuid4().hex}") as cursor:
                     cursor.execute(select, [version, *params])
                     while rows := cursor.fetchmany(_REPRICE_BATCH):
@@ -974,7 +1029,7 @@ class PostgresStore(BackgroundWriter):
                         conn.execute(_UPSERT_MOVES.format(s=s, moves=_STAGED_MOVES), (version,))
                         conn.execute(_DROP_STAGED_COSTS.format(s=s), (version,))
                         conn.execute(_UPSERT_STAGED_COSTS.format(s=s), (version,))
-                        conn.execute("TRUNCATE pg_temp.tt_reprice_v2")
+                        conn.execute("TRUNCATE pg_temp.tt_reprice_v3")
                 conn.execute(_DROP_EMPTY_PRICES.format(s=s), (version,))
                 conn.execute(
                     f"INSERT INTO {s}.price_versions (version) VALUES (%s) ON CONFLICT DO NOTHING", (version,)
@@ -1279,9 +1334,9 @@ def _first_line(exc: BaseException) -> str:
 
 _STAGE_COLUMNS = ", ".join(_q(c) for c in _RECORD_COLUMNS)
 _STAGE_TABLE = (
-    "CREATE TEMP TABLE IF NOT EXISTS tt_stage_v1 (LIKE {s}.records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS tt_stage_v3 (LIKE {s}.records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-_COPY_STAGE = f"COPY pg_temp.tt_stage_v1 ({_STAGE_COLUMNS}) FROM STDIN"
+_COPY_STAGE = f"COPY pg_temp.tt_stage_v3 ({_STAGE_COLUMNS}) FROM STDIN"
 _KEYS = ", ".join(_q(c) for c in _KEY_COLUMNS)
 _ROLLUP_COLUMNS = ("cell", "hour", *_KEY_COLUMNS, *_ROLLUP_SUMS, *_TOKEN_COLUMNS)
 # The per-cell sums of a set of record rows, in `_ROLLUP_SUMS` + token order.
@@ -1304,7 +1359,7 @@ _ADD_SUMS = ", ".join(
 # upserted in cell order, so concurrent writers lock rollup rows in the same order (no deadlocks).
 _INSERT_FRESH = (
     "WITH fresh AS ("
-    f" INSERT INTO {{s}}.records ({_STAGE_COLUMNS}) SELECT {_STAGE_COLUMNS} FROM pg_temp.tt_stage_v1"
+    f" INSERT INTO {{s}}.records ({_STAGE_COLUMNS}) SELECT {_STAGE_COLUMNS} FROM pg_temp.tt_stage_v3"
     " ON CONFLICT DO NOTHING RETURNING *)"
     f" INSERT INTO {{s}}.rollup_hour ({', '.join(_q(c) for c in _ROLLUP_COLUMNS)})"
     f" SELECT cell, hour, {_KEYS}, {_ROW_SUMS} FROM fresh GROUP BY cell, hour, {_KEYS} ORDER BY cell"
@@ -1356,7 +1411,7 @@ _VERSIONED_SOURCE = (
 # recorded cost (a cost row is kept) or not (the cost row goes).
 _MOVE_KEYS = ("cell", "hour", *_KEY_COLUMNS[:-1])
 _REPRICE_STAGE = (
-    "CREATE TEMP TABLE IF NOT EXISTS tt_reprice_v2 ("
+    "CREATE TEMP TABLE IF NOT EXISTS tt_reprice_v3 ("
     ' cell UUID, hour BIGINT, agent TEXT, session TEXT, "user" TEXT, tool TEXT, model TEXT, provider TEXT,'
     " tags TEXT[], path TEXT[], status TEXT, pc_units NUMERIC(60, 0), "
     + ", ".join(f"{_q(c)} BIGINT" for c in _TOKEN_COLUMNS)
@@ -1377,7 +1432,7 @@ _REPRICE_STAGE_COLUMNS = (
     "unpriced_reason",
     "kept",
 )
-_COPY_REPRICE = f"COPY pg_temp.tt_reprice_v2 ({', '.join(_q(c) for c in _REPRICE_STAGE_COLUMNS)}) FROM STDIN"
+_COPY_REPRICE = f"COPY pg_temp.tt_reprice_v3 ({', '.join(_q(c) for c in _REPRICE_STAGE_COLUMNS)}) FROM STDIN"
 _PRICES_COLUMNS = ("version", *_ROLLUP_COLUMNS)
 _ADD_PRICES = ", ".join(
     f"{_q(c)} = rollup_prices.{_q(c)} + excluded.{_q(c)}" for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
@@ -1407,11 +1462,11 @@ _UPSERT_MOVES = (
     f" GROUP BY {_MOVE_GROUP} ORDER BY {_MOVE_GROUP}"
     f" ON CONFLICT (version, cell, priced) DO UPDATE SET {_ADD_PRICES}"
 )
-_STAGED_MOVES = "(SELECT %s::text AS version, * FROM pg_temp.tt_reprice_v2)"
-_DROP_STAGED_COSTS = "DELETE FROM {s}.costs c USING pg_temp.tt_reprice_v2 t WHERE c.version = %s AND c.id = t.id AND NOT t.kept"
+_STAGED_MOVES = "(SELECT %s::text AS version, * FROM pg_temp.tt_reprice_v3)"
+_DROP_STAGED_COSTS = "DELETE FROM {s}.costs c USING pg_temp.tt_reprice_v3 t WHERE c.version = %s AND c.id = t.id AND NOT t.kept"
 _UPSERT_STAGED_COSTS = (
     "INSERT INTO {s}.costs (version, id, ts, priced, cost, rule, unpriced_reason)"
-    " SELECT %s, id, ts, new_priced, new_cost, rule, unpriced_reason FROM pg_temp.tt_reprice_v2 WHERE kept"
+    " SELECT %s, id, ts, new_priced, new_cost, rule, unpriced_reason FROM pg_temp.tt_reprice_v3 WHERE kept"
     " ORDER BY id ON CONFLICT (version, id) DO UPDATE SET priced = excluded.priced, cost = excluded.cost,"
     " rule = excluded.rule, unpriced_reason = excluded.unpriced_reason"
 )

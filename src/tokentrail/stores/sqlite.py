@@ -82,34 +82,86 @@ from tokentrail.stores.base import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "open_sqlite_url"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _MAX_PENDING = 1_000_000  # queued records kept while the file cannot be written
 _T = TypeVar("_T")
 
+# The counts each schema version stores, frozen: a migration means what it meant when it was released.
+_TOKEN_FIELDS_V1 = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "cache_audio_read_tokens",
+    "output_audio_tokens",
+    "input_image_tokens",
+    "cache_image_read_tokens",
+    "output_image_tokens",
+    "input_video_tokens",
+    "output_video_tokens",
+    "web_searches",
+    "requests",
+)
+_TOKEN_FIELDS_V7 = (
+    *_TOKEN_FIELDS_V1,
+    "cache_video_read_tokens",
+    "output_citation_tokens",
+    "input_characters",
+    "input_text_messages",
+    "audio_ms",
+    "input_audio_ms",
+    "output_audio_ms",
+    "input_document_pages",
+    "input_annotated_document_pages",
+    "input_pixels",
+    "storage_searches",
+    "code_executions",
+    "social_searches",
+    "rerank_searches",
+)
+# The current schema stores every count of a Usage (tests check TOKEN_FIELDS == _TOKEN_FIELDS_V7: a new
+# Usage count needs a new migration).
 _TOKEN_COLUMNS = tuple(f"t_{name}" for name in TOKEN_FIELDS)
 _KEY_COLUMNS = ("agent", "session", "user", "tool", "model", "provider", "tags", "path", "status", "priced")
 _PLAIN_FILTERS = {"agent", "session", "user", "tool", "model", "provider", "status"}
 # The columns many records share come first: a record's row is one cached tuple of them plus its own values.
 _SHARED_COLUMNS = (*_KEY_COLUMNS, "usage_reason", "unpriced_reason", "rule")
-_RECORD_COLUMNS = (
-    *_SHARED_COLUMNS,
-    "id",
-    "ts",
-    "hour",
-    "cost",
-    "duration",
-    "provider_cost",
-    "pc_units",
-    "context",
-    *_TOKEN_COLUMNS,
-    "est_input",
-    "ttft",
-)
+
+
+def _record_columns(token_fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns of the wide `records` table (v1–v4) and view (v5 on) storing these counts."""
+    return (
+        *_SHARED_COLUMNS,
+        "id",
+        "ts",
+        "hour",
+        "cost",
+        "duration",
+        "provider_cost",
+        "pc_units",
+        "context",
+        *(f"t_{name}" for name in token_fields),
+        "est_input",
+        "ttft",
+    )
+
+
+_RECORD_COLUMNS = _record_columns(TOKEN_FIELDS)
 _SHARED_CACHE_LIMIT = 4096
 # v5: the raw row of a record in `ledger`; token kinds most calls report have columns, the rest go to `extra`
 _ROW_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
-_RARE_TOKENS = tuple(name for name in TOKEN_FIELDS if name not in _ROW_TOKENS)
-_RARE_DEFAULTS = tuple(1 if name == "requests" else 0 for name in _RARE_TOKENS)
+
+
+def _rare(token_fields: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The counts of `token_fields` kept in `extra` (JSON, when not their default), and their defaults."""
+    rare = tuple(name for name in token_fields if name not in _ROW_TOKENS)
+    return rare, tuple(1 if name == "requests" else 0 for name in rare)
+
+
+_RARE_TOKENS, _RARE_DEFAULTS = _rare(TOKEN_FIELDS)
 _LEDGER_COLUMNS = ("ts", "id", "dim", "cost", "duration", "ttft", *(f"t_{n}" for n in _ROW_TOKENS), "extra")
 _NO_EXTRAS = (None, None, None)
 _record_fields = operator.attrgetter(
@@ -147,8 +199,12 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+def _tokens_int(token_fields: tuple[str, ...]) -> str:
+    return ", ".join(f"{_q('t_' + name)} INTEGER NOT NULL DEFAULT 0" for name in token_fields)
+
+
 def _schema_v1() -> list[str]:
-    tokens_int = ", ".join(f"{_q(c)} INTEGER NOT NULL DEFAULT 0" for c in _TOKEN_COLUMNS)
+    tokens_int = _tokens_int(_TOKEN_FIELDS_V1)
     keys = ", ".join(_q(c) for c in _KEY_COLUMNS)
     return [
         "CREATE TABLE records ("
@@ -185,7 +241,7 @@ def _schema_v4() -> list[str]:
     a daily rollup (`hour` holds the day's first hour) so long reports read few rows; price rules stored
     once in `rules` (a record's `rule` column holds the id; older rows keep their JSON); the unused index
     on records.hour is dropped (reads go by ts)."""
-    tokens_int = ", ".join(f"{_q(c)} INTEGER NOT NULL DEFAULT 0" for c in _TOKEN_COLUMNS)
+    tokens_int = _tokens_int(_TOKEN_FIELDS_V1)
     return [
         "CREATE TABLE price_versions (version TEXT PRIMARY KEY, created_us INTEGER NOT NULL)",
         "CREATE TABLE costs ("
@@ -213,9 +269,10 @@ def _schema_v4() -> list[str]:
 
 
 def _fill_rollup_day(conn: sqlite3.Connection) -> None:
-    """v4, after the statements: the daily rollup of what the hourly one holds."""
-    rows = conn.execute(f"SELECT {', '.join(_q(c) for c in _ROLLUP_COLUMNS)} FROM rollup_hour").fetchall()
-    conn.executemany(_UPSERT_DAY, _by_day(rows))
+    """v4, after the statements: the daily rollup of what the hourly one holds (the v1 counts)."""
+    columns = _rollup_columns(_TOKEN_FIELDS_V1)
+    rows = conn.execute(f"SELECT {', '.join(_q(c) for c in columns)} FROM rollup_hour").fetchall()
+    conn.executemany(_upsert_rollup("rollup_day", columns), _by_day(rows))
 
 
 def _schema_v5() -> list[str]:
@@ -244,8 +301,25 @@ def _schema_v6() -> list[str]:
     return [f"CREATE INDEX ledger_estimated ON ledger (ts) WHERE {_ESTIMATED}"]
 
 
-def _records_view() -> str:
-    """The view that shows `ledger` rows as the wide v4 `records` table did (`_RECORD_COLUMNS`)."""
+def _schema_v7() -> list[str]:
+    """v7: the counts a Usage carries beside tokens (cached video and citation tokens, characters, text
+    messages, audio durations, document pages, pixels, file/social/rerank searches, code executions):
+    rollup columns, and the `records` view shows them from `extra` (where a `ledger` row keeps them)."""
+    new = _TOKEN_FIELDS_V7[len(_TOKEN_FIELDS_V1) :]
+    return [
+        *(
+            f"ALTER TABLE {table} ADD COLUMN {_q('t_' + name)} INTEGER NOT NULL DEFAULT 0"
+            for table in ("rollup_hour", "rollup_day", "rollup_prices")
+            for name in new
+        ),
+        "DROP VIEW records",
+        _records_view(_TOKEN_FIELDS_V7),
+    ]
+
+
+def _records_view(token_fields: tuple[str, ...]) -> str:
+    """The view that shows `ledger` rows as the wide v4 `records` table did (`_record_columns`), with
+    these counts."""
     shown = {
         "id": "CASE WHEN length(l.id) = 16 THEN lower(hex(l.id)) ELSE CAST(l.id AS TEXT) END",
         "ts": "l.ts",
@@ -260,9 +334,9 @@ def _records_view() -> str:
     }
     for name in _ROW_TOKENS:
         shown[f"t_{name}"] = f"l.{_q('t_' + name)}"
-    for name, default in zip(_RARE_TOKENS, _RARE_DEFAULTS, strict=True):
+    for name, default in zip(*_rare(token_fields), strict=True):
         shown[f"t_{name}"] = f"coalesce(json_extract(l.extra, '$.{name}'), {default})"
-    columns = ", ".join(f"{shown.get(c, 'd.' + _q(c))} AS {_q(c)}" for c in _RECORD_COLUMNS)
+    columns = ", ".join(f"{shown.get(c, 'd.' + _q(c))} AS {_q(c)}" for c in _record_columns(token_fields))
     return f"CREATE VIEW records AS SELECT {columns} FROM ledger l JOIN dims d ON d.id = l.dim"
 
 
@@ -271,25 +345,27 @@ def _move_to_ledger(conn: sqlite3.Connection) -> None:
     table gives way to the view."""
     dims: dict[tuple[Any, ...], int] = {}
     insert = _INSERT_RECORD.replace("INSERT OR IGNORE", "INSERT", 1)
-    rows = conn.execute(f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM records ORDER BY ts, id")
+    columns = _record_columns(_TOKEN_FIELDS_V1)
+    rows = conn.execute(f"SELECT {', '.join(_q(c) for c in columns)} FROM records ORDER BY ts, id")
     while chunk := rows.fetchmany(10_000):
         conn.executemany(insert, [_ledger_row_of_v4(conn, row, dims) for row in chunk])
     conn.execute("DROP TABLE records")
-    conn.execute(_records_view())
+    conn.execute(_records_view(_TOKEN_FIELDS_V1))
 
 
 def _ledger_row_of_v4(
     conn: sqlite3.Connection, row: Sequence[Any], dims: dict[tuple[Any, ...], int]
 ) -> tuple[Any, ...]:
-    """The `ledger` row of a v4 `records` row (in `_RECORD_COLUMNS` order), its values kept as stored."""
-    values = dict(zip(_RECORD_COLUMNS, row, strict=True))
+    """The `ledger` row of a v4 `records` row (`_record_columns(_TOKEN_FIELDS_V1)` order), its values kept
+    as stored."""
+    values = dict(zip(_record_columns(_TOKEN_FIELDS_V1), row, strict=True))
     shared = tuple(row[: len(_SHARED_COLUMNS)])
     dim = dims.get(shared)
     if dim is None:
         dim = dims[shared] = _insert_dim(conn, shared)
     extra: dict[str, Any] = {
         name: values[f"t_{name}"]
-        for name, default in zip(_RARE_TOKENS, _RARE_DEFAULTS, strict=True)
+        for name, default in zip(*_rare(_TOKEN_FIELDS_V1), strict=True)
         if values[f"t_{name}"] != default
     }
     for name in ("provider_cost", "pc_units", "context", "est_input"):
@@ -337,6 +413,7 @@ _MIGRATIONS: dict[int, Callable[[], list[str]]] = {
     4: _schema_v4,
     5: _schema_v5,
     6: _schema_v6,
+    7: _schema_v7,
 }
 # version → what moves or derives data after its statements
 _MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {4: _fill_rollup_day, 5: _move_to_ledger}
@@ -1314,18 +1391,32 @@ _INSERT_DIM = (
     f"INSERT OR IGNORE INTO dims (key, {', '.join(_q(c) for c in _SHARED_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(_SHARED_COLUMNS))})"
 )
-_ROLLUP_COLUMNS = ("cell", "hour", *_KEY_COLUMNS, *_ROLLUP_SUMS, *_TOKEN_COLUMNS)
-_ADD_SUMS = ", ".join(
-    f"{_q(c)} = bigadd({_q(c)}, excluded.{_q(c)})"
-    if c in ("cost", "provider_cost", "cost_on_provider")
-    else f"{_q(c)} = {_q(c)} + excluded.{_q(c)}"
-    for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
-)
-_UPSERT_ROLLUP = (
-    f"INSERT INTO rollup_hour ({', '.join(_q(c) for c in _ROLLUP_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_ROLLUP_COLUMNS))}) ON CONFLICT (cell) DO UPDATE SET {_ADD_SUMS}"
-)
-_UPSERT_DAY = _UPSERT_ROLLUP.replace("INSERT INTO rollup_hour", "INSERT INTO rollup_day", 1)
+
+
+def _rollup_columns(token_fields: tuple[str, ...]) -> tuple[str, ...]:
+    return ("cell", "hour", *_KEY_COLUMNS, *_ROLLUP_SUMS, *(f"t_{name}" for name in token_fields))
+
+
+def _add_sums(columns: tuple[str, ...]) -> str:
+    return ", ".join(
+        f"{_q(c)} = bigadd({_q(c)}, excluded.{_q(c)})"
+        if c in ("cost", "provider_cost", "cost_on_provider")
+        else f"{_q(c)} = {_q(c)} + excluded.{_q(c)}"
+        for c in columns[2 + len(_KEY_COLUMNS) :]
+    )
+
+
+def _upsert_rollup(table: str, columns: tuple[str, ...]) -> str:
+    return (
+        f"INSERT INTO {table} ({', '.join(_q(c) for c in columns)}) "
+        f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT (cell) DO UPDATE SET {_add_sums(columns)}"
+    )
+
+
+_ROLLUP_COLUMNS = _rollup_columns(TOKEN_FIELDS)
+_ADD_SUMS = _add_sums(_ROLLUP_COLUMNS)
+_UPSERT_ROLLUP = _upsert_rollup("rollup_hour", _ROLLUP_COLUMNS)
+_UPSERT_DAY = _upsert_rollup("rollup_day", _ROLLUP_COLUMNS)
 _UPSERT_PRICES = (
     f"INSERT INTO rollup_prices (version, {', '.join(_q(c) for c in _ROLLUP_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(_ROLLUP_COLUMNS))}) ON CONFLICT (version, cell) DO UPDATE SET {_ADD_SUMS}"
