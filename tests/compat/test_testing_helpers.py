@@ -46,6 +46,14 @@ def test_assert_recorded_names_every_mismatch() -> None:
     assert "cost: expected $1, recorded $0.00035" in message
 
 
+def test_assert_recorded_compares_every_unit() -> None:
+    tracker = tt.Tracker()
+    tracker.record(tt.Usage(100, 10, audio_ms=3_000, input_audio_ms=3_000, storage_searches=2), "gpt-4o")
+    assert_recorded(tracker, calls=1, audio_ms=3_000, storage_searches=2, input_audio_ms=3_000)
+    with pytest.raises(AssertionError, match="storage_searches: expected 3, recorded 2"):
+        assert_recorded(tracker, storage_searches=3)
+
+
 def test_an_unpriced_call_fails_a_cost_check_instead_of_being_zero() -> None:
     tracker = tt.Tracker()
     tracker.record(tt.Usage(input_tokens=1, output_tokens=1), "no-such-model-xyz")

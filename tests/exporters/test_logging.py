@@ -83,3 +83,17 @@ def test_summary_line_totals_the_run(caplog: pytest.LogCaptureFixture, logger: l
     assert first.cost is not None and second.cost is not None
     assert line.cost_usd == str(first.cost + second.cost)  # type: ignore[attr-defined]
     assert line.duration_ms == 150  # type: ignore[attr-defined]
+
+
+def test_other_units_are_logged_when_used(caplog: pytest.LogCaptureFixture, logger: logging.Logger) -> None:
+    """Counts beside the five token kinds (durations, searches, pages, …) appear when a call has them."""
+    tracker = tt.Tracker(sinks=[LoggingSink(logger)])
+    usage = tt.Usage(100, 20, audio_ms=90_500, input_audio_ms=90_500, storage_searches=2)
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        tracker.record(usage, model="gpt-4o")
+        tracker.record(tt.Usage(1, 1), model="gpt-4o")
+        log_summary(tracker, logger)
+    first, plain, summary = (r.getMessage() for r in caplog.records)
+    assert "audio_ms=90500 input_audio_ms=90500" in first and "storage_searches=2" in first
+    assert "audio_ms" not in plain and "requests" not in plain and "storage_searches" not in plain
+    assert "audio_ms=90500" in summary and "storage_searches=2" in summary and "requests" not in summary

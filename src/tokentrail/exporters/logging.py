@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from tokentrail._money import units_to_decimal
 from tokentrail._record import Record
+from tokentrail._types import TOKEN_FIELDS
 from tokentrail.tracker import Tracker
 
 __all__ = ["LoggingSink", "format_pairs", "log_summary", "record_fields", "summary_fields"]
@@ -26,6 +27,8 @@ _TOKEN_FIELDS = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
+# Every other count (media tokens, durations, pages, searches, …): logged when it is not its default.
+_OTHER_COUNTS = tuple(name for name in TOKEN_FIELDS if name not in _TOKEN_FIELDS)
 
 
 def record_fields(record: Record) -> dict[str, LogValue]:
@@ -43,6 +46,10 @@ def record_fields(record: Record) -> dict[str, LogValue]:
     usage = record.usage
     for name in _TOKEN_FIELDS:
         fields[name] = getattr(usage, name)
+    for name in _OTHER_COUNTS:
+        value = getattr(usage, name)
+        if value != (1 if name == "requests" else 0):
+            fields[name] = value
     if usage.status.value != "complete":
         fields["usage_status"] = usage.status.value
     fields["priced"] = record.cost_units is not None
@@ -60,6 +67,10 @@ def summary_fields(tracker: Tracker) -> dict[str, LogValue]:
     fields: dict[str, LogValue] = {"calls": totals.calls, "unpriced_calls": totals.unpriced_calls}
     for name in _TOKEN_FIELDS:
         fields[name] = getattr(totals.usage, name)
+    for name in _OTHER_COUNTS:
+        value = getattr(totals.usage, name)
+        if value and name != "requests":
+            fields[name] = value
     fields["cost_usd"] = str(totals.cost)
     fields["duration_ms"] = round(totals.duration_ms, 3)
     return fields

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from tokentrail._record import Record
+from tokentrail._types import TOKEN_FIELDS
 from tokentrail.tracker import Tracker
 
 __all__ = ["assert_all_priced", "assert_recorded", "recorded_calls", "recording"]
@@ -79,8 +80,10 @@ def assert_recorded(
     **filters: Any,
 ) -> None:
     """Assert totals of the calls matching `filters` (model=, provider=, agent=, session=, user=, tool=,
-    tag=, status=). `cost` is compared exactly as a Decimal; a call that could not be priced fails a
-    `cost` check instead of counting as $0."""
+    tag=, status=). Any other count of a `Usage` is compared too when given (audio_ms=,
+    storage_searches=, input_image_tokens=, …). `cost` is compared exactly as a Decimal; a call that
+    could not be priced fails a `cost` check instead of counting as $0."""
+    other_counts = {name: filters.pop(name) for name in TOKEN_FIELDS if name in filters}
     totals = tracker.totals(**filters)
     where = ", ".join(f"{key}={value!r}" for key, value in sorted(filters.items())) or "all calls"
     problems: list[str] = []
@@ -93,7 +96,7 @@ def assert_recorded(
             strict=True,
         )
     )
-    for name, expected in expected_tokens.items():
+    for name, expected in (expected_tokens | other_counts).items():
         actual = getattr(totals.usage, name)
         if expected is not None and actual != expected:
             problems.append(f"{name}: expected {expected}, recorded {actual}")
