@@ -207,6 +207,12 @@ def shape_provider(response: object) -> str | None:
     return _openai_compatible(response) if found == "openai" else found
 
 
+def shape_provider(response: object) -> str | None:
+    """The provider whose reader a response's SDK type or shape calls for (None when nothing fits)."""
+    found = _sdk_of(response) or _provider_by_shape(response)
+    return _openai_compatible(response) if found == "openai" else found
+
+
 def unwrap_batch(response: object) -> tuple[object, str | None]:
     """(the response inside a batch result, the provider it implies) or (response, None) when not batch."""
     if not is_record(response):
