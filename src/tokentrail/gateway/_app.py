@@ -418,6 +418,7 @@ class _Sink:
     """An error answer: passed through, nothing recorded (the call was failed already)."""
 
     complete = False  # set when the body's last piece is handed to the server
+    holds_last = False  # keep the last chunk back until the call is queued (see `_pump`)
     ended = False
 
     def end(self, *, aborted: bool, error: BaseException | None = None, reason: str = "") -> None:
@@ -438,6 +439,8 @@ class _Sink:
 
 class _BodySink(_Sink):
     """A JSON body: the chunks kept (references) and decoded on the capture worker at the end."""
+
+    holds_last = True
 
     def __init__(self, call: Call) -> None:
         self.call = call
@@ -495,12 +498,21 @@ class _EventSink(_Sink):
 
 
 async def _pump(send: Send, response: httpx.Response, sink: _Sink) -> None:
-    """Relay the upstream body to the client chunk by chunk, through `sink`."""
+    """Relay the upstream body to the client chunk by chunk, through `sink`. A sink that `holds_last`
+    (a JSON body, whose end the client can tell by its length) keeps one chunk back, so the call is
+    queued for recording before the client has the whole body."""
+    held = b""
+    holds_last = sink.holds_last
     async for chunk in response.aiter_raw():
         out = sink.chunk(chunk)
-        if out:
-            await send({"type": "http.response.body", "body": out, "more_body": True})
-    tail = sink.tail()
+        if not out:
+            continue
+        if holds_last:
+            out, held = held, out
+            if not out:
+                continue
+        await send({"type": "http.response.body", "body": out, "more_body": True})
+    tail = held + sink.tail()
     sink.end(aborted=False)  # queued for recording before the client can see the end
     sink.complete = True
     await send({"type": "http.response.body", "body": tail, "more_body": False})
