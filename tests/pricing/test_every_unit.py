@@ -296,3 +296,49 @@ def test_file_searches_and_pages_are_priced() -> None:
         tt.Usage(input_document_pages=10, input_annotated_document_pages=4), "mistral-ocr-latest", "mistral"
     )
     assert ocr.priced and ocr.total > 0
+
+
+def test_user_prices_for_every_new_kind() -> None:
+    """set_price takes a price for each new unit in the catalog's own unit (per hour, per thousand, …)."""
+    from tokentrail.pricing.catalog import Catalog
+    from tokentrail.pricing.overrides import parse_env
+
+    catalog = Catalog.from_snapshot()
+    catalog.set_price(
+        "my-speech",
+        input="1",
+        output="2",
+        audio_hours="0.36",
+        input_audio_hours="0.72",
+        input_characters="15",
+        storage_searches="2.5",
+        input_document_pages="1",
+        input_pixels="3",
+        citation="2",
+    )
+    usage = tt.Usage(
+        1_000_000,
+        1_000_000,
+        output_citation_tokens=500_000,
+        audio_ms=3_600_000,
+        input_audio_ms=1_800_000,
+        input_characters=2_000_000,
+        storage_searches=4,
+        input_document_pages=1000,
+        input_pixels=10**9,
+    )
+    cost = catalog.price(usage, "my-speech")
+    assert cost.priced, cost.reason
+    assert cost.components == {
+        "input": Decimal(1),
+        "output": Decimal(1),  # 500k plain output tokens at $2/M
+        "output_citation": Decimal(1),
+        "input_characters": Decimal(30),
+        "audio_seconds": Decimal("0.18"),  # the half hour that is not input audio, at $0.36 an hour
+        "input_audio_seconds": Decimal("0.36"),
+        "input_pixels": Decimal(3),
+        "input_document_pages": Decimal(1),
+        "storage_searches": Decimal("0.01"),
+    }
+    [env] = parse_env({"TOKENTRAIL_PRICES__MY_SPEECH__AUDIO_HOURS": "0.111"})
+    assert env.prices == {"audio_hours": "0.111"}
