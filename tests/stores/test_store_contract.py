@@ -212,3 +212,24 @@ def test_reprice_honours_the_estimated_filter(make_store: MakeStore) -> None:
     assert store.reprice(Query.build({"estimated": True}), lambda record: one, "estimated-only") == 2
     costs = [r.cost_units for r in tracker.history(prices="estimated-only")]
     assert costs == [1, tt.price(SMALL, "gpt-4o", at=T0).total_units, 1]  # type: ignore[attr-defined]
+
+
+def test_every_unit_round_trips_and_sums(make_store: MakeStore) -> None:
+    """A record carrying every count a Usage has (durations, pages, searches, …) reads back equal, and
+    summaries sum each count, beside plain records (the compact rows of the memory store)."""
+    from tests.stores.every_unit import EVERY_UNIT
+
+    tracker = Tracker(store=make_store())
+    recorded = [
+        tracker.record(EVERY_UNIT, "gpt-4o", agent="all", at=T0),
+        tracker.record(SMALL, "gpt-4o", agent="all", at=T0 + timedelta(minutes=1)),
+        tracker.record(EVERY_UNIT, "whisper-1", provider="openai", agent="all", at=T0 + timedelta(hours=3)),
+    ]
+    assert sorted(tracker.history(), key=lambda r: r.id) == sorted(recorded, key=lambda r: r.id)
+    [row] = tracker.summary("agent")
+    assert row.usage == EVERY_UNIT + SMALL + EVERY_UNIT
+    assert row.cost_units == sum(r.cost_units or 0 for r in recorded)
+    late = tracker.totals(since=T0 + timedelta(hours=3, minutes=1))  # a cut inside the hour: raw rows
+    assert late.calls == 0
+    cut = tracker.totals(since=T0 + timedelta(minutes=1), until=T0 + timedelta(hours=3, minutes=1))
+    assert cut.usage == SMALL + EVERY_UNIT
