@@ -13,6 +13,10 @@ instrumented provider SDK (`openai`, `anthropic`, …). The rule:
    with the attribution the framework set up (its scope); a framework claim opened inside another takes
    the outer one.
 3. A provider response fetched again (a background Responses `retrieve`) is recorded once per response id.
+4. A call an instrumented layer records while an OpenTelemetry span is current (an OTel GenAI
+   instrumentation's span around the SDK call) marks that span `tokentrail.recorded = true`
+   (`mark_otel_span`); the OTLP ingest (`tokentrail.ingest`) skips a span so marked, so a process that
+   runs both `tt.instrument()` and an OTel instrumentation exporting to tokentrail is counted once.
 
 A claim is a plain object shared by reference, so a call made in a copy of the context (a thread pool
 that copies contexts, an asyncio task) still takes the claim it was opened under.
@@ -22,8 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 
-__all__ = ["Claim", "close_claim", "current_claim", "open_claim", "take_claim"]
+__all__ = ["Claim", "close_claim", "current_claim", "mark_otel_span", "open_claim", "take_claim"]
 
 
 class Claim:
@@ -95,3 +100,20 @@ def take_claim() -> Claim | None:
             return None
     claim.taken = True
     return claim
+
+
+RECORDED_ATTRIBUTE = "tokentrail.recorded"
+
+
+def mark_otel_span() -> None:
+    """An instrumented call begins here: mark the current OpenTelemetry span, if one is recording, as a
+    call tokentrail records itself (rule 4). Costs nothing when OpenTelemetry is not imported."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return
+    try:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(RECORDED_ATTRIBUTE, True)
+    except Exception:  # never into the caller's call
+        return

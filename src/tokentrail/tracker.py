@@ -356,9 +356,12 @@ class Tracker:
         estimated_input_tokens: int | None = None,
         ttft_ms: float | None = None,
         timestamp_us: int | None = None,
+        record_id: int | None = None,
     ) -> Record:
         """`record` without processing pending captures first: how a capture itself is recorded
-        (`timestamp_us`: when the call ended, in µs since the epoch; default now)."""
+        (`timestamp_us`: when the call ended, in µs since the epoch; default now). `record_id` replaces
+        the fresh id: a caller that can be handed the same call again (an OTLP span re-exported) derives
+        it from the call, so a store writes the call once (stores ignore a record id they hold)."""
         attribution = current_frame.get().attribution
         if (
             self.path
@@ -403,6 +406,8 @@ class Tracker:
             if ttft_ms is None or (type(ttft_ms) is float and 0.0 <= ttft_ms < _INFINITY)
             else _duration(ttft_ms, "ttft_ms"),
         )
+        if record_id is not None:
+            record.id = record_id
         for sink in shared.sinks:
             try:
                 sink(record)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from tokentrail._claims import mark_otel_span
 from tokentrail._types import Usage
 from tokentrail.adapters._base import Captured, Malformed, StreamAccumulator
 from tokentrail.errors import BudgetExceeded
@@ -183,6 +184,7 @@ class Call:
         """Begin tracking; reserves budget room first (and raises `BudgetExceeded` when there is none)."""
         try:
             call = cls(tracker, target, target.provider_of(resource), request.model)
+            mark_otel_span()  # an OTel span around this call describes it: OTLP ingest skips it
             settings = getattr(tracker, "_call_settings", None)
             if settings is not None:
                 call.captures, reserve = settings()
