@@ -1,15 +1,17 @@
 """The JSON API: `/api/summary`, `/api/totals`, `/api/records`, `/api/budgets` and, when the analytics
-package loads, `/api/anomalies` and `/api/forecast`. Every endpoint only reads."""
+package loads, `/api/anomalies` and `/api/forecast` (sessions and the live pulse: `_api_sessions`).
+Every endpoint only reads."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
 from tokentrail.server import _insights
+from tokentrail.server._budgets import budget_rows, closest
 from tokentrail.server._params import GroupKey, Selection, invalid, selection
-from tokentrail.server._views import budget_view, record_view, row_view
+from tokentrail.server._views import record_view, row_view
 
 if TYPE_CHECKING:
     from tokentrail.tracker import Tracker
@@ -73,9 +75,17 @@ def api_router(tracker: Tracker) -> APIRouter:
             "records": [record_view(record) for record in newest_first],
         }
 
-    @router.get("/budgets", summary="Every budget in its current window, with % used")
-    def budgets() -> dict[str, Any]:
-        return {"budgets": [budget_view(status) for status in tracker.budget_status()]}
+    @router.get(
+        "/budgets", summary="Every budget in its current window: spent, reserved, remaining, alerts fired"
+    )
+    def budgets(
+        order: Annotated[
+            Literal["defined", "closest"],
+            Query(description="closest: nearest their limit (spent + reserved) first."),
+        ] = "defined",
+    ) -> dict[str, Any]:
+        rows = budget_rows(tracker)
+        return {"budgets": closest(rows, len(rows)) if order == "closest" else rows}
 
     if _insights.analytics_available():
 

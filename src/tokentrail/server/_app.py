@@ -10,9 +10,11 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 
 from tokentrail.server._api import api_router
+from tokentrail.server._api_sessions import sessions_router
 from tokentrail.server._auth import TokenAuth
 from tokentrail.server._metrics import metrics_endpoint
 from tokentrail.server._page import render_page
+from tokentrail.server._pages import pages_router
 from tokentrail.server._params import Clock, Range, Selection, range_start, selection, utc_now
 from tokentrail.server._readonly import open_read_only
 from tokentrail.tracker import Tracker
@@ -42,11 +44,13 @@ def create_app(
     token: str | None = None,
     metric_labels: Sequence[str] = ("provider", "model", "agent"),
     clock: Clock = utc_now,
+    live_seconds: float = 2.0,
 ) -> FastAPI:
     """The dashboard app (ASGI). With `token`, every request must carry it (see `TokenAuth`).
 
     A store URL is opened read-only (writes raise); a Tracker is used as given, and only read.
     `clock` says what "now" is (preset ranges, anomaly windows, the forecast's month): tests fix it.
+    Live pages poll for new calls every `live_seconds`.
     """
     tracker = _tracker(store_url_or_tracker)
     app = FastAPI(
@@ -55,6 +59,8 @@ def create_app(
         version="1",
     )
     app.include_router(api_router(tracker))
+    app.include_router(sessions_router(tracker))
+    app.include_router(pages_router(tracker, every_ms=round(live_seconds * 1000)))
     app.add_api_route(
         "/metrics",
         metrics_endpoint(tracker, metric_labels),

@@ -1,4 +1,5 @@
-"""The HTML dashboard: one self-contained page (inline CSS, server-side SVG, no script, no external URL).
+"""The HTML dashboard overview: one self-contained page (inline CSS, server-side SVG, no script, no
+external URL; the frame and navigation it shares with the other pages are in `_layout`).
 
 Filters are a plain GET form, so every figure on the page is recomputed for the chosen range and scope.
 """
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokentrail._money import units_to_decimal
 from tokentrail.server._insights import Insights, insights
+from tokentrail.server._layout import frame
 from tokentrail.server._params import RANGES, Selection
 from tokentrail.server._svg import bar_chart, column_chart
 from tokentrail.server._views import group_text
@@ -25,20 +27,6 @@ SCOPE_FILTERS = ("agent", "user", "model", "provider")
 TOP_GROUPS = 15
 RECENT_CALLS = 20
 MAX_DAYS = 400
-
-_CSS = """
-body{font:14px system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:12px 24px}h1{font-size:18px;margin:0}
-main{padding:16px 24px;display:grid;gap:16px;max-width:1100px}
-section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:12px 16px}
-h2{font-size:15px;margin:0 0 8px}form{display:flex;gap:12px;flex-wrap:wrap;align-items:end}
-label{display:flex;flex-direction:column;font-size:12px;color:#556}
-.figures{display:flex;gap:32px}.figure b{display:block;font-size:22px}
-table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 8px;border-bottom:1px solid #eee}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-.bar{fill:#3b6fd8}.axis{stroke:#99a}.tick,.label,.value{font-size:11px;fill:#445}
-meter{width:140px}.muted{color:#778}.warn{color:#b4461b}
-"""
 
 
 def _usd(value: Decimal) -> str:
@@ -199,9 +187,9 @@ def _insights_panel(found: Insights) -> str:
 
 
 def render_page(tracker: Tracker, picked: Selection) -> str:
-    """The whole dashboard for one selection."""
+    """The whole dashboard for one selection (script-free; the sessions and budgets pages are live)."""
+    controls = f"<section><h2>Filters</h2>{_filters_form(tracker, picked)}</section>"
     sections = [
-        f"<section><h2>Filters</h2>{_filters_form(tracker, picked)}</section>",
         _totals(tracker, picked),
         "<section><h2>Cost over time (UTC "
         + picked.bucket
@@ -218,8 +206,4 @@ def render_page(tracker: Tracker, picked: Selection) -> str:
         _unpriced(tracker, picked),
         _recent(tracker, picked),
     ]
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tokentrail</title>'
-        f'<link rel="icon" href="data:,"><style>{_CSS}</style></head>'
-        f"<body><header><h1>tokentrail dashboard</h1></header><main>{''.join(sections)}</main></body></html>"
-    )
+    return frame("Overview", "/", controls, "".join(sections), None, 0)

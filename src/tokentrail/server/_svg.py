@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from html import escape
 
-__all__ = ["bar_chart", "column_chart"]
+__all__ = ["bar_chart", "column_chart", "fill_chart"]
 
 _WIDTH = 720
 _COLUMN_HEIGHT = 200
@@ -68,5 +68,53 @@ def bar_chart(chart_id: str, rows: Sequence[tuple[str, Decimal]], title: str) ->
             f'data-label="{escape(label)}" data-value="{value}"><title>{escape(label)}: ${value}</title></rect>'
             f'<text x="{_LABEL_WIDTH + width + 6:.1f}" y="{y + 15}" class="value">${value:.4f}</text>'
         )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def fill_chart(
+    chart_id: str,
+    fills: Sequence[float | None],
+    thresholds: Sequence[float],
+    marks: Sequence[tuple[int, str]],
+    title: str,
+) -> str:
+    """Context-window fill per call (0–100 %, calls in order): a line through the known fills, dashed
+    lines at the warning thresholds, and a marker with its message at each call in `marks`."""
+    height = _COLUMN_HEIGHT
+    count = max(len(fills), 1)
+    step = (_WIDTH - 50) / max(count - 1, 1)
+
+    def at(index: int, fraction: float) -> tuple[float, float]:
+        return 40 + index * step, 10 + height * (1 - min(fraction, 1.0))
+
+    parts = [
+        f'<svg id="{escape(chart_id)}" class="chart" role="img" aria-label="{escape(title)}" '
+        f'viewBox="0 0 {_WIDTH} {height + 40}" width="{_WIDTH}" height="{height + 40}">',
+        f'<line x1="40" y1="{height + 10}" x2="{_WIDTH - 10}" y2="{height + 10}" class="axis"/>',
+        f'<text x="4" y="{height + 14}" class="tick">0%</text><text x="4" y="14" class="tick">100%</text>',
+    ]
+    for threshold in thresholds:
+        _, y = at(0, threshold)
+        parts.append(
+            f'<line class="limit" x1="40" y1="{y:.1f}" x2="{_WIDTH - 10}" y2="{y:.1f}" '
+            f'data-threshold="{threshold}"/><text x="{_WIDTH - 12}" y="{y - 3:.1f}" class="tick" '
+            f'text-anchor="end">{threshold:.0%}</text>'
+        )
+    points = [at(i, f) for i, f in enumerate(fills) if f is not None]
+    if points:
+        line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        parts.append(f'<polyline class="fill" points="{line}" data-points="{len(points)}"/>')
+    for index, message in marks:
+        fill = fills[index] if index < len(fills) else None
+        x, y = at(index, fill if fill is not None else 1.0)
+        parts.append(
+            f'<circle class="warnmark" cx="{x:.1f}" cy="{y:.1f}" r="4" data-call="{index}">'
+            f"<title>{escape(message)}</title></circle>"
+        )
+    parts.append(
+        f'<text x="40" y="{height + 28}" class="tick">call 1</text>'
+        f'<text x="{_WIDTH - 10}" y="{height + 28}" class="tick" text-anchor="end">call {len(fills)}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)

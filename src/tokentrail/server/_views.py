@@ -1,4 +1,4 @@
-"""JSON shapes of summary rows, records and budget statuses (money as exact decimal strings)."""
+"""JSON shapes of summary rows and records (money as exact decimal strings); budgets: `_budgets`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Any
 from tokentrail._money import units_to_decimal
 from tokentrail._record import GroupValue, Record, SummaryRow
 from tokentrail._types import TOKEN_FIELDS
-from tokentrail.budgets.events import BudgetStatus
 
-__all__ = ["budget_view", "group_text", "record_view", "row_view"]
+__all__ = ["group_text", "record_view", "row_view"]
 
 
 def group_text(value: GroupValue) -> str | None:
@@ -60,26 +59,3 @@ def record_view(record: Record) -> dict[str, Any]:
     for name in TOKEN_FIELDS:
         view[name] = getattr(record.usage, name)
     return view
-
-
-def budget_view(status: BudgetStatus) -> dict[str, Any]:
-    """One budget instance in its current window, with % used."""
-
-    def text(value: object) -> str | None:
-        return None if value is None else str(value)
-
-    return {
-        "budget": status.budget,
-        "window": status.window,
-        "window_key": status.window_key,
-        "scope": dict(status.scope),
-        "action": status.action,
-        "limit_usd": text(status.limit_usd),
-        "spent_usd": str(status.spent_usd),
-        "reserved_usd": str(status.reserved_usd),
-        "remaining_usd": text(status.remaining_usd),
-        "limit_tokens": status.limit_tokens,
-        "spent_tokens": status.spent_tokens,
-        "percent": status.percent,
-        "resets_at": None if status.resets_at is None else status.resets_at.isoformat(),
-    }
