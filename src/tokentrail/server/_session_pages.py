@@ -121,10 +121,11 @@ def render_sessions(page: SessionPage, listing: SessionListing, range_name: str 
     for row in page.rows:
         agents = ", ".join(row.agents) or "—"
         unpriced = f'<span class="warn">{row.unpriced_calls:,}</span>' if row.unpriced_calls else "0"
+        cost = "unpriced" if row.calls == row.unpriced_calls else usd(units_to_decimal(row.cost_units))
         rows.append(
             f'<tr data-session="{escape(row.session)}"><td><a class="session-link" '
             f'href="{escape(session_href(row.session))}">{escape(row.session)}</a></td>'
-            f'<td class="num" title="${units_to_decimal(row.cost_units)}">{usd(units_to_decimal(row.cost_units))}</td>'
+            f'<td class="num" title="${units_to_decimal(row.cost_units)}">{cost}</td>'
             f'<td class="num">{row.calls:,}</td><td class="num">{row.total_tokens:,}</td>'
             f'<td class="num">{_seconds(row.span_ms)}</td><td>{escape(agents)}</td>'
             f'<td class="num">{unpriced}</td><td>{_when(row.first_us)}</td><td>{_when(row.last_us)}</td></tr>'
