@@ -971,3 +971,23 @@ def test_every_unit_has_a_column_in_the_current_postgres_schema() -> None:
     from tokentrail.stores.postgres import _TOKEN_FIELDS_V3
 
     assert TOKEN_FIELDS == _TOKEN_FIELDS_V3
+
+
+def test_a_batch_spooled_before_v3_is_replayed_with_the_new_counts_zero(
+    postgres_server: str, schema: str, tmp_path: Path
+) -> None:
+    """A spooled batch from a store before schema v3 holds rows without the v3 counts: it is written
+    with those counts 0, not refused."""
+    from tests.stores.every_unit import NEW_COUNTS
+    from tokentrail.stores.postgres import _RECORD_COLUMNS
+
+    record = Tracker().record(USAGE, "gpt-4o", agent="old-spool", at=T0)
+    with PostgresStore(postgres_server, schema=schema, spool=tmp_path) as store:
+        payload = store._payload([record])
+        dropped = {_RECORD_COLUMNS.index(f"t_{name}") for name in NEW_COUNTS}
+        payload["rows"] = [[v for i, v in enumerate(row) if i not in dropped] for row in payload["rows"]]
+        store._spool.append(payload)
+        store.flush()
+        assert store.rejected == 0
+        [got] = store.history(Query.build({"agent": "old-spool"}, None, None))
+    assert (got.id, got.usage, got.cost_units) == (record.id, USAGE, record.cost_units)

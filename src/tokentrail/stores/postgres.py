@@ -147,6 +147,10 @@ _RECORD_COLUMNS = (
     "ttft",
 )
 _AT = {name: i for i, name in enumerate(_RECORD_COLUMNS)}
+# A row spooled before v3 lacks the counts v3 added (they sit just before est_input and ttft).
+_V3_ZEROS = (0,) * (len(_TOKEN_FIELDS_V3) - len(_TOKEN_FIELDS_V1))
+_V3_COUNTS_AT = _AT[f"t_{_TOKEN_FIELDS_V3[len(_TOKEN_FIELDS_V1)]}"]
+_V2_ROW_WIDTH = len(_RECORD_COLUMNS) - len(_V3_ZEROS)
 _ROLLUP_SUMS = (
     "calls",
     "cost",
@@ -611,6 +615,8 @@ class PostgresStore(BackgroundWriter):
 
     def _commit(self, conn: psycopg.Connection[Any], payload: dict[str, Any]) -> None:
         rows: list[list[Any]] = payload["rows"]
+        if rows and len(rows[0]) == _V2_ROW_WIDTH:  # spooled by a store from before schema v3
+            rows = [[*row[:_V3_COUNTS_AT], *_V3_ZEROS, *row[_V3_COUNTS_AT:]] for row in rows]
         rules: dict[str, str] = payload.get("rules") or {}
         self._ensure_partitions(conn, {_month(row[_AT["ts"]]) for row in rows})
         with conn.transaction():
