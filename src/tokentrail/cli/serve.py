@@ -39,7 +39,7 @@ def serve_command(
         str | None, typer.Option("--budget-config", help="Budget file (.toml/.json) describing the budgets.")
     ] = None,
 ) -> None:
-    """Serve a read-only dashboard, JSON API and /metrics over a ledger."""
+    """Serve a read-only dashboard, JSON API and /metrics over a ledger, and POST /v1/traces (OTLP)."""
     from tokentrail.errors import StoreError
     from tokentrail.server._bind import BindRefused, check_bind
 
@@ -78,7 +78,7 @@ def serve_command(
         app = create_metrics_app(tracker)
         served = TokenAuth(app, token) if token else app
     else:
-        served = create_app(tracker, token=token)
+        served = create_app(tracker, token=token, ingest=store)  # POST /v1/traces writes to the store
     try:
         uvicorn.run(served, host=host, port=port, log_level="info")
     finally:

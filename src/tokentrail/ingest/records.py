@@ -15,7 +15,8 @@ Exactly once, three ways:
 - **A call tokentrail recorded in-process** (the emitting process runs `tt.instrument()` too): its
   span carries `tokentrail.recorded = true` (see `tokentrail._claims`, rule 4) and is skipped.
 
-Spans without usage are ignored and counted (`IngestResult.no_usage`).
+Spans without usage are ignored and counted (`IngestResult.no_usage`). An export's records are
+flushed to the store before `ingest` returns, so an exporter told 200 has nothing to retry.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class Ingestor:
                 pending = self._unseen(pending, result)
             if pending:
                 self._record(spans, pending, result)
+                self.tracker.flush()  # written before the exporter hears 200: its retry is not needed
             self._remember(spans)
             self.totals.add(result)
         return result

@@ -44,12 +44,15 @@ def create_app(
     token: str | None = None,
     metric_labels: Sequence[str] = ("provider", "model", "agent"),
     clock: Clock = utc_now,
+    ingest: str | Tracker | None = None,
     live_seconds: float = 2.0,
 ) -> FastAPI:
     """The dashboard app (ASGI). With `token`, every request must carry it (see `TokenAuth`).
 
     A store URL is opened read-only (writes raise); a Tracker is used as given, and only read.
     `clock` says what "now" is (preset ranges, anomaly windows, the forecast's month): tests fix it.
+    `ingest` (a store URL, opened for writing on the first export, or a Tracker) adds `POST /v1/traces`,
+    the OTLP/HTTP endpoint recording exported GenAI spans (`tokentrail.ingest`), behind the same token.
     Live pages poll for new calls every `live_seconds`.
     """
     tracker = _tracker(store_url_or_tracker)
@@ -72,6 +75,10 @@ def create_app(
     def page(picked: Annotated[Selection, Depends(_page_selection)]) -> HTMLResponse:
         return HTMLResponse(render_page(tracker, picked))
 
+    if ingest is not None:
+        from tokentrail.ingest.app import PATH, otlp_app
+
+        app.router.add_route(PATH, otlp_app(ingest), methods=["POST"], include_in_schema=False)
     if token:
         app.add_middleware(TokenAuth, token=token)
     app.state.tracker = tracker
