@@ -1,6 +1,6 @@
 """The `tokentrail` command line (typer): `report` and `stats` here; each other command group
 in its own module of this package — `prices` (show, update, diff, status), `ledger` (export, import,
-tail, reconcile, chart), `maintenance` (reprice, prune), `analytics` (trends, forecast, advise), `serve`,
+tail, reconcile, chart), `sessions` (sessions, session), `maintenance` (reprice, prune), `analytics` (trends, forecast, advise), `serve`,
 `count`, `budget`, `collect` — sharing `_common`.
 Each imports what it drives only when it runs, so `tokentrail --help` stays quick."""
 
@@ -28,6 +28,7 @@ from tokentrail.cli.ledger import (
 from tokentrail.cli.maintenance import prune_command, reprice_command
 from tokentrail.cli.prices import prices_app
 from tokentrail.cli.serve import serve_command
+from tokentrail.cli.sessions import session_command, sessions_command
 
 app = typer.Typer(help="Exact token usage and cost tracking for LLM agents.", no_args_is_help=True)
 
@@ -55,8 +56,17 @@ def report(
         str | None,
         typer.Option("--prices", help="Price version made by `tokentrail reprice` (default: original)."),
     ] = None,
+    watch: Annotated[
+        str | None,
+        typer.Option(
+            "--watch", help="Redraw the table every INTERVAL (e.g. 2s) as calls arrive, until Ctrl-C."
+        ),
+    ] = None,
+    watch_for: Annotated[
+        str | None, typer.Option("--for", help="With --watch: stop after this long.")
+    ] = None,
 ) -> None:
-    """Usage and exact cost from a ledger, grouped and filtered."""
+    """Usage and exact cost from a ledger, grouped and filtered (--watch: kept up to date)."""
     from tokentrail.stores.base import GROUP_KEYS
 
     keys = tuple(part.strip() for part in by.split(",") if part.strip())
@@ -69,20 +79,36 @@ def report(
     given = {"agent": agent, "session": session, "user": user, "tool": tool, "model": model}
     given |= {"provider": provider, "tag": tag}
     filters: dict[str, Any] = {name: values for name, values in given.items() if values}
+    if watch is not None and output_format != "table":
+        raise typer.BadParameter("--watch redraws the table: leave --format at table")
     tracker = open_ledger(store)
-    try:
+
+    def figures() -> tuple[list[Any], Any]:
         try:
-            rows = tracker.summary(keys, **window, **filters, prices=prices)
-            totals = tracker.totals(**window, **filters, prices=prices)
+            return (
+                tracker.summary(keys, **window, **filters, prices=prices),
+                tracker.totals(**window, **filters, prices=prices),
+            )
         except ValueError as exc:  # an unknown price version
             console.print(f"[red]{exc}[/red]", highlight=False)
             raise typer.Exit(code=1) from None
+
+    def draw() -> None:
+        _print_summary(keys, *figures())
+        console.print(f"Prices: {prices or 'original (as recorded)'}", highlight=False)
+
+    try:
+        if watch is not None:
+            from tokentrail.cli._watch import watch_every
+
+            watch_every(draw, watch, watch_for)
+            return
+        if output_format == "table":
+            draw()
+            return
+        rows, totals = figures()
     finally:
         close_ledger(tracker)
-    if output_format == "table":
-        _print_summary(keys, rows, totals)
-        console.print(f"Prices: {prices or 'original (as recorded)'}", highlight=False)
-        return
     import json
 
     from tokentrail.reports.export import summary_row_to_dict
@@ -171,5 +197,7 @@ for _name, _command in (
     ("collect", collect_command),
     ("doctor", doctor_command),
     ("gateway", gateway_command),
+    ("sessions", sessions_command),
+    ("session", session_command),
 ):
     app.command(_name)(_command)
