@@ -87,7 +87,7 @@ def _list_controls(listing: SessionListing, range_name: str | None) -> str:
         f'<label for="q">Session or agent contains<input type="search" name="q" id="q" '
         f'value="{escape(listing.search or "")}"></label>'
         f'<label for="f-range">Active in<select name="range" id="f-range">'
-        f'<option value="">any time</option>{ranges}</select></label>'
+        f"{ranges}</select></label>"
         f'<label for="f-sort">Sort by<select name="sort" id="f-sort">{sorts}</select></label>'
         f'<label for="f-order">Order<select name="order" id="f-order">{orders}</select></label>'
         '<button type="submit" id="apply">Apply</button></form></section>'
