@@ -19,7 +19,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from tests.adapters.stainless_clients import GPT, ant, oai
+from tests.adapters.stainless_clients import GPT, afetch, ant, calls, fetch, oai
 
 from tokentrail.adapters import instrument, uninstrument
 from tokentrail.testing._mock_agents import CHILD_MODEL, SESSION_MODEL
@@ -28,26 +28,6 @@ from tokentrail.tracker import Tracker
 
 MODES = ["plain", "with_raw_response", "with_streaming_response"]
 ENV: Any = {"type": "none"}
-
-
-def _fetch(resource: Any, method: str, mode: str, *args: Any, **kwargs: Any) -> Any:
-    """Call `resource.<method>` the way `mode` says and return what the caller reads (sync)."""
-    if mode == "plain":
-        return getattr(resource, method)(*args, **kwargs)
-    if mode == "with_raw_response":
-        return getattr(resource.with_raw_response, method)(*args, **kwargs).parse()
-    with getattr(resource.with_streaming_response, method)(*args, **kwargs) as response:
-        return response.parse()
-
-
-async def _afetch(resource: Any, method: str, mode: str, *args: Any, **kwargs: Any) -> Any:
-    if mode == "plain":
-        return await getattr(resource, method)(*args, **kwargs)
-    if mode == "with_raw_response":
-        parsed = (await getattr(resource.with_raw_response, method)(*args, **kwargs)).parse()
-        return await parsed if inspect.isawaitable(parsed) else parsed
-    async with getattr(resource.with_streaming_response, method)(*args, **kwargs) as response:
-        return await response.parse()
 
 
 def _events(resource: Any, method: str, mode: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
@@ -76,10 +56,6 @@ async def _aevents(resource: Any, method: str, mode: str, *args: Any, **kwargs: 
     return [json.loads(line[5:]) for line in lines]
 
 
-def _calls(server: MockLLMServer, method: str, path: str) -> int:
-    return sum(1 for r in server.requests if r["method"] == method and r["path"] == path)
-
-
 def _sorted(found: Any) -> list[tuple[str | None, int, int]]:
     return sorted(found, key=lambda t: (t[0] or "", t[1], t[2]))
 
@@ -106,7 +82,7 @@ def test_openai_session_turns_are_recorded_once_each_from_the_events_read(
 ) -> None:
     client = oai(server)
     sessions = client.beta.agents.sessions
-    session = _fetch(sessions, "create", mode, environment=ENV, agent={"model": GPT}, input="Count my tokens")
+    session = fetch(sessions, "create", mode, environment=ENV, agent={"model": GPT}, input="Count my tokens")
     assert session.agent.model == GPT and session.usage is not None  # the cumulative usage: not recorded
     assert tracker.history() == []  # a session is no turn
     events = _events(sessions.events, "stream", mode, session.id)
@@ -118,10 +94,10 @@ def test_openai_session_turns_are_recorded_once_each_from_the_events_read(
     assert record.usage.cache_read_tokens == turns[0]["usage"]["input_tokens_details"]["cached_tokens"]
     # read again, as events, as turns listed and retrieved: nothing new
     _events(sessions.events, "stream", mode, session.id)
-    listed = _fetch(sessions.turns, "list", mode, session.id)
-    _fetch(sessions.turns, "retrieve", mode, listed.data[0].id, session_id=session.id)
-    _fetch(sessions, "retrieve", mode, session.id)
-    assert _calls(server, "GET", f"/v1/agents/sessions/{session.id}/events") == 2
+    listed = fetch(sessions.turns, "list", mode, session.id)
+    fetch(sessions.turns, "retrieve", mode, listed.data[0].id, session_id=session.id)
+    fetch(sessions, "retrieve", mode, session.id)
+    assert calls(server, "GET", f"/v1/agents/sessions/{session.id}/events") == 2
     assert _tokens(tracker) == [_turn_tokens(turns[0], GPT)]
 
 
@@ -142,7 +118,7 @@ def test_openai_streamed_creation_records_its_turns_and_a_subagent_turn_without_
     assert unpriced[0].usage.reason is not None and "subagent" in unpriced[0].usage.reason
     session_id = events[0]["session"]["id"]
     subagent = next(t["subagent_id"] for t in turns if t["subagent_id"])
-    _fetch(sessions.subagents.turns, "list", mode, subagent, session_id=session_id)
+    fetch(sessions.subagents.turns, "list", mode, subagent, session_id=session_id)
     assert _tokens(tracker) == expected  # the subagent's turn again: once
 
 
@@ -189,10 +165,10 @@ def test_async_openai_session_turns_record_once(server: MockLLMServer, tracker: 
     async def run() -> list[dict[str, Any]]:
         client = oai(server, openai.AsyncOpenAI)
         sessions = client.beta.agents.sessions
-        session = await _afetch(sessions, "create", mode, environment=ENV, agent={"model": GPT}, input="Hi")
+        session = await afetch(sessions, "create", mode, environment=ENV, agent={"model": GPT}, input="Hi")
         events = await _aevents(sessions.events, "stream", mode, session.id)
         await _aevents(sessions.events, "stream", mode, session.id)
-        await _afetch(sessions.turns, "list", mode, session.id)
+        await afetch(sessions.turns, "list", mode, session.id)
         return events
 
     turns = _finished_turns(asyncio.run(run()))
@@ -224,7 +200,7 @@ def test_anthropic_session_model_requests_are_recorded_once_each(
 ) -> None:
     client = ant(server)
     sessions = client.beta.sessions
-    session = _fetch(sessions, "create", mode, agent="agent_mock", environment_id="env_mock")
+    session = fetch(sessions, "create", mode, agent="agent_mock", environment_id="env_mock")
     assert session.agent.model.id == SESSION_MODEL
     sessions.events.send(session.id, events=_say("Please delegate the search"))
     assert tracker.history() == []  # sending is no model request
@@ -233,19 +209,19 @@ def test_anthropic_session_model_requests_are_recorded_once_each(
     assert len(expected) == 2
     assert _tokens(tracker) == _sorted(expected)
     # the same events listed, the primary thread's, read again: nothing new
-    _fetch(sessions.events, "list", mode, session.id)
+    fetch(sessions.events, "list", mode, session.id)
     _events(sessions.events, "stream", mode, session.id)
-    threads = _fetch(sessions.threads, "list", mode, session.id).data
+    threads = fetch(sessions.threads, "list", mode, session.id).data
     primary = next(t for t in threads if t.parent_thread_id is None)
     child = next(t for t in threads if t.parent_thread_id is not None)
-    _fetch(sessions.threads.events, "list", mode, primary.id, session_id=session.id)
+    fetch(sessions.threads.events, "list", mode, primary.id, session_id=session.id)
     assert _tokens(tracker) == _sorted(expected)
     # the child thread runs its own agent: its request at that agent's model
     child_events = _events(sessions.threads.events, "stream", mode, child.id, session_id=session.id)
     expected += _requests(child_events, CHILD_MODEL)
     assert _tokens(tracker) == _sorted(expected)
     assert all(r.cost is not None and r.usage.status == "complete" for r in tracker.history())
-    assert _calls(server, "GET", f"/v1/sessions/{session.id}/events/stream") == 2
+    assert calls(server, "GET", f"/v1/sessions/{session.id}/events/stream") == 2
 
 
 def test_anthropic_terminated_session_runtime_is_one_unpriced_record(
@@ -307,10 +283,10 @@ def test_async_anthropic_session_events_record_once(
     async def run() -> list[dict[str, Any]]:
         client = ant(server, anthropic.AsyncAnthropic)
         sessions = client.beta.sessions
-        session = await _afetch(sessions, "create", mode, agent="agent_mock", environment_id="env_mock")
+        session = await afetch(sessions, "create", mode, agent="agent_mock", environment_id="env_mock")
         await sessions.events.send(session.id, events=_say("Go"))
         events = await _aevents(sessions.events, "stream", mode, session.id)
-        await _afetch(sessions.events, "list", mode, session.id)
+        await afetch(sessions.events, "list", mode, session.id)
         await _aevents(sessions.events, "stream", mode, session.id)
         return events
 

@@ -12,14 +12,13 @@ server (`_mock_batches`, `_mock_runs`), sync and async, plain, `with_raw_respons
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 from typing import Any
 
 import anthropic
 import openai
 import pytest
-from tests.adapters.stainless_clients import GPT, ant, oai
+from tests.adapters.stainless_clients import GPT, afetch, ant, calls, fetch, oai
 
 import tokentrail as tt
 from tokentrail.adapters import instrument, uninstrument
@@ -30,30 +29,6 @@ from tokentrail.tracker import Tracker
 
 MODES = ["plain", "with_raw_response", "with_streaming_response"]
 DREAM_MODEL = "claude-opus-4-7"
-
-
-def _fetch(resource: Any, method: str, mode: str, *args: Any, **kwargs: Any) -> Any:
-    """Call `resource.<method>` the way `mode` says and return what the caller reads (sync)."""
-    if mode == "plain":
-        return getattr(resource, method)(*args, **kwargs)
-    if mode == "with_raw_response":
-        return getattr(resource.with_raw_response, method)(*args, **kwargs).parse()
-    with getattr(resource.with_streaming_response, method)(*args, **kwargs) as response:
-        return response.parse()
-
-
-async def _afetch(resource: Any, method: str, mode: str, *args: Any, **kwargs: Any) -> Any:
-    if mode == "plain":
-        return await getattr(resource, method)(*args, **kwargs)
-    if mode == "with_raw_response":
-        parsed = (await getattr(resource.with_raw_response, method)(*args, **kwargs)).parse()
-        return await parsed if inspect.isawaitable(parsed) else parsed  # openai's raw `parse` is sync
-    async with getattr(resource.with_streaming_response, method)(*args, **kwargs) as response:
-        return await response.parse()
-
-
-def _calls(server: MockLLMServer, method: str, path: str) -> int:
-    return sum(1 for r in server.requests if r["method"] == method and r["path"] == path)
 
 
 # -- OpenAI Batch output files ---------------------------------------------------------------------------------
@@ -119,15 +94,15 @@ def test_a_batch_output_file_is_one_batch_priced_record_per_succeeded_request(
         input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
     )
     assert batch.output_file_id and batch.error_file_id
-    assert _content(_fetch(client.files, "content", mode, uploaded.id)).count(b"\n") == 3
-    assert _fetch(client.batches, "retrieve", mode, batch.id).status == "completed"
+    assert _content(fetch(client.files, "content", mode, uploaded.id)).count(b"\n") == 3
+    assert fetch(client.batches, "retrieve", mode, batch.id).status == "completed"
     assert tracker.history() == []  # the input file and the batch object are no billed output
-    content = _content(_fetch(client.files, "content", mode, batch.output_file_id))
+    content = _content(fetch(client.files, "content", mode, batch.output_file_id))
     _assert_batch_records(tracker, content)
     for _ in range(2):  # read again, and the error file: nothing new
-        _fetch(client.files, "content", mode, batch.output_file_id)
-        _fetch(client.files, "content", mode, batch.error_file_id)
-    assert _calls(server, "GET", f"/v1/files/{batch.output_file_id}/content") == 3  # each reached the server
+        fetch(client.files, "content", mode, batch.output_file_id)
+        fetch(client.files, "content", mode, batch.error_file_id)
+    assert calls(server, "GET", f"/v1/files/{batch.output_file_id}/content") == 3  # each reached the server
     _assert_batch_records(tracker, content)
 
 
@@ -140,10 +115,10 @@ def test_async_batch_output_file_records_once(server: MockLLMServer, tracker: Tr
             input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
         assert batch.output_file_id and batch.error_file_id
-        await _afetch(client.files, "content", mode, uploaded.id)
-        content = _content(await _afetch(client.files, "content", mode, batch.output_file_id))
-        await _afetch(client.files, "content", mode, batch.output_file_id)
-        await _afetch(client.files, "content", mode, batch.error_file_id)
+        await afetch(client.files, "content", mode, uploaded.id)
+        content = _content(await afetch(client.files, "content", mode, batch.output_file_id))
+        await afetch(client.files, "content", mode, batch.output_file_id)
+        await afetch(client.files, "content", mode, batch.error_file_id)
         return content
 
     _assert_batch_records(tracker, asyncio.run(run()))
@@ -198,7 +173,7 @@ def test_files_that_are_no_batch_output_record_nothing(
         with client.files.with_streaming_response.content(uploaded.id) as response:
             read = b"".join(response.iter_bytes())
     else:
-        read = _content(_fetch(client.files, "content", mode, uploaded.id))
+        read = _content(fetch(client.files, "content", mode, uploaded.id))
     assert read == data  # what the caller reads is unchanged
     assert tracker.history() == []
     assert tracker.error_counts.get("capture_errors", 0) == 0
@@ -255,14 +230,14 @@ def test_an_eval_run_is_recorded_once_per_model_when_seen_finished(
     server: MockLLMServer, tracker: Tracker, mode: str
 ) -> None:
     client = oai(server)
-    run = _fetch(client.evals.runs, "create", mode, "eval_abc", data_source=_DATA_SOURCE, name="arith")
+    run = fetch(client.evals.runs, "create", mode, "eval_abc", data_source=_DATA_SOURCE, name="arith")
     assert run.status == "queued" and tracker.history() == []
-    run = _fetch(client.evals.runs, "retrieve", mode, run.id, eval_id="eval_abc")
+    run = fetch(client.evals.runs, "retrieve", mode, run.id, eval_id="eval_abc")
     assert run.status == "in_progress" and tracker.history() == []
     for _ in range(3):  # seen finished three times: recorded once
-        run = _fetch(client.evals.runs, "retrieve", mode, run.id, eval_id="eval_abc")
-    assert _calls(server, "GET", f"/v1/evals/eval_abc/runs/{run.id}") == 4
-    _fetch(client.evals.runs, "cancel", mode, run.id, eval_id="eval_abc")  # finished already: nothing new
+        run = fetch(client.evals.runs, "retrieve", mode, run.id, eval_id="eval_abc")
+    assert calls(server, "GET", f"/v1/evals/eval_abc/runs/{run.id}") == 4
+    fetch(client.evals.runs, "cancel", mode, run.id, eval_id="eval_abc")  # finished already: nothing new
     _assert_eval_records(tracker, run)
 
 
@@ -270,12 +245,12 @@ def test_an_eval_run_is_recorded_once_per_model_when_seen_finished(
 def test_async_eval_run_canceled_is_recorded_once(server: MockLLMServer, tracker: Tracker, mode: str) -> None:
     async def run() -> Any:
         client = oai(server, openai.AsyncOpenAI)
-        created = await _afetch(
+        created = await afetch(
             client.evals.runs, "create", mode, "eval_x", data_source=_DATA_SOURCE, name="a"
         )
-        canceled = await _afetch(client.evals.runs, "cancel", mode, created.id, eval_id="eval_x")
+        canceled = await afetch(client.evals.runs, "cancel", mode, created.id, eval_id="eval_x")
         assert canceled.status == "canceled"
-        again = await _afetch(client.evals.runs, "retrieve", mode, created.id, eval_id="eval_x")
+        again = await afetch(client.evals.runs, "retrieve", mode, created.id, eval_id="eval_x")
         assert [u.to_dict() for u in again.per_model_usage] == [u.to_dict() for u in canceled.per_model_usage]
         return again
 
@@ -318,16 +293,16 @@ def test_a_dream_is_recorded_once_when_seen_finished(
 ) -> None:
     client = ant(server)
     dreams = client.beta.dreams
-    dream = _fetch(dreams, "create", mode, inputs=_INPUTS, model=DREAM_MODEL)
+    dream = fetch(dreams, "create", mode, inputs=_INPUTS, model=DREAM_MODEL)
     assert dream.status == "pending" and tracker.history() == []
-    assert _fetch(dreams, "retrieve", mode, dream.id).status == "running"
+    assert fetch(dreams, "retrieve", mode, dream.id).status == "running"
     assert tracker.history() == []
     for _ in range(3):
-        dream = _fetch(dreams, "retrieve", mode, dream.id)
+        dream = fetch(dreams, "retrieve", mode, dream.id)
     assert dream.status == "completed"
-    archived = _fetch(dreams, "archive", mode, dream.id)
+    archived = fetch(dreams, "archive", mode, dream.id)
     assert archived.archived_at is not None
-    assert _calls(server, "GET", f"/v1/dreams/{dream.id}") == 4
+    assert calls(server, "GET", f"/v1/dreams/{dream.id}") == 4
     _assert_dream_record(tracker, dream)
 
 
@@ -335,10 +310,10 @@ def test_a_dream_is_recorded_once_when_seen_finished(
 def test_async_dream_canceled_is_partial_and_once(server: MockLLMServer, tracker: Tracker, mode: str) -> None:
     async def run() -> Any:
         client = ant(server, anthropic.AsyncAnthropic)
-        dream = await _afetch(client.beta.dreams, "create", mode, inputs=_INPUTS, model=DREAM_MODEL)
-        canceled = await _afetch(client.beta.dreams, "cancel", mode, dream.id)
+        dream = await afetch(client.beta.dreams, "create", mode, inputs=_INPUTS, model=DREAM_MODEL)
+        canceled = await afetch(client.beta.dreams, "cancel", mode, dream.id)
         assert canceled.status == "canceled"
-        await _afetch(client.beta.dreams, "retrieve", mode, dream.id)
+        await afetch(client.beta.dreams, "retrieve", mode, dream.id)
         return canceled
 
     _assert_dream_record(tracker, asyncio.run(run()), "partial")

@@ -29,6 +29,7 @@ __all__ = [
     "Captured",
     "Fields",
     "Malformed",
+    "Scoped",
     "StreamAccumulator",
     "build_usage",
     "describe",
@@ -72,6 +73,15 @@ class Captured:
         None  # the provider's id for the response, where a response can be fetched again
     )
     finished: bool = True  # False: a background response still queued or running (no usage yet)
+
+
+@dataclass(frozen=True, slots=True)
+class Scoped:
+    """A response or stream item with the path of the request that fetched it, for a reader whose payloads
+    do not name what they belong to (a managed agent session's events name no session)."""
+
+    path: str
+    body: object
 
 
 def describe(value: object) -> str:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from tokentrail.adapters._base import StreamAccumulator
     from tokentrail.adapters._instrument_call import Call
 
-__all__ = ["decoded_lines", "tap_body", "tap_items"]
+__all__ = ["decoded_lines", "tap_body", "tap_events", "tap_items"]
 
 logger = logging.getLogger("tokentrail.adapters")
 
@@ -53,15 +53,7 @@ class _Tap:
             if self.accumulator is None:
                 self.chunks.append(chunk)
                 return
-            buffer = self.buffer + chunk if self.buffer else chunk
-            start = 0
-            while True:
-                end, width = _event_end(buffer, start)
-                if end < 0:
-                    break
-                self._event(buffer[start:end])
-                start = end + width
-            self.buffer = buffer[start:]
+            self.buffer = _each_event(self.buffer + chunk if self.buffer else chunk, self._event)
         except Exception:
             logger.debug("tokentrail could not read a response body chunk", exc_info=True)
 
@@ -165,6 +157,39 @@ class _ItemsTap(_Tap):
             logger.debug("tokentrail could not finish a tapped listing", exc_info=True)
 
 
+class _EventItemsTap(_ItemsTap):
+    """A server-sent event stream of which some events are independently billed items (a managed agent
+    session's completed turns and model requests): each event holding one of `markers` is decoded and
+    recorded on its own as the reader receives it; the others pass with a byte search each."""
+
+    __slots__ = ("markers",)
+
+    def __init__(self, call: Call, markers: tuple[bytes, ...]) -> None:
+        super().__init__(call, None)
+        self.markers = markers
+
+    def feed(self, chunk: bytes) -> None:
+        if self.ended:
+            return
+        try:
+            self.buffer = _each_event(self.buffer + chunk if self.buffer else chunk, self._item)
+        except Exception:
+            logger.debug("tokentrail could not read a stream event", exc_info=True)
+
+    def _item(self, block: bytes) -> None:
+        if not any(marker in block for marker in self.markers):
+            return
+        from tokentrail.adapters._base import Malformed, decode_event
+
+        try:
+            event = decode_event(block)
+        except Malformed:
+            logger.debug("tokentrail could not decode a stream event", exc_info=True)
+            return
+        if event is not None:
+            self.call.record_item(event)
+
+
 def _decoded(line: bytes) -> object | None:
     """One JSON line as an object; None for a blank or unreadable line (the others are still items)."""
     if not line.strip():
@@ -185,6 +210,17 @@ def decoded_lines(content: bytes, sniff: Callable[[bytes], bool] | None) -> Iter
         item = _decoded(line)
         if item is not None:
             yield item
+
+
+def _each_event(buffer: bytes, handle: Callable[[bytes], None]) -> bytes:
+    """Hand each whole server-sent event in `buffer` to `handle`; returns the rest (an event not yet ended)."""
+    start = 0
+    while True:
+        end, width = _event_end(buffer, start)
+        if end < 0:
+            return buffer[start:]
+        handle(buffer[start:end])
+        start = end + width
 
 
 def _event_end(buffer: bytes, start: int) -> tuple[int, int]:
@@ -291,6 +327,13 @@ def tap_items(
     """Record each JSON line of `http_response`'s body as its reader consumes it (see `_ItemsTap`)."""
     if call.begin_items():
         _install(_ItemsTap(call, sniff), http_response, asynchronous=asynchronous)
+
+
+def tap_events(call: Call, http_response: Any, *, asynchronous: bool, markers: tuple[bytes, ...]) -> None:
+    """Record each server-sent event of `http_response`'s body that holds one of `markers`, as its reader
+    consumes it (see `_EventItemsTap`)."""
+    if call.begin_items():
+        _install(_EventItemsTap(call, markers), http_response, asynchronous=asynchronous)
 
 
 def _install(tap: _Tap, http_response: Any, *, asynchronous: bool) -> None:

@@ -1,7 +1,8 @@
 """Patch table for `anthropic` (Anthropic, AsyncAnthropic, and the Bedrock / Vertex clients): its billable
 endpoints, reached through `SyncAPIClient.request` / `AsyncAPIClient.request` (`_instrument_stainless`).
 `messages` and `beta.messages` share one path; `count_tokens` is free (`NOT_TRACKED`); batches are billed
-through their results, each succeeded result recorded once at batch prices; a dream once it has finished."""
+through their results, each succeeded result recorded once at batch prices; a dream once it has finished;
+a Managed Agents session per model request read from its events (`agent_sessions`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def _content_delta(event: object) -> bool:
 
 
 _DREAM = Endpoint("beta.dreams", "runs:dream", server_side=True)
+# Managed Agents sessions: each model request once (`span.model_request_end` events as they are read, by
+# session or thread), at the model of the session's or thread's agent, remembered from the objects seen;
+# a terminated session's runtime once, unpriced (agent_sessions); a dream's session records nothing
+_SESSIONS = Endpoint(
+    "beta.sessions",
+    "agent_sessions:anthropic",
+    server_side=True,
+    scoped=True,  # an event names no session: the request path does
+    event_items=(b"span.model_request_end",),
+)
 
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("post", "/v1/messages"): Endpoint("messages", "anthropic", is_content=_content_delta),
@@ -42,6 +53,18 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("get", "/v1/dreams/{id}"): _DREAM,
     ("post", "/v1/dreams/{id}/cancel"): _DREAM,
     ("post", "/v1/dreams/{id}/archive"): _DREAM,
+    ("post", "/v1/sessions"): _SESSIONS,
+    ("get", "/v1/sessions"): _SESSIONS,
+    ("get", "/v1/sessions/{id}"): _SESSIONS,
+    ("post", "/v1/sessions/{id}"): _SESSIONS,  # update
+    ("post", "/v1/sessions/{id}/archive"): _SESSIONS,
+    ("get", "/v1/sessions/{id}/events"): _SESSIONS,  # events.list
+    ("get", "/v1/sessions/{id}/events/stream"): _SESSIONS,
+    ("get", "/v1/sessions/{id}/threads"): _SESSIONS,
+    ("get", "/v1/sessions/{id}/threads/{id}"): _SESSIONS,
+    ("post", "/v1/sessions/{id}/threads/{id}/archive"): _SESSIONS,
+    ("get", "/v1/sessions/{id}/threads/{id}/events"): _SESSIONS,
+    ("get", "/v1/sessions/{id}/threads/{id}/stream"): _SESSIONS,
 }
 
 _TARGET_ARGS: dict[str, Any] = {
@@ -61,17 +84,11 @@ ROOT = "anthropic"  # the package whose presence means the SDK is installed
 CLIENT_MODULES = ("anthropic",)
 WRAP_PATHS: tuple[tuple[str, ...], ...] = ((),)
 
-_SESSIONS_GAP = (
-    "known gap: a session's `usage` is cumulative over its turns and threads (final once `terminated`), "
-    "its `list_cost` includes runtime priced apart; per-request usage (`span.model_request_end` events) "
-    "names no model"
-)
 NOT_TRACKED: dict[str, str] = {
     "messages.count_tokens": "counting tokens is free",
     "beta.messages.count_tokens": "counting tokens is free",
     "beta.dreams.list": "lists dreams, also ones made elsewhere or earlier: a dream is recorded when it "
     "is created, retrieved, canceled or archived and seen finished",
-    "beta.sessions.*": f"managed agent sessions — {_SESSIONS_GAP}",
     "beta.organization.analytics.*": "organization usage reports: totals of calls already made",
 }
 

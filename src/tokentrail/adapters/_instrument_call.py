@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from tokentrail._claims import mark_otel_span
 from tokentrail._types import Usage
-from tokentrail.adapters._base import Captured, Malformed, StreamAccumulator
+from tokentrail.adapters._base import Captured, Malformed, Scoped, StreamAccumulator
 from tokentrail.errors import BudgetExceeded
 
 if TYPE_CHECKING:
@@ -153,6 +153,7 @@ class Call:
         "once",
         "provider",
         "reservation",
+        "scope",
         "started",
         "stream_reader",
         "target",
@@ -170,6 +171,7 @@ class Call:
         self.model = model
         self.once: Callable[[Captured], bool] | None = None  # says False for a response recorded already
         self.stream_reader: str | None = None  # "module:Class" for streams format detection cannot read
+        self.scope: str | None = None  # the request path, handed to readers that take it (`Scoped`)
         self.reservation: Any = None
         self.captures: CaptureQueue | None = None  # None: record on this thread
         self.context: contextvars.Context | None = None
@@ -258,6 +260,8 @@ class Call:
         try:
             if isinstance(response, _RawBody):
                 response = response.decode()
+            if self.scope is not None and not isinstance(response, Captured):
+                response = Scoped(self.scope, response)
             captured = (
                 response
                 if isinstance(response, Captured)
@@ -377,8 +381,13 @@ class Call:
 
     def _record_item(self, item: object) -> None:
         try:
+            if self.scope is not None:
+                item = Scoped(self.scope, item)
             captured = _reader(self.adapter or "")(item, self.provider)
-            if captured is not None:  # None: an item that is not billed (an errored batch result)
+            if isinstance(captured, tuple):  # an item reporting several records (or none)
+                for each in captured:
+                    self._record(each)
+            elif captured is not None:  # None: an item that is not billed (an errored batch result)
                 self._record(captured)
         except Exception:
             self._record_failed("could not record a listed item")

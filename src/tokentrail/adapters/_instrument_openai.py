@@ -48,6 +48,20 @@ def _partial_image(event: object) -> bool:
 
 _RESPONSES = Endpoint("responses", "openai", is_content=_delta_event, once_per_response=True)
 _EVAL_RUN = Endpoint("evals.runs", "runs:eval_run", server_side=True)
+# hosted agent sessions: each finished turn once (its events as they are read, or turns listed or
+# retrieved), at the model of the session's agent, remembered from the session objects seen
+# (agent_sessions); the session's cumulative `usage` is never recorded
+_SESSIONS = Endpoint(
+    "beta.agents.sessions",
+    "agent_sessions:openai",
+    server_side=True,
+    event_items=(
+        b"agent.session.turn.completed",
+        b"agent.session.turn.failed",
+        b"agent.session.turn.cancelled",
+        b"agent.session.created",
+    ),
+)
 
 # (HTTP method, path) -> endpoint; a `{…}` segment stands for an id
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
@@ -89,6 +103,15 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("post", "/evals/{id}/runs"): _EVAL_RUN,
     ("get", "/evals/{id}/runs/{id}"): _EVAL_RUN,
     ("post", "/evals/{id}/runs/{id}/cancel"): _EVAL_RUN,
+    ("post", "/agents/sessions"): _SESSIONS,  # create; stream=True: the session's events
+    ("get", "/agents/sessions"): _SESSIONS,
+    ("get", "/agents/sessions/{id}"): _SESSIONS,
+    ("post", "/agents/sessions/{id}"): _SESSIONS,  # update
+    ("get", "/agents/sessions/{id}/events"): _SESSIONS,  # events.stream (and the sessions.stream helper)
+    ("get", "/agents/sessions/{id}/turns"): _SESSIONS,
+    ("get", "/agents/sessions/{id}/turns/{id}"): _SESSIONS,
+    ("get", "/agents/sessions/{id}/subagents/{id}/turns"): _SESSIONS,
+    ("get", "/agents/sessions/{id}/subagents/{id}/turns/{id}"): _SESSIONS,
     ("post", "/audio/speech"): Endpoint(
         "audio.speech", "openai:extract_speech", _delta_event, stream="openai:SpeechStream", audio=True
     ),
@@ -110,16 +133,10 @@ WRAP_PATHS: tuple[tuple[str, ...], ...] = ((),)  # the client itself: its `reque
 
 # Methods that return a usage-bearing type but are not tracked, by resource path ("x.*": all below x).
 _NOT_A_CALL = "fetches a stored object: not a new model call"
-_SESSIONS_GAP = (
-    "known gap: a session's `usage` is cumulative and best-effort ('may change'), and a session never "
-    "finishes (idle between turns); per-turn usage (`turns`, `agent.session.turn.completed` events) names "
-    "no model"
-)
 NOT_TRACKED: dict[str, str] = {
     "admin.organization.usage.*": "organization usage reports: totals of calls already made",
     "batches.*": "Batch API jobs: each request is recorded from the output file (files.content); the "
     "batch's `usage` is the total of those requests",
-    "beta.agents.sessions.*": f"hosted agent sessions — {_SESSIONS_GAP}",
     "beta.threads.*": "Assistants API runs: the API was shut down on 2026-08-26",
     "chat.completions.list": _NOT_A_CALL,
     "chat.completions.retrieve": _NOT_A_CALL,

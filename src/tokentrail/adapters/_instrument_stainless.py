@@ -18,6 +18,8 @@ succeeded result is its own record, made as the caller reads it, once per respon
 results are fetched; a downloaded file that is no Batch output records nothing.
 
 Server-side runs (`Endpoint.server_side`: eval runs, dreams) are recorded when seen finished, once per run.
+Hosted agent sessions are recorded per completed turn or model request, from the turns and events the
+caller reads (`Endpoint.event_items`: a stream's events tapped as they are read), once per turn or event.
 
 A Responses API response can be fetched again (`responses.retrieve`, a resumed stream): it is recorded
 once per response id, and a background response when it is seen finished.
@@ -66,17 +68,23 @@ class Endpoint:
     # a run the API does server-side (an eval run, a dream): its responses are recorded only once the run
     # is seen finished, once per run id however often it is fetched; no budget is held for the request
     server_side: bool = False
+    # the reader is handed `Scoped(request path, body)`: payloads that do not name what they belong to
+    scoped: bool = False
+    # a server-sent event stream whose events holding one of these byte strings are items, each read by
+    # `adapter` as the caller reads the stream (whichever way: plain, raw, streaming response)
+    event_items: tuple[bytes, ...] = ()
 
 
 class _Detail:
     """What `deliver` needs to know about one request (a plain slotted class: built on every call)."""
 
-    __slots__ = ("body", "endpoint", "raw")
+    __slots__ = ("body", "endpoint", "path", "raw")
 
-    def __init__(self, endpoint: Endpoint, raw: str | None, body: Mapping[str, Any]) -> None:
+    def __init__(self, endpoint: Endpoint, raw: str | None, body: Mapping[str, Any], path: str) -> None:
         self.endpoint = endpoint
         self.raw = raw  # None, "true" (with_raw_response) or "stream" (with_streaming_response)
         self.body = body
+        self.path = path  # as the SDK gave it
 
 
 @dataclass(frozen=True)
@@ -154,7 +162,7 @@ class StainlessTarget(Target):
                 kwargs = {**kwargs, "options": options}
         model = body.get("model")
         request = Request(args, kwargs, model if isinstance(model, str) and model else None, streaming)
-        request.detail = _Detail(endpoint, _raw_mode(options.headers), body)
+        request.detail = _Detail(endpoint, _raw_mode(options.headers), body, str(options.url))
         return request
 
     def body(self, request: Request) -> Mapping[str, Any]:
@@ -178,6 +186,10 @@ class StainlessTarget(Target):
             # a retrieve has no body: like a background create, an unfinished response waits to be seen finished
             waits = endpoint.server_side or detail.body.get("background") is True or not detail.body
             tracked.once = _Once(background=waits)
+        if endpoint.scoped:
+            tracked.scope = urlsplit(detail.path).path
+        if endpoint.event_items and request.streaming:
+            return self._deliver_events(tracked, detail, response, asynchronous)
         if endpoint.audio:
             return self._deliver_audio(tracked, detail, response, asynchronous)
         if endpoint.items:
@@ -216,6 +228,18 @@ class StainlessTarget(Target):
         from tokentrail.adapters._body_tap import tap_items
 
         tap_items(call, http, asynchronous=asynchronous, sniff=sniff)
+        return response
+
+    def _deliver_events(self, call: Any, detail: _Detail, response: Any, asynchronous: bool) -> Any:
+        """A stream of events some of which are billed items: its body tapped as it is read, whether the
+        caller iterates the SDK's stream or reads the raw or streaming response."""
+        http = getattr(response, "http_response", None) or getattr(response, "response", None)
+        if http is None:
+            call.discard()
+            return response
+        from tokentrail.adapters._body_tap import tap_events
+
+        tap_events(call, http, asynchronous=asynchronous, markers=detail.endpoint.event_items)
         return response
 
     def _deliver_audio(self, call: Any, detail: _Detail, response: Any, asynchronous: bool) -> Any:

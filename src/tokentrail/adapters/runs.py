@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from tokentrail._types import Usage, UsageStatus
-from tokentrail.adapters import anthropic, openai
+from tokentrail.adapters import agent_sessions, anthropic, openai
 from tokentrail.adapters._base import Captured, Fields, Malformed, build_usage, get_field, text_value
 
 __all__ = ["batch_output_line", "dream", "eval_run", "is_batch_output"]
@@ -98,6 +98,9 @@ def dream(response: object, provider: str = "anthropic") -> Captured:
     dream_id = text_value(get_field(response, "id"))
     status = text_value(get_field(response, "status"))
     model = text_value(get_field(get_field(response, "model"), "id"))
+    session_id = text_value(get_field(response, "session_id"))
+    if session_id and dream_id:  # its session's events are the dream's work: not recorded again
+        agent_sessions.remember_dream_session(session_id, dream_id)
     if status not in _DREAM_FINAL and status != "canceled":
         reason = f"the dream is {status}: usage is reported when it finishes"
         return Captured(Usage.unknown(reason), model, provider, response_id=dream_id, finished=False)

@@ -30,7 +30,7 @@ import json
 import threading
 from typing import Any
 
-from tokentrail.testing._mock_wire import count, new_id, sse
+from tokentrail.testing._mock_wire import count, new_id, public, sse, write_json
 
 __all__ = ["CHILD_MODEL", "SESSION_MODEL", "answer_anthropic", "answer_openai", "dream_session"]
 
@@ -53,17 +53,12 @@ def _keep(table: dict[str, dict[str, Any]], key: str, entry: dict[str, Any]) -> 
 
 
 def _json(handler: Any, status: int, payload: object) -> bool:
-    data = json.dumps(_public(payload)).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
+    write_json(handler, status, payload)
     return True
 
 
 def _stream(handler: Any, events: list[tuple[str, dict[str, Any]]]) -> bool:
-    data = b"".join(sse(_public(payload), name) for name, payload in events)
+    data = b"".join(sse(public(payload), name) for name, payload in events)
     handler.send_response(200)
     handler.send_header("Content-Type", "text/event-stream")
     handler.send_header("Content-Length", str(len(data)))
@@ -224,7 +219,7 @@ def _openai_turn(entry: dict[str, Any], text: str, *, finished: bool) -> None:
         turn["_text"] = text
         entry["turns"].append(turn)
         created = {"event_id": new_id("evt_"), "session_id": session["id"], "turn_id": turn["id"]}
-        entry["events"].append({**created, "turn": _public(turn), "type": "agent.session.turn.created"})
+        entry["events"].append({**created, "turn": public(turn), "type": "agent.session.turn.created"})
     if finished:
         for turn in turns:
             _openai_finish(entry, turn)
@@ -241,7 +236,7 @@ def _openai_finish(entry: dict[str, Any], turn: dict[str, Any]) -> None:
     session["usage"] = _add_usage(session["usage"], usage)
     event = {"event_id": new_id("evt_"), "session_id": session["id"], "turn_id": turn["id"]}
     entry["events"].append(
-        {**event, "turn": _public(turn), "type": "agent.session.turn.completed", "usage": usage}
+        {**event, "turn": public(turn), "type": "agent.session.turn.completed", "usage": usage}
     )
     if all(t["status"] == "completed" for t in entry["turns"]):
         session["status"] = "idle"
@@ -260,14 +255,6 @@ def _openai_advance(entry: dict[str, Any]) -> None:
                     _openai_finish(entry, turn)
                 else:
                     turn["_seen"] = True
-
-
-def _public(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _public(v) for k, v in value.items() if not k.startswith("_")}
-    if isinstance(value, list):
-        return [_public(v) for v in value]
-    return value
 
 
 # -- Anthropic /v1/sessions (Managed Agents) -------------------------------------------------------------------

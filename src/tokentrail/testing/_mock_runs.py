@@ -1,5 +1,5 @@
 """Server-side run routes of the mock server: OpenAI eval runs and Anthropic dreams, each started by one
-request and polled until it finishes.
+request and polled until it finishes; hosted agent sessions are served by `_mock_agents`.
 
 A run answers `queued` / `pending` when created, `in_progress` / `running` on its first retrieve, and
 finished (with its usage) from the second retrieve on; a cancel ends it at once. Usage is a deterministic
@@ -13,12 +13,12 @@ evaluated and a model grader); dreams follow anthropic-sdk-python 2.13.0 `types/
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from typing import Any
 
-from tokentrail.testing._mock_wire import count, new_id
+from tokentrail.testing import _mock_agents as _agents
+from tokentrail.testing._mock_wire import count, new_id, write_json
 
 __all__ = ["GRADER", "answer"]
 
@@ -32,8 +32,13 @@ _TIME = "2026-05-01T12:00:00Z"
 
 
 def answer(handler: Any, method: str, path: str, body: dict[str, Any]) -> bool:
-    """Serve an eval run or dream request on `handler` (the mock's request handler); False if not one."""
+    """Serve an eval run, dream or agent session request on `handler` (the mock's request handler); False
+    if not one."""
     parts = path.strip("/").split("/")
+    if parts[:3] == ["v1", "agents", "sessions"]:
+        return _agents.answer_openai(handler, method, parts[3:], body)
+    if parts[:2] == ["v1", "sessions"]:
+        return _agents.answer_anthropic(handler, method, parts[2:], body)
     if len(parts) >= 4 and parts[:2] == ["v1", "evals"] and parts[3] == "runs":
         found = _eval_run(method, parts[2], parts[4:], body)
     elif parts[:2] == ["v1", "dreams"]:
@@ -42,9 +47,9 @@ def answer(handler: Any, method: str, path: str, body: dict[str, Any]) -> bool:
         return False
     if found is None:
         error = {"message": f"no such resource {path}", "type": "invalid_request_error"}
-        _write(handler, 404, {"error": error})
+        write_json(handler, 404, {"error": error})
     else:
-        _write(handler, 200, found)
+        write_json(handler, 200, found)
     return True
 
 
@@ -165,7 +170,7 @@ def _dream(method: str, rest: list[str], body: dict[str, Any]) -> dict[str, Any]
         if dream["status"] in ("pending", "running"):
             if _poll(dream["id"]) == 0:
                 dream["status"] = "running"
-                dream["session_id"] = new_id("sesn_")
+                dream["session_id"] = _agents.dream_session(str(dream["model"]["id"]))
             else:
                 _finish_dream(dream, "completed")
     else:
@@ -212,21 +217,3 @@ def _finish_dream(dream: dict[str, Any], status: str) -> None:
     dream["ended_at"] = _TIME
     if status == "completed":
         dream["outputs"] = [{"type": "memory_store", "memory_store_id": new_id("memstore_")}]
-
-
-def _public(value: Any) -> Any:
-    """What is served: the mock's own bookkeeping (`_` keys) left out."""
-    if isinstance(value, dict):
-        return {k: _public(v) for k, v in value.items() if not k.startswith("_")}
-    if isinstance(value, list):
-        return [_public(v) for v in value]
-    return value
-
-
-def _write(handler: Any, status: int, payload: dict[str, Any]) -> None:
-    data = json.dumps(_public(payload)).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)

@@ -1,4 +1,5 @@
-"""Small pieces of the wire formats every mock route shares: ids, token counts, text chunks, SSE frames."""
+"""Small pieces of the wire formats every mock route shares: ids, token counts, text chunks, SSE frames,
+JSON answers."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import uuid
 from typing import Any
 
-__all__ = ["count", "new_id", "sse", "words"]
+__all__ = ["count", "new_id", "public", "sse", "words", "write_json"]
 
 
 def new_id(prefix: str) -> str:
@@ -29,3 +30,22 @@ def sse(payload: dict[str, Any], event: str | None = None) -> bytes:
     """One server-sent event (with its `event:` line when the API names its events)."""
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {json.dumps(payload)}\n\n".encode()
+
+
+def public(value: Any) -> Any:
+    """What is served: a mock's own bookkeeping (`_` keys) left out."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items() if not k.startswith("_")}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    return value
+
+
+def write_json(handler: Any, status: int, payload: object) -> None:
+    """Answer on `handler` (a mock's request handler) with `payload` as JSON, its bookkeeping left out."""
+    data = json.dumps(public(payload)).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
