@@ -25,6 +25,10 @@ atexit.register(shutil.rmtree, _DIR, True)
 _URL = f"sqlite:///{_DIR / 'ledger.db'}"
 _writer = tt.Tracker(store=_URL)
 seed(_writer)
+for _step in range(3):  # a session, so /api/sessions and /api/sessions/{session} answer with data too
+    _writer.record(
+        tt.Usage(100 * (_step + 1), 10), model="gpt-4o", session="fuzz-run", agent="a", duration_ms=5.0
+    )
 _writer.store.close()  # type: ignore[attr-defined]
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_URL))
@@ -43,3 +47,8 @@ def test_api_never_fails_and_matches_its_schema(case: schemathesis.Case) -> None
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_never_answers_5xx_even_to_schema_violating_requests(case: schemathesis.Case) -> None:
     case.call_and_validate(checks=[not_a_server_error])
+
+
+def test_the_schema_documents_the_session_and_budget_endpoints() -> None:
+    paths = set(schema.raw_schema["paths"])
+    assert {"/api/sessions", "/api/sessions/{session}", "/api/pulse", "/api/budgets"} <= paths
