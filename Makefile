@@ -12,7 +12,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.demo-installed: $(PY) pyproject.toml constraints.txt
-	$(PIP) install $(PIN) -e '.[demo]'
+	$(PIP) install $(PIN) -e '.[demo,server]'
 	touch $@
 
 $(VENV)/.test-installed: $(PY) pyproject.toml constraints.txt
@@ -27,6 +27,10 @@ demo: $(VENV)/.demo-installed
 	$(PY) -m tokentrail.demo
 	@echo; echo '$$ tokentrail report --store sqlite:///demo.db --by agent,model'
 	@COLUMNS=110 $(VENV)/bin/tokentrail report --store sqlite:///demo.db --by agent,model
+	@echo; echo '$$ tokentrail session demo-session-1 --store sqlite:///demo.db'
+	@COLUMNS=110 $(VENV)/bin/tokentrail session demo-session-1 --store sqlite:///demo.db
+	@echo; echo 'The demo run in the dashboard (sessions, run tree, timeline, live):'
+	@echo '  $(VENV)/bin/tokentrail serve --store sqlite:///demo.db   then open http://127.0.0.1:8000/sessions/demo-session-1'
 
 # The dashboard's browser tests drive Debian's Chromium (not on a fresh machine: installed here once).
 # Under CI=true a failed install stops `make test`: CI never runs without the browser tests.

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import NamedTuple
 
-from tokentrail.adapters import anthropic, bedrock, cohere, gemini, litellm, mistral, ollama, openai
+from tokentrail.adapters import anthropic, bedrock, cohere, gemini, litellm, mistral, ollama, openai, xai
 from tokentrail.adapters._base import (
     Captured,
     Malformed,
@@ -167,6 +167,8 @@ def _provider_by_shape(response: object) -> str | None:
     kind = text_value(get_field(response, "type"))
     if kind == "message":
         return "anthropic"
+    if kind == "response.done":  # a Realtime API event (OpenAI, Azure)
+        return "openai"
     if text_value(get_field(response, "object")) in ("chat.completion", "response"):
         return _openai_compatible(response)
     if _has(response, "finish_reason") and _has(response, "message"):
@@ -244,6 +246,8 @@ def detect_response(response: object, provider: str | None) -> tuple[object, Ada
     if response is None:
         raise Malformed("batch result holds no response")
     label = canonical_provider(provider) if provider else None
+    if xai.is_native(response):  # xai-sdk objects: only xAI's native reader reads them
+        return response, Adapter(xai.extract, label or xai.PROVIDER), False
     if label in ADAPTERS:
         return response, Adapter(ADAPTERS[label], label), batch_provider is not None
     found = _sdk_of(response) or batch_provider or _provider_by_shape(response)
@@ -287,6 +291,8 @@ def _stream_by_shape(event: object) -> tuple[StreamFactory, str] | None:
 
 def detect_stream(event: object, provider: str | None) -> tuple[StreamFactory, str] | None:
     """The accumulator class for a stream whose first recognizable event is `event`, and its provider."""
+    if xai.is_native(event):  # xai-sdk chunks, or chat.stream()'s (response, chunk) pairs
+        return xai.ChatStream, canonical_provider(provider) if provider else xai.PROVIDER
     sdk = _sdk_of(event)
     found = _stream_by_shape(event)
     if found is None:

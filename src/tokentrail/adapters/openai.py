@@ -11,6 +11,17 @@ a search counts as one web search. The response's `service_tier` is the tier tha
 Streaming: Chat Completions reports usage only in a last chunk with no choices, and only when the
 request set `stream_options={"include_usage": True}`; the Responses API reports it in the
 `response.completed` (or `.incomplete` / `.failed`) event.
+
+OpenAI-compatible hosts that differ:
+- xAI counts reasoning tokens *outside* `completion_tokens` (`total_tokens = prompt + completion +
+  reasoning`, docs.x.ai "consumption and rate limits"), so its output is completion + reasoning; see
+  `reasoning_outside_completion` for how a usage is known to be xAI's (the same reading as the catalog's
+  x-ai extractor for non-streamed bodies, so streamed and plain calls agree).
+- Groq's chunks carry the stream's usage in `x_groq.usage` on the final chunk (groq-python
+  `ChatCompletionChunk.x_groq`: "Only sent in the final chunk"); with `include_usage` it also sends the
+  OpenAI usage chunk, which then wins (the same counts, replaced, never added).
+- Realtime (OpenAI and Azure): each `response.done` event carries that response's usage with text, audio
+  and cached details (`extract_realtime`).
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from tokentrail.adapters._base import (
 from tokentrail.errors import InvalidUsageError
 
 __all__ = [
+    "XAI_PROVIDERS",
     "ChatStream",
     "ImageStream",
     "ResponsesStream",
@@ -43,26 +55,58 @@ __all__ = [
     "extract",
     "extract_embeddings",
     "extract_images",
+    "extract_realtime",
     "extract_speech",
     "extract_transcription",
     "price_context",
+    "reasoning_outside_completion",
     "responses_usage",
 ]
 
 _FINAL_RESPONSE_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 
 
-def chat_usage(usage: Fields) -> Usage:
-    """A Chat Completions `usage` object (also Mistral's and LiteLLM's) in the one convention."""
-    return build_usage(**chat_counts(usage))
+# Provider names under which reasoning tokens come on top of `completion_tokens` (xAI's Chat Completions).
+XAI_PROVIDERS = frozenset({"xai", "x-ai", "x_ai", "grok"})
 
 
-def chat_counts(usage: Fields) -> dict[str, int]:
+def reasoning_outside_completion(
+    prompt: int, completion: int, reasoning: int, total: int | None, provider: str | None, model: str | None
+) -> bool:
+    """Whether a chat usage's `reasoning_tokens` come on top of `completion_tokens` (xAI) rather than
+    inside them (OpenAI and every other OpenAI-compatible host).
+
+    An xAI provider name says on top (as the catalog's x-ai extractor reads it); otherwise the usage's own
+    total tells (prompt + completion + reasoning: on top; prompt + completion: inside); without a telling
+    total, a bare `grok-*` model name says on top, and so does more reasoning than completion (impossible
+    inside it). An OpenAI usage (total = prompt + completion) is never read as on top.
+    """
+    if not reasoning:
+        return False
+    if provider is not None and provider.strip().lower() in XAI_PROVIDERS:
+        return True
+    if total is not None:
+        if total == prompt + completion + reasoning:
+            return True
+        if total == prompt + completion:
+            return False
+    if model is not None and model.strip().lower().startswith("grok"):
+        return True
+    return reasoning > completion
+
+
+def chat_usage(usage: Fields, provider: str | None = None, model: str | None = None) -> Usage:
+    """A Chat Completions `usage` object (also Mistral's and LiteLLM's) in the one convention; `provider`
+    and `model` (when known) tell xAI's reasoning count apart (see `reasoning_outside_completion`)."""
+    return build_usage(**chat_counts(usage, provider, model))
+
+
+def chat_counts(usage: Fields, provider: str | None = None, model: str | None = None) -> dict[str, int]:
     counts = {
         "input_tokens": usage.count("prompt_tokens", required=True),
         "output_tokens": usage.count("completion_tokens", required=True),
     }
-    usage.count("total_tokens")  # not used, but a malformed total means a malformed payload
+    total = usage.optional_count("total_tokens")  # a malformed total means a malformed payload
     prompt = usage.child("prompt_tokens_details")
     if prompt is not None:
         counts["cache_read_tokens"] = prompt.count("cached_tokens")
@@ -74,6 +118,11 @@ def chat_counts(usage: Fields) -> dict[str, int]:
         counts["reasoning_tokens"] = completion.count("reasoning_tokens")
         counts["output_audio_tokens"] = completion.count("audio_tokens")
         counts["output_image_tokens"] = completion.count("image_tokens")
+        reasoning = counts["reasoning_tokens"]
+        if reasoning and reasoning_outside_completion(
+            counts["input_tokens"], counts["output_tokens"], reasoning, total, provider, model
+        ):
+            counts["output_tokens"] += reasoning
     return counts
 
 
@@ -135,6 +184,8 @@ def extract_fields(response: object, provider: str = "openai") -> Captured:
     """`extract` by reading every field through `Fields` (any shape; names what is malformed)."""
     raw_usage = get_field(response, "usage")
     if raw_usage is None:
+        if text_value(get_field(response, "type")) == "response.done":
+            return extract_realtime(response, provider)
         unfinished = _unfinished_response(response, provider)
         if unfinished is not None:
             return unfinished
@@ -147,7 +198,7 @@ def extract_fields(response: object, provider: str = "openai") -> Captured:
             result, model_name(response), provider, price_context(response), response_id=response_id
         )
     if usage.has("prompt_tokens", "completion_tokens"):
-        result = chat_usage(usage)
+        result = chat_usage(usage, provider, model_name(response))
     else:
         raise Malformed("usage has neither prompt_tokens (Chat Completions) nor input_tokens (Responses)")
     return Captured(result, model_name(response), provider, price_context(response))
@@ -169,6 +220,60 @@ def _unfinished_response(response: object, provider: str) -> Captured | None:
         response_id=text_value(get_field(response, "id")),
         finished=False,
     )
+
+
+def _token_counts(usage: Fields) -> dict[str, int]:
+    """`input_tokens` and `output_tokens` (both required); `total_tokens`, unused, must still be a count."""
+    usage.count("total_tokens")
+    return {
+        "input_tokens": usage.count("input_tokens", required=True),
+        "output_tokens": usage.count("output_tokens", required=True),
+    }
+
+
+# (path under `response.usage`, ((Usage field, count name), ...)) of a realtime `response.done`
+_REALTIME_DETAILS = (
+    (
+        ("input_token_details",),
+        (
+            ("cache_read_tokens", "cached_tokens"),
+            ("input_audio_tokens", "audio_tokens"),
+            ("input_image_tokens", "image_tokens"),
+        ),
+    ),
+    (
+        ("input_token_details", "cached_tokens_details"),
+        (("cache_audio_read_tokens", "audio_tokens"), ("cache_image_read_tokens", "image_tokens")),
+    ),
+    (("output_token_details",), (("output_audio_tokens", "audio_tokens"),)),
+)
+
+
+def extract_realtime(event: object, provider: str = "openai") -> Captured:
+    """A Realtime API `response.done` event (OpenAI, Azure): the usage of that one response.
+
+    `response.usage`: `input_tokens` (all of them, cached included) with `input_token_details`
+    (`cached_tokens`, `audio_tokens`, `image_tokens`, `cached_tokens_details.audio_tokens` /
+    `.image_tokens`), `output_tokens` with `output_token_details.audio_tokens`; text counts are the rest.
+    A response that was cancelled or failed still reports what it used, and is billed for it.
+    """
+    response = get_field(event, "response")
+    if response is None:
+        raise Malformed("response.done event has no response")
+    raw_usage = get_field(response, "usage")
+    if raw_usage is None:
+        status = text_value(get_field(response, "status")) or "unknown"
+        raise Malformed(f"response.done has no response.usage (response status {status})")
+    usage = Fields(raw_usage, "response.usage")
+    counts = _token_counts(usage)
+    for path, names in _REALTIME_DETAILS:
+        details: Fields | None = usage
+        for step in path:
+            details = details.child(step) if details is not None else None
+        if details is not None:
+            counts.update((key, details.count(name)) for key, name in names)
+    model = model_name(response) or model_name(event)
+    return Captured(build_usage(**counts), model, provider)
 
 
 def extract_embeddings(response: object, provider: str = "openai") -> Captured:
@@ -209,11 +314,7 @@ def extract_transcription(response: object, provider: str = "openai") -> Capture
     if kind == "duration":
         seconds = get_field(raw_usage, "seconds")
         raise Malformed(f"transcription billed by duration ({seconds} s of audio), not by tokens")
-    usage.count("total_tokens")
-    counts = {
-        "input_tokens": usage.count("input_tokens", required=True),
-        "output_tokens": usage.count("output_tokens", required=True),
-    }
+    counts = _token_counts(usage)
     details = usage.child("input_token_details")
     if details is not None:
         counts["input_audio_tokens"] = details.count("audio_tokens")
@@ -328,6 +429,13 @@ def sdk_chat_completion(response: Any, provider: str) -> Captured | None:
     ):
         return None
     model = text_value(_sdk_field(response, "model"))
+    reasoning = counts.get("reasoning_tokens", 0)
+    if reasoning and reasoning_outside_completion(
+        prompt_tokens, completion_tokens, reasoning, total_tokens, provider, model
+    ):
+        if completion_tokens + reasoning > MAX_COUNT:
+            return None  # `extract_fields` names it
+        counts["output_tokens"] = completion_tokens + reasoning
     tier = text_value(_sdk_field(response, "service_tier"))
     try:
         usage_read = Usage(**counts)  # each count is in range already: `build_usage` without its checks
@@ -337,32 +445,53 @@ def sdk_chat_completion(response: Any, provider: str) -> Captured | None:
 
 
 class ChatStream(StreamAccumulator):
-    """Chat Completions chunks: the usage chunk is the last one, and only with `include_usage`."""
+    """Chat Completions chunks: the usage chunk is the last one, and only with `include_usage`.
+
+    Groq's final chunk carries the usage in `x_groq.usage` instead; it is read only while no top-level
+    `usage` has been seen, and a top-level one arriving after it replaces it (the same report, never
+    added). Each report replaces the one before: hosts that send a running usage on every chunk (xAI)
+    are read at their last.
+    """
 
     complete_on_close = True
 
     def __init__(self, provider: str = "openai") -> None:
         super().__init__(provider)
         self._usage: Usage | None = None
+        self._top_level_usage = False  # a top-level `usage` was seen: `x_groq.usage` is not read any more
 
     def _feed(self, event: object) -> None:
         chunk = unwrap_chunk(event)
         self.model = model_name(chunk) or self.model
         self.price_context.update(price_context(chunk))
         raw_usage = get_field(chunk, "usage")
+        where = "chunk.usage"
         if raw_usage is None:
-            return
+            raw_usage = self._groq_usage(chunk)
+            if raw_usage is None:
+                return
+            where = "chunk.x_groq.usage"
+        else:
+            self._top_level_usage = True
         try:
-            self._usage = self._read_usage(Fields(raw_usage, "chunk.usage"))
+            self._usage = self._read_usage(Fields(raw_usage, where))
         except Malformed:
             self._usage = None  # a broken latest report must not leave an older one standing as final
             raise
         choices = get_field(chunk, "choices")
-        if not choices:  # the include_usage chunk: nothing after it but [DONE]
+        if where != "chunk.usage" or not choices:
+            # the include_usage chunk (nothing after it but [DONE]), or Groq's final chunk
             self.final = True
 
+    def _groq_usage(self, chunk: object) -> object | None:
+        """Groq's `x_groq.usage` (sent only in the final chunk), unless a top-level usage came already."""
+        if self._top_level_usage:
+            return None
+        x_groq = get_field(chunk, "x_groq")
+        return get_field(x_groq, "usage") if x_groq is not None else None
+
     def _read_usage(self, usage: Fields) -> Usage:
-        return chat_usage(usage)
+        return chat_usage(usage, self.provider, self.model)
 
     def _seen(self) -> Usage | None:
         return self._usage
