@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import Running, ScriptedUpstream, Step, gateway_config, serve
+from tests.gateway.conftest import Running, ScriptedUpstream, Step, gateway_config, recorded, serve
 from tokentrail.gateway import Gateway
 from tokentrail.testing.mock_llm import MockLLMServer, MockResponse
 
@@ -258,3 +258,65 @@ def threading_event():
     import threading
 
     return threading.Event()
+
+
+def test_gemini_stream_without_alt_sse_is_read_as_a_json_array(
+    scripted: ScriptedUpstream, ledger: str
+) -> None:
+    # streamGenerateContent without ?alt=sse answers one JSON array of GenerateContentResponse chunks, sent
+    # as they are generated (kgateway-dev/kgateway#10804; chunks as in simonw/llm-gemini#97)
+    scripted.content_type = "application/json; charset=UTF-8"
+    scripted.steps = [
+        Step(
+            b'[{\n  "candidates": [{"content": {"parts": [{"text": "Here"}],"role": "model"},"index": 0}],\n'
+            b'  "usageMetadata": {"promptTokenCount": 5,"candidatesTokenCount": 1,"totalTokenCount": 6},\n'
+            b'  "modelVersion": "gemini-2.5-flash"\n}\n'
+        ),
+        Step(
+            b',\r\n{\n  "candidates": [{"content": {"parts": [{"text": " you go"}],"role": "model"},'
+            b'"finishReason": "STOP","index": 0}],\n  "usageMetadata": {"promptTokenCount": 5,'
+            b'"candidatesTokenCount": 44,"totalTokenCount": 235,"thoughtsTokenCount": 186},\n'
+            b'  "modelVersion": "gemini-2.5-flash"\n}\n'
+        ),
+        Step(b"]"),
+    ]
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hello"}]}]}
+    with serve(Gateway(gateway_config(scripted.base, ledger))) as running:
+        response = httpx.post(
+            running.url + "/v1beta/models/gemini-2.5-flash:streamGenerateContent", json=body
+        )
+        (record,) = running.gateway.tracker.history()
+
+    assert response.content == b"".join(step.data for step in scripted.steps)
+    assert record.usage.status.value == "complete"
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (5, 44 + 186)
+    assert record.usage.reasoning_tokens == 186 and record.model == "gemini-2.5-flash"
+
+
+def test_gemini_json_array_stream_cut_short_records_what_arrived(
+    scripted: ScriptedUpstream, ledger: str
+) -> None:
+    never = threading_event()
+    scripted.content_type = "application/json"
+    scripted.steps = [
+        Step(
+            b'[{"candidates": [{"content": {"parts": [{"text": "Hi"}],"role": "model"},"index": 0}],'
+            b'"usageMetadata": {"promptTokenCount": 7,"candidatesTokenCount": 1,"totalTokenCount": 8},'
+            b'"modelVersion": "gemini-2.5-flash"}'
+        ),
+        Step(b"]", gate=never),
+    ]
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hello"}]}]}
+    gateway = Gateway(gateway_config(scripted.base, ledger))
+    done = recorded(gateway)
+    with serve(gateway) as running:
+        with httpx.stream(
+            "POST", running.url + "/v1beta/models/gemini-2.5-flash:streamGenerateContent", json=body
+        ) as response:
+            first = next(response.iter_raw())
+        assert done.wait(30), "the gateway did not record the abandoned stream"
+        (record,) = gateway.tracker.history()
+
+    assert first.startswith(b'[{"candidates"')
+    assert record.usage.status.value == "partial"
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (7, 1)

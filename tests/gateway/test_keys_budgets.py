@@ -108,6 +108,27 @@ def test_a_key_over_its_budget_is_refused_before_forwarding_with_retry_after(
     assert caught.value.code == "budget_exceeded"
 
 
+def test_an_anthropic_system_prompt_given_as_blocks_counts_toward_the_reservation(
+    mock: MockLLMServer, ledger: str
+) -> None:
+    budget = Budget(limit_tokens=1000, window="monthly", name="tokens")
+    system = [{"type": "text", "text": "Answer in the style of a ship's log. " * 60}]  # ≈ 600 tokens
+    with serve(Gateway(gateway_config(mock.base, ledger, budgets=[budget]))) as running:
+        client = anthropic.Anthropic(base_url=running.url, api_key="k", max_retries=0)
+        client.messages.create(
+            model="claude-haiku-4-5", max_tokens=10, system=system[0]["text"][:40], messages=MESSAGES
+        )
+        with pytest.raises(anthropic.RateLimitError):  # ≈ 600 + 600 held: over 1000 tokens
+            client.messages.create(
+                model="claude-haiku-4-5",
+                max_tokens=10,
+                system=system * 2,
+                messages=MESSAGES,  # type: ignore[arg-type]
+            )
+
+    assert len(mock.requests) == 1
+
+
 @pytest.fixture(params=["sqlite", "redis"])
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

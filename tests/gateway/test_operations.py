@@ -19,6 +19,23 @@ def test_health_and_readiness(gateway: Running) -> None:
     assert httpx.get(gateway.url + "/readyz").json() == {"ready": True, "checks": {"ledger": "ok"}}
 
 
+def test_metrics_have_latency_histograms_by_route_and_upstream(gateway: Running) -> None:
+    for _ in range(3):
+        httpx.post(gateway.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": []})
+    httpx.post(
+        gateway.url + "/v1/messages", json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []}
+    )
+    text = httpx.get(gateway.url + "/metrics").text
+
+    chat = 'route="openai.chat",upstream="openai"'
+    for name in ("request_duration_seconds", "upstream_headers_seconds"):
+        assert f'tokentrail_gateway_{name}_bucket{{le="+Inf",{chat}}} 3.0' in text
+        assert (
+            f'tokentrail_gateway_{name}_count{{route="anthropic.messages",upstream="anthropic"}} 1.0' in text
+        )
+        assert f"tokentrail_gateway_{name}_sum{{{chat}}}" in text
+
+
 def test_readiness_fails_while_the_budget_back_end_is_down(ledger: str) -> None:
     port = closed_port()
     budget = Budget(limit_usd="1", name="all")

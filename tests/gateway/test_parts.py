@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from tokentrail.budgets import BudgetConfigError
-from tokentrail.gateway._app import _ask_usage
-from tokentrail.gateway._events import EventSplitter, strip_usage
+from tokentrail.gateway._app import _ask_usage, _countable
+from tokentrail.gateway._events import EventSplitter, _array_elements, strip_usage
+from tokentrail.gateway._metrics import BUCKETS, Histogram
 from tokentrail.gateway._routes import match
 from tokentrail.gateway._upstream import forward_headers, parse_upstream, presented_key, target_url
 from tokentrail.gateway.keys import parse_budget_spec
@@ -93,3 +94,31 @@ def test_budget_specs() -> None:
     assert parse_budget_spec("200000tokens/rolling:1h")[1:][0] == 200000
     with pytest.raises(BudgetConfigError):
         parse_budget_spec("lots/month")
+
+
+def test_json_array_elements_whole_cut_short_and_malformed() -> None:
+    assert _array_elements('[{"a": 1}\n,\r\n{"b": [2, "]"]}\n]') == ([{"a": 1}, {"b": [2, "]"]}], None)
+    assert _array_elements(" [ ] ") == ([], None)
+    assert _array_elements('[{"a": 1},{"b"') == (
+        [{"a": 1}],
+        "element 1 of the streamed JSON array is not JSON",
+    )
+    assert _array_elements('[{"a": 1},') == ([{"a": 1}], "the JSON array ended before its closing bracket")
+    assert _array_elements('{"a": 1}') == ([], "the streamed body is not a JSON array")
+
+
+def test_an_anthropic_system_given_as_blocks_is_counted_as_their_text() -> None:
+    request = {"system": [{"type": "text", "text": "You are"}, {"type": "text", "text": "terse."}], "x": 1}
+    assert _countable(request) == {"system": "You are\nterse.", "x": 1}
+    plain = {"system": "You are terse."}
+    assert _countable(plain) is plain
+
+
+def test_histogram_buckets_are_cumulative_and_end_with_inf() -> None:
+    histogram = Histogram()
+    for seconds in (0.0001, 0.0005, 0.003, 1000.0):
+        histogram.observe(("openai.chat", "openai"), seconds)
+    buckets = dict(histogram.buckets(("openai.chat", "openai")))
+    assert buckets["0.0005"] == 2  # a bound is inclusive (le)
+    assert buckets["0.005"] == 3 and buckets[str(BUCKETS[-1])] == 3 and buckets["+Inf"] == 4
+    assert histogram.sums[("openai.chat", "openai")] == 0.0001 + 0.0005 + 0.003 + 1000.0

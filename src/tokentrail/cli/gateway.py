@@ -16,6 +16,7 @@ from tokentrail.cli._common import console
 __all__ = ["gateway_command", "keys_app"]
 
 _DEFAULT_KEYS = "tokentrail-keys.db"
+_MIN_TOKEN = 16  # characters of a gateway token
 
 KeysOption = Annotated[
     str,
@@ -61,6 +62,14 @@ def gateway_command(
     require_key: Annotated[
         bool, typer.Option("--require-key", help="Refuse requests that carry no virtual key.")
     ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="TOKENTRAIL_GATEWAY_TOKEN",
+            help="Gateway token: requests without a virtual key must send it in X-Tokentrail-Token.",
+        ),
+    ] = None,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (loopback by default).")
     ] = "127.0.0.1",
@@ -75,10 +84,13 @@ def gateway_command(
     """Serve the gateway: clients set their base URL to it; every call is forwarded, recorded and budgeted."""
     from tokentrail.server._bind import is_loopback
 
-    if not is_loopback(host) and not require_key:
+    if token is not None and len(token) < _MIN_TOKEN:
+        console.print(f"[red]--token must be at least {_MIN_TOKEN} characters[/red]", highlight=False)
+        raise typer.Exit(code=2)
+    if not is_loopback(host) and not require_key and token is None:
         console.print(
-            f"[red]refusing to listen on {host!r} without --require-key[/red] (or bind 127.0.0.1): "
-            "beyond this machine only virtual-key holders may use the gateway",
+            f"[red]refusing to listen on {host!r} without --require-key or --token[/red] (or bind "
+            "127.0.0.1): beyond this machine only holders of a virtual key or the gateway token may use it",
             highlight=False,
         )
         raise typer.Exit(code=2)
@@ -105,6 +117,7 @@ def gateway_command(
                 budget_backend=budgets or config.backend,
                 keys=keys,
                 require_key=require_key,
+                token=token,
                 timeout=timeout,
                 max_body_bytes=max_body,
             )

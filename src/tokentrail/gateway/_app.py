@@ -16,6 +16,7 @@ nothing and release the reservation; a client that leaves mid-stream records wha
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ from tokentrail.adapters._instrument_target import Target, first_int
 from tokentrail.budgets.manager import attribution_scope
 from tokentrail.errors import BudgetExceeded
 from tokentrail.gateway._access import GatewayBudgets, KeyRegistry
-from tokentrail.gateway._events import DeferredStream, EventSplitter, strip_usage
+from tokentrail.gateway._events import ArrayStream, DeferredStream, EventSplitter, strip_usage
 from tokentrail.gateway._metrics import GatewayMetrics
 from tokentrail.gateway._routes import STREAM_GENERATE, Match, match
 from tokentrail.gateway._shapes import ErrorReply, error_reply
@@ -68,11 +69,14 @@ _ATTRIBUTION_HEADERS = {
     b"x-tokentrail-tags": "tags",
 }
 _UPSTREAM_HEADER = b"x-tokentrail-upstream"
+TOKEN_HEADER = "X-Tokentrail-Token"  # the gateway token, from clients that have no virtual key
+_TOKEN_HEADER = TOKEN_HEADER.lower().encode()
 _MAX_ATTRIBUTION = 256  # characters of one attribution header value
 # response headers the gateway does not pass on (hop-by-hop; uvicorn frames the body itself)
 _RESPONSE_DROPPED = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"trailer", b"upgrade"})
 _DEFAULT_UPSTREAMS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
 _LARGE_PROMPT = 32 * 1024  # bytes of request body above which the prompt is counted off the event loop
+_OPERATIONS = ("/healthz", "/readyz", "/metrics")
 
 
 @dataclass
@@ -84,7 +88,8 @@ class GatewayConfig:
     budgets: list[Budget] = field(default_factory=list)
     budget_backend: str | None = None  # memory:// when budgets are given without one
     keys: str | None = None  # the virtual key file; None: no virtual keys
-    require_key: bool = False  # refuse requests without a virtual key
+    require_key: bool = False  # refuse requests without a virtual key (or the gateway token)
+    token: str | None = field(default=None, repr=False)  # refuse requests with neither it nor a virtual key
     timeout: float = 600.0  # seconds to wait for the upstream's next bytes
     connect_timeout: float = 10.0
     max_body_bytes: int = 32 * 1024 * 1024
@@ -180,7 +185,7 @@ class Gateway:
     async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        if method == "GET" and path in ("/healthz", "/readyz", "/metrics"):
+        if method == "GET" and path in _OPERATIONS:
             await self._operations(path, send)
             return
         found = match(path)
@@ -220,6 +225,7 @@ class Gateway:
     async def _exchange(
         self, scope: Message, receive: Receive, send: Send, found: Match, upstream: Upstream
     ) -> int:
+        started = time.perf_counter()
         route = found.route
         body = await _read_body(receive, self.config.max_body_bytes)
         if body is None:
@@ -237,14 +243,16 @@ class Gateway:
             if upstream.key is None:
                 message = f"the gateway has no provider key for upstream {upstream.name!r}"
                 return await _reply(send, error_reply(route.api, 502, message))
-        elif self.config.require_key:
-            self.metrics.refused[(upstream.name, "missing_key")] += 1
-            return await _reply(send, error_reply(route.api, 401, "this gateway requires a virtual key"))
+        elif self.config.token is not None or self.config.require_key:
+            refusal = self._check_token(headers, upstream, route.api)
+            if refusal is not None:
+                return await _reply(send, refusal)
         values = _attribution(headers, key)
         if values is None:
             message = (
-                f"X-Tokentrail-* header values must be printable and at most {_MAX_ATTRIBUTION} characters"
+                f"X-Tokentrail-* header values must be printable ASCII, at most {_MAX_ATTRIBUTION} characters"
             )
+            self.metrics.refused[(upstream.name, "bad_header")] += 1
             return await _reply(send, error_reply(route.api, 400, message))
         request = _json_object(body)
         streaming = route is STREAM_GENERATE or request.get("stream") is True
@@ -252,7 +260,26 @@ class Gateway:
         if strip:
             body = _ask_usage(body, request)
         with attribution(**values):
-            return await self._forward(scope, receive, send, found, upstream, body, request, secret, strip)
+            return await self._forward(
+                scope, receive, send, found, upstream, body, request, secret, strip, started
+            )
+
+    def _check_token(
+        self, headers: list[tuple[bytes, bytes]], upstream: Upstream, api: str
+    ) -> ErrorReply | None:
+        """A request without a virtual key: let it through with the gateway token (when one is set), else
+        the refusal (401)."""
+        token = self.config.token
+        given = _header(headers, _TOKEN_HEADER)
+        if token is not None and given is not None:
+            if hmac.compare_digest(given.encode("latin-1"), token.encode("utf-8")):
+                return None
+            self.metrics.refused[(upstream.name, "invalid_token")] += 1
+            return error_reply(api, 401, "invalid gateway token")
+        self.metrics.refused[(upstream.name, "missing_key")] += 1
+        if token is None:
+            return error_reply(api, 401, "this gateway requires a virtual key")
+        return error_reply(api, 401, f"this gateway requires a virtual key or its token ({TOKEN_HEADER})")
 
     async def _forward(
         self,
@@ -265,6 +292,7 @@ class Gateway:
         request: dict[str, Any],
         secret: str | None,
         strip: bool,
+        started: float,
     ) -> int:
         route = found.route
         requested_model = request.get("model")
@@ -285,6 +313,7 @@ class Gateway:
             headers=forward_headers(scope["headers"], secret, real_key),
             content=body,
         )
+        sent = time.perf_counter()
         try:
             response = await client.send(outgoing, stream=True)
         except httpx.TimeoutException:
@@ -300,9 +329,12 @@ class Gateway:
         except BaseException:
             call.failed()
             raise
+        labels = (route.name, upstream.name)
+        self.metrics.upstream_headers.observe(labels, time.perf_counter() - sent)
         try:
-            return await self._relay(receive, send, response, call, strip)
+            return await self._relay(receive, send, response, call, strip, route is STREAM_GENERATE)
         finally:
+            self.metrics.durations.observe(labels, time.perf_counter() - started)
             await response.aclose()
 
     async def _reserve(
@@ -312,10 +344,11 @@ class Gateway:
         manager = self.budgets.manager
         if manager is None:
             return None
+        counted = _countable(request)
         if size > _LARGE_PROMPT:
-            prompt = await asyncio.to_thread(_estimate_input, request, model)
+            prompt = await asyncio.to_thread(_estimate_input, counted, model)
         else:
-            prompt = _estimate_input(request, model)
+            prompt = _estimate_input(counted, model)
         try:
             call.reservation = await manager.areserve(
                 model,
@@ -331,7 +364,13 @@ class Gateway:
         return None
 
     async def _relay(
-        self, receive: Receive, send: Send, response: httpx.Response, call: Call, strip: bool
+        self,
+        receive: Receive,
+        send: Send,
+        response: httpx.Response,
+        call: Call,
+        strip: bool,
+        array_stream: bool,
     ) -> int:
         status = response.status_code
         headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _RESPONSE_DROPPED]
@@ -343,6 +382,9 @@ class Gateway:
             sink = _EventSink(call, strip)
             if strip:
                 headers = [(k, v) for k, v in headers if k != b"content-length"]
+        elif array_stream:  # Gemini streamGenerateContent without alt=sse: one JSON array of chunks
+            sink = _ArraySink(call)
+            sink.holds_last = "content-length" in response.headers  # else the chunked end tells the client
         else:
             sink = _BodySink(call)
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -497,6 +539,27 @@ class _EventSink(_Sink):
         self.call.finish_stream(self.stream, aborted=aborted)
 
 
+class _ArraySink(_Sink):
+    """A stream sent as one JSON array (Gemini without alt=sse): kept as it passes, read when it ends."""
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.stream = ArrayStream(call.new_accumulator())
+        call.keep_context()
+
+    def chunk(self, chunk: bytes) -> bytes:
+        if self.call.first_token_at is None:
+            self.call.first_token_at = time.perf_counter()
+        self.stream.take(chunk)
+        return chunk
+
+    def finish(self, *, aborted: bool, error: BaseException | None = None, reason: str = "") -> None:
+        if isinstance(error, Exception) and not self.stream.kept:
+            self.call.failed()
+            return
+        self.call.finish_stream(self.stream, aborted=aborted)
+
+
 async def _pump(send: Send, response: httpx.Response, sink: _Sink) -> None:
     """Relay the upstream body to the client chunk by chunk, through `sink`. A sink that `holds_last`
     (a JSON body, whose end the client can tell by its length) keeps one chunk back, so the call is
@@ -572,7 +635,7 @@ def _attribution(headers: list[tuple[bytes, bytes]], key: VirtualKey | None) -> 
         if field_name is None:
             continue
         text = value.decode("latin-1").strip()
-        if len(text) > _MAX_ATTRIBUTION or not text.isprintable():
+        if len(text) > _MAX_ATTRIBUTION or not (text.isascii() and text.isprintable()):
             return None
         if field_name == "tags":
             values["tags"] = tuple(t.strip() for t in text.split(",") if t.strip())
@@ -596,6 +659,16 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+def _countable(request: dict[str, Any]) -> dict[str, Any]:
+    """The request as the prompt counter reads it: an Anthropic `system` given as content blocks becomes
+    their texts (the counter reads `system` only as a string)."""
+    system = request.get("system")
+    if not isinstance(system, list):
+        return request
+    texts = [b.get("text") for b in system if isinstance(b, dict)]
+    return {**request, "system": "\n".join(t for t in texts if isinstance(t, str))}
 
 
 def _asked_usage(request: dict[str, Any]) -> bool:

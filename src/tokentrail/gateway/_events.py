@@ -5,17 +5,22 @@ for, hold back the usage chunk the client did not ask for.
 Nothing is decoded on the event loop: the kept events (the first one, for the model, and those that
 name usage) are references to the bytes that passed, fed to the provider's stream accumulator on the
 capture worker when the call is recorded (`DeferredStream.close`).
+
+Gemini's `streamGenerateContent` without `alt=sse` streams one JSON array of response chunks
+(`[{…},\r\n{…}]`); `ArrayStream` keeps the bytes and reads the array's elements in order there too
+(a cut-off array: the elements that arrived whole).
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 from tokentrail._types import Usage
 from tokentrail.adapters._base import Captured, StreamAccumulator
 from tokentrail.adapters._body_tap import _event_end
 
-__all__ = ["DeferredStream", "EventSplitter", "strip_usage"]
+__all__ = ["ArrayStream", "DeferredStream", "EventSplitter", "strip_usage"]
 
 _USAGE = b'"usage'  # "usage" (OpenAI, Anthropic) and "usageMetadata" (Gemini)
 _NO_USAGE = re.compile(rb'"usage"\s*:\s*null')
@@ -59,6 +64,52 @@ class DeferredStream(StreamAccumulator):
 
     def _seen(self) -> Usage | None:
         return None
+
+
+class ArrayStream(DeferredStream):
+    """A stream sent as one JSON array of chunks: the bytes kept as they pass, the elements fed to the
+    provider's accumulator when closed (on the capture worker)."""
+
+    def take(self, event: bytes) -> None:
+        self.kept.append(event)
+
+    def close(self, *, aborted: bool = False) -> None:
+        StreamAccumulator.close(self, aborted=aborted)
+        inner = self.inner
+        text = b"".join(self.kept).decode("utf-8", errors="replace")
+        self.kept = []
+        elements, problem = _array_elements(text)
+        for element in elements:
+            inner.feed(element)
+        if problem is not None and not aborted:
+            inner.problem = problem
+        self.events = inner.events
+        inner.close(aborted=aborted)
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[\s,]*")
+
+
+def _array_elements(text: str) -> tuple[list[object], str | None]:
+    """The whole elements of a JSON array, in order, and what was wrong with the text (None: nothing)."""
+    start = _SPACE.match(text, 0)
+    position = start.end() if start else 0
+    if not text.startswith("[", position):
+        return [], "the streamed body is not a JSON array"
+    position += 1
+    elements: list[object] = []
+    while True:
+        position = _SPACE.match(text, position).end()  # type: ignore[union-attr]
+        if position >= len(text):
+            return elements, "the JSON array ended before its closing bracket"
+        if text[position] == "]":
+            return elements, None
+        try:
+            element, position = _DECODER.raw_decode(text, position)
+        except ValueError:
+            return elements, f"element {len(elements)} of the streamed JSON array is not JSON"
+        elements.append(element)
 
 
 class EventSplitter:

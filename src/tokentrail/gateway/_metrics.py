@@ -2,15 +2,52 @@
 objects on the hot path; an injectable registry, so two gateways in one process never share state).
 
 Labels are route, upstream name and status: never a key, header or body.
+
+Latencies are histograms by route and upstream: `request_duration_seconds` (the request read until the
+response's last byte is handed to the server) and `upstream_headers_seconds` (forwarded until the
+upstream's status and headers arrived), both only for requests that were forwarded.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["GatewayMetrics"]
+__all__ = ["GatewayMetrics", "Histogram"]
+
+# seconds: from well under a millisecond (the gateway's own work) to minutes (long streams)
+BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+)  # fmt: skip
+
+
+class Histogram:
+    """Counts per bucket for each label tuple; `observe` is a bisect and two additions."""
+
+    __slots__ = ("counts", "sums")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, ...], list[int]] = {}
+        self.sums: dict[tuple[str, ...], float] = {}
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        counts = self.counts.get(labels)
+        if counts is None:
+            counts = self.counts[labels] = [0] * (len(BUCKETS) + 1)
+            self.sums[labels] = 0.0
+        counts[bisect_left(BUCKETS, seconds)] += 1
+        self.sums[labels] += seconds
+
+    def buckets(self, labels: tuple[str, ...]) -> list[tuple[str, float]]:
+        """Cumulative (le, count) pairs ending with +Inf, as the exposition format has them."""
+        total = 0
+        cumulative = []
+        for bound, count in zip((*map(str, BUCKETS), "+Inf"), self.counts[labels], strict=True):
+            total += count
+            cumulative.append((bound, float(total)))
+        return cumulative
 
 
 class GatewayMetrics:
@@ -22,6 +59,8 @@ class GatewayMetrics:
         self.upstream_errors: Counter[tuple[str, str]] = Counter()  # (upstream, kind)
         self.client_disconnects = 0
         self.in_flight = 0
+        self.durations = Histogram()  # (route, upstream): request read → response's last byte
+        self.upstream_headers = Histogram()  # (route, upstream): forwarded → upstream status and headers
         self.extra: Callable[[], dict[str, float]] | None = None  # e.g. budget back-end errors
 
     def render(self) -> tuple[bytes, str]:
@@ -38,7 +77,7 @@ class _Collector:
         self.metrics = metrics
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         m = self.metrics
         requests = CounterMetricFamily(
@@ -71,6 +110,22 @@ class _Collector:
             value=m.client_disconnects,
         )
         yield GaugeMetricFamily("tokentrail_gateway_in_flight", "Requests being answered.", value=m.in_flight)
+        for name, text, histogram in (
+            (
+                "tokentrail_gateway_request_duration_seconds",
+                "Forwarded requests from the body read to the response's last byte, by route and upstream.",
+                m.durations,
+            ),
+            (
+                "tokentrail_gateway_upstream_headers_seconds",
+                "Time from forwarding until the upstream's status and headers arrived, by route and upstream.",
+                m.upstream_headers,
+            ),
+        ):
+            family = HistogramMetricFamily(name, text, labels=["route", "upstream"])
+            for labels in sorted(histogram.counts):
+                family.add_metric(list(labels), histogram.buckets(labels), histogram.sums[labels])
+            yield family
         if m.extra is not None:
             for name, value in sorted(m.extra().items()):
                 yield GaugeMetricFamily(f"tokentrail_gateway_{name}", name.replace("_", " "), value=value)
