@@ -201,6 +201,10 @@ def _provider_by_usage(response: object, usage: object) -> str:
     return "anthropic" if "claude" in model else "openai"
 
 
+def _no_reader(response: object, provider: str) -> Captured:
+    raise Malformed(f"no reader knows this {type(response).__name__} from {provider}")
+
+
 def shape_provider(response: object) -> str | None:
     """The provider whose reader a response's SDK type or shape calls for (None when nothing fits)."""
     found = _sdk_of(response) or _provider_by_shape(response)
@@ -253,8 +257,10 @@ def detect_response(response: object, provider: str | None) -> tuple[object, Ada
     found = _sdk_of(response) or batch_provider or _provider_by_shape(response)
     if found == "openai":
         found = _openai_compatible(response)
-    if found is None:
+    if found is None and label is None:
         raise Malformed(f"cannot tell which provider produced this {type(response).__name__}; pass provider=")
+    if found is None:  # a named provider with no reader of its own: only the catalog's extractors read it
+        return response, Adapter(_no_reader, label), batch_provider is not None
     return response, Adapter(ADAPTERS[found], label or found), batch_provider is not None
 
 

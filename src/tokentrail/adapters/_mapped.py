@@ -58,9 +58,12 @@ SHAPE_FLAVORS: dict[str, tuple[str, ...]] = {
     "images": ("images",),
     "anthropic": ("anthropic", "default"),
     "gemini": ("default",),
+    "live": ("live",),
     "ocr": ("ocr",),
     "ocr_annotated": ("ocr_annotated",),
 }
+# Flavors read only from a body that carries their shape's marker (never guessed from bare counts).
+_MARKED_ONLY = frozenset({"realtime", "embeddings", "images", "live", "ocr", "ocr_annotated"})
 # The extractor that reads a shape when the named provider has none that can (provider id, flavor).
 SHAPE_REFERENCE: dict[str, tuple[str, str]] = {
     "realtime": ("openai", "realtime"),
@@ -68,6 +71,7 @@ SHAPE_REFERENCE: dict[str, tuple[str, str]] = {
     "chat": ("openai", "chat"),
     "embeddings": ("openai", "embeddings"),
     "images": ("openai", "images"),
+    "live": ("openai", "live"),
     "anthropic": ("anthropic", "default"),
     "gemini": ("google", "default"),
 }
@@ -104,6 +108,9 @@ def body_shape(body: Mapping[str, Any]) -> str | None:
         return "embeddings"
     if "usageMetadata" in body:
         return "gemini"
+    usage = body.get("usage")
+    if isinstance(usage, Mapping) and usage.get("type") == "duration":
+        return "live"
     if "usage_info" in body and "pages" in body:
         return "ocr_annotated" if body.get("document_annotation") else "ocr"
     if obj is None and "created" in body and isinstance(body.get("data"), list):
@@ -479,9 +486,13 @@ class MappedReaders:
         return None
 
     def read_any(self, body: Mapping[str, Any], name: str) -> Captured | None:
-        """A body of no known shape: the provider's extractors in the catalog's order."""
+        """A body of no known shape: the provider's `default` extractor, then the others in the catalog's
+        order (not those of a marked shape only: realtime events, embeddings, images, OCR, durations)."""
         for provider_id in self._router_ids(body, name):
-            for flavor in self._specs[provider_id]:
+            specs = self._specs[provider_id]
+            for flavor in sorted(specs, key=lambda f: f != "default"):
+                if flavor in _MARKED_ONLY:
+                    continue
                 captured = self._try(body, None, provider_id, flavor, name)
                 if captured is not None:
                     return captured
