@@ -39,19 +39,13 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'budgets.db'}"
         return
-    if request.param == "redis":
-        server = request.getfixturevalue("redis_server")
-        url = f"{server}?prefix=tt-page-{unique}:"
-        yield url
-        backend = open_backend(url)
-        backend.drop()  # type: ignore[attr-defined]
-        backend.close()
-        return
-    server = request.getfixturevalue("postgres_server")
-    url = f"{server}?schema=tt_page_{unique}"
+    if request.param == "redis":  # own key prefix, dropped after
+        url, drop = f"{request.getfixturevalue('redis_server')}?prefix=tt-page-{unique}:", "drop"
+    else:  # own schema, dropped after
+        url, drop = f"{request.getfixturevalue('postgres_server')}?schema=tt_page_{unique}", "drop_schema"
     yield url
     backend = open_backend(url)
-    backend.drop_schema()  # type: ignore[attr-defined]
+    getattr(backend, drop)()
     backend.close()
 
 
