@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from tokentrail.ingest.spans import (
     ATTRIBUTION_KEYS,
     RECORDED_IN_PROCESS,
+    Attribution,
     NotACall,
     SpanCall,
     SpanData,
@@ -181,15 +182,23 @@ class Ingestor:
         here = {span.trace_id + span.span_id: span for span in spans}
         record = self.tracker._record_now
         tags = self._tags
+        inherited: dict[bytes, Attribution] = {}  # what a span naming nobody gets from its parent's line
+        keys = ATTRIBUTION_KEYS
         for item in pending:
             span, call = item.span, item.call
             trace = item.key[:16]
+            plain = span.attributes.keys().isdisjoint(keys)
+            line = trace + span.parent_span_id
+            who = inherited.get(line) if plain else None
+            if who is None:
 
-            def ancestor(span_id: bytes, trace: bytes = trace) -> SpanData | None:
-                key = trace + span_id
-                return here.get(key) or recent.get(key)
+                def ancestor(span_id: bytes, trace: bytes = trace) -> SpanData | None:
+                    key = trace + span_id
+                    return here.get(key) or recent.get(key)
 
-            who = attribute(span, ancestor, trace.hex())
+                who = attribute(span, ancestor, trace.hex())
+                if plain:
+                    inherited[line] = who
             duration = (span.end_ns - span.start_ns) / 1e6 if span.end_ns >= span.start_ns > 0 else None
             record(
                 call.usage,
@@ -223,7 +232,8 @@ class Ingestor:
         recent = self._memory.spans
         keys = ATTRIBUTION_KEYS
         for span in spans:
-            kept = {key: value for key, value in span.attributes.items() if key in keys}
+            attributes = span.attributes
+            kept = {key: attributes[key] for key in attributes.keys() & keys}
             if kept or span.parent_span_id:
                 recent[span.trace_id + span.span_id] = SpanData(
                     span.trace_id, span.span_id, span.parent_span_id, span.name, 0, 0, kept

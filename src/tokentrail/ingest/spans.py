@@ -308,10 +308,19 @@ def _counts(
         ("cache_write_tokens", cache_write_keys),
         ("reasoning_tokens", reasoning_keys),
     ):
-        value = _count(attributes, keys)
-        if isinstance(value, str):
-            return SpanCall(Usage.unknown(value), model, provider, convention, response_id)
-        values[name] = value or 0
+        for key in keys:  # the usual case inline: the first key present holds a plausible int
+            value = attributes.get(key)
+            if value is not None:
+                if type(value) is int and 0 <= value < ABSURD_TOKENS:
+                    values[name] = value
+                else:
+                    checked = _count(attributes, (key,))
+                    if isinstance(checked, str):
+                        return SpanCall(Usage.unknown(checked), model, provider, convention, response_id)
+                    values[name] = checked or 0
+                break
+        else:
+            values[name] = 0
     if values["cache_read_tokens"] + values["cache_write_tokens"] > values["input_tokens"]:
         reason = (
             f"cached tokens ({values['cache_read_tokens']} read + {values['cache_write_tokens']} written) exceed "
@@ -358,8 +367,14 @@ def _count(attributes: Attributes, keys: tuple[str, ...]) -> int | str | None:
     return None
 
 
+_KEY_SETS: dict[tuple[tuple[str, ...], ...], frozenset[str]] = {}
+
+
 def _has_any(attributes: Attributes, *groups: tuple[str, ...]) -> bool:
-    return any(key in attributes for group in groups for key in group)
+    keys = _KEY_SETS.get(groups)
+    if keys is None:
+        keys = _KEY_SETS[groups] = frozenset(key for group in groups for key in group)
+    return not attributes.keys().isdisjoint(keys)
 
 
 def _text(value: object) -> str | None:
@@ -402,6 +417,12 @@ def attribute(
     depth = 0
     while current is not None and depth < 64:
         attributes = current.attributes
+        if attributes.keys().isdisjoint(ATTRIBUTION_KEYS):  # most spans name nobody
+            if not current.parent_span_id:
+                break
+            current = ancestor(current.parent_span_id)
+            depth += 1
+            continue
         if agent is None:
             agent = _first(attributes, _AGENT_KEYS)
             if agent is None and attributes.get("openinference.span.kind") == "AGENT":

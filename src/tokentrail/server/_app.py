@@ -76,9 +76,11 @@ def create_app(
         return HTMLResponse(render_page(tracker, picked))
 
     if ingest is not None:
+        from starlette.routing import Route
+
         from tokentrail.ingest.app import PATH, otlp_app
 
-        app.router.add_route(PATH, otlp_app(ingest), methods=["POST"], include_in_schema=False)
+        app.router.routes.append(Route(PATH, otlp_app(ingest), methods=["POST"], include_in_schema=False))
     if token:
         app.add_middleware(TokenAuth, token=token)
     app.state.tracker = tracker
