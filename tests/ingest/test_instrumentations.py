@@ -77,36 +77,24 @@ def _chat_requests(mock: MockLLMServer) -> int:
     return sum(1 for r in mock.requests if r["path"].endswith("/chat/completions"))
 
 
-def test_opentelemetry_instrumentation_openai_v2(
-    mock: MockLLMServer, endpoint: tuple[tt.Tracker, Any, Served]
-) -> None:
-    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+def _instrumentor(name: str) -> Any:
+    if name == "openai-v2":
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
+        return OpenAIInstrumentor()
+    from openinference.instrumentation.openai import OpenAIInstrumentor as OpenInferenceInstrumentor
+
+    return OpenInferenceInstrumentor()
+
+
+@pytest.mark.parametrize("name", ["openai-v2", "openinference"])
+def test_genai_instrumentations(
+    name: str, mock: MockLLMServer, endpoint: tuple[tt.Tracker, Any, Served]
+) -> None:
+    """opentelemetry-instrumentation-openai-v2 (GenAI semconv) and openinference-instrumentation-openai."""
     tracker, app, served = endpoint
     provider = _provider(served)
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
-    try:
-        client = openai.OpenAI(base_url=mock.url("openai"), api_key="sk-test")
-        reported = _calls(client, provider)
-    finally:
-        instrumentor.uninstrument()
-    records = sorted(tracker.history(), key=lambda r: r.timestamp_us)
-    assert len(records) == _chat_requests(mock) == 3
-    assert [(r.usage.input_tokens, r.usage.output_tokens) for r in records] == reported
-    assert {(r.agent, r.session, r.provider) for r in records} == {("researcher", "conv-7", "openai")}
-    assert all(r.model and r.model.startswith("gpt-4o-mini") and r.priced for r in records)
-    assert app.traces.ingestor.totals.in_process == 0
-
-
-def test_openinference_instrumentation_openai(
-    mock: MockLLMServer, endpoint: tuple[tt.Tracker, Any, Served]
-) -> None:
-    from openinference.instrumentation.openai import OpenAIInstrumentor
-
-    tracker, _, served = endpoint
-    provider = _provider(served)
-    instrumentor = OpenAIInstrumentor()
+    instrumentor = _instrumentor(name)
     instrumentor.instrument(tracer_provider=provider)
     try:
         client = openai.OpenAI(base_url=mock.url("openai"), api_key="sk-test")
@@ -114,14 +102,16 @@ def test_openinference_instrumentation_openai(
     finally:
         instrumentor.uninstrument()
         for cls in (openai.OpenAI, openai.AsyncOpenAI):
-            # uninstrument() leaves the base class's method set on the subclass, which would hide a
-            # later tt.instrument() patch of the base class from OpenAI clients: put the class back
+            # openinference's uninstrument() leaves the base class's method set on the subclass, which
+            # would hide a later tt.instrument() patch of the base class from OpenAI clients: put it back
             if cls.__dict__.get("request") is cls.__mro__[1].__dict__.get("request"):
                 delattr(cls, "request")
     records = sorted(tracker.history(), key=lambda r: r.timestamp_us)
     assert len(records) == _chat_requests(mock) == 3
     assert [(r.usage.input_tokens, r.usage.output_tokens) for r in records] == reported
-    assert {(r.agent, r.session) for r in records} == {("researcher", "conv-7")}
+    assert {(r.agent, r.session, r.provider) for r in records} == {("researcher", "conv-7", "openai")}
+    assert all(r.model and r.model.startswith("gpt-4o-mini") and r.priced for r in records)
+    assert app.traces.ingestor.totals.in_process == 0
 
 
 def test_in_process_and_otel_in_one_process_count_each_call_once(
