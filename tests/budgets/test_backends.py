@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -221,3 +222,43 @@ def test_pipelined_settlements_alert_by_the_next_call_or_a_flush(
     m.reserve(MODEL, "openai", 10_000, 30_000, scope={}).settle(usage(10_000, 30_000))
     m.reserve(MODEL, "openai", 10, 10, scope={}).release()  # the next call reads the settlement's reply
     assert len(alerts) == 4 and m.backend_errors == 0
+
+
+def test_status_lists_every_budget_with_its_figures_and_fired_alerts(
+    backend: BudgetBackend, clock: FakeClock
+) -> None:
+    """What a dashboard's budgets page reads: one row per budget instance, from the shared counters."""
+    team = Budget(limit_usd="0.1", action="warn", name="team")  # alerts at 50 %, 80 %, 90 %, 100 %
+    per_user = Budget(limit_usd="1", scope={"user": "*"}, name="per-user")
+    per_call = Budget(limit_usd="0.05", window="call", name="per-call")
+    m = BudgetManager([team, per_user, per_call], backend, clock=clock)
+    for _ in range(3):  # $0.0195 each: the team at 58.5 %, past its 50 % threshold
+        m.reserve(MODEL, "openai", 10_000, 30_000, scope={"user": "alice"}).settle(usage(10_000, 30_000))
+    in_flight = m.reserve(MODEL, "openai", 10_000, 30_000, scope={"user": "bob"})  # holds $0.0195
+    delivered(backend)
+    rows = {(row.budget, row.scope.get("user")): row for row in m.status()}
+    assert set(rows) == {("team", None), ("per-user", "alice"), ("per-user", "bob"), ("per-call", None)}
+    midnight = datetime(2031, 3, 5, tzinfo=timezone.utc)
+
+    shared = rows["team", None]
+    assert (shared.spent_usd, shared.percent, shared.resets_at) == (Decimal("0.0585"), 58.5, midnight)
+    assert team.alert_levels()[: shared.alerts_fired] == (Decimal("0.5"),)
+    alice, bob = rows["per-user", "alice"], rows["per-user", "bob"]
+    assert (alice.spent_usd, alice.remaining_usd, alice.alerts_fired) == (
+        Decimal("0.0585"),
+        Decimal("0.9415"),
+        0,
+    )
+    assert (bob.spent_usd, bob.percent, bob.resets_at) == (0, 0.0, midnight)
+    if not isinstance(backend, LocalQuota):  # a quota's grants hold room for more calls than run
+        assert (shared.reserved_usd, shared.remaining_usd) == (Decimal("0.0195"), Decimal("0.022"))
+        assert (alice.reserved_usd, bob.reserved_usd, bob.remaining_usd) == (
+            0,
+            Decimal("0.0195"),
+            Decimal("0.9805"),
+        )
+    assert rows["per-call", None].window == "call" and rows["per-call", None].resets_at is None
+
+    in_flight.release()
+    delivered(backend)
+    assert all(row.reserved_usd == 0 for row in m.status())
