@@ -39,6 +39,7 @@ from tokentrail._types import Usage
 from tokentrail.adapters import anthropic, openai
 from tokentrail.adapters._base import MAX_COUNT, Captured, Malformed, describe
 from tokentrail.errors import InvalidUsageError
+from tokentrail.pricing.names import PROVIDER_ALIASES
 
 __all__ = [
     "MappedReaders",
@@ -75,8 +76,8 @@ SHAPE_REFERENCE: dict[str, tuple[str, str]] = {
     "anthropic": ("anthropic", "default"),
     "gemini": ("google", "default"),
 }
-# tokentrail provider names the catalog knows under another id.
-PROVIDER_IDS: dict[str, str] = {"bedrock": "aws", "xai": "x-ai", "grok": "x-ai", "zhipu": "zhipuai"}
+# The catalog provider whose chat extractor counts reasoning on top of completion_tokens (xAI's convention).
+_XAI = "x-ai"
 # Totals no extractor reads, which must still be counts when present (a malformed total, a malformed body).
 _CHECKED_TOTALS = ("total_tokens", "totalTokenCount", "totalTokens")
 # Counts beside the ones an extractor reads in the same object: (a name it reads, a name to check).
@@ -116,6 +117,29 @@ def body_shape(body: Mapping[str, Any]) -> str | None:
     if obj is None and "created" in body and isinstance(body.get("data"), list):
         return "images"
     return None
+
+
+def _reasoning_outside_completion(body: Mapping[str, Any], name: str) -> bool:
+    """Whether a chat body's reasoning count comes on top of `completion_tokens` (xAI, see
+    `openai.reasoning_outside_completion`): then only the x-ai extractor reads it right, whatever the name."""
+    usage = body.get("usage")
+    details = usage.get("completion_tokens_details") if isinstance(usage, Mapping) else None
+    reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+    if type(reasoning) is not int or reasoning <= 0:
+        return False
+    assert isinstance(usage, Mapping)
+    prompt, completion, total = (usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
+    if type(prompt) is not int or type(completion) is not int:
+        return False  # not counts: the provider's own extractor says what is wrong
+    model = body.get("model")
+    return openai.reasoning_outside_completion(
+        prompt,
+        completion,
+        reasoning,
+        total if type(total) is int else None,
+        name,
+        model if isinstance(model, str) else None,
+    )
 
 
 # -- value checks shared by the generated readers ----------------------------------------------------
@@ -446,7 +470,7 @@ class MappedReaders:
         return found
 
     def _find_ids(self, name: str) -> tuple[str, ...]:
-        name = PROVIDER_IDS.get(name, name)
+        name = PROVIDER_ALIASES.get(name, name)
         if name in self._specs:
             return (name,) if self._specs[name] else ()
         if name == "huggingface" or name.startswith("huggingface-"):
@@ -474,6 +498,10 @@ class MappedReaders:
     def read_shaped(self, body: Mapping[str, Any], shape: str, name: str) -> Captured | None:
         """A body whose shape is known: the provider's extractor for it, else the shape's reference one."""
         ids = self._router_ids(body, name)
+        if shape == "chat" and _XAI not in ids and _reasoning_outside_completion(body, name):
+            captured = self._try(body, shape, _XAI, "chat", name)  # Grok through an OpenAI-compatible name
+            if captured is not None:
+                return captured
         flavors = SHAPE_FLAVORS[shape]
         for provider_id in ids:
             for flavor in flavors:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tokentrail._money import UNITS_PER_USD
 from tokentrail._types import Cost, CostLayout, PriceRule, Usage, priced_cost
+from tokentrail.pricing.names import PROVIDER_ALIASES
 
 __all__ = ["Binding", "PriceIndex", "PriceSet", "compile_prices"]
 
@@ -530,11 +531,15 @@ class PriceIndex:
         self._by_id = {p.id: p for p in self.providers}
 
     def provider(self, provider_id: str) -> ProviderEntry | None:
-        """A provider by id or by its provider-match rule (e.g. "bedrock" → aws, "vertex_ai" → google)."""
+        """A provider by id or by its provider-match rule (e.g. "bedrock" → aws, "vertex_ai" → google), as
+        genai-prices finds it; else by tokentrail's `names.PROVIDER_ALIASES` ("grok" → x-ai)."""
         wanted = provider_id.lower().strip()
         if wanted in self._by_id:
             return self._by_id[wanted]
-        return next((p for p in self.providers if p.provider_match and p.provider_match(wanted)), None)
+        found = next((p for p in self.providers if p.provider_match and p.provider_match(wanted)), None)
+        if found is None and wanted in PROVIDER_ALIASES:
+            return self._by_id.get(PROVIDER_ALIASES[wanted])
+        return found
 
     def find(self, model_ref: str, provider_id: str | None = None) -> Binding | None:
         """The catalog model `model_ref` names (through `provider_id` when given), or None."""

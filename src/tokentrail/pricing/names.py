@@ -11,7 +11,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-__all__ = ["candidates", "rank_close", "slug"]
+__all__ = ["PROVIDER_ALIASES", "candidates", "rank_close", "slug"]
+
+# Provider names tokentrail accepts that the catalog knows under another id, and that no catalog
+# `provider_match` rule finds (the one table: pricing lookup and the usage readers both use it).
+PROVIDER_ALIASES: dict[str, str] = {
+    "bedrock": "aws",
+    "claude": "anthropic",
+    "grok": "x-ai",
+    "x_ai": "x-ai",
+    "xai": "x-ai",
+    "zhipu": "zhipuai",
+}
 
 _ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[\w-]*:\d*:[\w-]+/(?P<id>.+)$")
 _BEDROCK_REGION = re.compile(r"^(?:us|eu|apac|ap|au|ca|jp|us-gov|global)\.(?=[a-z0-9-]+\.)")
