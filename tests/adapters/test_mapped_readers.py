@@ -23,7 +23,7 @@ from tests.pricing.test_every_unit import as_genai_usage
 
 import tokentrail as tt
 from tokentrail import Usage, UsageStatus
-from tokentrail.adapters import capture, usage_from_response
+from tokentrail.adapters import capture, usage_from_response, usage_from_stream
 from tokentrail.adapters._mapped import mapped_readers
 from tokentrail.pricing.index import USAGE_ATTRS
 
@@ -186,9 +186,6 @@ def test_every_extractor_of_the_catalog_is_covered() -> None:
 
 # Open differences, each with its reason (docs/providers.md); strict: a fixed one must leave this list.
 KNOWN_USAGE_DIFFERENCES = {
-    # tokentrail's Cohere reader wants both tokens.input_tokens and tokens.output_tokens.
-    "cohere/tokens/with-tokens.input_tokens": "cohere reader: tokens counts both required",
-    "cohere/tokens/with-tokens.output_tokens": "cohere reader: tokens counts both required",
     # A marked body the catalog's extractor cannot read falls to tokentrail's OpenAI reader, which reads
     # input/output without the breakdown genai-prices requires.
     "openai/images/missing-input_tokens_details.text_tokens": "hand OpenAI reader reads it",
@@ -549,6 +546,41 @@ def test_cohere_embed_billed_units_are_read() -> None:
     }
     usage = usage_from_response(body, "cohere")
     assert (usage.status, usage.input_tokens) == (UsageStatus.COMPLETE, 5)
+
+
+# Cohere v2 chat response, https://docs.cohere.com/reference/chat (response `usage`: `billed_units` and
+# `tokens`, UsageBilledUnits / UsageTokens, every count optional in the schema).
+COHERE_CHAT = {
+    "id": "c14c80c3-18eb-4519-9460-6c92edd8cfb4",
+    "finish_reason": "COMPLETE",
+    "message": {"role": "assistant", "content": [{"type": "text", "text": "LLMs are..."}]},
+    "usage": {
+        "billed_units": {"input_tokens": 17, "output_tokens": 12},
+        "tokens": {"input_tokens": 215, "output_tokens": 12},
+    },
+}
+
+
+def test_cohere_billed_units_win_over_tokens() -> None:
+    usage = usage_from_response(COHERE_CHAT, "cohere")
+    assert (usage.input_tokens, usage.output_tokens) == (17, 12)
+
+
+def test_cohere_tokens_with_one_count_is_read_as_genai_prices_reads_it() -> None:
+    # No billed units, and `tokens` without output_tokens: the absent count is none (genai-prices' `tokens`
+    # flavor), not an unreadable usage.
+    body = {**COHERE_CHAT, "usage": {"tokens": {"input_tokens": 215}, "cached_tokens": 200}}
+    usage = usage_from_response(body, "cohere")
+    assert (usage.status, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (
+        UsageStatus.COMPLETE,
+        215,
+        0,
+        200,
+    )
+    theirs = PROVIDERS["cohere"].extract_usage(body, api_flavor="tokens")[1]
+    assert _ours_in_their_keys(usage) == _their_carried(theirs)
+    event = {"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": body["usage"]}}
+    assert usage_from_stream([event], "cohere") == usage
 
 
 def test_perplexity_citation_reasoning_and_search_counts_are_read() -> None:

@@ -1,8 +1,9 @@
 """Cohere chat (v2): `usage.billed_units` (what is billed) and `usage.tokens` (everything the model saw,
 prompt template included).
 
-Billing follows `billed_units.input_tokens` / `output_tokens`, so those are used when present; `tokens`
-is the fallback, with `cached_tokens` as cache reads. Counts may arrive as whole floats (the SDK types
+Billing follows `billed_units.input_tokens` / `output_tokens`, so those are used when both are present;
+`tokens` is the fallback (either count may be absent, as Cohere's schema allows: an absent one is 0), with
+`cached_tokens` as cache reads. Counts may arrive as whole floats (the SDK types
 them as floats). The v2 response does not name the model, so `model` is None unless the caller knows it.
 Streaming: the `message-end` event's `delta.usage` carries the usage.
 
@@ -50,13 +51,15 @@ def chat_usage(usage: Fields) -> Usage:
             input_tokens=billed.count("input_tokens"),
             output_tokens=billed.count("output_tokens"),
         )
-    if tokens is not None and tokens.has("input_tokens") and tokens.has("output_tokens"):
+    if tokens is not None and (tokens.has("input_tokens") or tokens.has("output_tokens")):
+        # Both counts are optional in Cohere's schema (UsageTokens); a missing one is none (genai-prices'
+        # `tokens` flavor reads it so too).
         return build_usage(
             input_tokens=tokens.count("input_tokens"),
             output_tokens=tokens.count("output_tokens"),
             cache_read_tokens=cached,
         )
-    raise Malformed(f"{usage.path} has neither billed_units nor tokens with input_tokens and output_tokens")
+    raise Malformed(f"{usage.path} has neither billed_units with input_tokens and output_tokens nor tokens")
 
 
 _TOKEN_UNITS = ("input_tokens", "output_tokens")
