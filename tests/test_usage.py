@@ -140,3 +140,99 @@ def test_the_fast_check_agrees_with_the_full_validation(counts: list[int]) -> No
     except InvalidUsageError:
         valid = False
     assert _plainly_valid(usage) is valid
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([0, 0, 0, 1, 7, 40])
+        | st.integers(min_value=-3, max_value=40)
+        | st.sampled_from([True, 2**70]),
+        min_size=len(TOKEN_FIELDS),
+        max_size=len(TOKEN_FIELDS),
+    ),
+    st.booleans(),
+)
+def test_construction_accepts_exactly_what_the_full_validation_accepts(
+    counts: list[int], rare_zero: bool
+) -> None:
+    """The generated __init__ (its branch for calls without rare units too) agrees with `_validate`."""
+    from tokentrail._types import RARE_FIELDS
+
+    values = dict(zip(TOKEN_FIELDS, counts, strict=True))
+    if rare_zero:
+        values |= dict.fromkeys(RARE_FIELDS, 0)
+    usage = object.__new__(Usage)
+    for name, value in values.items():
+        object.__setattr__(usage, name, value)
+    object.__setattr__(usage, "status", UsageStatus.COMPLETE)
+    object.__setattr__(usage, "reason", None)
+    try:
+        usage._validate()
+        expected = None
+    except InvalidUsageError as exc:
+        expected = str(exc)
+    try:
+        built = Usage(**values)
+    except InvalidUsageError as exc:
+        assert str(exc) == expected
+    else:
+        assert expected is None
+        assert all(getattr(built, name) == value for name, value in values.items())
+        assert built._rare_units == any(values[name] for name in RARE_FIELDS)
+
+
+def test_every_unit_adds_and_stays_consistent() -> None:
+    a = tt.Usage(
+        100,
+        50,
+        cache_read_tokens=40,
+        input_video_tokens=30,
+        cache_video_read_tokens=20,
+        output_citation_tokens=10,
+        audio_ms=9000,
+        input_audio_ms=4000,
+        output_audio_ms=5000,
+        input_document_pages=3,
+        input_annotated_document_pages=2,
+        storage_searches=1,
+    )
+    total = a + a
+    assert (total.cache_video_read_tokens, total.audio_ms, total.input_annotated_document_pages) == (
+        40,
+        18000,
+        4,
+    )
+    assert total.as_dict()["output_citation_tokens"] == 20 and total._rare_units
+    assert not tt.Usage(1, 1)._rare_units and (tt.Usage(1, 1) + tt.Usage(1, 1))._rare_units is False
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {
+                "input_tokens": 5,
+                "cache_read_tokens": 5,
+                "input_video_tokens": 3,
+                "cache_video_read_tokens": 4,
+            },
+            r"cache_video_read_tokens \(4\) cannot exceed input_video_tokens \(3\)",
+        ),
+        (
+            {"output_tokens": 5, "reasoning_tokens": 3, "output_citation_tokens": 3},
+            r"reasoning, citation and media output counts together \(6\) cannot exceed output_tokens \(5\)",
+        ),
+        (
+            {"audio_ms": 10, "input_audio_ms": 6, "output_audio_ms": 5},
+            r"input_audio_ms \+ output_audio_ms \(11\) cannot exceed audio_ms \(10\)",
+        ),
+        ({"input_audio_ms": 1}, r"input_audio_ms \(1\) cannot exceed audio_ms \(0\)"),
+        ({"input_document_pages": 1, "input_annotated_document_pages": 2}, "input_annotated_document_pages"),
+        ({"storage_searches": -1}, "storage_searches must be a non-negative int, got -1"),
+        ({"input_characters": 1.0}, "input_characters must be a non-negative int, got 1.0"),
+    ],
+)
+def test_bad_counts_of_other_units_raise_a_clear_error(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(tt.InvalidUsageError, match=message):
+        tt.Usage(**kwargs)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -26,7 +26,16 @@ from typing import Any
 from tokentrail._money import units_to_decimal
 from tokentrail.errors import InvalidUsageError
 
-__all__ = ["TOKEN_FIELDS", "Cost", "CostLayout", "PriceRule", "Usage", "UsageStatus", "priced_cost"]
+__all__ = [
+    "RARE_FIELDS",
+    "TOKEN_FIELDS",
+    "Cost",
+    "CostLayout",
+    "PriceRule",
+    "Usage",
+    "UsageStatus",
+    "priced_cost",
+]
 
 
 class UsageStatus(str, enum.Enum):
@@ -46,7 +55,8 @@ _STATUS_RANK = {status: rank for rank, status in enumerate(UsageStatus)}
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one call (or a sum of calls), validated on construction.
+    """What one call (or a sum of calls) consumed: token counts and every other unit a catalog prices,
+    validated on construction.
 
     Raises `InvalidUsageError` (a `ValueError`) for negative or non-integer counts and for
     subsets larger than their totals. Build an unusable capture with `Usage.unknown(reason)`.
@@ -85,6 +95,9 @@ class Usage:
     rerank_searches: int = 0
     status: UsageStatus = UsageStatus.COMPLETE
     reason: str | None = None
+    # False only when every count after `requests` is 0 (set by __init__; never compared or shown): the
+    # memory store's write path tests this one slot instead of reading each rare count of every call.
+    _rare_units: bool = field(default=False, init=False, repr=False, compare=False)
 
     # __init__ is replaced below by a generated one (same signature) that sets the slots and runs the
     # straight-line check on its arguments; `_validate` runs only when that check says no.
@@ -210,8 +223,9 @@ def _valid_expression(zero: frozenset[str] = frozenset(), *, fast_zero: bool = F
     return f"{exact} and ({signs}) >= 0 and not ({subsets}) and " + " and ".join(rules)
 
 
-# Counts that are 0 in nearly every call: `__init__` checks them only when one is not the int 0.
-_RARE = TOKEN_FIELDS[TOKEN_FIELDS.index("requests") + 1 :]
+# Counts that are 0 in nearly every call: `__init__` checks them only when one is not the int 0, and
+# records in `_rare_units` whether one may be non-zero.
+RARE_FIELDS = TOKEN_FIELDS[TOKEN_FIELDS.index("requests") + 1 :]
 
 
 def _compile_usage_code() -> tuple[Any, Any, Any]:
@@ -226,12 +240,13 @@ def _compile_usage_code() -> tuple[Any, Any, Any]:
     params = []
     sets = []
     for f in fields(Usage):
-        namespace[f"_default_{f.name}"] = f.default
         namespace[f"_set_{f.name}"] = Usage.__dict__[f.name].__set__
-        params.append(f"{f.name}=_default_{f.name}")
-        sets.append(f"    _set_{f.name}(self, {f.name})")
+        if f.init:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+            sets.append(f"    _set_{f.name}(self, {f.name})")
     plain = "type(status) is _Status and (reason is None or type(reason) is str)"
-    rare_zero = " and ".join(f"{name} is _zero" for name in _RARE)
+    rare_zero = " and ".join(f"{name} is _zero" for name in RARE_FIELDS)
     source = "\n".join(
         [
             "def check(u):",
@@ -241,10 +256,13 @@ def _compile_usage_code() -> tuple[Any, Any, Any]:
             f"def __init__(self, {', '.join(params)}):",
             *sets,
             f"    if {rare_zero}:",
-            f"        if not ({_valid_expression(frozenset(_RARE), fast_zero=True)} and {plain}):",
+            "        _set__rare_units(self, False)",
+            f"        if not ({_valid_expression(frozenset(RARE_FIELDS), fast_zero=True)} and {plain}):",
             "            self._validate()",
-            f"    elif not ({_valid_expression(fast_zero=True)} and {plain}):",
-            "        self._validate()",
+            "    else:",
+            "        _set__rare_units(self, True)",
+            f"        if not ({_valid_expression(fast_zero=True)} and {plain}):",
+            "            self._validate()",
             "",
             "def add(a, b, status, reason):",
             f"    return _Usage({', '.join(f'a.{n} + b.{n}' for n in TOKEN_FIELDS)}, status, reason)",

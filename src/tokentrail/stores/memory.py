@@ -36,7 +36,7 @@ from operator import and_, floordiv, is_
 from typing import Any
 
 from tokentrail._record import Attributed, Attribution, GroupValue, Record, SummaryRow
-from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
+from tokentrail._types import RARE_FIELDS, TOKEN_FIELDS, PriceRule, Usage, UsageStatus
 from tokentrail.stores.base import (
     CALLS,
     COST,
@@ -74,6 +74,11 @@ _COMPACT = (
 _RARE = (*(name for name in TOKEN_FIELDS if name not in _COMPACT and name != "requests"), "requests")
 _COUNTED = (*_COMPACT, *_RARE)
 _counts = operator.attrgetter(*_COUNTED)
+# What tells a compact row apart: the rare counts a Usage does not summarize, its `_rare_units` flag
+# (False only when every one of RARE_FIELDS is 0) and requests == 1.
+_RARE_TEST = " | ".join(
+    [*(f"u.{name}" for name in _RARE[:-1] if name not in RARE_FIELDS), "u._rare_units", "(u.requests ^ 1)"]
+)
 
 # Two list comprehensions compiled from the field names: plain attribute reads in a loop are the
 # cheapest way CPython has to read many slots of many objects.
@@ -82,7 +87,7 @@ exec(
     "def flat_counts(usages):\n"
     f"    return [n for u in usages for n in ({', '.join(f'u.{name}' for name in _COMPACT)})]\n"
     "def rare_counts(usages):\n"
-    f"    return [{' | '.join(f'u.{name}' for name in _RARE[:-1])} | (u.requests ^ 1) for u in usages]\n"
+    f"    return [{_RARE_TEST} for u in usages]\n"
     # What the store's keys are made of, by identity where the objects are interned or shared. The
     # last item is True for a record with nothing for the side tables (reported cost, estimate, time to
     # first token): the one read of those fields the write path makes.
@@ -115,7 +120,7 @@ exec(
     "            and (u := r.usage).status is status and u.reason == reason\n"
     "            and r.context is None and r.provider_cost is None\n"
     "            and r.estimated_input_tokens is None and r.ttft_ms is None\n"
-    f"            and not ({' | '.join(f'u.{name}' for name in _RARE[:-1])} | (u.requests ^ 1))\n"
+    f"            and not ({_RARE_TEST})\n"
     "        ):\n"
     "            return False\n"
     "    return True\n",
