@@ -46,6 +46,9 @@ def test_each_call_span_is_one_priced_attributed_record() -> None:
         "in_process": 0,
         "aggregates": 1,
         "no_usage": 1,
+        "untimed": 0,
+        "held": 0,
+        "released": 0,
     }
     records = {r.usage.input_tokens: r for r in tracker.history()}
     first, second = records[100], records[200]

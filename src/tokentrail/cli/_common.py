@@ -1,4 +1,5 @@
-"""What the ledger commands share: the --store option, opening and closing a ledger, time options."""
+"""What the ledger commands share: the --store option, opening and closing a ledger, time options; the
+servers' --host and --token."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ console = Console()
 StoreOption = Annotated[
     str, typer.Option("--store", help="Ledger URL, e.g. sqlite:///usage.db.", envvar="TOKENTRAIL_STORE")
 ]
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="TOKENTRAIL_TOKEN", help="Require this bearer token on every request."),
+]
+LOOPBACK = "127.0.0.1"  # what the servers bind by default (`server._bind.check_bind` guards the others)
 
 
 def open_ledger(url: str) -> Any:

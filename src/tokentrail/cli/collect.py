@@ -7,28 +7,37 @@ from typing import Annotated
 
 import typer
 
-from tokentrail.cli._common import StoreOption, console
+from tokentrail.cli._common import LOOPBACK, HostOption, StoreOption, TokenOption, console
 
 __all__ = ["collect_command"]
 
 
 def collect_command(
     store: StoreOption,
-    host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (loopback by default).")
-    ] = "127.0.0.1",
+    host: HostOption = LOOPBACK,
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port to listen on (OTLP/HTTP's is 4318).")
     ] = 4318,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token", envvar="TOKENTRAIL_TOKEN", help="Require this bearer token on every request."
-        ),
-    ] = None,
+    token: TokenOption = None,
     max_bytes: Annotated[
         int, typer.Option("--max-bytes", min=1024, help="Largest export body accepted (after gzip too).")
     ] = 16 * 1024 * 1024,
+    hold_seconds: Annotated[
+        float,
+        typer.Option(
+            "--hold-seconds",
+            min=0,
+            help="How long a call span waits for its agent's span when that comes in a later export (0: never).",
+        ),
+    ] = 60.0,
+    journal: Annotated[
+        str | None,
+        typer.Option(
+            "--journal",
+            help="File keeping the held spans across a crash (default: beside a SQLite ledger, else in "
+            "the spool directory; one per store and port).",
+        ),
+    ] = None,
 ) -> None:
     """Receive OTLP/HTTP trace exports (protobuf or JSON, gzip) on POST /v1/traces and record the
     GenAI spans' usage in the store, each span once."""
@@ -47,6 +56,7 @@ def collect_command(
 
     from tokentrail.errors import StoreError
     from tokentrail.ingest.app import collector_app
+    from tokentrail.ingest.held import JournalInUse
     from tokentrail.tracker import Tracker
 
     try:
@@ -54,10 +64,39 @@ def collect_command(
     except StoreError as exc:
         console.print(f"[red]Cannot open the store:[/red] {exc}", highlight=False)
         raise typer.Exit(code=1) from None
-    app = collector_app(tracker, token=token, max_bytes=max_bytes)
+    try:
+        app = collector_app(
+            tracker,
+            token=token,
+            max_bytes=max_bytes,
+            hold_seconds=hold_seconds,
+            journal=journal or (_default_journal(store, port) if hold_seconds else None),
+        )
+    except (JournalInUse, OSError) as exc:
+        tracker.close()
+        console.print(f"[red]Cannot open the journal of held spans:[/red] {exc}", highlight=False)
+        raise typer.Exit(code=1) from None
     console.print(f"tokentrail collect: POST http://{host}:{port}/v1/traces → {store}", highlight=False)
+    ingestor = app.traces.ingestor
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", lifespan="off")
     finally:
-        tracker.close()
-        console.print(f"spans: {app.traces.ingestor.totals.as_dict()}", highlight=False)
+        try:
+            ingestor.close()  # the held spans are recorded with what is known
+        finally:
+            tracker.close()
+        console.print(f"spans: {ingestor.totals.as_dict()}", highlight=False)
+
+
+def _default_journal(store: str, port: int) -> str:
+    """Beside a SQLite ledger; else in the spool directory, named by a hash of the store URL."""
+    import hashlib
+
+    from tokentrail.stores._spool import default_spool_dir
+
+    if store.startswith("sqlite:///"):
+        path = store.removeprefix("sqlite:///").partition("?")[0]
+        if path and path != ":memory:":
+            return f"{path}.otlp-held-{port}.jsonl"
+    digest = hashlib.blake2b(store.encode(), digest_size=8).hexdigest()
+    return str(default_spool_dir() / f"otlp-held-{digest}-{port}.jsonl")

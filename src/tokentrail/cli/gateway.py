@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from tokentrail.cli._common import console
+from tokentrail.cli._common import LOOPBACK, HostOption, console
 
 __all__ = ["gateway_command", "keys_app"]
 
@@ -70,9 +70,7 @@ def gateway_command(
             help="Gateway token: requests without a virtual key must send it in X-Tokentrail-Token.",
         ),
     ] = None,
-    host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (loopback by default).")
-    ] = "127.0.0.1",
+    host: HostOption = LOOPBACK,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 4000,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.001, help="Seconds to wait for the upstream's next bytes.")

@@ -9,23 +9,16 @@ from typing import Annotated
 
 import typer
 
-from tokentrail.cli._common import StoreOption, console
+from tokentrail.cli._common import LOOPBACK, HostOption, StoreOption, TokenOption, console
 
 __all__ = ["serve_command"]
 
 
 def serve_command(
     store: StoreOption,
-    host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (loopback by default).")
-    ] = "127.0.0.1",
+    host: HostOption = LOOPBACK,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token", envvar="TOKENTRAIL_TOKEN", help="Require this bearer token on every request."
-        ),
-    ] = None,
+    token: TokenOption = None,
     metrics_only: Annotated[
         bool, typer.Option("--metrics-only", "--metrics", help="Serve only /metrics (Prometheus).")
     ] = False,

@@ -36,9 +36,13 @@ from tokentrail.ingest.records import Ingestor, IngestResult
 if TYPE_CHECKING:
     from tokentrail.tracker import Tracker
 
-__all__ = ["PATH", "OtlpApp", "collector_app", "otlp_app"]
+__all__ = ["PATH", "UNTIMED_REASON", "OtlpApp", "collector_app", "otlp_app"]
 
 PATH = "/v1/traces"
+UNTIMED_REASON = (
+    "{count} span(s) with model usage have neither a start nor an end time: tokentrail dates a call by its "
+    "span's end time (the record id derives from it), so an undated span could be counted again if resent"
+)
 logger = logging.getLogger("tokentrail")
 
 Scope = MutableMapping[str, Any]
@@ -96,7 +100,15 @@ class OtlpApp:
         if status != 200:
             await _reply(send, status, content_type, code, message)
             return
-        await _reply(send, 200, content_type, 0, "", [(b"x-tokentrail-ingest", _summary(result).encode())])
+        await _reply(
+            send,
+            200,
+            content_type,
+            0,
+            "",
+            [(b"x-tokentrail-ingest", _summary(result).encode())],
+            rejected=result.untimed if result is not None else 0,
+        )
 
     async def _body(self, headers: dict[bytes, str], receive: Receive) -> bytes | None:
         """The request body, or None when it is over the limit (read no further than that)."""
@@ -135,8 +147,13 @@ class OtlpApp:
             return 503, _GRPC_UNAVAILABLE, f"the spans could not be recorded: {exc}", None
 
 
-def otlp_app(target: Tracker | Ingestor | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> OtlpApp:
-    """The `POST /v1/traces` ASGI app recording onto a tracker (or a store URL opened for writing)."""
+def otlp_app(
+    target: Tracker | Ingestor | str, *, max_bytes: int = DEFAULT_MAX_BYTES, **options: Any
+) -> OtlpApp:
+    """The `POST /v1/traces` ASGI app recording onto a tracker (or a store URL opened for writing).
+    `options` go to the `Ingestor` (`hold_seconds`, `journal`, …); held spans are recorded when their
+    deadline passes by a daemon thread, and at exit."""
+    options.setdefault("ticker", True)
     if isinstance(target, Ingestor):
         return OtlpApp(target, max_bytes)
     if isinstance(target, str):
@@ -145,18 +162,22 @@ def otlp_app(target: Tracker | Ingestor | str, *, max_bytes: int = DEFAULT_MAX_B
         def open_store() -> Ingestor:
             from tokentrail.tracker import Tracker
 
-            return Ingestor(Tracker(store=url))
+            return Ingestor(Tracker(store=url), **options)
 
         return OtlpApp(open_store, max_bytes)
-    return OtlpApp(Ingestor(target), max_bytes)
+    return OtlpApp(Ingestor(target, **options), max_bytes)
 
 
 def collector_app(
-    target: Tracker | Ingestor | str, *, token: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    target: Tracker | Ingestor | str,
+    *,
+    token: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    **options: Any,
 ) -> Any:
     """`tokentrail collect`'s app: `POST /v1/traces`, `GET /healthz`, 404 elsewhere; with `token`, every
     request needs it (`Authorization: Bearer …`, the dashboard's `TokenAuth`)."""
-    traces = otlp_app(target, max_bytes=max_bytes)
+    traces = otlp_app(target, max_bytes=max_bytes, **options)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -195,10 +216,24 @@ async def _reply(
     code: int,
     message: str,
     extra: list[tuple[bytes, bytes]] | None = None,
+    rejected: int = 0,
 ) -> None:
-    """An OTLP response in the request's encoding: an empty export response, or a google.rpc.Status."""
+    """An OTLP response in the request's encoding: an export response (with `partial_success` naming
+    the `rejected` spans), or a google.rpc.Status."""
     protobuf = (content_type or "").split(";", 1)[0].strip().lower() == PROTOBUF
-    if status == 200:
+    if status == 200 and rejected:
+        # ExportTraceServiceResponse {partial_success = 1: ExportTracePartialSuccess {rejected_spans = 1
+        # (int64), error_message = 2}}; https://opentelemetry.io/docs/specs/otlp/#partial-success-1
+        reason = UNTIMED_REASON.format(count=rejected)
+        if protobuf:
+            text = reason.encode()
+            inner = b"\x08" + _varint(rejected) + b"\x12" + _varint(len(text)) + text
+            body = b"\x0a" + _varint(len(inner)) + inner
+        else:
+            body = json.dumps(
+                {"partialSuccess": {"rejectedSpans": str(rejected), "errorMessage": reason}}
+            ).encode()
+    elif status == 200:
         body = b"" if protobuf else b"{}"
     elif protobuf:
         body = _status_message(code, message)

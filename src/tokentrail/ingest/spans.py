@@ -43,6 +43,7 @@ __all__ = [
     "SpanCall",
     "SpanData",
     "attribute",
+    "attribute_walk",
     "read_span",
 ]
 
@@ -412,32 +413,44 @@ def attribute(
     ancestor that names one (`ancestor(span_id)` gives a span seen in this export or recently, None
     when unknown). The agent also comes from an OpenInference AGENT span's name or the Vercel AI SDK's
     `ai.telemetry.functionId`; the session falls back to `trace_session` (the trace id)."""
+    return attribute_walk(span, ancestor, trace_session)[0]
+
+
+def attribute_walk(
+    span: SpanData, ancestor: Callable[[bytes], SpanData | None], trace_session: str
+) -> tuple[Attribution, bytes]:
+    """`attribute`, and the id of the ancestor the walk stopped at because it is unknown (b"" when the
+    walk found agent, session and user, or reached the root): an unknown ancestor may still name who
+    the call was for, once its span arrives."""
     agent = session = user = None
-    current: SpanData | None = span
+    current = span
+    missing = b""
     depth = 0
-    while current is not None and depth < 64:
+    while depth < 64:
         attributes = current.attributes
-        if attributes.keys().isdisjoint(ATTRIBUTION_KEYS):  # most spans name nobody
-            if not current.parent_span_id:
-                break
-            current = ancestor(current.parent_span_id)
-            depth += 1
-            continue
-        if agent is None:
-            agent = _first(attributes, _AGENT_KEYS)
-            if agent is None and attributes.get("openinference.span.kind") == "AGENT":
-                agent = current.name or None
+        if not attributes.keys().isdisjoint(ATTRIBUTION_KEYS):  # most spans name nobody
             if agent is None:
-                agent = _text(attributes.get("ai.telemetry.functionId"))
-        if session is None:
-            session = _first(attributes, _SESSION_KEYS)
-        if user is None:
-            user = _first(attributes, _USER_KEYS)
-        if (agent is not None and session is not None and user is not None) or not current.parent_span_id:
+                agent = _first(attributes, _AGENT_KEYS)
+                if agent is None and attributes.get("openinference.span.kind") == "AGENT":
+                    agent = current.name or None
+                if agent is None:
+                    agent = _text(attributes.get("ai.telemetry.functionId"))
+            if session is None:
+                session = _first(attributes, _SESSION_KEYS)
+            if user is None:
+                user = _first(attributes, _USER_KEYS)
+            if agent is not None and session is not None and user is not None:
+                break
+        parent = current.parent_span_id
+        if not parent:
             break
-        current = ancestor(current.parent_span_id)
+        found = ancestor(parent)
+        if found is None:
+            missing = parent
+            break
+        current = found
         depth += 1
-    return Attribution(agent, session if session is not None else trace_session, user)
+    return Attribution(agent, session if session is not None else trace_session, user), missing
 
 
 ATTRIBUTION_KEYS: frozenset[str] = frozenset(
