@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
@@ -24,8 +25,11 @@ from tests.pricing.test_every_unit import as_genai_usage
 import tokentrail as tt
 from tokentrail import Usage, UsageStatus
 from tokentrail.adapters import capture, usage_from_response, usage_from_stream
-from tokentrail.adapters._mapped import mapped_readers
+from tokentrail.adapters._mapped import mapped_readers, set_mapped_readers
+from tokentrail.pricing.catalog import Catalog, default_catalog, set_default_catalog
 from tokentrail.pricing.index import USAGE_ATTRS
+from tokentrail.pricing.refresh import Refresher
+from tokentrail.pricing.update import update
 
 genai_prices = pytest.importorskip("genai_prices")
 from genai_prices.data import providers as GENAI_PROVIDERS  # noqa: E402
@@ -645,3 +649,85 @@ def test_gemini_cached_video_tokens_are_read() -> None:
         4800,
         4000,
     )
+
+
+# -- the readers follow the catalog in force (tokentrail prices update, the background refresh) ---------
+
+# A chat body whose cached count sits under a key the bundled OpenAI extractor does not know; the fetched
+# catalog's extractor reads it there (as a future genai-prices data file could).
+RENAMED_CACHE_BODY = {
+    "object": "chat.completion",
+    "model": "gpt-4o",
+    "choices": [],
+    "usage": {
+        "prompt_tokens": 100,
+        "completion_tokens": 10,
+        "prompt_tokens_details": {"cached_tokens_v2": 64},
+    },
+}
+FETCHED_ON = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)  # after the bundled snapshot was built
+
+
+@pytest.fixture
+def fetched_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """genai-prices' published data with OpenAI's chat extractor reading cached tokens at another key, in a
+    local file; an empty user cache; the default catalog (and the readers) chosen afresh."""
+    from tokentrail.pricing.genai import dumps_published, published_providers
+
+    data = published_providers()
+    chat = next(e for p in data if p["id"] == "openai" for e in p["extractors"] if e["api_flavor"] == "chat")
+    cached = next(m for m in chat["mappings"] if m["dest"] == "cache_read_tokens")
+    cached["path"] = ["prompt_tokens_details", "cached_tokens_v2"]
+    source = tmp_path / "data.json"
+    source.write_bytes(dumps_published(data))
+    monkeypatch.setenv("TOKENTRAIL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TOKENTRAIL_CATALOG", raising=False)
+    set_default_catalog(None)
+    yield source
+    set_default_catalog(None)
+
+
+def test_a_catalog_installed_by_prices_update_switches_the_readers(fetched_catalog: Path) -> None:
+    assert usage_from_response(RENAMED_CACHE_BODY, "openai").cache_read_tokens == 0  # bundled extractor
+    assert update(str(fetched_catalog), now=FETCHED_ON).status == "installed"
+    assert usage_from_response(RENAMED_CACHE_BODY, "openai").cache_read_tokens == 0  # not in force yet
+    set_default_catalog(None)  # as a new process: the installed catalog is chosen, for readers and prices
+    assert usage_from_response(RENAMED_CACHE_BODY, "openai").cache_read_tokens == 64
+    assert mapped_readers().source.startswith("genai-prices data 2030-01-02")
+    rule = tt.price(Usage(100, 10), "gpt-4o", "openai").rule
+    assert rule is not None and rule.source == mapped_readers().source
+
+
+def test_the_background_refresh_switches_the_readers_with_the_default_catalog(fetched_catalog: Path) -> None:
+    catalog = default_catalog()
+    assert usage_from_response(RENAMED_CACHE_BODY, "openai").cache_read_tokens == 0
+    other = Refresher(
+        Catalog.from_snapshot(), 3600, update=lambda: update(str(fetched_catalog), now=FETCHED_ON)
+    )
+    other.refresh_once()  # another catalog refreshed: the readers stay with the default one
+    assert other.installed == 1
+    assert usage_from_response(RENAMED_CACHE_BODY, "openai").cache_read_tokens == 0
+    source = fetched_catalog.with_name("data2.json")
+    source.write_bytes(fetched_catalog.read_bytes() + b"\n")  # other bytes: installed again
+    refresher = Refresher(catalog, 3600, update=lambda: update(str(source), now=FETCHED_ON))
+    refresher.refresh_once()
+    assert refresher.installed == 1 and refresher.failures == 0, refresher.last_error
+    assert usage_from_response(RENAMED_CACHE_BODY, "openai").cache_read_tokens == 64
+
+
+def test_an_explicit_catalog_for_the_readers_holds_until_one_is_put_in_force() -> None:
+    snapshot = copy.deepcopy(mapped_readers().data)
+    chat = next(
+        e
+        for p in snapshot["providers"]
+        if p["id"] == "openai"
+        for e in p["extractors"]
+        if e["api_flavor"] == "chat"
+    )
+    next(m for m in chat["mappings"] if m["dest"] == "cache_read_tokens")["path"][-1] = "cached_tokens_v2"
+    try:
+        set_mapped_readers(snapshot)
+        assert usage_from_response(RENAMED_CACHE_BODY, "openai").cache_read_tokens == 64
+    finally:
+        set_mapped_readers(None)
+    assert usage_from_response(RENAMED_CACHE_BODY, "openai").cache_read_tokens == 0

@@ -26,10 +26,8 @@ makes the capture `unknown`, never a silent zero. Durations (genai-prices second
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -39,6 +37,7 @@ from tokentrail._types import Usage
 from tokentrail.adapters import anthropic, openai
 from tokentrail.adapters._base import MAX_COUNT, Captured, Malformed, describe
 from tokentrail.errors import InvalidUsageError
+from tokentrail.pricing import installed as _in_force
 from tokentrail.pricing.names import PROVIDER_ALIASES
 
 __all__ = [
@@ -441,6 +440,8 @@ class MappedReaders:
     def __init__(self, snapshot: Mapping[str, Any]) -> None:
         from tokentrail.pricing.index import compile_clause
 
+        self.data = _in_force.readers_part(snapshot)
+        self.generation = -1  # the catalog generation these readers follow (see `mapped_readers`)
         self.source = f"{snapshot.get('source', 'catalog')} {snapshot.get('version', '')}".strip()
         self._specs: dict[str, dict[str, Mapping[str, Any]]] = {}
         self._matchers: list[tuple[str, Callable[[str], bool]]] = []
@@ -567,26 +568,41 @@ class MappedReaders:
 
 _readers: MappedReaders | None = None
 _readers_lock = threading.Lock()
-_SNAPSHOT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_data", "prices.json.gz"
-)
 
 
 def mapped_readers() -> MappedReaders:
-    """The readers of the bundled snapshot's extractors (loaded at first use, never at import)."""
+    """The readers of the catalog in force's extractors (the bundled snapshot, or the catalog installed by
+    `tokentrail prices update` or refreshed): loaded at first use, never at import, and again when another
+    catalog is put in force (`pricing.installed.put_in_force`)."""
+    readers = _readers
+    if readers is not None and readers.generation == _in_force.readers_generation:
+        return readers
+    return _follow_catalog_in_force()
+
+
+def _follow_catalog_in_force() -> MappedReaders:
     global _readers
-    if _readers is None:
-        with _readers_lock:
-            if _readers is None:
-                with open(_SNAPSHOT, "rb") as file:
-                    _readers = MappedReaders(json.loads(gzip.decompress(file.read())))
-    return _readers
+    with _readers_lock:
+        data, generation = _in_force.readers_in_force()
+        readers = _readers
+        if readers is None or readers.data != data:  # the same extractors: the compiled readers stay
+            readers = MappedReaders(data)
+        readers.generation = generation
+        _readers = readers
+    return readers
 
 
 def set_mapped_readers(snapshot: Mapping[str, Any] | None) -> None:
-    """Read usage with another catalog's extractors (a fetched catalog); None: the bundled snapshot again."""
+    """Read usage with another catalog's extractors until a catalog is put in force; None: the catalog in
+    force again."""
     global _readers
-    _readers = None if snapshot is None else MappedReaders(snapshot)
+    with _readers_lock:
+        if snapshot is None:
+            _readers = None
+        else:
+            readers = MappedReaders(snapshot)
+            readers.generation = _in_force.readers_generation
+            _readers = readers
 
 
 def capture_mapped(body: Mapping[str, Any], name: str, *, has_own_reader: bool) -> Captured | None:

@@ -367,9 +367,11 @@ def default_catalog() -> Catalog:
         with _default_lock:
             if _default is None:
                 from tokentrail.pricing.index import PriceIndex
-                from tokentrail.pricing.installed import select_snapshot
+                from tokentrail.pricing.installed import put_in_force, select_snapshot
 
-                catalog = Catalog(PriceIndex(select_snapshot()[0]))
+                snapshot = select_snapshot()[0]
+                catalog = Catalog(PriceIndex(snapshot))
+                put_in_force(snapshot)  # the usage readers read with its extractors too
                 path = os.environ.get("TOKENTRAIL_PRICES_FILE")
                 if path:
                     catalog.load(path)
@@ -385,9 +387,19 @@ def default_catalog() -> Catalog:
 
 
 def set_default_catalog(catalog: Catalog | None) -> None:
-    """Replace the process-wide catalog (None: choose and build it again on next use)."""
+    """Replace the process-wide catalog (None: choose and build it again on next use, and the usage
+    readers' extractors with it)."""
     global _default
     _default = catalog
+    if catalog is None:
+        from tokentrail.pricing.installed import put_in_force
+
+        put_in_force(None)
+
+
+def default_if_built() -> Catalog | None:
+    """The process-wide catalog when it has been built (never builds it)."""
+    return _default
 
 
 def price(

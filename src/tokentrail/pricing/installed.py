@@ -10,6 +10,9 @@ Selection: the newest valid of the two. The installed catalog is used when it re
 fetched on or after the day the bundled snapshot was built (`as_of`); when it was checked against another
 bundled catalog (tokentrail was upgraded since), it must still price every model that one prices.
 `TOKENTRAIL_CATALOG=bundled` pins the bundled snapshot.
+
+The usage readers follow the catalog in force: `put_in_force` (called when the process default catalog is
+built or refreshed) hands its extractors to them through `readers_in_force`, without importing the adapters.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,10 @@ __all__ = [
     "cache_dir",
     "catalog_path",
     "install",
+    "put_in_force",
     "read_installed",
+    "readers_in_force",
+    "readers_part",
     "select_snapshot",
 ]
 
@@ -157,3 +164,44 @@ def _day(value: Any) -> date | None:
         return datetime.fromisoformat(value).date() if "T" in value else date.fromisoformat(value)
     except ValueError:
         return None
+
+
+# -- the usage readers follow the catalog in force ------------------------------------------------------
+
+_readers_data: dict[str, Any] | None = None
+# Bumped whenever a catalog is put in force (or forgotten); the usage readers compare it on each read.
+readers_generation = 0
+
+
+def readers_part(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """What the usage readers need of a snapshot: its name, units, and each provider's extractors."""
+    return {
+        "source": snapshot.get("source", "catalog"),
+        "version": snapshot.get("version", ""),
+        "units": snapshot["units"],
+        "providers": [
+            {
+                "id": p["id"],
+                "provider_match": p.get("provider_match"),
+                "extractors": p.get("extractors") or [],
+            }
+            for p in snapshot["providers"]
+        ],
+    }
+
+
+def put_in_force(snapshot: Mapping[str, Any] | None) -> None:
+    """`snapshot` is the catalog in force now (the default catalog was built or refreshed): the usage
+    readers read with its extractors from their next read on. None: chosen again at the next read."""
+    global _readers_data, readers_generation
+    _readers_data = None if snapshot is None else readers_part(snapshot)
+    readers_generation += 1
+
+
+def readers_in_force() -> tuple[dict[str, Any], int]:
+    """(the extractors of the catalog in force, its generation); before any was put in force, the
+    catalog the default catalog would choose (`select_snapshot`)."""
+    global _readers_data
+    if _readers_data is None:
+        _readers_data = readers_part(select_snapshot()[0])
+    return _readers_data, readers_generation

@@ -2,8 +2,9 @@
 
 Off unless the variable is set; never started at import: the process default catalog starts it when it
 is first built. A daemon thread runs `update.update()` at once and then every interval, and when a new
-catalog is installed the default catalog switches to it (user prices and aliases kept). A failure is
-logged and counted (`failures`, `last_error`), never raised; the catalog in force stays.
+catalog is installed the default catalog switches to it (user prices and aliases kept), and the usage
+readers to its extractors. A failure is logged and counted (`failures`, `last_error`), never raised; the
+catalog in force stays.
 """
 
 from __future__ import annotations
@@ -98,12 +99,15 @@ class Refresher:
         try:
             result = self._update()
             if result.status == "installed":
+                from tokentrail.pricing.catalog import default_if_built
                 from tokentrail.pricing.index import PriceIndex
-                from tokentrail.pricing.installed import read_installed
+                from tokentrail.pricing.installed import put_in_force, read_installed
 
                 snapshot = read_installed(result.path)
                 if snapshot is not None:
                     self.catalog.use_index(PriceIndex(snapshot))
+                    if self.catalog is default_if_built():
+                        put_in_force(snapshot)  # the usage readers switch with the default catalog
                     self.installed += 1
                     logger.info("tokentrail: prices refreshed to %s", result.version)
             self.last_error = None
