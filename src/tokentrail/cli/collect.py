@@ -85,7 +85,7 @@ def collect_command(
             ingestor.close()  # the held spans are recorded with what is known
         finally:
             tracker.close()
-        console.print(f"spans: {ingestor.totals.as_dict()}", highlight=False)
+        console.print(f"spans: {ingestor.totals.as_dict()}", highlight=False, soft_wrap=True)
 
 
 def _default_journal(store: str, port: int) -> str:

@@ -500,6 +500,51 @@ class PostgresStore(BackgroundWriter):
                     del self._pending[_MAX_PENDING:]
                 raise
 
+    def append_new(self, records: list[Record]) -> list[Record]:
+        """Commit `records` now, in one transaction, and return those whose id the ledger did not hold
+        (the others were written before, by this process or another one: `ON CONFLICT DO NOTHING` skipped
+        them, waiting for a concurrent writer of the same id to commit first): what a caller charging each
+        record once (budgets, metrics) passes on. Unlike `append`, nothing is spooled: when the server
+        cannot take them this raises `StoreError`, and the caller sends them again later."""
+        import psycopg
+
+        if self._closed:
+            raise StoreError(f"Postgres store {self.name} is closed")
+        if self._pid != os.getpid():
+            raise StoreError("a PostgresStore cannot be shared across fork(); open one per process")
+        if not records:
+            return []
+        fresh: set[int] = set()
+        with self._write_lock:
+            payload = self._payload(records)
+            attempts = 0
+            while True:
+                attempts += 1
+                fresh.clear()
+                try:
+                    self._commit(self._writer_connection(), payload, fresh)
+                    break
+                except psycopg.errors.TransactionRollback as exc:  # deadlock, serialization failure
+                    if attempts >= _RETRIES:
+                        raise StoreError(
+                            f"cannot write to Postgres store {self.name}: {_first_line(exc)}"
+                        ) from exc
+                    time.sleep(0.01 * attempts)
+                except psycopg.Error as exc:
+                    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+                        self._drop_writer_connection()
+                    else:
+                        self._partitions.clear()
+                    raise StoreError(
+                        f"cannot write to Postgres store {self.name}: {_first_line(exc)}"
+                    ) from exc
+        out = []
+        for record in records:
+            if record.id in fresh:
+                fresh.discard(record.id)  # a record given twice is new once
+                out.append(record)
+        return out
+
     _JOIN_SECONDS = 10.0
     _WRITE_FAILED = "tokentrail: Postgres store could neither write nor spool a batch"
 
@@ -613,7 +658,10 @@ class PostgresStore(BackgroundWriter):
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def _commit(self, conn: psycopg.Connection[Any], payload: dict[str, Any]) -> None:
+    def _commit(
+        self, conn: psycopg.Connection[Any], payload: dict[str, Any], fresh: set[int] | None = None
+    ) -> None:
+        """Write one batch in one transaction; the ids of the records it inserted are added to `fresh`."""
         rows: list[list[Any]] = payload["rows"]
         if rows and len(rows[0]) == _V2_ROW_WIDTH:  # spooled by a store from before schema v3
             rows = [[*row[:_V3_COUNTS_AT], *_V3_ZEROS, *row[_V3_COUNTS_AT:]] for row in rows]
@@ -632,6 +680,8 @@ class PostgresStore(BackgroundWriter):
                 for row in rows:
                     copy.write_row(row)
             conn.execute(_INSERT_FRESH.format(s=self._s))
+            if fresh is not None:
+                fresh.update(row[0].int for row in conn.execute(_INSERTED_HERE.format(s=self._s)))
         self._stored_rules.update(key for key, _ in fresh_rules)
 
     def _ensure_partitions(self, conn: psycopg.Connection[Any], months: set[int]) -> None:
@@ -1370,6 +1420,12 @@ _INSERT_FRESH = (
     f" INSERT INTO {{s}}.rollup_hour ({', '.join(_q(c) for c in _ROLLUP_COLUMNS)})"
     f" SELECT cell, hour, {_KEYS}, {_ROW_SUMS} FROM fresh GROUP BY cell, hour, {_KEYS} ORDER BY cell"
     f" ON CONFLICT (cell) DO UPDATE SET {_ADD_SUMS}"
+)
+# The staged records this transaction inserted (`_INSERT_FRESH` skipped those the ledger held, also
+# ones a concurrent transaction inserted first): their row version was made by this transaction (PG 13+).
+_INSERTED_HERE = (
+    "SELECT s.id FROM pg_temp.tt_stage_v3 s JOIN {s}.records r ON r.id = s.id AND r.ts = s.ts"
+    " WHERE r.xmin = pg_current_xact_id()::xid"
 )
 _SUM_NAMES = (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
 _SUBTRACT_SUMS = ", ".join(f"{_q(c)} = r.{_q(c)} - d.{_q(c)}" for c in _SUM_NAMES)

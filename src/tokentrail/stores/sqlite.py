@@ -596,6 +596,31 @@ class SQLiteStore(BackgroundWriter):
                         pending.pop()
                     raise
 
+    def append_new(self, records: list[Record]) -> list[Record]:
+        """Commit `records` now and return those whose id the ledger did not hold (the others were
+        written before, by this process or another one): what a caller charging each record once
+        (budgets, metrics) passes on. Each transaction holds SQLite's write lock from the check to the
+        insert (`BEGIN IMMEDIATE`), so two processes writing the same record are told once. Raises
+        `StoreError` when the file cannot be written (nothing is kept queued)."""
+        if self._closed:
+            raise StoreError(f"SQLite store {self.path!r} is closed")
+        fresh: set[bytes] = set()
+        with self._db_lock:
+            for start in range(0, len(records), _RECORDS_A_TRANSACTION):
+                batch = records[start : start + _RECORDS_A_TRANSACTION]
+                picked = self._write(batch)
+                if picked is None:
+                    fresh.update(_id_bytes(record.id) for record in batch)
+                else:
+                    fresh.update(picked)
+        out = []
+        for record in records:
+            key = _id_bytes(record.id)
+            if key in fresh:
+                fresh.discard(key)  # a record given twice is new once
+                out.append(record)
+        return out
+
     _WRITE_FAILED = "tokentrail: SQLite store write failed"
 
     def _write_queued(self) -> None:
@@ -605,8 +630,9 @@ class SQLiteStore(BackgroundWriter):
         with self._db_lock:
             self._conn.close()
 
-    def _write(self, batch: list[Record]) -> None:
-        """Insert the records not yet in the file and update the rollups, in one transaction.
+    def _write(self, batch: list[Record]) -> set[bytes] | None:
+        """Insert the records not yet in the file and update the rollups, in one transaction; the ids
+        (as `ledger` holds them) of the records inserted, None when all were.
 
         The usual batch holds only new records: multi-row INSERTs add them and the rollup change, summed
         per cell in Python, is one upsert per cell. When the insert skipped some (a replay, or a
@@ -622,7 +648,10 @@ class SQLiteStore(BackgroundWriter):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
 
+        picked: list[set[bytes] | None] = [None]
+
         def transaction() -> None:
+            picked[0] = None
             conn.execute("BEGIN IMMEDIATE")  # waits for other writers with the collector running
             try:
                 before = conn.total_changes
@@ -637,6 +666,7 @@ class SQLiteStore(BackgroundWriter):
                     conn.execute("BEGIN IMMEDIATE")
                     rows = [row for columns, _ in built for row in zip(*columns, strict=True)]
                     fresh = _fresh_rows(conn, rows)
+                    picked[0] = {row[1] for row in fresh}
                     if fresh:
                         fresh_columns = list(zip(*fresh, strict=True))
                         _insert_columns(conn, fresh_columns)
@@ -652,6 +682,7 @@ class SQLiteStore(BackgroundWriter):
             _retry(transaction, self._timeout)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to SQLite store {self.path!r}: {_describe(exc)}") from exc
+        return picked[0]
 
     def _rows(self, batch: list[Record]) -> list[tuple[Any, ...]]:
         """The `ledger` rows of `batch` (columns in `_LEDGER_COLUMNS` order)."""
