@@ -83,7 +83,8 @@ def test_client_leaving_mid_stream_records_what_was_seen_and_frees_the_reservati
             running.url + "/v1/messages",
             json={"model": "claude-haiku-4-5", "max_tokens": 500, "stream": True, "messages": MESSAGES},
         ) as response:
-            assert next(response.iter_lines()) == "event: message_start"
+            lines = response.iter_lines()  # kept: a dropped iterator closes the connection at once
+            assert next(lines) == "event: message_start"
             held = gateway.budgets.manager.status()[0].reserved_usd  # type: ignore[union-attr]
         assert done.wait(30), "the gateway did not record the abandoned stream"
         (record,) = gateway.tracker.history()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from decimal import Decimal
 
 import anthropic
 import httpx
@@ -320,3 +321,64 @@ def test_gemini_json_array_stream_cut_short_records_what_arrived(
     assert first.startswith(b'[{"candidates"')
     assert record.usage.status.value == "partial"
     assert (record.usage.input_tokens, record.usage.output_tokens) == (7, 1)
+
+
+def test_openrouter_usage_cost_is_kept_as_the_provider_cost(mock: MockLLMServer, ledger: str) -> None:
+    # OpenRouter's usage object, with `cost` in credits (USD), in the plain body and in the last chunk of a
+    # stream (https://openrouter.ai/docs/use-cases/usage-accounting, "Response Format")
+    usage = {
+        "completion_tokens": 2,
+        "completion_tokens_details": {"reasoning_tokens": 0},
+        "cost": 0.95,
+        "cost_details": {"upstream_inference_cost": 19},
+        "prompt_tokens": 194,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "total_tokens": 196,
+    }
+    head = '{"id":"gen-1","object":"chat.completion.chunk","created":1,"model":"openai/gpt-4o",'
+    mock.queue(
+        MockResponse(
+            body={
+                "id": "gen-0",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "openai/gpt-4o",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "Hi"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            }
+        ),
+        MockResponse(
+            events=[
+                f'data: {head}"choices":[{{"index":0,"delta":{{"role":"assistant","content":"Hi"}},"finish_reason":null}}]}}\n\n',
+                f'data: {head}"choices":[{{"index":0,"delta":{{}},"finish_reason":"stop"}}],"usage":{json.dumps(usage | {"cost": 0.0125})}}}\n\n',
+                "data: [DONE]\n\n",
+            ]
+        ),
+    )
+    config = gateway_config(mock.base, ledger, extra=(f"openrouter={mock.base}/api",))
+    with serve(Gateway(config)) as running:
+        client = openai.OpenAI(base_url=running.url + "/openrouter/v1", api_key="k", max_retries=0)
+        client.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES)
+        list(
+            client.chat.completions.create(
+                model="openai/gpt-4o",
+                messages=MESSAGES,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        plain, streamed = running.gateway.tracker.history()
+
+    assert [r["path"] for r in mock.requests] == ["/api/v1/chat/completions"] * 2
+    assert (plain.provider, plain.provider_cost, plain.usage.input_tokens) == (
+        "openrouter",
+        Decimal("0.95"),
+        194,
+    )
+    assert (streamed.provider_cost, streamed.usage.output_tokens) == (Decimal("0.0125"), 2)

@@ -22,12 +22,17 @@ OpenAI-compatible hosts that differ:
   OpenAI usage chunk, which then wins (the same counts, replaced, never added).
 - Realtime (OpenAI and Azure): each `response.done` event carries that response's usage with text, audio
   and cached details (`extract_realtime`).
+- OpenRouter reports what a call cost in `usage.cost` (credits, i.e. USD; plain bodies and a stream's
+  last chunk, https://openrouter.ai/docs/use-cases/usage-accounting): kept as `provider_cost`
+  (`reported_cost`; read for the provider "openrouter" only, other hosts' `cost` fields differ).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import abstractmethod
+from decimal import Decimal
 from typing import Any
 
 from tokentrail._types import Usage, UsageStatus
@@ -60,6 +65,7 @@ __all__ = [
     "extract_transcription",
     "price_context",
     "reasoning_outside_completion",
+    "reported_cost",
     "responses_usage",
 ]
 
@@ -201,7 +207,24 @@ def extract_fields(response: object, provider: str = "openai") -> Captured:
         result = chat_usage(usage, provider, model_name(response))
     else:
         raise Malformed("usage has neither prompt_tokens (Chat Completions) nor input_tokens (Responses)")
-    return Captured(result, model_name(response), provider, price_context(response))
+    cost = reported_cost(raw_usage, provider)
+    return Captured(result, model_name(response), provider, price_context(response), provider_cost=cost)
+
+
+_COST_REPORTERS = frozenset({"openrouter"})
+
+
+def reported_cost(usage: object, provider: str) -> Decimal | None:
+    """The cost a chat `usage` reports for the call (OpenRouter's `usage.cost`), when it is a usable number."""
+    if provider not in _COST_REPORTERS:
+        return None
+    value = get_field(usage, "cost")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    cost = Decimal(str(value))
+    return cost if cost >= 0 else None
 
 
 _UNFINISHED = ("queued", "in_progress")
@@ -459,6 +482,10 @@ class ChatStream(StreamAccumulator):
         super().__init__(provider)
         self._usage: Usage | None = None
         self._top_level_usage = False  # a top-level `usage` was seen: `x_groq.usage` is not read any more
+        self.provider_cost: Decimal | None = None  # OpenRouter's `usage.cost`, from the usage read last
+
+    def captured(self) -> Captured:
+        return dataclasses.replace(super().captured(), provider_cost=self.provider_cost)
 
     def _feed(self, event: object) -> None:
         chunk = unwrap_chunk(event)
@@ -477,7 +504,9 @@ class ChatStream(StreamAccumulator):
             self._usage = self._read_usage(Fields(raw_usage, where))
         except Malformed:
             self._usage = None  # a broken latest report must not leave an older one standing as final
+            self.provider_cost = None
             raise
+        self.provider_cost = reported_cost(raw_usage, self.provider)
         choices = get_field(chunk, "choices")
         if where != "chunk.usage" or not choices:
             # the include_usage chunk (nothing after it but [DONE]), or Groq's final chunk
