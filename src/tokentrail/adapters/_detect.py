@@ -213,6 +213,13 @@ def shape_provider(response: object) -> str | None:
 
 def unwrap_batch(response: object) -> tuple[object, str | None]:
     """(the response inside a batch result, the provider it implies) or (response, None) when not batch."""
+    if (
+        type(response) is dict
+        and "custom_id" not in response
+        and "response" not in response
+        and "recordId" not in response
+    ):
+        return response, None  # a JSON body with none of the keys a batch result wraps its response in
     if not is_record(response):
         return response, None
     inner = get_field(response, "response")
@@ -244,13 +251,13 @@ def detect_response(response: object, provider: str | None) -> tuple[object, Ada
             raise Malformed(f"response text is not JSON: {describe(response)}") from None
     if response is None:
         raise Malformed("response is None")
-    if not is_record(response):
+    if type(response) is not dict and not is_record(response):
         raise Malformed(f"response must be an SDK object or a JSON object, got {describe(response)}")
     response, batch_provider = unwrap_batch(response)
     if response is None:
         raise Malformed("batch result holds no response")
     label = canonical_provider(provider) if provider else None
-    if xai.is_native(response):  # xai-sdk objects: only xAI's native reader reads them
+    if type(response) is not dict and xai.is_native(response):  # xai-sdk objects: only xAI's native reader
         return response, Adapter(xai.extract, label or xai.PROVIDER), False
     if label in ADAPTERS:
         return response, Adapter(ADAPTERS[label], label), batch_provider is not None

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from tokentrail._types import Usage
+from tokentrail._types import Usage, usage_builder
 from tokentrail.adapters import anthropic, openai
 from tokentrail.adapters._base import MAX_COUNT, Captured, Malformed, describe
 from tokentrail.errors import InvalidUsageError
@@ -352,13 +352,14 @@ def compile_extractor(
                 src.add(f"if {var} and {var} > {whole}:")
                 src.add(f"raise Malformed({message} + f' ({{{var}}} > {{{whole}}})')", 2)
     fields.setdefault("web_searches", [])
-    items = []
+    values = []
     for attr, variables in fields.items():
         parts = [f"({v} or 0)" for v in variables] + (["web"] if attr == "web_searches" else [])
-        items.append(f"{attr}={' + '.join(parts)}")
+        values.append(" + ".join(parts))
+    build = src.constant(usage_builder(list(fields)))  # a fast Usage constructor for these fields
     model = _model_reader(src, list(spec["model_path"]))
     src.add("try:")
-    src.add(f"usage = Usage({', '.join(items)})", 2)
+    src.add(f"usage = {build}({', '.join(values)})", 2)
     src.add("except InvalidUsageError as exc:")
     src.add("raise Malformed(f'inconsistent usage: {exc}') from None", 2)
     src.add(f"return usage, {model}")
@@ -403,6 +404,9 @@ def _derive_cache_writes(
 
 def _model_reader(src: _Source, path: list[Any]) -> str:
     """An expression for the model name at `path` (a string, or None), as genai-prices reads it."""
+    if len(path) == 1 and isinstance(path[0], str):  # the usual `model` key, read inline
+        src.add(f"model = body.get({src.constant(path[0])})")
+        return "model if isinstance(model, str) else None"
     if all(isinstance(step, str) for step in path):
         return f"_model_at(body, {src.constant(tuple(path))})"
     return "None"
@@ -541,9 +545,12 @@ class MappedReaders:
     def _try(
         self, body: Mapping[str, Any], shape: str | None, provider_id: str, flavor: str, name: str
     ) -> Captured | None:
-        compiled = self.compiled(provider_id, flavor)
+        compiled = self._compiled.get((provider_id, flavor), _UNSET)
+        if compiled is _UNSET:
+            compiled = self.compiled(provider_id, flavor)
         if compiled is None:
             return None
+        assert isinstance(compiled, Compiled)
         web = 0
         if shape == "responses" and not compiled.reads_web_searches:
             web = openai.web_search_calls(body)
@@ -552,11 +559,18 @@ class MappedReaders:
         except Miss:
             return None
         label = provider_id if provider_id.startswith("huggingface_") else name
-        context = openai.price_context(body)
-        usage_root = body.get("usage")
-        if not context and isinstance(usage_root, Mapping) and "service_tier" in usage_root:
-            context = anthropic.price_context(usage_root)
-        response_id = body.get("id") if shape == "responses" else None
+        tier = body.get("service_tier")  # OpenAI's, on the body; Anthropic's, in its usage
+        if type(tier) is str:
+            context = {"service_tier": tier} if tier else {}
+        else:
+            context = {} if tier is None else openai.price_context(body)  # (a tier given as an enum)
+        if not context:
+            usage_root = body.get("usage")
+            if isinstance(usage_root, Mapping) and "service_tier" in usage_root:
+                context = anthropic.price_context(usage_root)
+        if shape != "responses":
+            return Captured(usage, model, label, context)
+        response_id = body.get("id")
         return Captured(
             usage,
             model,
@@ -566,6 +580,7 @@ class MappedReaders:
         )
 
 
+_UNSET: Any = object()
 _readers: MappedReaders | None = None
 _readers_lock = threading.Lock()
 
