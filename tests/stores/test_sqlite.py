@@ -327,7 +327,7 @@ def test_v3_ledger_migrates_to_price_versions(tmp_path: Path) -> None:
         assert tracker.totals(prices="one").cost_units == 2
         assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"old": 1, "new": 1}
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 7
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 8
     tables = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
     }
@@ -431,7 +431,7 @@ def test_v4_ledger_migrates_to_v5_value_for_value(tmp_path: Path) -> None:
         assert _as_before_v7(answers(store)) == expected
     assert _table_rows(path, kept) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(7,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(8,)]
     kinds = dict(
         conn.execute("SELECT name, type FROM sqlite_master WHERE name IN ('records', 'ledger', 'dims')")
     )
@@ -648,7 +648,7 @@ def test_v5_ledger_migrates_to_v6_with_an_index_for_the_estimated_filter(tmp_pat
         assert [f"{r.id:032x}" for r in got] == estimated != []
     assert _table_rows(path, tables) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(8,)]
     where, params, _ = _where(Query.build({"estimated": True}, None, None), raw=True)
     columns = ", ".join(f'"{c}"' for c in _RECORD_COLUMNS)
     plan = conn.execute(f"EXPLAIN QUERY PLAN SELECT {columns} FROM records WHERE {where}", params).fetchall()
@@ -691,7 +691,7 @@ def test_v6_ledger_migrates_to_v7_and_keeps_every_value(tmp_path: Path) -> None:
         assert [f"{r.id:032x}" for r in got] == estimated != []
     assert _table_rows(path, tables) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(8,)]
     for table in ("rollup_hour", "rollup_day", "rollup_prices", "records"):
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         assert {f"t_{name}" for name in TOKEN_FIELDS} <= columns, table

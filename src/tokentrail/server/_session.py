@@ -108,32 +108,65 @@ def load_run(tracker: Tracker, session: str) -> Run | None:
 
 
 def build_run(session: str, records: list[Record]) -> Run:
-    """Tree, fills and warnings of `records` (one session's calls, oldest first)."""
-    from tokentrail.tokens.context import ContextMonitor
+    """Tree, fills and warnings of `records` (one session's calls, oldest first).
+
+    The warnings are the ones a `ContextMonitor` with its default thresholds raises when it observes these
+    calls as `tracker.context()`'s sink does (`observe(session, usage, model, provider=…)`): a threshold
+    reached for the first time in the session by the prompt the next call carries (input + output −
+    reasoning tokens over the window). They are worked out here from the window each fill already looked
+    up, and stop being looked for once every threshold has fired (tests check them against the monitor)."""
+    from tokentrail.tokens.context import ContextMonitor, ContextWarning
 
     root = Node(session, ())
-    monitor = ContextMonitor(candidates=())  # default thresholds; no model-switch search per warning
+    thresholds = ContextMonitor(candidates=()).thresholds  # its defaults
     windows: dict[tuple[str | None, str | None], int | None] = {}
+    chains: dict[tuple[str, ...], tuple[Node, ...]] = {}  # node key → the nodes from the root down
     fills: list[Fill] = []
     warnings: list[tuple[int, ContextWarning]] = []
+    warned: set[float] = set()
     for index, record in enumerate(records):
-        node = root
-        node.add(record)
-        for depth, name in enumerate(node_key(record)):
-            child = node.children.get(name)
-            if child is None:
-                child = node.children[name] = Node(name, node_key(record)[: depth + 1])
-            child.add(record)
-            node = child
-        node.calls.append(index)
-        fills.append(_fill(index, record, windows))
+        key = node_key(record)
+        chain = chains.get(key)
+        if chain is None:
+            chain = chains[key] = _chain(root, key)
+        for node in chain:
+            node.add(record)
+        chain[-1].calls.append(index)
+        fill = _fill(index, record, windows)
+        fills.append(fill)
         usage = record.usage
-        if record.model is not None and usage.status in _OBSERVED and usage.input_tokens:
-            # what `tracker.context()`'s sink observes (tokens/_tracked.py), without logging again
-            report = monitor.observe(session, usage, record.model, provider=record.provider)
-            warnings.extend((index, warning) for warning in report.warnings if warning.first_time)
-    first = min(start_us(record) for record in records)
-    return Run(session, records, root, fills, warnings, monitor.thresholds, first)
+        window = fill.window
+        if (
+            window
+            and len(warned) < len(thresholds)
+            and record.model is not None
+            and usage.status in _OBSERVED
+            and usage.input_tokens
+        ):
+            tokens = usage.input_tokens + usage.output_tokens - usage.reasoning_tokens
+            utilization = tokens / window
+            for threshold in thresholds:
+                if utilization >= threshold and threshold not in warned:
+                    warned.add(threshold)
+                    warning = ContextWarning(
+                        threshold, utilization, tokens, window, record.model, session, True
+                    )
+                    warnings.append((index, warning))
+    first = min(map(start_us, records))
+    return Run(session, records, root, fills, warnings, thresholds, first)
+
+
+def _chain(root: Node, key: tuple[str, ...]) -> tuple[Node, ...]:
+    """The nodes from `root` down to the node of `key`, made where missing."""
+    chain = [root]
+    node = root
+    for depth, name in enumerate(key):
+        child = node.children.get(name)
+        if child is None:
+            child = node.children[name] = Node(name, key[: depth + 1])
+        chain.append(child)
+        node = child
+    return tuple(chain)
 
 
 def _fill(index: int, record: Record, windows: dict[tuple[str | None, str | None], int | None]) -> Fill:

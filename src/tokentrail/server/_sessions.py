@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from tokentrail._money import units_to_decimal
 from tokentrail._record import to_timestamp_us
+from tokentrail.stores._session_rows import SESSION_SORTS as _SORTS
+from tokentrail.stores._session_rows import SessionRow, matches, sort_rows, sort_value
 
 if TYPE_CHECKING:
     from tokentrail._record import Record
@@ -30,36 +32,13 @@ __all__ = [
     "SortKey",
     "list_sessions",
     "session_row_view",
+    "sort_rows",
 ]
 
 SortKey = Literal["last", "first", "cost", "calls", "tokens", "span", "unpriced", "session"]
 SORT_KEYS: tuple[SortKey, ...] = ("last", "first", "cost", "calls", "tokens", "span", "unpriced", "session")
+assert SORT_KEYS == _SORTS
 _HOUR_US = 3_600_000_000
-
-
-@dataclass(slots=True)
-class SessionRow:
-    """One session's totals over all of its calls (`cost_units` sums the priced ones)."""
-
-    session: str
-    calls: int = 0
-    unpriced_calls: int = 0
-    cost_units: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    duration_ms: float = 0.0  # summed call time of the calls that reported one
-    first_us: int = 0  # timestamp of the first call (when it ended)
-    last_us: int = 0
-    agents: tuple[str, ...] = ()
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    @property
-    def span_ms(self) -> float:
-        """From the first call to the last, in milliseconds (0 for a single call)."""
-        return (self.last_us - self.first_us) / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,30 +104,7 @@ def list_sessions(tracker: Tracker, listing: SessionListing) -> SessionPage:
 
 
 def _matches(row: SessionRow, search: str | None) -> bool:
-    if not search:
-        return True
-    needle = search.casefold()
-    return needle in row.session.casefold() or any(needle in agent.casefold() for agent in row.agents)
-
-
-def _sort_value(row: SessionRow, sort: SortKey) -> Any:
-    values = {
-        "last": row.last_us,
-        "first": row.first_us,
-        "cost": row.cost_units,
-        "calls": row.calls,
-        "tokens": row.total_tokens,
-        "span": row.last_us - row.first_us,
-        "unpriced": row.unpriced_calls,
-        "session": row.session,
-    }
-    return values[sort]
-
-
-def sort_rows(rows: list[SessionRow], sort: SortKey, descending: bool) -> None:
-    """Sort in place by `sort`, ties broken by session id (ascending) so pages never overlap."""
-    rows.sort(key=lambda row: row.session)
-    rows.sort(key=lambda row: _sort_value(row, sort), reverse=descending)
+    return matches(row.session, row.agents, search)
 
 
 def _from_summaries(tracker: Tracker, listing: SessionListing) -> SessionPage:
@@ -196,12 +152,12 @@ def _from_summaries(tracker: Tracker, listing: SessionListing) -> SessionPage:
         # ordered by hour so far: rows in the hour the page ends in may still move past each other
         decide = rows
         if listing.sort != "span":
-            boundary = _sort_value(rows[min(end, len(rows)) - 1], listing.sort) // _HOUR_US
+            boundary = sort_value(rows[min(end, len(rows)) - 1], listing.sort) // _HOUR_US
             decide = [
                 row
                 for row in rows
-                if (_sort_value(row, listing.sort) // _HOUR_US >= boundary) == listing.descending
-                or _sort_value(row, listing.sort) // _HOUR_US == boundary
+                if (sort_value(row, listing.sort) // _HOUR_US >= boundary) == listing.descending
+                or sort_value(row, listing.sort) // _HOUR_US == boundary
             ]
         refined = _refine(tracker, decide)
         sort_rows(rows, listing.sort, listing.descending)

@@ -37,6 +37,7 @@ from typing import Any
 
 from tokentrail._record import Attributed, Attribution, GroupValue, Record, SummaryRow
 from tokentrail._types import RARE_FIELDS, TOKEN_FIELDS, PriceRule, Usage, UsageStatus
+from tokentrail.stores._session_rows import SESSION_SORTS, SessionRow, matches, sort_rows
 from tokentrail.stores.base import (
     CALLS,
     COST,
@@ -74,6 +75,7 @@ _COMPACT = (
 _RARE = (*(name for name in TOKEN_FIELDS if name not in _COMPACT and name != "requests"), "requests")
 _COUNTED = (*_COMPACT, *_RARE)
 _counts = operator.attrgetter(*_COUNTED)
+_INPUT_AT, _OUTPUT_AT = TOKEN_FIELDS.index("input_tokens"), TOKEN_FIELDS.index("output_tokens")
 # What tells a compact row apart: the rare counts a Usage does not summarize, its `_rare_units` flag
 # (False only when every one of RARE_FIELDS is 0) and requests == 1.
 _RARE_TEST = " | ".join(
@@ -171,6 +173,7 @@ class _Cell:
         "estimates",
         "exact_costs",
         "hour",
+        "kept_span",
         "pruned",
         "reported",
         "sequences",
@@ -195,6 +198,7 @@ class _Cell:
         self.ttfts: dict[int, float] | None = None  # index → time to first token (ms)
         self.sums: list[int | float] = _zero_vector()  # the aggregate vector of all its records
         self.pruned = 0  # records counted in `sums` whose columns `prune` dropped
+        self.kept_span: tuple[int, int] | None = None  # earliest and latest timestamp of those records
 
     def __len__(self) -> int:
         return len(self.durations)
@@ -797,6 +801,72 @@ class MemoryStore:
             self._store(key, kept)
         return len(cell) - len(kept)
 
+    def sessions(
+        self,
+        since_us: int | None,
+        until_us: int | None,
+        search: str | None,
+        sort: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[int, list[SessionRow]]:
+        """The session list from the cells' sums (no record is rebuilt): the sessions with a call in
+        [since_us, until_us) whose id or an agent contains `search`, sorted by `sort` (ties by session
+        id), one page of them and how many match. A pruned cell's calls keep their first and last."""
+        if sort not in SESSION_SORTS:
+            raise ValueError(f"cannot sort sessions by {sort!r}; known: {', '.join(SESSION_SORTS)}")
+        window = Query(since_us=since_us, until_us=until_us)
+        found: dict[str, SessionRow] = {}
+        active: set[str] = set()
+        tokens_in, tokens_out = TOKENS + _INPUT_AT, TOKENS + _OUTPUT_AT
+        with self._lock:
+            self._flush()
+            for key in self._keys.values():
+                session = key.attribution.session
+                if session is None or not key.cells:
+                    continue
+                agent = key.attribution.agent
+                for hour, cell in key.cells.items():
+                    sums = cell.sums
+                    calls = int(sums[CALLS])
+                    if not calls:
+                        continue
+                    stamps = cell.timestamps
+                    low, high = (min(stamps), max(stamps)) if len(stamps) else (None, None)
+                    if cell.kept_span is not None:
+                        low = cell.kept_span[0] if low is None else min(low, cell.kept_span[0])
+                        high = cell.kept_span[1] if high is None else max(high, cell.kept_span[1])
+                    if low is None or high is None:  # pruned before spans were kept: the hour's bounds
+                        low, high = hour * HOUR_US, (hour + 1) * HOUR_US - 1
+                    change = SessionRow(
+                        session,
+                        calls,
+                        0 if key.priced else calls,
+                        int(sums[COST]) if key.priced else 0,
+                        int(sums[tokens_in]),
+                        int(sums[tokens_out]),
+                        float(sums[DURATION]),
+                        low,
+                        high,
+                        () if agent is None else (agent,),
+                    )
+                    row = found.get(session)
+                    if row is None:
+                        found[session] = change
+                    else:
+                        row.merge(change)
+                    if session not in active and _active_in(window, hour, cell):
+                        active.add(session)
+        rows = [
+            row
+            for name, row in found.items()
+            if ((since_us is None and until_us is None) or name in active)
+            and matches(name, row.agents, search)
+        ]
+        sort_rows(rows, sort, descending)
+        return len(rows), rows[offset : offset + limit]
+
     def _matching_keys(self, query: Query) -> list[_Key]:
         return [key for key in self._keys.values() if key.cells and query.matches(key)]
 
@@ -832,8 +902,23 @@ class MemoryStore:
         )
 
 
+def _active_in(window: Query, hour: int, cell: _Cell) -> bool:
+    """Whether a cell has a call in the window (its pruned calls count when the window holds their hour)."""
+    coverage = _coverage(window, hour)
+    if coverage == "all":
+        return True
+    if coverage == "none":
+        return False
+    return any(map(window.in_time, cell.timestamps))
+
+
 def _drop_columns(cell: _Cell) -> None:
     """Empty a cell's columns and side tables, keeping its sums (caller holds the lock)."""
+    if len(cell):
+        low, high = min(cell.timestamps), max(cell.timestamps)
+        if cell.kept_span is not None:
+            low, high = min(low, cell.kept_span[0]), max(high, cell.kept_span[1])
+        cell.kept_span = (low, high)
     cell.pruned += len(cell)
     for column in (cell.timestamps, cell.sequences, cell.costs, cell.tokens, cell.durations):
         del column[:]

@@ -50,6 +50,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from tokentrail._record import GroupValue, Record, SummaryRow, intern_attribution
 from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
 from tokentrail.errors import StoreError
+from tokentrail.stores._session_rows import SESSION_SORTS, SessionRow, matches, settled_span
 from tokentrail.stores._spool import Spool, default_spool_dir
 from tokentrail.stores._writer import BackgroundWriter
 from tokentrail.stores.base import (
@@ -75,8 +76,9 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "open_postgres_url"]
 
 SCHEMA_VERSION = (
-    3  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3, v2 adds price versions,
-    # v3 the counts a Usage carries beside tokens (as the SQLite ledger's v7)
+    4  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3, v2 adds price versions,
+    # v3 the counts a Usage carries beside tokens (as the SQLite ledger's v7), v4 the per-session rollup
+    # (as the SQLite ledger's v8)
 )
 _T = TypeVar("_T")
 _log = logging.getLogger("tokentrail")
@@ -290,8 +292,29 @@ def _schema_v3(s: str) -> list[str]:
     return [f"ALTER TABLE {s}.{table} {added}" for table in ("records", "rollup_hour", "rollup_prices")]
 
 
+def _schema_v4(s: str) -> list[str]:
+    """v4: a per-session rollup (`sessions`: first and last call, calls, unpriced calls, exact cost of the
+    priced ones, input and output tokens, summed call time, agents) with an index on the last call, and an
+    index of the records by session and time (one session's rows without a scan). The rows are built
+    from what the ledger holds after these statements (`_rebuild_sessions`)."""
+    return [
+        f"CREATE TABLE {s}.sessions ("
+        " session TEXT PRIMARY KEY, first_ts BIGINT NOT NULL, last_ts BIGINT NOT NULL,"
+        " calls BIGINT NOT NULL, unpriced BIGINT NOT NULL, cost NUMERIC(60, 0) NOT NULL,"
+        " input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, duration DOUBLE PRECISION NOT NULL,"
+        " agents TEXT[] NOT NULL)",
+        f"CREATE INDEX sessions_last ON {s}.sessions (last_ts)",
+        f"CREATE INDEX records_session ON {s}.records (session, ts)",
+    ]
+
+
 # version → statements that bring a schema at version-1 to it
-_MIGRATIONS: dict[int, Callable[[str], list[str]]] = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3}
+_MIGRATIONS: dict[int, Callable[[str], list[str]]] = {
+    1: _schema_v1,
+    2: _schema_v2,
+    3: _schema_v3,
+    4: _schema_v4,
+}
 
 
 # -- opening -----------------------------------------------------------------------------------------------
@@ -441,6 +464,8 @@ class PostgresStore(BackgroundWriter):
                 for target in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in _MIGRATIONS[target](self._s):
                         conn.execute(statement)
+                    if target == 4:
+                        _rebuild_sessions(conn, self._s, None)
                     conn.execute(f"INSERT INTO {self._s}.schema_migrations (version) VALUES (%s)", (target,))
             self._load_partitions(conn)
         except psycopg.Error as exc:
@@ -923,6 +948,22 @@ class PostgresStore(BackgroundWriter):
             removed = 0
             with conn.transaction():
                 self._lock_versions(conn)
+                # the sessions with a call in the hours the query reaches: their rows are rebuilt after
+                touching = list(where)
+                touching_params = list(params)
+                if since is not None:
+                    touching.append("hour >= %s")
+                    touching_params.append(since // HOUR_US)
+                if until is not None:
+                    touching.append("hour < %s")
+                    touching_params.append(-(-until // HOUR_US))
+                touched = [
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT DISTINCT session FROM {s}.rollup_hour{_where_sql(touching)}", touching_params
+                    )
+                    if row[0] is not None
+                ]
                 if low is None or high is None or low < high:
                     whole, whole_params = list(where), list(params)
                     raw, raw_params = list(where), list(params)
@@ -953,6 +994,7 @@ class PostgresStore(BackgroundWriter):
                     ).fetchone()
                     removed += int(row[0]) if row else 0
                 conn.execute(f"DELETE FROM {s}.rollup_hour WHERE calls = 0")
+                _rebuild_sessions(conn, s, touched)
             return removed
 
         return self._read(work)
@@ -1156,6 +1198,71 @@ class PostgresStore(BackgroundWriter):
             "replayed_batches": self._spool.replayed,
             "rejected_records": self.rejected,
         }
+
+    def sessions(
+        self,
+        since_us: int | None,
+        until_us: int | None,
+        search: str | None,
+        sort: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[int, list[SessionRow]]:
+        """One page of the per-session rollup: the sessions with a call in [since_us, until_us) (None:
+        open) whose id or an agent contains `search` (case-folded, matched here on the decoded text),
+        sorted by `sort` (ties by session id, ascending), and how many match in all."""
+        if sort not in SESSION_SORTS:
+            raise ValueError(f"cannot sort sessions by {sort!r}; known: {', '.join(SESSION_SORTS)}")
+        s = self._s
+        conditions, params = _session_window(since_us, until_us, s)
+        direction = "DESC" if descending else "ASC"
+        keys = [f"{key} {direction}" for key in _SESSION_ORDER[sort]]
+        if sort != "session":
+            keys.append('session COLLATE "C" ASC')
+        columns = ", ".join(_SESSION_COLUMNS)
+
+        def work(conn: psycopg.Connection[Any]) -> tuple[int, list[tuple[Any, ...]]]:
+            where, values = list(conditions), list(params)
+            if search:
+                found = conn.execute(
+                    f"SELECT session, agents FROM {s}.sessions x{_where_sql(where)}", values
+                ).fetchall()
+                chosen = [
+                    name
+                    for name, agents in found
+                    if matches(decode_text(name) or "", [decode_text(a) or "" for a in agents], search)
+                ]
+                where, values = ["session = ANY(%s::text[])"], [chosen]
+                total = len(chosen)
+            else:
+                row = conn.execute(
+                    f"SELECT count(*) FROM {s}.sessions x{_where_sql(where)}", values
+                ).fetchone()
+                total = int(row[0]) if row else 0
+            rows = conn.execute(
+                f"SELECT {columns} FROM {s}.sessions x{_where_sql(where)} ORDER BY {', '.join(keys)}"
+                " LIMIT %s OFFSET %s",
+                [*values, int(limit), int(offset)],
+            ).fetchall()
+            return total, rows
+
+        total, rows = self._read(work)
+        return total, [
+            SessionRow(
+                decode_text(session) or "",
+                int(calls),
+                int(unpriced),
+                int(cost),
+                int(input_tokens),
+                int(output_tokens),
+                float(duration),
+                int(first),
+                int(last),
+                tuple(sorted(decode_text(agent) or "" for agent in agents)),
+            )
+            for session, first, last, calls, unpriced, cost, input_tokens, output_tokens, duration, agents in rows
+        ]
 
     def drop_schema(self) -> None:
         """Drop the whole schema (every table of the ledger). Meant for tests and teardown scripts."""
@@ -1381,6 +1488,137 @@ def _groups(row: Sequence[Any], index: dict[str, int], by: tuple[str, ...]) -> l
     return groups
 
 
+def _rebuild_sessions(conn: psycopg.Connection[Any], s: str, names: list[str] | None) -> None:
+    """Rebuild the `sessions` rows of `names` (stored, encoded values; None: every session) from the
+    hourly rollup (its sums, which still count pruned records) and the raw rows (first and last call); a
+    session the rollup no longer counts loses its row."""
+    if names is not None and not names:
+        return
+    where, values = "session IS NOT NULL", list[Any]()
+    if names is not None:
+        where, values = "session = ANY(%s::text[])", [names]
+    sums = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT session, sum(calls), coalesce(sum(calls) FILTER (WHERE NOT priced), 0), sum(cost),"
+            " sum(t_input_tokens), sum(t_output_tokens), sum(duration), min(hour), max(hour),"
+            " coalesce(array_agg(DISTINCT agent) FILTER (WHERE agent IS NOT NULL), '{}'::text[])"
+            f" FROM {s}.rollup_hour WHERE {where} GROUP BY session",
+            values,
+        )
+    }
+    raw = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            f"SELECT session, count(*), min(ts), max(ts) FROM {s}.records WHERE {where} GROUP BY session",
+            values,
+        )
+    }
+    old: dict[str, tuple[int, int]] = {}
+    if names is not None:
+        old = {
+            row[0]: (int(row[1]), int(row[2]))
+            for row in conn.execute(
+                f"SELECT session, first_ts, last_ts FROM {s}.sessions WHERE {where}", values
+            )
+        }
+        conn.execute(f"DELETE FROM {s}.sessions WHERE {where}", values)
+    else:
+        conn.execute(f"DELETE FROM {s}.sessions")
+    rows = []
+    for session, (
+        calls,
+        unpriced,
+        cost,
+        input_tokens,
+        output_tokens,
+        duration,
+        low,
+        high,
+        agents,
+    ) in sums.items():
+        if not calls:
+            continue
+        count, first, last = raw.get(session, (0, None, None))
+        if count != calls:  # pruned calls are counted: the ends come from the end hours
+            first, last = settled_span(
+                old.get(session),
+                None if first is None else (int(first), int(last)),
+                (int(low), int(high)),
+                {hour: _hour_counts(conn, s, session, int(hour)) for hour in {low, high}},
+            )
+        rows.append(
+            (
+                session,
+                first,
+                last,
+                calls,
+                unpriced,
+                cost,
+                input_tokens,
+                output_tokens,
+                duration,
+                sorted(agents),
+            )
+        )
+    if rows:
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {s}.sessions ({', '.join(_SESSION_COLUMNS)})"
+                f" VALUES ({', '.join(['%s'] * len(_SESSION_COLUMNS))})",
+                rows,
+            )
+
+
+def _hour_counts(conn: psycopg.Connection[Any], s: str, session: str, hour: int) -> tuple[int, int]:
+    """(calls the hourly rollup counts, raw rows left) of one session in one hour."""
+    row = conn.execute(
+        f"SELECT (SELECT coalesce(sum(calls), 0) FROM {s}.rollup_hour WHERE session = %s AND hour = %s),"
+        f" (SELECT count(*) FROM {s}.records WHERE session = %s AND ts >= %s AND ts < %s)",
+        (session, hour, session, hour * HOUR_US, (hour + 1) * HOUR_US),
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def _session_window(since_us: int | None, until_us: int | None, s: str) -> tuple[list[str], list[Any]]:
+    """Conditions on `sessions` for "has a call in [since_us, until_us)" (as in the SQLite store: with
+    both bounds a session spanning the window is asked whether it has a call inside)."""
+    if since_us is None and until_us is None:
+        return [], []
+    if until_us is None:
+        return ["last_ts >= %s"], [since_us]
+    if since_us is None:
+        return ["first_ts < %s"], [until_us]
+    low, high = -(-since_us // HOUR_US), until_us // HOUR_US
+    inside = [
+        f"EXISTS (SELECT 1 FROM {s}.records r WHERE r.session = x.session AND r.ts >= %s AND r.ts < %s)"
+    ]
+    values: list[Any] = [since_us, until_us]
+    if low < high:
+        inside.append(
+            f"EXISTS (SELECT 1 FROM {s}.rollup_hour h WHERE h.session = x.session AND h.hour >= %s"
+            " AND h.hour < %s AND h.calls > 0)"
+        )
+        values += [low, high]
+    return (
+        ["last_ts >= %s", "first_ts < %s", f"(first_ts >= %s OR last_ts < %s OR {' OR '.join(inside)})"],
+        [since_us, until_us, since_us, until_us, *values],
+    )
+
+
+# sort key → ORDER BY terms over `sessions` (session ids in code-point order, as Python sorts them)
+_SESSION_ORDER = {
+    "last": ("last_ts",),
+    "first": ("first_ts",),
+    "cost": ("cost",),
+    "calls": ("calls",),
+    "tokens": ("input_tokens + output_tokens",),
+    "span": ("last_ts - first_ts",),
+    "unpriced": ("unpriced",),
+    "session": ('session COLLATE "C"',),
+}
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
@@ -1413,13 +1651,42 @@ _ADD_SUMS = ", ".join(
 )
 # Insert the staged rows the ledger does not hold yet and add exactly those to the rollup. Cells are
 # upserted in cell order, so concurrent writers lock rollup rows in the same order (no deadlocks).
+_SESSION_COLUMNS = (
+    "session",
+    "first_ts",
+    "last_ts",
+    "calls",
+    "unpriced",
+    "cost",
+    "input_tokens",
+    "output_tokens",
+    "duration",
+    "agents",
+)
+# Insert the staged rows the ledger does not hold yet and add exactly those to the hourly and the
+# per-session rollups. Cells and sessions are upserted in key order, so concurrent writers lock rollup
+# rows in the same order (no deadlocks).
 _INSERT_FRESH = (
     "WITH fresh AS ("
     f" INSERT INTO {{s}}.records ({_STAGE_COLUMNS}) SELECT {_STAGE_COLUMNS} FROM pg_temp.tt_stage_v3"
-    " ON CONFLICT DO NOTHING RETURNING *)"
-    f" INSERT INTO {{s}}.rollup_hour ({', '.join(_q(c) for c in _ROLLUP_COLUMNS)})"
+    " ON CONFLICT DO NOTHING RETURNING *),"
+    f" cells AS (INSERT INTO {{s}}.rollup_hour ({', '.join(_q(c) for c in _ROLLUP_COLUMNS)})"
     f" SELECT cell, hour, {_KEYS}, {_ROW_SUMS} FROM fresh GROUP BY cell, hour, {_KEYS} ORDER BY cell"
-    f" ON CONFLICT (cell) DO UPDATE SET {_ADD_SUMS}"
+    f" ON CONFLICT (cell) DO UPDATE SET {_ADD_SUMS})"
+    f" INSERT INTO {{s}}.sessions ({', '.join(_SESSION_COLUMNS)})"
+    " SELECT session, min(ts), max(ts), count(*), count(*) FILTER (WHERE NOT priced),"
+    " coalesce(sum(cost), 0), coalesce(sum(t_input_tokens), 0), coalesce(sum(t_output_tokens), 0),"
+    " coalesce(sum(duration), 0),"
+    " coalesce(array_agg(DISTINCT agent ORDER BY agent) FILTER (WHERE agent IS NOT NULL), '{{}}'::text[])"
+    " FROM fresh WHERE session IS NOT NULL GROUP BY session ORDER BY session"
+    " ON CONFLICT (session) DO UPDATE SET first_ts = least(sessions.first_ts, excluded.first_ts),"
+    " last_ts = greatest(sessions.last_ts, excluded.last_ts), calls = sessions.calls + excluded.calls,"
+    " unpriced = sessions.unpriced + excluded.unpriced, cost = sessions.cost + excluded.cost,"
+    " input_tokens = sessions.input_tokens + excluded.input_tokens,"
+    " output_tokens = sessions.output_tokens + excluded.output_tokens,"
+    " duration = sessions.duration + excluded.duration,"
+    " agents = CASE WHEN excluded.agents <@ sessions.agents THEN sessions.agents"
+    " ELSE ARRAY(SELECT DISTINCT a FROM unnest(sessions.agents || excluded.agents) AS a ORDER BY a) END"
 )
 # The staged records this transaction inserted (`_INSERT_FRESH` skipped those the ledger held, also
 # ones a concurrent transaction inserted first): their row version was made by this transaction (PG 13+).

@@ -50,15 +50,16 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from itertools import chain, repeat, starmap
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tokentrail._record import GroupValue, Record, SummaryRow, intern_attribution
+from tokentrail._record import Attribution, GroupValue, Record, SummaryRow, intern_attribution
 from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
 from tokentrail.errors import StoreError
+from tokentrail.stores._session_rows import SESSION_SORTS, SessionRow, matches, settled_span
 from tokentrail.stores._writer import BackgroundWriter
 from tokentrail.stores.base import (
     CALLS,
@@ -82,7 +83,7 @@ from tokentrail.stores.base import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "open_sqlite_url"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _MAX_PENDING = 1_000_000  # queued records kept while the file cannot be written
 _T = TypeVar("_T")
 
@@ -317,6 +318,29 @@ def _schema_v7() -> list[str]:
     ]
 
 
+def _schema_v8() -> list[str]:
+    """v8: a per-session rollup (`sessions`: first and last call, calls, unpriced calls, exact cost of the
+    priced ones, input and output tokens, summed call time, agents as a sorted JSON array) with an index
+    on the last call, so the session list reads one row per session; and the indexes that find one
+    session's raw rows without a scan (`dims` by session, `ledger` by `dims` id and time). The rows are
+    built from what the ledger holds after these statements (`_fill_sessions`)."""
+    return [
+        "CREATE TABLE sessions ("
+        " session TEXT PRIMARY KEY, first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,"
+        " calls INTEGER NOT NULL, unpriced INTEGER NOT NULL, cost TEXT NOT NULL,"
+        " input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, duration REAL NOT NULL,"
+        " agents TEXT NOT NULL) WITHOUT ROWID",
+        "CREATE INDEX sessions_last ON sessions (last_ts)",
+        "CREATE INDEX dims_session ON dims (session)",
+        "CREATE INDEX ledger_dim ON ledger (dim, ts)",
+    ]
+
+
+def _fill_sessions(conn: sqlite3.Connection) -> None:
+    """v8, after the statements: every session's row, from the hourly rollup and the raw rows."""
+    _rebuild_sessions(conn, None)
+
+
 def _records_view(token_fields: tuple[str, ...]) -> str:
     """The view that shows `ledger` rows as the wide v4 `records` table did (`_record_columns`), with
     these counts."""
@@ -414,9 +438,14 @@ _MIGRATIONS: dict[int, Callable[[], list[str]]] = {
     5: _schema_v5,
     6: _schema_v6,
     7: _schema_v7,
+    8: _schema_v8,
 }
 # version → what moves or derives data after its statements
-_MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {4: _fill_rollup_day, 5: _move_to_ledger}
+_MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    4: _fill_rollup_day,
+    5: _move_to_ledger,
+    8: _fill_sessions,
+}
 
 
 class _BigSum:
@@ -484,6 +513,7 @@ class SQLiteStore(BackgroundWriter):
         self._dim_ids: dict[tuple[Any, ...], int] = {}  # shared column values → `dims` id
         self._dim_keys: dict[int, tuple[Any, ...]] = {}  # `dims` id → its rollup key columns
         self._cell_texts: dict[tuple[int, int], str] = {}  # (`dims` id, hour) → the rollup cell's key
+        self._shared: dict[int, _Shared] = {}  # `dims` id → its row decoded (reads)
         self._timeout = float(timeout)
         self._conn = self._connect(timeout)
         self._pid = os.getpid()
@@ -519,6 +549,8 @@ class SQLiteStore(BackgroundWriter):
             conn.execute("PRAGMA synchronous = NORMAL" if not self.durable else "PRAGMA synchronous = FULL")
             conn.create_aggregate("bigsum", 1, _BigSum)  # type: ignore[arg-type]
             conn.create_function("bigadd", 2, _bigadd, deterministic=True)
+            conn.create_function("tt_agents", 2, _merge_agents, deterministic=True)
+            conn.create_function("tt_match", 3, _session_matches, deterministic=True)
             self._migrate(conn)
         except StoreError:
             conn.close()
@@ -660,7 +692,10 @@ class SQLiteStore(BackgroundWriter):
                         _insert_columns(conn, columns)
                     inserted = conn.total_changes - before == len(batch)
                     if inserted:
-                        _add_to_rollups(conn, self._deltas(*_joined(built)))
+                        spans: list[tuple[int, int]] = []
+                        deltas = self._deltas(*_joined(built), spans)
+                        _add_to_rollups(conn, deltas)
+                        _add_to_sessions(conn, deltas, spans)
                 if not inserted:
                     conn.execute("ROLLBACK")
                     conn.execute("BEGIN IMMEDIATE")
@@ -671,7 +706,10 @@ class SQLiteStore(BackgroundWriter):
                         fresh_columns = list(zip(*fresh, strict=True))
                         _insert_columns(conn, fresh_columns)
                         fresh_costs = [None if c is None else int(c) for c in fresh_columns[_COST_AT]]
-                        _add_to_rollups(conn, self._deltas(fresh_columns, fresh_costs))
+                        fresh_spans: list[tuple[int, int]] = []
+                        deltas = self._deltas(fresh_columns, fresh_costs, fresh_spans)
+                        _add_to_rollups(conn, deltas)
+                        _add_to_sessions(conn, deltas, fresh_spans)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -789,15 +827,21 @@ class SQLiteStore(BackgroundWriter):
         self._dim_ids.clear()
         self._dim_keys.clear()
 
-    def _deltas(self, columns: Sequence[Sequence[Any]], costs: Sequence[int | None]) -> list[tuple[Any, ...]]:
-        """Hourly rollup deltas, one per cell (hour × `dims` row), of `ledger` columns made by `_columns`."""
+    def _deltas(
+        self,
+        columns: Sequence[Sequence[Any]],
+        costs: Sequence[int | None],
+        spans: list[tuple[int, int]] | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Hourly rollup deltas, one per cell (hour × `dims` row), of `ledger` columns made by `_columns`;
+        each cell's (earliest, latest) timestamp is appended to `spans` when given."""
         dims = columns[_DIM_AT]
         stamps = columns[0]
         count = len(dims)
         hour = min(stamps) // HOUR_US
         if max(stamps) // HOUR_US == hour:  # the usual batch: all in one hour
             if dims.count(dims[0]) == count:  # one cell
-                return [self._cell_delta(dims[0], hour, columns, costs, None)]
+                return [self._cell_delta(dims[0], hour, columns, costs, None, spans)]
             by_dim: dict[int, list[int]] = {}
             for i, dim in enumerate(dims):
                 found = by_dim.get(dim)
@@ -805,7 +849,7 @@ class SQLiteStore(BackgroundWriter):
                     by_dim[dim] = [i]
                 else:
                     found.append(i)
-            return [self._cell_delta(dim, hour, columns, costs, at) for dim, at in by_dim.items()]
+            return [self._cell_delta(dim, hour, columns, costs, at, spans) for dim, at in by_dim.items()]
         hours = list(map(operator.floordiv, stamps, repeat(HOUR_US)))
         cells: dict[tuple[int, int], list[int]] = {}
         for i, key in enumerate(zip(dims, hours, strict=True)):
@@ -814,7 +858,7 @@ class SQLiteStore(BackgroundWriter):
                 cells[key] = [i]
             else:
                 found.append(i)
-        return [self._cell_delta(dim, hour, columns, costs, at) for (dim, hour), at in cells.items()]
+        return [self._cell_delta(dim, hour, columns, costs, at, spans) for (dim, hour), at in cells.items()]
 
     def _cell_delta(
         self,
@@ -823,8 +867,10 @@ class SQLiteStore(BackgroundWriter):
         columns: Sequence[Sequence[Any]],
         costs: Sequence[int | None],
         at: list[int] | None,
+        spans: list[tuple[int, int]] | None = None,
     ) -> tuple[Any, ...]:
-        """The rollup delta (`_ROLLUP_COLUMNS` order) of the rows `at` (None: all) of one cell, in order."""
+        """The rollup delta (`_ROLLUP_COLUMNS` order) of the rows `at` (None: all) of one cell, in order
+        (and the cell's earliest and latest timestamp appended to `spans`, when given)."""
         pick: Callable[[Sequence[Any]], Sequence[Any]]
         if at is None:
             pick = _same
@@ -833,6 +879,9 @@ class SQLiteStore(BackgroundWriter):
         else:
             pick = operator.itemgetter(*at)
         keys = self._dim_keys[dim]
+        if spans is not None:
+            stamps = pick(columns[0])
+            spans.append((min(stamps), max(stamps)))
         cell_costs = pick(costs)
         calls = len(cell_costs)
         cost = sum(filter(None, cell_costs)) if keys[-1] else 0  # a cell's rows are all priced or all not
@@ -1023,6 +1072,8 @@ class SQLiteStore(BackgroundWriter):
         """The records `query` selects, oldest first; with `limit`, only the last `limit` of them."""
         if limit is not None and limit <= 0:
             return []
+        if query.prices is None and query.estimated is None:
+            return self._history_of_ledger(query, limit)
         where, params, check = _where(query, raw=True)
         source, source_params = _records_source(query.prices)
         sql = f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM {source}"
@@ -1049,6 +1100,70 @@ class SQLiteStore(BackgroundWriter):
             if limit is not None:
                 rows = rows[-limit:]
         return [self._record(row) for row in rows]
+
+    def _history_of_ledger(self, query: Query, limit: int | None) -> list[Record]:
+        """`history` at recorded prices, read from `ledger` joined to `dims` (not the `records` view): the
+        shared columns are decoded once per `dims` row, and a session's (or any plain filter's) rows are
+        found through the `dims` indexes and `ledger_dim`, not by a scan."""
+        where, params, check = _where(query, raw=True)
+        sql = f"SELECT {_LEDGER_SELECT} FROM ledger l JOIN dims d ON d.id = l.dim"
+        if where:
+            sql += f" WHERE {where}"
+        if limit is not None and check is None:
+            sql += f" ORDER BY l.ts DESC, {_ID_TEXT} DESC LIMIT {int(limit)}"
+        else:
+            sql += f" ORDER BY l.ts, {_ID_TEXT}"
+
+        def work(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], dict[int, _Shared]]:
+            found = conn.execute(sql, params).fetchall()
+            return found, self._shared_of(conn, {row[_DIM_AT] for row in found})
+
+        rows, shared = self._read(work)
+        if limit is not None and check is None:
+            rows.reverse()
+        if check is not None:
+            rows = [row for row in rows if check(*shared[row[_DIM_AT]].path_tags)]
+            if limit is not None:
+                rows = rows[-limit:]
+        return list(map(_record_of_ledger, rows, map(shared.__getitem__, map(_dim_of, rows))))
+
+    def _shared_of(self, conn: sqlite3.Connection, dims: set[int]) -> dict[int, _Shared]:
+        """The decoded `dims` rows of these ids (cached: a `dims` row never changes)."""
+        cache = self._shared
+        missing = [dim for dim in dims if dim not in cache]
+        if len(cache) + len(missing) > _SHARED_CACHE_LIMIT:
+            cache.clear()
+            missing = list(dims)
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            columns = ", ".join(_q(c) for c in _SHARED_COLUMNS)
+            rows += conn.execute(f"SELECT id, {columns} FROM dims WHERE id IN ({marks})", chunk).fetchall()
+        rule_at = 1 + _SHARED_COLUMNS.index("rule")
+        references = {
+            row[rule_at]: None
+            for row in rows
+            if row[rule_at] is not None and not row[rule_at].startswith("{")
+        }
+        self._load_rules(conn, [(*([None] * _AT["rule"]), reference) for reference in references])
+        for row in rows:
+            cache[row[0]] = self._decode_shared(row[1:])
+        return {dim: cache[dim] for dim in dims}
+
+    def _decode_shared(self, values: Sequence[Any]) -> _Shared:
+        agent, session, user, tool, model, provider, tags, path, status, _, reason, unpriced, rule = values
+        found: PriceRule | None = None
+        if rule is not None and not rule.startswith("{"):
+            found = self._by_ref.get(rule)
+        elif rule is not None:
+            found = self._rules.get(rule) or PriceRule.from_dict(json.loads(rule))
+        attribution = intern_attribution(
+            agent, session, user, tool, tuple(json.loads(tags)), tuple(json.loads(path))
+        )
+        return _Shared(
+            attribution, model, provider, UsageStatus(status), reason, unpriced, found, (path, tags)
+        )
 
     def reset(self, query: Query) -> int:
         """Forget the records `query` selects, pruned ones included; returns how many were removed.
@@ -1096,6 +1211,7 @@ class SQLiteStore(BackgroundWriter):
                 columns = ", ".join(_q(c) for c in _ROLLUP_COLUMNS)
                 cells = matching(conn, f"SELECT {columns}, path, tags FROM rollup_hour{clause}", whole_params)
                 cells = [row[:-2] for row in cells]
+                touched = {row[_DELTA_SESSION] for row in cells}
                 removed = sum(int(row[_ROLLUP_COLUMNS.index("calls")]) for row in cells)
                 _add_to_rollups(conn, _negated(cells))
                 versioned = matching(
@@ -1114,12 +1230,15 @@ class SQLiteStore(BackgroundWriter):
                         conn, f"SELECT {columns}, path, tags FROM records WHERE {cut}", [*params, first, last]
                     )
                     rows = [row[:-2] for row in doomed]
+                    touched.update(row[_AT["session"]] for row in rows)
                     _add_to_rollups(conn, _negated(_rollup_deltas(rows)))
                     self._undo_versions(conn, rows)
                     _delete_records(conn, [row[_AT["id"]] for row in rows])
                     removed += len(rows)
                 conn.execute("DELETE FROM rollup_hour WHERE calls = 0")
                 conn.execute("DELETE FROM rollup_day WHERE calls = 0")
+                touched.discard(None)
+                _rebuild_sessions(conn, touched)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -1282,6 +1401,55 @@ class SQLiteStore(BackgroundWriter):
             with contextlib.suppress(OSError):
                 size += os.path.getsize(self.path + suffix)
         return {"records": records, "unpriced": unpriced, "rollup_rows": cells, "file_bytes": size}
+
+    def sessions(
+        self,
+        since_us: int | None,
+        until_us: int | None,
+        search: str | None,
+        sort: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[int, list[SessionRow]]:
+        """One page of the per-session rollup: the sessions with a call in [since_us, until_us) (None:
+        open) whose id or an agent contains `search` (case-folded), sorted by `sort` (ties by session id,
+        ascending), and how many match in all. Reads the `sessions` table (index on the last call)."""
+        if sort not in SESSION_SORTS:
+            raise ValueError(f"cannot sort sessions by {sort!r}; known: {', '.join(SESSION_SORTS)}")
+        conditions, params = _session_window(since_us, until_us)
+        if search:
+            conditions.append("tt_match(session, agents, ?)")
+            params.append(search)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        direction = "DESC" if descending else "ASC"
+        keys = [f"{key} {direction}" for key in _SESSION_ORDER[sort]]
+        if sort != "session":
+            keys.append("session ASC")
+        columns = ", ".join(_SESSION_COLUMNS)
+        page_sql = f"SELECT {columns} FROM sessions{where} ORDER BY {', '.join(keys)} LIMIT ? OFFSET ?"
+
+        def work(conn: sqlite3.Connection) -> tuple[int, list[tuple[Any, ...]]]:
+            total = conn.execute(f"SELECT count(*) FROM sessions{where}", params).fetchone()[0]
+            rows = conn.execute(page_sql, [*params, int(limit), int(offset)]).fetchall()
+            return int(total), rows
+
+        total, rows = self._read(work)
+        return total, [
+            SessionRow(
+                session,
+                calls,
+                unpriced,
+                int(cost),
+                input_tokens,
+                output_tokens,
+                duration,
+                first,
+                last,
+                tuple(json.loads(agents)),
+            )
+            for session, first, last, calls, unpriced, cost, input_tokens, output_tokens, duration, agents in rows
+        ]
 
     def _record(self, row: Sequence[Any]) -> Record:
         values = dict(zip(_RECORD_COLUMNS, row, strict=True))
@@ -1507,6 +1675,90 @@ _OUTPUT_AT, _EXTRA_AT = _LEDGER_AT["t_output_tokens"], _LEDGER_AT["extra"]
 _ROW_TOKENS_AT = _LEDGER_AT[f"t_{_ROW_TOKENS[0]}"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """A `dims` row decoded: what many records share."""
+
+    attribution: Attribution
+    model: str | None
+    provider: str | None
+    status: UsageStatus
+    usage_reason: str | None
+    unpriced_reason: str | None
+    rule: PriceRule | None
+    path_tags: tuple[str, str]  # as stored (JSON), for the tag check
+
+
+_LEDGER_SELECT = ", ".join(f"l.{_q(c)}" for c in _LEDGER_COLUMNS)
+_ID_TEXT = "CASE WHEN length(l.id) = 16 THEN lower(hex(l.id)) ELSE CAST(l.id AS TEXT) END"  # as the view
+_dim_of = operator.itemgetter(_DIM_AT)
+_EXTRA_DEFAULTS = dict(zip(_RARE_TOKENS, _RARE_DEFAULTS, strict=True))
+
+
+def _record_of_ledger(row: Sequence[Any], shared: _Shared) -> Record:
+    """The record of a `ledger` row (`_LEDGER_COLUMNS` order) and its decoded `dims` row."""
+    (
+        ts,
+        raw_id,
+        _,
+        cost,
+        duration,
+        ttft,
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_write,
+        reasoning,
+        extra,
+    ) = row
+    reported = context = estimate = None
+    if extra is None:
+        usage = Usage(
+            input_tokens,
+            output_tokens,
+            cache_read,
+            cache_write,
+            0,
+            reasoning,
+            status=shared.status,
+            reason=shared.usage_reason,
+        )
+    else:
+        values = json.loads(extra)
+        counts = {name: values.get(name, default) for name, default in _EXTRA_DEFAULTS.items()}
+        usage = Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            reasoning_tokens=reasoning,
+            **counts,
+            status=shared.status,
+            reason=shared.usage_reason,
+        )
+        if values.get("provider_cost") is not None:
+            reported = Decimal(values["provider_cost"])
+        if values.get("context") is not None:
+            context = json.loads(values["context"])
+        estimate = values.get("est_input")
+    return Record(
+        id=int.from_bytes(raw_id, "big") if len(raw_id) == 16 else int(bytes(raw_id).decode(), 16),
+        timestamp_us=ts,
+        usage=usage,
+        model=shared.model,
+        provider=shared.provider,
+        cost_units=None if cost is None else int(cost),
+        price_rule=shared.rule,
+        unpriced_reason=shared.unpriced_reason,
+        duration_ms=duration,
+        attribution=shared.attribution,
+        provider_cost=reported,
+        context=context,
+        estimated_input_tokens=estimate,
+        ttft_ms=ttft,
+    )
+
+
 def _extra_text(
     rare: tuple[int, ...], reported: Decimal | None, context: Any, estimate: object
 ) -> str | None:
@@ -1579,6 +1831,249 @@ def _add_to_rollups(conn: sqlite3.Connection, deltas: list[tuple[Any, ...]]) -> 
     """Add hourly rollup deltas to the hourly rollup and, summed per day, to the daily one."""
     conn.executemany(_UPSERT_ROLLUP, deltas)
     conn.executemany(_UPSERT_DAY, _by_day(deltas))
+
+
+_SESSION_COLUMNS = (
+    "session",
+    "first_ts",
+    "last_ts",
+    "calls",
+    "unpriced",
+    "cost",
+    "input_tokens",
+    "output_tokens",
+    "duration",
+    "agents",
+)
+_UPSERT_SESSION = (
+    f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) VALUES ({', '.join('?' * len(_SESSION_COLUMNS))})"
+    " ON CONFLICT (session) DO UPDATE SET first_ts = min(first_ts, excluded.first_ts),"
+    " last_ts = max(last_ts, excluded.last_ts), calls = calls + excluded.calls,"
+    " unpriced = unpriced + excluded.unpriced, cost = bigadd(cost, excluded.cost),"
+    " input_tokens = input_tokens + excluded.input_tokens,"
+    " output_tokens = output_tokens + excluded.output_tokens, duration = duration + excluded.duration,"
+    " agents = CASE WHEN agents = excluded.agents THEN agents ELSE tt_agents(agents, excluded.agents) END"
+)
+_REPLACE_SESSION = (
+    f"INSERT OR REPLACE INTO sessions ({', '.join(_SESSION_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_SESSION_COLUMNS))})"
+)
+_DELTA_AGENT = 2 + _KEY_COLUMNS.index("agent")
+_DELTA_SESSION = 2 + _KEY_COLUMNS.index("session")
+_DELTA_PRICED = 2 + _KEY_COLUMNS.index("priced")
+_DELTA_SUMS = 2 + len(_KEY_COLUMNS)
+_DELTA_CALLS = _DELTA_SUMS + _ROLLUP_SUMS.index("calls")
+_DELTA_COST = _DELTA_SUMS + _ROLLUP_SUMS.index("cost")
+_DELTA_DURATION = _DELTA_SUMS + _ROLLUP_SUMS.index("duration")
+_DELTA_INPUT = _DELTA_SUMS + len(_ROLLUP_SUMS) + TOKEN_FIELDS.index("input_tokens")
+_DELTA_OUTPUT = _DELTA_SUMS + len(_ROLLUP_SUMS) + TOKEN_FIELDS.index("output_tokens")
+
+
+def _add_to_sessions(
+    conn: sqlite3.Connection, deltas: Sequence[Sequence[Any]], spans: Sequence[tuple[int, int]]
+) -> None:
+    """Add a batch's hourly rollup deltas (with each cell's earliest and latest timestamp) to the
+    per-session rollup, one upsert per session."""
+    found: dict[str, SessionRow] = {}
+    for delta, (first, last) in zip(deltas, spans, strict=True):
+        session = delta[_DELTA_SESSION]
+        if session is None:
+            continue
+        calls = delta[_DELTA_CALLS]
+        agent = delta[_DELTA_AGENT]
+        change = SessionRow(
+            session,
+            calls,
+            0 if delta[_DELTA_PRICED] else calls,
+            int(delta[_DELTA_COST]),
+            delta[_DELTA_INPUT],
+            delta[_DELTA_OUTPUT],
+            delta[_DELTA_DURATION],
+            first,
+            last,
+            () if agent is None else (agent,),
+        )
+        row = found.get(session)
+        if row is None:
+            found[session] = change
+        else:
+            row.merge(change)
+    if found:
+        conn.executemany(_UPSERT_SESSION, map(_session_values, found.values()))
+
+
+def _session_values(row: SessionRow) -> tuple[Any, ...]:
+    return (
+        row.session,
+        row.first_us,
+        row.last_us,
+        row.calls,
+        row.unpriced_calls,
+        str(row.cost_units),
+        row.input_tokens,
+        row.output_tokens,
+        float(row.duration_ms),
+        json.dumps(list(row.agents)),
+    )
+
+
+def _merge_agents(old: str, new: str) -> str:
+    """SQL function: the union of two sorted JSON arrays of agent names, sorted."""
+    return json.dumps(sorted({*json.loads(old), *json.loads(new)}))
+
+
+def _session_matches(session: str, agents: str, search: str) -> int:
+    """SQL function: whether a session's id or one of its agents contains `search` (case-folded)."""
+    return int(matches(session, json.loads(agents), search))
+
+
+def _rebuild_sessions(conn: sqlite3.Connection, names: Iterable[str] | None) -> None:
+    """Rebuild the `sessions` rows of `names` (None: every session) from the hourly rollup (its sums,
+    which still count pruned records) and the raw rows (first and last call); a session the rollup no
+    longer counts loses its row."""
+    if names is None:
+        chunks: list[list[str] | None] = [None]
+        conn.execute("DELETE FROM sessions")
+    else:
+        wanted = sorted(set(names))
+        chunks = [wanted[start : start + 500] for start in range(0, len(wanted), 500)]
+    for chunk in chunks:
+        if chunk is not None and not chunk:
+            continue
+        where, values = "session IS NOT NULL", list[Any]()
+        if chunk is not None:
+            where = f"session IN ({','.join('?' * len(chunk))})"
+            values = list(chunk)
+        sums = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT session, sum(calls), sum(CASE WHEN priced THEN 0 ELSE calls END), bigsum(cost),"
+                " sum(t_input_tokens), sum(t_output_tokens), total(duration), min(hour), max(hour)"
+                f" FROM rollup_hour WHERE {where} GROUP BY session",
+                values,
+            )
+        }
+        agents: dict[str, list[str]] = {}
+        for session, agent in conn.execute(
+            f"SELECT DISTINCT session, agent FROM rollup_hour WHERE {where} AND agent IS NOT NULL", values
+        ):
+            agents.setdefault(session, []).append(agent)
+        raw = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT d.session, count(*), min(l.ts), max(l.ts) FROM dims d JOIN ledger l ON l.dim = d.id"
+                f" WHERE d.{where} GROUP BY d.session",
+                values,
+            )
+        }
+        old: dict[str, tuple[int, int]] = {}
+        if chunk is not None:
+            old = {
+                row[0]: (row[1], row[2])
+                for row in conn.execute(
+                    f"SELECT session, first_ts, last_ts FROM sessions WHERE {where}", values
+                )
+            }
+            gone = [name for name in chunk if name not in sums]
+            _delete_in(conn, "DELETE FROM sessions WHERE session IN ({})", gone)
+        rows = []
+        for session, (
+            calls,
+            unpriced,
+            cost,
+            input_tokens,
+            output_tokens,
+            duration,
+            low,
+            high,
+        ) in sums.items():
+            if not calls:
+                conn.execute("DELETE FROM sessions WHERE session = ?", (session,))
+                continue
+            count, first, last = raw.get(session, (0, None, None))
+            if count != calls:  # pruned calls are counted: the ends come from the end hours
+                span = settled_span(
+                    old.get(session),
+                    None if first is None else (first, last),
+                    (low, high),
+                    {hour: _hour_counts(conn, session, hour) for hour in {low, high}},
+                )
+                first, last = span
+            row = SessionRow(
+                session,
+                calls,
+                unpriced,
+                int(cost),
+                input_tokens,
+                output_tokens,
+                duration,
+                first,
+                last,
+                tuple(sorted(agents.get(session, ()))),
+            )
+            rows.append(_session_values(row))
+        conn.executemany(_REPLACE_SESSION, rows)
+
+
+# sort key → ORDER BY terms over `sessions` (a cost is a non-negative integer as decimal text: shorter
+# is smaller, equal lengths compare as text)
+_SESSION_ORDER = {
+    "last": ("last_ts",),
+    "first": ("first_ts",),
+    "cost": ("length(cost)", "cost"),
+    "calls": ("calls",),
+    "tokens": ("input_tokens + output_tokens",),
+    "span": ("last_ts - first_ts",),
+    "unpriced": ("unpriced",),
+    "session": ("session",),
+}
+
+
+def _session_window(since_us: int | None, until_us: int | None) -> tuple[list[str], list[Any]]:
+    """Conditions on `sessions` for "has a call in [since_us, until_us)". With one bound the first or
+    last call decides; with both, a session that began before and ended after the window is asked
+    whether it has a call inside: the hourly rollup for the window's whole hours, raw rows for the
+    hours the bounds cut through (as `summary` counts them)."""
+    if since_us is None and until_us is None:
+        return [], []
+    if until_us is None:
+        return ["last_ts >= ?"], [since_us]
+    if since_us is None:
+        return ["first_ts < ?"], [until_us]
+    low = -(-since_us // HOUR_US)  # first whole hour
+    high = until_us // HOUR_US  # first hour not whole
+    inside = [
+        "EXISTS (SELECT 1 FROM dims d JOIN ledger l ON l.dim = d.id WHERE d.session = sessions.session"
+        " AND l.ts >= ? AND l.ts < ?)"
+    ]
+    values: list[Any] = [since_us, until_us]
+    if low < high:
+        inside.append(
+            "EXISTS (SELECT 1 FROM rollup_hour r WHERE r.session = sessions.session AND r.hour >= ?"
+            " AND r.hour < ? AND r.calls > 0)"
+        )
+        values += [low, high]
+    return (
+        [
+            "last_ts >= ?",
+            "first_ts < ?",
+            f"(first_ts >= ? OR last_ts < ? OR {' OR '.join(inside)})",
+        ],
+        [since_us, until_us, since_us, until_us, *values],
+    )
+
+
+def _hour_counts(conn: sqlite3.Connection, session: str, hour: int) -> tuple[int, int]:
+    """(calls the hourly rollup counts, raw rows left) of one session in one hour."""
+    calls = conn.execute(
+        "SELECT coalesce(sum(calls), 0) FROM rollup_hour WHERE session = ? AND hour = ?", (session, hour)
+    ).fetchone()[0]
+    rows = conn.execute(
+        "SELECT count(*) FROM dims d JOIN ledger l ON l.dim = d.id WHERE d.session = ? AND l.ts >= ?"
+        " AND l.ts < ?",
+        (session, hour * HOUR_US, (hour + 1) * HOUR_US),
+    ).fetchone()[0]
+    return int(calls), int(rows)
 
 
 _SUMS_START = 2 + len(_KEY_COLUMNS)
