@@ -6,46 +6,22 @@ missing the tests skip loudly on a developer's machine and FAIL under CI=true (s
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import require_module, skip_or_fail
+from tests.server.chromium import ARTIFACTS, launched_page, require_chromium
 from tests.server.conftest import Ledger, running_server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import ConsoleMessage, Page
-
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def chromium_path() -> str:
-    """The chromium executable: $TOKENTRAIL_CHROMIUM, else `chromium` on PATH, else /usr/bin/chromium."""
-    return os.environ.get("TOKENTRAIL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    from playwright.sync_api import Page
 
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = chromium_path()
-    if not Path(path).is_file():
-        looked = (
-            f"no chromium at {path!r} (looked at $TOKENTRAIL_CHROMIUM, `chromium` on PATH, /usr/bin/chromium)"
-        )
-        skip_or_fail("CHROMIUM (browser)", looked, "apt-get install -y chromium (or `make chromium`)")
-    return path
+    return require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -56,26 +32,8 @@ def server(ledger: Ledger) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser_page(chromium: str, server: str) -> Iterator[tuple[Page, list[str], list[str]]]:
-    sync_api = require_module(
-        "playwright.sync_api", "CHROMIUM (browser)", "pip install playwright (the test extra)"
-    )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        errors: list[str] = []
-        requested: list[str] = []
-
-        def on_console(message: ConsoleMessage) -> None:
-            if message.type == "error":
-                errors.append(message.text)
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("request", lambda request: requested.append(request.url))
-        try:
-            yield page, errors, requested
-        finally:
-            browser.close()
+    with launched_page(chromium, {"width": 1200, "height": 900}) as opened:
+        yield opened
 
 
 def _bars(page: Page, chart: str) -> int:

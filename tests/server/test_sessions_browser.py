@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import tokentrail as tt
-from tests.conftest import require_module, skip_or_fail
+from tests.conftest import skip_or_fail
 from tests.nodejs import NODE_DIR
+from tests.server.chromium import ARTIFACTS, launched_page, require_chromium
 from tests.server.conftest import running_server
-from tests.server.test_browser import ARTIFACTS, CHROMIUM_ARGS, chromium_path
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -79,29 +78,12 @@ def server(ledger_url: str, budgets_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(server: str) -> Iterator[Page]:
-    path = chromium_path()
-    if not Path(path).is_file():
-        skip_or_fail(
-            "CHROMIUM (browser)",
-            f"no chromium at {path!r}",
-            "apt-get install -y chromium (or `make chromium`)",
-        )
+    path = require_chromium()
     if not AXE.is_file():
         skip_or_fail("axe-core (tests/node)", f"{AXE} is not installed", "make node")
-    sync_api = require_module(
-        "playwright.sync_api", "CHROMIUM (browser)", "pip install playwright (the test extra)"
-    )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        opened = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        opened.on("pageerror", lambda exc: errors.append(str(exc)))
-        opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        try:
-            yield opened
-        finally:
-            browser.close()
-        assert errors == []
+    with launched_page(path, {"width": 1280, "height": 900}) as (opened, errors, _):
+        yield opened
+    assert errors == []
 
 
 def _axe(page: Page) -> list[dict[str, Any]]:
@@ -214,3 +196,18 @@ def test_the_overview_links_to_the_new_pages_and_passes_axe(server: str, page: P
     page.wait_for_url("**/sessions")
     page.goto(f"{server}/?range=all")
     assert _axe(page) == []
+
+
+def test_the_overview_is_live(server: str, page: Page, ledger_url: str) -> None:
+    page.goto(f"{server}/?range=all")
+    before = int(page.locator("#total-calls").inner_text().replace(",", ""))
+    assert page.locator("script").count() == 1 and page.locator("script[src]").count() == 0
+    writer = tt.Tracker(store=ledger_url)
+    writer.record(tt.Usage(120, 12), model="gpt-4o", session="run-overview", agent="planner")
+    writer.store.close()  # type: ignore[attr-defined]
+    page.wait_for_function(
+        f"document.getElementById('total-calls').textContent === '{before + 1}'", timeout=30_000
+    )
+    assert page.evaluate("document.getElementById('live').dataset.updates") == "1"
+    assert page.locator("#f-range").input_value() == "all"  # the filters (outside the live region) stay
+    _shot(page, "overview-live.png")
