@@ -38,11 +38,17 @@ def spiky_tracker(spike_hour: datetime = SPIKE_HOUR) -> tt.Tracker:
     return tracker
 
 
-def test_page_is_self_contained(ledger: Ledger) -> None:
-    with TestClient(create_app(ledger.url)) as client:
+def test_page_is_self_contained_and_live(ledger: Ledger) -> None:
+    """The overview's one script is the frame's small inline poller (no src, no CDN, no other URL)."""
+    from tokentrail.server._layout import LIVE_SCRIPT
+
+    with TestClient(create_app(ledger.url, live_seconds=1.5)) as client:
         html = client.get("/").text
-    assert "<svg" in html and "<script" not in html
-    assert "http://" not in html and "https://" not in html and "//cdn" not in html
+    assert "<svg" in html
+    assert html.count("<script") == 1 and f"<script>{LIVE_SCRIPT}</script>" in html
+    assert len(LIVE_SCRIPT) < 2500 and "fetch(live.dataset.pulse" in LIVE_SCRIPT
+    assert '<div id="live" data-pulse="/api/pulse" data-every="1500">' in html
+    assert "http://" not in html and "https://" not in html and "//cdn" not in html and " src=" not in html
 
 
 def test_page_defaults_to_the_last_30_days(ledger: Ledger) -> None:

@@ -63,7 +63,8 @@ def create_app(
     )
     app.include_router(api_router(tracker))
     app.include_router(sessions_router(tracker))
-    app.include_router(pages_router(tracker, every_ms=round(live_seconds * 1000)))
+    every_ms = round(live_seconds * 1000)
+    app.include_router(pages_router(tracker, every_ms=every_ms))
     app.add_api_route(
         "/metrics",
         metrics_endpoint(tracker, metric_labels),
@@ -73,7 +74,7 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(picked: Annotated[Selection, Depends(_page_selection)]) -> HTMLResponse:
-        return HTMLResponse(render_page(tracker, picked))
+        return HTMLResponse(render_page(tracker, picked, every_ms))
 
     if ingest is not None:
         from starlette.routing import Route

@@ -1,5 +1,5 @@
-"""The HTML dashboard overview: one self-contained page (inline CSS, server-side SVG, no script, no
-external URL; the frame and navigation it shares with the other pages are in `_layout`).
+"""The HTML dashboard overview: one self-contained page (inline CSS, server-side SVG, no external URL; the
+frame, navigation and live refresh it shares with the other pages are in `_layout`).
 
 Filters are a plain GET form, so every figure on the page is recomputed for the chosen range and scope.
 """
@@ -186,8 +186,9 @@ def _insights_panel(found: Insights) -> str:
     return f'<section id="insights">{title}{forecast}{table}</section>'
 
 
-def render_page(tracker: Tracker, picked: Selection) -> str:
-    """The whole dashboard for one selection (script-free; the sessions and budgets pages are live)."""
+def render_page(tracker: Tracker, picked: Selection, every_ms: int = 2000) -> str:
+    """The whole dashboard for one selection; live like the other pages (the frame's small script polls
+    `/api/pulse` every `every_ms` and swaps the figures in when a call arrived)."""
     controls = f"<section><h2>Filters</h2>{_filters_form(tracker, picked)}</section>"
     sections = [
         _totals(tracker, picked),
@@ -206,4 +207,4 @@ def render_page(tracker: Tracker, picked: Selection) -> str:
         _unpriced(tracker, picked),
         _recent(tracker, picked),
     ]
-    return frame("Overview", "/", controls, "".join(sections), None, 0)
+    return frame("Overview", "/", controls, "".join(sections), "/api/pulse", every_ms)
