@@ -1125,7 +1125,8 @@ class SQLiteStore(BackgroundWriter):
             rows = [row for row in rows if check(*shared[row[_DIM_AT]].path_tags)]
             if limit is not None:
                 rows = rows[-limit:]
-        return list(map(_record_of_ledger, rows, map(shared.__getitem__, map(_dim_of, rows))))
+        with _collector_paused():  # many short-lived objects: no full collections while they are made
+            return list(map(_record_of_ledger, rows, map(shared.__getitem__, map(_dim_of, rows))))
 
     def _shared_of(self, conn: sqlite3.Connection, dims: set[int]) -> dict[int, _Shared]:
         """The decoded `dims` rows of these ids (cached: a `dims` row never changes)."""
