@@ -13,10 +13,13 @@ Goal (issue 17): ≤ 1.2× today's hand-written readers, ≥ 20× faster than ge
   call, as in a long-running process), and, for reference, its extractor alone
   (`Provider.extract_usage(body, api_flavor=…)`).
 
-Each figure is the best of 7 repeats of the mean per call (min filters scheduler noise on a shared machine).
+Each figure is the best of 40 short windows of the mean per call (the minimum filters scheduler noise on a
+shared machine; short windows give it more chances to find a quiet one).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import genai_prices
 from genai_prices.data import providers
@@ -76,6 +79,10 @@ CASES = [
 ]
 
 
+def _best(fn: Callable[[], object], number: int = 2000) -> float:
+    return per_call_us(fn, number=number, repeat=40)
+
+
 def main() -> None:
     print(f"# reading usage from a JSON body ({machine()}, genai-prices {genai_prices.__version__})")
     readers = mapped_readers()  # the catalog's extractors loaded once, as on a first call
@@ -90,16 +97,16 @@ def main() -> None:
         )
         compiled = readers.compiled(provider, flavor)
         assert compiled is not None, name
-        public = per_call_us(lambda b=body, p=provider: usage_from_response(b, p))
-        alone = per_call_us(lambda b=body, r=compiled.read: r(b, 0))
-        own = per_call_us(lambda b=body, p=provider, h=hand: h(b, p))
-        theirs = per_call_us(
+        public = _best(lambda b=body, p=provider: usage_from_response(b, p))
+        alone = _best(lambda b=body, r=compiled.read: r(b, 0))
+        own = _best(lambda b=body, p=provider, h=hand: h(b, p))
+        theirs = _best(
             lambda b=body, p=provider, f=flavor: genai_prices.extract_usage(b, provider_id=p, api_flavor=f),
-            number=5000,
+            number=500,
         )
         extractor = by_id[provider]
-        theirs_alone = per_call_us(
-            lambda b=body, e=extractor, f=flavor: e.extract_usage(b, api_flavor=f), number=5000
+        theirs_alone = _best(
+            lambda b=body, e=extractor, f=flavor: e.extract_usage(b, api_flavor=f), number=500
         )
         print(
             f"{name:18} tokentrail {public:6.2f} µs (reader alone {alone:5.2f}) | hand-written {own:6.2f} µs"

@@ -11,7 +11,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _timing import machine
 
-BENCHMARKS = ["bench_price", "bench_tracker", "bench_budgets", "bench_tokens", "bench_store", "bench_otlp"]
+BENCHMARKS = [
+    "bench_price",
+    "bench_read",
+    "bench_tracker",
+    "bench_budgets",
+    "bench_tokens",
+    "bench_store",
+    "bench_otlp",
+]
 
 
 def main() -> None:

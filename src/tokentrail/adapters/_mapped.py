@@ -122,11 +122,14 @@ def _reasoning_outside_completion(body: Mapping[str, Any], name: str) -> bool:
     """Whether a chat body's reasoning count comes on top of `completion_tokens` (xAI, see
     `openai.reasoning_outside_completion`): then only the x-ai extractor reads it right, whatever the name."""
     usage = body.get("usage")
-    details = usage.get("completion_tokens_details") if isinstance(usage, Mapping) else None
-    reasoning = details.get("reasoning_tokens") if isinstance(details, Mapping) else None
+    if type(usage) is not dict and not isinstance(usage, Mapping):
+        return False
+    details = usage.get("completion_tokens_details")
+    if type(details) is not dict and not isinstance(details, Mapping):
+        return False
+    reasoning = details.get("reasoning_tokens")
     if type(reasoning) is not int or reasoning <= 0:
         return False
-    assert isinstance(usage, Mapping)
     prompt, completion, total = (usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
     if type(prompt) is not int or type(completion) is not int:
         return False  # not counts: the provider's own extractor says what is wrong
@@ -139,6 +142,18 @@ def _reasoning_outside_completion(body: Mapping[str, Any], name: str) -> bool:
         name,
         model if isinstance(model, str) else None,
     )
+
+
+def _may_search(body: Mapping[str, Any]) -> bool:
+    """False when a Responses body's `output` is a JSON list with no `web_search_call` item (the usual
+    case, told apart quickly); otherwise `openai.web_search_calls` counts them."""
+    output = body.get("output")
+    if type(output) is not list:
+        return True
+    for item in output:  # noqa: SIM110 (a plain loop: no generator on the hot path)
+        if type(item) is not dict or item.get("type") == "web_search_call":
+            return True
+    return False
 
 
 # -- value checks shared by the generated readers ----------------------------------------------------
@@ -552,7 +567,7 @@ class MappedReaders:
             return None
         assert isinstance(compiled, Compiled)
         web = 0
-        if shape == "responses" and not compiled.reads_web_searches:
+        if shape == "responses" and not compiled.reads_web_searches and _may_search(body):
             web = openai.web_search_calls(body)
         try:
             usage, model = compiled.read(body, web)
@@ -566,7 +581,7 @@ class MappedReaders:
             context = {} if tier is None else openai.price_context(body)  # (a tier given as an enum)
         if not context:
             usage_root = body.get("usage")
-            if isinstance(usage_root, Mapping) and "service_tier" in usage_root:
+            if (type(usage_root) is dict or isinstance(usage_root, Mapping)) and "service_tier" in usage_root:
                 context = anthropic.price_context(usage_root)
         if shape != "responses":
             return Captured(usage, model, label, context)
