@@ -764,9 +764,11 @@ class SQLiteStore(BackgroundWriter):
         )
         dims = list(map(self._dims.get, keys))
         if None in dims:
+            known = self._dims
             for i, dim in enumerate(dims):
-                if dim is None:
-                    dims[i] = self._dim(batch[i], keys[i])
+                if dim is None:  # a key first seen in this chunk: stored once, found after
+                    dim = known.get(keys[i])
+                    dims[i] = self._dim(batch[i], keys[i]) if dim is None else dim
         cost_texts: list[str | None] = list(map(str, costs))
         if None in costs:
             cost_texts = [None if cost is None else str(cost) for cost in costs]
