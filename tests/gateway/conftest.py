@@ -3,8 +3,6 @@ scripted upstream whose every chunk a test releases), driven by real clients ove
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,8 +15,7 @@ import pytest
 pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
-import uvicorn
-
+from tests.asgi_server import Served
 from tokentrail.gateway import Gateway, GatewayConfig, parse_upstream
 from tokentrail.testing.mock_llm import MockLLMServer
 
@@ -28,58 +25,29 @@ ENV_KEYS = {
 }
 
 
-class Running:
-    """A gateway served in a background thread; `url` is its base."""
+class Running(Served):
+    """A gateway served in a background thread (with its lifespan: start-up and a graceful shutdown)."""
 
     def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self._socket = sock
-        config = uvicorn.Config(
+        super().__init__(
             gateway,
-            log_level="warning",
-            access_log=False,
+            name="gateway",
+            lifespan="on",
             server_header=False,
             date_header=False,
-            lifespan="on",
             timeout_graceful_shutdown=30,
         )
-        self.server = uvicorn.Server(config)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, name="gateway", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.server.serve(sockets=[self._socket]))
+        self.gateway = gateway
 
     def start(self) -> Running:
-        self._thread.start()
-        while not self.server.started:  # start-up, not a timing assertion
-            self._thread.join(0.01)
-            if not self._thread.is_alive():
-                raise RuntimeError("the gateway did not start")
+        super().start()
         return self
 
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self._thread.join(60)
+    def __enter__(self) -> Running:
+        return self.start()
 
 
-@contextlib.contextmanager
-def serve(gateway: Gateway) -> Iterator[Running]:
-    running = Running(gateway).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+serve = Running  # `with serve(gateway) as running:`
 
 
 @pytest.fixture

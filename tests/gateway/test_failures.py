@@ -97,3 +97,40 @@ def test_client_leaving_mid_stream_records_what_was_seen_and_frees_the_reservati
     assert status.reserved_usd == 0
     assert status.spent_usd == record.cost  # settled with what was seen: the rest of the hold released
     assert disconnects == 1
+
+
+def test_a_client_that_closes_after_the_last_event_had_a_complete_call(
+    scripted: ScriptedUpstream, ledger: str
+) -> None:
+    # the openai SDK closes the response as soon as it reads `data: [DONE]` (openai/_streaming.py): the
+    # call is complete, whether or not the upstream has ended its body by then (here it never does)
+    never = threading.Event()
+    base = b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
+    scripted.steps = [
+        Step(
+            b"data: " + base + b'"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\n\n'
+        ),
+        Step(
+            b"data: "
+            + base
+            + b'"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}'
+            b"\n\ndata: [DONE]\n\n"
+        ),
+        Step(b"\n", gate=never),
+    ]
+    gateway = Gateway(gateway_config(scripted.base, ledger))
+    done = recorded(gateway)
+    with serve(gateway) as running:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="k", max_retries=0)
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+        assert done.wait(30)
+        (record,) = gateway.tracker.history()
+        metrics = gateway.metrics
+
+    assert [c.choices[0].delta.content for c in chunks] == [
+        "Hi"
+    ]  # the usage chunk it did not ask for: hidden
+    assert record.usage.status.value == "complete"
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (9, 3)
+    assert metrics.client_disconnects == 0
+    assert metrics.requests[("openai.chat", "openai", 200)] == 1

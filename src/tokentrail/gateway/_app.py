@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from tokentrail.errors import BudgetExceeded
 from tokentrail.gateway._access import GatewayBudgets, KeyRegistry
 from tokentrail.gateway._events import ArrayStream, DeferredStream, EventSplitter, strip_usage
 from tokentrail.gateway._metrics import GatewayMetrics
-from tokentrail.gateway._routes import STREAM_GENERATE, Match, match
+from tokentrail.gateway._routes import STREAM_GENERATE, Match, Route, match
 from tokentrail.gateway._shapes import ErrorReply, error_reply
 from tokentrail.gateway._upstream import (
     Upstream,
@@ -332,7 +333,7 @@ class Gateway:
         labels = (route.name, upstream.name)
         self.metrics.upstream_headers.observe(labels, time.perf_counter() - sent)
         try:
-            return await self._relay(receive, send, response, call, strip, route is STREAM_GENERATE)
+            return await self._relay(receive, send, response, call, strip, route)
         finally:
             self.metrics.durations.observe(labels, time.perf_counter() - started)
             await response.aclose()
@@ -370,7 +371,7 @@ class Gateway:
         response: httpx.Response,
         call: Call,
         strip: bool,
-        array_stream: bool,
+        route: Route,
     ) -> int:
         status = response.status_code
         headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _RESPONSE_DROPPED]
@@ -379,10 +380,12 @@ class Gateway:
             call.failed()  # an error answer is not billed: relayed unchanged, nothing recorded
             sink = _Sink()
         elif "text/event-stream" in response.headers.get("content-type", ""):
-            sink = _EventSink(call, strip)
+            sink = _EventSink(call, strip, route.last_event)
             if strip:
                 headers = [(k, v) for k, v in headers if k != b"content-length"]
-        elif array_stream:  # Gemini streamGenerateContent without alt=sse: one JSON array of chunks
+        elif (
+            route is STREAM_GENERATE
+        ):  # Gemini streamGenerateContent without alt=sse: one JSON array of chunks
             sink = _ArraySink(call)
             sink.holds_last = "content-length" in response.headers  # else the chunked end tells the client
         else:
@@ -399,6 +402,10 @@ class Gateway:
             raise
         if sink.complete and not pump.done():  # the body's end woke the watcher: not a disconnect
             await asyncio.wait((pump,))
+        if sink.ended and not pump.done():  # the client left after the stream's last event: it had it all
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+            return status
         if pump.done():
             gone.cancel()
             error = pump.exception()
@@ -502,11 +509,14 @@ class _BodySink(_Sink):
 
 class _EventSink(_Sink):
     """An event stream: split as it passes, usage-bearing events kept for the capture worker; with `strip`
-    (OpenAI chat, usage asked for by the gateway) only whole events are passed on, minus the usage chunk."""
+    (OpenAI chat, usage asked for by the gateway) only whole events are passed on, minus the usage chunk.
+    The stream's last event (`last_event`, by route) ends it: the call is queued for recording before that
+    event is passed on, as the client may close the connection as soon as it has it."""
 
-    def __init__(self, call: Call, strip: bool) -> None:
+    def __init__(self, call: Call, strip: bool, last_event: str | None) -> None:
         self.call = call
         self.strip = strip
+        self.last_event = _pattern(last_event)
         self.splitter = EventSplitter()
         self.stream = DeferredStream(call.new_accumulator())
         call.keep_context()
@@ -516,9 +526,14 @@ class _EventSink(_Sink):
         if call.first_token_at is None:
             call.first_token_at = time.perf_counter()
         events = self.splitter.split(chunk)
-        take = self.stream.take
-        for event in events:
-            take(event)
+        if not self.ended:
+            take = self.stream.take
+            last = self.last_event
+            for event in events:
+                take(event)
+                if last is not None and last.search(event) is not None:
+                    self.end(aborted=False)  # the stream's end: record it before the client sees it
+                    break
         if not self.strip:
             return chunk
         return b"".join(kept for kept in map(strip_usage, events) if kept is not None)
@@ -527,7 +542,8 @@ class _EventSink(_Sink):
         rest = self.splitter.rest()
         if not rest.strip():
             return rest if self.strip else b""
-        self.stream.take(rest)
+        if not self.ended:
+            self.stream.take(rest)
         if not self.strip:
             return b""
         return strip_usage(rest) or b""
@@ -558,6 +574,18 @@ class _ArraySink(_Sink):
             self.call.failed()
             return
         self.call.finish_stream(self.stream, aborted=aborted)
+
+
+_PATTERNS: dict[str, re.Pattern[bytes]] = {}
+
+
+def _pattern(regex: str | None) -> re.Pattern[bytes] | None:
+    if regex is None:
+        return None
+    found = _PATTERNS.get(regex)
+    if found is None:
+        found = _PATTERNS[regex] = re.compile(regex.encode(), re.MULTILINE)
+    return found
 
 
 async def _pump(send: Send, response: httpx.Response, sink: _Sink) -> None:

@@ -27,12 +27,27 @@ class Route:
     adapter: str  # the `tokentrail.adapters` reader of a JSON response ("module" or "module:function")
     stream_reader: str  # the `tokentrail.adapters` accumulator of an event stream ("module:Class")
     asks_usage: bool = False  # a stream reports usage only when asked (OpenAI chat: stream_options)
+    last_event: str | None = None  # a regex matching the stream's last event (None: the body's end tells)
 
 
-CHAT = Route("openai.chat", "openai", "openai", "openai:ChatStream", asks_usage=True)
-RESPONSES = Route("openai.responses", "openai", "openai", "openai:ResponsesStream")
+# The last event of a stream, after which an SDK may close the connection without reading the body's end
+# (the openai SDK does after `data: [DONE]`): the call is recorded when it passes, not at the body's end.
+CHAT = Route("openai.chat", "openai", "openai", "openai:ChatStream", True, r"^data:\s*\[DONE\]")
+RESPONSES = Route(
+    "openai.responses",
+    "openai",
+    "openai",
+    "openai:ResponsesStream",
+    last_event=r'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"',
+)
 EMBEDDINGS = Route("openai.embeddings", "openai", "openai:extract_embeddings", "openai:ChatStream")
-MESSAGES = Route("anthropic.messages", "anthropic", "anthropic", "anthropic:MessageStream")
+MESSAGES = Route(
+    "anthropic.messages",
+    "anthropic",
+    "anthropic",
+    "anthropic:MessageStream",
+    last_event=r'"type"\s*:\s*"message_stop"',
+)
 GENERATE = Route("gemini.generate", "gemini", "gemini", "gemini:GenerateContentStream")
 STREAM_GENERATE = Route("gemini.stream", "gemini", "gemini", "gemini:GenerateContentStream")
 
