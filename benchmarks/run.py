@@ -19,6 +19,7 @@ BENCHMARKS = [
     "bench_tokens",
     "bench_store",
     "bench_otlp",
+    "bench_gateway",
 ]
 
 
