@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import require_module
 from tests.gateway.conftest import ENV_KEYS, gateway_config, recorded, serve
@@ -19,24 +17,10 @@ from tokentrail.testing.mock_llm import MockLLMServer
 from tokentrail.tracker import Tracker
 
 require_module("psycopg", "POSTGRES", "pip install 'psycopg[binary]' psycopg-pool (the test extra)")
-from tests.stores.test_postgres import Relay, count_rows, drop, schema_name  # noqa: E402
+from tests.stores.test_postgres import Relay, count_rows, relay, schema  # noqa: E402, F401 (fixtures)
 
 CALLS = 100
 CLIENT_KEY = "sk-client-own-key-0123456789"
-
-
-@pytest.fixture
-def schema(postgres_server: str) -> Iterator[str]:
-    name = schema_name()
-    yield name
-    drop(postgres_server, name)
-
-
-@pytest.fixture
-def relay() -> Iterator[Relay]:
-    found = Relay()
-    yield found
-    found.cut()
 
 
 async def _calls(url: str, phase: str) -> list[tuple[int, int]]:
@@ -67,7 +51,11 @@ async def _calls(url: str, phase: str) -> list[tuple[int, int]]:
 
 
 def test_the_ledger_down_during_load_spools_and_loses_or_doubles_nothing(
-    mock: MockLLMServer, postgres_server: str, schema: str, relay: Relay, tmp_path: Path
+    mock: MockLLMServer,
+    postgres_server: str,
+    schema: str,  # noqa: F811 (the store tests' fixtures: a schema dropped after, a relay we can cut)
+    relay: Relay,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     spool = tmp_path / "spool"
     separator = "&" if "?" in postgres_server else "?"

@@ -18,6 +18,9 @@ from tokentrail.cli import app
 from tokentrail.gateway import Gateway
 from tokentrail.testing.mock_llm import MockLLMServer
 
+CHAT, RESPONSES = "/v1/chat/completions", "/v1/responses"
+NODE_OPENAI_CALLS = ("chat", "chat.stream", "chat.stream.unasked", "responses", "responses.stream")
+AI_SDK_CALLS = ("generateText", "streamText")
 HEADERS = {"X-Tokentrail-Agent": "node-agent", "X-Tokentrail-Session": "s-42", "X-Tokentrail-Tags": "js,ci"}
 
 
@@ -55,21 +58,9 @@ def test_node_openai(mock: MockLLMServer, ledger: str, tmp_path: Path, virtual: 
     ran = _run("gateway_openai.mjs", mock, ledger, tmp_path, virtual=virtual)
     calls, records = ran["calls"], ran["records"]
 
-    assert [c["call"] for c in calls] == [
-        "chat",
-        "chat.stream",
-        "chat.stream.unasked",
-        "responses",
-        "responses.stream",
-    ]
+    assert [c["call"] for c in calls] == [*NODE_OPENAI_CALLS]
     assert len(mock.requests) == len(records) == 5
-    assert [r["path"] for r in mock.requests] == [
-        "/v1/chat/completions",
-        "/v1/chat/completions",
-        "/v1/chat/completions",
-        "/v1/responses",
-        "/v1/responses",
-    ]
+    assert [r["path"] for r in mock.requests] == [CHAT] * 3 + [RESPONSES] * 2
     unasked = calls[2]
     assert unasked["usage"] is None and unasked["chunks"] > 1  # the gateway asked; the client is shown none
     assert mock.requests[2]["body"]["stream_options"] == {"include_usage": True}
@@ -85,19 +76,10 @@ def test_vercel_ai_sdk(mock: MockLLMServer, ledger: str, tmp_path: Path, virtual
     ran = _run("gateway_vercel_ai.mjs", mock, ledger, tmp_path, virtual=virtual)
     calls, records = ran["calls"], ran["records"]
 
-    assert [c["call"] for c in calls] == [
-        "responses.generateText",
-        "responses.streamText",
-        "chat.generateText",
-        "chat.streamText",
-    ]
+    assert [c["call"] for c in calls] == [f"{api}.{f}" for api in ("responses", "chat") for f in AI_SDK_CALLS]
     assert all(c["text"] for c in calls)
-    assert [r["path"] for r in mock.requests] == [  # @ai-sdk/openai's default model is the Responses API
-        "/v1/responses",
-        "/v1/responses",
-        "/v1/chat/completions",
-        "/v1/chat/completions",
-    ]
+    # @ai-sdk/openai's default model speaks the Responses API; `openai.chat(…)` Chat Completions
+    assert [r["path"] for r in mock.requests] == [RESPONSES] * 2 + [CHAT] * 2
     assert len(records) == 4
     assert [(r.usage.input_tokens, r.usage.output_tokens) for r in records] == _reported(calls)
     assert all(r.usage.status.value == "complete" and r.cost_units for r in records)
