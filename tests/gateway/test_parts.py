@@ -7,8 +7,9 @@ from decimal import Decimal
 
 import pytest
 
+from tokentrail.adapters._instrument_call import _estimate_input
 from tokentrail.budgets import BudgetConfigError
-from tokentrail.gateway._app import _ask_usage, _countable
+from tokentrail.gateway._app import _ask_usage
 from tokentrail.gateway._events import EventSplitter, _array_elements, strip_usage
 from tokentrail.gateway._metrics import BUCKETS, Histogram
 from tokentrail.gateway._routes import match
@@ -108,10 +109,12 @@ def test_json_array_elements_whole_cut_short_and_malformed() -> None:
 
 
 def test_an_anthropic_system_given_as_blocks_is_counted_as_their_text() -> None:
-    request = {"system": [{"type": "text", "text": "You are"}, {"type": "text", "text": "terse."}], "x": 1}
-    assert _countable(request) == {"system": "You are\nterse.", "x": 1}
-    plain = {"system": "You are terse."}
-    assert _countable(plain) is plain
+    messages = [{"role": "user", "content": "hi"}]
+    blocks = [{"type": "text", "text": "You are"}, {"type": "text", "text": "terse."}]
+    as_blocks = _estimate_input({"system": blocks, "messages": messages}, "claude-sonnet-4-5")
+    as_text = _estimate_input({"system": "You are\nterse.", "messages": messages}, "claude-sonnet-4-5")
+    without = _estimate_input({"messages": messages}, "claude-sonnet-4-5")
+    assert as_blocks == as_text > without
 
 
 def test_histogram_buckets_are_cumulative_and_end_with_inf() -> None:

@@ -129,6 +129,10 @@ def _estimate_input(kwargs: Mapping[str, Any], model: str | None) -> int:
             if isinstance(value, (str, list)):
                 total += count_tokens(value, model)
         system = kwargs.get("system") or kwargs.get("instructions")
+        if isinstance(system, list):  # Anthropic content blocks: their texts
+            system = "\n".join(
+                b["text"] for b in system if isinstance(b, dict) and isinstance(b.get("text"), str)
+            )
         if isinstance(system, str):
             total += count_tokens(system, model)
         return total

@@ -46,11 +46,13 @@ from tokentrail.gateway._upstream import (
     target_url,
 )
 from tokentrail.gateway.keys import KeyStore, VirtualKey
+from tokentrail.ingest.app import PATH as TRACES_PATH
 from tokentrail.scope import current_scope
 from tokentrail.scope import scope as attribution
 
 if TYPE_CHECKING:
     from tokentrail.budgets import Budget
+    from tokentrail.ingest.app import OtlpApp
     from tokentrail.tracker import Tracker
 
 __all__ = ["Gateway", "GatewayConfig"]
@@ -128,6 +130,7 @@ class Gateway:
         self.metrics.extra = lambda: {"budget_backend_errors": float(self.budgets.backend_errors())}
         self._targets = _targets()
         self._client: httpx.AsyncClient | None = None
+        self._traces: OtlpApp | None = None  # POST /v1/traces, made on the first export
         self._closed = False
 
     # -- ASGI ---------------------------------------------------------------------------------------------
@@ -173,6 +176,8 @@ class Gateway:
         await asyncio.to_thread(self.close_ledger)
 
     def close_ledger(self) -> None:
+        if self._traces is not None:  # spans held for their agent span are recorded first
+            self._traces.ingestor.close()
         if self._owns_tracker:
             self.tracker.close()
         else:
@@ -188,6 +193,9 @@ class Gateway:
         method: str = scope["method"]
         if method == "GET" and path in _OPERATIONS:
             await self._operations(path, send)
+            return
+        if path == TRACES_PATH:
+            await self._ingest(scope, receive, send)
             return
         found = match(path)
         if found is None:
@@ -209,6 +217,26 @@ class Gateway:
         finally:
             self.metrics.in_flight -= 1
             self.metrics.requests[(found.route.name, upstream.name, status)] += 1
+
+    async def _ingest(self, scope: Message, receive: Receive, send: Send) -> None:
+        """OTLP/HTTP spans from any language, recorded like forwarded calls (same ledger, budgets and
+        metrics). With a gateway token or required keys, the exporter sends the token (`X-Tokentrail-Token`
+        or `Authorization: Bearer`)."""
+        if self.config.token is not None or self.config.require_key:
+            headers = scope["headers"]
+            bearer = _header(headers, b"authorization") or ""
+            given = _header(headers, _TOKEN_HEADER) or bearer.removeprefix("Bearer ").strip()
+            token = self.config.token
+            if token is None or not given or not hmac.compare_digest(given.encode("latin-1"), token.encode()):
+                self.metrics.refused[("otlp", "invalid_token")] += 1
+                message = f"OTLP exports need the gateway token ({TOKEN_HEADER} or Authorization: Bearer)"
+                await _reply(send, error_reply("openai", 401, message))
+                return
+        if self._traces is None:
+            from tokentrail.ingest.app import otlp_app
+
+            self._traces = otlp_app(self.tracker)
+        await self._traces(scope, receive, send)
 
     def _upstream(self, found: Match, headers: list[tuple[bytes, bytes]]) -> Upstream | None:
         upstreams = self.config.upstreams
@@ -345,11 +373,10 @@ class Gateway:
         manager = self.budgets.manager
         if manager is None:
             return None
-        counted = _countable(request)
         if size > _LARGE_PROMPT:
-            prompt = await asyncio.to_thread(_estimate_input, counted, model)
+            prompt = await asyncio.to_thread(_estimate_input, request, model)
         else:
-            prompt = _estimate_input(counted, model)
+            prompt = _estimate_input(request, model)
         try:
             call.reservation = await manager.areserve(
                 model,
@@ -687,16 +714,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
-
-
-def _countable(request: dict[str, Any]) -> dict[str, Any]:
-    """The request as the prompt counter reads it: an Anthropic `system` given as content blocks becomes
-    their texts (the counter reads `system` only as a string)."""
-    system = request.get("system")
-    if not isinstance(system, list):
-        return request
-    texts = [b.get("text") for b in system if isinstance(b, dict)]
-    return {**request, "system": "\n".join(t for t in texts if isinstance(t, str))}
 
 
 def _asked_usage(request: dict[str, Any]) -> bool:

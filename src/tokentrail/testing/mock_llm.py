@@ -246,7 +246,7 @@ class MockLLMServer:
 
 
 class _QuietServer(ThreadingHTTPServer):
-    request_queue_size = 256  # the listen backlog: 100 threads connecting at once must not be refused
+    request_queue_size = 1024  # the listen backlog: a gateway opening 1,000 streams at once is not queued
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client hanging up mid-stream (an aborted stream test) is expected, not worth a traceback."""
