@@ -341,6 +341,12 @@ LISTINGS = [
     SessionListing(search="research"),  # an agent, case-folded
     SessionListing(search="🦜"),
     SessionListing(search="no such thing"),
+    SessionListing(search="KELVIN"),  # the Kelvin sign case-folds to 'k'
+    SessionListing(search='"hi"'),
+    SessionListing(search="say"),
+    SessionListing(search="k\\s"),
+    SessionListing(search="DROP TABLE"),
+    SessionListing(search='", "'),  # JSON punctuation between two agents is no match
     *(SessionListing(sort=key, descending=descending) for key in SORT_KEYS for descending in (True, False)),
     SessionListing(sort="cost", limit=2, offset=2),
     SessionListing(sort="calls", descending=False, limit=3, offset=1, since=T0 + timedelta(hours=1)),
@@ -353,6 +359,9 @@ def test_the_list_equals_the_one_summaries_give(make_store: Callable[[], Store])
     # a session whose calls lie before and after a window but none inside it
     for at in (T0 + timedelta(minutes=1), T0 + timedelta(hours=9)):
         tracker.record(tt.Usage(10, 1), "gpt-4o", session="around", agent="edge", at=at)
+    # agents a search finds only by case folding, or whose JSON text escapes a character
+    for agent in ("\u212aelvin", 'say "hi"', "back\\slash"):
+        tracker.record(tt.Usage(10, 1), "gpt-4o", session=f"of {agent}", agent=agent, at=T0)
     # equal sort values, told apart by the session id
     for name in ("tie-b", "tie-a"):
         tracker.record(tt.Usage(10, 1), "gpt-4o", session=name, at=T0 + timedelta(hours=2))
@@ -366,6 +375,10 @@ def test_the_list_equals_the_one_summaries_give(make_store: Callable[[], Store])
     )
     assert "around" not in {row.session for row in list_sessions(tracker, window).rows}
     assert list_sessions(tracker, SessionListing(search="straße")).total == 1
+    assert [row.session for row in list_sessions(tracker, SessionListing(search="kelvin")).rows] == [
+        "of \u212aelvin"
+    ]
+    assert list_sessions(tracker, SessionListing(search='", "')).total == 0
 
 
 def test_a_sort_key_the_store_does_not_know_is_refused(make_store: Callable[[], Store]) -> None:

@@ -1422,19 +1422,24 @@ class SQLiteStore(BackgroundWriter):
             raise ValueError(f"cannot sort sessions by {sort!r}; known: {', '.join(SESSION_SORTS)}")
         conditions, params = _session_window(since_us, until_us)
         if search:
-            conditions.append("tt_match(session, agents, ?)")
-            params.append(search)
+            conditions.append(_search_condition(search))
+            params += [*_search_params(search), search]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         direction = "DESC" if descending else "ASC"
         keys = [f"{key} {direction}" for key in _SESSION_ORDER[sort]]
         if sort != "session":
             keys.append("session ASC")
         columns = ", ".join(_SESSION_COLUMNS)
-        page_sql = f"SELECT {columns} FROM sessions{where} ORDER BY {', '.join(keys)} LIMIT ? OFFSET ?"
+        counted = ", count(*) OVER ()" if search else ""  # a search is evaluated once, not twice
+        page_sql = (
+            f"SELECT {columns}{counted} FROM sessions{where} ORDER BY {', '.join(keys)} LIMIT ? OFFSET ?"
+        )
 
         def work(conn: sqlite3.Connection) -> tuple[int, list[tuple[Any, ...]]]:
-            total = conn.execute(f"SELECT count(*) FROM sessions{where}", params).fetchone()[0]
             rows = conn.execute(page_sql, [*params, int(limit), int(offset)]).fetchall()
+            if search and rows:
+                return int(rows[0][-1]), [row[:-1] for row in rows]
+            total = conn.execute(f"SELECT count(*) FROM sessions{where}", params).fetchone()[0]
             return int(total), rows
 
         total, rows = self._read(work)
@@ -1916,13 +1921,13 @@ def _session_values(row: SessionRow) -> tuple[Any, ...]:
         row.input_tokens,
         row.output_tokens,
         float(row.duration_ms),
-        json.dumps(list(row.agents)),
+        json.dumps(list(row.agents), ensure_ascii=False),
     )
 
 
 def _merge_agents(old: str, new: str) -> str:
     """SQL function: the union of two sorted JSON arrays of agent names, sorted."""
-    return json.dumps(sorted({*json.loads(old), *json.loads(new)}))
+    return json.dumps(sorted({*json.loads(old), *json.loads(new)}), ensure_ascii=False)
 
 
 def _session_matches(session: str, agents: str, search: str) -> int:
@@ -2030,6 +2035,31 @@ _SESSION_ORDER = {
     "unpriced": ("unpriced",),
     "session": ("session",),
 }
+
+
+def _search_condition(search: str) -> str:
+    """The condition on `sessions` of a search: the exact case-folded match (`tt_match`, Python), after a
+    test SQLite answers itself that only drops rows that cannot match. For an ASCII search without
+    characters JSON escapes, that is: the id or the agents' JSON text holds it in ASCII lower case, or
+    holds a character outside printable ASCII (whose case folding may give ASCII: 'ß' → 'ss')."""
+    if not _prefilterable(search):
+        return "tt_match(session, agents, ?)"
+    return (
+        "(instr(lower(session), ?) OR instr(lower(agents), ?) OR session GLOB '*[^ -~]*'"
+        " OR agents GLOB '*[^ -~]*') AND tt_match(session, agents, ?)"
+    )
+
+
+def _search_params(search: str) -> list[str]:
+    """The parameters `_search_condition` adds before the search itself."""
+    if not _prefilterable(search):
+        return []
+    folded = search.casefold()
+    return [folded, folded]
+
+
+def _prefilterable(search: str) -> bool:
+    return search.isascii() and search.isprintable() and '"' not in search and "\\" not in search
 
 
 def _session_window(since_us: int | None, until_us: int | None) -> tuple[list[str], list[Any]]:
