@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from tests.adapters.test_stream_usage_classes import OPENAI_REASONING, XAI_BODY, XAI_COST, XAI_EXPECTED
+from tests.adapters.test_stream_usage_classes import (
+    OPENAI_REASONING,
+    SUB2API_BODY,
+    SUB2API_EXPECTED,
+    XAI_BODY,
+    XAI_COST,
+    XAI_EXPECTED,
+)
 from tests.pricing.test_every_unit import as_genai_usage
 
 import tokentrail as tt
@@ -461,23 +468,11 @@ def test_a_grok_body_without_total_is_known_by_its_model() -> None:
 
 
 def test_the_sub2api_grok_usage_named_openai_is_read_as_xai_reads_it() -> None:
-    body = {
-        "id": "sub2api-5771",
-        "object": "chat.completion",
-        "model": "grok-4.20",
-        "choices": [],
-        "usage": {
-            "prompt_tokens": 10120,
-            "completion_tokens": 1499,
-            "total_tokens": 14428,
-            "prompt_tokens_details": {"cached_tokens": 128},
-            "completion_tokens_details": {"reasoning_tokens": 2809},
-        },
-    }
-    expected = Usage(input_tokens=10120, output_tokens=4308, cache_read_tokens=128, reasoning_tokens=2809)
-    assert usage_from_response(body, "openai") == usage_from_response(body) == expected
-    theirs = PROVIDERS["x-ai"].extract_usage(body, api_flavor="chat")[1]
-    assert _ours_in_their_keys(expected) == _their_carried(theirs)
+    assert (
+        usage_from_response(SUB2API_BODY, "openai") == usage_from_response(SUB2API_BODY) == SUB2API_EXPECTED
+    )
+    theirs = PROVIDERS["x-ai"].extract_usage(SUB2API_BODY, api_flavor="chat")[1]
+    assert _ours_in_their_keys(SUB2API_EXPECTED) == _their_carried(theirs)
 
 
 @pytest.mark.parametrize("provider", [None, "openai", "azure", "groq"])

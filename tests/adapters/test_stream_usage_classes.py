@@ -257,25 +257,29 @@ def test_xai_running_usage_cut_mid_stream_is_partial_with_what_was_seen() -> Non
     assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens) == (12, 386, 386)
 
 
+# A real Grok usage from Wei-Shaw/sub2api#5771 (prompt 10120 + completion 1499 + reasoning 2809 =
+# total 14428, 128 cached); xAI's own cost_in_usd_ticks for it was 232856000 (= $0.0232856) at
+# Grok 4.20's $1.25 / $0.20 cached / $2.50 per M.
+SUB2API_BODY: dict[str, Any] = {
+    "id": "sub2api-5771",
+    "object": "chat.completion",
+    "created": 1755475200,
+    "model": "grok-4.20",
+    "choices": [],
+    "usage": {
+        "prompt_tokens": 10120,
+        "completion_tokens": 1499,
+        "total_tokens": 14428,
+        "prompt_tokens_details": {"cached_tokens": 128},
+        "completion_tokens_details": {"reasoning_tokens": 2809},
+    },
+}
+SUB2API_EXPECTED = Usage(input_tokens=10120, output_tokens=4308, cache_read_tokens=128, reasoning_tokens=2809)
+
+
 def test_xai_sub2api_payload_non_streamed_is_priced_with_its_reasoning() -> None:
-    # A real Grok usage from Wei-Shaw/sub2api#5771 (prompt 10120 + completion 1499 + reasoning 2809 =
-    # total 14428, 128 cached); xAI's own cost_in_usd_ticks for it was 232856000 (= $0.0232856) at
-    # Grok 4.20's $1.25 / $0.20 cached / $2.50 per M.
-    body = {
-        "id": "sub2api-5771",
-        "object": "chat.completion",
-        "created": 1755475200,
-        "model": "grok-4.20",
-        "choices": [],
-        "usage": {
-            "prompt_tokens": 10120,
-            "completion_tokens": 1499,
-            "total_tokens": 14428,
-            "prompt_tokens_details": {"cached_tokens": 128},
-            "completion_tokens_details": {"reasoning_tokens": 2809},
-        },
-    }
-    expected = Usage(input_tokens=10120, output_tokens=4308, cache_read_tokens=128, reasoning_tokens=2809)
+    body = SUB2API_BODY
+    expected = SUB2API_EXPECTED
     assert usage_from_response(body, "xai") == expected
     assert usage_from_response(ChatCompletion.model_validate(body), "openai") == expected
     chunk = {**body, "object": "chat.completion.chunk"}
