@@ -266,7 +266,7 @@ def wait_ready(proc: Proc, timeout: float) -> None:
     )
 
 
-def settle(proc: Proc, timeout: float = 60.0) -> float:
+def settle(proc: Proc, timeout: float) -> float:
     """Wait until `proc` answers one request within 50 ms (a backlog from an overload has drained);
     the seconds waited."""
     started = time.monotonic()
@@ -298,7 +298,7 @@ def setup_litellm() -> Path:
     return exe
 
 
-def start_litellm(upstream: int, tmp: Path) -> Proc:
+def start_litellm(upstream: int, tmp: Path, workers: int) -> Proc:
     exe = setup_litellm()
     port = free_port()
     config = tmp / "litellm.yaml"
@@ -393,6 +393,15 @@ class Samples:
     errors: Counter[str] = field(default_factory=Counter)
     connections: int = 0
     outstanding: int = 0  # measured requests sent and not answered yet
+    overloaded_after: float | None = None  # seconds into the run when the backlog passed its limit
+
+    def unsent(self, count: int, stream: bool | None) -> None:
+        """`count` requests not sent because the target fell behind: unanswered, infinite latency."""
+        if count > 0:
+            self.errors["not sent (target overloaded)"] += count
+            self.total += [math.inf] * count
+            if stream is not False:
+                self.first += [math.inf] * count
 
     def extend(self, other: Samples) -> None:
         self.total += other.total
@@ -554,8 +563,11 @@ async def _finish(
 async def open_loop(
     port: int, stream: bool, rate: float, seconds: float, warmup: float, grace: float
 ) -> Samples:
-    """`rate` requests/s for `warmup` + `seconds`, each sent at its scheduled time (open loop)."""
+    """`rate` requests/s for `warmup` + `seconds`, each sent at its scheduled time (open loop). A target
+    that falls more than a second behind (more requests waiting than a second's worth) is overloaded at
+    this rate: the run stops there and the requests not sent count as unanswered."""
     pool = Pool(port)
+    backlog = max(64, int(rate))
     request = build_request(port, stream)
     samples = Samples()
     tasks: set[asyncio.Task[None]] = set()
@@ -568,6 +580,10 @@ async def open_loop(
         delay = at - time.perf_counter()
         if delay > 0.0005:
             await asyncio.sleep(delay)
+        if len(tasks) > backlog:
+            samples.overloaded_after = at - start
+            samples.unsent(total - max(i, counted_from), stream)
+            break
         task = asyncio.ensure_future(_one(pool, request, stream, at, samples if i >= counted_from else None))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -580,8 +596,10 @@ async def open_loop(
 async def mixed_open_loop(
     port: int, rate: float, seconds: float, tick: Callable[[], None], grace: float
 ) -> Samples:
-    """The soak: streamed and non-streamed requests alternating at `rate`; `tick()` about every second."""
+    """The soak: streamed and non-streamed requests alternating at `rate`; `tick()` about every second.
+    Stopped like `open_loop` when the target falls more than a second behind."""
     pool = Pool(port)
+    backlog = max(64, int(rate))
     requests = (build_request(port, False), build_request(port, True))
     samples = Samples()
     tasks: set[asyncio.Task[None]] = set()
@@ -599,6 +617,10 @@ async def mixed_open_loop(
         if at >= next_tick:
             tick()
             next_tick += 1.0
+        if len(tasks) > backlog:
+            samples.overloaded_after = at - start
+            samples.unsent(round((seconds - (at - start)) * rate), None)
+            break
         stream = bool(i & 1)
         task = asyncio.ensure_future(_one(pool, requests[stream], stream, at, samples))
         tasks.add(task)
@@ -666,7 +688,9 @@ def profile(pid: int, seconds: float, tmp: Path, run: Callable[[], object]) -> t
         return None
     out = tmp / "gateway.collapsed"
     argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250"]
-    argv += ["--format", "raw", "--output", str(out), "--nonblocking"]
+    # --gil: only the thread holding the GIL is sampled, so the shares are of the Python CPU time (a
+    # thread sleeping or blocked in a system call is not counted, wherever it waits)
+    argv += ["--gil", "--format", "raw", "--output", str(out), "--nonblocking"]
     spy_proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     run()
     _, err = spy_proc.communicate(timeout=seconds + 60)
@@ -693,9 +717,46 @@ def _frame(frame: str) -> str:
     return f"{name} ({path})"
 
 
-def hot_spots(collapsed: Path, top: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
+# where a stack's time goes: the first of these met walking from the leaf to the root (path markers)
+_CATEGORIES = [
+    ("upstream client (httpx, httpcore, anyio)", ("httpx/", "httpcore/", "anyio/", "sniffio/")),
+    ("HTTP server (uvicorn, h11)", ("uvicorn/protocols/", "uvicorn/middleware/")),
+    ("prompt counting (tiktoken)", ("tiktoken/", "tokentrail/tokens/")),
+    ("budgets (reserve, settle)", ("tokentrail/budgets/", "tokentrail/gateway/_access.py")),
+    (
+        "recording (capture worker, reading, pricing, ledger)",
+        (
+            "tokentrail/_capture.py",
+            "tokentrail/stores/",
+            "tokentrail/tracker.py",
+            "tokentrail/adapters/",
+            "tokentrail/pricing/",
+            "tokentrail/_record.py",
+        ),
+    ),
+    ("gateway relay (gateway/_app, _events, _metrics …)", ("tokentrail/gateway/",)),
+]
+_SPINE = ("uvicorn/main.py", "uvicorn/server.py", "uvicorn/_compat.py", "tokentrail/cli/", "typer/", "click/")
+
+
+def _category(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        if any(marker in frame for marker in _SPINE):
+            continue
+        for name, markers in _CATEGORIES:
+            if any(marker in frame for marker in markers):
+                return name
+    return "event loop, threads, other"
+
+
+def hot_spots(
+    collapsed: Path, top: int
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]], int]:
+    """From py-spy's collapsed stacks: (own time by function, inclusive time by function without the
+    frames every request passes through, time by category, samples)."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
     total = 0
     for line in collapsed.read_text().splitlines():
         if not line.strip():
@@ -703,12 +764,16 @@ def hot_spots(collapsed: Path, top: int) -> tuple[list[tuple[str, int]], list[tu
         stack, count_text = line.rsplit(" ", 1)
         count = int(count_text)
         total += count
-        frames = [_frame(f) for f in stack.split(";") if f]
+        raw = [f for f in stack.split(";") if f and not f.startswith("thread (")]
+        categories[_category(raw)] += count
+        frames = [_frame(f) for f in raw if not any(marker in f for marker in _SPINE)]
         if frames:
             own[frames[-1]] += count
         for name in set(frames):
             inclusive[name] += count
-    return own.most_common(top), inclusive.most_common(top), total
+    spine = {name for name, count in inclusive.items() if count >= 0.5 * total and "Gateway" not in name}
+    ranked = [(name, count) for name, count in inclusive.most_common() if name not in spine]
+    return own.most_common(top), ranked[:top], categories.most_common(), total
 
 
 # -- reporting ---------------------------------------------------------------------------------------------
@@ -763,10 +828,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per cell (10; quick 3)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3; quick 1)")
     parser.add_argument("--soak-seconds", type=float, default=None, help="memory soak (600; quick 8)")
+    parser.add_argument("--soak-rate", type=float, default=None, help="requests/s of the soak (--rate)")
     parser.add_argument("--saturation-seconds", type=float, default=None, help="per wrk run (8; quick 2)")
     parser.add_argument("--conns", type=int, default=64, help="wrk connections at saturation")
     parser.add_argument("--profile-seconds", type=float, default=None, help="py-spy (20; quick 0 = off)")
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
+    parser.add_argument(
+        "--litellm-workers",
+        type=int,
+        default=1,
+        help="LiteLLM's --num_workers (1: one process, as the gateway)",
+    )
     parser.add_argument(
         "--setup-litellm", action="store_true", help="install LiteLLM's proxy venv, then exit"
     )
@@ -781,13 +853,14 @@ def main(argv: list[str] | None = None) -> None:
         print(setup_litellm())
         return
     quick = args.quick
-    seconds = args.seconds if args.seconds is not None else (3.0 if quick else 10.0)
+    seconds = args.seconds if args.seconds is not None else (2.0 if quick else 10.0)
     rounds = args.rounds if args.rounds is not None else (1 if quick else 3)
-    soak = args.soak_seconds if args.soak_seconds is not None else (8.0 if quick else 600.0)
+    soak = args.soak_seconds if args.soak_seconds is not None else (6.0 if quick else 600.0)
     saturation = args.saturation_seconds if args.saturation_seconds is not None else (2.0 if quick else 8.0)
     profile_seconds = args.profile_seconds if args.profile_seconds is not None else (0.0 if quick else 20.0)
     warmup = 0.5 if quick else 2.0
-    grace = 3.0 if quick else 10.0  # seconds a request may still take after the schedule ends
+    grace = 2.0 if quick else 10.0  # seconds a request may still take after the schedule ends
+    drain = 5.0 if quick else 60.0  # seconds an overloaded target is given to drain its backlog
 
     began = datetime.now(timezone.utc)
     load_start = load()
@@ -804,7 +877,7 @@ def main(argv: list[str] | None = None) -> None:
         procs.append(upstream)
         gateway = start_gateway(up_port, tmp)
         procs.append(gateway)
-        litellm = None if args.no_litellm else start_litellm(up_port, tmp)
+        litellm = None if args.no_litellm else start_litellm(up_port, tmp, args.litellm_workers)
         if litellm is not None:
             procs.append(litellm)
         t0 = time.monotonic()
@@ -822,7 +895,13 @@ def main(argv: list[str] | None = None) -> None:
                 for name, proc in targets:
                     got = asyncio.run(open_loop(proc.port, stream, args.rate, seconds, warmup, grace))
                     cells[(name, stream)].extend(got)
-                    waited = settle(proc)
+                    if got.overloaded_after is not None:
+                        print(
+                            f"({name} {'streamed' if stream else 'non-streamed'}: overloaded at {args.rate:g}/s, "
+                            f"{int(args.rate)}+ requests waiting {got.overloaded_after:.1f}s into the run: stopped)",
+                            flush=True,
+                        )
+                    waited = settle(proc, drain)
                     if waited > 2:
                         print(f"({name} took {waited:.0f}s to drain its backlog)", flush=True)
         print(
@@ -866,7 +945,7 @@ def main(argv: list[str] | None = None) -> None:
         sat: list[dict[str, object]] = []
         modes = (False,) if quick else (False, True)
         for name, proc in targets:
-            settle(proc)
+            settle(proc, drain)
             row: dict[str, object] = {"target": name}
             bad = 0
             for stream in modes:
@@ -896,16 +975,21 @@ def main(argv: list[str] | None = None) -> None:
             )
             if spied is not None:
                 collapsed, _ = spied
-                own, inclusive, total = hot_spots(collapsed, 25)
-                print(f"\n## Gateway profile (py-spy, {profile_seconds:g} s at {args.rate:g}/s mixed, "
-                      f"{total} non-idle samples)\n")  # fmt: skip
-                print("| own time | function |\n|---:|---|")
+                own, inclusive, categories, total = hot_spots(collapsed, 25)
+                print(f"\n## Gateway profile (py-spy --gil, {profile_seconds:g} s at {args.rate:g}/s mixed, "
+                      f"{total} samples of the thread holding the GIL)\n")  # fmt: skip
+                print("| share of Python CPU | where |\n|---:|---|")
+                for name, count in categories:
+                    print(f"| {count / total:.1%} | {name} |")
+                print("\n| own time | function |\n|---:|---|")
                 for name, count in own:
                     print(f"| {count / total:.1%} | `{name}` |")
                 print("\n| inclusive | function |\n|---:|---|")
                 for name, count in inclusive:
                     print(f"| {count / total:.1%} | `{name}` |")
-                results["profile"] = {"own": own, "inclusive": inclusive, "samples": total}
+                results["profile"] = {
+                    "categories": categories, "own": own, "inclusive": inclusive, "samples": total
+                }  # fmt: skip
 
         # 4. memory soak of the gateway
         points: list[tuple[float, float]] = []
@@ -918,8 +1002,14 @@ def main(argv: list[str] | None = None) -> None:
                 points.append((now, rss_mb(gateway.pid)))
 
         rss_before = rss_mb(gateway.pid)
-        settle(gateway)
-        soaked = asyncio.run(mixed_open_loop(gateway.port, args.rate, soak, tick, grace))
+        settle(gateway, drain)
+        soak_rate = args.soak_rate or args.rate
+        soaked = asyncio.run(mixed_open_loop(gateway.port, soak_rate, soak, tick, grace))
+        if soaked.overloaded_after is not None:
+            print(
+                f"\n(the gateway fell a second behind {soak_rate:g}/s {soaked.overloaded_after:.1f}s into the soak: "
+                "stopped; the memory figures below say nothing about a steady state — try a lower --soak-rate)"
+            )
         points.append((time.perf_counter() - soak_start, rss_mb(gateway.pid)))
         half = [p for p in points if p[0] >= soak / 2]
         slope_all = slope_mb_per_min(points)
@@ -939,7 +1029,7 @@ def main(argv: list[str] | None = None) -> None:
         if soaked.total:
             print(f"soak latency: p50 {ms(pct(soaked.total, 0.5))} ms, p99 {ms(pct(soaked.total, 0.99))} ms")
         results["soak"] = {
-            "seconds": soak, "rss_before_mb": rss_before, "points": points, "slope_mb_per_min": slope_all,
+            "seconds": soak, "rate": soak_rate, "overloaded_after": soaked.overloaded_after, "rss_before_mb": rss_before, "points": points, "slope_mb_per_min": slope_all,
             "slope_second_half_mb_per_min": slope_half, "requests": len(soaked.total),
             "errors": dict(soaked.errors),
         }  # fmt: skip
