@@ -565,7 +565,6 @@ class MappedReaders:
             compiled = self.compiled(provider_id, flavor)
         if compiled is None:
             return None
-        assert isinstance(compiled, Compiled)
         web = 0
         if shape == "responses" and not compiled.reads_web_searches and _may_search(body):
             web = openai.web_search_calls(body)
