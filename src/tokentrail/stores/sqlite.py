@@ -1939,19 +1939,18 @@ def _rebuild_sessions(conn: sqlite3.Connection, names: Iterable[str] | None) -> 
     """Rebuild the `sessions` rows of `names` (None: every session) from the hourly rollup (its sums,
     which still count pruned records) and the raw rows (first and last call); a session the rollup no
     longer counts loses its row."""
-    if names is None:
-        chunks: list[list[str] | None] = [None]
+    where, values = "session IS NOT NULL", list[Any]()
+    wanted = None if names is None else sorted(set(names))
+    if wanted is None:
         conn.execute("DELETE FROM sessions")
-    else:
-        wanted = sorted(set(names))
-        chunks = [wanted[start : start + 500] for start in range(0, len(wanted), 500)]
-    for chunk in chunks:
+    else:  # the names in a temporary table: each query below reads the ledger's tables once
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS tt_session_names (name TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.tt_session_names")
+        conn.executemany("INSERT INTO temp.tt_session_names (name) VALUES (?)", ((n,) for n in wanted))
+        where = "session IN (SELECT name FROM temp.tt_session_names)"
+    for chunk in [wanted]:
         if chunk is not None and not chunk:
             continue
-        where, values = "session IS NOT NULL", list[Any]()
-        if chunk is not None:
-            where = f"session IN ({','.join('?' * len(chunk))})"
-            values = list(chunk)
         sums = {
             row[0]: row[1:]
             for row in conn.execute(
