@@ -264,9 +264,11 @@ def detect_response(response: object, provider: str | None) -> tuple[object, Ada
     found = _sdk_of(response) or batch_provider or _provider_by_shape(response)
     if found == "openai":
         found = _openai_compatible(response)
-    if found is None and label is None:
-        raise Malformed(f"cannot tell which provider produced this {type(response).__name__}; pass provider=")
-    if found is None:  # a named provider with no reader of its own: only the catalog's extractors read it
+    if found is None:
+        if label is None:
+            kind = type(response).__name__
+            raise Malformed(f"cannot tell which provider produced this {kind}; pass provider=")
+        # a named provider with no reader of its own: only the catalog's extractors read it
         return response, Adapter(_no_reader, label), batch_provider is not None
     return response, Adapter(ADAPTERS[found], label or found), batch_provider is not None
 
