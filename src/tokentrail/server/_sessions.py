@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from tokentrail._money import units_to_decimal
 from tokentrail._record import to_timestamp_us
 from tokentrail.stores._session_rows import SESSION_SORTS as _SORTS
-from tokentrail.stores._session_rows import SessionRow, matches, sort_rows, sort_value
+from tokentrail.stores._session_rows import SessionQuery, SessionRow, matches, sort_rows, sort_value
 
 if TYPE_CHECKING:
     from tokentrail._record import Record
@@ -66,16 +66,7 @@ class SessionPage:
 class SessionSource(Protocol):
     """A store that answers the session list itself (a per-session rollup), without a full scan."""
 
-    def sessions(
-        self,
-        since_us: int | None,
-        until_us: int | None,
-        search: str | None,
-        sort: str,
-        descending: bool,
-        limit: int,
-        offset: int,
-    ) -> tuple[int, list[SessionRow]]: ...
+    def sessions(self, asked: SessionQuery) -> tuple[int, list[SessionRow]]: ...
 
 
 def _store_of(tracker: Tracker) -> object:
@@ -90,7 +81,7 @@ def list_sessions(tracker: Tracker, listing: SessionListing) -> SessionPage:
     until_us = None if listing.until is None else to_timestamp_us(listing.until)
     if isinstance(store, SessionSource):
         tracker.flush()
-        total, rows = store.sessions(
+        asked = SessionQuery(
             since_us,
             until_us,
             listing.search,
@@ -99,6 +90,7 @@ def list_sessions(tracker: Tracker, listing: SessionListing) -> SessionPage:
             listing.limit,
             listing.offset,
         )
+        total, rows = store.sessions(asked)
         return SessionPage(total, rows)
     return _from_summaries(tracker, listing)
 

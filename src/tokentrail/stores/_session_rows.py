@@ -9,13 +9,39 @@ the rows of the sessions a `reset` touched from what is left (`settled_span`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SESSION_SORTS", "SessionRow", "matches", "settled_span", "sort_rows", "sort_value"]
+__all__ = [
+    "SESSION_COLUMNS",
+    "SESSION_SORTS",
+    "SessionQuery",
+    "SessionRow",
+    "add_cell",
+    "matches",
+    "rebuilt_row",
+    "settled_span",
+    "sort_rows",
+    "sort_value",
+    "table_row",
+    "table_values",
+]
 
 SESSION_SORTS = ("last", "first", "cost", "calls", "tokens", "span", "unpriced", "session")
+# the columns of the SQL stores' `sessions` table
+SESSION_COLUMNS = (
+    "session",
+    "first_ts",
+    "last_ts",
+    "calls",
+    "unpriced",
+    "cost",
+    "input_tokens",
+    "output_tokens",
+    "duration",
+    "agents",
+)
 _HOUR_US = 3_600_000_000
 
 
@@ -55,6 +81,113 @@ class SessionRow:
         self.last_us = max(self.last_us, other.last_us)
         if other.agents and set(other.agents) - set(self.agents):
             self.agents = tuple(sorted({*self.agents, *other.agents}))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    """A page of the session list a store answers: the sessions with a call in [since_us, until_us) (None:
+    open) whose id or an agent contains `search` (case-folded), sorted by `sort` (ties by session id,
+    ascending), `limit` of them from `offset`."""
+
+    since_us: int | None = None
+    until_us: int | None = None
+    search: str | None = None
+    sort: str = "last"
+    descending: bool = True
+    limit: int = 50
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sort not in SESSION_SORTS:
+            raise ValueError(f"cannot sort sessions by {self.sort!r}; known: {', '.join(SESSION_SORTS)}")
+
+
+def table_row(values: Sequence[Any], agents: Iterable[str]) -> SessionRow:
+    """A row of a SQL store's `sessions` table (`SESSION_COLUMNS` order), its agents decoded by the store."""
+    session, first, last, calls, unpriced, cost, input_tokens, output_tokens, duration, _ = values
+    return SessionRow(
+        session,
+        int(calls),
+        int(unpriced),
+        int(cost),
+        int(input_tokens),
+        int(output_tokens),
+        float(duration),
+        int(first),
+        int(last),
+        tuple(sorted(agents)),
+    )
+
+
+def table_values(row: SessionRow) -> list[Any]:
+    """A session's row as a SQL store's `sessions` table holds it (`SESSION_COLUMNS` order; the cost as
+    an int and the agents as a list, which a store may encode further)."""
+    return [
+        row.session,
+        row.first_us,
+        row.last_us,
+        row.calls,
+        row.unpriced_calls,
+        row.cost_units,
+        row.input_tokens,
+        row.output_tokens,
+        float(row.duration_ms),
+        list(row.agents),
+    ]
+
+
+def rebuilt_row(
+    session: str,
+    sums: Sequence[Any],
+    raw: Sequence[Any] | None,
+    old: tuple[int, int] | None,
+    hour_counts: Callable[[int], tuple[int, int]],
+    agents: Iterable[str],
+) -> SessionRow:
+    """A session's row rebuilt from what a SQL store holds: `sums` from its hourly rollup (calls, unpriced
+    calls, cost, input and output tokens, call time, first and last hour), `raw` (count, earliest,
+    latest) of its raw rows (None: none), its `old` (first, last) and `hour_counts(hour)` (calls counted,
+    raw rows left in that hour), asked only when pruned calls are counted."""
+    calls, unpriced, cost, input_tokens, output_tokens, duration, low, high = sums
+    count, first, last = raw if raw is not None else (0, None, None)
+    if count != calls:  # pruned calls are counted: the ends come from the end hours
+        first, last = settled_span(
+            old,
+            None if first is None or last is None else (int(first), int(last)),
+            (int(low), int(high)),
+            {hour: hour_counts(hour) for hour in {int(low), int(high)}},
+        )
+    values = (session, first, last, calls, unpriced, cost, input_tokens, output_tokens, duration, None)
+    return table_row(values, agents)
+
+
+def add_cell(
+    found: dict[str, SessionRow],
+    session: str,
+    sums: tuple[int, int, int, int, int, float],
+    span: tuple[int, int],
+    agent: str | None,
+) -> None:
+    """Add the calls of one rollup cell (one agent's priced or unpriced calls of a session) to `found`:
+    `sums` are (calls, unpriced calls, cost, input tokens, output tokens, call time), `span` their first
+    and last call."""
+    calls, unpriced, cost, input_tokens, output_tokens, duration = sums
+    change = SessionRow(
+        session,
+        calls,
+        unpriced,
+        cost,
+        input_tokens,
+        output_tokens,
+        duration,
+        *span,
+        () if agent is None else (agent,),
+    )
+    row = found.get(session)
+    if row is None:
+        found[session] = change
+    else:
+        row.merge(change)
 
 
 def matches(session: str, agents: Iterable[str], search: str | None) -> bool:

@@ -37,7 +37,7 @@ from typing import Any
 
 from tokentrail._record import Attributed, Attribution, GroupValue, Record, SummaryRow
 from tokentrail._types import RARE_FIELDS, TOKEN_FIELDS, PriceRule, Usage, UsageStatus
-from tokentrail.stores._session_rows import SESSION_SORTS, SessionRow, matches, sort_rows
+from tokentrail.stores._session_rows import SessionQuery, SessionRow, add_cell, matches, sort_rows
 from tokentrail.stores.base import (
     CALLS,
     COST,
@@ -801,21 +801,10 @@ class MemoryStore:
             self._store(key, kept)
         return len(cell) - len(kept)
 
-    def sessions(
-        self,
-        since_us: int | None,
-        until_us: int | None,
-        search: str | None,
-        sort: str,
-        descending: bool,
-        limit: int,
-        offset: int,
-    ) -> tuple[int, list[SessionRow]]:
-        """The session list from the cells' sums (no record is rebuilt): the sessions with a call in
-        [since_us, until_us) whose id or an agent contains `search`, sorted by `sort` (ties by session
-        id), one page of them and how many match. A pruned cell's calls keep their first and last."""
-        if sort not in SESSION_SORTS:
-            raise ValueError(f"cannot sort sessions by {sort!r}; known: {', '.join(SESSION_SORTS)}")
+    def sessions(self, asked: SessionQuery) -> tuple[int, list[SessionRow]]:
+        """The session list (`SessionQuery`) from the cells' sums (no record is rebuilt). A pruned cell's
+        calls keep their first and last."""
+        since_us, until_us = asked.since_us, asked.until_us
         window = Query(since_us=since_us, until_us=until_us)
         found: dict[str, SessionRow] = {}
         active: set[str] = set()
@@ -839,33 +828,25 @@ class MemoryStore:
                         high = cell.kept_span[1] if high is None else max(high, cell.kept_span[1])
                     if low is None or high is None:  # pruned before spans were kept: the hour's bounds
                         low, high = hour * HOUR_US, (hour + 1) * HOUR_US - 1
-                    change = SessionRow(
-                        session,
+                    totals = (
                         calls,
                         0 if key.priced else calls,
                         int(sums[COST]) if key.priced else 0,
                         int(sums[tokens_in]),
                         int(sums[tokens_out]),
                         float(sums[DURATION]),
-                        low,
-                        high,
-                        () if agent is None else (agent,),
                     )
-                    row = found.get(session)
-                    if row is None:
-                        found[session] = change
-                    else:
-                        row.merge(change)
+                    add_cell(found, session, totals, (low, high), agent)
                     if session not in active and _active_in(window, hour, cell):
                         active.add(session)
         rows = [
             row
             for name, row in found.items()
             if ((since_us is None and until_us is None) or name in active)
-            and matches(name, row.agents, search)
+            and matches(name, row.agents, asked.search)
         ]
-        sort_rows(rows, sort, descending)
-        return len(rows), rows[offset : offset + limit]
+        sort_rows(rows, asked.sort, asked.descending)
+        return len(rows), rows[asked.offset : asked.offset + asked.limit]
 
     def _matching_keys(self, query: Query) -> list[_Key]:
         return [key for key in self._keys.values() if key.cells and query.matches(key)]

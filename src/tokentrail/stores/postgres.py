@@ -32,6 +32,7 @@ URL: `postgresql://user@host:5432/db?schema=tokentrail&durable=1&batch_size=2000
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -50,7 +51,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from tokentrail._record import GroupValue, Record, SummaryRow, intern_attribution
 from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
 from tokentrail.errors import StoreError
-from tokentrail.stores._session_rows import SESSION_SORTS, SessionRow, matches, settled_span
+from tokentrail.stores._session_rows import (
+    SESSION_COLUMNS,
+    SessionQuery,
+    SessionRow,
+    matches,
+    rebuilt_row,
+    table_row,
+    table_values,
+)
 from tokentrail.stores._spool import Spool, default_spool_dir
 from tokentrail.stores._writer import BackgroundWriter
 from tokentrail.stores.base import (
@@ -1199,28 +1208,17 @@ class PostgresStore(BackgroundWriter):
             "rejected_records": self.rejected,
         }
 
-    def sessions(
-        self,
-        since_us: int | None,
-        until_us: int | None,
-        search: str | None,
-        sort: str,
-        descending: bool,
-        limit: int,
-        offset: int,
-    ) -> tuple[int, list[SessionRow]]:
-        """One page of the per-session rollup: the sessions with a call in [since_us, until_us) (None:
-        open) whose id or an agent contains `search` (case-folded, matched here on the decoded text),
-        sorted by `sort` (ties by session id, ascending), and how many match in all."""
-        if sort not in SESSION_SORTS:
-            raise ValueError(f"cannot sort sessions by {sort!r}; known: {', '.join(SESSION_SORTS)}")
+    def sessions(self, asked: SessionQuery) -> tuple[int, list[SessionRow]]:
+        """One page of the per-session rollup and how many sessions match in all (`SessionQuery`; the
+        search is matched here, on the decoded text)."""
         s = self._s
-        conditions, params = _session_window(since_us, until_us, s)
-        direction = "DESC" if descending else "ASC"
-        keys = [f"{key} {direction}" for key in _SESSION_ORDER[sort]]
-        if sort != "session":
+        conditions, params = _session_window(asked.since_us, asked.until_us, s)
+        direction = "DESC" if asked.descending else "ASC"
+        keys = [f"{key} {direction}" for key in _SESSION_ORDER[asked.sort]]
+        if asked.sort != "session":
             keys.append('session COLLATE "C" ASC')
-        columns = ", ".join(_SESSION_COLUMNS)
+        columns = ", ".join(SESSION_COLUMNS)
+        search = asked.search
 
         def work(conn: psycopg.Connection[Any]) -> tuple[int, list[tuple[Any, ...]]]:
             where, values = list(conditions), list(params)
@@ -1243,25 +1241,14 @@ class PostgresStore(BackgroundWriter):
             rows = conn.execute(
                 f"SELECT {columns} FROM {s}.sessions x{_where_sql(where)} ORDER BY {', '.join(keys)}"
                 " LIMIT %s OFFSET %s",
-                [*values, int(limit), int(offset)],
+                [*values, int(asked.limit), int(asked.offset)],
             ).fetchall()
             return total, rows
 
         total, rows = self._read(work)
         return total, [
-            SessionRow(
-                decode_text(session) or "",
-                int(calls),
-                int(unpriced),
-                int(cost),
-                int(input_tokens),
-                int(output_tokens),
-                float(duration),
-                int(first),
-                int(last),
-                tuple(sorted(decode_text(agent) or "" for agent in agents)),
-            )
-            for session, first, last, calls, unpriced, cost, input_tokens, output_tokens, duration, agents in rows
+            table_row((decode_text(row[0]) or "", *row[1:]), (decode_text(a) or "" for a in row[-1]))
+            for row in rows
         ]
 
     def drop_schema(self) -> None:
@@ -1526,46 +1513,16 @@ def _rebuild_sessions(conn: psycopg.Connection[Any], s: str, names: list[str] | 
     else:
         conn.execute(f"DELETE FROM {s}.sessions")
     rows = []
-    for session, (
-        calls,
-        unpriced,
-        cost,
-        input_tokens,
-        output_tokens,
-        duration,
-        low,
-        high,
-        agents,
-    ) in sums.items():
-        if not calls:
-            continue
-        count, first, last = raw.get(session, (0, None, None))
-        if count != calls:  # pruned calls are counted: the ends come from the end hours
-            first, last = settled_span(
-                old.get(session),
-                None if first is None else (int(first), int(last)),
-                (int(low), int(high)),
-                {hour: _hour_counts(conn, s, session, int(hour)) for hour in {low, high}},
-            )
-        rows.append(
-            (
-                session,
-                first,
-                last,
-                calls,
-                unpriced,
-                cost,
-                input_tokens,
-                output_tokens,
-                duration,
-                sorted(agents),
-            )
-        )
+    for session, (*totals, agents) in sums.items():
+        if totals[0]:
+            hour_counts = functools.partial(_hour_counts, conn, s, session)
+            rebuilt = rebuilt_row(session, totals, raw.get(session), old.get(session), hour_counts, agents)
+            rows.append(table_values(rebuilt))
     if rows:
         with conn.cursor() as cur:
             cur.executemany(
-                f"INSERT INTO {s}.sessions ({', '.join(_SESSION_COLUMNS)})"
-                f" VALUES ({', '.join(['%s'] * len(_SESSION_COLUMNS))})",
+                f"INSERT INTO {s}.sessions ({', '.join(SESSION_COLUMNS)})"
+                f" VALUES ({', '.join(['%s'] * len(SESSION_COLUMNS))})",
                 rows,
             )
 
@@ -1649,20 +1606,6 @@ _ROW_SUMS = ", ".join(_ROW_SUM_LIST)
 _ADD_SUMS = ", ".join(
     f"{_q(c)} = rollup_hour.{_q(c)} + excluded.{_q(c)}" for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
 )
-# Insert the staged rows the ledger does not hold yet and add exactly those to the rollup. Cells are
-# upserted in cell order, so concurrent writers lock rollup rows in the same order (no deadlocks).
-_SESSION_COLUMNS = (
-    "session",
-    "first_ts",
-    "last_ts",
-    "calls",
-    "unpriced",
-    "cost",
-    "input_tokens",
-    "output_tokens",
-    "duration",
-    "agents",
-)
 # Insert the staged rows the ledger does not hold yet and add exactly those to the hourly and the
 # per-session rollups. Cells and sessions are upserted in key order, so concurrent writers lock rollup
 # rows in the same order (no deadlocks).
@@ -1673,7 +1616,7 @@ _INSERT_FRESH = (
     f" cells AS (INSERT INTO {{s}}.rollup_hour ({', '.join(_q(c) for c in _ROLLUP_COLUMNS)})"
     f" SELECT cell, hour, {_KEYS}, {_ROW_SUMS} FROM fresh GROUP BY cell, hour, {_KEYS} ORDER BY cell"
     f" ON CONFLICT (cell) DO UPDATE SET {_ADD_SUMS})"
-    f" INSERT INTO {{s}}.sessions ({', '.join(_SESSION_COLUMNS)})"
+    f" INSERT INTO {{s}}.sessions ({', '.join(SESSION_COLUMNS)})"
     " SELECT session, min(ts), max(ts), count(*), count(*) FILTER (WHERE NOT priced),"
     " coalesce(sum(cost), 0), coalesce(sum(t_input_tokens), 0), coalesce(sum(t_output_tokens), 0),"
     " coalesce(sum(duration), 0),"

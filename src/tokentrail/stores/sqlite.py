@@ -59,7 +59,16 @@ from typing import Any, TypeVar
 from tokentrail._record import Attribution, GroupValue, Record, SummaryRow, intern_attribution
 from tokentrail._types import TOKEN_FIELDS, PriceRule, Usage, UsageStatus
 from tokentrail.errors import StoreError
-from tokentrail.stores._session_rows import SESSION_SORTS, SessionRow, matches, settled_span
+from tokentrail.stores._session_rows import (
+    SESSION_COLUMNS,
+    SessionQuery,
+    SessionRow,
+    add_cell,
+    matches,
+    rebuilt_row,
+    table_row,
+    table_values,
+)
 from tokentrail.stores._writer import BackgroundWriter
 from tokentrail.stores.base import (
     CALLS,
@@ -1078,13 +1087,8 @@ class SQLiteStore(BackgroundWriter):
             return self._history_of_ledger(query, limit)
         where, params, check = _where(query, raw=True)
         source, source_params = _records_source(query.prices)
-        sql = f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM {source}"
-        if where:
-            sql += f" WHERE {where}"
-        if limit is not None and check is None:
-            sql += f" ORDER BY ts DESC, id DESC LIMIT {int(limit)}"
-        else:
-            sql += " ORDER BY ts, id"
+        select = f"SELECT {', '.join(_q(c) for c in _RECORD_COLUMNS)} FROM {source}"
+        sql = _history_sql(select, where, limit if check is None else None, "ts", "id")
 
         def work(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             if query.prices is not None:
@@ -1108,13 +1112,8 @@ class SQLiteStore(BackgroundWriter):
         shared columns are decoded once per `dims` row, and a session's (or any plain filter's) rows are
         found through the `dims` indexes and `ledger_dim`, not by a scan."""
         where, params, check = _where(query, raw=True)
-        sql = f"SELECT {_LEDGER_SELECT} FROM ledger l JOIN dims d ON d.id = l.dim"
-        if where:
-            sql += f" WHERE {where}"
-        if limit is not None and check is None:
-            sql += f" ORDER BY l.ts DESC, {_ID_TEXT} DESC LIMIT {int(limit)}"
-        else:
-            sql += f" ORDER BY l.ts, {_ID_TEXT}"
+        select = f"SELECT {_LEDGER_SELECT} FROM ledger l JOIN dims d ON d.id = l.dim"
+        sql = _history_sql(select, where, limit if check is None else None, "l.ts", _ID_TEXT)
 
         def work(conn: sqlite3.Connection) -> tuple[list[tuple[Any, ...]], dict[int, _Shared]]:
             found = conn.execute(sql, params).fetchall()
@@ -1405,59 +1404,34 @@ class SQLiteStore(BackgroundWriter):
                 size += os.path.getsize(self.path + suffix)
         return {"records": records, "unpriced": unpriced, "rollup_rows": cells, "file_bytes": size}
 
-    def sessions(
-        self,
-        since_us: int | None,
-        until_us: int | None,
-        search: str | None,
-        sort: str,
-        descending: bool,
-        limit: int,
-        offset: int,
-    ) -> tuple[int, list[SessionRow]]:
-        """One page of the per-session rollup: the sessions with a call in [since_us, until_us) (None:
-        open) whose id or an agent contains `search` (case-folded), sorted by `sort` (ties by session id,
-        ascending), and how many match in all. Reads the `sessions` table (index on the last call)."""
-        if sort not in SESSION_SORTS:
-            raise ValueError(f"cannot sort sessions by {sort!r}; known: {', '.join(SESSION_SORTS)}")
-        conditions, params = _session_window(since_us, until_us)
+    def sessions(self, asked: SessionQuery) -> tuple[int, list[SessionRow]]:
+        """One page of the per-session rollup and how many sessions match in all (`SessionQuery`), read
+        from the `sessions` table (index on the last call)."""
+        conditions, params = _session_window(asked.since_us, asked.until_us)
+        search = asked.search
         if search:
             conditions.append(_search_condition(search))
             params += [*_search_params(search), search]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        direction = "DESC" if descending else "ASC"
-        keys = [f"{key} {direction}" for key in _SESSION_ORDER[sort]]
-        if sort != "session":
+        direction = "DESC" if asked.descending else "ASC"
+        keys = [f"{key} {direction}" for key in _SESSION_ORDER[asked.sort]]
+        if asked.sort != "session":
             keys.append("session ASC")
-        columns = ", ".join(_SESSION_COLUMNS)
+        columns = ", ".join(SESSION_COLUMNS)
         counted = ", count(*) OVER ()" if search else ""  # a search is evaluated once, not twice
         page_sql = (
             f"SELECT {columns}{counted} FROM sessions{where} ORDER BY {', '.join(keys)} LIMIT ? OFFSET ?"
         )
 
         def work(conn: sqlite3.Connection) -> tuple[int, list[tuple[Any, ...]]]:
-            rows = conn.execute(page_sql, [*params, int(limit), int(offset)]).fetchall()
+            rows = conn.execute(page_sql, [*params, int(asked.limit), int(asked.offset)]).fetchall()
             if search and rows:
-                return int(rows[0][-1]), [row[:-1] for row in rows]
+                return int(rows[0][-1]), [row[: len(SESSION_COLUMNS)] for row in rows]
             total = conn.execute(f"SELECT count(*) FROM sessions{where}", params).fetchone()[0]
             return int(total), rows
 
         total, rows = self._read(work)
-        return total, [
-            SessionRow(
-                session,
-                calls,
-                unpriced,
-                int(cost),
-                input_tokens,
-                output_tokens,
-                duration,
-                first,
-                last,
-                tuple(json.loads(agents)),
-            )
-            for session, first, last, calls, unpriced, cost, input_tokens, output_tokens, duration, agents in rows
-        ]
+        return total, [table_row(row, json.loads(row[-1])) for row in rows]
 
     def _record(self, row: Sequence[Any]) -> Record:
         values = dict(zip(_RECORD_COLUMNS, row, strict=True))
@@ -1703,6 +1677,14 @@ _dim_of = operator.itemgetter(_DIM_AT)
 _EXTRA_DEFAULTS = dict(zip(_RARE_TOKENS, _RARE_DEFAULTS, strict=True))
 
 
+def _history_sql(select: str, where: str, limit: int | None, ts: str, record_id: str) -> str:
+    """`select` with `where`, oldest first, or the last `limit` rows newest first (the caller reverses)."""
+    sql = f"{select} WHERE {where}" if where else select
+    if limit is not None:
+        return f"{sql} ORDER BY {ts} DESC, {record_id} DESC LIMIT {int(limit)}"
+    return f"{sql} ORDER BY {ts}, {record_id}"
+
+
 def _record_of_ledger(row: Sequence[Any], shared: _Shared) -> Record:
     """The record of a `ledger` row (`_LEDGER_COLUMNS` order) and its decoded `dims` row."""
     (
@@ -1841,20 +1823,8 @@ def _add_to_rollups(conn: sqlite3.Connection, deltas: list[tuple[Any, ...]]) -> 
     conn.executemany(_UPSERT_DAY, _by_day(deltas))
 
 
-_SESSION_COLUMNS = (
-    "session",
-    "first_ts",
-    "last_ts",
-    "calls",
-    "unpriced",
-    "cost",
-    "input_tokens",
-    "output_tokens",
-    "duration",
-    "agents",
-)
 _UPSERT_SESSION = (
-    f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)}) VALUES ({', '.join('?' * len(_SESSION_COLUMNS))})"
+    f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)}) VALUES ({', '.join('?' * len(SESSION_COLUMNS))})"
     " ON CONFLICT (session) DO UPDATE SET first_ts = min(first_ts, excluded.first_ts),"
     " last_ts = max(last_ts, excluded.last_ts), calls = calls + excluded.calls,"
     " unpriced = unpriced + excluded.unpriced, cost = bigadd(cost, excluded.cost),"
@@ -1863,8 +1833,8 @@ _UPSERT_SESSION = (
     " agents = CASE WHEN agents = excluded.agents THEN agents ELSE tt_agents(agents, excluded.agents) END"
 )
 _REPLACE_SESSION = (
-    f"INSERT OR REPLACE INTO sessions ({', '.join(_SESSION_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(_SESSION_COLUMNS))})"
+    f"INSERT OR REPLACE INTO sessions ({', '.join(SESSION_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(SESSION_COLUMNS))})"
 )
 _DELTA_AGENT = 2 + _KEY_COLUMNS.index("agent")
 _DELTA_SESSION = 2 + _KEY_COLUMNS.index("session")
@@ -1888,41 +1858,25 @@ def _add_to_sessions(
         if session is None:
             continue
         calls = delta[_DELTA_CALLS]
-        agent = delta[_DELTA_AGENT]
-        change = SessionRow(
-            session,
+        totals = (
             calls,
             0 if delta[_DELTA_PRICED] else calls,
             int(delta[_DELTA_COST]),
             delta[_DELTA_INPUT],
             delta[_DELTA_OUTPUT],
             delta[_DELTA_DURATION],
-            first,
-            last,
-            () if agent is None else (agent,),
         )
-        row = found.get(session)
-        if row is None:
-            found[session] = change
-        else:
-            row.merge(change)
+        add_cell(found, session, totals, (first, last), delta[_DELTA_AGENT])
     if found:
         conn.executemany(_UPSERT_SESSION, map(_session_values, found.values()))
 
 
-def _session_values(row: SessionRow) -> tuple[Any, ...]:
-    return (
-        row.session,
-        row.first_us,
-        row.last_us,
-        row.calls,
-        row.unpriced_calls,
-        str(row.cost_units),
-        row.input_tokens,
-        row.output_tokens,
-        float(row.duration_ms),
-        json.dumps(list(row.agents), ensure_ascii=False),
-    )
+def _session_values(row: SessionRow) -> list[Any]:
+    """A session's row as the `sessions` table holds it (cost as decimal text, agents as JSON)."""
+    values = table_values(row)
+    values[5] = str(values[5])
+    values[9] = json.dumps(values[9], ensure_ascii=False)
+    return values
 
 
 def _merge_agents(old: str, new: str) -> str:
@@ -1984,39 +1938,18 @@ def _rebuild_sessions(conn: sqlite3.Connection, names: Iterable[str] | None) -> 
             gone = [name for name in chunk if name not in sums]
             _delete_in(conn, "DELETE FROM sessions WHERE session IN ({})", gone)
         rows = []
-        for session, (
-            calls,
-            unpriced,
-            cost,
-            input_tokens,
-            output_tokens,
-            duration,
-            low,
-            high,
-        ) in sums.items():
-            if not calls:
+        for session, (*totals, low, high) in sums.items():
+            if not totals[0]:
                 conn.execute("DELETE FROM sessions WHERE session = ?", (session,))
                 continue
-            count, first, last = raw.get(session, (0, None, None))
-            if count != calls:  # pruned calls are counted: the ends come from the end hours
-                span = settled_span(
-                    old.get(session),
-                    None if first is None else (first, last),
-                    (low, high),
-                    {hour: _hour_counts(conn, session, hour) for hour in {low, high}},
-                )
-                first, last = span
-            row = SessionRow(
+            totals[2] = int(totals[2])  # bigsum's text
+            row = rebuilt_row(
                 session,
-                calls,
-                unpriced,
-                int(cost),
-                input_tokens,
-                output_tokens,
-                duration,
-                first,
-                last,
-                tuple(sorted(agents.get(session, ()))),
+                (*totals, low, high),
+                raw.get(session),
+                old.get(session),
+                functools.partial(_hour_counts, conn, session),
+                agents.get(session, ()),
             )
             rows.append(_session_values(row))
         conn.executemany(_REPLACE_SESSION, rows)
