@@ -400,10 +400,13 @@ class PriceRule:
 
 @dataclass(frozen=True, slots=True)
 class CostLayout:
-    """What each amount of a priced `Cost` is: component names and directions (1 input, 2 output, 0 neither)."""
+    """What each amount of a priced `Cost` is: component names and directions (1 input, 2 output, 0 neither),
+    and the positions of the amounts for units that are not tokens (requests, searches, characters,
+    messages, durations, pages, pixels, code executions: the catalog's unit families other than tokens)."""
 
     names: tuple[str, ...]
     directions: tuple[int, ...]
+    non_token: tuple[int, ...] = ()
 
 
 _EMPTY_LAYOUT = CostLayout((), ())
@@ -415,7 +418,8 @@ class Cost:
     Amounts are held as integers of 10**-24 USD and turned into `Decimal` when read.
     `components` splits the total into disjoint parts (uncached input, cache reads, cache writes,
     output, …) that add up to `total`; `input` and `output` group them by direction (per-request and
-    tool fees belong to neither); `reasoning` is the share of `output` spent on reasoning tokens.
+    tool fees belong to neither); `reasoning` is the share of `output` spent on reasoning tokens;
+    `non_token` is the share of `total` paid for units that are not tokens (the rest paid for tokens).
     An unpriced cost (`priced=False`) has a `reason` and no amounts: it is never a silent $0.
     """
 
@@ -467,6 +471,16 @@ class Cost:
         return units_to_decimal(self.output_units)
 
     @property
+    def non_token_units(self) -> int:
+        return sum(self._parts[i] for i in self._layout.non_token) if self._layout.non_token else 0
+
+    @property
+    def non_token(self) -> Decimal:
+        """The part of `total` paid for units that are not tokens (requests, web and other searches,
+        characters, messages, audio durations, pages, pixels, code executions); the rest is tokens."""
+        return units_to_decimal(self.non_token_units)
+
+    @property
     def reasoning(self) -> Decimal:
         """The part of `output` paid for reasoning tokens."""
         return units_to_decimal(self._reasoning)
@@ -499,12 +513,17 @@ class Cost:
             layout, parts = self._layout, tuple(a + b for a, b in zip(self._parts, other._parts, strict=True))
         else:
             merged: dict[str, tuple[int, int]] = {}
+            others: set[str] = set()
             for cost in (self, other):
-                for name, direction, units in zip(
-                    cost._layout.names, cost._layout.directions, cost._parts, strict=True
-                ):
+                names = cost._layout.names
+                others.update(names[i] for i in cost._layout.non_token)
+                for name, direction, units in zip(names, cost._layout.directions, cost._parts, strict=True):
                     merged[name] = (direction, merged.get(name, (direction, 0))[1] + units)
-            layout = CostLayout(tuple(merged), tuple(d for d, _ in merged.values()))
+            layout = CostLayout(
+                tuple(merged),
+                tuple(d for d, _ in merged.values()),
+                tuple(i for i, name in enumerate(merged) if name in others),
+            )
             parts = tuple(u for _, u in merged.values())
         return Cost(
             priced=self.priced and other.priced,

@@ -146,6 +146,11 @@ class Unit:
     def direction(self) -> str | None:
         return dict(self.dimensions).get("direction")
 
+    @property
+    def tokens(self) -> bool:
+        """Whether the unit counts tokens (its family); requests, searches, durations, … do not."""
+        return dict(self.dimensions).get("family", "tokens") == "tokens"
+
 
 class UnitRegistry:
     """genai-prices' unit registry: which usage key each price key prices, and how units nest."""
@@ -200,6 +205,7 @@ class _Term:
     rate: int  # yocto-dollars per `den` units at the base price
     tiers: tuple[tuple[int, int], ...]  # (start, rate), highest start first; applies when input > start
     den: int = 1  # > 1 only when a rate is not a whole number of yocto-dollars per unit (durations)
+    tokens: bool = True  # False for a unit of another family (requests, searches, durations, pages, …)
 
 
 class PriceSet:
@@ -223,7 +229,11 @@ class PriceSet:
         self.rule = rule
         self.error = error
         self._terms = tuple(terms)
-        self._layout = CostLayout(tuple(t.name for t in terms), tuple(t.direction for t in terms))
+        self._layout = CostLayout(
+            tuple(t.name for t in terms),
+            tuple(t.direction for t in terms),
+            tuple(i for i, t in enumerate(terms) if not t.tokens),
+        )
         self._kernel = _compile_kernel(terms, attrs, minimum_audio_ms)
 
     @property
@@ -367,9 +377,8 @@ def compile_prices(registry: UnitRegistry, prices: Mapping[str, Any], rule: Pric
                 f"{prices[unit.price_key]} has more decimal places than tokentrail can hold exactly",
             )
         direction = {"input": 1, "output": 2}.get(unit.direction or "", 0)
-        terms.append(
-            _Term(_component_name(unit.usage_key), direction, tuple(plus), tuple(minus), rate, tiers, den)
-        )
+        name = _component_name(unit.usage_key)
+        terms.append(_Term(name, direction, tuple(plus), tuple(minus), rate, tiers, den, unit.tokens))
     minimum_audio_ms = _MINIMUM_AUDIO_MS.get((rule.provider, rule.model), 0)
     return PriceSet(rule, terms, attrs, minimum_audio_ms=minimum_audio_ms)
 
