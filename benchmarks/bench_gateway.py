@@ -77,6 +77,7 @@ CLIENT_KEY = (
     "sk-bench-5f0c8e2a9b7d4c61a3e8f2d0b6c4a1e9d7f5b3a2c8e6d4f0a1b3c5e7d9f2a4b6"  # litellm's master key too
 )
 MAX_CONNECTIONS = 1024  # per target, in the load generator
+IDLE_SECONDS = 3.0  # an idle connection older than this is closed, not reused (servers drop them at 5 s)
 PROMPT = "Summarize the following quarterly report in three bullet points. " * 4
 
 # -- the upstream ------------------------------------------------------------------------------------------
@@ -449,7 +450,7 @@ class Pool:
     def __init__(self, port: int, limit: int = MAX_CONNECTIONS) -> None:
         self.port = port
         self.limit = limit
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], float]] = []
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.live = 0
         self.opened = 0
@@ -459,8 +460,11 @@ class Pool:
             waiter = asyncio.get_running_loop().create_future()
             self.waiters.append(waiter)
             await waiter
-        if self.idle:
-            return self.idle.pop()
+        while self.idle:
+            conn, since = self.idle.pop()
+            if time.perf_counter() - since < IDLE_SECONDS:
+                return conn
+            self.lost(conn)  # the server may close it any moment (uvicorn: after 5 s idle)
         self.live += 1
         self.opened += 1
         try:
@@ -470,7 +474,7 @@ class Pool:
             raise
 
     def put(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-        self.idle.append(conn)
+        self.idle.append((conn, time.perf_counter()))
         self._wake()
 
     def lost(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None) -> None:
@@ -487,7 +491,7 @@ class Pool:
                 return
 
     def close(self) -> None:
-        for _, writer in self.idle:
+        for (_, writer), _since in self.idle:
             writer.close()
         self.idle.clear()
 
