@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +21,11 @@ from tokentrail.stores.memory import MemoryStore
 from tokentrail.stores.sqlite import (
     _RECORD_COLUMNS,
     _ROLLUP_COLUMNS,
+    _TOKEN_FIELDS_V1,
     SCHEMA_VERSION,
     SQLiteStore,
+    _record_columns,
+    _rollup_columns,
     _rollup_deltas,
     _schema_v1,
 )
@@ -185,31 +190,37 @@ def _wide_row(record: Record) -> tuple[object, ...]:
 
 
 def _make_v1_file(path: Path, records: list[Record]) -> None:
-    """A ledger as tokentrail wrote it before schema version 2 (no estimate column)."""
+    """A ledger as tokentrail wrote it before schema version 2 (no estimate column, v1's counts)."""
     rows = [_wide_row(record) for record in records]
-    assert _RECORD_COLUMNS[-2:] == ("est_input", "ttft")  # added by v2 and v3
-    v1_columns = _RECORD_COLUMNS[:-2]
+    v1_columns = _record_columns(_TOKEN_FIELDS_V1)
+    assert v1_columns[-2:] == ("est_input", "ttft")  # added by v2 and v3
+    v1_columns = v1_columns[:-2]
+    v1_rollup = _rollup_columns(_TOKEN_FIELDS_V1)
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     conn.execute("INSERT INTO schema_version (version) VALUES (1)")
     for statement in _schema_v1():
         conn.execute(statement)
+
+    def project(row: Sequence[Any], names: Sequence[str], wanted: Sequence[str]) -> tuple[Any, ...]:
+        by_name = dict(zip(names, row, strict=True))
+        return tuple(by_name[name] for name in wanted)
+
     quoted = ", ".join(f'"{c}"' for c in v1_columns)
-    rollup = ", ".join(f'"{c}"' for c in _ROLLUP_COLUMNS)
+    rollup = ", ".join(f'"{c}"' for c in v1_rollup)
     conn.executemany(
         f"INSERT INTO records ({quoted}) VALUES ({', '.join('?' * len(v1_columns))})",
-        [row[:-2] for row in rows],
+        [project(row, _RECORD_COLUMNS, v1_columns) for row in rows],
     )
     conn.executemany(
-        f"INSERT INTO rollup_hour ({rollup}) VALUES ({', '.join('?' * len(_ROLLUP_COLUMNS))})",
-        _rollup_deltas(rows),
+        f"INSERT INTO rollup_hour ({rollup}) VALUES ({', '.join('?' * len(v1_rollup))})",
+        [project(delta, _ROLLUP_COLUMNS, v1_rollup) for delta in _rollup_deltas(rows)],
     )
     conn.commit()
     conn.close()
 
 
 def test_sqlite_migrates_a_v1_file(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 6
     source = Tracker()
     source.record(_usage(100), "gpt-4o", at=AT, agent="old")
     source.record(_usage(300), "gpt-4o", at=AT, agent="old", provider_cost="0.01")
