@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 pytest.importorskip("uvicorn")
+pytest.importorskip("aiohttp")
 pytest.importorskip("httpx")
 
 from tests.asgi_server import Served
@@ -94,6 +95,7 @@ class ScriptedUpstream:
     def __init__(self) -> None:
         self.status = 200
         self.content_type = "text/event-stream"
+        self.extra_headers: list[tuple[str, str]] = []
         self.steps: list[Step] = []
         self.headers_gate: threading.Event | None = None
         self.requests: list[dict[str, Any]] = []
@@ -109,7 +111,11 @@ class ScriptedUpstream:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 upstream.requests.append(
-                    {"path": self.path, "body": self.rfile.read(length), "headers": dict(self.headers)}
+                    {
+                        "path": self.path,
+                        "body": self.rfile.read(length),
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                    }
                 )
                 if upstream.headers_gate is not None:
                     upstream.headers_gate.wait(30)
@@ -117,6 +123,8 @@ class ScriptedUpstream:
                     self.send_response(upstream.status)
                     self.send_header("Content-Type", upstream.content_type)
                     self.send_header("Transfer-Encoding", "chunked")
+                    for name, value in upstream.extra_headers:
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.flush()
                     for step in upstream.steps:

@@ -3,6 +3,7 @@ client's SDK reports: the real `openai` and `anthropic` SDKs, httpx and curl aga
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -253,6 +254,58 @@ def test_a_stream_reaches_the_client_before_the_upstream_has_sent_it_all(
     assert not last_sent_before
     assert "event: message_stop" in rest
     assert (record.usage.input_tokens, record.usage.output_tokens) == (12, 7)
+
+
+def test_a_compressed_body_passes_as_the_upstream_sent_it(scripted: ScriptedUpstream, ledger: str) -> None:
+    # the gateway asks for identity; an upstream that compresses anyway reaches the client byte for byte
+    scripted.content_type = "application/json"
+    scripted.extra_headers = [("Content-Encoding", "gzip")]
+    completion = b'{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o","choices":[]}'
+    scripted.steps = [Step(gzip.compress(completion))]
+    with serve(Gateway(gateway_config(scripted.base, ledger))) as running:
+        with httpx.stream(
+            "POST", running.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES}
+        ) as response:
+            raw = b"".join(response.iter_raw())
+            encoding = response.headers.get("content-encoding")
+        (record,) = running.gateway.tracker.history()
+
+    assert scripted.requests[0]["headers"]["accept-encoding"] == "identity"
+    assert (encoding, raw) == ("gzip", scripted.steps[0].data)
+    assert gzip.decompress(raw) == completion
+    assert record.usage.status.value == "unknown"  # not read: the gateway does not decompress
+
+
+def test_request_headers_pass_without_ones_the_gateway_would_add(
+    scripted: ScriptedUpstream, ledger: str
+) -> None:
+    scripted.content_type = "application/json"
+    scripted.steps = [Step(b"{}")]
+    with serve(Gateway(gateway_config(scripted.base, ledger))) as running:
+        httpx.post(
+            running.url + "/v1/chat/completions",
+            content=b'{"model":"gpt-4o"}',
+            headers={"User-Agent": "agent/1.0", "X-Custom": "kept", "Cookie": "a=b"},
+        )
+
+    headers = scripted.requests[0]["headers"]
+    assert (headers["user-agent"], headers["x-custom"], headers["cookie"]) == ("agent/1.0", "kept", "a=b")
+    assert "content-type" not in headers  # the client sent none: none added
+    assert headers["content-length"] == "18"
+
+
+def test_cookies_set_by_an_upstream_are_not_sent_for_other_clients(
+    scripted: ScriptedUpstream, ledger: str
+) -> None:
+    scripted.content_type = "application/json"
+    scripted.extra_headers = [("Set-Cookie", "session=upstream-1; Path=/")]
+    scripted.steps = [Step(b"{}")]
+    with serve(Gateway(gateway_config(scripted.base, ledger))) as running:
+        first = httpx.post(running.url + "/v1/chat/completions", json={"model": "gpt-4o"})
+        httpx.post(running.url + "/v1/chat/completions", json={"model": "gpt-4o"})
+
+    assert first.headers["set-cookie"] == "session=upstream-1; Path=/"  # relayed to its client
+    assert [r["headers"].get("cookie") for r in scripted.requests] == [None, None]
 
 
 def threading_event():

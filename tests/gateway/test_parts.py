@@ -57,9 +57,9 @@ def test_virtual_key_swapped_and_our_headers_dropped() -> None:
     assert presented_key(headers, b"") == "ttk-ab-secret"
     assert presented_key([], b"alt=sse&key=ttk-ab-secret") == "ttk-ab-secret"
     assert forward_headers(headers, "ttk-ab-secret", "sk-real") == [
-        (b"authorization", b"Bearer sk-real"),
-        (b"content-type", b"application/json"),
-        (b"accept-encoding", b"identity"),
+        ("authorization", "Bearer sk-real"),
+        ("content-type", "application/json"),
+        ("accept-encoding", "identity"),
     ]
 
 

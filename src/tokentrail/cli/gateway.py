@@ -1,6 +1,6 @@
 """`tokentrail gateway` (serve the HTTP gateway) and `tokentrail keys create|list|revoke` (its virtual keys).
 
-Registered on the main app by `tokentrail.cli`; the gateway package (httpx, uvicorn, prometheus_client)
+Registered on the main app by `tokentrail.cli`; the gateway package (aiohttp, uvicorn, prometheus_client)
 is imported only when `gateway` runs.
 """
 

@@ -1,6 +1,6 @@
 """`tokentrail gateway`: an HTTP gateway any client points its base URL at; each call is forwarded to
 its provider, relayed back as it arrives, and recorded, priced and budgeted by the same tracker, adapters
-and budgets as in-process calls. Imported only by its command (it needs httpx, uvicorn and
+and budgets as in-process calls. Imported only by its command (it needs aiohttp, uvicorn and
 prometheus_client: `pip install 'tokentrail[gateway]'`).
 
     app = Gateway(GatewayConfig({"openai": parse_upstream("openai=https://api.openai.com")}))

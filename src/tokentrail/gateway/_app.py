@@ -4,7 +4,7 @@ client as it arrives and recorded through the tracker like any instrumented call
 The path of a request:
 
     route (path) → body read (size-capped) → virtual key / attribution headers → budget reservation
-    → upstream (httpx, streaming) → relay chunk by chunk → record on the capture worker
+    → upstream (aiohttp, streaming) → relay chunk by chunk → record on the capture worker
 
 Recording reuses the in-process machinery unchanged: a `Call` (`adapters._instrument_call`) holds the
 timing and the reservation; a JSON body is kept as the chunks that passed and decoded on the capture
@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from tokentrail.adapters._instrument_call import Call, _estimate_input
 from tokentrail.adapters._instrument_target import Target, first_int
@@ -95,6 +96,7 @@ class GatewayConfig:
     token: str | None = field(default=None, repr=False)  # refuse requests with neither it nor a virtual key
     timeout: float = 600.0  # seconds to wait for the upstream's next bytes
     connect_timeout: float = 10.0
+    max_upstream_connections: int = 2048  # open connections to the upstreams, all together
     max_body_bytes: int = 32 * 1024 * 1024
     key_refresh_seconds: float = 30.0
 
@@ -129,7 +131,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.metrics.extra = lambda: {"budget_backend_errors": float(self.budgets.backend_errors())}
         self._targets = _targets()
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._traces: OtlpApp | None = None  # POST /v1/traces, made on the first export
         self._closed = False
 
@@ -153,15 +155,22 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def client(self) -> httpx.AsyncClient:
-        """The upstream HTTP client (made on first use, inside the server's event loop)."""
+    def client(self) -> aiohttp.ClientSession:
+        """The upstream HTTP client (made at start-up or on first use, inside the server's event loop).
+
+        Bodies pass as the upstream sent them (no decompression), no cookies are kept between clients,
+        no proxy is read from the environment, and redirects are relayed, not followed."""
         client = self._client
         if client is None:
             config = self.config
-            client = self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-                follow_redirects=False,
+            client = self._client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=config.max_upstream_connections, limit_per_host=0),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=None, sock_connect=config.connect_timeout, sock_read=config.timeout
+                ),
+                auto_decompress=False,
+                skip_auto_headers=("Content-Type",),  # none added to a body the client sent without one
+                cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
             )
         return client
@@ -172,7 +181,7 @@ class Gateway:
             return
         self._closed = True
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
         await asyncio.to_thread(self.close_ledger)
 
     def close_ledger(self) -> None:
@@ -334,23 +343,25 @@ class Gateway:
         refusal = await self._reserve(call, request, model, upstream, len(body))
         if refusal is not None:
             return await _reply(send, refusal)
-        client = self.client()
         real_key = upstream.key if secret is not None else None
-        outgoing = client.build_request(
-            "POST",
-            target_url(upstream, found.path, forward_query(scope.get("query_string", b""), secret, real_key)),
-            headers=forward_headers(scope["headers"], secret, real_key),
-            content=body,
+        url = target_url(
+            upstream, found.path, forward_query(scope.get("query_string", b""), secret, real_key)
         )
         sent = time.perf_counter()
         try:
-            response = await client.send(outgoing, stream=True)
-        except httpx.TimeoutException:
+            response = await self.client().request(
+                "POST",
+                URL(url, encoded=True),  # the path and query as the client sent them (not re-quoted)
+                headers=forward_headers(scope["headers"], secret, real_key),
+                data=body,
+                allow_redirects=False,
+            )
+        except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors
             call.failed()
             self.metrics.upstream_errors[(upstream.name, "timeout")] += 1
             message = f"upstream {upstream.name!r} did not answer within {self.config.timeout:g}s"
             return await _reply(send, error_reply(route.api, 504, message))
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             call.failed()
             self.metrics.upstream_errors[(upstream.name, "unreachable")] += 1
             message = f"upstream {upstream.name!r} could not be reached ({type(exc).__name__})"
@@ -364,7 +375,7 @@ class Gateway:
             return await self._relay(receive, send, response, call, strip, route)
         finally:
             self.metrics.durations.observe(labels, time.perf_counter() - started)
-            await response.aclose()
+            response.release()  # back to the pool when the body was read to its end, else closed
 
     async def _reserve(
         self, call: Call, request: dict[str, Any], model: str | None, upstream: Upstream, size: int
@@ -395,13 +406,13 @@ class Gateway:
         self,
         receive: Receive,
         send: Send,
-        response: httpx.Response,
+        response: aiohttp.ClientResponse,
         call: Call,
         strip: bool,
         route: Route,
     ) -> int:
-        status = response.status_code
-        headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in _RESPONSE_DROPPED]
+        status = response.status
+        headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in _RESPONSE_DROPPED]
         sink: _Sink
         if not 200 <= status < 300:
             call.failed()  # an error answer is not billed: relayed unchanged, nothing recorded
@@ -615,13 +626,14 @@ def _pattern(regex: str | None) -> re.Pattern[bytes] | None:
     return found
 
 
-async def _pump(send: Send, response: httpx.Response, sink: _Sink) -> None:
+async def _pump(send: Send, response: aiohttp.ClientResponse, sink: _Sink) -> None:
     """Relay the upstream body to the client chunk by chunk, through `sink`. A sink that `holds_last`
     (a JSON body, whose end the client can tell by its length) keeps one chunk back, so the call is
     queued for recording before the client has the whole body."""
     held = b""
     holds_last = sink.holds_last
-    async for chunk in response.aiter_raw():
+    read = response.content.readany
+    while chunk := await read():
         out = sink.chunk(chunk)
         if not out:
             continue

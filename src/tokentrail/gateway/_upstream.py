@@ -21,7 +21,7 @@ __all__ = ["Upstream", "forward_headers", "forward_query", "parse_upstream", "pr
 
 _APIS = {"openai": "openai", "azure": "openai", "anthropic": "anthropic", "google": "gemini"}
 
-# never forwarded: hop-by-hop headers (RFC 9110 §7.6.1), what httpx sets itself, and our own headers
+# never forwarded: hop-by-hop headers (RFC 9110 §7.6.1), what the HTTP client sets itself, and our own
 _DROPPED = frozenset(
     {
         b"connection",
@@ -97,22 +97,21 @@ def presented_key(headers: list[tuple[bytes, bytes]], query: bytes) -> str | Non
 
 def forward_headers(
     headers: list[tuple[bytes, bytes]], virtual_key: str | None, real_key: str | None
-) -> list[tuple[bytes, bytes]]:
-    """The client's headers to send upstream: hop-by-hop and X-Tokentrail-* dropped, the virtual key
-    replaced by the real one where the client put it, and the body asked for uncompressed (the gateway
-    reads it as it passes)."""
-    forwarded: list[tuple[bytes, bytes]] = []
+) -> list[tuple[str, str]]:
+    """The client's headers to send upstream (as text, latin-1 as on the wire): hop-by-hop and
+    X-Tokentrail-* dropped, the virtual key replaced by the real one where the client put it, and the body
+    asked for uncompressed (the gateway reads it as it passes)."""
+    forwarded: list[tuple[str, str]] = []
     for name, value in headers:
         if name in _DROPPED or name.startswith(_OUR_PREFIX):
             continue
-        if virtual_key is not None and name in _KEY_HEADERS:
-            text = value.decode("latin-1")
-            if virtual_key in text:
-                if real_key is None:
-                    continue
-                value = text.replace(virtual_key, real_key).encode("latin-1")
-        forwarded.append((name, value))
-    forwarded.append((b"accept-encoding", b"identity"))
+        text = value.decode("latin-1")
+        if virtual_key is not None and name in _KEY_HEADERS and virtual_key in text:
+            if real_key is None:
+                continue
+            text = text.replace(virtual_key, real_key)
+        forwarded.append((name.decode("latin-1"), text))
+    forwarded.append(("accept-encoding", "identity"))
     return forwarded
 
 
