@@ -139,10 +139,17 @@ class Record(Attributed):
     context: Mapping[str, str] | None = None  # request context used for pricing (service tier, batch…)
     estimated_input_tokens: int | None = None  # pre-call local count, to compare with the billed input
     ttft_ms: float | None = None  # time to first token of a streamed call, in milliseconds
+    non_token_units: int = 0  # the part of cost_units paid for units that are not tokens (0 when unpriced)
 
     @property
     def priced(self) -> bool:
         return self.cost_units is not None
+
+    @property
+    def non_token_cost(self) -> Decimal | None:
+        """The part of `cost` paid for units that are not tokens (requests, searches, durations, pages,
+        …; `Cost.non_token`), or None when the call could not be priced."""
+        return None if self.cost_units is None else units_to_decimal(self.non_token_units)
 
     @property
     def cost(self) -> Decimal | None:
@@ -265,11 +272,17 @@ class SummaryRow:
     compared_provider_units: int = 0  # provider-reported cost of the calls we priced too …
     compared_cost_units: int = 0  # … and our cost of the same calls
     status_counts: dict[str, int] = field(default_factory=dict)
+    non_token_cost_units: int = 0  # the part of cost_units paid for units that are not tokens
 
     @property
     def cost(self) -> Decimal:
         """Exact USD cost of the priced calls."""
         return units_to_decimal(self.cost_units)
+
+    @property
+    def non_token_cost(self) -> Decimal:
+        """The part of `cost` paid for units that are not tokens (requests, searches, durations, pages, …)."""
+        return units_to_decimal(self.non_token_cost_units)
 
     @property
     def priced_calls(self) -> int:

@@ -405,6 +405,7 @@ class Tracker:
             ttft_ms
             if ttft_ms is None or (type(ttft_ms) is float and 0.0 <= ttft_ms < _INFINITY)
             else _duration(ttft_ms, "ttft_ms"),
+            cost.non_token_units if cost.priced else 0,
         )
         if record_id is not None:
             record.id = record_id

@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 import tokentrail as tt
+from tests.stores._downgrade import sqlite_v9_undone
 from tokentrail.server._sessions import (
     SORT_KEYS,
     SessionListing,
@@ -289,6 +290,7 @@ def test_a_v7_sqlite_ledger_with_pruned_hours_is_filled_from_the_rollups(tmp_pat
         store.prune(int((T0 + timedelta(hours=3)).timestamp() * 1_000_000))
     conn = sqlite3.connect(path, isolation_level=None)
     for statement in (
+        *sqlite_v9_undone(),  # the later version's objects go too
         "DROP TABLE sessions",
         "DROP INDEX dims_session",
         "DROP INDEX ledger_dim",

@@ -327,7 +327,7 @@ def test_v3_ledger_migrates_to_price_versions(tmp_path: Path) -> None:
         assert tracker.totals(prices="one").cost_units == 2
         assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"old": 1, "new": 1}
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 8
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 9
     tables = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
     }
@@ -393,18 +393,31 @@ def test_a_batch_mixing_replayed_and_new_records_counts_each_once(tmp_path: Path
 V7_COUNTS = NEW_COUNTS  # a ledger from before v7 holds none of them
 
 
+def _without_nt(extra: str | None) -> object:
+    if extra is None:
+        return None
+    values = json.loads(extra)
+    values.pop("nt", None)
+    return values or None
+
+
 def _table_rows(path: Path, names: tuple[str, ...]) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of each table, the columns a table had before v7 only (checking the v7 ones are 0)."""
+    """Every row of each table, the columns a table had before v7 only (checking the v7 ones are 0; v9's
+    non-token amounts are left out: test_non_token_sqlite checks what the migration fills in)."""
     conn = sqlite3.connect(path)
     rows = {}
     for name in names:
         columns = [row[1] for row in conn.execute(f"PRAGMA table_info({name})")]
-        old = [c for c in columns if c.removeprefix("t_") not in V7_COUNTS]
-        if len(old) < len(columns):
-            sums = ", ".join(f'coalesce(sum("{c}"), 0)' for c in columns if c not in old)
+        old = [c for c in columns if c.removeprefix("t_") not in V7_COUNTS and c != "non_token"]
+        if len(old) < len([c for c in columns if c != "non_token"]):
+            sums = ", ".join(f'coalesce(sum("{c}"), 0)' for c in columns if c not in old and c != "non_token")
             assert set(conn.execute(f"SELECT {sums} FROM {name}").fetchone()) == {0}, name
         picked = ", ".join(f'"{c}"' for c in old)
-        rows[name] = sorted(conn.execute(f"SELECT {picked} FROM {name}").fetchall(), key=repr)
+        found = conn.execute(f"SELECT {picked} FROM {name}").fetchall()
+        if "extra" in old:  # a `ledger` row's JSON, read without v9's non-token amount (`nt`)
+            at = old.index("extra")
+            found = [(*row[:at], _without_nt(row[at]), *row[at + 1 :]) for row in found]
+        rows[name] = sorted(found, key=repr)
     conn.close()
     return rows
 
@@ -431,7 +444,7 @@ def test_v4_ledger_migrates_to_v5_value_for_value(tmp_path: Path) -> None:
         assert _as_before_v7(answers(store)) == expected
     assert _table_rows(path, kept) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(8,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(9,)]
     kinds = dict(
         conn.execute("SELECT name, type FROM sqlite_master WHERE name IN ('records', 'ledger', 'dims')")
     )
@@ -648,7 +661,7 @@ def test_v5_ledger_migrates_to_v6_with_an_index_for_the_estimated_filter(tmp_pat
         assert [f"{r.id:032x}" for r in got] == estimated != []
     assert _table_rows(path, tables) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(8,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(9,)]
     where, params, _ = _where(Query.build({"estimated": True}, None, None), raw=True)
     columns = ", ".join(f'"{c}"' for c in _RECORD_COLUMNS)
     plan = conn.execute(f"EXPLAIN QUERY PLAN SELECT {columns} FROM records WHERE {where}", params).fetchall()
@@ -691,7 +704,7 @@ def test_v6_ledger_migrates_to_v7_and_keeps_every_value(tmp_path: Path) -> None:
         assert [f"{r.id:032x}" for r in got] == estimated != []
     assert _table_rows(path, tables) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(8,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(9,)]
     for table in ("rollup_hour", "rollup_day", "rollup_prices", "records"):
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         assert {f"t_{name}" for name in TOKEN_FIELDS} <= columns, table

@@ -288,18 +288,21 @@ def time_bucket(name: str, hour: int) -> GroupValue:
 
 
 # -- aggregation ----------------------------------------------------------------------------------------
-# An aggregate vector: the sums every store keeps per group of records. Token sums follow TOKEN_FIELDS.
+# An aggregate vector: the sums every store keeps per group of records. Token sums follow TOKEN_FIELDS;
+# the last is the part of the cost paid for units that are not tokens (`Record.non_token_units`).
 
 CALLS, COST, DURATION, TIMED, TIMED_OUTPUT, PROVIDER_COST, PROVIDER_CALLS, COST_ON_PROVIDER_CALLS = range(8)
 TOKENS = 8
-VECTOR_SIZE = TOKENS + len(TOKEN_FIELDS)
+NON_TOKEN = TOKENS + len(TOKEN_FIELDS)
+VECTOR_SIZE = NON_TOKEN + 1
 
 _STATUS_ORDER = [status.value for status in UsageStatus]  # most certain first
 
 
 def sums_vector(sums: Sequence[Any]) -> list[int | float]:
     """An aggregate vector from a SQL row of sums (calls, cost, duration, timed, timed output, provider
-    cost, provider calls, cost on provider calls, then one per token kind); NULL sums are 0."""
+    cost, provider calls, cost on provider calls, one per token kind, then the non-token cost); NULL sums
+    are 0."""
     vector: list[int | float] = [0] * VECTOR_SIZE
     vector[CALLS] = int(sums[0] or 0)
     vector[COST] = int(sums[1] or 0)
@@ -311,6 +314,7 @@ def sums_vector(sums: Sequence[Any]) -> list[int | float]:
     vector[COST_ON_PROVIDER_CALLS] = int(sums[7] or 0)
     for i in range(len(TOKEN_FIELDS)):
         vector[TOKENS + i] = int(sums[8 + i] or 0)
+    vector[NON_TOKEN] = int(sums[NON_TOKEN] or 0)
     return vector
 
 
@@ -368,6 +372,7 @@ class Aggregate:
             compared_provider_units=self.compared_provider,
             compared_cost_units=self.compared_cost,
             status_counts={s: self.status_counts[s] for s in seen},
+            non_token_cost_units=int(v[NON_TOKEN]),
         )
 
 
@@ -388,14 +393,21 @@ def record_vector(record: Record, provider_cost_units: int | None) -> list[int |
         vector[COST_ON_PROVIDER_CALLS] = record.cost_units or 0
     for i, name in enumerate(TOKEN_FIELDS):
         vector[TOKENS + i] = getattr(usage, name)
+    vector[NON_TOKEN] = record.non_token_units if record.cost_units is not None else 0
     return vector
 
 
 def reprice_vectors(
-    record: Record, reported_units: int | None, old_units: int | None, new_units: int | None
+    record: Record,
+    reported_units: int | None,
+    old_units: int | None,
+    new_units: int | None,
+    old_non_token: int = 0,
+    new_non_token: int = 0,
 ) -> list[tuple[bool, list[int | float]]]:
     """(priced, aggregate vector) pairs that turn a record costed `old_units` into one costed `new_units`
-    when added to a group's sums (None: unpriced). Timing sums are left out: they do not depend on cost.
+    when added to a group's sums (None: unpriced), its non-token part `old_non_token` into `new_non_token`.
+    Timing sums are left out: they do not depend on cost.
 
     Sums are linear, so the pairs are the old record subtracted and the new one added; when both are
     priced (or both unpriced) they merge into one vector that moves only the cost.
@@ -403,10 +415,11 @@ def reprice_vectors(
     base = record_vector(record, reported_units)
     base[DURATION], base[TIMED], base[TIMED_OUTPUT] = 0.0, 0, 0
     pairs: list[tuple[bool, list[int | float]]] = []
-    for sign, units in ((-1, old_units), (1, new_units)):
+    for sign, units, non_token in ((-1, old_units, old_non_token), (1, new_units, new_non_token)):
         vector: list[int | float] = [sign * value for value in base]
         vector[DURATION] = 0.0
         vector[COST] = sign * (units or 0)
+        vector[NON_TOKEN] = sign * non_token if units is not None else 0
         vector[COST_ON_PROVIDER_CALLS] = sign * (units or 0) if reported_units is not None else 0
         pairs.append((units is not None, vector))
     (old_priced, minus), (new_priced, plus) = pairs

@@ -44,6 +44,7 @@ from tokentrail.stores.base import (
     DURATION,
     GROUP_KEYS,
     HOUR_US,
+    NON_TOKEN,
     TIME_KEYS,
     TIMED,
     TIMED_OUTPUT,
@@ -149,6 +150,7 @@ _duration_of = operator.attrgetter("duration_ms")
 _provider_cost_of = operator.attrgetter("provider_cost")
 _estimate_of = operator.attrgetter("estimated_input_tokens")
 _ttft_of = operator.attrgetter("ttft_ms")
+_non_token_of = operator.attrgetter("non_token_units")
 _PLAIN_RARE = (*(0 for _ in _RARE[:-1]), 1)
 _WIDTH = len(_COMPACT)
 _SLOT = tuple(TOKENS + TOKEN_FIELDS.index(name) for name in _COUNTED)  # vector index of each count
@@ -174,6 +176,7 @@ class _Cell:
         "exact_costs",
         "hour",
         "kept_span",
+        "non_token",
         "pruned",
         "reported",
         "sequences",
@@ -196,6 +199,7 @@ class _Cell:
         self.reported: dict[int, Decimal] | None = None  # index → provider-reported cost
         self.estimates: dict[int, int] | None = None  # index → pre-call estimated input tokens
         self.ttfts: dict[int, float] | None = None  # index → time to first token (ms)
+        self.non_token: dict[int, int] | None = None  # index → non-zero part of its cost not paid for tokens
         self.sums: list[int | float] = _zero_vector()  # the aggregate vector of all its records
         self.pruned = 0  # records counted in `sums` whose columns `prune` dropped
         self.kept_span: tuple[int, int] | None = None  # earliest and latest timestamp of those records
@@ -271,6 +275,7 @@ class _Repriced:
     rule: PriceRule | None
     unpriced_reason: str | None
     vectors: list[tuple[bool, list[int | float]]]
+    non_token_units: int = 0
 
 
 class MemoryStore:
@@ -468,6 +473,13 @@ class MemoryStore:
         if stored_costs is None:
             cell.costs.fromlist([0] * count)
         else:
+            non_tokens = list(map(_non_token_of, batch))
+            if non_tokens.count(0) != count:
+                start = len(cell.durations)
+                side = cell.non_token if cell.non_token is not None else {}
+                side.update((start + i, units) for i, units in enumerate(non_tokens) if units)
+                cell.non_token = side
+                sums[NON_TOKEN] += sum(non_tokens)
             cell.costs.fromlist(stored_costs)
             sums[COST] += cost_sum
         cell.tokens.fromlist(flat)
@@ -525,6 +537,10 @@ class MemoryStore:
             if cell.ttfts is None:
                 cell.ttfts = {}
             cell.ttfts[index] = ttft
+        if record.non_token_units and record.cost_units is not None:
+            if cell.non_token is None:
+                cell.non_token = {}
+            cell.non_token[index] = record.non_token_units
         vector = record_vector(record, None if reported is None else provider_cost_units(reported))
         sums = cell.sums
         for i, value in enumerate(vector):
@@ -693,6 +709,7 @@ class MemoryStore:
                     cost_units=entry.cost_units,
                     price_rule=entry.rule,
                     unpriced_reason=entry.unpriced_reason,
+                    non_token_units=entry.non_token_units,
                 )
         return records
 
@@ -732,7 +749,8 @@ class MemoryStore:
             version = self._versions.setdefault(label, {})
             for record, cost in priced:
                 units = cost.total_units if cost.priced else None
-                if units == record.cost_units:
+                non_token = cost.non_token_units if cost.priced else 0
+                if units == record.cost_units and non_token == record.non_token_units:
                     version.pop(record.id, None)
                     continue
                 reported = record.provider_cost
@@ -748,7 +766,10 @@ class MemoryStore:
                         None if reported is None else provider_cost_units(reported),
                         record.cost_units,
                         units,
+                        record.non_token_units,
+                        non_token,
                     ),
+                    non_token,
                 )
             return sum(1 for record in records if record.id in version)
 
@@ -880,6 +901,7 @@ class MemoryStore:
             context=dict(key.context) if key.context is not None else None,
             estimated_input_tokens=cell.estimates.get(index) if cell.estimates is not None else None,
             ttft_ms=cell.ttfts.get(index) if cell.ttfts is not None else None,
+            non_token_units=cell.non_token.get(index, 0) if cell.non_token is not None else 0,
         )
 
 
@@ -903,7 +925,7 @@ def _drop_columns(cell: _Cell) -> None:
     cell.pruned += len(cell)
     for column in (cell.timestamps, cell.sequences, cell.costs, cell.tokens, cell.durations):
         del column[:]
-    cell.wide = cell.exact_costs = cell.reported = cell.estimates = cell.ttfts = None
+    cell.wide = cell.exact_costs = cell.reported = cell.estimates = cell.ttfts = cell.non_token = None
 
 
 def _atomically(cell: _Cell, change: Callable[[], None]) -> bool:
@@ -935,6 +957,7 @@ def _atomically(cell: _Cell, change: Callable[[], None]) -> bool:
             cell.reported,
             cell.estimates,
             cell.ttfts,
+            cell.non_token,
         )
         for side in sides:
             if side:

@@ -76,6 +76,7 @@ from tokentrail.stores.base import (
     COST_ON_PROVIDER_CALLS,
     GROUP_KEYS,
     HOUR_US,
+    NON_TOKEN,
     PROVIDER_COST,
     TIME_KEYS,
     Aggregate,
@@ -92,7 +93,7 @@ from tokentrail.stores.base import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "open_sqlite_url"]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 _MAX_PENDING = 1_000_000  # queued records kept while the file cannot be written
 _T = TypeVar("_T")
 
@@ -141,8 +142,9 @@ _PLAIN_FILTERS = {"agent", "session", "user", "tool", "model", "provider", "stat
 _SHARED_COLUMNS = (*_KEY_COLUMNS, "usage_reason", "unpriced_reason", "rule")
 
 
-def _record_columns(token_fields: tuple[str, ...]) -> tuple[str, ...]:
-    """The columns of the wide `records` table (v1–v4) and view (v5 on) storing these counts."""
+def _record_columns(token_fields: tuple[str, ...], non_token: bool = False) -> tuple[str, ...]:
+    """The columns of the wide `records` table (v1–v4) and view (v5 on) storing these counts (and, from
+    v9, the part of the cost not paid for tokens)."""
     return (
         *_SHARED_COLUMNS,
         "id",
@@ -156,10 +158,11 @@ def _record_columns(token_fields: tuple[str, ...]) -> tuple[str, ...]:
         *(f"t_{name}" for name in token_fields),
         "est_input",
         "ttft",
+        *(("non_token",) if non_token else ()),
     )
 
 
-_RECORD_COLUMNS = _record_columns(TOKEN_FIELDS)
+_RECORD_COLUMNS = _record_columns(TOKEN_FIELDS, non_token=True)
 _SHARED_CACHE_LIMIT = 4096
 # v5: the raw row of a record in `ledger`; token kinds most calls report have columns, the rest go to `extra`
 _ROW_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -189,6 +192,7 @@ _record_fields = operator.attrgetter(
     "provider_cost",
     "context",
     "estimated_input_tokens",
+    "non_token_units",
 )
 _usage_fields = operator.attrgetter(*_ROW_TOKENS, *_RARE_TOKENS, "status", "reason")
 _id_to_16_bytes = operator.methodcaller("to_bytes", 16, "big")
@@ -345,14 +349,122 @@ def _schema_v8() -> list[str]:
     ]
 
 
+def _schema_v9() -> list[str]:
+    """v9: the part of each cost paid for units that are not tokens (requests, searches, durations, pages,
+    …; `Record.non_token_units`): a `non_token` sum (exact, decimal text) in every rollup, a price
+    version's in `costs`, a `ledger` row's in `extra` (`nt`, only when not 0), shown by the `records`
+    view. The amounts of the rows already stored are filled after these statements (`_fill_non_token`)."""
+    return [
+        *(
+            f"ALTER TABLE {table} ADD COLUMN non_token TEXT NOT NULL DEFAULT '0'"
+            for table in ("rollup_hour", "rollup_day", "rollup_prices")
+        ),
+        "ALTER TABLE costs ADD COLUMN non_token TEXT",
+        "DROP VIEW records",
+        _records_view(_TOKEN_FIELDS_V7, non_token=True),
+    ]
+
+
+def _fill_non_token(conn: sqlite3.Connection) -> None:
+    """v9, after the statements: the non-token part of every stored cost that can be known exactly.
+
+    A v8 ledger does not keep a cost's parts, only its total and the price rule (with the prices it
+    applied); the part is recomputed from the record's stored usage and its rule's prices, and kept only
+    when that recomputation gives the stored total to the yocto-dollar (`non_token_of`). A record whose
+    rule's prices cannot reproduce its cost, and records `prune` removed before v9 (their rollups hold
+    sums, not usages), keep 0: the rollups' `non_token` then counts only what is known. Rules whose prices
+    have no unit outside tokens are skipped without reading their rows (their part is 0). Price versions
+    (`costs`) are filled the same way and their change to `rollup_prices` added."""
+    from tokentrail.pricing.parts import non_token_of, prices_non_token
+
+    rules: dict[str, PriceRule | None] = {}
+
+    def rule_of(text: str | None) -> PriceRule | None:
+        if text is None:
+            return None
+        if text not in rules:
+            found: str | None = text
+            if not text.startswith("{"):
+                row = conn.execute("SELECT text FROM rules WHERE id = ?", (text,)).fetchone()
+                found = None if row is None else row[0]
+            rules[text] = None if found is None else PriceRule.from_dict(json.loads(found))
+        return rules[text]
+
+    columns = ", ".join(_q(c) for c in _RECORD_COLUMNS)
+    hourly: dict[str, int] = {}
+    daily: dict[str, int] = {}
+    recorded: dict[str, tuple[tuple[Any, ...], int]] = {}  # record id → (its rollup key, its part)
+    dims = conn.execute(f"SELECT id, {', '.join(_q(c) for c in _SHARED_COLUMNS)} FROM dims").fetchall()
+    for dim, *shared in dims:
+        rule = rule_of(shared[_SHARED_COLUMNS.index("rule")])
+        if not shared[_SHARED_COLUMNS.index("priced")] or not prices_non_token(rule):
+            continue
+        keys = tuple(shared[: len(_KEY_COLUMNS)])
+        rows = conn.execute(
+            f"SELECT {columns} FROM records WHERE id IN"
+            " (SELECT CASE WHEN length(id) = 16 THEN lower(hex(id)) ELSE CAST(id AS TEXT) END"
+            " FROM ledger WHERE dim = ?)",
+            (dim,),
+        ).fetchall()
+        for row in rows:
+            values = dict(zip(_RECORD_COLUMNS, row, strict=True))
+            usage = _usage_of_row(values)
+            part = non_token_of(rule, usage, int(values["cost"]))
+            if not part:
+                continue
+            record_id = values["id"]
+            recorded[record_id] = ((values["hour"], *keys), part)
+            conn.execute(
+                "UPDATE ledger SET extra = json_set(coalesce(extra, '{}'), '$.nt', ?) WHERE id = ?",
+                (str(part), _id_bytes_of_text(record_id)),
+            )
+            hour_cell = json.dumps([values["hour"], *keys])
+            day_cell = json.dumps([values["hour"] // 24 * 24, *keys])
+            hourly[hour_cell] = hourly.get(hour_cell, 0) + part
+            daily[day_cell] = daily.get(day_cell, 0) + part
+    for table, sums in (("rollup_hour", hourly), ("rollup_day", daily)):
+        conn.executemany(
+            f"UPDATE {table} SET non_token = bigadd(non_token, ?) WHERE cell = ?",
+            [(str(units), cell) for cell, units in sums.items()],
+        )
+    changes: dict[tuple[str, str], int] = {}
+    for version, record_id, cost, rule_text in conn.execute(
+        "SELECT version, id, cost, rule FROM costs WHERE cost IS NOT NULL"
+    ).fetchall():
+        row = conn.execute(f"SELECT {columns} FROM records WHERE id = ?", (record_id,)).fetchone()
+        if row is None:
+            continue
+        values = dict(zip(_RECORD_COLUMNS, row, strict=True))
+        rule = rule_of(rule_text)
+        part = non_token_of(rule, _usage_of_row(values), int(cost)) if prices_non_token(rule) else 0
+        if part:
+            conn.execute(
+                "UPDATE costs SET non_token = ? WHERE version = ? AND id = ?", (str(part), version, record_id)
+            )
+        old = recorded.get(record_id, (None, 0))[1]
+        if part != old:  # both amounts count in the version's priced cell (an unpriced cost has none)
+            cell = json.dumps([values["hour"], *(values[c] for c in _KEY_COLUMNS[:-1]), 1])
+            changes[(version, cell)] = changes.get((version, cell), 0) + part - old
+    conn.executemany(
+        "UPDATE rollup_prices SET non_token = bigadd(non_token, ?) WHERE version = ? AND cell = ?",
+        [(str(units), version, cell) for (version, cell), units in changes.items()],
+    )
+
+
+def _usage_of_row(values: dict[str, Any]) -> Usage:
+    """The usage of a `records` view row (as a mapping of its columns)."""
+    counts = {name: int(values[f"t_{name}"]) for name in TOKEN_FIELDS}
+    return Usage(**counts, status=UsageStatus(values["status"]), reason=values["usage_reason"])
+
+
 def _fill_sessions(conn: sqlite3.Connection) -> None:
     """v8, after the statements: every session's row, from the hourly rollup and the raw rows."""
     _rebuild_sessions(conn, None)
 
 
-def _records_view(token_fields: tuple[str, ...]) -> str:
+def _records_view(token_fields: tuple[str, ...], non_token: bool = False) -> str:
     """The view that shows `ledger` rows as the wide v4 `records` table did (`_record_columns`), with
-    these counts."""
+    these counts (and, from v9, the non-token part of the cost)."""
     shown = {
         "id": "CASE WHEN length(l.id) = 16 THEN lower(hex(l.id)) ELSE CAST(l.id AS TEXT) END",
         "ts": "l.ts",
@@ -364,12 +476,15 @@ def _records_view(token_fields: tuple[str, ...]) -> str:
         "pc_units": "json_extract(l.extra, '$.pc_units')",
         "context": "json_extract(l.extra, '$.context')",
         "est_input": "json_extract(l.extra, '$.est_input')",
+        "non_token": "CASE WHEN l.cost IS NULL THEN NULL ELSE coalesce(json_extract(l.extra, '$.nt'), '0') END",
     }
     for name in _ROW_TOKENS:
         shown[f"t_{name}"] = f"l.{_q('t_' + name)}"
     for name, default in zip(*_rare(token_fields), strict=True):
         shown[f"t_{name}"] = f"coalesce(json_extract(l.extra, '$.{name}'), {default})"
-    columns = ", ".join(f"{shown.get(c, 'd.' + _q(c))} AS {_q(c)}" for c in _record_columns(token_fields))
+    columns = ", ".join(
+        f"{shown.get(c, 'd.' + _q(c))} AS {_q(c)}" for c in _record_columns(token_fields, non_token)
+    )
     return f"CREATE VIEW records AS SELECT {columns} FROM ledger l JOIN dims d ON d.id = l.dim"
 
 
@@ -448,12 +563,14 @@ _MIGRATIONS: dict[int, Callable[[], list[str]]] = {
     6: _schema_v6,
     7: _schema_v7,
     8: _schema_v8,
+    9: _schema_v9,
 }
 # version → what moves or derives data after its statements
 _MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
     4: _fill_rollup_day,
     5: _move_to_ledger,
     8: _fill_sessions,
+    9: _fill_non_token,
 }
 
 
@@ -753,7 +870,7 @@ class SQLiteStore(BackgroundWriter):
         stamps, ids, costs, durations, ttfts, usages, attributions, models, providers, rules, unpriced = (
             fields[:11]
         )
-        reported, contexts, estimates = fields[11:]
+        reported, contexts, estimates, non_tokens = fields[11:]
         usage_columns = list(zip(*map(_usage_fields, usages), strict=True))
         row_tokens = usage_columns[: len(_ROW_TOKENS)]
         rare = usage_columns[len(_ROW_TOKENS) : len(_ROW_TOKENS) + len(_RARE_TOKENS)]
@@ -789,11 +906,19 @@ class SQLiteStore(BackgroundWriter):
         plain = all(
             column.count(default) == count for column, default in zip(rare, _RARE_DEFAULTS, strict=True)
         )
-        if not plain or (reported.count(None), contexts.count(None), estimates.count(None)) != (count,) * 3:
+        if (
+            not plain
+            or (reported.count(None), contexts.count(None), estimates.count(None)) != (count,) * 3
+            or non_tokens.count(0) != count
+        ):
+            parts = [0 if cost is None else part for cost, part in zip(costs, non_tokens, strict=True)]
             extra_texts = [
-                None if r == _RARE_DEFAULTS and e == _NO_EXTRAS else _extra_text(r, *e)
-                for r, e in zip(
-                    zip(*rare, strict=True), zip(reported, contexts, estimates, strict=True), strict=True
+                None if r == _RARE_DEFAULTS and e == _NO_EXTRAS and not n else _extra_text(r, *e, n)
+                for r, e, n in zip(
+                    zip(*rare, strict=True),
+                    zip(reported, contexts, estimates, strict=True),
+                    parts,
+                    strict=True,
                 )
             ]
         return [stamps, id_bytes, dims, cost_texts, durations, ttfts, *row_tokens, extra_texts], costs
@@ -908,7 +1033,7 @@ class SQLiteStore(BackgroundWriter):
         token_sums = (sum(pick(columns[i])) for i in range(_ROW_TOKENS_AT, _ROW_TOKENS_AT + len(_ROW_TOKENS)))
         tokens = dict(zip(_ROW_TOKENS, token_sums, strict=True))
         tokens |= dict(zip(_RARE_TOKENS, (default * calls for default in _RARE_DEFAULTS), strict=True))
-        provider_cost = provider_calls = cost_on_provider = 0
+        provider_cost = provider_calls = cost_on_provider = non_token = 0
         extras = pick(columns[_EXTRA_AT])
         if extras.count(None) != calls:
             for text, row_cost in zip(extras, cell_costs, strict=True):
@@ -917,6 +1042,7 @@ class SQLiteStore(BackgroundWriter):
                 extra = json.loads(text)
                 for name, default in zip(_RARE_TOKENS, _RARE_DEFAULTS, strict=True):
                     tokens[name] += extra.get(name, default) - default
+                non_token += int(extra.get("nt", 0))
                 reported = extra.get("pc_units")
                 if reported is not None:
                     provider_calls += 1
@@ -938,6 +1064,7 @@ class SQLiteStore(BackgroundWriter):
             provider_calls,
             str(cost_on_provider),
             *(tokens[name] for name in TOKEN_FIELDS),
+            str(non_token),
         )
 
     def _rule_text(self, rule: PriceRule | None) -> str | None:
@@ -1254,17 +1381,27 @@ class SQLiteStore(BackgroundWriter):
         """Subtract the price versions' changes of these raw rows from `rollup_prices`."""
         by_id = {row[_AT["id"]]: row for row in rows}
         self._load_rules(conn, rows)
-        changes: dict[str, list[tuple[Any, ...]]] = {}
+        changes: dict[str, list[_VersionItem]] = {}
         ids = list(by_id)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             found = conn.execute(
-                f"SELECT version, id, cost FROM costs WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                f"SELECT version, id, cost, non_token FROM costs WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
             )
-            for version, record_id, cost in found:
+            for version, record_id, cost, part in found:
                 record = self._record(by_id[record_id])
                 units = None if cost is None else int(cost)
-                changes.setdefault(version, []).append((by_id[record_id], record, units, record.cost_units))
+                changes.setdefault(version, []).append(
+                    (
+                        by_id[record_id],
+                        record,
+                        units,
+                        record.cost_units,
+                        int(part or 0),
+                        record.non_token_units,
+                    )
+                )
         for version, items in changes.items():
             conn.executemany(_UPSERT_PRICES, _version_deltas(version, items))
 
@@ -1280,7 +1417,7 @@ class SQLiteStore(BackgroundWriter):
         where, params, check = _where(replace(query, prices=None), raw=True)
         columns = ", ".join(f"r.{_q(c)}" for c in _RECORD_COLUMNS)
         sql = (
-            f"SELECT * FROM (SELECT {columns}, c.id AS v_id, c.cost AS v_cost FROM records r"
+            f"SELECT * FROM (SELECT {columns}, c.id AS v_id, c.cost AS v_cost, c.non_token AS v_nt FROM records r"
             " LEFT JOIN costs c ON c.version = ? AND c.id = r.id)"
         )
         if where:
@@ -1292,7 +1429,7 @@ class SQLiteStore(BackgroundWriter):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 changed = 0
-                items: list[tuple[tuple[Any, ...], Record, int | None, int | None]] = []
+                items: list[_VersionItem] = []
                 selected = conn.execute(sql, [label, *params]).fetchall()
                 self._load_rules(conn, selected)
                 for found in selected:
@@ -1300,23 +1437,26 @@ class SQLiteStore(BackgroundWriter):
                     if check is not None and not check(row[path_at], row[tags_at]):
                         continue
                     record = self._record(row)
-                    had, kept = found[width] is not None, found[width + 1]
+                    had, kept, kept_part = found[width] is not None, found[width + 1], found[width + 2]
                     old = (None if kept is None else int(kept)) if had else record.cost_units
+                    old_part = int(kept_part or 0) if had else record.non_token_units
                     cost = price_fn(record)
                     new = cost.total_units if cost.priced else None
-                    if new != old:
-                        items.append((row, record, old, new))
-                    if new == record.cost_units:
+                    new_part = cost.non_token_units if cost.priced else 0
+                    moved = (new, new_part) != (old, old_part)
+                    if moved:
+                        items.append((row, record, old, new, old_part, new_part))
+                    if (new, new_part) == (record.cost_units, record.non_token_units):
                         if had:
                             conn.execute(
                                 "DELETE FROM costs WHERE version = ? AND id = ?", (label, row[_AT["id"]])
                             )
                         continue
                     changed += 1
-                    if new != old:
+                    if moved:
                         conn.execute(
                             "INSERT OR REPLACE INTO costs (version, id, hour, priced, cost, rule,"
-                            " unpriced_reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            " unpriced_reason, non_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (
                                 label,
                                 row[_AT["id"]],
@@ -1325,6 +1465,7 @@ class SQLiteStore(BackgroundWriter):
                                 None if new is None else str(new),
                                 self._rule_text(cost.rule),
                                 cost.reason if new is None else None,
+                                str(new_part) if new_part else None,
                             ),
                         )
                 conn.executemany(_UPSERT_PRICES, _version_deltas(label, items))
@@ -1470,6 +1611,7 @@ class SQLiteStore(BackgroundWriter):
             context=None if values["context"] is None else json.loads(values["context"]),
             estimated_input_tokens=values["est_input"],
             ttft_ms=values["ttft"],
+            non_token_units=int(values["non_token"] or 0),
         )
 
     def __repr__(self) -> str:
@@ -1574,14 +1716,22 @@ _INSERT_DIM = (
 )
 
 
-def _rollup_columns(token_fields: tuple[str, ...]) -> tuple[str, ...]:
-    return ("cell", "hour", *_KEY_COLUMNS, *_ROLLUP_SUMS, *(f"t_{name}" for name in token_fields))
+def _rollup_columns(token_fields: tuple[str, ...], non_token: bool = False) -> tuple[str, ...]:
+    """The columns of a rollup table storing these counts (and, from v9, the non-token cost last)."""
+    return (
+        "cell",
+        "hour",
+        *_KEY_COLUMNS,
+        *_ROLLUP_SUMS,
+        *(f"t_{name}" for name in token_fields),
+        *(("non_token",) if non_token else ()),
+    )
 
 
 def _add_sums(columns: tuple[str, ...]) -> str:
     return ", ".join(
         f"{_q(c)} = bigadd({_q(c)}, excluded.{_q(c)})"
-        if c in ("cost", "provider_cost", "cost_on_provider")
+        if c in ("cost", "provider_cost", "cost_on_provider", "non_token")
         else f"{_q(c)} = {_q(c)} + excluded.{_q(c)}"
         for c in columns[2 + len(_KEY_COLUMNS) :]
     )
@@ -1594,7 +1744,7 @@ def _upsert_rollup(table: str, columns: tuple[str, ...]) -> str:
     )
 
 
-_ROLLUP_COLUMNS = _rollup_columns(TOKEN_FIELDS)
+_ROLLUP_COLUMNS = _rollup_columns(TOKEN_FIELDS, non_token=True)
 _ADD_SUMS = _add_sums(_ROLLUP_COLUMNS)
 _UPSERT_ROLLUP = _upsert_rollup("rollup_hour", _ROLLUP_COLUMNS)
 _UPSERT_DAY = _upsert_rollup("rollup_day", _ROLLUP_COLUMNS)
@@ -1602,7 +1752,13 @@ _UPSERT_PRICES = (
     f"INSERT INTO rollup_prices (version, {', '.join(_q(c) for c in _ROLLUP_COLUMNS)}) "
     f"VALUES (?, {', '.join('?' * len(_ROLLUP_COLUMNS))}) ON CONFLICT (version, cell) DO UPDATE SET {_ADD_SUMS}"
 )
-_VERSIONED = ("priced", "cost", "rule", "unpriced_reason")  # the columns a price version replaces
+_VERSIONED = (
+    "priced",
+    "cost",
+    "rule",
+    "unpriced_reason",
+    "non_token",
+)  # the columns a price version replaces
 _VERSIONED_SOURCE = (
     "(SELECT "
     + ", ".join(
@@ -1633,6 +1789,7 @@ _ROLLUP_SELECT = ", ".join(
         "sum(provider_calls)",
         "bigsum(cost_on_provider)",
         *(f"sum({_q(c)})" for c in _TOKEN_COLUMNS),
+        "bigsum(non_token)",
     ]
 )
 _RECORDS_SELECT = ", ".join(
@@ -1646,6 +1803,7 @@ _RECORDS_SELECT = ", ".join(
         "count(pc_units)",
         "bigsum(CASE WHEN pc_units IS NOT NULL THEN cost END)",
         *(f"sum({_q(c)})" for c in _TOKEN_COLUMNS),
+        "bigsum(non_token)",
     ]
 )
 _AT = {name: i for i, name in enumerate(_RECORD_COLUMNS)}
@@ -1702,6 +1860,7 @@ def _record_of_ledger(row: Sequence[Any], shared: _Shared) -> Record:
         extra,
     ) = row
     reported = context = estimate = None
+    non_token = 0
     if extra is None:
         usage = Usage(
             input_tokens,
@@ -1731,6 +1890,7 @@ def _record_of_ledger(row: Sequence[Any], shared: _Shared) -> Record:
         if values.get("context") is not None:
             context = json.loads(values["context"])
         estimate = values.get("est_input")
+        non_token = int(values.get("nt", 0))
     return Record(
         id=int.from_bytes(raw_id, "big") if len(raw_id) == 16 else int(bytes(raw_id).decode(), 16),
         timestamp_us=ts,
@@ -1746,11 +1906,12 @@ def _record_of_ledger(row: Sequence[Any], shared: _Shared) -> Record:
         context=context,
         estimated_input_tokens=estimate,
         ttft_ms=ttft,
+        non_token_units=non_token,
     )
 
 
 def _extra_text(
-    rare: tuple[int, ...], reported: Decimal | None, context: Any, estimate: object
+    rare: tuple[int, ...], reported: Decimal | None, context: Any, estimate: object, non_token: int = 0
 ) -> str | None:
     """The `extra` column of a record: its values that are rarely given (JSON; None when all are
     defaults). Amounts and the context are kept as text, exactly as the v4 columns held them."""
@@ -1767,6 +1928,8 @@ def _extra_text(
     estimate = _estimate_column(estimate)
     if estimate is not None:
         values["est_input"] = estimate
+    if non_token:
+        values["nt"] = str(non_token)
     return json.dumps(values) if values else None
 
 
@@ -1794,7 +1957,7 @@ def _rollup_deltas(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
         key = (row[_AT["hour"]], *(row[i] for i in key_at))
         sums = cells.get(key)
         if sums is None:
-            sums = cells[key] = [0, 0, 0.0, 0, 0, 0, 0, 0, *([0] * len(token_at))]
+            sums = cells[key] = [0, 0, 0.0, 0, 0, 0, 0, 0, *([0] * len(token_at)), 0]
         cost = int(row[_AT["cost"]]) if row[_AT["cost"]] is not None else 0
         sums[0] += 1
         sums[1] += cost
@@ -1810,9 +1973,10 @@ def _rollup_deltas(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
             sums[7] += cost
         for j, i in enumerate(token_at):
             sums[8 + j] += row[i]
+        sums[-1] += int(row[_AT["non_token"]] or 0)
     deltas = []
     for key, sums in cells.items():
-        sums[1], sums[5], sums[7] = str(sums[1]), str(sums[5]), str(sums[7])
+        sums[1], sums[5], sums[7], sums[-1] = str(sums[1]), str(sums[5]), str(sums[7]), str(sums[-1])
         deltas.append((json.dumps(key), *key, *sums))
     return deltas
 
@@ -2042,17 +2206,23 @@ def _hour_counts(conn: sqlite3.Connection, session: str, hour: int) -> tuple[int
 
 
 _SUMS_START = 2 + len(_KEY_COLUMNS)
-_TEXT_SUMS = tuple(_SUMS_START + _ROLLUP_SUMS.index(c) for c in ("cost", "provider_cost", "cost_on_provider"))
+_TEXT_SUMS = (
+    *(_SUMS_START + _ROLLUP_SUMS.index(c) for c in ("cost", "provider_cost", "cost_on_provider")),
+    len(_ROLLUP_COLUMNS) - 1,  # non_token
+)
 
 
 def _by_day(deltas: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
     """Hourly rollup deltas (or rows) summed into daily ones (keyed by the day's first hour)."""
     days: dict[tuple[Any, ...], list[Any]] = {}
+    texts = _TEXT_SUMS
     for delta in deltas:
+        if len(delta) != len(_ROLLUP_COLUMNS):  # rows of an older schema (a migration): no non_token
+            texts = _TEXT_SUMS[:-1]
         key = (delta[1] // 24 * 24, *delta[2:_SUMS_START])
         sums = days.get(key)
         values = list(delta[_SUMS_START:])
-        for i in _TEXT_SUMS:
+        for i in texts:
             values[i - _SUMS_START] = int(values[i - _SUMS_START])
         if sums is None:
             days[key] = values
@@ -2061,7 +2231,7 @@ def _by_day(deltas: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
                 sums[i] += value
     result = []
     for key, sums in days.items():
-        for i in _TEXT_SUMS:
+        for i in texts:
             sums[i - _SUMS_START] = str(sums[i - _SUMS_START])
         result.append((json.dumps(key), *key, *sums))
     return result
@@ -2108,21 +2278,28 @@ def _negated(deltas: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Rollup deltas that subtract what `deltas` add."""
     start = 2 + len(_KEY_COLUMNS)
     texts = {start + _ROLLUP_SUMS.index(c) for c in ("cost", "provider_cost", "cost_on_provider")}
+    texts.add(len(_ROLLUP_COLUMNS) - 1)  # non_token
     return [
         (*delta[:start], *(str(-int(v)) if i in texts else -v for i, v in enumerate(delta[start:], start)))
         for delta in deltas
     ]
 
 
-def _version_deltas(
-    version: str, items: Iterable[tuple[Sequence[Any], Record, int | None, int | None]]
-) -> list[tuple[Any, ...]]:
-    """`rollup_prices` deltas of price `version` moving each (raw row, record) from one cost to another."""
+# (raw row, its record, version cost before, after, non-token part before, after)
+_VersionItem = tuple[Sequence[Any], Record, int | None, int | None, int, int]
+
+
+def _version_deltas(version: str, items: Iterable[_VersionItem]) -> list[tuple[Any, ...]]:
+    """`rollup_prices` deltas of price `version` moving each (raw row, record) from one cost (and non-token
+    part) to another."""
     cells: dict[tuple[Any, ...], list[int | float]] = {}
     key_at = [_AT[c] for c in _KEY_COLUMNS[:-1]]
-    for row, record, old, new in items:
+    for row, record, old, new, old_part, new_part in items:
         reported = row[_AT["pc_units"]]
-        for priced, vector in reprice_vectors(record, None if reported is None else int(reported), old, new):
+        vectors = reprice_vectors(
+            record, None if reported is None else int(reported), old, new, old_part, new_part
+        )
+        for priced, vector in vectors:
             key = (row[_AT["hour"]], *(row[i] for i in key_at), int(priced))
             sums = cells.get(key)
             if sums is None:
@@ -2133,7 +2310,7 @@ def _version_deltas(
     deltas = []
     for key, sums in cells.items():
         values: list[Any] = list(sums)
-        for i in (COST, PROVIDER_COST, COST_ON_PROVIDER_CALLS):
+        for i in (COST, PROVIDER_COST, COST_ON_PROVIDER_CALLS, NON_TOKEN):
             values[i] = str(values[i])
         deltas.append((version, json.dumps(key), *key, *values))
     return deltas

@@ -1,0 +1,33 @@
+"""Statements that take a current ledger back to the schema version before v9 (no non-token amounts), so
+tests of older migrations can make their old ledger with today's store and go back one version at a time."""
+
+from __future__ import annotations
+
+from tokentrail.stores import sqlite as sqlite_store
+
+
+def sqlite_v9_undone() -> list[str]:
+    """SQLite: v9's columns dropped, the v8 `records` view back, the version set to 8."""
+    return [
+        *(
+            f"ALTER TABLE {table} DROP COLUMN non_token"
+            for table in ("rollup_hour", "rollup_day", "rollup_prices")
+        ),
+        "ALTER TABLE costs DROP COLUMN non_token",
+        "UPDATE ledger SET extra = CASE WHEN json_remove(extra, '$.nt') = '{}' THEN NULL"
+        " ELSE json_remove(extra, '$.nt') END WHERE extra IS NOT NULL",
+        "DROP VIEW records",
+        sqlite_store._records_view(sqlite_store._TOKEN_FIELDS_V7),
+        "UPDATE schema_version SET version = 8",
+    ]
+
+
+def postgres_v9_undone(schema: str) -> list[str]:
+    """Postgres: v9's columns dropped, the version set to 8."""
+    return [
+        *(
+            f'ALTER TABLE "{schema}".{table} DROP COLUMN non_token'
+            for table in ("rollup_hour", "rollup_day", "rollup_prices", "records", "costs")
+        ),
+        f'UPDATE "{schema}".schema_version SET version = 8',
+    ]
