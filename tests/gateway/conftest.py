@@ -29,7 +29,7 @@ ENV_KEYS = {
 class Running(Served):
     """A gateway served in a background thread (with its lifespan: start-up and a graceful shutdown)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, **options: Any) -> None:
         super().__init__(
             gateway,
             name="gateway",
@@ -37,6 +37,7 @@ class Running(Served):
             server_header=False,
             date_header=False,
             timeout_graceful_shutdown=30,
+            **options,
         )
         self.gateway = gateway
 

@@ -3,6 +3,8 @@ edit that asks for it, budget specs of virtual keys."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
@@ -125,3 +127,31 @@ def test_histogram_buckets_are_cumulative_and_end_with_inf() -> None:
     assert buckets["0.0005"] == 2  # a bound is inclusive (le)
     assert buckets["0.005"] == 3 and buckets[str(BUCKETS[-1])] == 3 and buckets["+Inf"] == 4
     assert histogram.sums[("openai.chat", "openai")] == 0.0001 + 0.0005 + 0.003 + 1000.0
+
+
+_SERVER_IMPLEMENTATION = (
+    "import sys\n"
+    "for name in sys.argv[1:]: sys.modules[name] = None  # as if not installed\n"
+    "from tokentrail.cli.gateway import server_implementation\n"
+    "print(*server_implementation())\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("missing", "expected"),
+    [
+        ((), "httptools uvloop"),
+        (("httptools",), "h11 uvloop"),
+        (("uvloop",), "httptools asyncio"),
+        (("httptools", "uvloop"), "h11 asyncio"),
+    ],
+)
+def test_the_gateway_serves_with_httptools_and_uvloop_falling_back_to_h11_and_asyncio(
+    missing: tuple[str, ...], expected: str
+) -> None:
+    pytest.importorskip("httptools")
+    pytest.importorskip("uvloop")
+    ran = subprocess.run(
+        [sys.executable, "-c", _SERVER_IMPLEMENTATION, *missing], capture_output=True, text=True, check=True
+    )
+    assert ran.stdout.split() == expected.split()

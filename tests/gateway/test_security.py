@@ -59,32 +59,37 @@ def test_a_body_over_the_limit_is_refused_with_413_and_not_forwarded(
     assert len(mock.requests) == len(records) == 1
 
 
+@pytest.mark.parametrize("http", ["h11", "httptools"])  # uvicorn's parsers: without and with the extra
 @pytest.mark.parametrize(
     ("value", "refused_by"),
     [
-        (b"planner\rX-Injected: 1", "server"),  # a bare CR: h11 refuses the request line by line
+        (b"planner\rX-Injected: 1", "server"),  # a bare CR: both parsers refuse the request
         (b"planner\x00", "server"),
-        (b"planner\x7f", "gateway"),  # DEL: h11 lets it through
+        (b"planner\x7f", "gateway or httptools"),  # DEL: h11 lets it through, httptools refuses it
         ("pl\u00e4nner".encode(), "gateway"),  # UTF-8 bytes: not ASCII
         (b"\xe4", "gateway"),  # a Latin-1 byte
         (b"p" * 257, "gateway"),
         (b"a\tb", "gateway"),  # a tab is a legal header byte, but no attribution value
     ],
 )
-def test_header_injection_is_refused(mock: MockLLMServer, ledger: str, value: bytes, refused_by: str) -> None:
+def test_header_injection_is_refused(
+    mock: MockLLMServer, ledger: str, value: bytes, refused_by: str, http: str
+) -> None:
+    pytest.importorskip(http)
+    by_gateway = refused_by == "gateway" or (refused_by == "gateway or httptools" and http == "h11")
     body = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}'
     head = (
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n"
         b"x-tokentrail-agent: " + value + b"\r\n"
     )
-    with serve(Gateway(gateway_config(mock.base, ledger))) as running:
+    with serve(Gateway(gateway_config(mock.base, ledger)), http=http) as running:
         status = _raw_request(running, head, body)
         records = running.gateway.tracker.history()
         refused = running.gateway.metrics.refused
 
     assert status.startswith(b"HTTP/1.1 400"), status
     assert mock.requests == [] and records == []
-    assert refused[("openai", "bad_header")] == (1 if refused_by == "gateway" else 0)
+    assert refused[("openai", "bad_header")] == (1 if by_gateway else 0)
 
 
 def test_a_printable_ascii_value_at_the_limit_is_taken(gateway: Running, mock: MockLLMServer) -> None:
