@@ -1,4 +1,4 @@
-"""Statements that take a current ledger back to the schema version before v9 (no non-token amounts), so
+"""Statements that take a current ledger back to the schema version before v9 (Postgres: v5) (no non-token amounts), so
 tests of older migrations can make their old ledger with today's store and go back one version at a time."""
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ def sqlite_v9_undone() -> list[str]:
     ]
 
 
-def postgres_v9_undone(schema: str) -> list[str]:
-    """Postgres: v9's columns dropped, the version set to 8."""
+def postgres_v5_undone(schema: str) -> list[str]:
+    """Postgres: v5's columns dropped, the version forgotten (Postgres' v5 is the SQLite ledger's v9)."""
     return [
         *(
             f'ALTER TABLE "{schema}".{table} DROP COLUMN non_token'
-            for table in ("rollup_hour", "rollup_day", "rollup_prices", "records", "costs")
+            for table in ("rollup_hour", "rollup_prices", "records", "costs")
         ),
-        f'UPDATE "{schema}".schema_version SET version = 8',
+        f'DELETE FROM "{schema}".schema_migrations WHERE version = 5',
     ]

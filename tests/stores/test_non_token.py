@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import tokentrail as tt
-from tests.stores._downgrade import sqlite_v9_undone
+from tests.stores._downgrade import postgres_v5_undone, sqlite_v9_undone
 from tokentrail._record import Record, to_timestamp_us
 from tokentrail._types import Cost
 from tokentrail.stores.base import PruningStore, Query, RepricingStore, Store
@@ -221,3 +221,41 @@ def test_the_v4_fixture_ledger_migrates_with_its_web_searches_priced_apart(tmp_p
             raw = [r for r in history if r.agent == row.group["agent"]]
             if row.calls == len(raw):  # agents whose rows were not pruned
                 assert row.non_token_cost_units == sum(r.non_token_units for r in raw)
+
+
+def test_a_v4_postgres_ledger_gains_its_non_token_amounts(postgres_server: str, tmp_path: Path) -> None:
+    """As the SQLite test above, for Postgres (its v5 is the SQLite ledger's v9)."""
+    import uuid
+
+    import psycopg
+
+    from tokentrail.stores.postgres import PostgresStore
+
+    schema = f"tt_test_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(postgres_server, schema=schema, spool=tmp_path)
+    try:
+        tracker = Tracker(store=store)
+        written = write(tracker, rounds=4)
+        store.reprice(Query(), other_model, "sonar")
+        pruned_before = T0 + timedelta(hours=1)
+        store.prune(to_timestamp_us(pruned_before))
+        store.close()
+        kept = [r for r in written if r.timestamp >= pruned_before]
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            for statement in postgres_v5_undone(schema):
+                conn.execute(statement)
+        store = PostgresStore(postgres_server, schema=schema, spool=tmp_path)
+        tracker = Tracker(store=store)
+        history = store.history(Query())
+        assert history and all(r.non_token_units == expected_part(r) for r in history)
+        assert tracker.totals().non_token_cost_units == sum(r.non_token_units for r in kept) > 0
+        assert tracker.totals(prices="sonar").non_token_cost_units == sum(
+            other_model(r).non_token_units for r in kept
+        )
+        for record in store.history(Query(prices="sonar")):
+            assert record.non_token_units == other_model(record).non_token_units
+        more = write(tracker, rounds=1)
+        assert tracker.totals().non_token_cost_units == sum(r.non_token_units for r in kept + more)
+    finally:
+        store.drop_schema()
+        store.close()

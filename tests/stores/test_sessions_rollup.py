@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 import tokentrail as tt
-from tests.stores._downgrade import sqlite_v9_undone
+from tests.stores._downgrade import postgres_v5_undone, sqlite_v9_undone
 from tokentrail.server._sessions import (
     SORT_KEYS,
     SessionListing,
@@ -320,6 +320,8 @@ def test_a_v3_postgres_ledger_with_data_gains_the_rollup(postgres_server: str, t
         expected = check(tracker)
         store.close()
         with psycopg.connect(postgres_server, autocommit=True) as conn:
+            for statement in postgres_v5_undone(schema):  # the later version's columns go too
+                conn.execute(statement)
             conn.execute(f'DROP TABLE "{schema}".sessions')
             conn.execute(f'DROP INDEX "{schema}".records_session')
             conn.execute(f'DELETE FROM "{schema}".schema_migrations WHERE version = 4')
@@ -327,7 +329,7 @@ def test_a_v3_postgres_ledger_with_data_gains_the_rollup(postgres_server: str, t
         assert listed(store) == expected
         with psycopg.connect(postgres_server) as conn:
             versions = conn.execute(f'SELECT version FROM "{schema}".schema_migrations ORDER BY 1').fetchall()
-        assert versions == [(1,), (2,), (3,), (4,)]
+        assert versions == [(1,), (2,), (3,), (4,), (5,)]
     finally:
         store.drop_schema()
         store.close()

@@ -85,9 +85,9 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "open_postgres_url"]
 
 SCHEMA_VERSION = (
-    4  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3, v2 adds price versions,
+    5  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3, v2 adds price versions,
     # v3 the counts a Usage carries beside tokens (as the SQLite ledger's v7), v4 the per-session rollup
-    # (as the SQLite ledger's v8)
+    # (as the SQLite ledger's v8), v5 the non-token part of each cost (as the SQLite ledger's v9)
 )
 _T = TypeVar("_T")
 _log = logging.getLogger("tokentrail")
@@ -156,12 +156,14 @@ _RECORD_COLUMNS = (
     *_TOKEN_COLUMNS,
     "est_input",
     "ttft",
+    "non_token",
 )
 _AT = {name: i for i, name in enumerate(_RECORD_COLUMNS)}
 # A row spooled before v3 lacks the counts v3 added (they sit just before est_input and ttft).
 _V3_ZEROS = (0,) * (len(_TOKEN_FIELDS_V3) - len(_TOKEN_FIELDS_V1))
 _V3_COUNTS_AT = _AT[f"t_{_TOKEN_FIELDS_V3[len(_TOKEN_FIELDS_V1)]}"]
-_V2_ROW_WIDTH = len(_RECORD_COLUMNS) - len(_V3_ZEROS)
+_V4_ROW_WIDTH = len(_RECORD_COLUMNS) - 1  # a row spooled before v5 lacks the non-token part (last)
+_V2_ROW_WIDTH = _V4_ROW_WIDTH - len(_V3_ZEROS)
 _ROLLUP_SUMS = (
     "calls",
     "cost",
@@ -317,12 +319,24 @@ def _schema_v4(s: str) -> list[str]:
     ]
 
 
+def _schema_v5(s: str) -> list[str]:
+    """v5: the part of each cost paid for units that are not tokens (requests, searches, durations, pages,
+    …; `Record.non_token_units`): a column in records, costs (a price version's), rollup_hour and
+    rollup_prices, 0 for existing rows (a constant default: no table is rewritten) until
+    `_fill_non_token` fills what the stored usage and price rule give exactly."""
+    added = "ADD COLUMN non_token NUMERIC(60, 0) NOT NULL DEFAULT 0"
+    return [
+        f"ALTER TABLE {s}.{table} {added}" for table in ("records", "costs", "rollup_hour", "rollup_prices")
+    ]
+
+
 # version → statements that bring a schema at version-1 to it
 _MIGRATIONS: dict[int, Callable[[str], list[str]]] = {
     1: _schema_v1,
     2: _schema_v2,
     3: _schema_v3,
     4: _schema_v4,
+    5: _schema_v5,
 }
 
 
@@ -475,6 +489,8 @@ class PostgresStore(BackgroundWriter):
                         conn.execute(statement)
                     if target == 4:
                         _rebuild_sessions(conn, self._s, None)
+                    if target == 5:
+                        _fill_non_token(conn, self._s)
                     conn.execute(f"INSERT INTO {self._s}.schema_migrations (version) VALUES (%s)", (target,))
             self._load_partitions(conn)
         except psycopg.Error as exc:
@@ -699,6 +715,8 @@ class PostgresStore(BackgroundWriter):
         rows: list[list[Any]] = payload["rows"]
         if rows and len(rows[0]) == _V2_ROW_WIDTH:  # spooled by a store from before schema v3
             rows = [[*row[:_V3_COUNTS_AT], *_V3_ZEROS, *row[_V3_COUNTS_AT:]] for row in rows]
+        if rows and len(rows[0]) == _V4_ROW_WIDTH:  # spooled before v5: the part is not known (0)
+            rows = [[*row, 0] for row in rows]
         rules: dict[str, str] = payload.get("rules") or {}
         self._ensure_partitions(conn, {_month(row[_AT["ts"]]) for row in rows})
         with conn.transaction():
@@ -1072,7 +1090,8 @@ class PostgresStore(BackgroundWriter):
         columns = ", ".join(f"r.{_q(c)}" for c in _RECORD_COLUMNS)
         select = (
             f"SELECT * FROM (SELECT {columns}, c.id IS NOT NULL AS v_had, c.priced AS v_priced,"
-            f" c.cost AS v_cost FROM {s}.records r LEFT JOIN {s}.costs c ON c.version = %s AND c.id = r.id)"
+            f" c.cost AS v_cost, c.non_token AS v_nt FROM {s}.records r"
+            f" LEFT JOIN {s}.costs c ON c.version = %s AND c.id = r.id)"
             f" AS records{_where_sql(where)}"
         )
         width = len(_RECORD_COLUMNS)
@@ -1086,13 +1105,15 @@ class PostgresStore(BackgroundWriter):
             rules: dict[str, str] = {}
             for found in rows:
                 record = self._record(found[:width])
-                had, old_priced, old_cost = found[width : width + 3]
+                had, old_priced, old_cost, old_nt = found[width : width + 4]
                 old = (None if old_cost is None else int(old_cost)) if had else record.cost_units
+                old_part = int(old_nt or 0) if had else record.non_token_units
                 cost = price_fn(record)
                 new = cost.total_units if cost.priced else None
-                kept = new != record.cost_units
+                new_part = cost.non_token_units if cost.priced else 0
+                kept = (new, new_part) != (record.cost_units, record.non_token_units)
                 differing += kept
-                if new == old:
+                if (new, new_part) == (old, old_part):
                     continue
                 moves.append(
                     [
@@ -1104,6 +1125,8 @@ class PostgresStore(BackgroundWriter):
                         self._rule_id(cost.rule, rules) if kept else None,
                         encode_text(cost.reason) if kept and new is None else None,
                         kept,
+                        old_part,
+                        new_part,
                     ]
                 )
             return differing, moves, rules
@@ -1113,7 +1136,7 @@ class PostgresStore(BackgroundWriter):
             with conn.transaction():
                 self._lock_versions(conn)
                 conn.execute(_REPRICE_STAGE)
-                conn.execute("TRUNCATE pg_temp.tt_reprice_v3")
+                conn.execute("TRUNCATE pg_temp.tt_reprice_v5")
                 with conn.cursor(name=f"tt_reprice_{uuid.uuid4().hex}") as cursor:
                     cursor.execute(select, [version, *params])
                     while rows := cursor.fetchmany(_REPRICE_BATCH):
@@ -1136,7 +1159,7 @@ class PostgresStore(BackgroundWriter):
                         conn.execute(_UPSERT_MOVES.format(s=s, moves=_STAGED_MOVES), (version,))
                         conn.execute(_DROP_STAGED_COSTS.format(s=s), (version,))
                         conn.execute(_UPSERT_STAGED_COSTS.format(s=s), (version,))
-                        conn.execute("TRUNCATE pg_temp.tt_reprice_v3")
+                        conn.execute("TRUNCATE pg_temp.tt_reprice_v5")
                 conn.execute(_DROP_EMPTY_PRICES.format(s=s), (version,))
                 conn.execute(
                     f"INSERT INTO {s}.price_versions (version) VALUES (%s) ON CONFLICT DO NOTHING", (version,)
@@ -1306,6 +1329,7 @@ class PostgresStore(BackgroundWriter):
             context=None if values["context"] is None else json.loads(values["context"]),
             estimated_input_tokens=values["est_input"],
             ttft_ms=values["ttft"],
+            non_token_units=int(values["non_token"] or 0),
         )
 
     def __repr__(self) -> str:
@@ -1345,6 +1369,7 @@ def _row(record: Record, cell: str, hour: int, shared: tuple[Any, ...], rule: st
         *_token_counts(record.usage),
         estimate if type(estimate) is int and 0 <= estimate < 2**63 else None,
         record.ttft_ms,
+        record.non_token_units if record.cost_units is not None else 0,
     ]
 
 
@@ -1475,6 +1500,73 @@ def _groups(row: Sequence[Any], index: dict[str, int], by: tuple[str, ...]) -> l
     return groups
 
 
+def _fill_non_token(conn: psycopg.Connection[Any], s: str) -> None:
+    """v5, after the statements: the non-token part of every stored cost that can be known exactly (as
+    the SQLite ledger's v9 migration: recomputed from the record's stored usage and its rule's prices, kept
+    only when that gives the stored total to the yocto-dollar; 0 otherwise, and for pruned records, which
+    the rollups count without a usage). Only the records of rules pricing a unit that is not tokens are
+    read; their rollup cells and price versions' changes are moved by the amounts found."""
+    from tokentrail.pricing.parts import non_token_of, prices_non_token
+
+    rules = {
+        str(key): PriceRule.from_dict(json.loads(text))
+        for key, text in conn.execute(f"SELECT id, text FROM {s}.rules").fetchall()
+    }
+    wanted = sorted(key for key, rule in rules.items() if prices_non_token(rule))
+    if not wanted:
+        return
+    columns = ", ".join(_q(c) for c in ("id", "cell", "rule", "cost", "status", *_TOKEN_COLUMNS))
+    found = conn.execute(
+        f"SELECT {columns} FROM {s}.records WHERE cost IS NOT NULL AND rule = ANY(%s::uuid[])", (wanted,)
+    ).fetchall()
+    parts: dict[str, int] = {}
+    cells: dict[str, int] = {}
+    updates = []
+    for record_id, cell, rule, cost, status, *counts in found:
+        usage = _usage_of_counts(counts, status)
+        part = non_token_of(rules[str(rule)], usage, int(cost))
+        if part:
+            parts[str(record_id)] = part
+            cells[str(cell)] = cells.get(str(cell), 0) + part
+            updates.append((part, record_id))
+    with conn.cursor() as cur:
+        cur.executemany(f"UPDATE {s}.records SET non_token = %s WHERE id = %s", updates)
+        cur.executemany(
+            f"UPDATE {s}.rollup_hour SET non_token = non_token + %s WHERE cell = %s",
+            [(units, cell) for cell, units in sorted(cells.items())],
+        )
+    versions = conn.execute(
+        "SELECT c.version, c.id, c.rule, c.cost, r.cell, r.status, "
+        + ", ".join(f"r.{_q(c)}" for c in _TOKEN_COLUMNS)
+        + f" FROM {s}.costs c JOIN {s}.records r ON r.id = c.id WHERE c.cost IS NOT NULL"
+    ).fetchall()
+    costs: list[tuple[int, str, Any]] = []
+    moves: dict[tuple[str, str], int] = {}
+    for version, record_id, rule, cost, cell, status, *counts in versions:
+        found_rule = None if rule is None else rules.get(str(rule))
+        part = 0
+        if prices_non_token(found_rule):
+            part = non_token_of(found_rule, _usage_of_counts(counts, status), int(cost))
+        if part:
+            costs.append((part, version, record_id))
+        change = part - parts.get(str(record_id), 0)
+        if change:  # both amounts count in the version's priced cell (an unpriced cost has none)
+            moves[(version, str(cell))] = moves.get((version, str(cell)), 0) + change
+    with conn.cursor() as cur:
+        cur.executemany(f"UPDATE {s}.costs SET non_token = %s WHERE version = %s AND id = %s", costs)
+        cur.executemany(
+            f"UPDATE {s}.rollup_prices SET non_token = non_token + %s"
+            " WHERE version = %s AND cell = %s AND priced",
+            [(units, version, cell) for (version, cell), units in sorted(moves.items())],
+        )
+
+
+def _usage_of_counts(counts: Sequence[Any], status: str) -> Usage:
+    """A usage from its counts in TOKEN_FIELDS order (as a records row holds them)."""
+    values: dict[str, Any] = dict(zip(TOKEN_FIELDS, map(int, counts), strict=True))
+    return Usage(**values, status=UsageStatus(status))
+
+
 def _rebuild_sessions(conn: psycopg.Connection[Any], s: str, names: list[str] | None) -> None:
     """Rebuild the `sessions` rows of `names` (stored, encoded values; None: every session) from the
     hourly rollup (its sums, which still count pruned records) and the raw rows (first and last call); a
@@ -1585,11 +1677,11 @@ def _first_line(exc: BaseException) -> str:
 
 _STAGE_COLUMNS = ", ".join(_q(c) for c in _RECORD_COLUMNS)
 _STAGE_TABLE = (
-    "CREATE TEMP TABLE IF NOT EXISTS tt_stage_v3 (LIKE {s}.records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS tt_stage_v5 (LIKE {s}.records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
-_COPY_STAGE = f"COPY pg_temp.tt_stage_v3 ({_STAGE_COLUMNS}) FROM STDIN"
+_COPY_STAGE = f"COPY pg_temp.tt_stage_v5 ({_STAGE_COLUMNS}) FROM STDIN"
 _KEYS = ", ".join(_q(c) for c in _KEY_COLUMNS)
-_ROLLUP_COLUMNS = ("cell", "hour", *_KEY_COLUMNS, *_ROLLUP_SUMS, *_TOKEN_COLUMNS)
+_ROLLUP_COLUMNS = ("cell", "hour", *_KEY_COLUMNS, *_ROLLUP_SUMS, *_TOKEN_COLUMNS, "non_token")
 # The per-cell sums of a set of record rows, in `_ROLLUP_SUMS` + token order.
 _ROW_SUM_LIST = (
     "count(*)",
@@ -1601,17 +1693,17 @@ _ROW_SUM_LIST = (
     "count(pc_units)",
     "coalesce(sum(cost) FILTER (WHERE pc_units IS NOT NULL), 0)",
     *(f"coalesce(sum({_q(c)}), 0)" for c in _TOKEN_COLUMNS),
+    "coalesce(sum(non_token), 0)",
 )
 _ROW_SUMS = ", ".join(_ROW_SUM_LIST)
-_ADD_SUMS = ", ".join(
-    f"{_q(c)} = rollup_hour.{_q(c)} + excluded.{_q(c)}" for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
-)
+_SUM_NAMES = (*_ROLLUP_SUMS, *_TOKEN_COLUMNS, "non_token")
+_ADD_SUMS = ", ".join(f"{_q(c)} = rollup_hour.{_q(c)} + excluded.{_q(c)}" for c in _SUM_NAMES)
 # Insert the staged rows the ledger does not hold yet and add exactly those to the hourly and the
 # per-session rollups. Cells and sessions are upserted in key order, so concurrent writers lock rollup
 # rows in the same order (no deadlocks).
 _INSERT_FRESH = (
     "WITH fresh AS ("
-    f" INSERT INTO {{s}}.records ({_STAGE_COLUMNS}) SELECT {_STAGE_COLUMNS} FROM pg_temp.tt_stage_v3"
+    f" INSERT INTO {{s}}.records ({_STAGE_COLUMNS}) SELECT {_STAGE_COLUMNS} FROM pg_temp.tt_stage_v5"
     " ON CONFLICT DO NOTHING RETURNING *),"
     f" cells AS (INSERT INTO {{s}}.rollup_hour ({', '.join(_q(c) for c in _ROLLUP_COLUMNS)})"
     f" SELECT cell, hour, {_KEYS}, {_ROW_SUMS} FROM fresh GROUP BY cell, hour, {_KEYS} ORDER BY cell"
@@ -1634,10 +1726,9 @@ _INSERT_FRESH = (
 # The staged records this transaction inserted (`_INSERT_FRESH` skipped those the ledger held, also
 # ones a concurrent transaction inserted first): their row version was made by this transaction (PG 13+).
 _INSERTED_HERE = (
-    "SELECT s.id FROM pg_temp.tt_stage_v3 s JOIN {s}.records r ON r.id = s.id AND r.ts = s.ts"
+    "SELECT s.id FROM pg_temp.tt_stage_v5 s JOIN {s}.records r ON r.id = s.id AND r.ts = s.ts"
     " WHERE r.xmin = pg_current_xact_id()::xid"
 )
-_SUM_NAMES = (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
 _SUBTRACT_SUMS = ", ".join(f"{_q(c)} = r.{_q(c)} - d.{_q(c)}" for c in _SUM_NAMES)
 _NAMED_SUMS = ", ".join(
     f"{expression} AS {_q(name)}" for expression, name in zip(_ROW_SUM_LIST, _SUM_NAMES, strict=True)
@@ -1660,13 +1751,14 @@ _ROLLUP_SELECT = ", ".join(
         "sum(provider_calls)",
         "sum(cost_on_provider)",
         *(f"sum({_q(c)})" for c in _TOKEN_COLUMNS),
+        "sum(non_token)",
     ]
 )
 _RECORDS_SELECT = _ROW_SUMS
 
 # -- price versions ---------------------------------------------------------------------------------------
 
-_VERSIONED = ("priced", "cost", "rule", "unpriced_reason")  # the columns a price version replaces
+_VERSIONED = ("priced", "cost", "rule", "unpriced_reason", "non_token")  # what a price version replaces
 # The records as price version %s costs them (records it did not reprice keep their recorded cost).
 _VERSIONED_SOURCE = (
     "(SELECT "
@@ -1683,12 +1775,13 @@ _VERSIONED_SOURCE = (
 # recorded cost (a cost row is kept) or not (the cost row goes).
 _MOVE_KEYS = ("cell", "hour", *_KEY_COLUMNS[:-1])
 _REPRICE_STAGE = (
-    "CREATE TEMP TABLE IF NOT EXISTS tt_reprice_v3 ("
+    "CREATE TEMP TABLE IF NOT EXISTS tt_reprice_v5 ("
     ' cell UUID, hour BIGINT, agent TEXT, session TEXT, "user" TEXT, tool TEXT, model TEXT, provider TEXT,'
     " tags TEXT[], path TEXT[], status TEXT, pc_units NUMERIC(60, 0), "
     + ", ".join(f"{_q(c)} BIGINT" for c in _TOKEN_COLUMNS)
     + ", id UUID, ts BIGINT, old_priced BOOLEAN, old_cost NUMERIC(60, 0), new_priced BOOLEAN,"
-    " new_cost NUMERIC(60, 0), rule UUID, unpriced_reason TEXT, kept BOOLEAN) ON COMMIT DELETE ROWS"
+    " new_cost NUMERIC(60, 0), rule UUID, unpriced_reason TEXT, kept BOOLEAN, old_nt NUMERIC(60, 0),"
+    " new_nt NUMERIC(60, 0)) ON COMMIT DELETE ROWS"
 )
 _REPRICE_STAGE_COLUMNS = (
     *_MOVE_KEYS,
@@ -1703,12 +1796,12 @@ _REPRICE_STAGE_COLUMNS = (
     "rule",
     "unpriced_reason",
     "kept",
+    "old_nt",
+    "new_nt",
 )
-_COPY_REPRICE = f"COPY pg_temp.tt_reprice_v3 ({', '.join(_q(c) for c in _REPRICE_STAGE_COLUMNS)}) FROM STDIN"
+_COPY_REPRICE = f"COPY pg_temp.tt_reprice_v5 ({', '.join(_q(c) for c in _REPRICE_STAGE_COLUMNS)}) FROM STDIN"
 _PRICES_COLUMNS = ("version", *_ROLLUP_COLUMNS)
-_ADD_PRICES = ", ".join(
-    f"{_q(c)} = rollup_prices.{_q(c)} + excluded.{_q(c)}" for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS)
-)
+_ADD_PRICES = ", ".join(f"{_q(c)} = rollup_prices.{_q(c)} + excluded.{_q(c)}" for c in _SUM_NAMES)
 _MOVE_GROUP = ", ".join(["m.version", *(f"m.{_q(c)}" for c in _MOVE_KEYS), "d.priced"])
 # The sums of moving each row of `m` from (old_priced, old_cost) to (new_priced, new_cost): the row
 # subtracted at the old cost, added at the new (timing sums do not depend on cost). When both are
@@ -1724,27 +1817,31 @@ _MOVE_SUMS = ", ".join(
         "sum(CASE WHEN m.pc_units IS NULL THEN 0 ELSE d.sign END)",
         "sum(CASE WHEN m.pc_units IS NULL THEN 0 ELSE d.sign * coalesce(d.units, 0) END)",
         *(f"sum(d.sign * m.{_q(c)})" for c in _TOKEN_COLUMNS),
+        "sum(CASE WHEN d.priced THEN d.sign * coalesce(d.nt, 0) ELSE 0 END)",
     ]
 )
 _UPSERT_MOVES = (
     f"INSERT INTO {{s}}.rollup_prices ({', '.join(_q(c) for c in _PRICES_COLUMNS)})"
     f" SELECT {_MOVE_GROUP}, {_MOVE_SUMS} FROM {{moves}} m CROSS JOIN LATERAL"
-    " (VALUES (-1, m.old_priced, m.old_cost), (1, m.new_priced, m.new_cost)) AS d(sign, priced, units)"
+    " (VALUES (-1, m.old_priced, m.old_cost, m.old_nt), (1, m.new_priced, m.new_cost, m.new_nt))"
+    " AS d(sign, priced, units, nt)"
     " WHERE m.old_priced IS DISTINCT FROM m.new_priced OR m.old_cost IS DISTINCT FROM m.new_cost"
+    " OR m.old_nt IS DISTINCT FROM m.new_nt"
     f" GROUP BY {_MOVE_GROUP} ORDER BY {_MOVE_GROUP}"
     f" ON CONFLICT (version, cell, priced) DO UPDATE SET {_ADD_PRICES}"
 )
-_STAGED_MOVES = "(SELECT %s::text AS version, * FROM pg_temp.tt_reprice_v3)"
-_DROP_STAGED_COSTS = "DELETE FROM {s}.costs c USING pg_temp.tt_reprice_v3 t WHERE c.version = %s AND c.id = t.id AND NOT t.kept"
+_STAGED_MOVES = "(SELECT %s::text AS version, * FROM pg_temp.tt_reprice_v5)"
+_DROP_STAGED_COSTS = "DELETE FROM {s}.costs c USING pg_temp.tt_reprice_v5 t WHERE c.version = %s AND c.id = t.id AND NOT t.kept"
 _UPSERT_STAGED_COSTS = (
-    "INSERT INTO {s}.costs (version, id, ts, priced, cost, rule, unpriced_reason)"
-    " SELECT %s, id, ts, new_priced, new_cost, rule, unpriced_reason FROM pg_temp.tt_reprice_v3 WHERE kept"
-    " ORDER BY id ON CONFLICT (version, id) DO UPDATE SET priced = excluded.priced, cost = excluded.cost,"
-    " rule = excluded.rule, unpriced_reason = excluded.unpriced_reason"
+    "INSERT INTO {s}.costs (version, id, ts, priced, cost, rule, unpriced_reason, non_token)"
+    " SELECT %s, id, ts, new_priced, new_cost, rule, unpriced_reason, new_nt FROM pg_temp.tt_reprice_v5"
+    " WHERE kept ORDER BY id ON CONFLICT (version, id) DO UPDATE SET priced = excluded.priced,"
+    " cost = excluded.cost, rule = excluded.rule, unpriced_reason = excluded.unpriced_reason,"
+    " non_token = excluded.non_token"
 )
 # Cells a version's changes cancel out in (every record back at its recorded cost).
 _DROP_EMPTY_PRICES = "DELETE FROM {s}.rollup_prices WHERE version = %s AND " + " AND ".join(
-    f"{_q(c)} = 0" for c in (*_ROLLUP_SUMS, *_TOKEN_COLUMNS) if c not in ("duration", "timed", "timed_output")
+    f"{_q(c)} = 0" for c in _SUM_NAMES if c not in ("duration", "timed", "timed_output")
 )
 # Delete raw rows, subtract them from their rollup cells, undo every price version's change for them
 # and drop their version costs; returns how many rows went.
@@ -1756,8 +1853,8 @@ _SUBTRACT_DELETED_VERSIONED = (
     + ", ".join(f"g.{_q(c)}" for c in _MOVE_KEYS)
     + ", g.pc_units, "
     + ", ".join(f"g.{_q(c)}" for c in _TOKEN_COLUMNS)
-    + ", c.priced AS old_priced, c.cost AS old_cost, g.priced AS new_priced, g.cost AS new_cost"
-    " FROM gone g JOIN {s}.costs c ON c.id = g.id),"
+    + ", c.priced AS old_priced, c.cost AS old_cost, g.priced AS new_priced, g.cost AS new_cost,"
+    " c.non_token AS old_nt, g.non_token AS new_nt FROM gone g JOIN {s}.costs c ON c.id = g.id),"
     " undone AS ("
     + _UPSERT_MOVES.replace("{moves}", "moves")
     + "), dropped AS (DELETE FROM {s}.costs c USING gone g WHERE c.id = g.id)"
