@@ -185,6 +185,7 @@ def _wide_row(record: Record) -> tuple[object, ...]:
         **{f"t_{name}": getattr(record.usage, name) for name in TOKEN_FIELDS},
         "est_input": record.estimated_input_tokens,
         "ttft": record.ttft_ms,
+        "non_token": None if record.cost_units is None else str(record.non_token_units),  # v9
     }
     return tuple(values[column] for column in _RECORD_COLUMNS)
 

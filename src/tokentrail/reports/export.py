@@ -52,6 +52,7 @@ CSV_COLUMNS = (
     *TOKEN_FIELDS,
     "priced",
     "cost",
+    "non_token_cost",
     "unpriced_reason",
     "duration_ms",
     "provider_cost",
@@ -84,6 +85,9 @@ def record_to_dict(record: Record) -> dict[str, Any]:
         **{name: getattr(usage, name) for name in TOKEN_FIELDS},
         "priced": record.priced,
         "cost": None if record.cost_units is None else str(units_to_decimal(record.cost_units)),
+        "non_token_cost": None
+        if record.cost_units is None
+        else str(units_to_decimal(record.non_token_units)),
         "unpriced_reason": record.unpriced_reason,
         "duration_ms": record.duration_ms,
         "provider_cost": None if record.provider_cost is None else str(record.provider_cost),
@@ -103,6 +107,7 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
         reason=data.get("usage_reason"),
     )
     cost = data.get("cost")
+    non_token = data.get("non_token_cost")  # absent from exports made before it was kept: not known, 0
     duration = data.get("duration_ms")
     reported = data.get("provider_cost")
     estimate = data.get("estimated_input_tokens")
@@ -131,6 +136,9 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
         context=data.get("context"),
         estimated_input_tokens=None if estimate is None else int(estimate),
         ttft_ms=None if ttft is None else float(ttft),
+        non_token_units=decimal_to_units(Decimal(non_token), what="non_token_cost")
+        if non_token is not None and cost is not None and data.get("priced")
+        else 0,
     )
 
 
@@ -154,6 +162,7 @@ def summary_row_to_dict(row: SummaryRow) -> dict[str, Any]:
         "unpriced_calls": row.unpriced_calls,
         **{name: getattr(usage, name) for name in TOKEN_FIELDS},
         "cost": str(row.cost),
+        "non_token_cost": str(row.non_token_cost),
         "cost_per_call": _text(row.cost_per_call),
         "cost_per_1k_tokens": _text(row.cost_per_1k_tokens),
         "duration_ms": row.duration_ms,
@@ -431,6 +440,7 @@ def parquet_schema() -> Any:
         *((name, count) for name in TOKEN_FIELDS),
         ("priced", pa.bool_()),
         ("cost", text),
+        ("non_token_cost", text),
         ("unpriced_reason", text),
         ("duration_ms", pa.float64()),
         ("provider_cost", text),

@@ -33,8 +33,11 @@ __all__ = ["drift_table", "format_usd", "print_report", "render_text", "report",
 
 UNPRICED_STYLE = "bold red"
 NUMBER_COLUMNS = ("Calls", "Input", "Output", "Cost", "Share", "Unpriced")
+# "Other": the part of the cost not paid for tokens (requests, searches, durations, pages, …), shown after
+# Cost when some row has one
+OTHER = "Other"
 # the columns a narrow terminal loses first (the cost never goes; the unpriced count is also in the footer)
-DROP_FIRST = ("Share", "Unpriced", "Input", "Output", "Calls")
+DROP_FIRST = ("Share", OTHER, "Unpriced", "Input", "Output", "Calls")
 
 
 def report(
@@ -98,6 +101,8 @@ def totals_table(totals: SummaryRow) -> Table:
     table.add_row("Output tokens", f"{usage.output_tokens:,}")
     table.add_row("  reasoning", f"{usage.reasoning_tokens:,}")
     table.add_row("Cost", format_usd(totals.cost, exact=True))
+    if totals.non_token_cost_units:
+        table.add_row("  other than tokens", format_usd(totals.non_token_cost, exact=True))
     table.add_row("Cost per call", format_usd(totals.cost_per_call))
     table.add_row("Cost per 1k tokens", format_usd(totals.cost_per_1k_tokens))
     table.add_row("Cache hit ratio", _percent(totals.cache_hit_ratio))
@@ -126,21 +131,31 @@ def breakdown_table(title: str, label: str, rows: Iterable[SummaryRow], totals: 
 
 
 def summary_table(title: str, keys: Sequence[str], rows: Iterable[SummaryRow], totals: SummaryRow) -> Fitted:
-    """One row per group of `keys`: calls, tokens, cost, share of the total cost, unpriced calls; shaped
-    to the terminal's width (names shortened with "…", never broken; low-value columns left out first)."""
+    """One row per group of `keys`: calls, tokens, cost, the part of it not paid for tokens ("Other",
+    when some row has one), share of the total cost, unpriced calls; shaped to the terminal's width (names
+    shortened with "…", never broken; low-value columns left out first)."""
+    rows = list(rows)
+    other = any(row.non_token_cost_units for row in rows)
     table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
     for position, key in enumerate(keys):
         table.add_column(key.capitalize(), style="bold" if position == 0 else "")
     for name in NUMBER_COLUMNS:
         table.add_column(name, justify="right", no_wrap=True)
+        if name == "Cost" and other:
+            table.add_column(OTHER, justify="right", no_wrap=True)
     for row in rows:
         all_unpriced = row.calls and row.unpriced_calls == row.calls
+        cost: list[str | Text] = [
+            Text("unpriced", style=UNPRICED_STYLE) if all_unpriced else format_usd(row.cost)
+        ]
+        if other:
+            cost.append("-" if all_unpriced else format_usd(row.non_token_cost))
         table.add_row(
             *(_label(row.group.get(key)) for key in keys),
             f"{row.calls:,}",
             f"{row.input_tokens:,}",
             f"{row.output_tokens:,}",
-            Text("unpriced", style=UNPRICED_STYLE) if all_unpriced else format_usd(row.cost),
+            *cost,
             "-" if all_unpriced else _share(row.cost_units, totals.cost_units),
             _unpriced_text(row.unpriced_calls),
         )
