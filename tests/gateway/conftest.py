@@ -3,9 +3,11 @@ scripted upstream whose every chunk a test releases), driven by real clients ove
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,7 @@ class ScriptedUpstream:
         self.headers_gate: threading.Event | None = None
         self.requests: list[dict[str, Any]] = []
         self.finished = threading.Event()
+        self.hung_up = threading.Event()  # the gateway closed a connection while its answer was held
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -119,7 +122,10 @@ class ScriptedUpstream:
                     }
                 )
                 if upstream.headers_gate is not None:
-                    upstream.headers_gate.wait(30)
+                    while not upstream.headers_gate.wait(0.02):
+                        if _peer_closed(self.connection):
+                            upstream.hung_up.set()
+                            return
                 try:
                     self.send_response(upstream.status)
                     self.send_header("Content-Type", upstream.content_type)
@@ -163,6 +169,12 @@ class ScriptedUpstream:
         self._httpd.server_close()
 
 
+def _peer_closed(connection: socket.socket) -> bool:
+    """Whether the other end closed `connection` (readable, and at its end)."""
+    readable, _, _ = select.select([connection], [], [], 0)
+    return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+
+
 @pytest.fixture
 def scripted() -> Iterator[ScriptedUpstream]:
     with ScriptedUpstream() as upstream:
@@ -181,6 +193,16 @@ def recorded(gateway: Gateway, count: int = 1) -> threading.Event:
 
     gateway.tracker.add_sink(sink)
     return done
+
+
+def eventually(condition: Callable[[], bool], within: float = 30.0) -> bool:
+    """Whether `condition` holds within `within` seconds (a deadline for a background effect, polled)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def closed_port() -> int:

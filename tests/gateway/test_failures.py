@@ -4,14 +4,25 @@ recorded for a call that did not happen, `unknown` with its reason for one whose
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import ScriptedUpstream, Step, closed_port, gateway_config, recorded, serve
+from tests.gateway.conftest import (
+    ScriptedUpstream,
+    Step,
+    closed_port,
+    eventually,
+    gateway_config,
+    recorded,
+    serve,
+)
 from tokentrail.budgets import Budget
 from tokentrail.gateway import Gateway
 
@@ -134,3 +145,67 @@ def test_a_client_that_closes_after_the_last_event_had_a_complete_call(
     assert (record.usage.input_tokens, record.usage.output_tokens) == (9, 3)
     assert metrics.client_disconnects == 0
     assert metrics.requests[("openai.chat", "openai", 200)] == 1
+
+
+def test_a_client_leaving_before_the_upstream_answers_closes_the_upstream_request_and_frees_the_hold(
+    scripted: ScriptedUpstream, ledger: str
+) -> None:
+    scripted.headers_gate = threading.Event()  # the upstream is thinking: no status line yet
+    budget = Budget(limit_usd="10", window="monthly", name="all")
+    gateway = Gateway(gateway_config(scripted.base, ledger, budgets=[budget]))
+    body = json.dumps({"model": "claude-haiku-4-5", "max_tokens": 500, "messages": MESSAGES}).encode()
+    with serve(gateway) as running:
+        client = socket.create_connection(("127.0.0.1", running.port))
+        client.sendall(
+            b"POST /v1/messages HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        assert eventually(lambda: len(scripted.requests) == 1), "the request was not forwarded"
+        held = gateway.budgets.manager.status()[0].reserved_usd  # type: ignore[union-attr]
+        client.close()
+        assert scripted.hung_up.wait(30), "the gateway kept waiting for an answer nobody will read"
+        assert eventually(lambda: gateway.metrics.client_disconnects == 1)
+        (status,) = gateway.budgets.manager.status()  # type: ignore[union-attr]
+        records = gateway.tracker.history()
+        metrics = gateway.metrics
+
+    assert held > 0 and status.reserved_usd == 0 and status.spent_usd == 0
+    assert records == []
+    assert metrics.in_flight == 0
+    assert metrics.requests[("anthropic.messages", "anthropic", 499)] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error_type"),
+    [
+        ("/v1/chat/completions", {"model": "gpt-4o", "messages": MESSAGES}, ("error", "type", "api_error")),
+        (
+            "/v1/messages",
+            {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": MESSAGES},
+            ("error", "type", "overloaded_error"),
+        ),
+    ],
+)
+def test_requests_above_the_in_flight_limit_are_refused_with_retry_after_not_queued(
+    scripted: ScriptedUpstream, ledger: str, path: str, body: dict, error_type: tuple[str, str, str]
+) -> None:
+    scripted.headers_gate = threading.Event()
+    scripted.content_type = "application/json"
+    scripted.steps = [Step(b"{}")]
+    gateway = Gateway(gateway_config(scripted.base, ledger, max_in_flight=2))
+    with serve(gateway) as running:
+        with ThreadPoolExecutor(2) as pool:
+            held = [pool.submit(httpx.post, running.url + path, json=body, timeout=60) for _ in range(2)]
+            assert eventually(lambda: len(scripted.requests) == 2)
+            refused = httpx.post(running.url + path, json=body)
+            scripted.headers_gate.set()
+            answered = [future.result().status_code for future in held]
+        after = httpx.post(running.url + path, json=body)  # room again
+        metrics = gateway.metrics
+
+    outer, field, kind = error_type
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json()[outer][field] == kind
+    assert answered == [200, 200] and after.status_code == 200
+    assert len(scripted.requests) == 3  # the refused one never reached the upstream
+    assert sum(n for (_, reason), n in metrics.refused.items() if reason == "busy") == 1

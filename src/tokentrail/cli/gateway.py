@@ -78,6 +78,14 @@ def gateway_command(
     max_body: Annotated[int, typer.Option("--max-body", min=1, help="Largest request body, in bytes.")] = 32
     * 1024
     * 1024,
+    max_in_flight: Annotated[
+        int,
+        typer.Option(
+            "--max-in-flight",
+            min=1,
+            help="Requests forwarded at once; above it clients get 503 + Retry-After.",
+        ),
+    ] = 4096,
 ) -> None:
     """Serve the gateway: clients set their base URL to it; every call is forwarded, recorded and budgeted."""
     from tokentrail.server._bind import is_loopback
@@ -118,6 +126,7 @@ def gateway_command(
                 token=token,
                 timeout=timeout,
                 max_body_bytes=max_body,
+                max_in_flight=max_in_flight,
             )
         )
     except (ValueError, TokentrailError) as exc:

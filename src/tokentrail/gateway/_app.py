@@ -96,7 +96,7 @@ class GatewayConfig:
     token: str | None = field(default=None, repr=False)  # refuse requests with neither it nor a virtual key
     timeout: float = 600.0  # seconds to wait for the upstream's next bytes
     connect_timeout: float = 10.0
-    max_upstream_connections: int = 2048  # open connections to the upstreams, all together
+    max_in_flight: int = 4096  # requests forwarded at once (and upstream connections); above it: 503
     max_body_bytes: int = 32 * 1024 * 1024
     key_refresh_seconds: float = 30.0
 
@@ -164,7 +164,7 @@ class Gateway:
         if client is None:
             config = self.config
             client = self._client = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=config.max_upstream_connections, limit_per_host=0),
+                connector=aiohttp.TCPConnector(limit=config.max_in_flight, limit_per_host=0),
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=None, sock_connect=config.connect_timeout, sock_read=config.timeout
                 ),
@@ -219,10 +219,17 @@ class Gateway:
             name = found.upstream or _header(scope["headers"], _UPSTREAM_HEADER) or _DEFAULT_UPSTREAMS[api]
             await _reply(send, error_reply(api, 404, f"no upstream named {name!r} is configured"))
             return
+        if self.metrics.in_flight >= self.config.max_in_flight:
+            status = await self._refuse_busy(receive, send, api, upstream)
+            self.metrics.requests[(found.route.name, upstream.name, status)] += 1
+            return
         self.metrics.in_flight += 1
         status = 0
         try:
             status = await self._exchange(scope, receive, send, found, upstream)
+        except _ClientGone:
+            self.metrics.client_disconnects += 1
+            status = 499
         finally:
             self.metrics.in_flight -= 1
             self.metrics.requests[(found.route.name, upstream.name, status)] += 1
@@ -246,6 +253,19 @@ class Gateway:
 
             self._traces = otlp_app(self.tracker)
         await self._traces(scope, receive, send)
+
+    async def _refuse_busy(self, receive: Receive, send: Send, api: str, upstream: Upstream) -> int:
+        """Above `max_in_flight`: 503 in the provider's shape with Retry-After (the SDKs retry after it),
+        not queued. The body is read first, so the client is not cut off mid-send and sees the answer."""
+        self.metrics.refused[(upstream.name, "busy")] += 1
+        try:
+            await _read_body(receive, self.config.max_body_bytes)
+        except _ClientGone:
+            self.metrics.client_disconnects += 1
+            return 499
+        limit = self.config.max_in_flight
+        message = f"the gateway is at its limit of {limit} requests in flight; retry shortly"
+        return await _reply(send, error_reply(api, 503, message, headers={"retry-after": "1"}))
 
     def _upstream(self, found: Match, headers: list[tuple[bytes, bytes]]) -> Upstream | None:
         upstreams = self.config.upstreams
@@ -297,10 +317,14 @@ class Gateway:
         strip = route.asks_usage and streaming and not _asked_usage(request)
         if strip:
             body = _ask_usage(body, request)
-        with attribution(**values):
-            return await self._forward(
-                scope, receive, send, found, upstream, body, request, secret, strip, started
-            )
+        gone = asyncio.ensure_future(_disconnected(receive))  # the client leaving, noticed from here on
+        try:
+            with attribution(**values):
+                return await self._forward(
+                    scope, receive, send, found, upstream, body, request, secret, strip, started, gone
+                )
+        finally:
+            gone.cancel()
 
     def _check_token(
         self, headers: list[tuple[bytes, bytes]], upstream: Upstream, api: str
@@ -331,6 +355,7 @@ class Gateway:
         secret: str | None,
         strip: bool,
         started: float,
+        gone: asyncio.Future[None],
     ) -> int:
         route = found.route
         requested_model = request.get("model")
@@ -347,15 +372,34 @@ class Gateway:
         url = target_url(
             upstream, found.path, forward_query(scope.get("query_string", b""), secret, real_key)
         )
+        if gone.done():  # the client left while its budget was reserved: nothing is forwarded
+            call.failed()
+            raise _ClientGone
         sent = time.perf_counter()
-        try:
-            response = await self.client().request(
+        asked = asyncio.ensure_future(
+            self.client().request(
                 "POST",
                 URL(url, encoded=True),  # the path and query as the client sent them (not re-quoted)
                 headers=forward_headers(scope["headers"], secret, real_key),
                 data=body,
                 allow_redirects=False,
             )
+        )
+        try:
+            await asyncio.wait((asked, gone), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            asked.cancel()
+            call.failed()
+            raise
+        if not asked.done():  # the client left before the upstream answered: the upstream request is closed
+            asked.cancel()
+            (late,) = await asyncio.gather(asked, return_exceptions=True)
+            if isinstance(late, aiohttp.ClientResponse):
+                late.close()
+            call.failed()
+            raise _ClientGone
+        try:
+            response = asked.result()
         except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors
             call.failed()
             self.metrics.upstream_errors[(upstream.name, "timeout")] += 1
@@ -372,7 +416,7 @@ class Gateway:
         labels = (route.name, upstream.name)
         self.metrics.upstream_headers.observe(labels, time.perf_counter() - sent)
         try:
-            return await self._relay(receive, send, response, call, strip, route)
+            return await self._relay(gone, send, response, call, strip, route)
         finally:
             self.metrics.durations.observe(labels, time.perf_counter() - started)
             response.release()  # back to the pool when the body was read to its end, else closed
@@ -404,7 +448,7 @@ class Gateway:
 
     async def _relay(
         self,
-        receive: Receive,
+        gone: asyncio.Future[None],
         send: Send,
         response: aiohttp.ClientResponse,
         call: Call,
@@ -430,7 +474,6 @@ class Gateway:
             sink = _BodySink(call)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         pump = asyncio.ensure_future(_pump(send, response, sink))
-        gone = asyncio.ensure_future(_disconnected(receive))
         try:
             await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:  # the server is cancelling this request: the client is gone
@@ -670,6 +713,10 @@ def _json_reply(status: int, payload: dict[str, Any]) -> ErrorReply:
     return ErrorReply(status, [(b"content-type", b"application/json")], body)
 
 
+class _ClientGone(Exception):
+    """The client disconnected before its response began (answered with nothing; counted as 499)."""
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
     """The whole request body, or None when it is over `limit` bytes."""
     chunks: list[bytes] = []
@@ -677,7 +724,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError("the client disconnected while sending its request")
+            raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
