@@ -94,6 +94,8 @@ def _totals(tracker: Tracker, picked: Selection) -> str:
         ("total-tokens", "Tokens", f"{row.total_tokens:,}"),
         ("total-unpriced", "Unpriced calls", f"{row.unpriced_calls:,}"),
     ]
+    if row.non_token_cost_units:  # requests, searches, durations, pages, … beside the tokens
+        figures.insert(1, ("total-non-token", "Other than tokens", _usd(row.non_token_cost)))
     cells = "".join(
         f'<div class="figure">{escape(title)}<b id="{ident}">{escape(text)}</b></div>'
         for ident, title, text in figures
@@ -124,12 +126,16 @@ def _budgets(tracker: Tracker) -> str:
 
 def _recent(tracker: Tracker, picked: Selection) -> str:
     records = tracker.history(since=picked.since, until=picked.until, limit=RECENT_CALLS, **picked.filters)
+    other = any(record.non_token_units for record in records)  # an "Other" column when a call has some
     rows = []
     for record in reversed(records):
         when = datetime.fromtimestamp(record.timestamp_us / 1_000_000, timezone.utc).strftime(
             "%Y-%m-%d %H:%M:%S"
         )
         cost = "unpriced" if record.cost_units is None else _usd(units_to_decimal(record.cost_units))
+        if other:
+            part = "—" if record.non_token_cost is None else _usd(record.non_token_cost)
+            cost += f'</td><td class="num non-token">{part}'
         rows.append(
             f"<tr><td>{when}</td><td>{escape(record.agent or '')}</td><td>{escape(record.user or '')}</td>"
             f"<td>{escape(record.model or '')}</td><td class=num>{record.usage.input_tokens:,}</td>"
@@ -137,7 +143,13 @@ def _recent(tracker: Tracker, picked: Selection) -> str:
         )
     head = (
         "<tr><th>Time (UTC)</th><th>Agent</th><th>User</th><th>Model</th><th class=num>In</th>"
-        "<th class=num>Out</th><th class=num>Cost</th></tr>"
+        "<th class=num>Out</th><th class=num>Cost</th>"
+        + (
+            '<th class=num title="requests, searches, durations, pages, … beside the tokens">Other</th>'
+            if other
+            else ""
+        )
+        + "</tr>"
     )
     body = "".join(rows) or '<tr><td colspan="7" class="muted">No calls in this selection.</td></tr>'
     return f'<section id="recent"><h2>Recent calls</h2><table>{head}{body}</table></section>'

@@ -238,6 +238,7 @@ def call_view(record: Record, run: Run, index: int) -> dict[str, Any]:
         "reason": usage.reason,
         "units": {name: getattr(usage, name) for name in TOKEN_FIELDS if getattr(usage, name)},
         "cost_usd": _money(record.cost_units),
+        "non_token_cost_usd": None if record.non_token_cost is None else str(record.non_token_cost),
         "unpriced_reason": record.unpriced_reason,
         "provider_cost_usd": None if reported is None else str(reported),
         "cost_difference_usd": None if record.cost_difference is None else str(record.cost_difference),

@@ -320,6 +320,10 @@ def _detail(run: Run, index: int) -> str:
             else "$" + view["cost_usd"],
         ),
         (
+            "Of which not tokens (requests, searches, durations, pages, …)",
+            "—" if view["non_token_cost_usd"] is None else "$" + view["non_token_cost_usd"],
+        ),
+        (
             "Provider-reported cost",
             "—" if view["provider_cost_usd"] is None else "$" + view["provider_cost_usd"],
         ),

@@ -22,12 +22,14 @@ def group_text(value: GroupValue) -> str | None:
 
 
 def row_view(row: SummaryRow) -> dict[str, Any]:
-    """One summary row: its group, calls, every token kind and the exact USD cost of the priced calls."""
+    """One summary row: its group, calls, every token kind and the exact USD cost of the priced calls (and
+    the part of it not paid for tokens: requests, searches, durations, pages, …)."""
     view: dict[str, Any] = {
         "group": {key: group_text(value) for key, value in row.group.items()},
         "calls": row.calls,
         "unpriced_calls": row.unpriced_calls,
         "cost_usd": str(row.cost),
+        "non_token_cost_usd": str(row.non_token_cost),
         "total_tokens": row.total_tokens,
         "duration_ms": row.duration_ms,
         "timed_calls": row.timed_calls,
@@ -52,6 +54,7 @@ def record_view(record: Record) -> dict[str, Any]:
         "tags": list(record.tags),
         "status": str(record.usage.status),
         "cost_usd": None if record.cost_units is None else str(units_to_decimal(record.cost_units)),
+        "non_token_cost_usd": None if record.non_token_cost is None else str(record.non_token_cost),
         "unpriced_reason": record.unpriced_reason,
         "duration_ms": record.duration_ms,
         "total_tokens": record.usage.total_tokens,
