@@ -4,9 +4,13 @@ lets a running stream finish and flushes the ledger."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.gateway.conftest import Running, ScriptedUpstream, Step, closed_port, gateway_config, serve
 from tokentrail.budgets import Budget
@@ -95,3 +99,37 @@ def _accepting(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+_STARTUP = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from tests.gateway.conftest import gateway_config, serve
+from tokentrail.budgets import Budget
+from tokentrail.gateway import Gateway
+from tokentrail.pricing.catalog import default_if_built
+from tokentrail.tokens import encodings
+
+budgets = [Budget(limit_usd="10", window="monthly", name="all")] if sys.argv[3] == "budgets" else []
+gateway = Gateway(gateway_config("http://127.0.0.1:9", sys.argv[2], budgets=budgets))
+before = (default_if_built() is not None, sorted(encodings._encoders))
+with serve(gateway):  # started: no request has been made
+    after = (default_if_built() is not None, sorted(encodings._encoders))
+print(before, after)
+"""
+
+
+@pytest.mark.parametrize(
+    ("budgets", "loaded"),
+    [("budgets", "(True, ['o200k_base'])"), ("none", "(True, [])")],  # prompts are counted for budgets only
+)
+def test_the_price_catalog_and_tokenizer_are_loaded_at_start_up_not_by_the_first_request(
+    ledger: str, budgets: str, loaded: str
+) -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", _STARTUP, str(Path(__file__).parents[2]), ledger, budgets],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ran.stdout.strip() == f"(False, []) {loaded}"

@@ -81,6 +81,9 @@ _RESPONSE_DROPPED = frozenset({b"connection", b"keep-alive", b"transfer-encoding
 _DEFAULT_UPSTREAMS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
 _LARGE_PROMPT = 32 * 1024  # bytes of request body above which the prompt is counted off the event loop
 _OPERATIONS = ("/healthz", "/readyz", "/metrics")
+_MAX_MODELS = 4096  # distinct model names remembered as counted
+# a model of each API whose prompt is counted and worst case priced at start-up (loading what they need)
+_SAMPLE_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
 
 
 @dataclass
@@ -131,6 +134,7 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.metrics.extra = lambda: {"budget_backend_errors": float(self.budgets.backend_errors())}
         self._targets = _targets()
+        self._counted: set[str | None] = set()  # models whose prompts were counted once (tokenizer loaded)
         self._client: aiohttp.ClientSession | None = None
         self._traces: OtlpApp | None = None  # POST /v1/traces, made on the first export
         self._closed = False
@@ -149,11 +153,28 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.client()
+                await asyncio.to_thread(self.warm)  # before the first request is accepted
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def warm(self) -> None:
+        """Build what the first requests would otherwise build on the event loop (blocking; run off it at
+        start-up): the price catalog, and with budgets the tokenizer that counts prompts for reservations
+        and the reservation planner, for each configured upstream."""
+        from tokentrail.pricing.catalog import default_catalog
+
+        default_catalog()
+        manager = self.budgets.manager
+        if manager is None:
+            return
+        for upstream in self.config.upstreams.values():
+            model = _SAMPLE_MODELS[upstream.api]
+            request = {"model": model, "messages": [{"role": "user", "content": "warm"}]}
+            manager.estimate(model, upstream.provider, _estimate_input(request, model), 16)
+            self._counted.add(model)
 
     def client(self) -> aiohttp.ClientSession:
         """The upstream HTTP client (made at start-up or on first use, inside the server's event loop).
@@ -428,8 +449,12 @@ class Gateway:
         manager = self.budgets.manager
         if manager is None:
             return None
-        if size > _LARGE_PROMPT:
+        counted = self._counted
+        if size > _LARGE_PROMPT or model not in counted:  # a model's first count may load its tokenizer
             prompt = await asyncio.to_thread(_estimate_input, request, model)
+            if len(counted) > _MAX_MODELS:
+                counted.clear()
+            counted.add(model)
         else:
             prompt = _estimate_input(request, model)
         try:
