@@ -222,9 +222,7 @@ def test_v2_embed_and_rerank_through_the_raw_client(server: MockLLMServer, track
         "/v2/rerank",
         lambda: raw.rerank(model="rerank-v3.5", query="q", documents=["a", "b"]),
     )
-    assert reranked.usage.status is tt.UsageStatus.UNKNOWN and "search_units=1" in (
-        reranked.usage.reason or ""
-    )
+    assert reranked.usage.status is tt.UsageStatus.COMPLETE and reranked.usage.rerank_searches == 1
 
 
 PARSE: dict[str, Callable[[Any], Any]] = {
@@ -236,12 +234,10 @@ PARSE: dict[str, Callable[[Any], Any]] = {
 
 
 @pytest.mark.parametrize("mode", sorted(PARSE))
-def test_parse_is_recorded_unknown_with_its_billed_pages(
-    server: MockLLMServer, tracker: Tracker, mode: str
-) -> None:
+def test_parse_is_recorded_with_its_billed_pages(server: MockLLMServer, tracker: Tracker, mode: str) -> None:
     record, result = returning(server, tracker, "/v2/parse", lambda: PARSE[mode](v2(server)))
-    assert record.usage.status is tt.UsageStatus.UNKNOWN
-    assert "pages=1" in (record.usage.reason or "")
+    assert record.usage.status is tt.UsageStatus.COMPLETE
+    assert record.usage.input_document_pages == 1
     assert record.model == "parse-v5.0"
     assert result.meta.billed_units.pages == 1
 
@@ -255,7 +251,7 @@ def test_async_parse_is_recorded(server: MockLLMServer, tracker: Tracker) -> Non
         )
 
     records = async_calls(server, tracker, "/v2/parse", 2, call)
-    assert ["pages=1" in (r.usage.reason or "") for r in records] == [True, True]
+    assert [r.usage.input_document_pages for r in records] == [1, 1]
 
 
 # -- v1: chat and generate, plain, raw and streamed; the other legacy endpoints raw ---------------------------
@@ -348,7 +344,7 @@ def test_v1_raw_embed_rerank_summarize_classify(server: MockLLMServer, tracker: 
     server.queue(input=120, output=15, route="cohere.summarize_v1")
     complete(one_call(server, tracker, "/v1/summarize", lambda: raw.summarize(text="long " * 60)), 120, 15)
     reranked = one_call(server, tracker, "/v1/rerank", lambda: raw.rerank(query="q", documents=["a"]))
-    assert "search_units=1" in (reranked.usage.reason or "")
+    assert reranked.usage.rerank_searches == 1
     classified = one_call(server, tracker, "/v1/classify", lambda: raw.classify(inputs=["great", "awful"]))
     assert "classifications=2" in (classified.usage.reason or "")
 

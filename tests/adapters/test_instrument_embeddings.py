@@ -142,8 +142,8 @@ def test_cohere_rerank_is_recorded_unknown_with_its_search_units(
         "/v2/rerank",
         lambda: client.rerank(model="rerank-v3.5", query="q", documents=["a", "b"]),
     )
-    assert record.usage.status == tt.UsageStatus.UNKNOWN
-    assert "search_units=1" in (record.usage.reason or "")
+    assert record.usage.status == tt.UsageStatus.COMPLETE
+    assert record.usage.rerank_searches == 1
     assert record.model == "rerank-v3.5"
 
 

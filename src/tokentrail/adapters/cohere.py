@@ -8,9 +8,9 @@ them as floats). The v2 response does not name the model, so `model` is None unl
 Streaming: the `message-end` event's `delta.usage` carries the usage.
 
 Embed, rerank, parse and the v1 endpoints report `meta.billed_units` instead: `input_tokens` /
-`output_tokens` are read as tokens; a call billed in other units only (rerank's `search_units`, embed's
-`images`), or in parsed `pages` (v2 parse, billed per page whatever else it reports), is `unknown` with the
-units in its reason, since `tokentrail.Usage` counts tokens. A v1 chat stream ends with a `stream-end`
+`output_tokens` are read as tokens, rerank's `search_units` as `rerank_searches` and v2 parse's `pages` as
+`input_document_pages`; a call billed in units `Usage` has no count for (classify's `classifications`,
+embed's `images`) is `unknown` with the units in its reason. A v1 chat stream ends with a `stream-end`
 event whose `response.meta` carries the usage; a v1 generate stream's `stream-end` response has no `meta`
 in Cohere's schema (`GenerateStreamEndResponse`: id, prompt, generations), so such a stream is `unknown`
 with that reason unless the API sends one anyway.
@@ -64,24 +64,29 @@ def chat_usage(usage: Fields) -> Usage:
 
 _TOKEN_UNITS = ("input_tokens", "output_tokens")
 _OTHER_UNITS = ("search_units", "classifications", "images", "image_tokens", "pages")
+# units a Usage carries beside tokens: Cohere's name → the Usage count (genai-prices' usage key)
+_CARRIED = {"search_units": "rerank_searches", "pages": "input_document_pages"}
 
 
 def meta_usage(meta: object) -> Usage:
-    """A `meta` (ApiMeta) object's `billed_units` in the one convention; other units give `unknown`."""
+    """A `meta` (ApiMeta) object's `billed_units` in the one convention: tokens, rerank search units and
+    parsed pages are carried; a call billed in other units (classifications, images) gives `unknown`."""
     billed = get_field(meta, "billed_units")
     if billed is None:
         raise Malformed("meta has no billed_units")
     fields = Fields(billed, "meta.billed_units")
-    if not fields.has("pages") and any(fields.has(unit) for unit in _TOKEN_UNITS):
+    others = [name for name in _OTHER_UNITS if name not in _CARRIED and fields.has(name)]
+    carried = {count: fields.count(name) for name, count in _CARRIED.items() if fields.has(name)}
+    if not others and (carried or any(fields.has(unit) for unit in _TOKEN_UNITS)):
         return build_usage(
-            input_tokens=fields.count("input_tokens"), output_tokens=fields.count("output_tokens")
+            input_tokens=fields.count("input_tokens"), output_tokens=fields.count("output_tokens"), **carried
         )
     units = ", ".join(
         f"{name}={fields.count(name)}" for name in (*_OTHER_UNITS, *_TOKEN_UNITS) if fields.has(name)
     )
     if not units:
         raise Malformed("meta.billed_units reports no unit")
-    return Usage.unknown(f"Cohere billed this call in {units}; tokentrail.Usage counts tokens")
+    return Usage.unknown(f"Cohere billed this call in {units}; tokentrail.Usage has no count for them")
 
 
 def extract(response: object, provider: str = PROVIDER) -> Captured:
