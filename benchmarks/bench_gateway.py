@@ -723,8 +723,8 @@ def _frame(frame: str) -> str:
 
 # where a stack's time goes: the first of these met walking from the leaf to the root (path markers)
 _CATEGORIES = [
-    ("upstream client (httpx, httpcore, anyio)", ("httpx/", "httpcore/", "anyio/", "sniffio/")),
-    ("HTTP server (uvicorn, h11)", ("uvicorn/protocols/", "uvicorn/middleware/")),
+    ("upstream client (aiohttp, yarl, multidict)", ("aiohttp/", "yarl/", "multidict/", "aiohappyeyeballs/")),
+    ("HTTP server (uvicorn, httptools or h11)", ("uvicorn/protocols/", "uvicorn/middleware/", "h11/")),
     ("prompt counting (tiktoken)", ("tiktoken/", "tokentrail/tokens/")),
     ("budgets (reserve, settle)", ("tokentrail/budgets/", "tokentrail/gateway/_access.py")),
     (

@@ -6,7 +6,9 @@ is imported only when `gateway` runs.
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 from typing import Annotated, Literal
 
 import typer
@@ -134,6 +136,13 @@ def gateway_command(
         raise typer.Exit(code=1) from None
     names = ", ".join(f"{u.name}→{u.url}" for u in upstreams.values())
     console.print(f"tokentrail gateway on http://{host}:{port} ({names}); ledger {store}", highlight=False)
+    gateway.warm()  # the catalog and tokenizer, before serving (the lifespan finds them built)
+    # what start-up built is never scanned again by the cycle collector: a full collection over it took
+    # ~20 ms, a p99 stall
+    gc.freeze()
+    # the event loop waits at most 1 ms (not 5) for the GIL while the capture worker records a batch:
+    # p99/p99.9 at 500/s fell from 5-6.5/11-24 ms to 4.2-5.4/8-9.4 ms in A/B runs
+    sys.setswitchinterval(0.001)
     # no access log: a Gemini `?key=` would be written to it; no server/date headers of uvicorn's own
     http, loop = server_implementation()
     uvicorn.run(
@@ -143,6 +152,7 @@ def gateway_command(
         http=http,
         loop=loop,
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-* is not read: the gateway uses no client address
         server_header=False,
         date_header=False,
         log_level="warning",

@@ -27,6 +27,7 @@ _NO_USAGE = re.compile(rb'"usage"\s*:\s*null')
 _USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _NULL_USAGE_FIELD = re.compile(rb',\s*"usage"\s*:\s*null|"usage"\s*:\s*null\s*,')
+_COMPACT_NULL_USAGE = b',"usage":null'
 
 
 class DeferredStream(StreamAccumulator):
@@ -41,7 +42,9 @@ class DeferredStream(StreamAccumulator):
     def take(self, event: bytes) -> None:
         """One whole event went by: count it, and keep it when it may carry the model or usage."""
         self.events += 1
-        if self.events == 1 or (_USAGE in event and _NO_USAGE.search(event) is None):
+        if self.events == 1 or (
+            _USAGE in event and _COMPACT_NULL_USAGE[1:] not in event and _NO_USAGE.search(event) is None
+        ):
             self.kept.append(event)
 
     def close(self, *, aborted: bool = False) -> None:
@@ -144,6 +147,11 @@ def strip_usage(event: bytes) -> bytes | None:
     (None), `"usage": null` taken out of the others."""
     if _USAGE not in event:
         return event
+    if _COMPACT_NULL_USAGE in event:  # the common chunk, as OpenAI writes it: a substring search, no regex
+        return event.replace(_COMPACT_NULL_USAGE, b"", 1)
+    stripped, nulls = _NULL_USAGE_FIELD.subn(b"", event, count=1)
+    if nulls:  # its usage is null: not the usage chunk
+        return stripped
     if _USAGE_ONLY.search(event) is not None and _USAGE_OBJECT.search(event) is not None:
         return None
-    return _NULL_USAGE_FIELD.sub(b"", event, count=1)
+    return event
