@@ -19,6 +19,8 @@ from tokentrail._record import GroupValue, Record, SummaryRow
 from tokentrail._types import TOKEN_FIELDS, Cost, Usage, UsageStatus
 
 __all__ = [
+    "COUNTS_FIRST",
+    "COUNTS_WITH_UNITS",
     "FILTER_KEYS",
     "GROUP_KEYS",
     "ORIGINAL_PRICES",
@@ -288,6 +290,43 @@ def time_bucket(name: str, hour: int) -> GroupValue:
 
 
 # -- aggregation ----------------------------------------------------------------------------------------
+# The Usage counts a ledger schema stores, frozen (a migration means what it meant when it was released):
+# COUNTS_FIRST up to SQLite v6 / Postgres v2, COUNTS_WITH_UNITS from SQLite v7 / Postgres v3 on.
+COUNTS_FIRST = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "cache_audio_read_tokens",
+    "output_audio_tokens",
+    "input_image_tokens",
+    "cache_image_read_tokens",
+    "output_image_tokens",
+    "input_video_tokens",
+    "output_video_tokens",
+    "web_searches",
+    "requests",
+)
+COUNTS_WITH_UNITS = (
+    *COUNTS_FIRST,
+    "cache_video_read_tokens",
+    "output_citation_tokens",
+    "input_characters",
+    "input_text_messages",
+    "audio_ms",
+    "input_audio_ms",
+    "output_audio_ms",
+    "input_document_pages",
+    "input_annotated_document_pages",
+    "input_pixels",
+    "storage_searches",
+    "code_executions",
+    "social_searches",
+    "rerank_searches",
+)
 # An aggregate vector: the sums every store keeps per group of records. Token sums follow TOKEN_FIELDS;
 # the last is the part of the cost paid for units that are not tokens (`Record.non_token_units`).
 

@@ -64,6 +64,8 @@ from tokentrail.stores._spool import Spool, default_spool_dir
 from tokentrail.stores._writer import BackgroundWriter
 from tokentrail.stores.base import (
     CALLS,
+    COUNTS_FIRST,
+    COUNTS_WITH_UNITS,
     GROUP_KEYS,
     HOUR_US,
     TIME_KEYS,
@@ -98,42 +100,9 @@ _RETRIES = 5  # deadlocks and serialization failures before a batch counts as un
 _SHARED_CACHE_LIMIT = 4096
 _OPTIONS = ("schema", "durable", "batch_size", "flush_interval", "pool_size", "spool", "timeout")
 
-# The counts each schema version stores, frozen: a migration means what it meant when it was released.
-_TOKEN_FIELDS_V1 = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
-    "input_audio_tokens",
-    "cache_audio_read_tokens",
-    "output_audio_tokens",
-    "input_image_tokens",
-    "cache_image_read_tokens",
-    "output_image_tokens",
-    "input_video_tokens",
-    "output_video_tokens",
-    "web_searches",
-    "requests",
-)
-_TOKEN_FIELDS_V3 = (
-    *_TOKEN_FIELDS_V1,
-    "cache_video_read_tokens",
-    "output_citation_tokens",
-    "input_characters",
-    "input_text_messages",
-    "audio_ms",
-    "input_audio_ms",
-    "output_audio_ms",
-    "input_document_pages",
-    "input_annotated_document_pages",
-    "input_pixels",
-    "storage_searches",
-    "code_executions",
-    "social_searches",
-    "rerank_searches",
-)
+# The counts each schema version stores, frozen (stores.base): a migration means what it meant when released.
+_TOKEN_FIELDS_V1 = COUNTS_FIRST
+_TOKEN_FIELDS_V3 = COUNTS_WITH_UNITS
 # The current schema stores every count of a Usage (tests check TOKEN_FIELDS == _TOKEN_FIELDS_V3: a new
 # Usage count needs a new migration).
 _TOKEN_COLUMNS = tuple(f"t_{name}" for name in TOKEN_FIELDS)
