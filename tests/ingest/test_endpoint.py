@@ -130,3 +130,27 @@ def test_tokentrail_serve_mounts_the_endpoint(tmp_path: Path) -> None:
     reader = tt.Tracker(url)
     assert (reader.totals().calls, reader.totals().input_tokens) == (2, 201)
     reader.close()
+
+
+def test_tokentrail_serve_journals_the_spans_it_holds(tmp_path: Path) -> None:
+    """`tokentrail serve` keeps a call span waiting for its agent span in a journal file beside the
+    ledger (`default_journal`), so a crash does not lose it; the agent span's export releases it."""
+    from tokentrail.ingest.held import default_journal
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    journal = default_journal(url, 8000)
+    assert journal == f"{tmp_path / 'ledger.db'}.otlp-held-8000.jsonl"
+    tt.Tracker(url).close()
+    app = create_app(url, ingest=url, ingest_options={"journal": journal})
+    headers = {"content-type": "application/json"}
+    agent = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "scout"}
+    with serve(app) as served:
+        child = export(span(2, chat(70, 7), parent=1))
+        assert httpx.post(f"{served.url}/v1/traces", content=child, headers=headers).status_code == 200
+        assert "0000000000000002" in Path(journal).read_text()  # held, and on disk before the 200
+        parent = export(span(1, agent, name="invoke_agent scout"))
+        assert httpx.post(f"{served.url}/v1/traces", content=parent, headers=headers).status_code == 200
+    reader = tt.Tracker(url)
+    [record] = reader.history()
+    reader.close()
+    assert (record.agent, record.usage.input_tokens, record.usage.output_tokens) == ("scout", 70, 7)

@@ -56,7 +56,7 @@ def collect_command(
 
     from tokentrail.errors import StoreError
     from tokentrail.ingest.app import collector_app
-    from tokentrail.ingest.held import JournalInUse
+    from tokentrail.ingest.held import JournalInUse, default_journal
     from tokentrail.tracker import Tracker
 
     try:
@@ -70,7 +70,7 @@ def collect_command(
             token=token,
             max_bytes=max_bytes,
             hold_seconds=hold_seconds,
-            journal=journal or (_default_journal(store, port) if hold_seconds else None),
+            journal=journal or (default_journal(store, port) if hold_seconds else None),
         )
     except (JournalInUse, OSError) as exc:
         tracker.close()
@@ -86,17 +86,3 @@ def collect_command(
         finally:
             tracker.close()
         console.print(f"spans: {ingestor.totals.as_dict()}", highlight=False, soft_wrap=True)
-
-
-def _default_journal(store: str, port: int) -> str:
-    """Beside a SQLite ledger; else in the spool directory, named by a hash of the store URL."""
-    import hashlib
-
-    from tokentrail.stores._spool import default_spool_dir
-
-    if store.startswith("sqlite:///"):
-        path = store.removeprefix("sqlite:///").partition("?")[0]
-        if path and path != ":memory:":
-            return f"{path}.otlp-held-{port}.jsonl"
-    digest = hashlib.blake2b(store.encode(), digest_size=8).hexdigest()
-    return str(default_spool_dir() / f"otlp-held-{digest}-{port}.jsonl")

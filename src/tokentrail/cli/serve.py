@@ -71,8 +71,12 @@ def serve_command(
         app = create_metrics_app(tracker)
         served = TokenAuth(app, token) if token else app
     else:
-        served = create_app(tracker, token=token, ingest=store)  # POST /v1/traces writes to the store
+        from tokentrail.ingest.held import default_journal
+
+        # POST /v1/traces writes to the store; spans held for their agent span are journaled
+        options = {"journal": default_journal(store, port)}
+        served = create_app(tracker, token=token, ingest=store, ingest_options=options)
     try:
         uvicorn.run(served, host=host, port=port, log_level="info")
     finally:
-        read_only.close()
+        read_only.close()  # spans still held are recorded at exit (the ingestor's atexit hook)

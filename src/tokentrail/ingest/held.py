@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from tokentrail.ingest.spans import SpanCall, SpanData
 
-__all__ = ["Held", "HeldSpans", "JournalInUse"]
+__all__ = ["Held", "HeldSpans", "JournalInUse", "default_journal"]
 
 
 class JournalInUse(RuntimeError):
@@ -235,3 +235,18 @@ def _span_of(entry: list[Any]) -> SpanData:
     return SpanData(
         bytes.fromhex(trace), bytes.fromhex(span), bytes.fromhex(parent), name, start, end, dict(attributes)
     )
+
+
+def default_journal(store: str, port: int) -> str:
+    """Where a server on `port` writing to `store` keeps its held spans: beside a SQLite ledger, else in
+    the spool directory, named by a hash of the store URL."""
+    import hashlib
+
+    from tokentrail.stores._spool import default_spool_dir
+
+    if store.startswith("sqlite:///"):
+        path = store.removeprefix("sqlite:///").partition("?")[0]
+        if path and path != ":memory:":
+            return f"{path}.otlp-held-{port}.jsonl"
+    digest = hashlib.blake2b(store.encode(), digest_size=8).hexdigest()
+    return str(default_spool_dir() / f"otlp-held-{digest}-{port}.jsonl")

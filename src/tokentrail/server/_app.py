@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Annotated
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
@@ -46,13 +46,15 @@ def create_app(
     clock: Clock = utc_now,
     ingest: str | Tracker | None = None,
     live_seconds: float = 2.0,
+    ingest_options: Mapping[str, Any] | None = None,
 ) -> FastAPI:
     """The dashboard app (ASGI). With `token`, every request must carry it (see `TokenAuth`).
 
     A store URL is opened read-only (writes raise); a Tracker is used as given, and only read.
     `clock` says what "now" is (preset ranges, anomaly windows, the forecast's month): tests fix it.
     `ingest` (a store URL, opened for writing on the first export, or a Tracker) adds `POST /v1/traces`,
-    the OTLP/HTTP endpoint recording exported GenAI spans (`tokentrail.ingest`), behind the same token.
+    the OTLP/HTTP endpoint recording exported GenAI spans (`tokentrail.ingest`), behind the same token;
+    `ingest_options` go to its `Ingestor` (`journal`: the file keeping spans held for their agent span).
     Live pages poll for new calls every `live_seconds`.
     """
     tracker = _tracker(store_url_or_tracker)
@@ -81,7 +83,8 @@ def create_app(
 
         from tokentrail.ingest.app import PATH, otlp_app
 
-        app.router.routes.append(Route(PATH, otlp_app(ingest), methods=["POST"], include_in_schema=False))
+        traces = otlp_app(ingest, **(ingest_options or {}))
+        app.router.routes.append(Route(PATH, traces, methods=["POST"], include_in_schema=False))
     if token:
         app.add_middleware(TokenAuth, token=token)
     app.state.tracker = tracker
