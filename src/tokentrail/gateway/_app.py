@@ -277,10 +277,11 @@ class Gateway:
 
     async def _refuse_busy(self, receive: Receive, send: Send, api: str, upstream: Upstream) -> int:
         """Above `max_in_flight`: 503 in the provider's shape with Retry-After (the SDKs retry after it),
-        not queued. The body is read first, so the client is not cut off mid-send and sees the answer."""
+        not queued. The body is read (and dropped) first, so the client is not cut off mid-send and sees
+        the answer."""
         self.metrics.refused[(upstream.name, "busy")] += 1
         try:
-            await _read_body(receive, self.config.max_body_bytes)
+            await _drain_body(receive)
         except _ClientGone:
             self.metrics.client_disconnects += 1
             return 499
@@ -757,6 +758,16 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _drain_body(receive: Receive) -> None:
+    """Read the request body to its end, keeping none of it."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        if not message.get("more_body", False):
+            return
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
