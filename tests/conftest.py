@@ -41,6 +41,26 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
+# Packages only the separate frameworks env has (they pin openai<3); everywhere else a test dependency
+# that cannot be imported is a failure under CI=true, whichever way a test asked for it.
+_FRAMEWORKS_ENV_ONLY = {"llama_index", "crewai"}
+_importorskip = pytest.importorskip
+
+
+def _importorskip_or_fail(modname: str, *args: object, **kwargs: object) -> ModuleType:
+    """`pytest.importorskip`, except that under CI=true a declared test dependency that is missing fails
+    the test instead of skipping it (`make test` installs them all)."""
+    try:
+        return _importorskip(modname, *args, **kwargs)  # type: ignore[arg-type]
+    except pytest.skip.Exception as exc:
+        if in_ci() and modname.split(".")[0] not in _FRAMEWORKS_ENV_ONLY:
+            pytest.fail(f"{modname} MISSING (CI=true: failing instead of skipping): {exc}", pytrace=False)
+        raise
+
+
+pytest.importorskip = _importorskip_or_fail  # type: ignore[assignment]
+
+
 def skip_or_fail(component: str, looked: str, start: str) -> NoReturn:
     """A missing real component: a loud skip on a developer's machine, a failure under CI=true.
 
