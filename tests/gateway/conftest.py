@@ -155,6 +155,12 @@ class ScriptedUpstream:
     def base(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
+    def answer_json(self, body: bytes, *headers: tuple[str, str]) -> None:
+        """Answer every request with `body` as one JSON chunk (and the extra `headers`)."""
+        self.content_type = "application/json"
+        self.extra_headers = list(headers)
+        self.steps = [Step(body)]
+
     def __enter__(self) -> ScriptedUpstream:
         self._thread.start()
         return self

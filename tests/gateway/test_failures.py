@@ -59,8 +59,7 @@ def test_slow_upstream_times_out_as_a_provider_shaped_504(scripted: ScriptedUpst
 def test_malformed_body_is_passed_on_and_recorded_unknown_with_the_reason(
     scripted: ScriptedUpstream, ledger: str
 ) -> None:
-    scripted.content_type = "application/json"
-    scripted.steps = [Step(b'{"id": "chatcmpl-1", "object": "chat.compl')]
+    scripted.answer_json(b'{"id": "chatcmpl-1", "object": "chat.compl')
     with serve(Gateway(gateway_config(scripted.base, ledger))) as running:
         response = httpx.post(
             running.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES}
@@ -190,8 +189,7 @@ def test_requests_above_the_in_flight_limit_are_refused_with_retry_after_not_que
     scripted: ScriptedUpstream, ledger: str, path: str, body: dict, error_type: tuple[str, str, str]
 ) -> None:
     scripted.headers_gate = threading.Event()
-    scripted.content_type = "application/json"
-    scripted.steps = [Step(b"{}")]
+    scripted.answer_json(b"{}")
     gateway = Gateway(gateway_config(scripted.base, ledger, max_in_flight=2))
     with serve(gateway) as running:
         with ThreadPoolExecutor(2) as pool:

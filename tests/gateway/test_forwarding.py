@@ -258,10 +258,8 @@ def test_a_stream_reaches_the_client_before_the_upstream_has_sent_it_all(
 
 def test_a_compressed_body_passes_as_the_upstream_sent_it(scripted: ScriptedUpstream, ledger: str) -> None:
     # the gateway asks for identity; an upstream that compresses anyway reaches the client byte for byte
-    scripted.content_type = "application/json"
-    scripted.extra_headers = [("Content-Encoding", "gzip")]
     completion = b'{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o","choices":[]}'
-    scripted.steps = [Step(gzip.compress(completion))]
+    scripted.answer_json(gzip.compress(completion), ("Content-Encoding", "gzip"))
     with serve(Gateway(gateway_config(scripted.base, ledger))) as running:
         with httpx.stream(
             "POST", running.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES}
@@ -279,8 +277,7 @@ def test_a_compressed_body_passes_as_the_upstream_sent_it(scripted: ScriptedUpst
 def test_request_headers_pass_without_ones_the_gateway_would_add(
     scripted: ScriptedUpstream, ledger: str
 ) -> None:
-    scripted.content_type = "application/json"
-    scripted.steps = [Step(b"{}")]
+    scripted.answer_json(b"{}")
     with serve(Gateway(gateway_config(scripted.base, ledger))) as running:
         httpx.post(
             running.url + "/v1/chat/completions",
@@ -297,9 +294,7 @@ def test_request_headers_pass_without_ones_the_gateway_would_add(
 def test_cookies_set_by_an_upstream_are_not_sent_for_other_clients(
     scripted: ScriptedUpstream, ledger: str
 ) -> None:
-    scripted.content_type = "application/json"
-    scripted.extra_headers = [("Set-Cookie", "session=upstream-1; Path=/")]
-    scripted.steps = [Step(b"{}")]
+    scripted.answer_json(b"{}", ("Set-Cookie", "session=upstream-1; Path=/"))
     with serve(Gateway(gateway_config(scripted.base, ledger))) as running:
         first = httpx.post(running.url + "/v1/chat/completions", json={"model": "gpt-4o"})
         httpx.post(running.url + "/v1/chat/completions", json={"model": "gpt-4o"})
