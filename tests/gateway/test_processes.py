@@ -20,7 +20,8 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.gateway.conftest import ENV_KEYS, closed_port
-from tokentrail.budgets import Budget, BudgetManager, open_backend
+from tokentrail._record import Record
+from tokentrail.budgets import Budget, BudgetManager, BudgetStatus, open_backend
 from tokentrail.testing.mock_llm import MockLLMServer
 from tokentrail.tracker import Tracker
 
@@ -84,6 +85,61 @@ def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
     open_backend(backend).drop()  # type: ignore[attr-defined]
 
 
+def start_two(
+    *common: str, a: tuple[str, ...] = (), b: tuple[str, ...] = (), a_host: str = "127.0.0.1"
+) -> tuple[GatewayProcess, GatewayProcess]:
+    """Two gateway processes with the `common` options and their own (`a`, `b`); the first stopped when
+    the second cannot start."""
+    first = GatewayProcess(*common, *a, host=a_host)
+    try:
+        return first, GatewayProcess(*common, *b)
+    except BaseException:
+        first.stop()
+        raise
+
+
+def race(a: GatewayProcess, b: GatewayProcess, calls: int, api_key: str, **headers: str) -> list[str]:
+    """`calls` gpt-4o calls (max_tokens=1000) at once, alternately through `a` and `b`: "ok" or "refused"
+    (429) each."""
+
+    def call(i: int) -> str:
+        client = openai.OpenAI(
+            base_url=(a if i % 2 else b).url + "/v1", api_key=api_key, max_retries=0, default_headers=headers
+        )
+        try:
+            client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=1000
+            )
+            return "ok"
+        except openai.RateLimitError:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=calls) as pool:
+        return list(pool.map(call, range(calls)))
+
+
+def budget_status(budget: Budget, backend: str) -> BudgetStatus:
+    """`budget`'s status in the shared back-end, read by a manager of its own."""
+    manager = BudgetManager([budget], open_backend(backend))
+    try:
+        (status,) = manager.status()
+    finally:
+        manager.close()
+    return status
+
+
+def records_in(*ledgers: str) -> list[Record]:
+    """Every record of these ledgers (each read once)."""
+    records: list[Record] = []
+    for url in dict.fromkeys(ledgers):
+        ledger = Tracker(url)
+        try:
+            records += ledger.history(limit=None)
+        finally:
+            ledger.close()
+    return records
+
+
 def test_two_gateway_processes_racing_one_hard_budget_never_pass_the_limit(
     mock: MockLLMServer, tmp_path: Path, shared: tuple[str, str, str]
 ) -> None:
@@ -95,47 +151,15 @@ def test_two_gateway_processes_racing_one_hard_budget_never_pass_the_limit(
     for _ in range(CALLS):
         mock.queue(input=1, output=1000)
     common = ["--upstream", f"openai={mock.base}", "--budgets", backend, "--budget-config", str(config)]
-    a = GatewayProcess(*common, "--store", ledger_a, host="0.0.0.0")
+    a, b = start_two(*common, a=("--store", ledger_a), b=("--store", ledger_b), a_host="0.0.0.0")
     try:
-        b = GatewayProcess(*common, "--store", ledger_b)
-    except BaseException:
-        a.stop()
-        raise
-
-    def call(i: int) -> str:
-        client = openai.OpenAI(
-            base_url=(a if i % 2 else b).url + "/v1",
-            api_key="sk-client-own",
-            max_retries=0,
-            default_headers={"X-Tokentrail-Token": TOKEN},
-        )
-        try:
-            client.chat.completions.create(
-                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=1000
-            )
-            return "ok"
-        except openai.RateLimitError:
-            return "refused"
-
-    try:
-        with ThreadPoolExecutor(max_workers=CALLS) as pool:
-            outcomes = list(pool.map(call, range(CALLS)))
+        outcomes = race(a, b, CALLS, "sk-client-own", **{"X-Tokentrail-Token": TOKEN})
         metrics = httpx.get(a.url + "/metrics").text + httpx.get(b.url + "/metrics").text
     finally:
         output = a.stop() + b.stop()
 
-    manager = BudgetManager([Budget(limit_usd=LIMIT, window="monthly", name="team")], open_backend(backend))
-    try:
-        (status,) = manager.status()
-    finally:
-        manager.close()
-    records = []
-    for url in dict.fromkeys((ledger_a, ledger_b)):
-        ledger = Tracker(url)
-        try:
-            records += ledger.history(limit=None)
-        finally:
-            ledger.close()
+    status = budget_status(Budget(limit_usd=LIMIT, window="monthly", name="team"), backend)
+    records = records_in(ledger_a, ledger_b)
 
     assert outcomes.count("ok") == len(mock.requests) == len(records) == 4
     assert outcomes.count("refused") == CALLS - 4

@@ -9,23 +9,27 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from typing import Annotated, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from tokentrail.cli._common import LOOPBACK, HostOption, console
+
+if TYPE_CHECKING:
+    from tokentrail.gateway.keys import KeyStore
 
 __all__ = ["gateway_command", "keys_app", "server_implementation"]
 
 _DEFAULT_KEYS = "tokentrail-keys.db"
 _MIN_TOKEN = 16  # characters of a gateway token
 
-KeysOption = Annotated[
-    str,
-    typer.Option(
-        "--keys", envvar="TOKENTRAIL_KEYS", help="Virtual key file (SQLite; only key hashes are kept)."
-    ),
-]
+_KEYS_HELP = (
+    "Virtual key store: a SQLite file, or postgresql://…[?schema=…] shared by gateways on several "
+    "machines (only key hashes are kept)."
+)
+KeysOption = Annotated[str, typer.Option("--keys", envvar="TOKENTRAIL_KEYS", help=_KEYS_HELP)]
 
 
 def gateway_command(
@@ -58,9 +62,17 @@ def gateway_command(
         typer.Option(
             "--keys",
             envvar="TOKENTRAIL_KEYS",
-            help=f"Virtual key file (default: {_DEFAULT_KEYS} when it exists).",
+            help=f"{_KEYS_HELP} Default: {_DEFAULT_KEYS} when it exists.",
         ),
     ] = None,
+    key_refresh: Annotated[
+        float,
+        typer.Option(
+            "--key-refresh",
+            min=0,
+            help="Seconds between re-reads of the virtual keys (revocations take effect within it).",
+        ),
+    ] = 30.0,
     require_key: Annotated[
         bool, typer.Option("--require-key", help="Refuse requests that carry no virtual key.")
     ] = False,
@@ -124,6 +136,7 @@ def gateway_command(
                 budgets=config.budgets,
                 budget_backend=budgets or config.backend,
                 keys=keys,
+                key_refresh_seconds=key_refresh,
                 require_key=require_key,
                 token=token,
                 timeout=timeout,
@@ -188,17 +201,8 @@ def create_key(
     ] = None,
 ) -> None:
     """Issue a virtual key; it is printed once and only its hash is stored."""
-    from tokentrail.errors import TokentrailError
-    from tokentrail.gateway.keys import KeyStore
-
-    store = KeyStore(keys)
-    try:
+    with _key_store(keys) as store:
         secret, key = store.create(user=user, team=team, agent=agent, tags=tuple(tag or ()), budget=budget)
-    except TokentrailError as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(code=1) from None
-    finally:
-        store.close()
     typer.echo(secret)
     typer.echo(f"key id {key.id}: shown once, store it now", err=True)
 
@@ -211,14 +215,9 @@ def list_keys(
     """The issued keys (ids and attribution; never the keys themselves)."""
     from rich.table import Table
 
-    from tokentrail.gateway.keys import KeyStore
-
-    store = KeyStore(keys)
-    try:
+    with _key_store(keys) as store:
         found = store.keys(include_revoked=revoked)
-    finally:
-        store.close()
-    table = Table(title=f"Virtual keys in {keys}")
+    table = Table(title=f"Virtual keys in {_shown(keys)}")
     for column in ("id", "user", "team", "agent", "tags", "budget", "revoked"):
         table.add_column(column)
     for key in found:
@@ -240,14 +239,40 @@ def revoke_key(
     keys: KeysOption = _DEFAULT_KEYS,
 ) -> None:
     """Revoke a key: gateways refuse it from their next key refresh on."""
-    from tokentrail.gateway.keys import KeyStore
-
-    store = KeyStore(keys)
-    try:
+    with _key_store(keys) as store:
         revoked = store.revoke(key_id)
-    finally:
-        store.close()
     if not revoked:
         console.print(f"[red]no live key with id {key_id!r}[/red]", highlight=False)
         raise typer.Exit(code=1)
     console.print(f"revoked {key_id}", highlight=False)
+
+
+@contextmanager
+def _key_store(location: str) -> Iterator[KeyStore]:
+    """The key store at `location`, closed after; its errors (unreachable, a bad budget spec) printed and
+    exiting 1."""
+    from tokentrail.errors import TokentrailError
+    from tokentrail.gateway.keys import open_key_store
+
+    try:
+        store = open_key_store(location)
+    except TokentrailError as exc:
+        console.print(f"[red]Cannot open the virtual keys:[/red] {exc}", highlight=False)
+        raise typer.Exit(code=1) from None
+    try:
+        yield store
+    except TokentrailError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(code=1) from None
+    finally:
+        store.close()
+
+
+def _shown(location: str) -> str:
+    """`location` without the password a URL may hold."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()

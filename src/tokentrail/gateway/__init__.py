@@ -9,14 +9,16 @@ prometheus_client: `pip install 'tokentrail[gateway]'`).
 
 from tokentrail.gateway._app import DEFAULT_STORE, Gateway, GatewayConfig
 from tokentrail.gateway._upstream import Upstream, parse_upstream
-from tokentrail.gateway.keys import KeyStore, VirtualKey
+from tokentrail.gateway.keys import KeyStore, SQLiteKeyStore, VirtualKey, open_key_store
 
 __all__ = [
     "DEFAULT_STORE",
     "Gateway",
     "GatewayConfig",
     "KeyStore",
+    "SQLiteKeyStore",
     "Upstream",
     "VirtualKey",
+    "open_key_store",
     "parse_upstream",
 ]

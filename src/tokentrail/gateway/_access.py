@@ -2,8 +2,9 @@
 (`KeyRegistry`, a cache over the `KeyStore`) and the budgets in force (`GatewayBudgets`: the configured
 ones plus one per virtual key that has a budget, over one shared back-end).
 
-A key issued while the gateway runs is found on first use (an unknown key re-reads the key file, at most
-once a second); revocations and new key budgets are picked up at the next refresh. When the set of key
+A key issued while the gateway runs is found on first use (an unknown key re-reads the key store, at most
+once a second) — on every gateway sharing a Postgres key store too; revocations and new key budgets are
+picked up at the next refresh (`refresh_seconds` after the last read). When the set of key
 budgets changes, a new `BudgetManager` over the same back-end takes over: reservations held by the old
 one are settled as spend by the new one and released by the old one, so nothing is counted twice.
 """
@@ -15,6 +16,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tokentrail.gateway.keys import KeyStore, VirtualKey, hash_key, key_budget
@@ -28,7 +30,7 @@ __all__ = ["GatewayBudgets", "KeyRegistry"]
 
 logger = logging.getLogger("tokentrail.gateway")
 
-_MISS_INTERVAL = 1.0  # an unknown key re-reads the key file at most this often
+_MISS_INTERVAL = 1.0  # an unknown key re-reads the key store at most this often
 
 
 class GatewayBudgets:
@@ -96,10 +98,17 @@ class GatewayBudgets:
 class KeyRegistry:
     """Live virtual keys by hash, re-read from the `KeyStore` when needed."""
 
-    def __init__(self, store: KeyStore, budgets: GatewayBudgets, refresh_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        budgets: GatewayBudgets,
+        refresh_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         self.budgets = budgets
         self.refresh_seconds = refresh_seconds
+        self.clock = clock  # monotonic seconds (injectable, for tests)
         self._by_hash: dict[str, VirtualKey] = {}
         self._loaded_at = -math.inf
         self._missed_at = -math.inf
@@ -110,12 +119,12 @@ class KeyRegistry:
         keys = self.store.keys()
         self.budgets.use_keys(keys)
         self._by_hash = {key.key_hash: key for key in keys}
-        self._loaded_at = time.monotonic()
+        self._loaded_at = self.clock()
 
     async def lookup(self, secret: str) -> VirtualKey | None:
         """The live key `secret` is, or None (an unknown or revoked key)."""
         key = self._by_hash.get(hash_key(secret))
-        now = time.monotonic()
+        now = self.clock()
         stale = now - self._loaded_at >= self.refresh_seconds
         if key is None and now - self._missed_at >= _MISS_INTERVAL:
             self._missed_at = now
@@ -139,4 +148,4 @@ class KeyRegistry:
     def _reloaded(self, future: asyncio.Future[None]) -> None:
         self._reloading = None
         if not future.cancelled() and future.exception() is not None:
-            self._loaded_at = time.monotonic()  # retry at the next refresh, not on every request
+            self._loaded_at = self.clock()  # retry at the next refresh, not on every request

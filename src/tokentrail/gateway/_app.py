@@ -46,7 +46,7 @@ from tokentrail.gateway._upstream import (
     presented_key,
     target_url,
 )
-from tokentrail.gateway.keys import KeyStore, VirtualKey
+from tokentrail.gateway.keys import VirtualKey, open_key_store
 from tokentrail.ingest.app import PATH as TRACES_PATH
 from tokentrail.scope import current_scope
 from tokentrail.scope import scope as attribution
@@ -94,7 +94,7 @@ class GatewayConfig:
     store: str = DEFAULT_STORE
     budgets: list[Budget] = field(default_factory=list)
     budget_backend: str | None = None  # memory:// when budgets are given without one
-    keys: str | None = None  # the virtual key file; None: no virtual keys
+    keys: str | None = None  # the virtual key store: a SQLite file or postgresql://…; None: no virtual keys
     require_key: bool = False  # refuse requests without a virtual key (or the gateway token)
     token: str | None = field(default=None, repr=False)  # refuse requests with neither it nor a virtual key
     timeout: float = 600.0  # seconds to wait for the upstream's next bytes
@@ -129,7 +129,7 @@ class Gateway:
         self._captures = tracker._call_settings()[0]
         self.keys: KeyRegistry | None = None
         if config.keys is not None:
-            self.keys = KeyRegistry(KeyStore(config.keys), self.budgets, config.key_refresh_seconds)
+            self.keys = KeyRegistry(open_key_store(config.keys), self.budgets, config.key_refresh_seconds)
             self.keys.reload()
         self.metrics = GatewayMetrics()
         self.metrics.extra = lambda: {"budget_backend_errors": float(self.budgets.backend_errors())}
@@ -550,7 +550,7 @@ class Gateway:
             self.tracker.totals(since=datetime.now(timezone.utc))
 
     def readiness(self) -> dict[str, str]:
-        """ "ok" or what failed, for the ledger, the budget back-end and the key file (blocking)."""
+        """ "ok" or what failed, for the ledger, the budget back-end and the key store (blocking)."""
         checks: dict[str, Callable[[], object]] = {"ledger": self._ping_ledger}
         if self.budgets.backend is not None:
             checks["budgets"] = self.budgets.ping
