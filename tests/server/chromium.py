@@ -1,5 +1,5 @@
-"""Headless Chromium for the browser tests (Debian's chromium driven by playwright), shared by
-test_browser.py and test_sessions_browser.py.
+"""Headless Chromium for the browser tests (Debian's chromium driven by playwright) and the axe-core check
+they run on each page, shared by the browser tests of tests/server.
 
 When chromium or playwright is missing the tests skip loudly on a developer's machine and FAIL under
 CI=true (see `skip_or_fail`).
@@ -12,14 +12,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tests.conftest import require_module, skip_or_fail
+from tests.nodejs import NODE_DIR
 
 if TYPE_CHECKING:
     from playwright.sync_api import ConsoleMessage, Page, ViewportSize
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+AXE = NODE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -70,3 +72,30 @@ def launched_page(executable: str, viewport: ViewportSize) -> Iterator[tuple[Pag
             yield page, errors, requested
         finally:
             browser.close()
+
+
+def require_axe() -> None:
+    """axe-core from tests/node, or a loud skip (a failure under CI=true) naming how to install it."""
+    if not AXE.is_file():
+        skip_or_fail("axe-core (tests/node)", f"{AXE} is not installed", "make node")
+
+
+@contextlib.contextmanager
+def axe_checked_page(viewport: ViewportSize) -> Iterator[Page]:
+    """A page for the tests that run axe-core on what they open (chromium and axe-core required); the page
+    must have reported no error by the time it closes."""
+    path = require_chromium()
+    require_axe()
+    with launched_page(path, viewport) as (page, errors, _):
+        yield page
+    assert errors == []
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is (WCAG 2 A and AA rules)."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "async () => (await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'best-practice']}}))"
+        ".violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))"
+    )
+    return [v for v in result if v["impact"] in ("serious", "critical")]

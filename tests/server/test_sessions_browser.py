@@ -10,20 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 import tokentrail as tt
-from tests.conftest import skip_or_fail
-from tests.nodejs import NODE_DIR
-from tests.server.chromium import ARTIFACTS, launched_page, require_chromium
+from tests.server.chromium import ARTIFACTS, axe_checked_page, axe_violations
 from tests.server.conftest import running_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-AXE = NODE_DIR / "node_modules" / "axe-core" / "axe.min.js"
 START = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
 
 
@@ -78,22 +75,8 @@ def server(ledger_url: str, budgets_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(server: str) -> Iterator[Page]:
-    path = require_chromium()
-    if not AXE.is_file():
-        skip_or_fail("axe-core (tests/node)", f"{AXE} is not installed", "make node")
-    with launched_page(path, {"width": 1280, "height": 900}) as (opened, errors, _):
+    with axe_checked_page({"width": 1280, "height": 900}) as opened:
         yield opened
-    assert errors == []
-
-
-def _axe(page: Page) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the page as it is (WCAG 2 A and AA rules)."""
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "async () => (await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'best-practice']}}))"
-        ".violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))"
-    )
-    return [v for v in result if v["impact"] in ("serious", "critical")]
 
 
 def _shot(page: Page, name: str) -> None:
@@ -118,7 +101,7 @@ def test_filter_the_list_then_click_a_session_and_open_a_call(server: str, page:
     page.click("#apply")
     page.wait_for_url("**sort=cost**")
     _shot(page, "sessions.png")
-    assert _axe(page) == []
+    assert axe_violations(page) == []
 
     page.click("a.session-link >> text=run-1")
     page.wait_for_url("**/sessions/run-1")
@@ -132,7 +115,7 @@ def test_filter_the_list_then_click_a_session_and_open_a_call(server: str, page:
     assert "Call #7" in detail.locator("h2").inner_text()
     assert "genai-prices" in detail.inner_text() and "input_tokens" in detail.inner_text()
     _shot(page, "session.png")
-    assert _axe(page) == []
+    assert axe_violations(page) == []
 
 
 def test_the_keyboard_reaches_a_session_and_its_calls(server: str, page: Page) -> None:
@@ -178,7 +161,7 @@ def test_the_budgets_page_is_live_and_accessible(server: str, page: Page, budget
     assert row.locator(".budget-percent").inner_text().startswith("70.0%")
     assert "50%" in page.locator("#alerts").inner_text()
     _shot(page, "budgets.png")
-    assert _axe(page) == []
+    assert axe_violations(page) == []
     manager = tt.BudgetManager(
         [tt.Budget(limit_usd="1", name="team-a", scope={"agent": "planner"}, thresholds=(0.5,))], budgets_url
     )
@@ -195,7 +178,7 @@ def test_the_overview_links_to_the_new_pages_and_passes_axe(server: str, page: P
     page.click("nav >> text=Sessions")
     page.wait_for_url("**/sessions")
     page.goto(f"{server}/?range=all")
-    assert _axe(page) == []
+    assert axe_violations(page) == []
 
 
 def test_the_overview_is_live(server: str, page: Page, ledger_url: str) -> None:

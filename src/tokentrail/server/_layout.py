@@ -23,7 +23,7 @@ label{display:flex;flex-direction:column;font-size:12px;color:#445}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:3px 8px;border-bottom:1px solid #eee}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 a{color:#1f4fb5}a:focus,summary:focus,button:focus,select:focus,input:focus{outline:3px solid #f0a020}
-.bar{fill:#3b6fd8}.axis{stroke:#8a8fa0}.tick,.label,.value{font-size:11px;fill:#3a4050}
+.bar{fill:#3b6fd8}.other-base{fill:#e07b24}.other-hatch{fill:#8a3a00}.axis{stroke:#8a8fa0}.tick,.label,.value{font-size:11px;fill:#3a4050}
 .fill{fill:none;stroke:#3b6fd8;stroke-width:1.5}.limit{stroke:#b4461b;stroke-dasharray:4 3}
 .warnmark{fill:#b4461b}meter{width:140px}.muted{color:#5c6170}.warn{color:#a8401a}
 .tree ul{list-style:none;padding-left:20px;margin:2px 0}.tree summary{cursor:pointer}

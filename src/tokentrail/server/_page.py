@@ -55,11 +55,14 @@ def _filters_form(tracker: Tracker, picked: Selection) -> str:
     return "".join(parts)
 
 
-def _time_points(tracker: Tracker, picked: Selection, now: datetime) -> list[tuple[str, Decimal]]:
-    """Cost per time bucket over the whole selection, empty buckets included."""
+def _time_points(tracker: Tracker, picked: Selection, now: datetime) -> list[tuple[str, Decimal, Decimal]]:
+    """Cost, and the part of it not paid for tokens, per time bucket over the whole selection, empty
+    buckets included."""
     bucket = picked.bucket
     rows = tracker.summary(by=(bucket,), since=picked.since, until=picked.until, **picked.filters)
-    costs: dict[Any, Decimal] = {row.group[bucket]: row.cost for row in rows}
+    costs: dict[Any, tuple[Decimal, Decimal]] = {
+        row.group[bucket]: (row.cost, row.non_token_cost) for row in rows
+    }
     end = picked.until - timedelta(microseconds=1) if picked.until is not None else now
     if bucket == "hour":
         step = timedelta(hours=1)
@@ -71,19 +74,23 @@ def _time_points(tracker: Tracker, picked: Selection, now: datetime) -> list[tup
         first = picked.since.date() if picked.since is not None else min(known, default=end.date())
         last = end.date()
         first = max(first, last - timedelta(days=MAX_DAYS - 1))
-    points: list[tuple[str, Decimal]] = []
+    points: list[tuple[str, Decimal, Decimal]] = []
     cursor = first
     while cursor <= last:
         label = cursor.strftime("%m-%d %H:00") if bucket == "hour" else cursor.isoformat()
-        points.append((label, costs.get(cursor, Decimal(0))))
+        points.append((label, *costs.get(cursor, (Decimal(0), Decimal(0)))))
         cursor = cursor + step
     return points
 
 
-def _group_rows(tracker: Tracker, picked: Selection, key: str) -> list[tuple[str, Decimal]]:
+def _group_rows(tracker: Tracker, picked: Selection, key: str) -> list[tuple[str, Decimal, Decimal]]:
+    """The top groups by cost: label, cost, and the part of it not paid for tokens."""
     rows = tracker.summary(by=(key,), since=picked.since, until=picked.until, **picked.filters)
     rows.sort(key=lambda row: (-row.cost_units, -row.calls))
-    return [(group_text(row.group.get(key)) or "(none)", row.cost) for row in rows[:TOP_GROUPS]]
+    return [
+        (group_text(row.group.get(key)) or "(none)", row.cost, row.non_token_cost)
+        for row in rows[:TOP_GROUPS]
+    ]
 
 
 def _totals(tracker: Tracker, picked: Selection) -> str:

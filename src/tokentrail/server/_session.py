@@ -39,6 +39,7 @@ class Node:
     call_count: int = 0
     unpriced_calls: int = 0
     cost_units: int = 0
+    non_token_units: int = 0  # the part of cost_units not paid for tokens (requests, searches, …)
     total_tokens: int = 0
 
     def add(self, record: Record) -> None:
@@ -48,6 +49,7 @@ class Node:
             self.unpriced_calls += 1
         else:
             self.cost_units += record.cost_units
+            self.non_token_units += record.non_token_units
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,7 @@ def node_view(node: Node, run: Run) -> dict[str, Any]:
         "calls": node.call_count,
         "unpriced_calls": node.unpriced_calls,
         "cost_usd": _money(node.cost_units),
+        "non_token_cost_usd": _money(node.non_token_units),
         "share_percent": share_percent(node.cost_units, run.root.cost_units),
         "total_tokens": node.total_tokens,
         "call_ids": [f"{run.records[i].id:032x}" for i in node.calls],
@@ -261,6 +264,7 @@ def run_view(run: Run, limit: int, offset: int) -> dict[str, Any]:
         "calls": root.call_count,
         "unpriced_calls": root.unpriced_calls,
         "cost_usd": _money(root.cost_units),
+        "non_token_cost_usd": _money(root.non_token_units),
         "total_tokens": root.total_tokens,
         "first_call": _iso(records[0].timestamp_us),
         "last_call": _iso(records[-1].timestamp_us),

@@ -170,6 +170,8 @@ def _figures(run: Run) -> str:
         ("run-agents", "Agents", str(len(agents))),
         ("run-unpriced", "Unpriced calls", f"{root.unpriced_calls:,}"),
     ]
+    if root.non_token_units:  # requests, searches, durations, pages, … beside the tokens
+        figures.insert(1, ("run-non-token", "Other than tokens", usd(units_to_decimal(root.non_token_units))))
     cells = "".join(
         f'<div class="figure">{escape(title)}<b id="{ident}">{escape(text)}</b></div>'
         for ident, title, text in figures
@@ -253,6 +255,7 @@ def _timeline(run: Run, page: int) -> str:
     total = max(end - first, 1)
     pages = max((len(records) + TIMELINE_PAGE - 1) // TIMELINE_PAGE, 1)
     page = min(max(page, 1), pages)
+    other = run.root.non_token_units != 0  # an "Other" column when some call of the run has such a charge
     rows = []
     for index in range((page - 1) * TIMELINE_PAGE, min(page * TIMELINE_PAGE, len(records))):
         record = records[index]
@@ -267,6 +270,9 @@ def _timeline(run: Run, page: int) -> str:
             f'width:{width:.2f}%">{ttft}</span></div>'
         )
         cost = "unpriced" if record.cost_units is None else usd(units_to_decimal(record.cost_units))
+        if other:
+            part = "—" if record.cost_units is None else usd(units_to_decimal(record.non_token_units))
+            cost += f'</td><td class="num non-token">{part}'
         rows.append(
             f"<tr><td class=num>{index + 1}</td><td>+{_seconds((started - first) / 1000)}</td>"
             f"<td>{bar}</td><td class=num>{_seconds(record.duration_ms)}</td>"
@@ -278,7 +284,13 @@ def _timeline(run: Run, page: int) -> str:
         '<tr><th scope="col" class=num>#</th><th scope="col">Start</th><th scope="col">When (bar: call, '
         'dark: to first token)</th><th scope="col" class=num>Duration</th><th scope="col" class=num>First token'
         '</th><th scope="col">Agent</th><th scope="col">Model</th><th scope="col" class=num>Tokens</th>'
-        '<th scope="col" class=num>Cost</th><th scope="col">Detail</th></tr>'
+        '<th scope="col" class=num>Cost</th>'
+        + (
+            '<th scope="col" class=num title="requests, searches, durations, pages, … beside the tokens">Other</th>'
+            if other
+            else ""
+        )
+        + '<th scope="col">Detail</th></tr>'
     )
     pager = []
     if page > 1:
