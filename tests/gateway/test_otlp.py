@@ -3,16 +3,24 @@ the same ledger as the calls it forwards, behind the gateway token when it has o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from typer.testing import CliRunner
 
 import tokentrail as tt
 from tests.gateway.conftest import gateway_config, serve
-from tests.ingest.otlp_json import chat
+from tests.gateway.test_processes import TOKEN as PROCESS_TOKEN
+from tests.gateway.test_processes import GatewayProcess, records_in
+from tests.ingest.otlp_json import chat, export, span
+from tokentrail.cli import app
 from tokentrail.gateway import Gateway
+from tokentrail.ingest.held import default_journal
+from tokentrail.ingest.records import Ingestor
 from tokentrail.testing.mock_llm import MockLLMServer
 
 TOKEN = "gateway-token-0123456789"
@@ -84,3 +92,91 @@ def test_with_a_token_exports_need_it(mock: MockLLMServer, ledger: str) -> None:
     reader = tt.Tracker(ledger)
     assert reader.totals().calls == 2
     reader.close()
+
+
+def test_a_span_held_by_a_killed_gateway_is_recorded_once_after_a_restart(
+    mock: MockLLMServer, tmp_path: Path
+) -> None:
+    """A call span whose agent span has not arrived is journaled beside the SQLite ledger before the
+    exporter is answered; the gateway is SIGKILLed, restarted on the same port (the same default
+    journal), sent the exporter's retry and then the agent span: one record, with the agent."""
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    options = ("--upstream", f"openai={mock.base}", "--store", ledger)
+    headers = {"content-type": "application/json", "x-tokentrail-token": PROCESS_TOKEN}
+    call = export(span(2, chat(70, 7), parent=1))
+    agent = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "scout"}
+
+    first = GatewayProcess(*options)
+    try:
+        held = httpx.post(first.url + "/v1/traces", content=call, headers=headers)
+    finally:
+        first.kill()
+    journal = Path(default_journal(ledger, first.port))
+    journaled = journal.read_text()
+    recorded_before = records_in(ledger)
+    second = GatewayProcess(*options, port=first.port)
+    try:
+        retried = httpx.post(second.url + "/v1/traces", content=call, headers=headers)
+        parent = export(span(1, agent, name="invoke_agent scout"))
+        released = httpx.post(second.url + "/v1/traces", content=parent, headers=headers)
+    finally:
+        second.stop()
+    records = records_in(ledger)
+
+    assert journal == tmp_path / f"ledger.db.otlp-held-{first.port}.jsonl"
+    assert (held.status_code, retried.status_code, released.status_code) == (200, 200, 200)
+    assert "held=1" in held.headers["x-tokentrail-ingest"]
+    assert "0000000000000002" in journaled  # on disk before the exporter was answered
+    assert recorded_before == []
+    assert "recorded=0" in retried.headers["x-tokentrail-ingest"]
+    assert "recorded=1" in released.headers["x-tokentrail-ingest"]
+    assert [(r.agent, r.usage.input_tokens, r.usage.output_tokens) for r in records] == [("scout", 70, 7)]
+
+
+def test_a_restarted_gateway_reads_its_journal_at_start_up(mock: MockLLMServer, tmp_path: Path) -> None:
+    """No export after the restart: the spans the journal lists are held again at start-up, and recorded
+    (with what is known) when their deadline passes or, here, at shutdown."""
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    options = (
+        "--upstream",
+        f"openai={mock.base}",
+        "--store",
+        ledger,
+        "--journal",
+        str(tmp_path / "held.jsonl"),
+    )
+    headers = {"content-type": "application/json", "x-tokentrail-token": PROCESS_TOKEN}
+    first = GatewayProcess(*options)
+    try:
+        httpx.post(first.url + "/v1/traces", content=export(span(2, chat(70, 7), parent=1)), headers=headers)
+    finally:
+        first.kill()
+    GatewayProcess(*options).stop()
+    records = records_in(ledger)
+
+    assert [(r.agent, r.session, r.usage.input_tokens) for r in records] == [(None, f"{1:032x}", 70)]
+
+
+def test_a_journal_another_process_holds_stops_the_gateway_at_start_up(
+    mock: MockLLMServer, tmp_path: Path
+) -> None:
+    journal = tmp_path / "held.jsonl"
+    holder = Ingestor(tt.Tracker(), journal=journal)  # holds the journal's lock
+    try:
+        result = CliRunner().invoke(
+            app,
+            [
+                "gateway",
+                "--upstream",
+                f"openai={mock.base}",
+                "--store",
+                "memory://",
+                "--journal",
+                str(journal),
+            ],
+        )
+    finally:
+        holder.close()
+
+    assert result.exit_code == 1
+    assert "Cannot open the journal of held spans" in result.stdout

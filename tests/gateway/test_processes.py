@@ -33,10 +33,12 @@ CALLS = 24
 class GatewayProcess:
     """`tokentrail gateway …` as a child process, on its own port."""
 
-    def __init__(self, *options: str, host: str = "127.0.0.1") -> None:
-        self.port = closed_port()
+    def __init__(self, *options: str, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.port = closed_port() if port is None else port
         command = Path(sys.executable).with_name("tokentrail")
         env = {**os.environ, **ENV_KEYS, "TOKENTRAIL_GATEWAY_TOKEN": TOKEN}
+        # the journal of held spans beside a postgresql:// ledger: in the test session's cache, not ~/.local
+        env.setdefault("TOKENTRAIL_SPOOL_DIR", os.path.join(os.environ["TOKENTRAIL_CACHE_DIR"], "spool"))
         self.process = subprocess.Popen(
             [str(command), "gateway", "--host", host, "--port", str(self.port), *options],
             env=env,
@@ -55,6 +57,11 @@ class GatewayProcess:
             return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all (nothing flushed, nothing recorded at exit)."""
+        self.process.kill()
+        self.output = self.process.communicate(timeout=60)[0].decode()
 
     def stop(self) -> str:
         """SIGTERM (a graceful shutdown that flushes the ledger); what it printed."""

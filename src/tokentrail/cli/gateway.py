@@ -100,6 +100,14 @@ def gateway_command(
             help="Requests forwarded at once; above it clients get 503 + Retry-After.",
         ),
     ] = 4096,
+    journal: Annotated[
+        str | None,
+        typer.Option(
+            "--journal",
+            help="File keeping OTLP spans held for their agent span across a crash (default: beside a "
+            "SQLite ledger, else in the spool directory; one per store and port).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the gateway: clients set their base URL to it; every call is forwarded, recorded and budgeted."""
     from tokentrail.server._bind import is_loopback
@@ -123,6 +131,7 @@ def gateway_command(
         raise typer.Exit(code=1) from None
     from tokentrail.budgets.config import config_from_env, load_config
     from tokentrail.errors import TokentrailError
+    from tokentrail.ingest.held import JournalInUse, default_journal
 
     try:
         upstreams = {u.name: u for u in map(parse_upstream, upstream)}
@@ -142,9 +151,13 @@ def gateway_command(
                 timeout=timeout,
                 max_body_bytes=max_body,
                 max_in_flight=max_in_flight,
+                journal=journal or default_journal(store, port),
             )
         )
-    except (ValueError, TokentrailError) as exc:
+    except JournalInUse as exc:
+        console.print(f"[red]Cannot open the journal of held spans:[/red] {exc}", highlight=False)
+        raise typer.Exit(code=1) from None
+    except (ValueError, OSError, TokentrailError) as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(code=1) from None
     names = ", ".join(f"{u.name}→{u.url}" for u in upstreams.values())

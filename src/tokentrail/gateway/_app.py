@@ -102,6 +102,8 @@ class GatewayConfig:
     max_in_flight: int = 4096  # requests forwarded at once (and upstream connections); above it: 503
     max_body_bytes: int = 32 * 1024 * 1024
     key_refresh_seconds: float = 30.0
+    # file keeping OTLP call spans held for their agent span across a crash; None: held in memory only
+    journal: str | None = None
 
 
 def _targets() -> dict[str, Target]:
@@ -136,7 +138,9 @@ class Gateway:
         self._targets = _targets()
         self._counted: set[str | None] = set()  # models whose prompts were counted once (tokenizer loaded)
         self._client: aiohttp.ClientSession | None = None
-        self._traces: OtlpApp | None = None  # POST /v1/traces, made on the first export
+        self._traces: OtlpApp | None = None  # POST /v1/traces, made on the first export without a journal
+        if config.journal is not None:  # opened (and locked) now: spans held before a restart are held again
+            self._traces = self._otlp_app()
         self._closed = False
 
     # -- ASGI ---------------------------------------------------------------------------------------------
@@ -270,10 +274,15 @@ class Gateway:
                 await _reply(send, error_reply("openai", 401, message))
                 return
         if self._traces is None:
-            from tokentrail.ingest.app import otlp_app
-
-            self._traces = otlp_app(self.tracker)
+            self._traces = self._otlp_app()
         await self._traces(scope, receive, send)
+
+    def _otlp_app(self) -> OtlpApp:
+        """POST /v1/traces onto the tracker; call spans held for their agent span are kept in
+        `config.journal` (reopened: the spans it lists are held again) until they are recorded."""
+        from tokentrail.ingest.app import otlp_app
+
+        return otlp_app(self.tracker, journal=self.config.journal)
 
     async def _refuse_busy(self, receive: Receive, send: Send, api: str, upstream: Upstream) -> int:
         """Above `max_in_flight`: 503 in the provider's shape with Retry-After (the SDKs retry after it),
