@@ -632,7 +632,7 @@ def test_a_v1_ledger_is_migrated_and_can_be_repriced(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = 'records_estimated'",
             (schema,),
         ).fetchone()
-    assert versions == [(1,), (2,), (3,), (4,), (5,)]
+    assert versions == [(1,), (2,), (3,), (4,), (5,), (6,)]
     assert index is not None and "est_input IS NOT NULL" in index[0]
 
 
@@ -934,7 +934,7 @@ def test_a_v2_ledger_gains_every_unit_and_keeps_its_values(
         assert got == expected
         with psycopg.connect(postgres_server) as conn:
             versions = conn.execute(f'SELECT version FROM "{schema}".schema_migrations ORDER BY 1').fetchall()
-            assert versions == [(1,), (2,), (3,), (4,), (5,)]
+            assert versions == [(1,), (2,), (3,), (4,), (5,), (6,)]
             for table in _V3_TABLES:
                 assert _rows(conn, schema, table, old_columns[table]) == before[table], table
                 new = ", ".join(f'coalesce(sum("t_{name}"), 0)' for name in NEW_COUNTS)

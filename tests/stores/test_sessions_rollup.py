@@ -1,7 +1,8 @@
 """The per-session rollup (`store.sessions(...)`, issue 20 point 6): its rows equal a full recomputation from
 the records after appends, concurrent appends, replays, reprice, prune, reset, import and schema migration,
 on the memory store, SQLite and the real Postgres; and the list it answers (window, search, every sort key,
-pages) equals the one summaries give (`_from_summaries`, the path for stores without the rollup)."""
+pages) equals the one summaries give (`_from_summaries`, the path for stores without the rollup). Each row
+carries the exact non-token part of its cost (issue 17 point 3: web searches here), through all of these."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ import pytest
 from typer.testing import CliRunner
 
 import tokentrail as tt
-from tests.stores._downgrade import postgres_v5_undone, sqlite_v9_undone
+from tests.stores._downgrade import (
+    postgres_v5_undone,
+    postgres_v6_undone,
+    sqlite_v9_undone,
+    sqlite_v10_undone,
+)
 from tokentrail.server._sessions import (
     SORT_KEYS,
     SessionListing,
@@ -41,10 +47,11 @@ MODELS = ("gpt-4o", "gpt-4o-mini", "my-local-model")  # the last one is unpriced
 
 def write(tracker: tt.Tracker, count: int, start: int = 0, step: timedelta = timedelta(minutes=7)) -> None:
     """`count` calls over sessions, agents, priced and unpriced models and hours (durations exact in
-    binary, so summed call times compare exactly)."""
+    binary, so summed call times compare exactly); one call in four also searches the web (a charge that
+    is not tokens)."""
     for i in range(start, start + count):
         tracker.record(
-            tt.Usage(100 + 13 * i, 20 + i % 7, reasoning_tokens=i % 3),
+            tt.Usage(100 + 13 * i, 20 + i % 7, reasoning_tokens=i % 3, web_searches=int(i % 4 == 1)),
             MODELS[i % len(MODELS)],
             session=SESSIONS[i % len(SESSIONS)],
             agent=AGENTS[(i // 3) % len(AGENTS)],
@@ -65,12 +72,14 @@ def recomputed(tracker: tt.Tracker) -> dict[str, SessionRow]:
     return rows_of_records(tracker.history())
 
 
-def check(tracker: tt.Tracker) -> dict[str, SessionRow]:
-    """The rollup's rows equal the recomputation from every record (and there are some)."""
+def check(tracker: tt.Tracker, charged: bool = True) -> dict[str, SessionRow]:
+    """The rollup's rows equal the recomputation from every record (and there are some; `charged`: with
+    non-token charges, as `write` makes)."""
     store = tracker.store
     tracker.flush()
     expected = recomputed(tracker)
     assert expected
+    assert any(row.non_token_units for row in expected.values()) == charged
     assert listed(store) == expected
     return expected
 
@@ -164,9 +173,10 @@ def test_prune_keeps_counting_the_pruned_calls(make_store: Callable[[], Store]) 
     assert added and after.keys() == before.keys()
     for name, row in after.items():
         new = added.get(name, SessionRow(name))
-        assert (row.calls, row.cost_units) == (
+        assert (row.calls, row.cost_units, row.non_token_units) == (
             before[name].calls + new.calls,
             before[name].cost_units + new.cost_units,
+            before[name].non_token_units + new.non_token_units,
         )
         assert row.first_us == before[name].first_us
         assert row.last_us == max(before[name].last_us, new.last_us)
@@ -224,10 +234,11 @@ def test_reset_after_prune_keeps_exact_sums(make_store: Callable[[], Store]) -> 
     assert rows.keys() == by_session.keys()
     for name, row in rows.items():
         summary = by_session[name]
-        assert (row.calls, row.unpriced_calls, row.cost_units) == (
+        assert (row.calls, row.unpriced_calls, row.cost_units, row.non_token_units) == (
             summary.calls,
             summary.unpriced_calls,
             summary.cost_units,
+            summary.non_token_cost_units,
         )
         assert (row.input_tokens, row.output_tokens) == (
             summary.usage.input_tokens,
@@ -269,7 +280,7 @@ def test_an_older_sqlite_ledger_with_data_gains_the_rollup(tmp_path: Path, versi
     conn.close()
     with SQLiteStore(path) as store:
         tracker = tt.Tracker(store=store)
-        expected = check(tracker)
+        expected = check(tracker, charged=False)
         assert len(expected) >= 5  # the fixtures' sessions, hostile names included
         write(tracker, 20)  # and the rollup goes on from there
         check(tracker)
@@ -281,7 +292,8 @@ def test_an_older_sqlite_ledger_with_data_gains_the_rollup(tmp_path: Path, versi
 
 def test_a_v7_sqlite_ledger_with_pruned_hours_is_filled_from_the_rollups(tmp_path: Path) -> None:
     """Made at v8, taken back to v7 (the v8 objects dropped), reopened: the rows are rebuilt, the pruned
-    calls counted, the first and last call exact where raw rows hold them."""
+    calls counted, the first and last call exact where raw rows hold them; the non-token part is what the
+    kept records' parts sum to (a pruned record's is not known before v9, see test_non_token.py)."""
     path = tmp_path / "ledger.db"
     with SQLiteStore(path) as store:
         tracker = tt.Tracker(store=store)
@@ -299,14 +311,83 @@ def test_a_v7_sqlite_ledger_with_pruned_hours_is_filled_from_the_rollups(tmp_pat
         conn.execute(statement)
     conn.close()
     with SQLiteStore(path) as store:
+        tracker = tt.Tracker(store=store)
         rows = listed(store)
+        kept = recomputed(tracker)
     assert {name: (r.calls, r.cost_units, r.unpriced_calls, r.agents) for name, r in rows.items()} == {
         name: (r.calls, r.cost_units, r.unpriced_calls, r.agents) for name, r in expected.items()
     }
+    assert {name: r.non_token_units for name, r in rows.items()} == {
+        name: kept[name].non_token_units if name in kept else 0 for name in expected
+    }
+    assert any(r.non_token_units for r in rows.values())
     for name, row in rows.items():
         assert row.last_us == expected[name].last_us
         # the first call lies in a pruned hour: the rebuilt row keeps that hour's start
         assert expected[name].first_us - 3_600_000_000 < row.first_us <= expected[name].first_us
+
+
+def test_a_v9_sqlite_ledger_gains_each_sessions_non_token_part(tmp_path: Path) -> None:
+    """Made today with pruned hours, taken back to v9 (no `sessions.non_token`), reopened: each session's
+    part is summed from the hourly rollup, the pruned calls' parts included (as the rows count them)."""
+    path = tmp_path / "ledger.db"
+    cut = T0 + timedelta(hours=3)
+    with SQLiteStore(path) as store:
+        tracker = tt.Tracker(store=store)
+        write(tracker, 120)
+        check(tracker)
+        assert any(r.non_token_units for r in tracker.history(until=cut))  # some parts only rollups keep
+        assert store.prune(_us(cut)) > 0
+        expected = listed(store)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in sqlite_v10_undone():
+        conn.execute(statement)
+    assert "non_token" not in {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
+    conn.close()
+    with SQLiteStore(path) as store:
+        assert listed(store) == expected
+        assert store._conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 10
+
+
+def reopened(store: Any, url: str, spool: Path, statements: list[str]) -> Any:
+    """A Postgres store's ledger taken back by `statements` (the store closed first) and opened again: every
+    version up to today's is applied once more."""
+    from tokentrail.stores.postgres import PostgresStore
+
+    store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+    again = PostgresStore(url, schema=store.schema, spool=spool)
+    with psycopg.connect(url) as conn:
+        versions = conn.execute(
+            f'SELECT version FROM "{store.schema}".schema_migrations ORDER BY 1'
+        ).fetchall()
+    assert versions == [(1,), (2,), (3,), (4,), (5,), (6,)]
+    return again
+
+
+def test_a_v5_postgres_ledger_gains_each_sessions_non_token_part(
+    postgres_server: str, tmp_path: Path
+) -> None:
+    """As the SQLite test above, for Postgres (its v6 is the SQLite ledger's v10)."""
+    from tokentrail.stores.postgres import PostgresStore
+
+    schema = f"tt_test_{uuid.uuid4().hex[:12]}"
+    cut = T0 + timedelta(hours=3)
+    store = PostgresStore(postgres_server, schema=schema, spool=tmp_path)
+    try:
+        tracker = tt.Tracker(store=store)
+        write(tracker, 120)
+        check(tracker)
+        assert any(r.non_token_units for r in tracker.history(until=cut))
+        assert store.prune(_us(cut)) > 0
+        expected = listed(store)
+        store = reopened(store, postgres_server, tmp_path, postgres_v6_undone(schema))
+        assert listed(store) == expected
+    finally:
+        store.drop_schema()
+        store.close()
 
 
 def test_a_v3_postgres_ledger_with_data_gains_the_rollup(postgres_server: str, tmp_path: Path) -> None:
@@ -318,18 +399,14 @@ def test_a_v3_postgres_ledger_with_data_gains_the_rollup(postgres_server: str, t
         tracker = tt.Tracker(store=store)
         write(tracker, 100)
         expected = check(tracker)
-        store.close()
-        with psycopg.connect(postgres_server, autocommit=True) as conn:
-            for statement in postgres_v5_undone(schema):  # the later version's columns go too
-                conn.execute(statement)
-            conn.execute(f'DROP TABLE "{schema}".sessions')
-            conn.execute(f'DROP INDEX "{schema}".records_session')
-            conn.execute(f'DELETE FROM "{schema}".schema_migrations WHERE version = 4')
-        store = PostgresStore(postgres_server, schema=schema, spool=tmp_path)
+        undone = [
+            *postgres_v5_undone(schema),  # the later versions' columns go too
+            f'DROP TABLE "{schema}".sessions',
+            f'DROP INDEX "{schema}".records_session',
+            f'DELETE FROM "{schema}".schema_migrations WHERE version = 4',
+        ]
+        store = reopened(store, postgres_server, tmp_path, undone)
         assert listed(store) == expected
-        with psycopg.connect(postgres_server) as conn:
-            versions = conn.execute(f'SELECT version FROM "{schema}".schema_migrations ORDER BY 1').fetchall()
-        assert versions == [(1,), (2,), (3,), (4,), (5,)]
     finally:
         store.drop_schema()
         store.close()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from tests.stores.fixtures.make_ledger_v4 import answers
 from tokentrail._record import to_timestamp_us
 from tokentrail._types import TOKEN_FIELDS
 from tokentrail.errors import StoreError
+from tokentrail.server._sessions import rows_of_records
+from tokentrail.stores._session_rows import SessionQuery
 from tokentrail.stores.base import Query, provider_cost_units
 from tokentrail.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from tokentrail.tracker import Tracker
@@ -327,7 +330,7 @@ def test_v3_ledger_migrates_to_price_versions(tmp_path: Path) -> None:
         assert tracker.totals(prices="one").cost_units == 2
         assert {row.group["agent"]: row.calls for row in tracker.summary("agent")} == {"old": 1, "new": 1}
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 9
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 10
     tables = {
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
     }
@@ -444,7 +447,7 @@ def test_v4_ledger_migrates_to_v5_value_for_value(tmp_path: Path) -> None:
         assert _as_before_v7(answers(store)) == expected
     assert _table_rows(path, kept) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(9,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(10,)]
     kinds = dict(
         conn.execute("SELECT name, type FROM sqlite_master WHERE name IN ('records', 'ledger', 'dims')")
     )
@@ -515,8 +518,8 @@ def test_rows_and_rollups_are_exact_whichever_columns_are_null(
 ) -> None:
     """Whatever mix of NULL and given values each nullable column has in a batch (split over several
     column chunks and transactions, replays among them), every record reads back field for field, the
-    summaries equal the memory store's, and each hourly rollup cell holds the exact Python sums of its
-    raw rows."""
+    summaries equal the memory store's, each hourly rollup cell holds the exact Python sums of its raw
+    rows (the non-token part of the cost included), and so does each session's row."""
     import random
 
     from tokentrail.stores import sqlite as ledger_module
@@ -542,6 +545,7 @@ def test_rows_and_rollups_are_exact_whichever_columns_are_null(
             usage,
             "acme-private" if given_in(unpriced) else chance.choice(["gpt-4o", "claude-sonnet-4-5"]),
             agent=f"a{i % 3}",
+            session=f"s{i % 4}" if i % 5 else None,
             at=start + timedelta(minutes=chance.randrange(0, 150)),
             duration_ms=chance.uniform(1, 900) if given_in(timed) else None,
             ttft_ms=chance.uniform(1, 90) if given_in(streamed) else None,
@@ -561,12 +565,13 @@ def test_rows_and_rollups_are_exact_whichever_columns_are_null(
     by = ("agent", "model", "hour")
     assert _rows_of(Tracker(store=store).summary(by)) == _rows_of(reference.summary(by))
     cells = store._conn.execute(
-        "SELECT hour, agent, model, calls, cost, duration, timed, provider_cost, provider_calls,"
-        " t_input_audio_tokens, t_web_searches FROM rollup_hour"
+        "SELECT hour, agent, model, sum(calls), bigsum(cost), total(duration), sum(timed),"
+        " bigsum(provider_cost), sum(provider_calls), sum(t_input_audio_tokens), sum(t_web_searches),"
+        " bigsum(non_token) FROM rollup_hour GROUP BY hour, agent, model"
     ).fetchall()
     expected: dict[tuple[object, ...], list[Any]] = {}
     for r in records:
-        sums = expected.setdefault((r.timestamp_us // 3_600_000_000, r.agent, r.model), [0] * 8)
+        sums = expected.setdefault((r.timestamp_us // 3_600_000_000, r.agent, r.model), [0] * 9)
         reported = provider_cost_units(r.provider_cost) if r.provider_cost is not None else None
         for at, value in enumerate(
             [
@@ -578,13 +583,15 @@ def test_rows_and_rollups_are_exact_whichever_columns_are_null(
                 reported is not None,
                 r.usage.input_audio_tokens,
                 r.usage.web_searches,
+                r.non_token_units,
             ]
         ):
             sums[at] += value
     assert len(cells) == len(expected)
-    for hour, agent, model, calls, cost, duration, timed_calls, reported, reported_calls, audio, web in cells:
+    for hour, agent, model, calls, cost, duration, *counted in cells:
+        timed_calls, reported, reported_calls, audio, web, non_token = counted
         want = expected[(hour, agent, model)]
-        assert [calls, int(cost), timed_calls, int(reported), reported_calls, audio, web] == [
+        assert [calls, int(cost), timed_calls, int(reported), reported_calls, audio, web, int(non_token)] == [
             want[0],
             want[1],
             want[3],
@@ -592,8 +599,16 @@ def test_rows_and_rollups_are_exact_whichever_columns_are_null(
             want[5],
             want[6],
             want[7],
+            want[8],
         ]
         assert duration == pytest.approx(want[2])
+    _, sessions = store.sessions(SessionQuery(sort="session", descending=False, limit=10**6))
+    by_session = rows_of_records(records)
+    assert [row.session for row in sessions] == sorted(by_session)
+    for row in sessions:
+        want_row = by_session[row.session]
+        assert row.duration_ms == pytest.approx(want_row.duration_ms)  # summed in another order
+        assert replace(row, duration_ms=0.0) == replace(want_row, duration_ms=0.0)
     store.close()
 
 
@@ -661,7 +676,7 @@ def test_v5_ledger_migrates_to_v6_with_an_index_for_the_estimated_filter(tmp_pat
         assert [f"{r.id:032x}" for r in got] == estimated != []
     assert _table_rows(path, tables) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(9,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(10,)]
     where, params, _ = _where(Query.build({"estimated": True}, None, None), raw=True)
     columns = ", ".join(f'"{c}"' for c in _RECORD_COLUMNS)
     plan = conn.execute(f"EXPLAIN QUERY PLAN SELECT {columns} FROM records WHERE {where}", params).fetchall()
@@ -704,7 +719,7 @@ def test_v6_ledger_migrates_to_v7_and_keeps_every_value(tmp_path: Path) -> None:
         assert [f"{r.id:032x}" for r in got] == estimated != []
     assert _table_rows(path, tables) == before
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(9,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(10,)]
     for table in ("rollup_hour", "rollup_day", "rollup_prices", "records"):
         columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         assert {f"t_{name}" for name in TOKEN_FIELDS} <= columns, table

@@ -1,12 +1,12 @@
 """`tokentrail sessions` (the session list) and `tokentrail session ID` (one run as a tree): the same
 figures as the dashboard's `/api/sessions` and `/api/sessions/{id}`, as tables that fit any width or as
-the same JSON."""
+the same JSON (the list also as CSV)."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -20,11 +20,16 @@ if TYPE_CHECKING:
 __all__ = ["session_command", "sessions_command"]
 
 Format = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
+ListFormat = Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")]
+# "Other": the part of a session's cost not paid for tokens (requests, searches, durations, pages, …),
+# shown after Cost when some session on the page has one
+OTHER = "Other"
 
 
-def _check_format(output_format: str) -> None:
-    if output_format not in ("table", "json"):
-        raise typer.BadParameter(f"--format must be table or json, got {output_format!r}")
+def _check_format(output_format: str, known: tuple[str, ...] = ("table", "json")) -> None:
+    if output_format not in known:
+        named = f"{', '.join(known[:-1])} or {known[-1]}"
+        raise typer.BadParameter(f"--format must be {named}, got {output_format!r}")
 
 
 def _when(timestamp_us: int) -> str:
@@ -58,12 +63,13 @@ def sessions_command(
     ascending: Annotated[bool, typer.Option("--ascending", help="Smallest first.")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, help="How many.")] = 20,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many first.")] = 0,
-    output_format: Format = "table",
+    output_format: ListFormat = "table",
 ) -> None:
-    """Sessions: cost, calls, tokens, span, agents, unpriced calls, first and last call."""
+    """Sessions: cost (and its part not paid for tokens), calls, tokens, span, agents, unpriced calls,
+    first and last call."""
     from tokentrail.server._sessions import SORT_KEYS, SessionListing, list_sessions, session_row_view
 
-    _check_format(output_format)
+    _check_format(output_format, ("table", "json", "csv"))
     if sort not in SORT_KEYS:
         raise typer.BadParameter(f"--sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
     listing = SessionListing(
@@ -80,11 +86,29 @@ def sessions_command(
         page = list_sessions(tracker, listing)
     finally:
         close_ledger(tracker)
+    rows = [session_row_view(row) for row in page.rows]
     if output_format == "json":
-        rows = [session_row_view(row) for row in page.rows]
         typer.echo(json.dumps({"total": page.total, "sessions": rows}, ensure_ascii=False))
         return
+    if output_format == "csv":
+        typer.echo(_sessions_csv(rows), nl=False)
+        return
     _print_sessions(page, offset)
+
+
+def _sessions_csv(rows: list[dict[str, Any]]) -> str:
+    """The list as CSV: the JSON's fields as columns (agents joined by "; ")."""
+    import csv
+    import io
+
+    from tokentrail.server._sessions import SESSION_FIELDS
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SESSION_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "agents": "; ".join(row["agents"])})
+    return buffer.getvalue()
 
 
 def _print_sessions(page: SessionPage, offset: int) -> None:
@@ -93,16 +117,21 @@ def _print_sessions(page: SessionPage, offset: int) -> None:
     if not page.rows:
         console.print("No sessions.")
         return
+    other = any(row.non_token_units for row in page.rows)
     table = Table(title=f"Sessions {offset + 1}–{offset + len(page.rows)} of {page.total}")
     table.add_column("Session")
-    for name in ("Cost", "Calls", "Tokens", "Span", "Unpriced"):
+    for name in ("Cost", *((OTHER,) if other else ()), "Calls", "Tokens", "Span", "Unpriced"):
         table.add_column(name, justify="right")
     table.add_column("Agents")
     table.add_column("Last call (UTC)", justify="right")
     for row in page.rows:
+        all_unpriced = row.calls == row.unpriced_calls
+        cost = ["unpriced" if all_unpriced else _usd(row.cost_units)]
+        if other:
+            cost.append("-" if all_unpriced else _usd(row.non_token_units))
         table.add_row(
             row.session,
-            "unpriced" if row.calls == row.unpriced_calls else _usd(row.cost_units),
+            *cost,
             f"{row.calls:,}",
             f"{row.total_tokens:,}",
             _seconds(row.span_ms),
@@ -110,7 +139,7 @@ def _print_sessions(page: SessionPage, offset: int) -> None:
             ", ".join(row.agents) or "-",
             _when(row.last_us),
         )
-    console.print(Fitted(table, drop=("Agents", "Unpriced", "Tokens", "Span", "Last call (UTC)")))
+    console.print(Fitted(table, drop=("Agents", OTHER, "Unpriced", "Tokens", "Span", "Last call (UTC)")))
 
 
 def session_command(

@@ -59,7 +59,10 @@ def sessions_router(tracker: Tracker) -> APIRouter:
     """The session endpoints over `tracker`."""
     router = APIRouter(prefix="/api", tags=["sessions"])
 
-    @router.get("/sessions", summary="Sessions: cost, calls, tokens, span, agents, unpriced calls")
+    @router.get(
+        "/sessions",
+        summary="Sessions: cost and its part not paid for tokens, calls, tokens, span, agents, unpriced calls",
+    )
     def sessions(asked: Annotated[ListingQuery, Depends(listing)]) -> dict[str, Any]:
         chosen = asked.listing
         page = list_sessions(tracker, chosen)

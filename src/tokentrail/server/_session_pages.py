@@ -94,6 +94,11 @@ def _list_controls(listing: SessionListing, range_name: str | None) -> str:
     )
 
 
+_OTHER_HEAD = (
+    '<th scope="col" class="num" title="requests, searches, durations, pages, … beside the tokens">Other</th>'
+)
+
+
 def _header_link(listing: SessionListing, range_name: str | None, key: str, numeric: bool) -> str:
     descending = not listing.descending if key == listing.sort else key != "session"
     href = _list_query(listing, range_name, sort=key, order="desc" if descending else "asc", offset=None)
@@ -105,10 +110,13 @@ def _header_link(listing: SessionListing, range_name: str | None, key: str, nume
 
 
 def render_sessions(page: SessionPage, listing: SessionListing, range_name: str | None, every_ms: int) -> str:
-    """The session list: search form, a sortable table, pages."""
+    """The session list: search form, a sortable table (an "Other" column, the part of the cost not paid
+    for tokens, when some session on the page has one), pages."""
+    other = any(row.non_token_units for row in page.rows)
     heads = [
         _header_link(listing, range_name, "session", False),
         _header_link(listing, range_name, "cost", True),
+        *((_OTHER_HEAD,) if other else ()),
         _header_link(listing, range_name, "calls", True),
         _header_link(listing, range_name, "tokens", True),
         _header_link(listing, range_name, "span", True),
@@ -122,10 +130,16 @@ def render_sessions(page: SessionPage, listing: SessionListing, range_name: str 
         agents = ", ".join(row.agents) or "—"
         unpriced = f'<span class="warn">{row.unpriced_calls:,}</span>' if row.unpriced_calls else "0"
         cost = "unpriced" if row.calls == row.unpriced_calls else usd(units_to_decimal(row.cost_units))
+        other_cell = ""
+        if other:
+            part = "—" if row.calls == row.unpriced_calls else usd(units_to_decimal(row.non_token_units))
+            other_cell = (
+                f'<td class="num non-token" title="${units_to_decimal(row.non_token_units)}">{part}</td>'
+            )
         rows.append(
             f'<tr data-session="{escape(row.session)}"><td><a class="session-link" '
             f'href="{escape(session_href(row.session))}">{escape(row.session)}</a></td>'
-            f'<td class="num" title="${units_to_decimal(row.cost_units)}">{cost}</td>'
+            f'<td class="num" title="${units_to_decimal(row.cost_units)}">{cost}</td>{other_cell}'
             f'<td class="num">{row.calls:,}</td><td class="num">{row.total_tokens:,}</td>'
             f'<td class="num">{_seconds(row.span_ms)}</td><td>{escape(agents)}</td>'
             f'<td class="num">{unpriced}</td><td>{_when(row.first_us)}</td><td>{_when(row.last_us)}</td></tr>'

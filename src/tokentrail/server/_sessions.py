@@ -1,5 +1,5 @@
-"""The session list: one row per session (cost, calls, tokens, span, agents, unpriced calls, first and last
-call), searched, sorted and paged.
+"""The session list: one row per session (cost and its part not paid for tokens, calls, tokens, span,
+agents, unpriced calls, first and last call), searched, sorted and paged.
 
 A session is listed when one of its calls falls in the window; its figures cover all of its calls. A store
 that keeps a per-session rollup answers through its `sessions(...)` method (see `SessionSource`); any other
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tokentrail.tracker import Tracker
 
 __all__ = [
+    "SESSION_FIELDS",
     "SORT_KEYS",
     "SessionListing",
     "SessionPage",
@@ -124,6 +125,7 @@ def _from_summaries(tracker: Tracker, listing: SessionListing) -> SessionPage:
         row.calls += summary.calls
         row.unpriced_calls += summary.unpriced_calls
         row.cost_units += summary.cost_units
+        row.non_token_units += summary.non_token_cost_units
         row.input_tokens += summary.usage.input_tokens
         row.output_tokens += summary.usage.output_tokens
         row.duration_ms += summary.duration_ms
@@ -192,13 +194,32 @@ def _iso(timestamp_us: int) -> str:
     )
 
 
+SESSION_FIELDS = (
+    "session",
+    "calls",
+    "unpriced_calls",
+    "cost_usd",
+    "non_token_cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "call_time_ms",
+    "span_ms",
+    "first_call",
+    "last_call",
+    "agents",
+)  # the fields of `session_row_view`, in its order
+
+
 def session_row_view(row: SessionRow) -> dict[str, Any]:
-    """One session as JSON (money as exact decimal strings, times in ISO 8601 UTC)."""
+    """One session as JSON (money as exact decimal strings — `non_token_cost_usd` is the part of the cost
+    not paid for tokens — times in ISO 8601 UTC)."""
     return {
         "session": row.session,
         "calls": row.calls,
         "unpriced_calls": row.unpriced_calls,
         "cost_usd": str(units_to_decimal(row.cost_units)),
+        "non_token_cost_usd": str(units_to_decimal(row.non_token_units)),
         "input_tokens": row.input_tokens,
         "output_tokens": row.output_tokens,
         "total_tokens": row.total_tokens,
@@ -227,6 +248,7 @@ def rows_of_records(records: Iterable[Record]) -> dict[str, SessionRow]:
             row.unpriced_calls += 1
         else:
             row.cost_units += record.cost_units
+            row.non_token_units += record.non_token_units
         row.input_tokens += record.usage.input_tokens
         row.output_tokens += record.usage.output_tokens
         row.duration_ms += record.duration_ms or 0.0

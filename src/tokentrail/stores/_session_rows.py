@@ -1,7 +1,8 @@
 """Per-session totals a store keeps beside its ledger (the session list reads them without a scan).
 
-A session's row holds its first and last call, calls, unpriced calls, exact cost of the priced calls,
-input and output tokens, summed call time and its agents. Stores add a batch's change in the transaction
+A session's row holds its first and last call, calls, unpriced calls, exact cost of the priced calls and
+the part of it not paid for tokens (`Record.non_token_units`), input and output tokens, summed call time
+and its agents. Stores add a batch's change in the transaction
 that writes the batch (`SessionDelta`, merged per session), keep it through `prune` (like the hourly
 rollups, the row still counts pruned records) and `reprice` (the list shows recorded costs), and rebuild
 the rows of the sessions a `reset` touched from what is left (`settled_span`).
@@ -37,6 +38,7 @@ SESSION_COLUMNS = (
     "calls",
     "unpriced",
     "cost",
+    "non_token",
     "input_tokens",
     "output_tokens",
     "duration",
@@ -47,7 +49,8 @@ _HOUR_US = 3_600_000_000
 
 @dataclass(slots=True)
 class SessionRow:
-    """One session's totals over all of its calls (`cost_units` sums the priced ones)."""
+    """One session's totals over all of its calls (`cost_units` sums the priced ones, `non_token_units`
+    the part of that cost not paid for tokens)."""
 
     session: str
     calls: int = 0
@@ -59,6 +62,7 @@ class SessionRow:
     first_us: int = 0  # timestamp of the first call (when it ended)
     last_us: int = 0
     agents: tuple[str, ...] = ()
+    non_token_units: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -74,6 +78,7 @@ class SessionRow:
         self.calls += other.calls
         self.unpriced_calls += other.unpriced_calls
         self.cost_units += other.cost_units
+        self.non_token_units += other.non_token_units
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.duration_ms += other.duration_ms
@@ -104,7 +109,7 @@ class SessionQuery:
 
 def table_row(values: Sequence[Any], agents: Iterable[str]) -> SessionRow:
     """A row of a SQL store's `sessions` table (`SESSION_COLUMNS` order), its agents decoded by the store."""
-    session, first, last, calls, unpriced, cost, input_tokens, output_tokens, duration, _ = values
+    session, first, last, calls, unpriced, cost, non_token, input_tokens, output_tokens, duration, _ = values
     return SessionRow(
         session,
         int(calls),
@@ -116,12 +121,13 @@ def table_row(values: Sequence[Any], agents: Iterable[str]) -> SessionRow:
         int(first),
         int(last),
         tuple(sorted(agents)),
+        int(non_token),
     )
 
 
 def table_values(row: SessionRow) -> list[Any]:
-    """A session's row as a SQL store's `sessions` table holds it (`SESSION_COLUMNS` order; the cost as
-    an int and the agents as a list, which a store may encode further)."""
+    """A session's row as a SQL store's `sessions` table holds it (`SESSION_COLUMNS` order; the cost and
+    its non-token part as ints and the agents as a list, which a store may encode further)."""
     return [
         row.session,
         row.first_us,
@@ -129,6 +135,7 @@ def table_values(row: SessionRow) -> list[Any]:
         row.calls,
         row.unpriced_calls,
         row.cost_units,
+        row.non_token_units,
         row.input_tokens,
         row.output_tokens,
         float(row.duration_ms),
@@ -145,10 +152,12 @@ def rebuilt_row(
     agents: Iterable[str],
 ) -> SessionRow:
     """A session's row rebuilt from what a SQL store holds: `sums` from its hourly rollup (calls, unpriced
-    calls, cost, input and output tokens, call time, first and last hour), `raw` (count, earliest,
-    latest) of its raw rows (None: none), its `old` (first, last) and `hour_counts(hour)` (calls counted,
-    raw rows left in that hour), asked only when pruned calls are counted."""
-    calls, unpriced, cost, input_tokens, output_tokens, duration, low, high = sums
+    calls, cost, its non-token part, input and output tokens, call time, first and last hour), `raw`
+    (count, earliest, latest) of its raw rows (None: none), its `old` (first, last) and
+    `hour_counts(hour)` (calls counted, raw rows left in that hour), asked only when pruned calls are
+    counted."""
+    *totals, low, high = sums  # calls first
+    calls = totals[0]
     count, first, last = raw if raw is not None else (0, None, None)
     if count != calls:  # pruned calls are counted: the ends come from the end hours
         first, last = settled_span(
@@ -157,21 +166,20 @@ def rebuilt_row(
             (int(low), int(high)),
             {hour: hour_counts(hour) for hour in {int(low), int(high)}},
         )
-    values = (session, first, last, calls, unpriced, cost, input_tokens, output_tokens, duration, None)
-    return table_row(values, agents)
+    return table_row((session, first, last, *totals, None), agents)
 
 
 def add_cell(
     found: dict[str, SessionRow],
     session: str,
-    sums: tuple[int, int, int, int, int, float],
+    sums: tuple[int, int, int, int, int, int, float],
     span: tuple[int, int],
     agent: str | None,
 ) -> None:
     """Add the calls of one rollup cell (one agent's priced or unpriced calls of a session) to `found`:
-    `sums` are (calls, unpriced calls, cost, input tokens, output tokens, call time), `span` their first
-    and last call."""
-    calls, unpriced, cost, input_tokens, output_tokens, duration = sums
+    `sums` are (calls, unpriced calls, cost, its non-token part, input tokens, output tokens, call time),
+    `span` their first and last call."""
+    calls, unpriced, cost, non_token, input_tokens, output_tokens, duration = sums
     change = SessionRow(
         session,
         calls,
@@ -182,6 +190,7 @@ def add_cell(
         duration,
         *span,
         () if agent is None else (agent,),
+        non_token,
     )
     row = found.get(session)
     if row is None:

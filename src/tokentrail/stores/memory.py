@@ -853,6 +853,7 @@ class MemoryStore:
                         calls,
                         0 if key.priced else calls,
                         int(sums[COST]) if key.priced else 0,
+                        int(sums[NON_TOKEN]) if key.priced else 0,
                         int(sums[tokens_in]),
                         int(sums[tokens_out]),
                         float(sums[DURATION]),

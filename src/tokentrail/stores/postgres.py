@@ -87,9 +87,10 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "open_postgres_url"]
 
 SCHEMA_VERSION = (
-    5  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3, v2 adds price versions,
+    6  # Postgres' own sequence; v1 holds the columns of the SQLite ledger's v3, v2 adds price versions,
     # v3 the counts a Usage carries beside tokens (as the SQLite ledger's v7), v4 the per-session rollup
-    # (as the SQLite ledger's v8), v5 the non-token part of each cost (as the SQLite ledger's v9)
+    # (as the SQLite ledger's v8), v5 the non-token part of each cost (as the SQLite ledger's v9), v6 each
+    # session's (as the SQLite ledger's v10)
 )
 _T = TypeVar("_T")
 _log = logging.getLogger("tokentrail")
@@ -275,8 +276,8 @@ def _schema_v3(s: str) -> list[str]:
 def _schema_v4(s: str) -> list[str]:
     """v4: a per-session rollup (`sessions`: first and last call, calls, unpriced calls, exact cost of the
     priced ones, input and output tokens, summed call time, agents) with an index on the last call, and an
-    index of the records by session and time (one session's rows without a scan). The rows are built
-    from what the ledger holds after these statements (`_rebuild_sessions`)."""
+    index of the records by session and time (one session's rows without a scan). The rows are built at
+    v6, once the rollups hold every sum they carry (`_fill_sessions`)."""
     return [
         f"CREATE TABLE {s}.sessions ("
         " session TEXT PRIMARY KEY, first_ts BIGINT NOT NULL, last_ts BIGINT NOT NULL,"
@@ -299,6 +300,12 @@ def _schema_v5(s: str) -> list[str]:
     ]
 
 
+def _schema_v6(s: str) -> list[str]:
+    """v6: each session's non-token part (`sessions.non_token`), filled after these statements
+    (`_fill_sessions`)."""
+    return [f"ALTER TABLE {s}.sessions ADD COLUMN non_token NUMERIC(60, 0) NOT NULL DEFAULT 0"]
+
+
 # version → statements that bring a schema at version-1 to it
 _MIGRATIONS: dict[int, Callable[[str], list[str]]] = {
     1: _schema_v1,
@@ -306,6 +313,7 @@ _MIGRATIONS: dict[int, Callable[[str], list[str]]] = {
     3: _schema_v3,
     4: _schema_v4,
     5: _schema_v5,
+    6: _schema_v6,
 }
 
 
@@ -456,10 +464,10 @@ class PostgresStore(BackgroundWriter):
                 for target in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in _MIGRATIONS[target](self._s):
                         conn.execute(statement)
-                    if target == 4:
-                        _rebuild_sessions(conn, self._s, None)
                     if target == 5:
                         _fill_non_token(conn, self._s)
+                    if target == 6:
+                        _fill_sessions(conn, self._s)
                     conn.execute(f"INSERT INTO {self._s}.schema_migrations (version) VALUES (%s)", (target,))
             self._load_partitions(conn)
         except psycopg.Error as exc:
@@ -1536,6 +1544,21 @@ def _usage_of_counts(counts: Sequence[Any], status: str) -> Usage:
     return Usage(**values, status=UsageStatus(status))
 
 
+def _fill_sessions(conn: psycopg.Connection[Any], s: str) -> None:
+    """v6, after the statements (v4's rows are built here too, once the rollups hold every sum a row
+    carries): a ledger from before v4, whose `sessions` table is still empty, gets every session's row
+    from the hourly rollup and the raw rows; a ledger that has them adds to each its non-token part,
+    summed from the hourly rollup (which, like the rows, still counts pruned calls)."""
+    if conn.execute(f"SELECT 1 FROM {s}.sessions LIMIT 1").fetchone() is None:
+        _rebuild_sessions(conn, s, None)
+        return
+    conn.execute(
+        f"UPDATE {s}.sessions x SET non_token = r.non_token FROM (SELECT session, sum(non_token) AS non_token"
+        f" FROM {s}.rollup_hour WHERE session IS NOT NULL GROUP BY session) r"
+        " WHERE x.session = r.session AND r.non_token <> 0"
+    )
+
+
 def _rebuild_sessions(conn: psycopg.Connection[Any], s: str, names: list[str] | None) -> None:
     """Rebuild the `sessions` rows of `names` (stored, encoded values; None: every session) from the
     hourly rollup (its sums, which still count pruned records) and the raw rows (first and last call); a
@@ -1549,7 +1572,7 @@ def _rebuild_sessions(conn: psycopg.Connection[Any], s: str, names: list[str] | 
         row[0]: row[1:]
         for row in conn.execute(
             "SELECT session, sum(calls), coalesce(sum(calls) FILTER (WHERE NOT priced), 0), sum(cost),"
-            " sum(t_input_tokens), sum(t_output_tokens), sum(duration), min(hour), max(hour),"
+            " sum(non_token), sum(t_input_tokens), sum(t_output_tokens), sum(duration), min(hour), max(hour),"
             " coalesce(array_agg(DISTINCT agent) FILTER (WHERE agent IS NOT NULL), '{}'::text[])"
             f" FROM {s}.rollup_hour WHERE {where} GROUP BY session",
             values,
@@ -1679,13 +1702,15 @@ _INSERT_FRESH = (
     f" ON CONFLICT (cell) DO UPDATE SET {_ADD_SUMS})"
     f" INSERT INTO {{s}}.sessions ({', '.join(SESSION_COLUMNS)})"
     " SELECT session, min(ts), max(ts), count(*), count(*) FILTER (WHERE NOT priced),"
-    " coalesce(sum(cost), 0), coalesce(sum(t_input_tokens), 0), coalesce(sum(t_output_tokens), 0),"
+    " coalesce(sum(cost), 0), coalesce(sum(non_token), 0), coalesce(sum(t_input_tokens), 0),"
+    " coalesce(sum(t_output_tokens), 0),"
     " coalesce(sum(duration), 0),"
     " coalesce(array_agg(DISTINCT agent ORDER BY agent) FILTER (WHERE agent IS NOT NULL), '{{}}'::text[])"
     " FROM fresh WHERE session IS NOT NULL GROUP BY session ORDER BY session"
     " ON CONFLICT (session) DO UPDATE SET first_ts = least(sessions.first_ts, excluded.first_ts),"
     " last_ts = greatest(sessions.last_ts, excluded.last_ts), calls = sessions.calls + excluded.calls,"
     " unpriced = sessions.unpriced + excluded.unpriced, cost = sessions.cost + excluded.cost,"
+    " non_token = sessions.non_token + excluded.non_token,"
     " input_tokens = sessions.input_tokens + excluded.input_tokens,"
     " output_tokens = sessions.output_tokens + excluded.output_tokens,"
     " duration = sessions.duration + excluded.duration,"

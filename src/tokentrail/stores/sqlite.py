@@ -95,7 +95,7 @@ from tokentrail.stores.base import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "open_sqlite_url"]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 _MAX_PENDING = 1_000_000  # queued records kept while the file cannot be written
 _T = TypeVar("_T")
 
@@ -305,7 +305,7 @@ def _schema_v8() -> list[str]:
     priced ones, input and output tokens, summed call time, agents as a sorted JSON array) with an index
     on the last call, so the session list reads one row per session; and the indexes that find one
     session's raw rows without a scan (`dims` by session, `ledger` by `dims` id and time). The rows are
-    built from what the ledger holds after these statements (`_fill_sessions`)."""
+    built at v10, once the rollups hold every sum they carry (`_fill_sessions`)."""
     return [
         "CREATE TABLE sessions ("
         " session TEXT PRIMARY KEY, first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,"
@@ -426,9 +426,27 @@ def _usage_of_row(values: dict[str, Any]) -> Usage:
     return Usage(**counts, status=UsageStatus(values["status"]), reason=values["usage_reason"])
 
 
+def _schema_v10() -> list[str]:
+    """v10: each session's non-token part (`sessions.non_token`, exact, decimal text), filled after these
+    statements (`_fill_sessions`)."""
+    return ["ALTER TABLE sessions ADD COLUMN non_token TEXT NOT NULL DEFAULT '0'"]
+
+
 def _fill_sessions(conn: sqlite3.Connection) -> None:
-    """v8, after the statements: every session's row, from the hourly rollup and the raw rows."""
-    _rebuild_sessions(conn, None)
+    """v10, after the statements (v8's rows are built here too, once the rollups hold every sum a row
+    carries): a ledger from before v8, whose `sessions` table is still empty, gets every session's row
+    from the hourly rollup and the raw rows; a ledger that has them adds to each its non-token part,
+    summed from the hourly rollup (which, like the rows, still counts pruned calls)."""
+    if conn.execute("SELECT 1 FROM sessions LIMIT 1").fetchone() is None:
+        _rebuild_sessions(conn, None)
+        return
+    sums = conn.execute(
+        "SELECT session, bigsum(non_token) FROM rollup_hour WHERE session IS NOT NULL GROUP BY session"
+    ).fetchall()
+    conn.executemany(
+        "UPDATE sessions SET non_token = ? WHERE session = ?",
+        [(units, session) for session, units in sums if units != "0"],
+    )
 
 
 def _records_view(token_fields: tuple[str, ...], non_token: bool = False) -> str:
@@ -533,13 +551,14 @@ _MIGRATIONS: dict[int, Callable[[], list[str]]] = {
     7: _schema_v7,
     8: _schema_v8,
     9: _schema_v9,
+    10: _schema_v10,
 }
 # version → what moves or derives data after its statements
 _MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
     4: _fill_rollup_day,
     5: _move_to_ledger,
-    8: _fill_sessions,
     9: _fill_non_token,
+    10: _fill_sessions,
 }
 
 
@@ -1961,6 +1980,7 @@ _UPSERT_SESSION = (
     " ON CONFLICT (session) DO UPDATE SET first_ts = min(first_ts, excluded.first_ts),"
     " last_ts = max(last_ts, excluded.last_ts), calls = calls + excluded.calls,"
     " unpriced = unpriced + excluded.unpriced, cost = bigadd(cost, excluded.cost),"
+    " non_token = bigadd(non_token, excluded.non_token),"
     " input_tokens = input_tokens + excluded.input_tokens,"
     " output_tokens = output_tokens + excluded.output_tokens, duration = duration + excluded.duration,"
     " agents = CASE WHEN agents = excluded.agents THEN agents ELSE tt_agents(agents, excluded.agents) END"
@@ -1976,6 +1996,7 @@ _DELTA_SUMS = 2 + len(_KEY_COLUMNS)
 _DELTA_CALLS = _DELTA_SUMS + _ROLLUP_SUMS.index("calls")
 _DELTA_COST = _DELTA_SUMS + _ROLLUP_SUMS.index("cost")
 _DELTA_DURATION = _DELTA_SUMS + _ROLLUP_SUMS.index("duration")
+_DELTA_NON_TOKEN = len(_ROLLUP_COLUMNS) - 1
 _DELTA_INPUT = _DELTA_SUMS + len(_ROLLUP_SUMS) + TOKEN_FIELDS.index("input_tokens")
 _DELTA_OUTPUT = _DELTA_SUMS + len(_ROLLUP_SUMS) + TOKEN_FIELDS.index("output_tokens")
 
@@ -1995,6 +2016,7 @@ def _add_to_sessions(
             calls,
             0 if delta[_DELTA_PRICED] else calls,
             int(delta[_DELTA_COST]),
+            int(delta[_DELTA_NON_TOKEN]),
             delta[_DELTA_INPUT],
             delta[_DELTA_OUTPUT],
             delta[_DELTA_DURATION],
@@ -2005,10 +2027,11 @@ def _add_to_sessions(
 
 
 def _session_values(row: SessionRow) -> list[Any]:
-    """A session's row as the `sessions` table holds it (cost as decimal text, agents as JSON)."""
+    """A session's row as the `sessions` table holds it (cost and its non-token part as decimal text,
+    agents as JSON)."""
     values = table_values(row)
-    values[5] = str(values[5])
-    values[9] = json.dumps(values[9], ensure_ascii=False)
+    values[5], values[6] = str(values[5]), str(values[6])
+    values[-1] = json.dumps(values[-1], ensure_ascii=False)
     return values
 
 
@@ -2042,7 +2065,7 @@ def _rebuild_sessions(conn: sqlite3.Connection, names: Iterable[str] | None) -> 
             row[0]: row[1:]
             for row in conn.execute(
                 "SELECT session, sum(calls), sum(CASE WHEN priced THEN 0 ELSE calls END), bigsum(cost),"
-                " sum(t_input_tokens), sum(t_output_tokens), total(duration), min(hour), max(hour)"
+                " bigsum(non_token), sum(t_input_tokens), sum(t_output_tokens), total(duration), min(hour), max(hour)"
                 f" FROM rollup_hour WHERE {where} GROUP BY session",
                 values,
             )
@@ -2075,7 +2098,7 @@ def _rebuild_sessions(conn: sqlite3.Connection, names: Iterable[str] | None) -> 
             if not totals[0]:
                 conn.execute("DELETE FROM sessions WHERE session = ?", (session,))
                 continue
-            totals[2] = int(totals[2])  # bigsum's text
+            totals[2], totals[3] = int(totals[2]), int(totals[3])  # bigsum's text
             row = rebuilt_row(
                 session,
                 (*totals, low, high),
