@@ -175,3 +175,24 @@ def test_two_gateway_processes_racing_one_hard_budget_never_pass_the_limit(
     for secret in (TOKEN, *ENV_KEYS.values()):
         assert secret not in output and secret not in metrics
         assert secret not in "".join(map(repr, records))
+
+
+def test_the_start_up_line_hides_the_ledger_password(
+    mock: MockLLMServer, postgres_server: str, tmp_path: Path
+) -> None:
+    """`tokentrail gateway --store postgresql://user:PASSWORD@…` prints the ledger it writes to with
+    `***` for the password (trust auth here, so the password is accepted and ignored)."""
+    import psycopg
+
+    schema = f"tt_gw_{uuid.uuid4().hex[:12]}"
+    with_password = postgres_server.replace("postgres@", "postgres:pw-never-printed@", 1)
+    separator = "&" if "?" in with_password else "?"
+    ledger = f"{with_password}{separator}schema={schema}&spool={tmp_path / 'spool'}"
+    try:
+        output = GatewayProcess("--upstream", f"openai={mock.base}", "--store", ledger).stop()
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    printed = "".join(output.split())  # rich wraps long lines
+    assert "ledgerpostgresql://postgres:***@" in printed
+    assert "pw-never-printed" not in printed

@@ -23,6 +23,16 @@ TokenOption = Annotated[
 LOOPBACK = "127.0.0.1"  # what the servers bind by default (`server._bind.check_bind` guards the others)
 
 
+def shown_url(location: str) -> str:
+    """`location` as printed: a URL's password replaced by `***` (ledgers, key stores, budget back-ends)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
 def open_ledger(url: str) -> Any:
     """The tracker over an existing ledger; exits with a clear message when it cannot be opened."""
     from pathlib import Path
@@ -33,7 +43,7 @@ def open_ledger(url: str) -> Any:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///").partition("?")[0]
         if path and path != ":memory:" and not Path(path).exists():
-            console.print(f"[red]No ledger at {path!r}[/red] (from --store {url!r}).")
+            console.print(f"[red]No ledger at {path!r}[/red] (from --store {shown_url(url)!r}).")
             raise typer.Exit(code=1)
     try:
         return Tracker(store=url)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tokentrail.cli._common import LOOPBACK, HostOption, StoreOption, TokenOption, console
+from tokentrail.cli._common import LOOPBACK, HostOption, StoreOption, TokenOption, console, shown_url
 
 __all__ = ["collect_command"]
 
@@ -76,7 +76,9 @@ def collect_command(
         tracker.close()
         console.print(f"[red]Cannot open the journal of held spans:[/red] {exc}", highlight=False)
         raise typer.Exit(code=1) from None
-    console.print(f"tokentrail collect: POST http://{host}:{port}/v1/traces → {store}", highlight=False)
+    console.print(
+        f"tokentrail collect: POST http://{host}:{port}/v1/traces → {shown_url(store)}", highlight=False
+    )
     ingestor = app.traces.ingestor
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", lifespan="off")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from tokentrail.cli._common import LOOPBACK, HostOption, console
+from tokentrail.cli._common import LOOPBACK, HostOption, console, shown_url
 
 if TYPE_CHECKING:
     from tokentrail.gateway.keys import KeyStore
@@ -161,7 +161,9 @@ def gateway_command(
         console.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(code=1) from None
     names = ", ".join(f"{u.name}→{u.url}" for u in upstreams.values())
-    console.print(f"tokentrail gateway on http://{host}:{port} ({names}); ledger {store}", highlight=False)
+    console.print(
+        f"tokentrail gateway on http://{host}:{port} ({names}); ledger {shown_url(store)}", highlight=False
+    )
     gateway.warm()  # the catalog and tokenizer, before serving (the lifespan finds them built)
     # what start-up built is never scanned again by the cycle collector: a full collection over it took
     # ~20 ms, a p99 stall
@@ -230,7 +232,7 @@ def list_keys(
 
     with _key_store(keys) as store:
         found = store.keys(include_revoked=revoked)
-    table = Table(title=f"Virtual keys in {_shown(keys)}")
+    table = Table(title=f"Virtual keys in {shown_url(keys)}")
     for column in ("id", "user", "team", "agent", "tags", "budget", "revoked"):
         table.add_column(column)
     for key in found:
@@ -279,13 +281,3 @@ def _key_store(location: str) -> Iterator[KeyStore]:
         raise typer.Exit(code=1) from None
     finally:
         store.close()
-
-
-def _shown(location: str) -> str:
-    """`location` without the password a URL may hold."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(location)
-    if parts.password is None:
-        return location
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
