@@ -132,6 +132,20 @@ def test_tokentrail_serve_mounts_the_endpoint(tmp_path: Path) -> None:
     reader.close()
 
 
+def test_the_journal_of_a_server_ledger_goes_to_its_spool_directory(tmp_path: Path) -> None:
+    """Beside a postgresql:// ledger the journal lives in the store's spool directory: the URL's `spool=`
+    when it names one (the same directory the store spools to), else the default spool directory."""
+    from tokentrail.ingest.held import default_journal
+    from tokentrail.stores._spool import default_spool_dir
+
+    base = "postgresql://postgres@127.0.0.1:5432/test?schema=s1"
+    named = Path(default_journal(f"{base}&spool={tmp_path / 'spool'}", 4318))
+    default = Path(default_journal(base, 4318))
+    assert named.parent == tmp_path / "spool" and named.name.endswith("-4318.jsonl")
+    assert default.parent == default_spool_dir()
+    assert named.name != default.name  # one journal per store URL
+
+
 def test_tokentrail_serve_journals_the_spans_it_holds(tmp_path: Path) -> None:
     """`tokentrail serve` keeps a call span waiting for its agent span in a journal file beside the
     ledger (`default_journal`), so a crash does not lose it; the agent span's export releases it."""

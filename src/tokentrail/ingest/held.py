@@ -239,8 +239,9 @@ def _span_of(entry: list[Any]) -> SpanData:
 
 def default_journal(store: str, port: int) -> str:
     """Where a server on `port` writing to `store` keeps its held spans: beside a SQLite ledger, else in
-    the spool directory, named by a hash of the store URL."""
+    the store's spool directory (its URL's `spool=`, or the default one), named by a hash of the URL."""
     import hashlib
+    from urllib.parse import parse_qs, urlsplit
 
     from tokentrail.stores._spool import default_spool_dir
 
@@ -249,4 +250,6 @@ def default_journal(store: str, port: int) -> str:
         if path and path != ":memory:":
             return f"{path}.otlp-held-{port}.jsonl"
     digest = hashlib.blake2b(store.encode(), digest_size=8).hexdigest()
-    return str(default_spool_dir() / f"otlp-held-{digest}-{port}.jsonl")
+    spool = parse_qs(urlsplit(store).query).get("spool")
+    directory = Path(spool[-1]) if spool else default_spool_dir()
+    return str(directory / f"otlp-held-{digest}-{port}.jsonl")
