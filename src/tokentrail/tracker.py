@@ -45,7 +45,7 @@ from tokentrail.pricing import catalog as _catalogs
 from tokentrail.pricing.catalog import Catalog
 from tokentrail.scope import current_frame
 from tokentrail.stores import open_store
-from tokentrail.stores.base import Aggregate, Query, Store
+from tokentrail.stores.base import Aggregate, NonTokenFillingStore, Query, Store
 
 if TYPE_CHECKING:
     from logging import Logger
@@ -132,6 +132,7 @@ class Tracker:
         if capture not in ("background", "sync"):
             raise ValueError(f"capture must be 'background' or 'sync', got {capture!r}")
         opened = open_store(store)
+        _fill_non_token_parts(opened)
         manager = _budget_manager(budgets, budget_backend, catalog)
         # made after the store: its exit drain is registered later, so it runs before the store closes
         captures = CaptureQueue(self._capture_failed, background=capture == "background")
@@ -599,6 +600,24 @@ class Tracker:
     def __repr__(self) -> str:
         where = "/".join(self.path) or "root"
         return f"<Tracker {where} store={type(self._shared.store).__name__}>"
+
+
+def _fill_non_token_parts(store: Store) -> None:
+    """A ledger migrated from before stores kept each cost's non-token part (SQLite schema v9, Postgres v5)
+    gets those parts here, once: the store holds the records, pricing recomputes the parts. A failure is
+    logged and leaves the ledger marked, so the next tracker that opens it tries again."""
+    if getattr(store, "non_token_unfilled", None) is None:  # most stores (a cheaper test than the protocol's)
+        return
+    if not isinstance(store, NonTokenFillingStore) or not store.non_token_unfilled():
+        return
+    from tokentrail.pricing.parts import RecomputedParts
+
+    try:
+        store.fill_non_token(RecomputedParts())
+    except Exception as exc:  # the ledger still records and answers; its old parts stay 0 for now
+        _logger().warning(
+            "tokentrail: could not fill the non-token parts of older costs (next open retries): %s", exc
+        )
 
 
 def _budget_manager(

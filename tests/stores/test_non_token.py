@@ -1,19 +1,28 @@
 """Non-token charges in stores: each record keeps the part of its cost not paid for tokens (`Cost.non_token`:
 requests, searches, durations, pages, …) and summaries sum it per group, from raw rows and every rollup
-(hourly, daily, price versions), through reset, prune and reprice; old SQLite and Postgres ledgers migrate
-with the amounts filled in where the stored usage and price rule give them exactly."""
+(hourly, daily, price versions, sessions), through reset, prune and reprice; an old SQLite or Postgres
+ledger is marked by its migration and filled by the tracker that opens it (the store is handed the parts
+pricing recomputes: `fill_non_token`), where the stored usage and price rule give them exactly."""
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import tokentrail as tt
 from tests.stores._downgrade import postgres_v5_undone, sqlite_v9_undone
 from tokentrail._record import Record, to_timestamp_us
 from tokentrail._types import Cost
+from tokentrail.pricing.parts import RecomputedParts
+from tokentrail.stores._session_rows import SessionQuery
 from tokentrail.stores.base import PruningStore, Query, RepricingStore, Store
 from tokentrail.stores.sqlite import SQLiteStore
 from tokentrail.tracker import Tracker
@@ -32,12 +41,13 @@ CALLS = [
 
 
 def write(tracker: Tracker, rounds: int = 3) -> list[Record]:
-    """`rounds` of every call, 20 minutes apart (so over hours and two days), agents a0/a1."""
+    """`rounds` of every call, 20 minutes apart (so over hours and two days), agents a0/a1, sessions
+    s0–s2."""
     records = []
     for i in range(rounds * len(CALLS)):
         usage, model, provider = CALLS[i % len(CALLS)]
         at = T0 + timedelta(minutes=20 * i) + timedelta(days=i % 2)
-        records.append(tracker.record(usage, model, provider, agent=f"a{i % 2}", at=at))
+        records.append(tracker.record(usage, model, provider, agent=f"a{i % 2}", session=f"s{i % 3}", at=at))
     tracker.flush()
     return records
 
@@ -159,24 +169,41 @@ def test_a_price_version_moves_the_non_token_part(make_store: Callable[[], Store
 # -- migrations ------------------------------------------------------------------------------------------
 
 
-def test_a_v8_sqlite_ledger_gains_its_non_token_amounts(tmp_path: Path) -> None:
-    """Written by today's store, taken back to v8 (no amounts anywhere), reopened: the migration fills
-    every raw row, rollup and price version from the stored usage and rule; pruned hours keep 0."""
-    path = tmp_path / "ledger.db"
+PRUNED_BEFORE = T0 + timedelta(hours=1)
+
+
+def sqlite_v8_ledger(path: Path, version: Callable[[Record], Cost] | None = other_model) -> list[Record]:
+    """A ledger written by today's store (4 rounds), repriced by `version` into "sonar" (None: no version),
+    its first hour pruned, then taken back to v8 (no amounts anywhere); returns the records written."""
     with SQLiteStore(path) as store:
         tracker = Tracker(store=store)
         written = write(tracker, rounds=4)
-        store.reprice(Query(), other_model, "sonar")
-        pruned_before = T0 + timedelta(hours=1)
-        store.prune(to_timestamp_us(pruned_before))
-    kept = [r for r in written if r.timestamp >= pruned_before]
-    pruned = [r for r in written if r.timestamp < pruned_before]
-    assert any(r.non_token_units for r in pruned)  # so the documented 0 shows
+        if version is not None:
+            store.reprice(Query(), version, "sonar")
+        store.prune(to_timestamp_us(PRUNED_BEFORE))
+    assert any(r.non_token_units for r in written if r.timestamp < PRUNED_BEFORE)  # so the documented 0 shows
     conn = sqlite3.connect(path, isolation_level=None)
     for statement in sqlite_v9_undone():
         conn.execute(statement)
     assert conn.execute("SELECT count(*) FROM ledger WHERE extra LIKE '%\"nt\"%'").fetchone()[0] == 0
     conn.close()
+    return written
+
+
+def kept_of(written: list[Record]) -> list[Record]:
+    return [r for r in written if r.timestamp >= PRUNED_BEFORE]
+
+
+def session_parts(store: Any) -> dict[str, int]:
+    _, rows = store.sessions(SessionQuery(sort="session", descending=False, limit=1000))
+    return {row.session: row.non_token_units for row in rows}
+
+
+def test_a_v8_sqlite_ledger_gains_its_non_token_amounts(tmp_path: Path) -> None:
+    """Written by today's store, taken back to v8 (no amounts anywhere), reopened by a tracker: it fills
+    every raw row, rollup and price version from the stored usage and rule; pruned hours keep 0."""
+    path = tmp_path / "ledger.db"
+    kept = kept_of(sqlite_v8_ledger(path))
     with SQLiteStore(path) as store:
         tracker = Tracker(store=store)
         assert store.history(Query()) and all(
@@ -194,6 +221,173 @@ def test_a_v8_sqlite_ledger_gains_its_non_token_amounts(tmp_path: Path) -> None:
         # new records after the migration add to the filled sums
         more = write(tracker, rounds=1)
         assert tracker.totals().non_token_cost_units == sum(r.non_token_units for r in kept + more)
+
+
+def test_the_store_alone_fills_nothing_until_given_the_parts(tmp_path: Path) -> None:
+    """The migration only marks the ledger (stores know records, not prices): opened without a tracker,
+    every part reads 0 and the store says it waits; `fill_non_token` with the parts pricing recomputes
+    fills the rows, the rollups (hourly, daily, sessions) and the price version, once."""
+    path = tmp_path / "ledger.db"
+    kept = kept_of(sqlite_v8_ledger(path))
+    with SQLiteStore(path) as store:
+        assert store.non_token_unfilled()
+        assert all(r.non_token_units == 0 for r in store.history(Query()))
+        assert store.summary(Query(), ())[0].non_token_cost_units == 0
+        assert set(session_parts(store).values()) == {0}
+        version_parts = [other_model(r).non_token_units for r in kept]
+        filled = store.fill_non_token(RecomputedParts())
+        assert filled == sum(1 for r in kept if r.non_token_units) + sum(1 for p in version_parts if p) > 0
+        assert not store.non_token_unfilled()
+        assert store.fill_non_token(RecomputedParts()) == 0  # once
+        assert {r.id: r.non_token_units for r in store.history(Query())} == {
+            r.id: r.non_token_units for r in kept
+        }
+        assert store.summary(Query(), ())[0].non_token_cost_units == sum(r.non_token_units for r in kept)
+        by_day = {row.group["day"]: row.non_token_cost_units for row in store.summary(Query(), ("day",))}
+        assert by_day == {day: part for day, (_, part) in sums_by(kept, lambda r: r.timestamp.date()).items()}
+        assert session_parts(store) == {
+            name: part for name, (_, part) in sums_by(kept, lambda r: r.session).items()
+        }
+        assert store.summary(Query(prices="sonar"), ())[0].non_token_cost_units == sum(version_parts)
+    with SQLiteStore(path) as store:
+        assert not store.non_token_unfilled()  # the mark went with the fill
+
+
+def test_records_written_between_the_migration_and_the_fill_count_once(tmp_path: Path) -> None:
+    """Records appended before the fill already carry their parts: the fill leaves them as they are."""
+    path = tmp_path / "ledger.db"
+    kept = kept_of(sqlite_v8_ledger(path, version=None))
+    fresh = write(Tracker(), rounds=1)  # made elsewhere, with their parts
+    with SQLiteStore(path) as store:
+        for record in fresh:
+            store.append(record)
+        store.flush()
+        assert store.summary(Query(), ())[0].non_token_cost_units == sum(r.non_token_units for r in fresh)
+        store.fill_non_token(RecomputedParts())
+        assert store.summary(Query(), ())[0].non_token_cost_units == sum(
+            r.non_token_units for r in kept + fresh
+        )
+        assert session_parts(store) == {
+            name: part for name, (_, part) in sums_by(kept + fresh, lambda r: r.session).items()
+        }
+
+
+def unpriced_sonar(record: Record) -> Cost:
+    """The recorded price, except sonar-pro calls, which this version leaves unpriced."""
+    if record.model == "sonar-pro":
+        return Cost(priced=False, reason="not in this version")
+    return tt.price(record.usage, record.model or "", record.provider, at=record.timestamp)
+
+
+def version_part(price_fn: Callable[[Record], Cost], records: list[Record]) -> int:
+    return sum(cost.non_token_units for cost in map(price_fn, records) if cost.priced)
+
+
+def test_price_versions_made_before_and_after_the_migration_are_moved_by_the_fill(tmp_path: Path) -> None:
+    """A version from before v9 (no parts) and one made after the migration but before the fill (its
+    parts known, the recorded ones not yet): after the fill, each version's sums are its own parts,
+    whether it prices a record or leaves it unpriced."""
+    path = tmp_path / "ledger.db"
+    kept = kept_of(sqlite_v8_ledger(path, version=unpriced_sonar))
+    with SQLiteStore(path) as store:
+        store.reprice(Query(), other_model, "after")
+        store.reprice(Query(), unpriced_sonar, "unpriced after")
+        store.fill_non_token(RecomputedParts())
+        for name, price_fn in (
+            ("sonar", unpriced_sonar),
+            ("after", other_model),
+            ("unpriced after", unpriced_sonar),
+        ):
+            assert store.summary(Query(prices=name), ())[0].non_token_cost_units == version_part(
+                price_fn, kept
+            )
+            by_agent = {
+                r.group["agent"]: r.non_token_cost_units
+                for r in store.summary(Query(prices=name), ("agent",))
+            }
+            assert by_agent == {
+                agent: version_part(price_fn, [r for r in kept if r.agent == agent]) for agent in ("a0", "a1")
+            }
+        assert store.summary(Query(), ())[0].non_token_cost_units == sum(r.non_token_units for r in kept)
+
+
+def test_a_tracker_that_cannot_fill_logs_it_and_the_next_one_fills(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ledger.db"
+    kept = kept_of(sqlite_v8_ledger(path))
+
+    def broken(self: RecomputedParts, record: Record) -> int:
+        raise RuntimeError("prices unreadable")
+
+    with SQLiteStore(path) as store:
+        monkeypatch.setattr(RecomputedParts, "part_of", broken)
+        with caplog.at_level(logging.WARNING, logger="tokentrail"):
+            tracker = Tracker(store=store)
+        assert "could not fill the non-token parts" in caplog.text and "prices unreadable" in caplog.text
+        assert store.non_token_unfilled()
+        assert tracker.totals().non_token_cost_units == 0  # nothing half done
+        monkeypatch.undo()
+        tracker = Tracker(store=store)
+        assert not store.non_token_unfilled()
+        assert tracker.totals().non_token_cost_units == sum(r.non_token_units for r in kept)
+
+
+def test_two_stores_on_one_ledger_fill_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    kept = kept_of(sqlite_v8_ledger(path))
+    with SQLiteStore(path) as first, SQLiteStore(path) as second:
+        assert first.non_token_unfilled() and second.non_token_unfilled()
+        assert first.fill_non_token(RecomputedParts()) > 0
+        assert second.fill_non_token(RecomputedParts()) == 0
+        assert not second.non_token_unfilled()
+        assert second.summary(Query(), ())[0].non_token_cost_units == sum(r.non_token_units for r in kept)
+
+
+def test_a_cli_command_that_opens_a_migrated_ledger_fills_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tokentrail.cli import app
+
+    path = tmp_path / "ledger.db"
+    kept = kept_of(sqlite_v8_ledger(path))
+    result = CliRunner().invoke(app, ["report", "--store", f"sqlite:///{path}", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert Decimal(json.loads(result.output)["totals"]["non_token_cost"]) == sum(
+        (r.non_token_cost or Decimal(0) for r in kept), start=Decimal(0)
+    )
+    with SQLiteStore(path) as store:
+        assert not store.non_token_unfilled()
+
+
+def test_a_new_ledger_waits_for_nothing(tmp_path: Path, postgres_server: str) -> None:
+    import uuid
+
+    from tokentrail.stores.postgres import PostgresStore
+
+    with SQLiteStore(tmp_path / "new.db") as store:
+        assert not store.non_token_unfilled()
+    store = PostgresStore(postgres_server, schema=f"tt_test_{uuid.uuid4().hex[:12]}", spool=tmp_path)
+    try:
+        assert not store.non_token_unfilled()
+    finally:
+        store.drop_schema()
+        store.close()
+
+
+def test_stores_do_not_import_pricing() -> None:
+    """Data flows one way: stores know records, not prices (the parts a migration cannot know are
+    computed above them and handed in)."""
+    import ast
+
+    import tokentrail.stores
+
+    for source in Path(tokentrail.stores.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not [n for n in names if n.startswith("tokentrail.pricing")], source.name
 
 
 def test_the_v4_fixture_ledger_migrates_with_its_web_searches_priced_apart(tmp_path: Path) -> None:
@@ -223,28 +417,48 @@ def test_the_v4_fixture_ledger_migrates_with_its_web_searches_priced_apart(tmp_p
                 assert row.non_token_cost_units == sum(r.non_token_units for r in raw)
 
 
-def test_a_v4_postgres_ledger_gains_its_non_token_amounts(postgres_server: str, tmp_path: Path) -> None:
-    """As the SQLite test above, for Postgres (its v5 is the SQLite ledger's v9)."""
-    import uuid
-
+def postgres_v4_ledger(url: str, schema: str, spool: Path, version: Callable[[Record], Cost]) -> list[Record]:
+    """As `sqlite_v8_ledger`, for Postgres (its v5 is the SQLite ledger's v9): the ledger in `schema` taken
+    back to v4; returns the records written."""
     import psycopg
 
     from tokentrail.stores.postgres import PostgresStore
 
-    schema = f"tt_test_{uuid.uuid4().hex[:12]}"
-    store = PostgresStore(postgres_server, schema=schema, spool=tmp_path)
+    store = PostgresStore(url, schema=schema, spool=spool)
     try:
-        tracker = Tracker(store=store)
-        written = write(tracker, rounds=4)
-        store.reprice(Query(), other_model, "sonar")
-        pruned_before = T0 + timedelta(hours=1)
-        store.prune(to_timestamp_us(pruned_before))
+        written = write(Tracker(store=store), rounds=4)
+        store.reprice(Query(), version, "sonar")
+        store.prune(to_timestamp_us(PRUNED_BEFORE))
+    finally:
         store.close()
-        kept = [r for r in written if r.timestamp >= pruned_before]
-        with psycopg.connect(postgres_server, autocommit=True) as conn:
-            for statement in postgres_v5_undone(schema):
-                conn.execute(statement)
-        store = PostgresStore(postgres_server, schema=schema, spool=tmp_path)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in postgres_v5_undone(schema):
+            conn.execute(statement)
+    return written
+
+
+@pytest.fixture
+def postgres_schema(postgres_server: str, tmp_path: Path) -> Iterator[str]:
+    """A schema of its own on the test server, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    schema = f"tt_test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_v4_postgres_ledger_gains_its_non_token_amounts(
+    postgres_server: str, postgres_schema: str, tmp_path: Path
+) -> None:
+    """As the SQLite test above, for Postgres (its v5 is the SQLite ledger's v9)."""
+    from tokentrail.stores.postgres import PostgresStore
+
+    kept = kept_of(postgres_v4_ledger(postgres_server, postgres_schema, tmp_path, other_model))
+    store = PostgresStore(postgres_server, schema=postgres_schema, spool=tmp_path)
+    try:
         tracker = Tracker(store=store)
         history = store.history(Query())
         assert history and all(r.non_token_units == expected_part(r) for r in history)
@@ -257,5 +471,50 @@ def test_a_v4_postgres_ledger_gains_its_non_token_amounts(postgres_server: str, 
         more = write(tracker, rounds=1)
         assert tracker.totals().non_token_cost_units == sum(r.non_token_units for r in kept + more)
     finally:
-        store.drop_schema()
+        store.close()
+
+
+def test_a_v4_postgres_ledger_waits_for_its_parts_until_given_them(
+    postgres_server: str, postgres_schema: str, tmp_path: Path
+) -> None:
+    """As the SQLite tests above, for Postgres: the migration only marks the ledger; records appended and a
+    version made before the fill keep their parts; `fill_non_token` fills the rows, the hourly cells, the
+    sessions and both versions (one of them leaving sonar-pro unpriced), once, whichever store runs it."""
+    from tokentrail.stores.postgres import PostgresStore
+
+    kept = kept_of(postgres_v4_ledger(postgres_server, postgres_schema, tmp_path, unpriced_sonar))
+    fresh = write(Tracker(), rounds=1)
+    store = PostgresStore(postgres_server, schema=postgres_schema, spool=tmp_path)
+    other = PostgresStore(postgres_server, schema=postgres_schema, spool=tmp_path / "other")
+    try:
+        assert store.non_token_unfilled() and other.non_token_unfilled()
+        assert all(r.non_token_units == 0 for r in store.history(Query()))
+        assert set(session_parts(store).values()) == {0}
+        for record in fresh:
+            store.append(record)
+        store.flush()
+        store.reprice(Query(), other_model, "after")
+        filled = store.fill_non_token(RecomputedParts())
+        # the "sonar" version keeps a cost only where it differs: the sonar-pro calls, unpriced
+        assert filled == sum(1 for r in kept if r.non_token_units) > 0
+        assert other.fill_non_token(RecomputedParts()) == 0
+        assert not store.non_token_unfilled() and not other.non_token_unfilled()
+        everything = kept + fresh
+        assert {r.id: r.non_token_units for r in store.history(Query())} == {
+            r.id: r.non_token_units for r in everything
+        }
+        assert store.summary(Query(), ())[0].non_token_cost_units == sum(
+            r.non_token_units for r in everything
+        )
+        assert session_parts(store) == {
+            name: part for name, (_, part) in sums_by(everything, lambda r: r.session).items()
+        }
+        sonar = store.summary(Query(prices="sonar"), ())[0]  # made before `fresh`: they keep their own
+        assert sonar.non_token_cost_units == version_part(unpriced_sonar, kept) + sum(
+            r.non_token_units for r in fresh
+        )
+        after = store.summary(Query(prices="after"), ())[0]
+        assert after.non_token_cost_units == version_part(other_model, everything)
+    finally:
+        other.close()
         store.close()

@@ -350,8 +350,9 @@ def test_a_v9_sqlite_ledger_gains_each_sessions_non_token_part(tmp_path: Path) -
 
 
 def reopened(store: Any, url: str, spool: Path, statements: list[str]) -> Any:
-    """A Postgres store's ledger taken back by `statements` (the store closed first) and opened again: every
-    version up to today's is applied once more."""
+    """A Postgres store's ledger taken back by `statements` (the store closed first) and opened again by a
+    tracker (which fills the non-token parts a migration from before v5 marks): every version up to
+    today's is applied once more."""
     from tokentrail.stores.postgres import PostgresStore
 
     store.close()
@@ -359,6 +360,7 @@ def reopened(store: Any, url: str, spool: Path, statements: list[str]) -> Any:
         for statement in statements:
             conn.execute(statement)
     again = PostgresStore(url, schema=store.schema, spool=spool)
+    tt.Tracker(store=again)
     with psycopg.connect(url) as conn:
         versions = conn.execute(
             f'SELECT version FROM "{store.schema}".schema_migrations ORDER BY 1'

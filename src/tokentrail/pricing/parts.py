@@ -1,20 +1,25 @@
 """The parts of a stored cost that the record does not keep, recomputed from its price rule.
 
-A ledger written before costs kept their non-token part (SQLite and Postgres schema v9) holds each
+A ledger written before costs kept their non-token part (SQLite schema v9, Postgres v5) holds each
 record's total and the price rule that made it, with the prices it applied. Compiling those prices again
 and applying them to the stored usage gives the cost's parts; they are used only when they add up to the
-stored total exactly, so a migration fills what is known and nothing it would have to guess.
+stored total exactly, so the ledger is filled with what is known and nothing it would have to guess.
+Stores know records, not prices: the tracker that opens such a ledger hands `RecomputedParts` to the
+store's `fill_non_token` (`stores.base.NonTokenFillingStore`).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokentrail._types import PriceRule, Usage
 
-__all__ = ["non_token_of", "prices_non_token"]
+if TYPE_CHECKING:
+    from tokentrail._record import Record
+
+__all__ = ["RecomputedParts", "non_token_of", "prices_non_token"]
 
 
 @functools.cache
@@ -61,3 +66,18 @@ def non_token_of(rule: PriceRule | None, usage: Usage, total_units: int) -> int:
 
 
 _compiled: dict[int, tuple[PriceRule, Any]] = {}  # id(rule) → (rule, its compiled prices or None)
+
+
+class RecomputedParts:
+    """The non-token part of a stored cost, recomputed from the price rule that made it (the
+    `stores.base.NonTokenParts` a store's `fill_non_token` takes)."""
+
+    __slots__ = ()
+
+    def may_have_part(self, rule: PriceRule | None) -> bool:
+        return prices_non_token(rule)
+
+    def part_of(self, record: Record) -> int:
+        if record.cost_units is None:
+            return 0
+        return non_token_of(record.price_rule, record.usage, record.cost_units)

@@ -2,8 +2,10 @@
 
 A store is a sink (`append(record)`) that can also answer `summary`, `history` and `reset` for a
 `Query`. The in-memory store is the first; SQLite and Postgres stores implement the same protocol.
-Two optional abilities have their own protocols: `RepricingStore` (cost records again into a named
-price version, keeping the original) and `PruningStore` (drop old raw rows, keep the rollups).
+Optional abilities have their own protocols: `RepricingStore` (cost records again into a named price
+version, keeping the original), `NonTokenFillingStore` (fill the non-token parts of costs a ledger
+stored before it kept them, from parts the caller computes) and `PruningStore` (drop old raw rows, keep
+the rollups).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from tokentrail._money import SCALE
 from tokentrail._record import GroupValue, Record, SummaryRow
-from tokentrail._types import TOKEN_FIELDS, Cost, Usage, UsageStatus
+from tokentrail._types import TOKEN_FIELDS, Cost, PriceRule, Usage, UsageStatus
 
 __all__ = [
     "COUNTS_FIRST",
@@ -28,6 +30,8 @@ __all__ = [
     "TIME_KEYS",
     "Aggregate",
     "KeyFields",
+    "NonTokenFillingStore",
+    "NonTokenParts",
     "PriceFunction",
     "PruningStore",
     "Query",
@@ -233,6 +237,38 @@ class RepricingStore(Protocol):
 
     def price_versions(self) -> list[str]:
         """The names of the price versions made so far, oldest first."""
+        ...
+
+
+class NonTokenParts(Protocol):
+    """Computes the non-token part of stored costs for a `NonTokenFillingStore`: the code that knows prices
+    implements it (`tokentrail.pricing.parts.RecomputedParts`), so stores need not."""
+
+    def may_have_part(self, rule: PriceRule | None) -> bool:
+        """Whether a cost `rule` priced can have a non-token part (False: the store need not read it)."""
+        ...
+
+    def part_of(self, record: Record) -> int:
+        """The non-token part (10**-24 USD) of `record.cost_units` as `record.price_rule` priced it, or 0
+        when it cannot be known exactly."""
+        ...
+
+
+@runtime_checkable
+class NonTokenFillingStore(Protocol):
+    """A store whose ledger may hold costs recorded before it kept their non-token part (a SQLite ledger
+    migrated from schema v8 or older, Postgres from v4): the migration marks it, and the parts are filled
+    once, from a `NonTokenParts` the caller passes (the tracker does when it opens the store)."""
+
+    def non_token_unfilled(self) -> bool:
+        """Whether the ledger still waits for `fill_non_token`."""
+        ...
+
+    def fill_non_token(self, parts: NonTokenParts) -> int:
+        """Give every stored cost whose part is still 0 (recorded costs and price versions') the part
+        `parts` finds, moving the rollups (hourly, daily, price versions, sessions) by as much, in one
+        transaction, and clear the mark; returns how many costs gained a part (0 when it is filled
+        already, e.g. by another process)."""
         ...
 
 

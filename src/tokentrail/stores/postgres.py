@@ -70,6 +70,7 @@ from tokentrail.stores.base import (
     HOUR_US,
     TIME_KEYS,
     Aggregate,
+    NonTokenParts,
     PriceFunction,
     Query,
     check_version_label,
@@ -99,6 +100,8 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _MAX_PENDING = 1_000_000
 _RETRIES = 5  # deadlocks and serialization failures before a batch counts as undeliverable now
 _SHARED_CACHE_LIMIT = 4096
+# A row of `ledger_meta` (v5 on) saying the non-token parts of the costs stored before v5 are not filled yet.
+_UNFILLED = "non_token_unfilled"
 _OPTIONS = ("schema", "durable", "batch_size", "flush_interval", "pool_size", "spool", "timeout")
 
 # The counts each schema version stores, frozen (stores.base): a migration means what it meant when released.
@@ -292,8 +295,8 @@ def _schema_v4(s: str) -> list[str]:
 def _schema_v5(s: str) -> list[str]:
     """v5: the part of each cost paid for units that are not tokens (requests, searches, durations, pages,
     …; `Record.non_token_units`): a column in records, costs (a price version's), rollup_hour and
-    rollup_prices, 0 for existing rows (a constant default: no table is rewritten) until
-    `_fill_non_token` fills what the stored usage and price rule give exactly."""
+    rollup_prices, 0 for existing rows (a constant default: no table is rewritten); a ledger with costs
+    stored before is marked for the tracker to fill their amounts (`_mark_non_token_unfilled`)."""
     added = "ADD COLUMN non_token NUMERIC(60, 0) NOT NULL DEFAULT 0"
     return [
         f"ALTER TABLE {s}.{table} {added}" for table in ("records", "costs", "rollup_hour", "rollup_prices")
@@ -302,8 +305,12 @@ def _schema_v5(s: str) -> list[str]:
 
 def _schema_v6(s: str) -> list[str]:
     """v6: each session's non-token part (`sessions.non_token`), filled after these statements
-    (`_fill_sessions`)."""
-    return [f"ALTER TABLE {s}.sessions ADD COLUMN non_token NUMERIC(60, 0) NOT NULL DEFAULT 0"]
+    (`_fill_sessions`); `ledger_meta` in every ledger (a v5 one filled its parts when it migrated and had
+    none)."""
+    return [
+        f"ALTER TABLE {s}.sessions ADD COLUMN non_token NUMERIC(60, 0) NOT NULL DEFAULT 0",
+        _meta_table(s),
+    ]
 
 
 # version → statements that bring a schema at version-1 to it
@@ -409,6 +416,7 @@ class PostgresStore(BackgroundWriter):
         self.rejected = 0  # records the server refused outright (kept in the .rejected file)
         ledger = hashlib.sha256(self.name.encode()).hexdigest()[:16]
         self._spool = Spool(spool if spool is not None else default_spool_dir(), ledger)
+        self._non_token_unfilled = False  # set on opening: costs from before v5 wait for their parts
         self._migrate()
         self._pool = self._open_pool(max(1, int(pool_size)))
         self._start_writer("tokentrail-postgres", background=not durable)
@@ -465,10 +473,11 @@ class PostgresStore(BackgroundWriter):
                     for statement in _MIGRATIONS[target](self._s):
                         conn.execute(statement)
                     if target == 5:
-                        _fill_non_token(conn, self._s)
+                        _mark_non_token_unfilled(conn, self._s)
                     if target == 6:
                         _fill_sessions(conn, self._s)
                     conn.execute(f"INSERT INTO {self._s}.schema_migrations (version) VALUES (%s)", (target,))
+                self._non_token_unfilled = _marked_unfilled(conn, self._s)
             self._load_partitions(conn)
         except psycopg.Error as exc:
             raise StoreError(f"cannot use Postgres store {self.name}: {_first_line(exc)}") from exc
@@ -1048,6 +1057,34 @@ class PostgresStore(BackgroundWriter):
 
     # -- price versions --------------------------------------------------------------------------------
 
+    def non_token_unfilled(self) -> bool:
+        """Whether the ledger, migrated from before v5 with costs in it, waits for `fill_non_token`."""
+        return self._non_token_unfilled
+
+    def fill_non_token(self, parts: NonTokenParts) -> int:
+        """Fill the non-token part of every cost stored before v5 that `parts` can recompute exactly (see
+        `_fill_parts`), in one transaction that also clears the ledger's mark; returns how many costs
+        gained a part (0 when another process filled them first). Resets, prunes and reprices wait for
+        it; appends go on."""
+        s = self._s
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            def records_of(rows: list[Any]) -> list[Record]:
+                self._load_rules(conn, rows)
+                return [self._record(row) for row in rows]
+
+            with conn.transaction():
+                self._lock_versions(conn)  # a second fill waits here, then finds no mark
+                if not _marked_unfilled(conn, s):
+                    return 0
+                filled = _fill_parts(conn, s, parts, records_of)
+                conn.execute(f"DELETE FROM {s}.ledger_meta WHERE name = %s", (_UNFILLED,))
+            return filled
+
+        filled = self._read(work)
+        self._non_token_unfilled = False
+        return filled
+
     def reprice(self, query: Query, price_fn: PriceFunction, version_label: str) -> int:
         """Price the records `query` selects again with `price_fn` into version `version_label`, in one
         transaction; returns how many the version costs differently from their recorded cost.
@@ -1477,58 +1514,106 @@ def _groups(row: Sequence[Any], index: dict[str, int], by: tuple[str, ...]) -> l
     return groups
 
 
-def _fill_non_token(conn: psycopg.Connection[Any], s: str) -> None:
-    """v5, after the statements: the non-token part of every stored cost that can be known exactly (as
-    the SQLite ledger's v9 migration: recomputed from the record's stored usage and its rule's prices, kept
-    only when that gives the stored total to the yocto-dollar; 0 otherwise, and for pruned records, which
-    the rollups count without a usage). Only the records of rules pricing a unit that is not tokens are
-    read; their rollup cells and price versions' changes are moved by the amounts found."""
-    from tokentrail.pricing.parts import non_token_of, prices_non_token
+def _mark_non_token_unfilled(conn: psycopg.Connection[Any], s: str) -> None:
+    """v5, after the statements: a ledger holding priced costs (recorded or a price version's) is marked as
+    waiting for their non-token parts (as the SQLite ledger's v9). Only the code that knows prices can
+    recompute them; the tracker that opens the ledger does, through `PostgresStore.fill_non_token`."""
+    conn.execute(_meta_table(s))
+    row = conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {s}.records WHERE cost IS NOT NULL)"
+        f" OR EXISTS (SELECT 1 FROM {s}.costs WHERE cost IS NOT NULL)"
+    ).fetchone()
+    if row and row[0]:
+        conn.execute(
+            f"INSERT INTO {s}.ledger_meta (name, value) VALUES (%s, '1') ON CONFLICT DO NOTHING", (_UNFILLED,)
+        )
 
+
+def _marked_unfilled(conn: psycopg.Connection[Any], s: str) -> bool:
+    """Whether the ledger is marked as waiting for its non-token parts (`ledger_meta` is in every ledger
+    from v6 on)."""
+    row = conn.execute("SELECT to_regclass(%s)", (f"{s}.ledger_meta",)).fetchone()
+    if row is None or row[0] is None:
+        return False
+    found = conn.execute(f"SELECT 1 FROM {s}.ledger_meta WHERE name = %s", (_UNFILLED,)).fetchone()
+    return found is not None
+
+
+def _meta_table(s: str) -> str:
+    return f"CREATE TABLE IF NOT EXISTS {s}.ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+
+def _fill_parts(
+    conn: psycopg.Connection[Any],
+    s: str,
+    parts: NonTokenParts,
+    records_of: Callable[[list[Any]], list[Record]],
+) -> int:
+    """`PostgresStore.fill_non_token`'s work, inside its transaction; returns how many costs gained a part.
+
+    As the SQLite ledger's: only the priced records of rules `parts.may_have_part`, whose part is still 0,
+    are read (a batch at a time); each part found goes to the record, its hourly cell and its session
+    (cells, then sessions, each in key order, as writers lock them). A price version's cost whose part is
+    still 0 is filled from the version's own rule; the version's priced change of the record's cell moves
+    by its part found minus the recorded part found. Pruned records are not there to read: theirs stay 0."""
     rules = {
         str(key): PriceRule.from_dict(json.loads(text))
         for key, text in conn.execute(f"SELECT id, text FROM {s}.rules").fetchall()
     }
-    wanted = sorted(key for key, rule in rules.items() if prices_non_token(rule))
-    if not wanted:
-        return
-    columns = ", ".join(_q(c) for c in ("id", "cell", "rule", "cost", "status", *_TOKEN_COLUMNS))
-    found = conn.execute(
-        f"SELECT {columns} FROM {s}.records WHERE cost IS NOT NULL AND rule = ANY(%s::uuid[])", (wanted,)
-    ).fetchall()
-    parts: dict[str, int] = {}
+    wanted = sorted(key for key, rule in rules.items() if parts.may_have_part(rule))
+    columns = ", ".join(f"r.{_q(c)}" for c in _RECORD_COLUMNS)
+    found: dict[str, int] = {}  # record id → its part
     cells: dict[str, int] = {}
-    updates = []
-    for record_id, cell, rule, cost, status, *counts in found:
-        usage = _usage_of_counts(counts, status)
-        part = non_token_of(rules[str(rule)], usage, int(cost))
-        if part:
-            parts[str(record_id)] = part
-            cells[str(cell)] = cells.get(str(cell), 0) + part
-            updates.append((part, record_id))
+    sessions: dict[str, int] = {}
+    with conn.cursor(name=f"tt_fill_{uuid.uuid4().hex}") as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {s}.records r WHERE r.cost IS NOT NULL AND r.non_token = 0"
+            " AND r.rule = ANY(%s::uuid[])",
+            (wanted,),
+        )
+        while rows := cursor.fetchmany(_REPRICE_BATCH):
+            updates = []
+            for row, record in zip(rows, records_of(rows), strict=True):
+                part = parts.part_of(record)
+                if not part:
+                    continue
+                found[str(row[_AT["id"]])] = part
+                updates.append((part, row[_AT["id"]], row[_AT["ts"]]))
+                cell, session = str(row[_AT["cell"]]), row[_AT["session"]]
+                cells[cell] = cells.get(cell, 0) + part
+                if session is not None:
+                    sessions[session] = sessions.get(session, 0) + part
+            with conn.cursor() as cur:
+                cur.executemany(f"UPDATE {s}.records SET non_token = %s WHERE id = %s AND ts = %s", updates)
     with conn.cursor() as cur:
-        cur.executemany(f"UPDATE {s}.records SET non_token = %s WHERE id = %s", updates)
         cur.executemany(
             f"UPDATE {s}.rollup_hour SET non_token = non_token + %s WHERE cell = %s",
             [(units, cell) for cell, units in sorted(cells.items())],
         )
+        cur.executemany(
+            f"UPDATE {s}.sessions SET non_token = non_token + %s WHERE session = %s",
+            [(units, session) for session, units in sorted(sessions.items())],
+        )
     versions = conn.execute(
-        "SELECT c.version, c.id, c.rule, c.cost, r.cell, r.status, "
-        + ", ".join(f"r.{_q(c)}" for c in _TOKEN_COLUMNS)
-        + f" FROM {s}.costs c JOIN {s}.records r ON r.id = c.id WHERE c.cost IS NOT NULL"
+        f"SELECT c.version, c.rule, c.cost, c.non_token, {columns} FROM {s}.costs c"
+        f" JOIN {s}.records r ON r.id = c.id AND r.ts = c.ts"
+        " WHERE c.id = ANY(%s::uuid[]) OR (c.cost IS NOT NULL AND c.non_token = 0 AND c.rule = ANY(%s::uuid[]))",
+        (sorted(found), wanted),
     ).fetchall()
+    records = records_of([row[4:] for row in versions])
     costs: list[tuple[int, str, Any]] = []
     moves: dict[tuple[str, str], int] = {}
-    for version, record_id, rule, cost, cell, status, *counts in versions:
-        found_rule = None if rule is None else rules.get(str(rule))
+    for (version, rule, cost, kept, *row), record in zip(versions, records, strict=True):
+        version_rule = None if rule is None else rules.get(str(rule))
         part = 0
-        if prices_non_token(found_rule):
-            part = non_token_of(found_rule, _usage_of_counts(counts, status), int(cost))
+        if cost is not None and not kept and parts.may_have_part(version_rule):
+            part = parts.part_of(replace(record, cost_units=int(cost), price_rule=version_rule))
         if part:
-            costs.append((part, version, record_id))
-        change = part - parts.get(str(record_id), 0)
-        if change:  # both amounts count in the version's priced cell (an unpriced cost has none)
-            moves[(version, str(cell))] = moves.get((version, str(cell)), 0) + change
+            costs.append((part, version, row[_AT["id"]]))
+        change = part - found.get(str(row[_AT["id"]]), 0)
+        if change:  # both parts count in the version's priced change of the record's cell
+            key = (version, str(row[_AT["cell"]]))
+            moves[key] = moves.get(key, 0) + change
     with conn.cursor() as cur:
         cur.executemany(f"UPDATE {s}.costs SET non_token = %s WHERE version = %s AND id = %s", costs)
         cur.executemany(
@@ -1536,12 +1621,7 @@ def _fill_non_token(conn: psycopg.Connection[Any], s: str) -> None:
             " WHERE version = %s AND cell = %s AND priced",
             [(units, version, cell) for (version, cell), units in sorted(moves.items())],
         )
-
-
-def _usage_of_counts(counts: Sequence[Any], status: str) -> Usage:
-    """A usage from its counts in TOKEN_FIELDS order (as a records row holds them)."""
-    values: dict[str, Any] = dict(zip(TOKEN_FIELDS, map(int, counts), strict=True))
-    return Usage(**values, status=UsageStatus(status))
+    return len(found) + len(costs)
 
 
 def _fill_sessions(conn: psycopg.Connection[Any], s: str) -> None:

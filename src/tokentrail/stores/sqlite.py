@@ -82,6 +82,7 @@ from tokentrail.stores.base import (
     PROVIDER_COST,
     TIME_KEYS,
     Aggregate,
+    NonTokenParts,
     PriceFunction,
     Query,
     check_version_label,
@@ -322,7 +323,8 @@ def _schema_v9() -> list[str]:
     """v9: the part of each cost paid for units that are not tokens (requests, searches, durations, pages,
     …; `Record.non_token_units`): a `non_token` sum (exact, decimal text) in every rollup, a price
     version's in `costs`, a `ledger` row's in `extra` (`nt`, only when not 0), shown by the `records`
-    view. The amounts of the rows already stored are filled after these statements (`_fill_non_token`)."""
+    view. A ledger with costs stored before is marked for the tracker to fill their amounts
+    (`_mark_non_token_unfilled`)."""
     return [
         *(
             f"ALTER TABLE {table} ADD COLUMN non_token TEXT NOT NULL DEFAULT '0'"
@@ -334,18 +336,45 @@ def _schema_v9() -> list[str]:
     ]
 
 
-def _fill_non_token(conn: sqlite3.Connection) -> None:
-    """v9, after the statements: the non-token part of every stored cost that can be known exactly.
+# A row of `ledger_meta` (v9 on) saying the non-token parts of the costs stored before v9 are not filled yet.
+_UNFILLED = "non_token_unfilled"
+_META_TABLE = (
+    "CREATE TABLE IF NOT EXISTS ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
+)
 
-    A v8 ledger does not keep a cost's parts, only its total and the price rule (with the prices it
-    applied); the part is recomputed from the record's stored usage and its rule's prices, and kept only
-    when that recomputation gives the stored total to the yocto-dollar (`non_token_of`). A record whose
-    rule's prices cannot reproduce its cost, and records `prune` removed before v9 (their rollups hold
-    sums, not usages), keep 0: the rollups' `non_token` then counts only what is known. Rules whose prices
-    have no unit outside tokens are skipped without reading their rows (their part is 0). Price versions
-    (`costs`) are filled the same way and their change to `rollup_prices` added."""
-    from tokentrail.pricing.parts import non_token_of, prices_non_token
 
+def _mark_non_token_unfilled(conn: sqlite3.Connection) -> None:
+    """v9, after the statements: a ledger holding priced costs (recorded or a price version's) is marked
+    as waiting for their non-token parts. Only the code that knows prices can recompute them; the tracker
+    that opens the ledger does, through `SQLiteStore.fill_non_token`."""
+    conn.execute(_META_TABLE)
+    priced = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM ledger WHERE cost IS NOT NULL)"
+        " OR EXISTS (SELECT 1 FROM costs WHERE cost IS NOT NULL)"
+    ).fetchone()[0]
+    if priced:
+        conn.execute("INSERT OR IGNORE INTO ledger_meta (name, value) VALUES (?, '1')", (_UNFILLED,))
+
+
+def _marked_unfilled(conn: sqlite3.Connection) -> bool:
+    """Whether the ledger is marked as waiting for its non-token parts (`ledger_meta` is in every ledger
+    from v10 on)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_meta'").fetchone():
+        return conn.execute("SELECT 1 FROM ledger_meta WHERE name = ?", (_UNFILLED,)).fetchone() is not None
+    return False
+
+
+def _fill_parts(
+    conn: sqlite3.Connection, parts: NonTokenParts, records_of: Callable[[list[Any]], list[Record]]
+) -> int:
+    """`SQLiteStore.fill_non_token`'s work, inside its transaction; returns how many costs gained a part.
+
+    Only the rows of `dims` whose rule `parts.may_have_part` are read, and of those the priced rows whose
+    part is still 0. Each part found goes to the row (`extra.nt`) and to its hourly and daily cell and its
+    session. A price version's cost (`costs`) whose part is still 0 is filled from the version's own rule;
+    the version's change of the record's priced cell (`rollup_prices`) moves by its part found minus the
+    recorded part found (both count in that cell; an unpriced version cost has none). A record `prune`
+    removed is not there to read: its part stays 0, as the rollups count it."""
     rules: dict[str, PriceRule | None] = {}
 
     def rule_of(text: str | None) -> PriceRule | None:
@@ -359,77 +388,86 @@ def _fill_non_token(conn: sqlite3.Connection) -> None:
             rules[text] = None if found is None else PriceRule.from_dict(json.loads(found))
         return rules[text]
 
-    columns = ", ".join(_q(c) for c in _RECORD_COLUMNS)
-    hourly: dict[str, int] = {}
-    daily: dict[str, int] = {}
-    recorded: dict[str, tuple[tuple[Any, ...], int]] = {}  # record id → (its rollup key, its part)
-    dims = conn.execute(f"SELECT id, {', '.join(_q(c) for c in _SHARED_COLUMNS)} FROM dims").fetchall()
-    for dim, *shared in dims:
-        rule = rule_of(shared[_SHARED_COLUMNS.index("rule")])
-        if not shared[_SHARED_COLUMNS.index("priced")] or not prices_non_token(rule):
+    select = _records_select(_TOKEN_FIELDS_V7, non_token=True)
+    unfilled = " AND l.cost IS NOT NULL AND json_extract(l.extra, '$.nt') IS NULL"
+    cells: dict[str, int] = {}  # hourly rollup cell → the parts found in it
+    recorded: dict[str, tuple[str, int]] = {}  # record id → (its rollup cell, its part)
+    sessions: dict[str, int] = {}
+    filled = 0
+    for dim, *shared in conn.execute(f"SELECT id, {', '.join(_q(c) for c in _SHARED_COLUMNS)} FROM dims"):
+        if not shared[_SHARED_COLUMNS.index("priced")]:
             continue
-        keys = tuple(shared[: len(_KEY_COLUMNS)])
-        rows = conn.execute(
-            f"SELECT {columns} FROM records WHERE id IN"
-            " (SELECT CASE WHEN length(id) = 16 THEN lower(hex(id)) ELSE CAST(id AS TEXT) END"
-            " FROM ledger WHERE dim = ?)",
-            (dim,),
-        ).fetchall()
-        for row in rows:
-            values = dict(zip(_RECORD_COLUMNS, row, strict=True))
-            usage = _usage_of_row(values)
-            part = non_token_of(rule, usage, int(values["cost"]))
+        if not parts.may_have_part(rule_of(shared[_SHARED_COLUMNS.index("rule")])):
+            continue
+        rows = conn.execute(f"{select} WHERE l.dim = ?{unfilled}", (dim,)).fetchall()
+        for row, record in zip(rows, records_of(rows), strict=True):
+            part = parts.part_of(record)
             if not part:
                 continue
-            record_id = values["id"]
-            recorded[record_id] = ((values["hour"], *keys), part)
+            filled += 1
+            record_id = row[_AT["id"]]
+            cell = _priced_cell(row)
+            recorded[record_id] = (cell, part)
+            cells[cell] = cells.get(cell, 0) + part
+            session = row[_AT["session"]]
+            if session is not None:
+                sessions[session] = sessions.get(session, 0) + part
             conn.execute(
                 "UPDATE ledger SET extra = json_set(coalesce(extra, '{}'), '$.nt', ?) WHERE id = ?",
                 (str(part), _id_bytes_of_text(record_id)),
             )
-            hour_cell = json.dumps([values["hour"], *keys])
-            day_cell = json.dumps([values["hour"] // 24 * 24, *keys])
-            hourly[hour_cell] = hourly.get(hour_cell, 0) + part
-            daily[day_cell] = daily.get(day_cell, 0) + part
-    for table, sums in (("rollup_hour", hourly), ("rollup_day", daily)):
+    days: dict[str, int] = {}
+    for cell, units in cells.items():
+        hour, *keys = json.loads(cell)
+        day = json.dumps([hour // 24 * 24, *keys])
+        days[day] = days.get(day, 0) + units
+    for table, key, sums in (
+        ("rollup_hour", "cell", cells),
+        ("rollup_day", "cell", days),
+        ("sessions", "session", sessions),
+    ):
         conn.executemany(
-            f"UPDATE {table} SET non_token = bigadd(non_token, ?) WHERE cell = ?",
-            [(str(units), cell) for cell, units in sums.items()],
+            f"UPDATE {table} SET non_token = bigadd(non_token, ?) WHERE {key} = ?",
+            [(str(units), name) for name, units in sums.items()],
         )
-    changes: dict[tuple[str, str], int] = {}
-    for version, record_id, cost, rule_text in conn.execute(
-        "SELECT version, id, cost, rule FROM costs WHERE cost IS NOT NULL"
+    moves: dict[tuple[str, str], int] = {}
+    for version, record_id, cost, rule_text, kept in conn.execute(
+        "SELECT version, id, cost, rule, non_token FROM costs"
     ).fetchall():
-        row = conn.execute(f"SELECT {columns} FROM records WHERE id = ?", (record_id,)).fetchone()
-        if row is None:
-            continue
-        values = dict(zip(_RECORD_COLUMNS, row, strict=True))
+        target: str | None  # the record's priced cell (None: neither part found)
+        target, recorded_part = recorded.get(record_id, (None, 0))
+        part = 0
         rule = rule_of(rule_text)
-        part = non_token_of(rule, _usage_of_row(values), int(cost)) if prices_non_token(rule) else 0
+        if cost is not None and not int(kept or 0) and parts.may_have_part(rule):
+            row = conn.execute(f"{select} WHERE l.id = ?", (_id_bytes_of_text(record_id),)).fetchone()
+            if row is not None:
+                target = _priced_cell(row)
+                (record,) = records_of([row])
+                part = parts.part_of(replace(record, cost_units=int(cost), price_rule=rule))
         if part:
+            filled += 1
             conn.execute(
                 "UPDATE costs SET non_token = ? WHERE version = ? AND id = ?", (str(part), version, record_id)
             )
-        old = recorded.get(record_id, (None, 0))[1]
-        if part != old:  # both amounts count in the version's priced cell (an unpriced cost has none)
-            cell = json.dumps([values["hour"], *(values[c] for c in _KEY_COLUMNS[:-1]), 1])
-            changes[(version, cell)] = changes.get((version, cell), 0) + part - old
+        if target is not None and part != recorded_part:
+            moves[(version, target)] = moves.get((version, target), 0) + part - recorded_part
     conn.executemany(
         "UPDATE rollup_prices SET non_token = bigadd(non_token, ?) WHERE version = ? AND cell = ?",
-        [(str(units), version, cell) for (version, cell), units in changes.items()],
+        [(str(units), version, cell) for (version, cell), units in moves.items()],
     )
+    return filled
 
 
-def _usage_of_row(values: dict[str, Any]) -> Usage:
-    """The usage of a `records` view row (as a mapping of its columns)."""
-    counts = {name: int(values[f"t_{name}"]) for name in TOKEN_FIELDS}
-    return Usage(**counts, status=UsageStatus(values["status"]), reason=values["usage_reason"])
+def _priced_cell(row: Sequence[Any]) -> str:
+    """The hourly rollup cell of a priced `records` row (a price version's priced change goes there too)."""
+    return json.dumps([row[_AT["hour"]], *(row[_AT[c]] for c in _KEY_COLUMNS[:-1]), 1])
 
 
 def _schema_v10() -> list[str]:
     """v10: each session's non-token part (`sessions.non_token`, exact, decimal text), filled after these
-    statements (`_fill_sessions`)."""
-    return ["ALTER TABLE sessions ADD COLUMN non_token TEXT NOT NULL DEFAULT '0'"]
+    statements (`_fill_sessions`); `ledger_meta` in every ledger (a v9 one filled its parts when it
+    migrated and had none)."""
+    return ["ALTER TABLE sessions ADD COLUMN non_token TEXT NOT NULL DEFAULT '0'", _META_TABLE]
 
 
 def _fill_sessions(conn: sqlite3.Connection) -> None:
@@ -452,6 +490,11 @@ def _fill_sessions(conn: sqlite3.Connection) -> None:
 def _records_view(token_fields: tuple[str, ...], non_token: bool = False) -> str:
     """The view that shows `ledger` rows as the wide v4 `records` table did (`_record_columns`), with
     these counts (and, from v9, the non-token part of the cost)."""
+    return f"CREATE VIEW records AS {_records_select(token_fields, non_token)}"
+
+
+def _records_select(token_fields: tuple[str, ...], non_token: bool = False) -> str:
+    """The `records` view's query (`ledger l` joined to `dims d`), for a condition on `l` to narrow."""
     shown = {
         "id": "CASE WHEN length(l.id) = 16 THEN lower(hex(l.id)) ELSE CAST(l.id AS TEXT) END",
         "ts": "l.ts",
@@ -472,7 +515,7 @@ def _records_view(token_fields: tuple[str, ...], non_token: bool = False) -> str
     columns = ", ".join(
         f"{shown.get(c, 'd.' + _q(c))} AS {_q(c)}" for c in _record_columns(token_fields, non_token)
     )
-    return f"CREATE VIEW records AS SELECT {columns} FROM ledger l JOIN dims d ON d.id = l.dim"
+    return f"SELECT {columns} FROM ledger l JOIN dims d ON d.id = l.dim"
 
 
 def _move_to_ledger(conn: sqlite3.Connection) -> None:
@@ -557,7 +600,7 @@ _MIGRATIONS: dict[int, Callable[[], list[str]]] = {
 _MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
     4: _fill_rollup_day,
     5: _move_to_ledger,
-    9: _fill_non_token,
+    9: _mark_non_token_unfilled,
     10: _fill_sessions,
 }
 
@@ -629,6 +672,7 @@ class SQLiteStore(BackgroundWriter):
         self._cell_texts: dict[tuple[int, int], str] = {}  # (`dims` id, hour) → the rollup cell's key
         self._shared: dict[int, _Shared] = {}  # `dims` id → its row decoded (reads)
         self._timeout = float(timeout)
+        self._non_token_unfilled = False  # set on opening: costs from before v9 wait for their parts
         self._conn = self._connect(timeout)
         self._pid = os.getpid()
         _OPEN_STORES.add(self)
@@ -700,6 +744,7 @@ class SQLiteStore(BackgroundWriter):
                         after(conn)
                     conn.execute("DELETE FROM schema_version")
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
+                self._non_token_unfilled = _marked_unfilled(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -1485,6 +1530,37 @@ class SQLiteStore(BackgroundWriter):
                 ", ".join(row[0] for row in conn.execute("SELECT version FROM price_versions")) or "none yet"
             )
             raise ValueError(f"no price version {version!r} in this store (known: {known})")
+
+    def non_token_unfilled(self) -> bool:
+        """Whether the ledger, migrated from before v9 with costs in it, waits for `fill_non_token`."""
+        return self._non_token_unfilled
+
+    def fill_non_token(self, parts: NonTokenParts) -> int:
+        """Fill the non-token part of every cost stored before v9 that `parts` can recompute exactly (see
+        `_fill_parts`), in one transaction that also clears the ledger's mark; returns how many costs
+        gained a part (0 when another process filled them first)."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            def records_of(rows: list[Any]) -> list[Record]:
+                self._load_rules(conn, rows)
+                return [self._record(row) for row in rows]
+
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                filled = 0
+                if _marked_unfilled(conn):
+                    filled = _fill_parts(conn, parts, records_of)
+                    conn.execute("DELETE FROM ledger_meta WHERE name = ?", (_UNFILLED,))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return filled
+
+        filled = self._read(work)
+        self._non_token_unfilled = False
+        return filled
 
     def prune(self, before_us: int) -> int:
         """Delete the raw rows of every UTC hour ending at or before `before_us`; the rollups keep
