@@ -61,3 +61,14 @@ def test_the_session_page_shows_the_other_column_and_total(server: str, page: Pa
     assert page.locator("#timeline-table td.non-token").all_inner_texts() == ["$0.0100", "$0", "—"]
     page.screenshot(path=str(ARTIFACTS / "session-non-token.png"), full_page=True)
     assert axe_violations(page) == []
+
+
+def test_the_session_list_shows_the_other_column(server: str, page: Page) -> None:
+    page.goto(f"{server}/sessions?range=all")
+    heads = page.locator("#sessions thead th").all_inner_texts()
+    assert heads[heads.index("Cost") + 1] == "Other"
+    row = page.locator('#sessions tr[data-session="web-run"]')
+    assert row.locator("td.non-token").inner_text() == "$0.0100"
+    assert row.locator("td.non-token").get_attribute("title") == "$0.01"
+    page.screenshot(path=str(ARTIFACTS / "sessions-non-token.png"), full_page=True)
+    assert axe_violations(page) == []
