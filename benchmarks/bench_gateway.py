@@ -2,8 +2,10 @@
 against LiteLLM's proxy pointed at the same upstream, side by side in one run (issue 18).
 
 python benchmarks/bench_gateway.py            # full run: ~4 min of latency + saturation, 10-minute soak
-python benchmarks/bench_gateway.py --quick    # ≤ 60 s smoke run (short cells, 8-second soak, no profile)
+python benchmarks/bench_gateway.py --quick    # ≤ 60 s smoke run (short cells, 6-second soak, no profile)
 python benchmarks/bench_gateway.py --soak-seconds 60 --profile-seconds 20 --json out.json
+python benchmarks/bench_gateway.py --soak --json soak.json   # the 10-minute memory soak alone
+python benchmarks/bench_gateway.py --soak 90 --inject-leak 200   # check that the soak catches a leak
 
 What runs, each in its own process:
 
@@ -30,11 +32,22 @@ Measures:
    target's percentile minus direct's percentile from the same round set.
 2. Saturation: `wrk` (Debian's, closed loop, `--conns` connections, one thread), requests/s; without
    wrk a closed-loop asyncio client stands in (it saturates itself before a fast server).
-3. Memory soak: the gateway's RSS (from /proc) every few seconds during `--soak-seconds` of the fixed
-   rate, streamed and not alternating; the slope over the second half (MB/min) says whether it is flat.
-4. Profile (`--profile-seconds`, off in `--quick`): py-spy samples the gateway during a fixed-rate run;
+3. Profile (`--profile-seconds`, off in `--quick`): py-spy samples the gateway during a fixed-rate run;
    the top functions by own time and by inclusive time are printed (collapsed stacks kept in the temp
    dir when `--keep` is given).
+4. Memory soak (`--soak-seconds`, or `--soak SECONDS` for the soak alone): `--soak-rate` requests/s to
+   the gateway, streamed and non-streamed alternating (so both paths run through the whole soak and a
+   leak in either shows in one slope), open loop as in 1., tagged `X-Tokentrail-Agent: bench-soak`;
+   meanwhile the upstream is called directly at a tenth of that rate, the baseline of "added" measured
+   under the same load at the same time. Latencies go into fixed-size histograms (the load generator
+   must not grow). Every `--soak-every` s a thread samples the gateway's RSS (VmRSS) and CPU time from
+   /proc, the load generator's own, the soak's rows in the ledger and /metrics (in flight, non-200
+   answers, refusals, upstream errors, disconnects). At the end the gateway is stopped (it flushes) and
+   its ledger's soak rows are counted against the requests answered OK: they must be equal. Memory is
+   flat when, over the samples after `--soak-warmup` s, the least-squares RSS slope is < 1 MB/min and the
+   last RSS is ≤ the RSS at the warm-up's end + 10 % (benchmarks/_soak.py). The samples are written as
+   CSV to the temp dir and beside `--json`. `--inject-leak BYTES` starts the gateway through a shim that
+   keeps BYTES for every record it makes: the soak must then say "not met".
 
 The machine is a shared 2-core VM: the load average is printed at the start and the end. Every number
 includes the load generator sharing the same cores.
@@ -44,6 +57,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import csv
+import http.client
 import json
 import math
 import os
@@ -52,14 +68,14 @@ import shutil
 import signal
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -67,6 +83,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from _soak import MAX_GROWTH, MAX_SLOPE_MB_PER_MIN, LatencyHistogram, judge_flat  # noqa: E402
 from _timing import machine  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -334,12 +351,47 @@ def start_litellm(upstream: int, tmp: Path, workers: int) -> Proc:
     return start("litellm", argv, port, tmp, env)
 
 
-def start_gateway(upstream: int, tmp: Path) -> Proc:
+# `tokentrail gateway` with a leak put in on purpose (`--inject-leak BYTES`): every record it makes keeps
+# BYTES more in a list, through a sink, as a sink that forgot to let go would. The soak must catch it.
+_LEAKY_GATEWAY = """
+import sys
+
+import tokentrail.tracker
+from tokentrail.cli import main
+
+size = int(sys.argv.pop(1))
+kept = []
+original = tokentrail.tracker.Tracker.__init__
+
+
+def keep(record):
+    kept.append(b"x" * size)
+    if len(kept) % 10000 == 0:
+        print(f"leaky gateway: {len(kept)} records, {size} bytes kept for each", file=sys.stderr, flush=True)
+
+
+def leaky_init(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    self.add_sink(keep)
+
+
+tokentrail.tracker.Tracker.__init__ = leaky_init
+sys.argv[0] = "tokentrail"
+main()
+"""
+
+
+def start_gateway(upstream: int, tmp: Path, leak_bytes: int = 0) -> Proc:
     port = free_port()
     budgets = tmp / "budgets.toml"
     budgets.write_text('[[budgets]]\nname = "bench"\nlimit_usd = "1000000"\nwindow = "monthly"\n')
+    command = [str(VENV_BIN / "tokentrail")]
+    if leak_bytes:
+        shim = tmp / "leaky_gateway.py"
+        shim.write_text(_LEAKY_GATEWAY)
+        command = [sys.executable, str(shim), str(leak_bytes)]
     argv = [
-        str(VENV_BIN / "tokentrail"),
+        *command,
         "gateway",
         "--upstream",
         f"openai=http://127.0.0.1:{upstream}",
@@ -363,6 +415,13 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the load generator -----------------------------------------------------------------------------------
 
 
@@ -377,12 +436,13 @@ def request_body(stream: bool) -> bytes:
     return json.dumps(body).encode()
 
 
-def build_request(port: int, stream: bool) -> bytes:
+def build_request(port: int, stream: bool, agent: str | None = None) -> bytes:
     body = request_body(stream)
+    attribution = b"x-tokentrail-agent: %s\r\n" % agent.encode() if agent else b""
     return (
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:%d\r\ncontent-type: application/json\r\n"
-        b"authorization: Bearer %s\r\ncontent-length: %d\r\n\r\n%s"
-        % (port, CLIENT_KEY.encode(), len(body), body)
+        b"authorization: Bearer %s\r\n%scontent-length: %d\r\n\r\n%s"
+        % (port, CLIENT_KEY.encode(), attribution, len(body), body)
     )
 
 
@@ -396,10 +456,10 @@ class Samples:
     outstanding: int = 0  # measured requests sent and not answered yet
     overloaded_after: float | None = None  # seconds into the run when the backlog passed its limit
 
-    def unsent(self, count: int, stream: bool | None) -> None:
-        """`count` requests not sent because the target fell behind: unanswered, infinite latency."""
+    def unanswered(self, count: int, stream: bool | None, why: str = "unanswered") -> None:
+        """`count` requests not answered (or not sent because the target fell behind): infinite latency."""
         if count > 0:
-            self.errors["not sent (target overloaded)"] += count
+            self.errors[why] += count
             self.total += [math.inf] * count
             if stream is not False:
                 self.first += [math.inf] * count
@@ -496,7 +556,9 @@ class Pool:
         self.idle.clear()
 
 
-async def _one(pool: Pool, request: bytes, stream: bool, scheduled: float, out: Samples | None) -> None:
+async def _one(
+    pool: Pool, request: bytes, stream: bool, scheduled: float, out: Samples | SoakSamples | None
+) -> None:
     if out is not None:
         out.outstanding += 1
     try:
@@ -506,7 +568,9 @@ async def _one(pool: Pool, request: bytes, stream: bool, scheduled: float, out: 
             out.outstanding -= 1
 
 
-async def _timed(pool: Pool, request: bytes, stream: bool, scheduled: float, out: Samples | None) -> None:
+async def _timed(
+    pool: Pool, request: bytes, stream: bool, scheduled: float, out: Samples | SoakSamples | None
+) -> None:
     try:
         conn = await pool.get()
     except OSError as exc:
@@ -547,21 +611,18 @@ async def _timed(pool: Pool, request: bytes, stream: bool, scheduled: float, out
 
 
 async def _finish(
-    tasks: set[asyncio.Task[None]], samples: Samples, grace: float, stream: bool | None
+    tasks: set[asyncio.Task[None]], outs: list[tuple[Samples | SoakSamples, bool | None]], grace: float
 ) -> None:
     """Wait up to `grace` s for the requests still running; those that are not answered by then count as
     unanswered, with an infinite latency (so a target that falls behind shows it in its percentiles)."""
     if tasks:
         _, pending = await asyncio.wait(tasks, timeout=grace)
-        unanswered = samples.outstanding
+        unanswered = [(samples, samples.outstanding, stream) for samples, stream in outs]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        if unanswered:
-            samples.errors["unanswered"] += unanswered
-            samples.total += [math.inf] * unanswered
-            if stream is not False:
-                samples.first += [math.inf] * unanswered
+        for samples, count, stream in unanswered:
+            samples.unanswered(count, stream)
 
 
 async def open_loop(
@@ -586,54 +647,129 @@ async def open_loop(
             await asyncio.sleep(delay)
         if len(tasks) > backlog:
             samples.overloaded_after = at - start
-            samples.unsent(total - max(i, counted_from), stream)
+            samples.unanswered(total - max(i, counted_from), stream, "not sent (target overloaded)")
             break
         task = asyncio.ensure_future(_one(pool, request, stream, at, samples if i >= counted_from else None))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-    await _finish(tasks, samples, grace, stream)
+    await _finish(tasks, [(samples, stream)], grace)
     samples.connections = pool.opened
     pool.close()
     return samples
 
 
-async def mixed_open_loop(
-    port: int, rate: float, seconds: float, tick: Callable[[], None], grace: float
-) -> Samples:
-    """The soak: streamed and non-streamed requests alternating at `rate`; `tick()` about every second.
-    Stopped like `open_loop` when the target falls more than a second behind."""
+@dataclass
+class SoakSamples:
+    """One target's answers in one mode during the soak, in fixed-size histograms (a list per request
+    would grow the load generator by ~10 MB over a 10-minute soak at 500/s)."""
+
+    total: LatencyHistogram = field(default_factory=LatencyHistogram)  # scheduled → last byte
+    first: LatencyHistogram = field(default_factory=LatencyHistogram)  # scheduled → first body byte
+    service: LatencyHistogram = field(default_factory=LatencyHistogram)  # actually sent → last byte
+    errors: Counter[str] = field(default_factory=Counter)
+    outstanding: int = 0
+
+    def unanswered(self, count: int, stream: bool | None, why: str = "unanswered") -> None:
+        if count > 0:
+            self.errors[why] += count
+            self.total.add_infinite(count)
+            if stream is not False:
+                self.first.add_infinite(count)
+
+    @property
+    def ok(self) -> int:
+        """Requests answered 200 with a whole body (a stream ending in `[DONE]`)."""
+        return self.total.finite
+
+
+LATE = (0.001, 0.010)  # a request dispatched more than this after its scheduled time is late
+
+
+@dataclass
+class Pace:
+    """How well one fixed-rate schedule was kept: requests scheduled, dispatched, and how late."""
+
+    rate: float
+    scheduled: int = 0
+    sent: int = 0
+    late: list[int] = field(default_factory=lambda: [0] * len(LATE))  # more than LATE[i] late
+    max_lag: float = 0.0
+    lag: LatencyHistogram = field(default_factory=LatencyHistogram)
+    overloaded_after: float | None = None  # seconds in: the target fell a second behind, the run stopped
+    waiting: int = 0  # requests sent and not answered yet, at the last dispatch
+    max_waiting: int = 0  # the most seen at a dispatch
+    first_sent: float = 0.0  # perf_counter() at the first dispatch
+    last_sent: float = 0.0
+
+    @property
+    def achieved(self) -> float:
+        """Requests/s actually dispatched, first to last."""
+        span = self.last_sent - self.first_sent
+        return (self.sent - 1) / span if self.sent > 1 and span > 0 else math.nan
+
+    def dispatched(self, lag: float) -> None:
+        self.last_sent = time.perf_counter()
+        if not self.sent:
+            self.first_sent = self.last_sent
+        self.sent += 1
+        self.lag.append(lag)
+        if lag > self.max_lag:
+            self.max_lag = lag
+        for i, bound in enumerate(LATE):
+            if lag > bound:
+                self.late[i] += 1
+
+
+async def paced_mixed(
+    port: int,
+    rate: float,
+    seconds: float,
+    out: dict[bool, SoakSamples],
+    pace: Pace,
+    stop: asyncio.Event,
+    grace: float,
+    agent: str | None = None,
+    behind: float = 1.0,
+) -> None:
+    """Streamed and non-streamed requests alternating at `rate` for `seconds`, open loop (each timed from
+    its scheduled time), `agent` in `X-Tokentrail-Agent`. When the target falls more than `behind` seconds
+    behind (more requests waiting than that many seconds' worth) the run stops — this schedule and,
+    through `stop`, the other ones — and the requests not sent count as unanswered."""
     pool = Pool(port)
-    backlog = max(64, int(rate))
-    requests = (build_request(port, False), build_request(port, True))
-    samples = Samples()
+    backlog = max(64, int(rate * behind))
+    requests = (build_request(port, False, agent), build_request(port, True, agent))
     tasks: set[asyncio.Task[None]] = set()
     interval = 1.0 / rate
+    pace.scheduled = total = round(rate * seconds)
     start = time.perf_counter() + 0.01
-    next_tick = start
-    i = 0
-    while True:
+    for i in range(total):
         at = start + i * interval
-        if at - start >= seconds:
-            break
         delay = at - time.perf_counter()
-        if delay > 0.0005:
+        if delay > 0.0005:  # the selector sleeps in whole milliseconds: closer than that, send now
             await asyncio.sleep(delay)
-        if at >= next_tick:
-            tick()
-            next_tick += 1.0
-        if len(tasks) > backlog:
-            samples.overloaded_after = at - start
-            samples.unsent(round((seconds - (at - start)) * rate), None)
+        pace.waiting = len(tasks)
+        pace.max_waiting = max(pace.max_waiting, pace.waiting)
+        if len(tasks) > backlog and not stop.is_set():
+            pace.overloaded_after = at - start
+            stop.set()
+        if stop.is_set():
+            even = len(range(i + (i & 1), total, 2))  # the non-streamed ones among those left
+            out[False].unanswered(even, False, "not sent (soak stopped)")
+            out[True].unanswered(total - i - even, True, "not sent (soak stopped)")
             break
         stream = bool(i & 1)
-        task = asyncio.ensure_future(_one(pool, requests[stream], stream, at, samples))
+        pace.dispatched(time.perf_counter() - at)
+        task = asyncio.ensure_future(_one(pool, requests[stream], stream, at, out[stream]))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        i += 1
-    await _finish(tasks, samples, grace, None)
-    samples.connections = pool.opened
+    await _finish(tasks, [(out[False], False), (out[True], True)], grace)
     pool.close()
-    return samples
+
+
+async def mixed_load(port: int, rate: float, seconds: float, grace: float) -> None:
+    """`paced_mixed` with nothing measured (load for the profile)."""
+    out = {False: SoakSamples(), True: SoakSamples()}
+    await paced_mixed(port, rate, seconds, out, Pace(rate), asyncio.Event(), grace)
 
 
 async def closed_loop(port: int, stream: bool, conns: int, seconds: float) -> tuple[float, int]:
@@ -796,33 +932,476 @@ def ms(x: float) -> str:
     return "∞" if math.isinf(x) else f"{x * 1000:.2f}"
 
 
-def slope_mb_per_min(points: list[tuple[float, float]]) -> float:
-    if len(points) < 3:
-        return float("nan")
-    xs = [t for t, _ in points]
-    ys = [r for _, r in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    var = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var * 60 if var else float("nan")
+def mb(x: float, spec: str = ".1f") -> str:
+    return "—" if x != x else f"{x:{spec}} MB"
 
 
 def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def ledger_rows(db: Path) -> dict[str, int]:
-    """Rows in the gateway's ledger by status (read after the gateway stopped and flushed)."""
-    with sqlite3.connect(db) as con:
+def ledger_rows(db: Path, agent: str | None = None) -> dict[str, int]:
+    """Rows in the gateway's ledger by status, all or one agent's (read after the gateway stopped and
+    flushed)."""
+    where, params = ("WHERE d.agent = ?", (agent,)) if agent is not None else ("", ())
+    with contextlib.closing(sqlite3.connect(db)) as con:
         try:
             rows = con.execute(
-                "SELECT d.status, count(*) FROM ledger l JOIN dims d ON l.dim = d.id GROUP BY d.status"
+                f"SELECT d.status, count(*) FROM ledger l JOIN dims d ON l.dim = d.id {where} GROUP BY d.status",
+                params,
             ).fetchall()
         except sqlite3.Error:
             rows = [("(any)", con.execute("SELECT count(*) FROM ledger").fetchone()[0])]
     return {str(k): int(v) for k, v in rows}
 
 
+# -- the soak ----------------------------------------------------------------------------------------------
+
+SOAK_AGENT = "bench-soak"  # in the soak's requests, so its ledger rows are counted apart from the others'
+# The soak stops when a target is this many seconds of requests behind: not one second as in the latency
+# cells, since on a shared machine a one-second stall of any of the three processes happens in ten minutes.
+SOAK_BEHIND = 5.0
+
+_METRICS = {  # the /metrics figures the soak follows ← the metric, summed over its labels
+    "in_flight": "tokentrail_gateway_in_flight",
+    "refused": "tokentrail_gateway_refused_total",
+    "upstream_errors": "tokentrail_gateway_upstream_errors_total",
+    "client_disconnects": "tokentrail_gateway_client_disconnects_total",
+    "budget_backend_errors": "tokentrail_gateway_budget_backend_errors",
+}
+_COUNTERS = ("answers_non_200", "refused", "upstream_errors", "client_disconnects", "budget_backend_errors")
+
+
+def gateway_metrics(port: int) -> dict[str, float]:
+    """The gateway's /metrics figures the soak follows: requests in flight, and since the gateway started,
+    answers other than 200, refusals, upstream errors, client disconnects, budget back-end errors."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    names = {metric: name for name, metric in _METRICS.items()}
+    figures = dict.fromkeys(("answers_non_200", *_METRICS), 0.0)
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        sample, value = line.rsplit(" ", 1)
+        metric = sample.split("{", 1)[0]
+        if metric == "tokentrail_gateway_requests_total" and 'status="200"' not in sample:
+            figures["answers_non_200"] += float(value)
+        elif metric in names:
+            figures[names[metric]] += float(value)
+    return figures
+
+
+def soak_ledger_rows(db: Path) -> int:
+    """The soak's rows in the ledger now (a read-only reader of the WAL database: no write waits for it)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+        found = con.execute(
+            "SELECT count(*) FROM ledger WHERE dim IN (SELECT id FROM dims WHERE agent = ?)", (SOAK_AGENT,)
+        ).fetchone()
+    return int(found[0])
+
+
+class Sampler:
+    """Every `every` s, on a thread of the load generator (a slow sample delays no request): the gateway's
+    RSS and CPU time, the load generator's own RSS, the soak's rows in the ledger, the /metrics figures,
+    and what the load generator has counted so far (`progress()`)."""
+
+    def __init__(
+        self, gateway: Proc, db: Path, every: float, progress: Callable[[], dict[str, float]]
+    ) -> None:
+        self.gateway = gateway
+        self.db = db
+        self.every = every
+        self.progress = progress
+        self.rows: list[dict[str, float]] = []
+        self.failures: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="soak-sampler", daemon=True)
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling, then take the last sample (after the load, before the gateway stops)."""
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        taken = 0
+        while True:
+            self.sample()
+            taken += 1
+            if self._stop.wait(max(0.0, self._t0 + taken * self.every - time.perf_counter())):
+                return
+
+    def sample(self) -> None:
+        pid = self.gateway.pid
+        row: dict[str, float] = {"t_s": round(time.perf_counter() - self._t0, 3)}
+        try:
+            row["gateway_rss_mb"] = rss_mb(pid)
+            row["gateway_cpu_s"] = cpu_seconds(pid)
+        except OSError:
+            self.failures["gateway gone"] += 1
+            return
+        row["generator_rss_mb"] = rss_mb(os.getpid())
+        row["generator_cpu_s"] = cpu_seconds(os.getpid())
+        row.update(self.progress())
+        try:
+            row["ledger_rows"] = soak_ledger_rows(self.db)
+        except sqlite3.Error as exc:
+            self.failures[f"ledger: {exc}"] += 1
+            row["ledger_rows"] = math.nan
+        try:
+            row.update(gateway_metrics(self.gateway.port))
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self.failures[f"/metrics: {type(exc).__name__}"] += 1
+        row["load_1min"] = os.getloadavg()[0]
+        self.rows.append(row)
+
+
+@dataclass
+class SoakPlan:
+    seconds: float
+    rate: float  # the gateway's, streamed and not alternating
+    direct_rate: float  # the upstream's, called directly at the same time: the baseline of "added"
+    warmup: float  # samples before this are not judged
+    every: float  # seconds between samples
+    grace: float  # seconds a request may still take after the schedule ends
+
+
+def run_soak(
+    direct: Proc, gateway: Proc, db: Path, plan: SoakPlan
+) -> tuple[dict[str, object], list[dict[str, float]]]:
+    """The memory soak (4. in the module docstring), the gateway stopped at its end so its ledger can be
+    counted: prints the report, returns the results and the samples."""
+    settle(gateway, 60)
+    load_before = load()
+    outs = {name: {False: SoakSamples(), True: SoakSamples()} for name in ("gateway", "direct")}
+    paces = {"gateway": Pace(plan.rate), "direct": Pace(plan.direct_rate)}
+
+    def progress() -> dict[str, float]:
+        out, pace = outs["gateway"], paces["gateway"]
+        errors = sum(sum(o.errors.values()) for o in out.values())
+        return {"sent": pace.sent, "answered_ok": out[False].ok + out[True].ok, "errors": errors,
+                "late_1ms": pace.late[0], "waiting": pace.waiting}  # fmt: skip
+
+    async def traffic() -> None:
+        stop = asyncio.Event()
+        await asyncio.gather(
+            *(
+                paced_mixed(
+                    proc.port,
+                    paces[name].rate,
+                    plan.seconds,
+                    outs[name],
+                    paces[name],
+                    stop,
+                    plan.grace,
+                    SOAK_AGENT,
+                    SOAK_BEHIND,
+                )
+                for name, proc in (("gateway", gateway), ("direct", direct))
+            )
+        )
+
+    sampler = Sampler(gateway, db, plan.every, progress)
+    sampler.start()
+    asyncio.run(traffic())
+    sampler.stop()
+    gateway.stop()
+    rows = ledger_rows(db, SOAK_AGENT)
+    report = report_soak(plan, outs, paces, sampler, rows, load_before, shutdown_note(gateway))
+    return report, sampler.rows
+
+
+def shutdown_note(proc: Proc) -> str:
+    """How a stopped process ended and what its log holds that looks like trouble."""
+    code = proc.popen.returncode
+    ended = "stopped by SIGTERM" if code in (0, -signal.SIGTERM) else f"EXIT CODE {code}"
+    lines = proc.log.read_text(errors="replace").splitlines()
+    trouble = [line for line in lines if re.search(r"Traceback|ERROR|WARNING|Exception", line)]
+    last = f", the last: {trouble[-1][:200]!r}" if trouble else ""
+    return f"{ended}, {len(trouble)} error or warning lines in its log{last}"
+
+
+def report_soak(
+    plan: SoakPlan,
+    outs: dict[str, dict[bool, SoakSamples]],
+    paces: dict[str, Pace],
+    sampler: Sampler,
+    rows: dict[str, int],
+    load_before: str,
+    shutdown: str,
+) -> dict[str, object]:
+    samples = sampler.rows
+    print(
+        f"\n## Gateway memory soak: {plan.seconds:g} s at {plan.rate:g}/s, streamed and not alternating "
+        f"(the upstream called directly at {plan.direct_rate:g}/s meanwhile, for the baseline); "
+        f"warm-up {plan.warmup:g} s, a sample every {plan.every:g} s\n"
+    )
+    print(f"load average (1/5/15 min) at the soak's start: {load_before}, at its end: {load()}\n")
+    print(
+        "| target | scheduled | sent | answered OK | errors | late > 1 ms | late > 10 ms | lag p99 | max lag "
+        "| most waiting |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, out in outs.items():
+        pace = paces[name]
+        errors = out[False].errors + out[True].errors
+        print(
+            f"| {name} | {pace.scheduled:,} | {pace.sent:,} | {out[False].ok + out[True].ok:,} | "
+            f"{sum(errors.values()):,} | {pace.late[0]:,} | {pace.late[1]:,} | {ms(pace.lag.percentile(0.99))} ms | "
+            f"{ms(pace.max_lag)} ms | {pace.max_waiting:,} |"
+        )
+        if errors:
+            print(f"errors {name}: {dict(errors)}")
+    stopped = paces["gateway"].overloaded_after or paces["direct"].overloaded_after
+    if stopped is not None:
+        print(f"\nTHE SOAK STOPPED {stopped:.1f} s in: a target fell {SOAK_BEHIND:g} s behind its rate")
+    print("\n| ms | gateway p50 | gateway p99 | direct p50 | direct p99 | added p50 | added p99 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    latency: list[dict[str, object]] = []
+    for label, stream, pick in (("non-streamed", False, "total"), ("streamed TTLB", True, "total"),
+                                ("streamed TTFB", True, "first")):  # fmt: skip
+        gateway_h: LatencyHistogram = getattr(outs["gateway"][stream], pick)
+        direct_h: LatencyHistogram = getattr(outs["direct"][stream], pick)
+        figures = {
+            f"{who}_{name}_ms": h.percentile(q) * 1e3
+            for who, h in (("gateway", gateway_h), ("direct", direct_h))
+            for name, q in (("p50", 0.5), ("p99", 0.99))
+        }
+        figures["added_p50_ms"] = figures["gateway_p50_ms"] - figures["direct_p50_ms"]
+        figures["added_p99_ms"] = figures["gateway_p99_ms"] - figures["direct_p99_ms"]
+        print(f"| {label} | " + " | ".join(ms(v / 1e3) for v in figures.values()) + " |")
+        latency.append({"mode": label, **figures})
+
+    answered = outs["gateway"][False].ok + outs["gateway"][True].ok
+    recorded = sum(rows.values())
+    exact = recorded == answered and set(rows) <= {"complete"}
+    print(
+        f"\nmade == recorded: {recorded:,} ledger rows of the soak's agent {rows} after the gateway's shutdown "
+        f"({shutdown}), {answered:,} requests answered OK: "
+        + ("EQUAL, all complete" if exact else f"NOT EQUAL ({recorded - answered:+,})")
+    )
+
+    flat = {
+        process: judge_flat([(r["t_s"], r[column]) for r in samples], plan.warmup)
+        for process, column in (("gateway", "gateway_rss_mb"), ("load generator", "generator_rss_mb"))
+    }
+    behind = paces["gateway"].max_waiting / plan.rate  # seconds' worth of requests waiting, at most
+    if stopped is not None:
+        flat = {k: replace(v, met=None, why=f"the soak stopped {stopped:.1f} s in") for k, v in flat.items()}
+    elif behind > 1:
+        overloaded = (
+            f"not judged: up to {paces['gateway'].max_waiting:,} requests ({behind:.1f} s) were waiting for the "
+            "gateway, so its RSS held a backlog — an overload, not a leak: run the soak on a quieter machine or at "
+            "a lower --soak-rate"
+        )
+        flat = {k: replace(v, met=None, why=f"{v.why}; {overloaded}") for k, v in flat.items()}
+    print("\n| RSS | at the warm-up's end | last | max | slope after the warm-up | samples | flat |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for process, verdict in flat.items():
+        column = "gateway_rss_mb" if process == "gateway" else "generator_rss_mb"
+        peak = max((r[column] for r in samples), default=math.nan)
+        print(
+            f"| {process} | {mb(verdict.warm_mb)} | {mb(verdict.final_mb)} | {mb(peak)} | "
+            f"{mb(verdict.slope_mb_per_min, '+.2f')}/min | {verdict.samples} | {verdict.verdict} |"
+        )
+    print(
+        f"\nmemory flat = over the samples from {plan.warmup:g} s on, least-squares slope < "
+        f"{MAX_SLOPE_MB_PER_MIN:g} MB/min and last RSS ≤ RSS at the warm-up's end + {MAX_GROWTH:.0%}"
+    )
+    print(f"GATEWAY MEMORY FLAT: {flat['gateway'].verdict.upper()} ({flat['gateway'].why})")
+
+    pace = paces["gateway"]
+    kept = pace.sent == pace.scheduled and abs(pace.achieved / pace.rate - 1) < 0.01
+    on_time = pace.late[0] <= pace.sent // 100
+    late_share = pace.late[0] / pace.sent if pace.sent else math.nan
+    print(
+        f"load generator: {pace.sent:,} of {pace.scheduled:,} requests sent at {pace.achieved:.1f}/s — "
+        f"RATE {'KEPT' if kept else 'NOT KEPT'} (kept = all sent, within 1 % of {pace.rate:g}/s); "
+        f"{pace.late[0]:,} ({late_share:.1%}) sent more than 1 ms after their scheduled time, {pace.late[1]:,} "
+        f"more than 10 ms — ON TIME: {'yes' if on_time else 'NO'} (≤ 1 % more than 1 ms late; a late request is "
+        f"timed from its schedule, so its delay is in the latency figures)"
+    )
+    print(f"load generator's own RSS flat: {flat['load generator'].verdict} ({flat['load generator'].why})")
+    if len(samples) >= 2:
+        first, last = samples[0], samples[-1]
+        deltas = {k: last.get(k, math.nan) - first.get(k, math.nan) for k in _COUNTERS}
+        in_flight = [r["in_flight"] for r in samples if "in_flight" in r]
+        print(
+            "/metrics over the soak: in flight max "
+            f"{max(in_flight, default=math.nan):g}, at the end {last.get('in_flight', math.nan):g}; "
+            + ", ".join(f"{k.replace('_', ' ')} {v:+g}" for k, v in deltas.items())
+        )
+        handled = last["answered_ok"] - first["answered_ok"]
+        cpu = (last["gateway_cpu_s"] - first["gateway_cpu_s"]) / handled * 1e3 if handled else math.nan
+        elapsed = last["t_s"] - first["t_s"]
+        own = (last["generator_cpu_s"] - first["generator_cpu_s"]) / elapsed if elapsed else math.nan
+        print(f"load generator CPU (user + system): {own:.0%} of a core")
+        lag = [r["answered_ok"] - r["ledger_rows"] for r in samples]
+        print(
+            f"gateway CPU (user + system, /proc): {cpu:.3f} ms a request answered; recording lag (answered OK − "
+            f"the soak's ledger rows, at each sample): max {max(lag):,.0f}, at the last sample {lag[-1]:,.0f}"
+        )
+    if sampler.failures:
+        print(f"sampling failures: {dict(sampler.failures)}")
+    return {
+        "seconds": plan.seconds, "rate": plan.rate, "direct_rate": plan.direct_rate, "warmup": plan.warmup,
+        "every": plan.every, "load_before": load_before, "stopped_after": stopped, "behind_limit_s": SOAK_BEHIND,
+        "paces": {name: {"scheduled": p.scheduled, "sent": p.sent, "late_1ms": p.late[0], "late_10ms": p.late[1],
+                         "lag_p99_ms": p.lag.percentile(0.99) * 1e3, "max_lag_ms": p.max_lag * 1e3,
+                         "achieved_rate": p.achieved, "max_waiting": p.max_waiting}
+                  for name, p in paces.items()},
+        "answered_ok": {name: out[False].ok + out[True].ok for name, out in outs.items()},
+        "errors": {name: dict(out[False].errors + out[True].errors) for name, out in outs.items()},
+        "latency": latency, "ledger_rows": rows, "made_equals_recorded": exact,
+        "flat": {k: {"warm_mb": v.warm_mb, "final_mb": v.final_mb, "slope_mb_per_min": v.slope_mb_per_min,
+                     "samples": v.samples, "met": v.met, "why": v.why} for k, v in flat.items()},
+        "rate_kept": kept, "sampling_failures": dict(sampler.failures), "samples": samples,
+    }  # fmt: skip
+
+
+def write_samples(samples: list[dict[str, float]], path: Path) -> None:
+    columns = list(dict.fromkeys(k for row in samples for k in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(samples)
+
+
+@dataclass
+class Plan:
+    """How long the latency, saturation and profile runs are."""
+
+    quick: bool
+    seconds: float  # measured seconds per latency cell
+    rounds: int
+    saturation: float  # seconds per wrk run
+    profile_seconds: float
+    warmup: float  # seconds before a latency cell's requests count
+    grace: float  # seconds a request may still take after the schedule ends
+    drain: float  # seconds an overloaded target is given to drain its backlog
+
+
+def measure(
+    targets: list[tuple[str, Proc]], gateway: Proc, tmp: Path, args: argparse.Namespace, plan: Plan,
+    results: dict[str, object],
+) -> None:  # fmt: skip
+    """1.–3. in the module docstring: latency at a fixed rate, saturation, the gateway's profile."""
+    quick, seconds, rounds, saturation = plan.quick, plan.seconds, plan.rounds, plan.saturation
+    profile_seconds, warmup, grace, drain = plan.profile_seconds, plan.warmup, plan.grace, plan.drain
+    # 1. latency at a fixed rate, targets interleaved
+    cells: dict[tuple[str, bool], Samples] = {(n, s): Samples() for n, _ in targets for s in (False, True)}
+    for _ in range(rounds):
+        for stream in (False, True):
+            for name, proc in targets:
+                got = asyncio.run(open_loop(proc.port, stream, args.rate, seconds, warmup, grace))
+                cells[(name, stream)].extend(got)
+                if got.overloaded_after is not None:
+                    print(
+                        f"({name} {'streamed' if stream else 'non-streamed'}: overloaded at {args.rate:g}/s, "
+                        f"{int(args.rate)}+ requests waiting {got.overloaded_after:.1f}s into the run: stopped)",
+                        flush=True,
+                    )
+                waited = settle(proc, drain)
+                if waited > 2:
+                    print(f"({name} took {waited:.0f}s to drain its backlog)", flush=True)
+    print(f"\n## Latency at {args.rate:g} requests/s, open loop ({rounds} × {seconds:g} s per cell, ms)\n")
+    print("| target | mode | p50 | p99 | p99.9 | added p50 | added p99 | requests | errors | conns |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    latency: list[dict[str, object]] = []
+    for stream in (False, True):
+        for label, pick in (("TTLB", "total"), ("TTFB", "first")) if stream else (("body", "total"),):
+            base: list[float] = getattr(cells[("direct", stream)], pick)
+            for name, _ in targets:
+                cell = cells[(name, stream)]
+                values: list[float] = getattr(cell, pick)
+                p50, p99, p999 = pct(values, 0.5), pct(values, 0.99), pct(values, 0.999)
+                added50 = p50 - pct(base, 0.5) if name != "direct" else float("nan")
+                added99 = p99 - pct(base, 0.99) if name != "direct" else float("nan")
+                mode = f"{'streamed' if stream else 'non-streamed'} {label}"
+                errors = sum(cell.errors.values())
+                print(
+                    f"| {name} | {mode} | {ms(p50)} | {ms(p99)} | {ms(p999)} | {ms(added50)} | "
+                    f"{ms(added99)} | {len(cell.total)} | {errors} | {cell.connections} |"
+                )
+                latency.append(
+                    {"target": name, "mode": mode, "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3,
+                     "p999_ms": p999 * 1e3, "added_p50_ms": added50 * 1e3, "added_p99_ms": added99 * 1e3,
+                     "requests": len(cell.total), "errors": dict(cell.errors)}
+                )  # fmt: skip
+    for (name, stream), cell in cells.items():
+        if cell.errors:
+            print(f"errors {name} {'streamed' if stream else 'non-streamed'}: {dict(cell.errors)}")
+    results["latency"] = latency
+    results["load_after_latency"] = load()
+    print(f"\nload average after the latency runs: {results['load_after_latency']}", flush=True)
+
+    # 2. saturation
+    tool = "wrk" if shutil.which("wrk") else "asyncio closed loop"
+    print(f"\n## Saturation ({tool}, {args.conns} connections, {saturation:g} s each, requests/s)\n")
+    print("| target | non-streamed | streamed | non-2xx + socket errors |")
+    print("|---|---:|---:|---:|")
+    sat: list[dict[str, object]] = []
+    modes = (False,) if quick else (False, True)
+    for name, proc in targets:
+        settle(proc, drain)
+        row: dict[str, object] = {"target": name}
+        bad = 0
+        for stream in modes:
+            if tool == "wrk":
+                rate, non2xx, sock = wrk(proc.port, stream, args.conns, saturation, tmp)
+                bad += non2xx + sock
+            else:
+                rate, errs = asyncio.run(closed_loop(proc.port, stream, args.conns, saturation))
+                bad += errs
+            row["streamed" if stream else "non_streamed"] = rate
+        row["errors"] = bad
+        sat.append(row)
+        streamed = row.get("streamed")
+        streamed_text = f"{streamed:,.0f}" if isinstance(streamed, float) else "—"
+        print(f"| {name} | {row['non_streamed']:,.0f} | {streamed_text} | {bad} |", flush=True)
+    results["saturation"] = sat
+
+    # 3. profile under the fixed rate (before the soak, so the soak's ledger size does not weigh on it)
+    if profile_seconds > 0:
+        spied = profile(
+            gateway.pid,
+            profile_seconds,
+            tmp,
+            lambda: asyncio.run(mixed_load(gateway.port, args.rate, profile_seconds, grace)),
+        )
+        if spied is not None:
+            collapsed, _ = spied
+            own, inclusive, categories, total = hot_spots(collapsed, 25)
+            print(f"\n## Gateway profile (py-spy --gil, {profile_seconds:g} s at {args.rate:g}/s mixed, "
+                  f"{total} samples of the thread holding the GIL)\n")  # fmt: skip
+            print("| share of Python CPU | where |\n|---:|---|")
+            for name, count in categories:
+                print(f"| {count / total:.1%} | {name} |")
+            print("\n| own time | function |\n|---:|---|")
+            for name, count in own:
+                print(f"| {count / total:.1%} | `{name}` |")
+            print("\n| inclusive | function |\n|---:|---|")
+            for name, count in inclusive:
+                print(f"| {count / total:.1%} | `{name}` |")
+            results["profile"] = {
+                "categories": categories, "own": own, "inclusive": inclusive, "samples": total
+            }  # fmt: skip
+
+
 # -- the run -----------------------------------------------------------------------------------------------
+
+
+def given(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -831,8 +1410,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="requests/s of the fixed-rate runs")
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per cell (10; quick 3)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3; quick 1)")
-    parser.add_argument("--soak-seconds", type=float, default=None, help="memory soak (600; quick 8)")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        nargs="?",
+        const=600.0,
+        default=None,
+        metavar="SECONDS",
+        help="run only the memory soak, SECONDS long (600): no latency cells, wrk, profile or LiteLLM",
+    )
+    parser.add_argument("--soak-seconds", type=float, default=None, help="the full run's soak (600; quick 6)")
     parser.add_argument("--soak-rate", type=float, default=None, help="requests/s of the soak (--rate)")
+    parser.add_argument(
+        "--soak-warmup", type=float, default=None, help="soak seconds not judged (60, at most a third)"
+    )
+    parser.add_argument(
+        "--soak-every", type=float, default=None, help="seconds between soak samples (5; 1 under 60 s)"
+    )
+    parser.add_argument(
+        "--soak-direct-rate",
+        type=float,
+        default=None,
+        help="requests/s to the upstream directly during the soak, the baseline of 'added' (soak rate / 10)",
+    )
+    parser.add_argument(
+        "--inject-leak",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="check the soak: the gateway keeps BYTES more for every call it records",
+    )
     parser.add_argument("--saturation-seconds", type=float, default=None, help="per wrk run (8; quick 2)")
     parser.add_argument("--conns", type=int, default=64, help="wrk connections at saturation")
     parser.add_argument("--profile-seconds", type=float, default=None, help="py-spy (20; quick 0 = off)")
@@ -857,18 +1464,34 @@ def main(argv: list[str] | None = None) -> None:
         print(setup_litellm())
         return
     quick = args.quick
-    seconds = args.seconds if args.seconds is not None else (2.0 if quick else 10.0)
-    rounds = args.rounds if args.rounds is not None else (1 if quick else 3)
-    soak = args.soak_seconds if args.soak_seconds is not None else (6.0 if quick else 600.0)
-    saturation = args.saturation_seconds if args.saturation_seconds is not None else (2.0 if quick else 8.0)
-    profile_seconds = args.profile_seconds if args.profile_seconds is not None else (0.0 if quick else 20.0)
-    warmup = 0.5 if quick else 2.0
-    grace = 2.0 if quick else 10.0  # seconds a request may still take after the schedule ends
-    drain = 5.0 if quick else 60.0  # seconds an overloaded target is given to drain its backlog
+    soak_only = args.soak is not None
+    plan = Plan(
+        quick=quick,
+        seconds=given(args.seconds, 2.0 if quick else 10.0),
+        rounds=given(args.rounds, 1 if quick else 3),
+        saturation=given(args.saturation_seconds, 2.0 if quick else 8.0),
+        profile_seconds=given(args.profile_seconds, 0.0 if quick else 20.0),
+        warmup=0.5 if quick else 2.0,
+        grace=2.0 if quick else 10.0,
+        drain=5.0 if quick else 60.0,
+    )
+    soak = args.soak if soak_only else given(args.soak_seconds, 6.0 if quick else 600.0)
+    soak_rate = args.soak_rate or args.rate
+    soak_plan = SoakPlan(
+        seconds=soak,
+        rate=soak_rate,
+        direct_rate=args.soak_direct_rate or max(10.0, soak_rate / 10),
+        warmup=given(args.soak_warmup, min(60.0, soak / 3)),
+        every=args.soak_every or (5.0 if soak >= 60 else 1.0),
+        grace=plan.grace,
+    )
 
     began = datetime.now(timezone.utc)
     load_start = load()
-    print(f"tokentrail gateway benchmark, {began:%Y-%m-%d %H:%M} UTC, {machine()}")
+    what = f"soak ({soak:g} s)" if soak_only else "benchmark"
+    print(f"tokentrail gateway {what}, {began:%Y-%m-%d %H:%M} UTC, {machine()}")
+    if args.inject_leak:
+        print(f"LEAK INJECTED: the gateway keeps {args.inject_leak} bytes more for every call it records")
     print(f"load average at start (1/5/15 min): {load_start}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="tt-bench-gateway-"))
     procs: list[Proc] = []
@@ -879,9 +1502,10 @@ def main(argv: list[str] | None = None) -> None:
             "upstream", [sys.executable, __file__, "--serve-upstream", str(up_port)], up_port, tmp
         )
         procs.append(upstream)
-        gateway = start_gateway(up_port, tmp)
+        gateway = start_gateway(up_port, tmp, args.inject_leak)
         procs.append(gateway)
-        litellm = None if args.no_litellm else start_litellm(up_port, tmp, args.litellm_workers)
+        skip_litellm = args.no_litellm or soak_only
+        litellm = None if skip_litellm else start_litellm(up_port, tmp, args.litellm_workers)
         if litellm is not None:
             procs.append(litellm)
         t0 = time.monotonic()
@@ -890,153 +1514,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"processes ready in {time.monotonic() - t0:.1f}s (temp dir {tmp})", flush=True)
         targets = [("direct", upstream), ("gateway", gateway)] + ([("litellm", litellm)] if litellm else [])
 
-        # 1. latency at a fixed rate, targets interleaved
-        cells: dict[tuple[str, bool], Samples] = {
-            (n, s): Samples() for n, _ in targets for s in (False, True)
-        }
-        for _ in range(rounds):
-            for stream in (False, True):
-                for name, proc in targets:
-                    got = asyncio.run(open_loop(proc.port, stream, args.rate, seconds, warmup, grace))
-                    cells[(name, stream)].extend(got)
-                    if got.overloaded_after is not None:
-                        print(
-                            f"({name} {'streamed' if stream else 'non-streamed'}: overloaded at {args.rate:g}/s, "
-                            f"{int(args.rate)}+ requests waiting {got.overloaded_after:.1f}s into the run: stopped)",
-                            flush=True,
-                        )
-                    waited = settle(proc, drain)
-                    if waited > 2:
-                        print(f"({name} took {waited:.0f}s to drain its backlog)", flush=True)
+        if not soak_only:
+            measure(targets, gateway, tmp, args, plan, results)
+        results["soak"], samples = run_soak(upstream, gateway, tmp / "ledger.db", soak_plan)
+        for path in [tmp / "soak.csv"] + ([args.json.with_suffix(".soak.csv")] if args.json else []):
+            write_samples(samples, path)
         print(
-            f"\n## Latency at {args.rate:g} requests/s, open loop ({rounds} × {seconds:g} s per cell, ms)\n"
+            f"samples: {tmp / 'soak.csv'}" + (f", {args.json.with_suffix('.soak.csv')}" if args.json else "")
         )
-        print("| target | mode | p50 | p99 | p99.9 | added p50 | added p99 | requests | errors | conns |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        latency: list[dict[str, object]] = []
-        for stream in (False, True):
-            for label, pick in (("TTLB", "total"), ("TTFB", "first")) if stream else (("body", "total"),):
-                base: list[float] = getattr(cells[("direct", stream)], pick)
-                for name, _ in targets:
-                    cell = cells[(name, stream)]
-                    values: list[float] = getattr(cell, pick)
-                    p50, p99, p999 = pct(values, 0.5), pct(values, 0.99), pct(values, 0.999)
-                    added50 = p50 - pct(base, 0.5) if name != "direct" else float("nan")
-                    added99 = p99 - pct(base, 0.99) if name != "direct" else float("nan")
-                    mode = f"{'streamed' if stream else 'non-streamed'} {label}"
-                    errors = sum(cell.errors.values())
-                    print(
-                        f"| {name} | {mode} | {ms(p50)} | {ms(p99)} | {ms(p999)} | {ms(added50)} | "
-                        f"{ms(added99)} | {len(cell.total)} | {errors} | {cell.connections} |"
-                    )
-                    latency.append(
-                        {"target": name, "mode": mode, "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3,
-                         "p999_ms": p999 * 1e3, "added_p50_ms": added50 * 1e3, "added_p99_ms": added99 * 1e3,
-                         "requests": len(cell.total), "errors": dict(cell.errors)}
-                    )  # fmt: skip
-        for (name, stream), cell in cells.items():
-            if cell.errors:
-                print(f"errors {name} {'streamed' if stream else 'non-streamed'}: {dict(cell.errors)}")
-        results["latency"] = latency
-        results["load_after_latency"] = load()
-        print(f"\nload average after the latency runs: {results['load_after_latency']}", flush=True)
-
-        # 2. saturation
-        tool = "wrk" if shutil.which("wrk") else "asyncio closed loop"
-        print(f"\n## Saturation ({tool}, {args.conns} connections, {saturation:g} s each, requests/s)\n")
-        print("| target | non-streamed | streamed | non-2xx + socket errors |")
-        print("|---|---:|---:|---:|")
-        sat: list[dict[str, object]] = []
-        modes = (False,) if quick else (False, True)
-        for name, proc in targets:
-            settle(proc, drain)
-            row: dict[str, object] = {"target": name}
-            bad = 0
-            for stream in modes:
-                if tool == "wrk":
-                    rate, non2xx, sock = wrk(proc.port, stream, args.conns, saturation, tmp)
-                    bad += non2xx + sock
-                else:
-                    rate, errs = asyncio.run(closed_loop(proc.port, stream, args.conns, saturation))
-                    bad += errs
-                row["streamed" if stream else "non_streamed"] = rate
-            row["errors"] = bad
-            sat.append(row)
-            streamed = row.get("streamed")
-            streamed_text = f"{streamed:,.0f}" if isinstance(streamed, float) else "—"
-            print(f"| {name} | {row['non_streamed']:,.0f} | {streamed_text} | {bad} |", flush=True)
-        results["saturation"] = sat
-
-        # 3. profile under the fixed rate (before the soak, so the soak's ledger size does not weigh on it)
-        if profile_seconds > 0:
-            spied = profile(
-                gateway.pid,
-                profile_seconds,
-                tmp,
-                lambda: asyncio.run(
-                    mixed_open_loop(gateway.port, args.rate, profile_seconds, lambda: None, grace)
-                ),
-            )
-            if spied is not None:
-                collapsed, _ = spied
-                own, inclusive, categories, total = hot_spots(collapsed, 25)
-                print(f"\n## Gateway profile (py-spy --gil, {profile_seconds:g} s at {args.rate:g}/s mixed, "
-                      f"{total} samples of the thread holding the GIL)\n")  # fmt: skip
-                print("| share of Python CPU | where |\n|---:|---|")
-                for name, count in categories:
-                    print(f"| {count / total:.1%} | {name} |")
-                print("\n| own time | function |\n|---:|---|")
-                for name, count in own:
-                    print(f"| {count / total:.1%} | `{name}` |")
-                print("\n| inclusive | function |\n|---:|---|")
-                for name, count in inclusive:
-                    print(f"| {count / total:.1%} | `{name}` |")
-                results["profile"] = {
-                    "categories": categories, "own": own, "inclusive": inclusive, "samples": total
-                }  # fmt: skip
-
-        # 4. memory soak of the gateway
-        points: list[tuple[float, float]] = []
-        soak_start = time.perf_counter()
-        every = max(1, round(soak / 60)) if soak > 20 else 1
-
-        def tick() -> None:
-            now = time.perf_counter() - soak_start
-            if not points or now - points[-1][0] >= every - 0.01:
-                points.append((now, rss_mb(gateway.pid)))
-
-        rss_before = rss_mb(gateway.pid)
-        settle(gateway, drain)
-        soak_rate = args.soak_rate or args.rate
-        soaked = asyncio.run(mixed_open_loop(gateway.port, soak_rate, soak, tick, grace))
-        if soaked.overloaded_after is not None:
-            print(
-                f"\n(the gateway fell a second behind {soak_rate:g}/s {soaked.overloaded_after:.1f}s into the soak: "
-                "stopped; the memory figures below say nothing about a steady state — try a lower --soak-rate)"
-            )
-        points.append((time.perf_counter() - soak_start, rss_mb(gateway.pid)))
-        half = [p for p in points if p[0] >= soak / 2]
-        slope_all = slope_mb_per_min(points)
-        slope_half = slope_mb_per_min(half)
-        print(
-            f"\n## Gateway memory over a {soak:g} s soak at {args.rate:g}/s (streamed and not alternating)\n"
-        )
-        print(
-            "| RSS before | first sample | max | last | slope, whole soak | slope, second half | requests | errors |"
-        )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-        print(
-            f"| {rss_before:.1f} MB | {points[0][1]:.1f} MB | {max(r for _, r in points):.1f} MB | "
-            f"{points[-1][1]:.1f} MB | {slope_all:+.2f} MB/min | {slope_half:+.2f} MB/min | "
-            f"{len(soaked.total):,} | {sum(soaked.errors.values())} |"
-        )
-        if soaked.total:
-            print(f"soak latency: p50 {ms(pct(soaked.total, 0.5))} ms, p99 {ms(pct(soaked.total, 0.99))} ms")
-        results["soak"] = {
-            "seconds": soak, "rate": soak_rate, "overloaded_after": soaked.overloaded_after, "rss_before_mb": rss_before, "points": points, "slope_mb_per_min": slope_all,
-            "slope_second_half_mb_per_min": slope_half, "requests": len(soaked.total),
-            "errors": dict(soaked.errors),
-        }  # fmt: skip
     finally:
         for proc in reversed(procs):
             proc.stop()
