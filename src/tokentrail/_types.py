@@ -205,24 +205,29 @@ def _valid_expression(zero: frozenset[str] = frozenset(), *, fast_zero: bool = F
     (`_zero`, what every literal or computed 0 is in CPython) skips its type call.
     """
     names = [name for name in TOKEN_FIELDS if name not in zero]
-
-    def total(parts: tuple[str, ...]) -> str:
-        return " + ".join(name for name in parts if name not in zero) or "0"
-
     if fast_zero:
         exact = " and ".join(f"({name} is _zero or type({name}) is int)" for name in names)
     else:
         exact = " and ".join(f"type({name}) is int" for name in names)
     signs = " | ".join(names)  # negative exactly when one count is
+    return f"{exact} and ({signs}) >= 0 and {_rules_expression(zero)}"
+
+
+def _rules_expression(zero: frozenset[str]) -> str:
+    """Python source true when the subset rules hold for counts known to be exact non-negative ints
+    (counts in `zero` are known to be 0 and left out)."""
+
+    def total(parts: tuple[str, ...]) -> str:
+        return " + ".join(name for name in parts if name not in zero) or "0"
+
     subsets = " or ".join(f"{part} > {whole}" for part, whole in _SUBSETS if part not in zero) or "False"
-    rules = [
-        f"{total(_CACHED)} <= input_tokens",
-        f"{total(_CACHED)} + {total(_MEDIA_IN)} - ({total(_CACHED_MEDIA)}) <= input_tokens",
-        f"{total(_PRODUCED)} <= output_tokens",
-    ]
+    rules = [f"{total(_CACHED)} <= input_tokens"]
+    if not zero.issuperset(_MEDIA_IN):  # without media counts this rule is the one above
+        rules.append(f"{total(_CACHED)} + {total(_MEDIA_IN)} - ({total(_CACHED_MEDIA)}) <= input_tokens")
+    rules.append(f"{total(_PRODUCED)} <= output_tokens")
     if "audio_ms" not in zero:
         rules.append(f"{total(_AUDIO_PARTS)} <= audio_ms")
-    return f"{exact} and ({signs}) >= 0 and not ({subsets}) and " + " and ".join(rules)
+    return f"not ({subsets}) and " + " and ".join(rules)
 
 
 # Counts that are 0 in nearly every call: `__init__` checks them only when one is not the int 0, and
@@ -317,7 +322,7 @@ setattr(Usage, "__init__", _usage_init)  # noqa: B010 (a method assignment mypy 
 _UsageFill = type("_UsageFill", (), {"__slots__": Usage.__slots__})
 
 
-def usage_builder(names: Sequence[str]) -> Callable[..., Usage]:
+def usage_builder(names: Sequence[str], *, exact_counts: bool = False) -> Callable[..., Usage]:
     """A constructor `build(*counts)` of a complete `Usage` from the counts `names` (positional, in that
     order), every other field at its default, for readers that build many (the compiled usage readers).
 
@@ -325,6 +330,8 @@ def usage_builder(names: Sequence[str]) -> Callable[..., Usage]:
     no, `Usage(...)` itself runs, to coerce an int subclass or raise the precise `InvalidUsageError`), and
     is several times faster: the slots are set by plain attribute stores on a `_UsageFill`, which then
     becomes a Usage, instead of one slot-descriptor call per field of the frozen dataclass.
+    With `exact_counts` the caller vouches that every count it passes is an exact `int` >= 0 (a compiled
+    reader checks each count it reads), and only the subset rules are checked.
     """
     given = tuple(names)
     unknown = [name for name in given if name not in TOKEN_FIELDS]
@@ -335,12 +342,15 @@ def usage_builder(names: Sequence[str]) -> Callable[..., Usage]:
     for f in fields(Usage):
         if f.name in given:
             sets.append(f"    u.{f.name} = {f.name}")
+        elif f.init and (f.default is None or type(f.default) is int):
+            sets.append(f"    u.{f.name} = {f.default!r}")  # a constant: cheaper than a global
         elif f.init:
             namespace[f"_default_{f.name}"] = f.default
             sets.append(f"    u.{f.name} = _default_{f.name}")
     rare = [name for name in given if name in RARE_FIELDS]
     rare_set = f"not ({' and '.join(f'{name} is _zero' for name in rare)})" if rare else "False"
-    valid = _valid_expression(frozenset(TOKEN_FIELDS) - set(given))
+    zero = frozenset(TOKEN_FIELDS) - set(given)
+    valid = _rules_expression(zero) if exact_counts else _valid_expression(zero)
     referenced = set(re.findall(r"\w+", valid))  # the wholes of given parts, the totals of the rules
     source = "\n".join(
         [
