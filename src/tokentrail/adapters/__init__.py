@@ -14,7 +14,7 @@ from tokentrail._types import Usage
 from tokentrail.adapters._base import Captured, Malformed, StreamAccumulator, logger, model_name
 from tokentrail.adapters._detect import canonical_provider, detect_response
 from tokentrail.adapters._instrument import instrument, instrumented, uninstrument, wrap
-from tokentrail.adapters._read import read_response
+from tokentrail.adapters._read import read_named_json, read_response
 from tokentrail.adapters.streams import capture_stream, stream_accumulator, usage_from_stream
 from tokentrail.errors import AdapterError
 
@@ -41,6 +41,13 @@ def capture(response: object, provider: str | None = None, *, strict: bool = Fal
     None it is detected from the SDK type or the body's shape. Missing or malformed usage gives
     `Usage.unknown(reason)`, or raises `AdapterError` when `strict`.
     """
+    if type(response) is dict and type(provider) is str and provider:
+        try:
+            captured = read_named_json(response, provider)
+        except Exception:  # the full path below reads it again, and says what is wrong
+            captured = None
+        if captured is not None:
+            return captured
     label = _provider_label(provider)
     try:
         body, adapter, batch = detect_response(response, provider)

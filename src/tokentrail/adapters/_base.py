@@ -36,6 +36,7 @@ __all__ = [
     "get_field",
     "is_record",
     "model_name",
+    "new_captured",
     "text_value",
 ]
 
@@ -73,6 +74,34 @@ class Captured:
         None  # the provider's id for the response, where a response can be fetched again
     )
     finished: bool = True  # False: a background response still queued or running (no usage yet)
+
+
+# A mutable class of Captured's slot layout: `new_captured` fills one with plain attribute stores, then
+# makes it a Captured (`__class__` assignment, as `_types.usage_builder` does for Usage), instead of the
+# frozen dataclass's one `object.__setattr__` call per field.
+_CapturedFill = type("_CapturedFill", (), {"__slots__": Captured.__slots__})
+
+
+def new_captured(
+    usage: Usage,
+    model: str | None,
+    provider: str,
+    price_context: Mapping[str, str],
+    response_id: str | None = None,
+) -> Captured:
+    """`Captured(usage, model, provider, price_context, response_id=response_id)`, several times faster
+    (the compiled readers build one per response read)."""
+    fill: Any = _CapturedFill()
+    fill.usage = usage
+    fill.model = model
+    fill.provider = provider
+    fill.price_context = price_context
+    fill.provider_cost = None
+    fill.response_id = response_id
+    fill.finished = True
+    fill.__class__ = Captured
+    captured: Captured = fill
+    return captured
 
 
 @dataclass(frozen=True, slots=True)

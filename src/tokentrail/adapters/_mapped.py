@@ -35,7 +35,8 @@ from typing import Any, NamedTuple
 
 from tokentrail._types import Usage, usage_builder
 from tokentrail.adapters import anthropic, openai
-from tokentrail.adapters._base import MAX_COUNT, Captured, Malformed, describe
+from tokentrail.adapters._base import MAX_COUNT, Captured, Malformed, describe, new_captured
+from tokentrail.adapters._detect import ADAPTERS, canonical_provider
 from tokentrail.errors import InvalidUsageError
 from tokentrail.pricing import installed as _in_force
 from tokentrail.pricing.names import PROVIDER_ALIASES
@@ -260,6 +261,12 @@ def compile_extractor(
     containers: dict[str, str] = {"[]": "body"}
     objects: set[str] = {"body"}  # variables already checked to be objects
     opened: dict[str, tuple[Any, ...]] = {}  # objects read by key, and their paths
+    present: set[str] = {"body"}  # variables known not to be None (the body, the root once checked)
+
+    def get(parent: str, key: str) -> str:
+        """An expression for `parent[key]`, None when absent (or when `parent` itself is None)."""
+        read = f"{parent}.get({src.constant(key)})"
+        return read if parent in present else f"{read} if {parent} is not None else None"
 
     def container(path: tuple[Any, ...]) -> str:
         """The variable holding the value at `path`: an object, a list or a matched item (None when absent)."""
@@ -272,13 +279,15 @@ def compile_extractor(
         step = path[-1]
         if isinstance(step, str):
             as_object(parent, path[:-1])
-            src.add(f"{name} = {parent}.get({src.constant(step)}) if {parent} is not None else None")
+            src.add(f"{name} = {get(parent, step)}")
         else:
             match = src.constant(compile_clause(step["match"]))
             where = src.constant(_where(path[:-1]))
+            matched = f"_array_match({parent}, {src.constant(step['field'])}, {match}, {where})"
             src.add(
-                f"{name} = _array_match({parent}, {src.constant(step['field'])}, {match}, {where}) "
-                f"if {parent} is not None else None"
+                f"{name} = {matched}"
+                if parent in present
+                else f"{name} = {matched} if {parent} is not None else None"
             )
             objects.add(name)  # a matched item is an object
         return name
@@ -287,14 +296,14 @@ def compile_extractor(
         if name not in objects:
             objects.add(name)
             opened[name] = path
-            src.add(
-                f"if {name} is not None and type({name}) is not dict and not isinstance({name}, Mapping):"
-            )
+            absent = "" if name in present else f"{name} is not None and "
+            src.add(f"if {absent}type({name}) is not dict and not isinstance({name}, Mapping):")
             src.add(f"_object({name}, {src.constant(_where(path))})", 2)
 
     root_var = container(tuple(root))
     src.add(f"if {root_var} is None:")
     src.add(f"raise Miss({src.constant(_where(root) + ' is missing')})", 2)
+    present.add(root_var)
     as_object(root_var, tuple(root))
 
     dests: dict[str, str] = {}
@@ -310,7 +319,7 @@ def compile_extractor(
         as_object(parent, path[:-1])
         where = _where(path)
         var, dest = "x", dests[mapping["dest"]]
-        src.add(f"{var} = {parent}.get({src.constant(path[-1])}) if {parent} is not None else None")
+        src.add(f"{var} = {get(parent, path[-1])}")
         if mapping["required"]:
             src.add(f"if {var} is None:")
             src.add(f"raise Miss({src.constant(where + ' is missing')})", 2)
@@ -335,7 +344,7 @@ def compile_extractor(
     checks |= {(var, other) for var, name in read_names for known, other in _CHECKED_BESIDE if name == known}
     for var, name in sorted(checks - read_names):
         path = opened.get(var, tuple(root))
-        src.add(f"x = {var}.get({src.constant(name)}) if {var} is not None else None")
+        src.add(f"x = {get(var, name)}")
         src.add(f"if x is not None and (type(x) is not int or x < 0 or x > {MAX_COUNT}):")
         src.add(f"_count(x, {src.constant(_where([*path, name]))})", 2)
     _derive_cache_writes(src, spec["mappings"], dests)
@@ -371,7 +380,9 @@ def compile_extractor(
     for attr, variables in fields.items():
         parts = [f"({v} or 0)" for v in variables] + (["web"] if attr == "web_searches" else [])
         values.append(" + ".join(parts))
-    build = src.constant(usage_builder(list(fields)))  # a fast Usage constructor for these fields
+    # A fast Usage constructor for these fields; every count passed is an exact int >= 0 (read and checked
+    # above, or summed from such counts, or the caller's count of web search calls).
+    build = src.constant(usage_builder(list(fields), exact_counts=True))
     model = _model_reader(src, list(spec["model_path"]))
     src.add("try:")
     src.add(f"usage = {build}({', '.join(values)})", 2)
@@ -472,6 +483,7 @@ class MappedReaders:
         self._ancestors = _ancestors(snapshot["units"])
         self._compiled: dict[tuple[str, str], Compiled | None] = {}
         self._ids: dict[str, tuple[str, ...]] = {}
+        self._plans: dict[tuple[str, str], _Plan | None] = {}  # (provider name as given, shape) → plan
 
     def flavors(self, provider_id: str) -> tuple[str, ...]:
         """The API flavors a provider's extractors know, in the catalog's order."""
@@ -522,16 +534,54 @@ class MappedReaders:
             captured = self._try(body, shape, _XAI, "chat", name)  # Grok through an OpenAI-compatible name
             if captured is not None:
                 return captured
-        flavors = SHAPE_FLAVORS[shape]
-        for provider_id in ids:
-            for flavor in flavors:
-                captured = self._try(body, shape, provider_id, flavor, name)
-                if captured is not None:
-                    return captured
+        for compiled in self._shaped_readers(ids, shape):
+            captured = _read_with(compiled, body, shape, _label(compiled.provider, name))
+            if captured is not None:
+                return captured
+        return None
+
+    def read_named(self, body: Mapping[str, Any], provider: str, shape: str) -> Captured | None:
+        """`read_shaped(body, shape, canonical_provider(provider))` when the catalog's extractors read what a
+        provider of that name sends (None otherwise: see `_plan`), with the readers it tries chosen once
+        per provider name and shape (see `_plan`) instead of on every call."""
+        plan = self._plans.get((provider, shape), _UNSET)
+        if plan is _UNSET:
+            plan = self._plan(provider, shape)
+        if plan is None:
+            return None
+        name, grok_first, readers = plan
+        if grok_first and _reasoning_outside_completion(body, name):
+            captured = self._try(body, shape, _XAI, "chat", name)
+            if captured is not None:
+                return captured
+        for compiled, label in readers:
+            captured = _read_with(compiled, body, shape, label)
+            if captured is not None:
+                return captured
+        return None
+
+    def _plan(self, provider: str, shape: str) -> _Plan | None:
+        """What `read_shaped` tries for a body of `shape` from `provider`, when it depends on nothing else:
+        None when the provider has a hand-written reader and no extractor (that reader comes first) or
+        stands for several routers (the body's model says which)."""
+        name = canonical_provider(provider)
+        ids = self.provider_ids(name)
+        plan: _Plan | None = None
+        if not (name in ADAPTERS and not ids) and len(ids) <= 1:
+            readers = tuple((c, _label(c.provider, name)) for c in self._shaped_readers(ids, shape))
+            plan = _Plan(name, shape == "chat" and _XAI not in ids, readers)
+        if len(self._plans) < _MAX_PLANS:  # provider names come from callers: keep the table small
+            self._plans[(provider, shape)] = plan
+        return plan
+
+    def _shaped_readers(self, ids: tuple[str, ...], shape: str) -> list[Compiled]:
+        """The readers a body of `shape` from the catalog providers `ids` is tried with, in order: the
+        providers' extractors for the shape's flavors, then the shape's reference extractor."""
+        found = [self.compiled(provider_id, flavor) for provider_id in ids for flavor in SHAPE_FLAVORS[shape]]
         reference = SHAPE_REFERENCE.get(shape)
         if reference is not None and reference[0] not in ids:
-            return self._try(body, shape, reference[0], reference[1], name)
-        return None
+            found.append(self.compiled(*reference))
+        return [compiled for compiled in found if compiled is not None]
 
     def read_any(self, body: Mapping[str, Any], name: str) -> Captured | None:
         """A body of no known shape: the provider's `default` extractor, then the others in the catalog's
@@ -565,33 +615,49 @@ class MappedReaders:
             compiled = self.compiled(provider_id, flavor)
         if compiled is None:
             return None
-        web = 0
-        if shape == "responses" and not compiled.reads_web_searches and _may_search(body):
-            web = openai.web_search_calls(body)
-        try:
-            usage, model = compiled.read(body, web)
-        except Miss:
-            return None
-        label = provider_id if provider_id.startswith("huggingface_") else name
-        tier = body.get("service_tier")  # OpenAI's, on the body; Anthropic's, in its usage
-        if type(tier) is str:
-            context = {"service_tier": tier} if tier else {}
-        else:
-            context = {} if tier is None else openai.price_context(body)  # (a tier given as an enum)
-        if not context:
-            usage_root = body.get("usage")
-            if (type(usage_root) is dict or isinstance(usage_root, Mapping)) and "service_tier" in usage_root:
-                context = anthropic.price_context(usage_root)
-        if shape != "responses":
-            return Captured(usage, model, label, context)
-        response_id = body.get("id")
-        return Captured(
-            usage,
-            model,
-            label,
-            context,
-            response_id=response_id if isinstance(response_id, str) and response_id else None,
-        )
+        return _read_with(compiled, body, shape, _label(provider_id, name))
+
+
+class _Plan(NamedTuple):
+    """The readers a provider name's bodies of one shape are tried with (see `MappedReaders.read_named`)."""
+
+    name: str  # the provider name the capture carries (canonical)
+    grok_first: bool  # a chat body whose reasoning is outside completion_tokens goes to x-ai's reader first
+    readers: tuple[tuple[Compiled, str], ...]  # (reader, the provider name its capture carries)
+
+
+_MAX_PLANS = 512
+
+
+def _label(provider_id: str, name: str) -> str:
+    """The provider name a capture read by `provider_id`'s extractor carries (a router's own id)."""
+    return provider_id if provider_id.startswith("huggingface_") else name
+
+
+def _read_with(compiled: Compiled, body: Mapping[str, Any], shape: str | None, label: str) -> Captured | None:
+    """What one extractor reads from `body` (None when it cannot read it), with the price context."""
+    web = 0
+    if shape == "responses" and not compiled.reads_web_searches and _may_search(body):
+        web = openai.web_search_calls(body)
+    try:
+        usage, model = compiled.read(body, web)
+    except Miss:
+        return None
+    tier = body.get("service_tier")  # OpenAI's, on the body; Anthropic's, in its usage
+    if type(tier) is str:
+        context = {"service_tier": tier} if tier else {}
+    else:
+        context = {} if tier is None else openai.price_context(body)  # (a tier given as an enum)
+    if not context:
+        usage_root = body.get("usage")
+        if (type(usage_root) is dict or isinstance(usage_root, Mapping)) and "service_tier" in usage_root:
+            context = anthropic.price_context(usage_root)
+    if shape != "responses":
+        return new_captured(usage, model, label, context)
+    response_id = body.get("id")
+    return new_captured(
+        usage, model, label, context, response_id if isinstance(response_id, str) and response_id else None
+    )
 
 
 _UNSET: Any = object()
