@@ -9,12 +9,20 @@ from decimal import Decimal
 
 import pytest
 
+from tokentrail.adapters._body_tap import _event_end
 from tokentrail.adapters._instrument_call import _estimate_input
+from tokentrail.adapters.openai import ChatStream
 from tokentrail.budgets import BudgetConfigError
 from tokentrail.gateway._app import _ask_usage
-from tokentrail.gateway._events import EventSplitter, _array_elements, strip_usage
+from tokentrail.gateway._events import (
+    DeferredStream,
+    EventSplitter,
+    _array_elements,
+    strip_usage,
+    strip_usage_all,
+)
 from tokentrail.gateway._metrics import BUCKETS, Histogram
-from tokentrail.gateway._routes import match
+from tokentrail.gateway._routes import CHAT, MESSAGES, match
 from tokentrail.gateway._upstream import forward_headers, parse_upstream, presented_key, target_url
 from tokentrail.gateway.keys import parse_budget_spec
 
@@ -80,6 +88,70 @@ def test_events_split_across_chunks() -> None:
     assert splitter.split(b"data: 1\n\ndata: ") == [b"data: 1\n\n"]
     assert splitter.split(b"2\r\n\r\n") == [b"data: 2\r\n\r\n"]
     assert splitter.rest() == b""
+
+
+def _events_one_at_a_time(body: bytes) -> list[bytes]:
+    """The events of `body` cut one by one, as the in-process body tap cuts them."""
+    events, start = [], 0
+    while True:
+        end, width = _event_end(body, start)
+        if end < 0:
+            return events
+        events.append(body[start : end + width])
+        start = end + width
+
+
+def test_events_split_where_each_one_ends_whatever_the_chunking() -> None:
+    mixed = (
+        b"data: 1\n\ndata: 2\r\n\r\n: comment\n\nevent: x\r\ndata: 3\r\n\r\ndata: 4\n\n"
+        b"data: \r\n\n5\n\ndata: 6\r\n\r\r\n\r\ndata: 7\n\n\n\ndata: cut"
+    )
+    expected = _events_one_at_a_time(mixed)
+    assert expected[5:8] == [b"data: \r\n\n", b"5\n\n", b"data: 6\r\n\r\r\n\r\n"] and len(expected) == 10
+    lf_only = b"data: 1\n\n: c\n\nevent: x\ndata: 2\n\n\n\n\ndata: 3\n\ndata: cut"
+    assert _events_one_at_a_time(lf_only)[3:] == [b"\n\n", b"\ndata: 3\n\n"]
+    for body in (mixed, lf_only):
+        expected = _events_one_at_a_time(body)
+        for size in range(1, len(body) + 1):
+            splitter = EventSplitter()
+            chunks = (body[start : start + size] for start in range(0, len(body), size))
+            assert [event for chunk in chunks for event in splitter.split(chunk)] == expected, size
+            assert splitter.rest() == b"data: cut"
+
+
+def test_usage_taken_out_of_a_chunk_of_events_as_out_of_each() -> None:
+    events = [
+        b'data: {"choices":[{"delta":{"content":"a"}}],"usage":null}\n\n',
+        b'data: {"choices": [{"delta": {}}], "usage": null}\n\n',
+        b'data: {"usage":null,"choices":[]}\n\n',
+        b'data: {"choices":[],"usage":{"prompt_tokens":1}}\n\n',
+        b'data: {"choices":[{"delta":{"x":{"a":1,"usage":null}}}],"usage":null}\n\n',  # only the first
+        b"data: [DONE]\n\n",
+    ]
+    assert strip_usage_all(events) == (
+        b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
+        b'data: {"choices": [{"delta": {}}]}\n\n'
+        b'data: {"choices":[]}\n\n'
+        b'data: {"choices":[{"delta":{"x":{"a":1}}}],"usage":null}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    assert strip_usage_all(events) == b"".join(e for e in map(strip_usage, events) if e is not None)
+
+
+def test_a_stream_keeps_its_first_and_usage_events_up_to_its_last_one() -> None:
+    stream = DeferredStream(ChatStream("openai"))
+    first = b'data: {"model":"gpt-4o","choices":[],"usage":null}\n\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3}}\n\n'
+    nulls = [b'data: {"choices":[],"usage":null}\n\n', b'data: {"choices":[], "usage" : null}\n\n']
+    done = b"data: [DONE]\n\n"
+    assert stream.take_all([first, *nulls], CHAT.last_event) is False
+    assert stream.take_all([usage, done, b"data: after\n\n"], CHAT.last_event) is True
+    assert (stream.events, stream.kept) == (5, [first, usage])
+    anthropic = DeferredStream(ChatStream("anthropic"))
+    stop = b'event: message_stop\ndata: {"type": "message_stop"}\n\n'
+    assert anthropic.take_all([b"event: ping\ndata: {}\n\n"], MESSAGES.last_event) is False
+    assert anthropic.take_all([b'data: {"text": "message_stop"}\n\n', stop], MESSAGES.last_event) is True
+    assert anthropic.events == 3
 
 
 def test_asking_for_usage_keeps_the_rest_of_the_body_bytes() -> None:

@@ -291,9 +291,7 @@ class Call:
     def new_accumulator(self) -> StreamAccumulator:
         """The accumulator for this call's stream: the endpoint's own, or one that detects the format."""
         if self.stream_reader is not None:
-            module_name, _, name = self.stream_reader.partition(":")
-            module = importlib.import_module(f"tokentrail.adapters.{module_name}")
-            accumulator: StreamAccumulator = getattr(module, name)(self.provider)
+            accumulator: StreamAccumulator = _reader(self.stream_reader)(self.provider)
             return accumulator
         from tokentrail.adapters.streams import stream_accumulator
 

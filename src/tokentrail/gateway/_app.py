@@ -20,7 +20,6 @@ import hmac
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -35,7 +34,14 @@ from tokentrail.adapters._instrument_target import Target, first_int
 from tokentrail.budgets.manager import attribution_scope
 from tokentrail.errors import BudgetExceeded
 from tokentrail.gateway._access import GatewayBudgets, KeyRegistry
-from tokentrail.gateway._events import ArrayStream, DeferredStream, EventSplitter, strip_usage
+from tokentrail.gateway._events import (
+    ArrayStream,
+    DeferredStream,
+    EventSplitter,
+    LastEvent,
+    strip_usage,
+    strip_usage_all,
+)
 from tokentrail.gateway._metrics import GatewayMetrics
 from tokentrail.gateway._routes import STREAM_GENERATE, Match, Route, match
 from tokentrail.gateway._shapes import ErrorReply, error_reply
@@ -348,7 +354,7 @@ class Gateway:
         strip = route.asks_usage and streaming and not _asked_usage(request)
         if strip:
             body = _ask_usage(body, request)
-        gone = asyncio.ensure_future(_disconnected(receive))  # the client leaving, noticed from here on
+        gone = asyncio.create_task(_disconnected(receive))  # the client leaving, noticed from here on
         try:
             with attribution(**values):
                 return await self._forward(
@@ -508,7 +514,7 @@ class Gateway:
         else:
             sink = _BodySink(call)
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        pump = asyncio.ensure_future(_pump(send, response, sink))
+        pump = asyncio.create_task(_pump(send, response, sink))
         try:
             await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
         except BaseException:  # the server is cancelling this request: the client is gone
@@ -629,10 +635,10 @@ class _EventSink(_Sink):
     The stream's last event (`last_event`, by route) ends it: the call is queued for recording before that
     event is passed on, as the client may close the connection as soon as it has it."""
 
-    def __init__(self, call: Call, strip: bool, last_event: str | None) -> None:
+    def __init__(self, call: Call, strip: bool, last_event: LastEvent | None) -> None:
         self.call = call
         self.strip = strip
-        self.last_event = _pattern(last_event)
+        self.last_event = last_event
         self.splitter = EventSplitter()
         self.stream = DeferredStream(call.new_accumulator())
         call.keep_context()
@@ -642,17 +648,11 @@ class _EventSink(_Sink):
         if call.first_token_at is None:
             call.first_token_at = time.perf_counter()
         events = self.splitter.split(chunk)
-        if not self.ended:
-            take = self.stream.take
-            last = self.last_event
-            for event in events:
-                take(event)
-                if last is not None and last.search(event) is not None:
-                    self.end(aborted=False)  # the stream's end: record it before the client sees it
-                    break
+        if not self.ended and self.stream.take_all(events, self.last_event):
+            self.end(aborted=False)  # the stream's last event: recorded before the client sees it
         if not self.strip:
             return chunk
-        return b"".join(kept for kept in map(strip_usage, events) if kept is not None)
+        return strip_usage_all(events)
 
     def tail(self) -> bytes:
         rest = self.splitter.rest()
@@ -692,27 +692,20 @@ class _ArraySink(_Sink):
         self.call.finish_stream(self.stream, aborted=aborted)
 
 
-_PATTERNS: dict[str, re.Pattern[bytes]] = {}
-
-
-def _pattern(regex: str | None) -> re.Pattern[bytes] | None:
-    if regex is None:
-        return None
-    found = _PATTERNS.get(regex)
-    if found is None:
-        found = _PATTERNS[regex] = re.compile(regex.encode(), re.MULTILINE)
-    return found
-
-
 async def _pump(send: Send, response: aiohttp.ClientResponse, sink: _Sink) -> None:
     """Relay the upstream body to the client chunk by chunk, through `sink`. A sink that `holds_last`
     (a JSON body, whose end the client can tell by its length) keeps one chunk back, so the call is
-    queued for recording before the client has the whole body."""
+    queued for recording before the client has the whole body. A read that brings the body's end goes
+    out with the end: one write, not two."""
     held = b""
     holds_last = sink.holds_last
-    read = response.content.readany
+    content = response.content
+    read = content.readany
     while chunk := await read():
         out = sink.chunk(chunk)
+        if content.at_eof():
+            held += out
+            break
         if not out:
             continue
         if holds_last:

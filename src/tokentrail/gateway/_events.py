@@ -18,15 +18,15 @@ import re
 
 from tokentrail._types import Usage
 from tokentrail.adapters._base import Captured, StreamAccumulator
-from tokentrail.adapters._body_tap import _event_end
 
-__all__ = ["ArrayStream", "DeferredStream", "EventSplitter", "strip_usage"]
+__all__ = ["ArrayStream", "DeferredStream", "EventSplitter", "LastEvent", "strip_usage", "strip_usage_all"]
 
 _USAGE = b'"usage'  # "usage" (OpenAI, Anthropic) and "usageMetadata" (Gemini)
 _NO_USAGE = re.compile(rb'"usage"\s*:\s*null')
 _USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _NULL_USAGE_FIELD = re.compile(rb',\s*"usage"\s*:\s*null|"usage"\s*:\s*null\s*,')
+_NULL_USAGE = b'"usage":null'
 _COMPACT_NULL_USAGE = b',"usage":null'
 
 
@@ -41,11 +41,24 @@ class DeferredStream(StreamAccumulator):
 
     def take(self, event: bytes) -> None:
         """One whole event went by: count it, and keep it when it may carry the model or usage."""
-        self.events += 1
-        if self.events == 1 or (
-            _USAGE in event and _COMPACT_NULL_USAGE[1:] not in event and _NO_USAGE.search(event) is None
-        ):
-            self.kept.append(event)
+        self.take_all([event], None)
+
+    def take_all(self, events: list[bytes], last: LastEvent | None) -> bool:
+        """`take` each event up to the stream's last one (what `last` matches); True when it was among
+        them (one call per chunk, not per event)."""
+        kept = self.kept
+        count = self.events
+        for event in events:  # find, not `in`: Python 3.11 makes an exception per bytes `in` test
+            count += 1
+            if count == 1 or (  # most events, OpenAI's with "usage":null, are ruled out by the first search
+                event.find(_NULL_USAGE) < 0 and event.find(_USAGE) >= 0 and _NO_USAGE.search(event) is None
+            ):
+                kept.append(event)
+            if last is not None and event.find(last.marker) >= 0 and last.pattern.search(event) is not None:
+                self.events = count
+                return True
+        self.events = count
+        return False
 
     def close(self, *, aborted: bool = False) -> None:
         super().close(aborted=aborted)
@@ -115,8 +128,20 @@ def _array_elements(text: str) -> tuple[list[object], str | None]:
         elements.append(element)
 
 
+class LastEvent:
+    """What marks a stream's last event: a regex, tried only on events that hold `marker` (a literal every
+    match holds), so most events cost one substring search instead of a regex scan (`take_all`)."""
+
+    __slots__ = ("marker", "pattern")
+
+    def __init__(self, marker: bytes, regex: str) -> None:
+        self.marker = marker
+        self.pattern = re.compile(regex.encode(), re.MULTILINE)
+
+
 class EventSplitter:
-    """Cuts a byte stream into whole server-sent events (each with its blank-line terminator)."""
+    """Cuts a byte stream into whole server-sent events (each with its blank-line terminator: the first
+    `\n\n` or `\r\n\r\n` after its start)."""
 
     __slots__ = ("buffer",)
 
@@ -125,15 +150,30 @@ class EventSplitter:
 
     def split(self, chunk: bytes) -> list[bytes]:
         buffer = self.buffer + chunk if self.buffer else chunk
+        if buffer.find(b"\r") < 0:  # the usual stream, `\n` line ends only: one C pass (`\r` is a memchr)
+            parts = buffer.split(b"\n\n")
+            self.buffer = parts.pop()
+            return [part + b"\n\n" for part in parts]
         events = []
         start = 0
+        # the next of each terminator at or after `start`, searched again only once passed (-1: none left),
+        # so a buffer of many events is scanned once, not once per event
+        lf = buffer.find(b"\n\n")
+        crlf = buffer.find(b"\r\n\r\n")
         while True:
-            end, width = _event_end(buffer, start)
-            if end < 0:
+            if crlf >= 0 and (lf < 0 or crlf < lf):
+                end = crlf + 4
+            elif lf >= 0:
+                end = lf + 2
+            else:
                 break
-            events.append(buffer[start : end + width])
-            start = end + width
-        self.buffer = buffer[start:]
+            events.append(buffer[start:end])
+            start = end
+            if 0 <= lf < start:
+                lf = buffer.find(b"\n\n", start)
+            if 0 <= crlf < start:
+                crlf = buffer.find(b"\r\n\r\n", start)
+        self.buffer = buffer[start:] if start else buffer
         return events
 
     def rest(self) -> bytes:
@@ -145,13 +185,28 @@ class EventSplitter:
 def strip_usage(event: bytes) -> bytes | None:
     """An OpenAI chat event as a client that did not ask for usage sees it: the usage-only chunk dropped
     (None), `"usage": null` taken out of the others."""
-    if _USAGE not in event:
+    if event.find(_USAGE) < 0:
         return event
-    if _COMPACT_NULL_USAGE in event:  # the common chunk, as OpenAI writes it: a substring search, no regex
-        return event.replace(_COMPACT_NULL_USAGE, b"", 1)
+    stripped = event.replace(_COMPACT_NULL_USAGE, b"", 1)  # the common chunk, as OpenAI writes it
+    if len(stripped) != len(event):
+        return stripped
     stripped, nulls = _NULL_USAGE_FIELD.subn(b"", event, count=1)
     if nulls:  # its usage is null: not the usage chunk
         return stripped
     if _USAGE_ONLY.search(event) is not None and _USAGE_OBJECT.search(event) is not None:
         return None
     return event
+
+
+def strip_usage_all(events: list[bytes]) -> bytes:
+    """The events as a client that did not ask for usage sees them (`strip_usage` of each), joined."""
+    kept = []
+    for event in events:
+        stripped = event.replace(_COMPACT_NULL_USAGE, b"", 1)  # most events: one search, no more
+        if len(stripped) != len(event):
+            kept.append(stripped)
+            continue
+        other = strip_usage(event)
+        if other is not None:
+            kept.append(other)
+    return b"".join(kept)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from tokentrail.gateway._events import LastEvent
+
 __all__ = ["ROUTES", "Match", "Route", "match"]
 
 
@@ -27,18 +29,20 @@ class Route:
     adapter: str  # the `tokentrail.adapters` reader of a JSON response ("module" or "module:function")
     stream_reader: str  # the `tokentrail.adapters` accumulator of an event stream ("module:Class")
     asks_usage: bool = False  # a stream reports usage only when asked (OpenAI chat: stream_options)
-    last_event: str | None = None  # a regex matching the stream's last event (None: the body's end tells)
+    last_event: LastEvent | None = None  # what marks the stream's last event (None: the body's end tells)
 
 
 # The last event of a stream, after which an SDK may close the connection without reading the body's end
 # (the openai SDK does after `data: [DONE]`): the call is recorded when it passes, not at the body's end.
-CHAT = Route("openai.chat", "openai", "openai", "openai:ChatStream", True, r"^data:\s*\[DONE\]")
+CHAT = Route(
+    "openai.chat", "openai", "openai", "openai:ChatStream", True, LastEvent(b"[DONE]", r"^data:\s*\[DONE\]")
+)
 RESPONSES = Route(
     "openai.responses",
     "openai",
     "openai",
     "openai:ResponsesStream",
-    last_event=r'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"',
+    last_event=LastEvent(b'"response.', r'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"'),
 )
 EMBEDDINGS = Route("openai.embeddings", "openai", "openai:extract_embeddings", "openai:ChatStream")
 MESSAGES = Route(
@@ -46,7 +50,7 @@ MESSAGES = Route(
     "anthropic",
     "anthropic",
     "anthropic:MessageStream",
-    last_event=r'"type"\s*:\s*"message_stop"',
+    last_event=LastEvent(b'"message_stop"', r'"type"\s*:\s*"message_stop"'),
 )
 GENERATE = Route("gemini.generate", "gemini", "gemini", "gemini:GenerateContentStream")
 STREAM_GENERATE = Route("gemini.stream", "gemini", "gemini", "gemini:GenerateContentStream")
