@@ -25,6 +25,7 @@ __all__ = [
     "GroupValue",
     "Record",
     "SummaryRow",
+    "before",
     "fresh_record",
     "intern_attribution",
     "new_record_id",
@@ -186,6 +187,14 @@ def to_timestamp_us(at: datetime | date) -> int:
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
     return (at - _EPOCH) // _ONE_US
+
+
+def before(moment: datetime, span: timedelta) -> datetime:
+    """`moment - span`, or the earliest datetime (in `moment`'s zone) when that would be before year 1."""
+    try:
+        return moment - span
+    except OverflowError:
+        return datetime.min.replace(tzinfo=moment.tzinfo)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

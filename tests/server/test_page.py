@@ -88,6 +88,15 @@ def test_anomalous_hour_is_listed_on_the_page_and_the_api(
     assert '<table id="anomalies">' in html and spike_hour.isoformat() in html
 
 
+@pytest.mark.parametrize("until", ["0001-01-01T05:00:00", "0001-01-07T00:00:00"])
+def test_anomalies_of_a_window_ending_near_year_one_are_none_not_an_error(until: str) -> None:
+    """The scan's start (`until` - 24 h, at most 7 days back) would fall before year 1: it starts there."""
+    app = create_app(spiky_tracker(SPIKE_HOUR), clock=fixed_clock(SPIKE_HOUR))
+    with TestClient(app) as client:
+        answer = client.get("/api/anomalies", params={"until": until})
+    assert answer.status_code == 200 and answer.json()["anomalies"] == []
+
+
 def test_forecast_of_a_steady_spend_is_shown_with_its_method() -> None:
     """Ten days at exactly $0.0035 a day: the forecast is flat, its interval collapses to the total."""
     tracker = tt.Tracker()

@@ -16,7 +16,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from tokentrail._record import GroupValue, to_timestamp_us
+from tokentrail._record import GroupValue, before, to_timestamp_us
 from tokentrail.analytics._source import fraction_usd, summary, units_fraction
 from tokentrail.analytics._stats import SCALE, SortedWindow
 
@@ -77,9 +77,9 @@ def detect_anomalies(
     if min_history < 3:
         raise ValueError("min_history must be at least 3")
     end = until or datetime.now(timezone.utc)
-    start = since or (_as_datetime(end) - timedelta(hours=24))
+    start = since or before(_as_datetime(end), timedelta(hours=24))
     since_us = to_timestamp_us(start)
-    read_from = _as_datetime(start) - timedelta(hours=baseline_hours)
+    read_from = before(_as_datetime(start), timedelta(hours=baseline_hours))
     series: dict[tuple[GroupValue, ...], list[tuple[datetime, int, int]]] = {}
     for row in summary(source, ("hour", *by), read_from, end, filters):
         hour = row.group["hour"]

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from tokentrail._record import before
+
 if TYPE_CHECKING:
     from tokentrail.server._params import Selection
     from tokentrail.tracker import Tracker
@@ -41,8 +43,8 @@ def anomalies(tracker: Tracker, selection: Selection) -> list[dict[str, Any]]:
     from tokentrail.analytics import detect_anomalies
 
     until = selection.until or selection.now
-    since = selection.since if selection.since is not None else until - timedelta(hours=24)
-    since = max(since, until - _MAX_SPAN)
+    since = selection.since if selection.since is not None else before(until, timedelta(hours=24))
+    since = max(since, before(until, _MAX_SPAN))
     if since >= until:
         return []
     found = detect_anomalies(tracker, since=since, until=until, **selection.filters)
