@@ -101,18 +101,20 @@ def test_an_unknown_session_exits_1(ledger: str) -> None:
 
 def test_report_watch_redraws_as_calls_arrive(ledger: str) -> None:
     command = [sys.executable, "-c", "from tokentrail.cli import main; main()", "report", "--store", ledger]
-    command += ["--by", "session", "--watch", "0.3s", "--for", "60s"]
+    command += ["--by", "session", "--watch", "0.3s", "--for", "600s"]  # stopped by the test
     env = {**os.environ, "COLUMNS": "120"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     assert process.stdout is not None
     seen: list[str] = []
     try:
         while not any("report at" in line for line in seen):
-            seen.append(process.stdout.readline())
+            line = process.stdout.readline()
+            assert line, "".join(seen)  # the watcher exited before its first report
+            seen.append(line)
         writer = tt.Tracker(store=ledger)
         writer.record(tt.Usage(1, 1), model="gpt-4o", session="arrived-while-watching")
         writer.store.close()  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while not any("arrived-while-watching" in line for line in seen):
             line = process.stdout.readline()
             assert line and time.monotonic() < deadline, "".join(seen)
