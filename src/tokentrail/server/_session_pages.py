@@ -299,11 +299,7 @@ def _timeline(run: Run, page: int) -> str:
         'dark: to first token)</th><th scope="col" class=num>Duration</th><th scope="col" class=num>First token'
         '</th><th scope="col">Agent</th><th scope="col">Model</th><th scope="col" class=num>Tokens</th>'
         '<th scope="col" class=num>Cost</th>'
-        + (
-            '<th scope="col" class=num title="requests, searches, durations, pages, … beside the tokens">Other</th>'
-            if other
-            else ""
-        )
+        + (_OTHER_HEAD if other else "")
         + '<th scope="col">Detail</th></tr>'
     )
     pager = []
