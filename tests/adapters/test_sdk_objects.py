@@ -167,3 +167,86 @@ def test_openai_sdk_chat_completion_extra_fields_are_read_like_declared_ones() -
     assert captured is not None
     assert captured.usage.output_image_tokens == 2
     assert captured == adapter.extract_fields(completion, "openai")
+
+
+@pytest.mark.parametrize("fixture", CHAT_COMPLETIONS, ids=fixture_id)
+def test_openai_json_chat_completion_fast_read_matches_the_field_by_field_read(fixture: Fixture) -> None:
+    from tokentrail.adapters import openai as adapter
+
+    body = fixture.payload
+    assert adapter.plain_chat_completion(body, dict.get, adapter._is_dict, "openai") is not None
+    assert _outcome(adapter.extract, body) == _outcome(adapter.extract_fields, body)
+
+
+def _with_count(body: dict[str, Any], place: tuple[str, ...], value: Any) -> dict[str, Any]:
+    usage = dict(body["usage"])
+    if len(place) == 1:
+        usage[place[0]] = value
+    else:
+        usage[place[0]] = {**(usage.get(place[0]) or {}), place[1]: value}
+    return {**body, "usage": usage}
+
+
+@pytest.mark.parametrize("place", COUNT_PLACES, ids=".".join)
+@pytest.mark.parametrize("value", [*ODD_COUNTS, 0, 10**9], ids=repr)
+def test_openai_json_chat_completion_with_an_odd_count_reads_like_the_field_by_field_read(
+    place: tuple[str, ...], value: Any
+) -> None:
+    from tokentrail.adapters import openai as adapter
+
+    body = _with_count(load("openai/chat_completion.json").payload, place, value)
+    assert _outcome(adapter.extract, body) == _outcome(adapter.extract_fields, body)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": 10, "completion_tokens": 4, "prompt_tokens_details": [1]},
+        {"prompt_tokens": 10, "completion_tokens": 4, "completion_tokens_details": None},
+        {"prompt_tokens": 5, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 6}},
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 4,
+            "total_tokens": 24,
+            "completion_tokens_details": {"reasoning_tokens": 10},
+        },
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 2**63 - 5,
+            "completion_tokens_details": {"reasoning_tokens": 2**63 - 1},
+        },
+    ],
+    ids=[
+        "details-not-an-object",
+        "null-details",
+        "more-cached-than-prompt",
+        "reasoning-outside",
+        "sum-too-large",
+    ],
+)
+@pytest.mark.parametrize("model", ["gpt-4o", "grok-3-mini"])
+def test_openai_chat_usage_fast_read_matches_the_field_by_field_read(
+    usage: dict[str, Any], model: str
+) -> None:
+    """A chat stream's usage chunk (and any `chat_usage` caller) reads a JSON usage like `chat_counts`."""
+    from tokentrail.adapters import openai as adapter
+    from tokentrail.adapters._base import Fields, build_usage
+
+    def fast() -> Any:
+        return adapter.chat_usage(Fields(usage, "usage"), "openai", model)
+
+    def full() -> Any:
+        return build_usage(**adapter.chat_counts(Fields(usage, "usage"), "openai", model))
+
+    assert _outcome(lambda _response, _provider: fast(), None) == _outcome(lambda _r, _p: full(), None)
+
+
+def test_openrouter_cost_is_read_from_an_sdk_chat_completion_too() -> None:
+    from decimal import Decimal
+
+    from tokentrail.adapters import openai as adapter
+
+    body = load("openai/chat_completion.json").payload
+    completion = ChatCompletion.model_validate({**body, "usage": {**body["usage"], "cost": 0.00042}})
+    assert adapter.extract(completion, "openrouter").provider_cost == Decimal("0.00042")
+    assert adapter.extract(completion, "openrouter") == adapter.extract_fields(completion, "openrouter")

@@ -32,10 +32,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import abstractmethod
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from tokentrail._types import Usage, UsageStatus
+from tokentrail._types import Usage, UsageStatus, usage_builder
 from tokentrail.adapters._base import (
     MAX_COUNT,
     Captured,
@@ -45,6 +46,7 @@ from tokentrail.adapters._base import (
     build_usage,
     get_field,
     model_name,
+    new_captured,
     text_value,
 )
 from tokentrail.errors import InvalidUsageError
@@ -104,6 +106,10 @@ def reasoning_outside_completion(
 def chat_usage(usage: Fields, provider: str | None = None, model: str | None = None) -> Usage:
     """A Chat Completions `usage` object (also Mistral's and LiteLLM's) in the one convention; `provider`
     and `model` (when known) tell xAI's reasoning count apart (see `reasoning_outside_completion`)."""
+    if type(usage.obj) is dict:
+        counts = plain_chat_counts(usage.obj, dict.get, _is_dict, provider, model)
+        if counts is not None:
+            return _chat_usage_of(counts)
     return build_usage(**chat_counts(usage, provider, model))
 
 
@@ -179,7 +185,11 @@ def is_responses_api(response: object, usage: Fields) -> bool:
 
 def extract(response: object, provider: str = "openai") -> Captured:
     """Usage of a ChatCompletion or a Response (SDK object or JSON body)."""
-    if type(response) in _SDK_CHAT_COMPLETIONS or _sdk_kind(type(response)) == "ChatCompletion":
+    if type(response) is dict:
+        captured = plain_chat_completion(response, dict.get, _is_dict, provider)
+        if captured is not None:
+            return captured
+    elif type(response) in _SDK_CHAT_COMPLETIONS or _sdk_kind(type(response)) == "ChatCompletion":
         captured = sdk_chat_completion(response, provider)
         if captured is not None:
             return captured
@@ -385,86 +395,127 @@ def _sdk_field(obj: Any, name: str) -> Any:
     return value
 
 
-# (Usage field, SDK field) read from `prompt_tokens_details` and `completion_tokens_details`
-_PROMPT_DETAILS = (
-    ("cache_read_tokens", "cached_tokens"),
-    ("cache_write_tokens", "cache_write_tokens"),
-    ("input_audio_tokens", "audio_tokens"),
-    ("input_image_tokens", "image_tokens"),
+# the counts of a chat `usage`, in the order `plain_chat_counts` gives them
+_CHAT_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "input_audio_tokens",
+    "input_image_tokens",
+    "reasoning_tokens",
+    "output_audio_tokens",
+    "output_image_tokens",
 )
-_COMPLETION_DETAILS = (
-    ("reasoning_tokens", "reasoning_tokens"),
-    ("output_audio_tokens", "audio_tokens"),
-    ("output_image_tokens", "image_tokens"),
+# (usage field, its SDK model, (position in `_CHAT_COUNTS`, field) of the counts read from it)
+_DETAILS = (
+    (
+        "prompt_tokens_details",
+        "PromptTokensDetails",
+        ((2, "cached_tokens"), (3, "cache_write_tokens"), (4, "audio_tokens"), (5, "image_tokens")),
+    ),
+    (
+        "completion_tokens_details",
+        "CompletionTokensDetails",
+        ((6, "reasoning_tokens"), (7, "audio_tokens"), (8, "image_tokens")),
+    ),
 )
-
-
-def _sdk_counts(obj: Any, names: tuple[tuple[str, str], ...], counts: dict[str, int]) -> bool:
-    """Put the counts `Fields.count` would read (0 when absent) into `counts`; False when a value is not
-    a plain in-range int and needs the full check."""
-    values = obj.__dict__
-    extra = obj.__pydantic_extra__
-    for key, name in names:
-        value = values.get(name, _ABSENT)
-        if value is _ABSENT:
-            value = extra.get(name) if extra else None
-        if value is None:
-            counts[key] = 0
-        elif type(value) is int and 0 <= value <= MAX_COUNT:
-            counts[key] = value
-        else:
-            return False
-    return True
+_REASONING = _CHAT_COUNTS.index("reasoning_tokens")
+_build_chat_usage = usage_builder(_CHAT_COUNTS, exact_counts=True)
 
 
 def _is_count(value: object) -> bool:
     return type(value) is int and 0 <= value <= MAX_COUNT
 
 
-def sdk_chat_completion(response: Any, provider: str) -> Captured | None:
-    """`extract` of an openai SDK `ChatCompletion`; None when a value needs `extract_fields`."""
-    usage = _sdk_field(response, "usage")
-    if (
-        usage is None
-        or _sdk_field(response, "object") != "chat.completion"
-        or _sdk_kind(type(usage)) != "CompletionUsage"
-    ):
-        return None
-    prompt_tokens = _sdk_field(usage, "prompt_tokens")
-    completion_tokens = _sdk_field(usage, "completion_tokens")
-    total_tokens = _sdk_field(usage, "total_tokens")
+def _is_dict(value: object, kind: str) -> bool:
+    """A `usage` (or details) object of a JSON body, whatever SDK model `kind` would hold it."""
+    return type(value) is dict
+
+
+def _is_sdk(value: object, kind: str) -> bool:
+    """Exactly the openai SDK model `kind`."""
+    return _sdk_kind(type(value)) == kind
+
+
+def plain_chat_counts(
+    usage: Any,
+    field: Callable[[Any, str], Any],
+    is_details: Callable[[Any, str], bool],
+    provider: str | None,
+    model: str | None,
+) -> list[int] | None:
+    """What `chat_counts` reads (every count of `_CHAT_COUNTS`, 0 when absent) from a `usage` read through
+    `field` (a JSON object's `dict.get`, an SDK model's `_sdk_field`), when every value is a plain
+    in-range int and every details object is what `is_details` expects; None when a value needs
+    `chat_counts` (which names what is wrong)."""
+    prompt_tokens = field(usage, "prompt_tokens")
+    completion_tokens = field(usage, "completion_tokens")
+    total_tokens = field(usage, "total_tokens")
     if not (
         _is_count(prompt_tokens)
         and _is_count(completion_tokens)
         and (total_tokens is None or _is_count(total_tokens))
     ):
         return None
-    counts = {"input_tokens": prompt_tokens, "output_tokens": completion_tokens}
-    details = _sdk_field(usage, "prompt_tokens_details")
-    if details is not None and not (
-        _sdk_kind(type(details)) == "PromptTokensDetails" and _sdk_counts(details, _PROMPT_DETAILS, counts)
-    ):
-        return None
-    details = _sdk_field(usage, "completion_tokens_details")
-    if details is not None and not (
-        _sdk_kind(type(details)) == "CompletionTokensDetails"
-        and _sdk_counts(details, _COMPLETION_DETAILS, counts)
-    ):
-        return None
-    model = text_value(_sdk_field(response, "model"))
-    reasoning = counts.get("reasoning_tokens", 0)
+    counts = [prompt_tokens, completion_tokens, 0, 0, 0, 0, 0, 0, 0]
+    for name, kind, places in _DETAILS:
+        details = field(usage, name)
+        if details is None:
+            continue
+        if not is_details(details, kind):
+            return None
+        for place, count_name in places:
+            value = field(details, count_name)
+            if value is not None:
+                if not _is_count(value):
+                    return None
+                counts[place] = value
+    reasoning = counts[_REASONING]
     if reasoning and reasoning_outside_completion(
         prompt_tokens, completion_tokens, reasoning, total_tokens, provider, model
     ):
         if completion_tokens + reasoning > MAX_COUNT:
-            return None  # `extract_fields` names it
-        counts["output_tokens"] = completion_tokens + reasoning
-    tier = text_value(_sdk_field(response, "service_tier"))
+            return None  # `chat_counts` names it
+        counts[1] = completion_tokens + reasoning
+    return counts
+
+
+def _chat_usage_of(counts: list[int]) -> Usage:
+    """The `Usage` of `plain_chat_counts` (in range already: `build_usage` without its range checks)."""
     try:
-        usage_read = Usage(**counts)  # each count is in range already: `build_usage` without its checks
+        return _build_chat_usage(*counts)
     except InvalidUsageError as exc:
         raise Malformed(f"inconsistent usage: {exc}") from None
-    return Captured(usage_read, model or None, provider, {"service_tier": tier} if tier else {})
+
+
+def plain_chat_completion(
+    response: Any, field: Callable[[Any, str], Any], is_details: Callable[[Any, str], bool], provider: str
+) -> Captured | None:
+    """`extract` of a chat completion read through `field` (see `plain_chat_counts`): a JSON body or an
+    openai SDK `ChatCompletion`; None when a value needs `extract_fields` (or the usage reports a cost
+    it reads)."""
+    usage = field(response, "usage")
+    if (
+        usage is None
+        or field(response, "object") != "chat.completion"
+        or not is_details(usage, "CompletionUsage")
+        or provider in _COST_REPORTERS
+    ):
+        return None
+    model = text_value(field(response, "model"))
+    counts = plain_chat_counts(usage, field, is_details, provider, model)
+    if counts is None:
+        return None
+    tier = text_value(field(response, "service_tier"))
+    return new_captured(
+        _chat_usage_of(counts), model or None, provider, {"service_tier": tier} if tier else {}
+    )
+
+
+def sdk_chat_completion(response: Any, provider: str) -> Captured | None:
+    """`extract` of an openai SDK `ChatCompletion`; None when a value needs `extract_fields`."""
+    return plain_chat_completion(response, _sdk_field, _is_sdk, provider)
 
 
 class ChatStream(StreamAccumulator):
