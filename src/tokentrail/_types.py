@@ -35,6 +35,7 @@ __all__ = [
     "PriceRule",
     "Usage",
     "UsageStatus",
+    "fill_class",
     "priced_cost",
     "usage_builder",
 ]
@@ -317,9 +318,23 @@ def _check_subsets(usage: Usage) -> None:
 _plainly_valid, _usage_init, _add_counts = _compile_usage_code()
 setattr(Usage, "__init__", _usage_init)  # noqa: B010 (a method assignment mypy would refuse)
 
-# A mutable class of Usage's slot layout: `usage_builder`'s constructors fill one with plain attribute
-# stores, then make it a Usage (`__class__` assignment, allowed between classes of one slot layout).
-_UsageFill = type("_UsageFill", (), {"__slots__": Usage.__slots__})
+
+def fill_class(frozen: type) -> type:
+    """A mutable twin of a frozen slotted dataclass, to build many of its objects fast: a subclass of it
+    adding no slot, whose instances take plain attribute stores (no `__init__`, no frozen `__setattr__`),
+    filled and then made a `frozen` by `__class__` assignment. The cheapest build CPython offers: the
+    stores are specialized slot stores and, the layout being the same by inheritance, the assignment
+    compares no slot names (the frozen dataclass's `__init__` sets each field by a call instead)."""
+    plain = {
+        "__init__": object.__init__,
+        "__setattr__": object.__setattr__,
+        "__delattr__": object.__delattr__,
+    }
+    return type(f"_{frozen.__name__}Fill", (frozen,), {"__slots__": (), **plain})
+
+
+# `usage_builder`'s constructors fill one, then make it a Usage.
+_UsageFill = fill_class(Usage)
 
 
 def usage_builder(names: Sequence[str], *, exact_counts: bool = False) -> Callable[..., Usage]:

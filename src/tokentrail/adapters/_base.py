@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from tokentrail._types import Usage, UsageStatus
+from tokentrail._types import Usage, UsageStatus, fill_class
 from tokentrail.errors import InvalidUsageError
 
 __all__ = [
@@ -76,10 +76,8 @@ class Captured:
     finished: bool = True  # False: a background response still queued or running (no usage yet)
 
 
-# A mutable class of Captured's slot layout: `new_captured` fills one with plain attribute stores, then
-# makes it a Captured (`__class__` assignment, as `_types.usage_builder` does for Usage), instead of the
-# frozen dataclass's one `object.__setattr__` call per field.
-_CapturedFill = type("_CapturedFill", (), {"__slots__": Captured.__slots__})
+# `new_captured` fills one with plain attribute stores, then makes it a Captured (see `fill_class`).
+_CapturedFill = fill_class(Captured)
 
 
 def new_captured(
