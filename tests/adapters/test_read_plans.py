@@ -19,10 +19,10 @@ from test_stream_usage_classes import OPENAI_REASONING, SUB2API_BODY, XAI_BODY
 
 import tokentrail.adapters as adapters
 from tokentrail import Usage
-from tokentrail.adapters import _mapped, capture
+from tokentrail.adapters import _mapped, capture, usage_from_response
 from tokentrail.adapters._base import Captured, new_captured
 from tokentrail.adapters._detect import ADAPTERS, canonical_provider
-from tokentrail.adapters._mapped import capture_mapped
+from tokentrail.adapters._mapped import capture_mapped, planned_capture
 
 # Names a caller may pass: catalog ids, tokentrail's own adapters, aliases, routers, odd spellings.
 NAMES = (
@@ -84,26 +84,33 @@ CORPUS = corpus()
 
 
 class ReaderLog:
-    """Which compiled reader read each body (provider id and flavor), by wrapping `_mapped._read_with`."""
+    """Which compiled reader read each body (provider id and flavor), by wrapping `_mapped._read_usage`."""
 
     def __init__(self) -> None:
         self.last: tuple[str, str] | None = None
-        self.original = _mapped._read_with
+        self.original = _mapped._read_usage
 
-    def __call__(self, compiled: _mapped.Compiled, *args: Any) -> Captured | None:
-        captured = self.original(compiled, *args)
-        if captured is not None:
+    def __call__(self, compiled: _mapped.Compiled, *args: Any) -> tuple[Usage, str | None] | None:
+        read = self.original(compiled, *args)
+        if read is not None:
             self.last = (compiled.provider, compiled.flavor)
-        return captured
+        return read
 
 
 def read_all(order: list[tuple[str, dict[str, Any], str]], log: ReaderLog) -> dict[str, Any]:
-    """case id → (the capture, the reader that read it) for every case, read in `order`."""
+    """case id → (the capture, the reader that read it, the usage alone) for every case, read in `order`."""
     out = {}
     for case_id, body, name in order:
         log.last = None
-        out[case_id] = (capture(body, name), log.last)
+        captured, reader = capture(body, name), log.last
+        out[case_id] = (captured, reader, usage_from_response(body, name))
     return out
+
+
+def plan_capture(body: dict[str, Any], name: str) -> Captured | None:
+    """The capture of what a kept plan reads (None when the full path decides)."""
+    read = adapters.read_named_json(body, name)
+    return None if read is None else planned_capture(body, read)
 
 
 @pytest.fixture
@@ -132,7 +139,7 @@ def test_kept_plans_give_the_same_capture_from_the_same_reader_as_detection(
     fresh_plans: None, monkeypatch: pytest.MonkeyPatch, reverse: bool
 ) -> None:
     log = ReaderLog()
-    monkeypatch.setattr(_mapped, "_read_with", log)
+    monkeypatch.setattr(_mapped, "_read_usage", log)
     order = CORPUS[::-1] if reverse else CORPUS
     read_all(order, log)  # every plan made, in this order
     planned = read_all(order, log)  # every read through a kept plan where there is one
@@ -140,7 +147,8 @@ def test_kept_plans_give_the_same_capture_from_the_same_reader_as_detection(
     detected = read_all(order, log)  # the full path: detection, then the readers chosen for this body
     differences = [case_id for case_id in detected if planned[case_id] != detected[case_id]]
     assert differences == []
-    unknown = sum(captured.usage.status.value == "unknown" for captured, _ in planned.values())
+    assert all(usage == captured.usage for captured, _, usage in planned.values())
+    unknown = sum(captured.usage.status.value == "unknown" for captured, _, _ in planned.values())
     assert 0 < unknown < len(planned)  # both readable and malformed bodies were compared
 
 
@@ -160,14 +168,14 @@ def test_a_kept_plan_reads_what_the_readers_chosen_for_the_body_read(
     """Below `capture`, which reads a body again by the full path when a plan's reader raises: a plan's read,
     when it gives anything, gives what the extractors chosen for this body alone give, exceptions included."""
     log = ReaderLog()
-    monkeypatch.setattr(_mapped, "_read_with", log)
+    monkeypatch.setattr(_mapped, "_read_usage", log)
     order = CORPUS[::-1] if reverse else CORPUS
     for _, body, name in order:
-        outcome(lambda body=body, name=name: adapters.read_named_json(body, name), log)  # plans made
+        outcome(lambda body=body, name=name: plan_capture(body, name), log)  # plans made
     compared = 0
     differences = []
     for case_id, body, name in order:
-        planned = outcome(lambda body=body, name=name: adapters.read_named_json(body, name), log)
+        planned = outcome(lambda body=body, name=name: plan_capture(body, name), log)
         if planned[0] is None:
             continue  # the full path decides (compared by the test above)
         label = canonical_provider(name)

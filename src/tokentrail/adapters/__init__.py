@@ -14,6 +14,7 @@ from tokentrail._types import Usage
 from tokentrail.adapters._base import Captured, Malformed, StreamAccumulator, logger, model_name
 from tokentrail.adapters._detect import canonical_provider, detect_response
 from tokentrail.adapters._instrument import instrument, instrumented, uninstrument, wrap
+from tokentrail.adapters._mapped import planned_capture
 from tokentrail.adapters._read import read_named_json, read_response
 from tokentrail.adapters.streams import capture_stream, stream_accumulator, usage_from_stream
 from tokentrail.errors import AdapterError
@@ -43,11 +44,11 @@ def capture(response: object, provider: str | None = None, *, strict: bool = Fal
     """
     if type(response) is dict and type(provider) is str and provider:
         try:
-            captured = read_named_json(response, provider)
+            read = read_named_json(response, provider)
         except Exception:  # the full path below reads it again, and says what is wrong
-            captured = None
-        if captured is not None:
-            return captured
+            read = None
+        if read is not None:
+            return planned_capture(response, read)
     label = _provider_label(provider)
     try:
         body, adapter, batch = detect_response(response, provider)
@@ -71,6 +72,13 @@ def capture(response: object, provider: str | None = None, *, strict: bool = Fal
 
 def usage_from_response(response: object, provider: str | None = None, *, strict: bool = False) -> Usage:
     """The `Usage` a response reports (see `capture`)."""
+    if type(response) is dict and type(provider) is str and provider:
+        try:
+            read = read_named_json(response, provider)
+        except Exception:  # `capture` reads it again, and says what is wrong
+            read = None
+        if read is not None:
+            return read[0]  # the usage `capture` would give, without its price context and Captured
     return capture(response, provider, strict=strict).usage
 
 

@@ -44,9 +44,11 @@ from tokentrail.pricing.names import PROVIDER_ALIASES
 __all__ = [
     "MappedReaders",
     "Miss",
+    "PlannedRead",
     "body_shape",
     "capture_mapped",
     "mapped_readers",
+    "planned_capture",
     "set_mapped_readers",
 ]
 
@@ -540,10 +542,11 @@ class MappedReaders:
                 return captured
         return None
 
-    def read_named(self, body: Mapping[str, Any], provider: str, shape: str) -> Captured | None:
-        """`read_shaped(body, shape, canonical_provider(provider))` when the catalog's extractors read what a
-        provider of that name sends (None otherwise: see `_plan`), with the readers it tries chosen once
-        per provider name and shape (see `_plan`) instead of on every call."""
+    def read_named(self, body: Mapping[str, Any], provider: str, shape: str) -> PlannedRead | None:
+        """What `read_shaped(body, shape, canonical_provider(provider))` reads (its capture is
+        `planned_capture(body, read)`), when the catalog's extractors read what a provider of that name
+        sends (None otherwise: see `_plan`), with the readers it tries chosen once per provider name and
+        shape instead of on every call."""
         plan = self._plans.get((provider, shape), _UNSET)
         if plan is _UNSET:
             plan = self._plan(provider, shape)
@@ -551,13 +554,13 @@ class MappedReaders:
             return None
         name, grok_first, readers = plan
         if grok_first and _reasoning_outside_completion(body, name):
-            captured = self._try(body, shape, _XAI, "chat", name)
-            if captured is not None:
-                return captured
+            grok = self.compiled(_XAI, "chat")  # Grok through an OpenAI-compatible name, as in read_shaped
+            if grok is not None:
+                readers = ((grok, _label(_XAI, name)), *readers)
         for compiled, label in readers:
-            captured = _read_with(compiled, body, shape, label)
-            if captured is not None:
-                return captured
+            read = _read_usage(compiled, body, shape)
+            if read is not None:
+                return read[0], read[1], label, shape
         return None
 
     def _plan(self, provider: str, shape: str) -> _Plan | None:
@@ -636,13 +639,33 @@ def _label(provider_id: str, name: str) -> str:
 
 def _read_with(compiled: Compiled, body: Mapping[str, Any], shape: str | None, label: str) -> Captured | None:
     """What one extractor reads from `body` (None when it cannot read it), with the price context."""
+    read = _read_usage(compiled, body, shape)
+    if read is None:
+        return None
+    return planned_capture(body, (read[0], read[1], label, shape))
+
+
+def _read_usage(
+    compiled: Compiled, body: Mapping[str, Any], shape: str | None
+) -> tuple[Usage, str | None] | None:
+    """The usage and model one extractor reads from `body` (None when it cannot read it)."""
     web = 0
     if shape == "responses" and not compiled.reads_web_searches and _may_search(body):
         web = openai.web_search_calls(body)
     try:
-        usage, model = compiled.read(body, web)
+        return compiled.read(body, web)
     except Miss:
         return None
+
+
+# What a kept plan's reader read: (usage, model, the provider name the capture carries, the body's shape).
+PlannedRead = tuple[Usage, "str | None", str, "str | None"]
+
+
+def planned_capture(body: Mapping[str, Any], read: PlannedRead) -> Captured:
+    """The capture of what an extractor read from `body`: its usage and model, the provider name, the price
+    context and, for a Responses body, its id."""
+    usage, model, label, shape = read
     tier = body.get("service_tier")  # OpenAI's, on the body; Anthropic's, in its usage
     if type(tier) is str:
         context = {"service_tier": tier} if tier else {}

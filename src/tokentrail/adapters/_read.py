@@ -15,7 +15,7 @@ from typing import Any
 
 from tokentrail.adapters._base import Captured, Malformed
 from tokentrail.adapters._detect import ADAPTERS, Adapter, shape_provider
-from tokentrail.adapters._mapped import body_shape, capture_mapped, mapped_readers
+from tokentrail.adapters._mapped import PlannedRead, body_shape, capture_mapped, mapped_readers
 
 __all__ = ["read_named_json", "read_response"]
 
@@ -37,12 +37,12 @@ def read_response(body: object, adapter: Adapter) -> Captured:
         return captured
 
 
-def read_named_json(body: dict[str, Any], provider: str) -> Captured | None:
-    """What `capture(body, provider)` returns for a JSON object and a non-empty provider name when the
-    catalog's extractors read it, without detection: the readers a provider name's bodies of one shape
-    are tried with are chosen once (`MappedReaders.read_named`). None when the full path decides: a
-    possible batch result, a body of no known shape, a provider whose own reader comes first, a body
-    none of the extractors reads."""
+def read_named_json(body: dict[str, Any], provider: str) -> PlannedRead | None:
+    """What the catalog's extractors read from a JSON object named by a non-empty provider name, as
+    `capture(body, provider)` would read it (its capture is `planned_capture(body, read)`), without
+    detection: the readers a provider name's bodies of one shape are tried with are chosen once
+    (`MappedReaders.read_named`). None when the full path decides: a possible batch result, a body of no
+    known shape, a provider whose own reader comes first, a body none of the extractors reads."""
     if "custom_id" in body or "response" in body or "recordId" in body:
         return None  # perhaps a batch result, which `detect_response` unwraps
     shape = body_shape(body)
