@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import sys
 from typing import Any
 
 import pytest
@@ -256,3 +257,25 @@ def test_wrong_input_types_are_rejected(bad: Any) -> None:
 def test_model_is_required() -> None:
     with pytest.raises(TypeError):
         count("hi", "")
+
+
+def test_texts_counted_again_give_the_same_count_and_the_memory_of_them_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = sys.modules["tokentrail.tokens.count"]  # the package's `count` is the function
+    monkeypatch.setattr(module, "_counted", {})
+    monkeypatch.setattr(module, "_counted_chars", 0)
+    monkeypatch.setattr(module, "_MAX_COUNTED_CHARS", 2000)
+    texts = [f"Release note {i}: the scheduler change made p99 {i}% slower. 日本語 🚀" for i in range(120)]
+    for model, encoding in (("gpt-4o", "o200k_base"), ("gpt-4", "cl100k_base")):
+        reference = reference_encoding(encoding)
+        for _ in range(2):
+            for text in texts:
+                assert count_tokens(text, model) == len(reference.encode(text, disallowed_special=()))
+                kept = sum(len(text) for _, text in module._counted)
+                assert kept <= 2000
+    huge = "word " * 100
+    assert count_tokens(huge, "gpt-4o") == len(reference_encoding("o200k_base").encode(huge))
+    assert ("o200k_base", huge) not in module._counted  # over an eighth of the bound: not kept
+    emoji = "🚀" * 40
+    assert count(emoji, "gpt-4o").tokens != count(emoji, "gpt-4").tokens  # kept per encoding

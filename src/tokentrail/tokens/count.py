@@ -57,6 +57,30 @@ class TokenCount:
 
 _model_encodings: dict[str, str | None] = {}
 
+# Texts counted lately, per encoding: agents resend the same system prompt and conversation with every
+# call, and the gateway counts each request's prompt for its budget reservation. Bounded by the
+# characters it holds (cleared whole when over), so a long-running process stays flat.
+_counted: dict[tuple[str, str], int] = {}
+_counted_chars = 0
+_MAX_COUNTED_CHARS = 2_000_000
+
+
+def _encoded_length(encoding_name: str, text: str) -> int:
+    """len(tiktoken encode_ordinary(text)), remembered for texts counted lately."""
+    global _counted_chars
+    key = (encoding_name, text)
+    tokens = _counted.get(key)
+    if tokens is None:
+        tokens = len(get_encoding(encoding_name).encode_ordinary(text))
+        if len(text) > _MAX_COUNTED_CHARS // 8:  # a huge text is not kept alive for a repeat
+            return tokens
+        _counted_chars += len(text)
+        if _counted_chars > _MAX_COUNTED_CHARS:
+            _counted.clear()
+            _counted_chars = len(text)
+        _counted[key] = tokens
+    return tokens
+
 
 def _encoding_for(model: str) -> str | None:
     try:
@@ -75,7 +99,7 @@ def count_tokens(
     if type(text_or_messages) is str and type(model) is str and tools is None:
         name = _encoding_for(model)
         if name is not None:
-            return len(get_encoding(name).encode_ordinary(text_or_messages))
+            return _encoded_length(name, text_or_messages)
     return count(text_or_messages, model, tools=tools).tokens
 
 
@@ -122,7 +146,7 @@ class _Tally:
         if not text:
             return 0
         if self.encoding_name is not None:
-            return len(get_encoding(self.encoding_name).encode_ordinary(text))
+            return _encoded_length(self.encoding_name, text)
         return estimate_text_tokens(text, self.family)
 
     def add_text(self, text: str) -> None:
