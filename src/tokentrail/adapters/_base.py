@@ -147,6 +147,8 @@ def get_field(obj: object, name: str) -> Any:
 
 def text_value(value: object) -> str | None:
     """A string (or a string enum's value); None for anything else."""
+    if type(value) is str or value is None:  # a JSON value: no isinstance through Enum's metaclass
+        return value
     if isinstance(value, enum.Enum):
         value = value.value
     return value if isinstance(value, str) else None
