@@ -423,7 +423,7 @@ class Gateway:
             )
         )
         try:
-            await asyncio.wait((asked, gone), return_when=asyncio.FIRST_COMPLETED)
+            await _first_done(asked, gone)
         except BaseException:
             asked.cancel()
             call.failed()
@@ -516,7 +516,7 @@ class Gateway:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         pump = asyncio.create_task(_pump(send, response, sink))
         try:
-            await asyncio.wait((pump, gone), return_when=asyncio.FIRST_COMPLETED)
+            await _first_done(pump, gone)
         except BaseException:  # the server is cancelling this request: the client is gone
             pump.cancel()
             gone.cancel()
@@ -717,6 +717,26 @@ async def _pump(send: Send, response: aiohttp.ClientResponse, sink: _Sink) -> No
     sink.end(aborted=False)  # queued for recording before the client can see the end
     sink.complete = True
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _first_done(first: asyncio.Future[Any], second: asyncio.Future[Any]) -> None:
+    """Return when either is done: `asyncio.wait((first, second), return_when=FIRST_COMPLETED)` without
+    its sets and checks (a third of its CPU); neither is cancelled, nor its exception raised."""
+    if first.done() or second.done():
+        return
+    waiter = asyncio.get_running_loop().create_future()
+
+    def wake(_: object) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    first.add_done_callback(wake)
+    second.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        first.remove_done_callback(wake)
+        second.remove_done_callback(wake)
 
 
 async def _disconnected(receive: Receive) -> None:
