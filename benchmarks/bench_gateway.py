@@ -381,11 +381,12 @@ main()
 """
 
 
-def start_gateway(upstream: int, tmp: Path, leak_bytes: int = 0) -> Proc:
+def start_gateway(upstream: int, tmp: Path, leak_bytes: int = 0, runner: tuple[str, ...] = ()) -> Proc:
+    """The gateway CLI as the benchmark runs it (under `runner`, e.g. valgrind and a python, when given)."""
     port = free_port()
     budgets = tmp / "budgets.toml"
     budgets.write_text('[[budgets]]\nname = "bench"\nlimit_usd = "1000000"\nwindow = "monthly"\n')
-    command = [str(VENV_BIN / "tokentrail")]
+    command = [*runner, str(VENV_BIN / "tokentrail")]
     if leak_bytes:
         shim = tmp / "leaky_gateway.py"
         shim.write_text(_LEAKY_GATEWAY)
