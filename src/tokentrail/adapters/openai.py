@@ -536,7 +536,10 @@ class ChatStream(StreamAccumulator):
         self.provider_cost: Decimal | None = None  # OpenRouter's `usage.cost`, from the usage read last
 
     def captured(self) -> Captured:
-        return dataclasses.replace(super().captured(), provider_cost=self.provider_cost)
+        captured = super().captured()
+        if self.provider_cost is None:  # its default: no copy
+            return captured
+        return dataclasses.replace(captured, provider_cost=self.provider_cost)
 
     def _feed(self, event: object) -> None:
         chunk = unwrap_chunk(event)
