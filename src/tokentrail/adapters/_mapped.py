@@ -125,10 +125,10 @@ def _reasoning_outside_completion(body: Mapping[str, Any], name: str) -> bool:
     """Whether a chat body's reasoning count comes on top of `completion_tokens` (xAI, see
     `openai.reasoning_outside_completion`): then only the x-ai extractor reads it right, whatever the name."""
     usage = body.get("usage")
-    if type(usage) is not dict and not isinstance(usage, Mapping):
-        return False
+    if type(usage) is not dict and (usage is None or not isinstance(usage, Mapping)):
+        return False  # (None answered before the Mapping ABC check, which costs ~1 k instructions)
     details = usage.get("completion_tokens_details")
-    if type(details) is not dict and not isinstance(details, Mapping):
+    if type(details) is not dict and (details is None or not isinstance(details, Mapping)):
         return False
     reasoning = details.get("reasoning_tokens")
     if type(reasoning) is not int or reasoning <= 0:
