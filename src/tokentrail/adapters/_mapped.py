@@ -666,21 +666,31 @@ def planned_capture(body: Mapping[str, Any], read: PlannedRead) -> Captured:
     """The capture of what an extractor read from `body`: its usage and model, the provider name, the price
     context and, for a Responses body, its id."""
     usage, model, label, shape = read
-    tier = body.get("service_tier")  # OpenAI's, on the body; Anthropic's, in its usage
-    if type(tier) is str:
-        context = {"service_tier": tier} if tier else {}
-    else:
-        context = {} if tier is None else openai.price_context(body)  # (a tier given as an enum)
-    if not context:
-        usage_root = body.get("usage")
-        if (type(usage_root) is dict or isinstance(usage_root, Mapping)) and "service_tier" in usage_root:
-            context = anthropic.price_context(usage_root)
+    context = _price_context(body)
     if shape != "responses":
         return new_captured(usage, model, label, context)
     response_id = body.get("id")
     return new_captured(
         usage, model, label, context, response_id if isinstance(response_id, str) and response_id else None
     )
+
+
+def _price_context(body: Mapping[str, Any]) -> dict[str, str]:
+    """The price variant a body names: OpenAI's `service_tier` on the body, Anthropic's in its usage."""
+    tier = body.get("service_tier")
+    if type(tier) is str:
+        if tier:
+            return {"service_tier": tier}
+    elif tier is not None:
+        context = openai.price_context(body)  # (a tier given as an enum)
+        if context:
+            return context
+    usage = body.get("usage")
+    if usage is None:  # (Gemini's: answered before the Mapping ABC check)
+        return {}
+    if (type(usage) is dict or isinstance(usage, Mapping)) and "service_tier" in usage:
+        return anthropic.price_context(usage)
+    return {}
 
 
 _UNSET: Any = object()
