@@ -115,7 +115,9 @@ def count(
     tally = _Tally(model)
     if isinstance(text_or_messages, str):
         tally.add_text(text_or_messages)
-    elif isinstance(text_or_messages, Sequence) and not isinstance(text_or_messages, (bytes, bytearray)):
+    elif type(text_or_messages) is list or (
+        isinstance(text_or_messages, Sequence) and not isinstance(text_or_messages, (bytes, bytearray))
+    ):
         tally.add_messages(text_or_messages)
         tally.method_suffix = "+chat"
     else:
@@ -307,7 +309,7 @@ def _json_text(value: Any) -> str:
 
 def _as_mapping(value: Any) -> Mapping[str, Any]:
     """A message or part as a mapping: dicts as they are, SDK objects (pydantic) via `model_dump`."""
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # a dict without the ABC check
         return value
     dump = getattr(value, "model_dump", None)
     if callable(dump):

@@ -8,6 +8,7 @@ Encoders are built once per process, on first use, under a lock.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -139,6 +140,7 @@ _CL100K_MODELS = (
 _VENDOR_PREFIX = r"^(?:[a-z]{2,4}\.)?openai\."  # Bedrock: "openai.gpt-oss-120b-1:0"
 
 
+@functools.lru_cache(maxsize=4096)  # a request's model name, read for every count and reservation
 def openai_model_name(model: str) -> str:
     """The bare OpenAI model id inside `model`: no provider path, fine-tune wrapper or vendor prefix.
 
