@@ -7,20 +7,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.test_usage_builder import built_or_error, field_sets
 from tokentrail import Usage, UsageStatus
-from tokentrail._types import TOKEN_FIELDS, usage_builder
-from tokentrail.errors import InvalidUsageError
+from tokentrail._types import usage_builder
 
 # Small counts, so that subset rules hold sometimes and fail sometimes; exact non-negative ints only.
 exact_counts = st.integers(min_value=0, max_value=6) | st.integers(min_value=0, max_value=2**63 - 1)
-field_sets = st.lists(st.sampled_from(TOKEN_FIELDS), min_size=1, max_size=12, unique=True)
-
-
-def built_or_error(build: object, *args: int, **kwargs: int) -> Usage | str:
-    try:
-        return build(*args, **kwargs)  # type: ignore[operator,no-any-return]
-    except InvalidUsageError as exc:
-        return f"error: {exc}"
 
 
 @settings(max_examples=400, deadline=None)
