@@ -3,9 +3,10 @@ genai-prices' `extract_usage`, same run, same bodies (OpenAI chat, OpenAI Respon
 
 Goal (issue 17): ≤ 1.2× today's hand-written readers, ≥ 20× faster than genai-prices' `extract_usage`.
 
-- tokentrail: `usage_from_response(body, provider)`, the public call, timed whole (provider name, batch and
-  SDK checks, shape, the compiled extractor, the `Usage`, the `Captured`); "reader alone" is the compiled
-  extractor function by itself (the body read into a `Usage`).
+- tokentrail: `usage_from_response(body, provider)`, the public call, timed whole (the batch-result check,
+  the body's shape, the readers kept for this provider name and shape, the compiled extractor, the
+  `Usage`); "capture" is `capture(body, provider)`, which also builds the price context and the
+  `Captured`; "reader alone" is the compiled extractor function by itself (the body read into a `Usage`).
 - hand-written: the functions `usage_from_response` called before (`openai.extract_fields`,
   `anthropic.extract`), called directly (no detection: this favours them).
 - genai-prices: the public `genai_prices.extract_usage(body, provider_id=…, api_flavor=…)` users call (the
@@ -25,7 +26,7 @@ import genai_prices
 from genai_prices.data import providers
 
 from _timing import machine, per_call_us
-from tokentrail.adapters import anthropic, openai, usage_from_response
+from tokentrail.adapters import anthropic, capture, openai, usage_from_response
 from tokentrail.adapters._mapped import mapped_readers
 
 CHAT = {
@@ -89,7 +90,7 @@ def main() -> None:
     by_id = {p.id: p for p in providers}
     for name, body, provider, flavor, hand in CASES:
         ours = usage_from_response(body, provider)
-        assert ours == hand(body, provider).usage, name
+        assert ours == hand(body, provider).usage == capture(body, provider).usage, name
         theirs_usage = genai_prices.extract_usage(body, provider_id=provider, api_flavor=flavor).usage
         assert (ours.input_tokens, ours.output_tokens) == (
             theirs_usage.input_tokens,
@@ -98,6 +99,7 @@ def main() -> None:
         compiled = readers.compiled(provider, flavor)
         assert compiled is not None, name
         public = _best(lambda b=body, p=provider: usage_from_response(b, p))
+        captured = _best(lambda b=body, p=provider: capture(b, p))
         alone = _best(lambda b=body, r=compiled.read: r(b, 0))
         own = _best(lambda b=body, p=provider, h=hand: h(b, p))
         theirs = _best(
@@ -109,7 +111,8 @@ def main() -> None:
             lambda b=body, e=extractor, f=flavor: e.extract_usage(b, api_flavor=f), number=500
         )
         print(
-            f"{name:18} tokentrail {public:6.2f} µs (reader alone {alone:5.2f}) | hand-written {own:6.2f} µs"
+            f"{name:18} tokentrail {public:6.2f} µs (capture {captured:5.2f}, reader alone {alone:5.2f})"
+            f" | hand-written {own:6.2f} µs"
             f" ({public / own:.2f}x) | genai-prices extract_usage {theirs:6.2f} µs ({theirs / public:.1f}x"
             f" slower; its extractor alone {theirs_alone:6.2f} µs, {theirs_alone / public:.1f}x)"
         )
