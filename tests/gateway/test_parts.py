@@ -124,6 +124,7 @@ def test_usage_taken_out_of_a_chunk_of_events_as_out_of_each() -> None:
         b'data: {"choices":[{"delta":{"content":"a"}}],"usage":null}\n\n',
         b'data: {"choices": [{"delta": {}}], "usage": null}\n\n',
         b'data: {"usage":null,"choices":[]}\n\n',
+        b'data: {"usage" : null}\n\n',  # null, but no field separator to take out with it: kept as is
         b'data: {"choices":[],"usage":{"prompt_tokens":1}}\n\n',
         b'data: {"choices":[{"delta":{"x":{"a":1,"usage":null}}}],"usage":null}\n\n',  # only the first
         b"data: [DONE]\n\n",
@@ -132,6 +133,7 @@ def test_usage_taken_out_of_a_chunk_of_events_as_out_of_each() -> None:
         b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
         b'data: {"choices": [{"delta": {}}]}\n\n'
         b'data: {"choices":[]}\n\n'
+        b'data: {"usage" : null}\n\n'
         b'data: {"choices":[{"delta":{"x":{"a":1}}}],"usage":null}\n\n'
         b"data: [DONE]\n\n"
     )

@@ -190,9 +190,10 @@ def strip_usage(event: bytes) -> bytes | None:
     stripped = event.replace(_COMPACT_NULL_USAGE, b"", 1)  # the common chunk, as OpenAI writes it
     if len(stripped) != len(event):
         return stripped
-    stripped, nulls = _NULL_USAGE_FIELD.subn(b"", event, count=1)
-    if nulls:  # its usage is null: not the usage chunk
-        return stripped
+    if _NO_USAGE.search(event) is not None:  # (a literal-led search; every null-usage field holds one)
+        stripped, nulls = _NULL_USAGE_FIELD.subn(b"", event, count=1)
+        if nulls:  # its usage is null: not the usage chunk
+            return stripped
     if _USAGE_ONLY.search(event) is not None and _USAGE_OBJECT.search(event) is not None:
         return None
     return event
