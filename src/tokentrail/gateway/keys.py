@@ -24,6 +24,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -206,16 +207,16 @@ def _key_of_row(row: Sequence[Any]) -> VirtualKey:
     )
 
 
-class _KeyTable:
+class _KeyTable(ABC):
     """The key store's statements, written once for SQLite and Postgres: a subclass names its table and
     parameter marker and runs one statement (`_run`)."""
 
     _marker: ClassVar[str]
     _table: str
 
+    @abstractmethod
     def _run(self, statement: str, parameters: Sequence[object] = ()) -> tuple[list[tuple[Any, ...]], int]:
         """Run one statement: (the rows it returned, how many rows it changed)."""
-        raise NotImplementedError
 
     def create(
         self,
