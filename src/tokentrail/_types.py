@@ -38,6 +38,7 @@ __all__ = [
     "fill_class",
     "priced_cost",
     "usage_builder",
+    "usage_fill_source",
 ]
 
 
@@ -214,21 +215,43 @@ def _valid_expression(zero: frozenset[str] = frozenset(), *, fast_zero: bool = F
     return f"{exact} and ({signs}) >= 0 and {_rules_expression(zero)}"
 
 
-def _rules_expression(zero: frozenset[str]) -> str:
+def _rules_expression(zero: frozenset[str], *, lean: bool = False) -> str:
     """Python source true when the subset rules hold for counts known to be exact non-negative ints
-    (counts in `zero` are known to be 0 and left out)."""
+    (counts in `zero` are known to be 0 and left out). With `lean`, the same truth in fewer comparisons:
+    no pair rule that a sum rule implies (`a + b <= c` holds only when `a <= c` and `b <= c`), no sum
+    rule over no count."""
 
     def total(parts: tuple[str, ...]) -> str:
         return " + ".join(name for name in parts if name not in zero) or "0"
 
-    subsets = " or ".join(f"{part} > {whole}" for part, whole in _SUBSETS if part not in zero) or "False"
-    rules = [f"{total(_CACHED)} <= input_tokens"]
-    if not zero.issuperset(_MEDIA_IN):  # without media counts this rule is the one above
-        rules.append(f"{total(_CACHED)} + {total(_MEDIA_IN)} - ({total(_CACHED_MEDIA)}) <= input_tokens")
+    media = not zero.issuperset(_MEDIA_IN)  # without media counts the media rule is the cache rule
+    cached_media = total(_CACHED_MEDIA)
+    # With no cached media count the media rule is a plain sum: it implies the cache rule and its pairs.
+    plain_media = lean and media and cached_media == "0"
+    implied: set[tuple[str, str]] = set()
+    if lean:
+        implied |= {(part, "input_tokens") for part in _CACHED}
+        implied |= {(part, "output_tokens") for part in _PRODUCED}
+        if plain_media:
+            implied |= {(part, "input_tokens") for part in _MEDIA_IN}
+        if "audio_ms" not in zero:
+            implied |= {(part, "audio_ms") for part in _AUDIO_PARTS}
+    pairs = [
+        f"{part} > {whole}" for part, whole in _SUBSETS if part not in zero and (part, whole) not in implied
+    ]
+    rules = [] if plain_media else [f"{total(_CACHED)} <= input_tokens"]
+    if media:
+        less = "" if plain_media else f" - ({cached_media})"
+        rules.append(f"{total(_CACHED)} + {total(_MEDIA_IN)}{less} <= input_tokens")
     rules.append(f"{total(_PRODUCED)} <= output_tokens")
     if "audio_ms" not in zero:
         rules.append(f"{total(_AUDIO_PARTS)} <= audio_ms")
-    return f"not ({subsets}) and " + " and ".join(rules)
+    if not lean:
+        return f"not ({' or '.join(pairs) or 'False'}) and " + " and ".join(rules)
+    rules = [rule for rule in rules if not rule.startswith("0 <= ")]
+    if pairs:
+        rules.insert(0, f"not ({' or '.join(pairs)})")
+    return " and ".join(rules) or "True"
 
 
 # Counts that are 0 in nearly every call: `__init__` checks them only when one is not the int 0, and
@@ -348,41 +371,65 @@ def usage_builder(names: Sequence[str], *, exact_counts: bool = False) -> Callab
     With `exact_counts` the caller vouches that every count it passes is an exact `int` >= 0 (a compiled
     reader checks each count it reads), and only the subset rules are checked.
     """
-    given = tuple(names)
-    unknown = [name for name in given if name not in TOKEN_FIELDS]
-    if unknown or len(set(given)) != len(given):
-        raise ValueError(f"usage_builder takes distinct count fields of Usage, got {list(given)}")
-    namespace: dict[str, Any] = {"_Usage": Usage, "_Fill": _UsageFill, "_zero": 0}
-    sets = []
-    for f in fields(Usage):
-        if f.name in given:
-            sets.append(f"    u.{f.name} = {f.name}")
-        elif f.init and (f.default is None or type(f.default) is int):
-            sets.append(f"    u.{f.name} = {f.default!r}")  # a constant: cheaper than a global
-        elif f.init:
-            namespace[f"_default_{f.name}"] = f.default
-            sets.append(f"    u.{f.name} = _default_{f.name}")
-    rare = [name for name in given if name in RARE_FIELDS]
-    rare_set = f"not ({' and '.join(f'{name} is _zero' for name in rare)})" if rare else "False"
+    given = _given_counts(names)
     zero = frozenset(TOKEN_FIELDS) - set(given)
     valid = _rules_expression(zero) if exact_counts else _valid_expression(zero)
-    referenced = set(re.findall(r"\w+", valid))  # the wholes of given parts, the totals of the rules
+    before, fill, namespace = _fill_source(given, valid)
     source = "\n".join(
         [
             f"def build({', '.join(given)}):",
-            *(f"    {name} = 0" for name in TOKEN_FIELDS if name not in given and name in referenced),
+            *(f"    {line}" for line in before),
             f"    if not ({valid}):",
             f"        return _Usage({', '.join(f'{name}={name}' for name in given)})",
-            "    u = _Fill()",
-            *sets,
-            f"    u._rare_units = {rare_set}",
-            "    u.__class__ = _Usage",
+            *(f"    {line}" for line in fill),
             "    return u",
         ]
     )
     exec(compile(source, "<tokentrail usage builder>", "exec"), namespace)
     build: Callable[..., Usage] = namespace["build"]
     return build
+
+
+def usage_fill_source(names: Sequence[str]) -> tuple[list[str], str, list[str], dict[str, Any]]:
+    """The source `usage_builder(names, exact_counts=True)` runs, to inline in generated code that keeps its
+    counts in local variables named like the fields `names`, each an exact `int` >= 0: the lines that set
+    the other fields the subset rules name to 0, the rules (an expression, true when they hold: otherwise
+    `Usage(...)` would refuse these counts), the lines that build the `Usage` into `u`, and the names these
+    refer to (to add to the generated code's globals)."""
+    given = _given_counts(names)
+    rules = _rules_expression(frozenset(TOKEN_FIELDS) - set(given), lean=True)
+    before, fill, namespace = _fill_source(given, rules)
+    return before, rules, fill, namespace
+
+
+def _given_counts(names: Sequence[str]) -> tuple[str, ...]:
+    given = tuple(names)
+    unknown = [name for name in given if name not in TOKEN_FIELDS]
+    if unknown or len(set(given)) != len(given):
+        raise ValueError(f"usage_builder takes distinct count fields of Usage, got {list(given)}")
+    return given
+
+
+def _fill_source(given: tuple[str, ...], valid: str) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Lines setting to 0 the counts `valid` names that are not `given`, lines filling `u` from the given
+    counts (every other field at its default) and making it a Usage, and the names they refer to."""
+    namespace: dict[str, Any] = {"_Usage": Usage, "_Fill": _UsageFill, "_zero": 0}
+    sets = ["u = _Fill()"]
+    for f in fields(Usage):
+        if f.name in given:
+            sets.append(f"u.{f.name} = {f.name}")
+        elif f.init and (f.default is None or type(f.default) is int):
+            sets.append(f"u.{f.name} = {f.default!r}")  # a constant: cheaper than a global
+        elif f.init:
+            namespace[f"_default_{f.name}"] = f.default
+            sets.append(f"u.{f.name} = _default_{f.name}")
+    rare = [name for name in given if name in RARE_FIELDS]
+    rare_set = f"not ({' and '.join(f'{name} is _zero' for name in rare)})" if rare else "False"
+    sets.append(f"u._rare_units = {rare_set}")
+    sets.append("u.__class__ = _Usage")
+    referenced = set(re.findall(r"\w+", valid))  # the wholes of given parts, the totals of the rules
+    before = [f"{name} = 0" for name in TOKEN_FIELDS if name not in given and name in referenced]
+    return before, sets, namespace
 
 
 @dataclass(frozen=True, slots=True)

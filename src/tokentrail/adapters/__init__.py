@@ -14,7 +14,7 @@ from tokentrail._types import Usage
 from tokentrail.adapters._base import Captured, Malformed, StreamAccumulator, logger, model_name
 from tokentrail.adapters._detect import canonical_provider, detect_response
 from tokentrail.adapters._instrument import instrument, instrumented, uninstrument, wrap
-from tokentrail.adapters._mapped import planned_capture
+from tokentrail.adapters._mapped import named_usage, planned_capture
 from tokentrail.adapters._read import read_named_json, read_response
 from tokentrail.adapters.streams import capture_stream, stream_accumulator, usage_from_stream
 from tokentrail.errors import AdapterError
@@ -74,11 +74,11 @@ def usage_from_response(response: object, provider: str | None = None, *, strict
     """The `Usage` a response reports (see `capture`)."""
     if type(response) is dict and type(provider) is str and provider:
         try:
-            read = read_named_json(response, provider)
+            usage = named_usage(response, provider)  # read_named_json's usage, by a generated reader
         except Exception:  # `capture` reads it again, and says what is wrong
-            read = None
-        if read is not None:
-            return read[0]  # the usage `capture` would give, without its price context and Captured
+            usage = None
+        if usage is not None:
+            return usage  # the usage `capture` would give, without its price context and Captured
     return capture(response, provider, strict=strict).usage
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from tokentrail._types import Usage, usage_builder
+from tokentrail._types import Usage, usage_builder, usage_fill_source
 from tokentrail.adapters import anthropic, openai
 from tokentrail.adapters._base import MAX_COUNT, Captured, Malformed, describe, new_captured
 from tokentrail.adapters._detect import ADAPTERS, canonical_provider
@@ -48,6 +48,7 @@ __all__ = [
     "body_shape",
     "capture_mapped",
     "mapped_readers",
+    "named_usage",
     "planned_capture",
     "set_mapped_readers",
 ]
@@ -88,6 +89,7 @@ _CHECKED_BESIDE = (
     ("reasoning_tokens", "image_tokens"),
     ("web_search_requests", "web_fetch_requests"),
 )
+_EMPTY: Mapping[str, Any] = {}  # an absent object, to the fast readers (never written)
 _DURATION_UNIT = 1000  # genai-prices durations are seconds; tokentrail keeps milliseconds
 
 
@@ -234,14 +236,16 @@ class Compiled(NamedTuple):
     flavor: str
     read: Callable[[Mapping[str, Any], int], tuple[Usage, str | None]]  # (body, extra web searches)
     reads_web_searches: bool
+    # The full reader `read` hands every unusual body to (`read` itself when it has no fast lines).
+    full: Callable[[Mapping[str, Any], int], tuple[Usage, str | None]] | None = None
 
 
 class _Source:
     """Generated Python source, with the constants it refers to kept apart (no data inside the code)."""
 
-    def __init__(self) -> None:
+    def __init__(self, constants: dict[str, object] | None = None) -> None:
         self.lines: list[str] = []
-        self.constants: dict[str, object] = {}
+        self.constants: dict[str, object] = {} if constants is None else constants  # (shared: one namespace)
 
     def constant(self, value: object) -> str:
         name = f"k{len(self.constants)}"
@@ -391,7 +395,14 @@ def compile_extractor(
     src.add("except InvalidUsageError as exc:")
     src.add("raise Malformed(f'inconsistent usage: {exc}') from None", 2)
     src.add(f"return usage, {model}")
-    source = "def read(body, web):\n" + "\n".join(src.lines)
+    source = "def full(body, web):\n" + "\n".join(src.lines)
+    # The reader: the usual body read by the fast lines, anything else by the full reader above.
+    fast = _Source(src.constants)
+    if _fast_read(fast, spec, usage_attrs, ancestors, "return full(body, web)", "web") is None:
+        source += "\n\nread = full"
+    else:
+        fast.add(f"return u, {_model_reader(fast, list(spec['model_path']))}")
+        source += "\n\ndef read(body, web):\n" + "\n".join(fast.lines)
     namespace: dict[str, Any] = {
         "Mapping": Mapping,
         "Miss": Miss,
@@ -403,10 +414,11 @@ def compile_extractor(
         "Usage": Usage,
         "InvalidUsageError": InvalidUsageError,
         "_model_at": _model_at,
+        "_EMPTY": _EMPTY,
         **src.constants,
     }
     exec(compile(source, f"<tokentrail extractor {provider}/{spec['api_flavor']}>", "exec"), namespace)
-    return Compiled(provider, spec["api_flavor"], namespace["read"], reads_web)
+    return Compiled(provider, spec["api_flavor"], namespace["read"], reads_web, namespace["full"])
 
 
 def _derive_cache_writes(
@@ -449,6 +461,139 @@ def _model_at(body: Mapping[str, Any], path: tuple[str, ...]) -> str | None:
     return node if isinstance(node, str) else None
 
 
+# -- the fast path: the same reads, for the usual body ---------------------------------------------------
+
+
+# Counts up to this are one-digit ints, whose comparisons are specialized; larger ones take the full path.
+_FAST_LIMIT = 2**30 - 1
+
+
+def _fast_read(
+    src: _Source,
+    spec: Mapping[str, Any],
+    usage_attrs: Mapping[str, str],
+    ancestors: Mapping[str, list[str]],
+    bail: str,
+    web: str,
+    guard: Callable[[Mapping[tuple[str, ...], str]], str | None] | None = None,
+) -> dict[tuple[str, ...], str] | None:
+    """Add to `src` the lines (depth 1) reading what the extractor `spec` reads when a body is the usual one:
+    every object on the way an exact dict (or absent below the root), every count an exact int in
+    0..2**30-1, the subset rules kept. The `Usage` ends in `u`; on anything else the statement `bail` runs
+    (the full reader then reads the body, and says what is wrong). Returns the raw value variables by path
+    (below the root), or None when the extractor takes steps the fast path does not (array matches,
+    durations): only the full reader reads it. `guard`, given those variables, may name one more condition
+    to bail on (checked after the reads, before the counts are summed).
+
+    The reads are the full reader's, once each (a path read by two mappings is read once), so that whenever
+    these lines build a `Usage`, the full reader builds the same one."""
+    root = tuple(spec["root"])
+    paths = [tuple(m["path"]) for m in spec["mappings"]]
+    if not root or not all(isinstance(step, str) for path in (root, *paths) for step in path):
+        return None
+    if any(usage_attrs.get(m["dest"], "").endswith("_ms") for m in spec["mappings"]):
+        return None
+    containers: dict[tuple[str, ...], str] = {(): "body"}
+
+    def check_count(var: str, required: bool) -> None:
+        bad = f"type({var}) is not int or {var} < 0 or {var} > {_FAST_LIMIT}"
+        src.add(f"if {bad if required else f'{var} is not None and ({bad})'}:")
+        src.add(bail, 2)
+
+    def container(path: tuple[str, ...]) -> str:
+        if path in containers:
+            return containers[path]
+        parent = container(path[:-1])
+        name = f"c{len(containers)}"
+        containers[path] = name
+        src.add(f"{name} = {parent}.get({src.constant(path[-1])})")
+        src.add(f"if type({name}) is not dict:")
+        if len(path) <= len(root):  # the root and the objects on its way: present
+            src.add(bail, 2)
+        else:  # an absent object below the root reads as an empty one
+            src.add(f"if {name} is not None:", 2)
+            src.add(bail, 3)
+            src.add(f"{name} = _EMPTY", 2)
+        return name
+
+    container(root)
+    raw: dict[tuple[str, ...], str] = {}  # path below the root -> the variable holding what is there
+    required = {tuple(m["path"]) for m in spec["mappings"] if m["required"]}
+    for path in paths:
+        if path not in raw:
+            parent = container(root + path[:-1])
+            raw[path] = var = f"r{len(raw)}"
+            src.add(f"{var} = {parent}.get({src.constant(path[-1])})")
+            check_count(var, path in required)
+    # The counts beside: the totals no extractor reads, and siblings of counts read (see compile_extractor).
+    read_names = {(root + path[:-1], path[-1]) for path in paths}
+    checks = {(root, name) for name in _CHECKED_TOTALS}
+    checks |= {
+        (where, other) for where, name in read_names for known, other in _CHECKED_BESIDE if name == known
+    }
+    for where, name in sorted(checks - read_names):
+        src.add(f"x = {container(where)}.get({src.constant(name)})")
+        check_count("x", False)
+    if guard is not None:
+        condition = guard(raw)
+        if condition is not None:
+            src.add(f"if {condition}:")
+            src.add(bail, 2)
+    # Each usage key's count: the one value read for it, or the sum of those present (as compile_extractor).
+    dests: dict[str, str] = {}
+    known: set[str] = set()  # the counts known to be present (a required one, or a sum with one)
+    for dest in dict.fromkeys(m["dest"] for m in spec["mappings"]):
+        mine = [tuple(m["path"]) for m in spec["mappings"] if m["dest"] == dest]
+        if len(mine) == 1:
+            dests[dest] = raw[mine[0]]
+        else:
+            dests[dest] = var = f"d{len(dests)}"
+            src.add(f"{var} = {raw[mine[0]]}")
+            for path in mine[1:]:
+                if path in required:
+                    src.add(f"{var} = {raw[path]} if {var} is None else {var} + {raw[path]}")
+                else:
+                    src.add(f"if {raw[path]} is not None:")
+                    src.add(f"{var} = {raw[path]} if {var} is None else {var} + {raw[path]}", 2)
+        if any(path in required for path in mine):
+            known.add(dests[dest])
+    _derive_cache_writes(src, spec["mappings"], dests)
+    if not required:
+        src.add(f"if {' and '.join(f'{var} is None' for var in dests.values())}:")
+        src.add(bail, 2)
+    fields: dict[str, list[str]] = {}
+    for dest, var in dests.items():
+        carrier = usage_attrs.get(dest)
+        if carrier is not None:
+            fields.setdefault(carrier, []).append(var)
+            continue
+        carried = [a for a in ancestors.get(dest, ()) if a in usage_attrs]
+        if not carried:
+            src.add(f"if {var}:")
+            src.add(bail, 2)
+            continue
+        for ancestor in carried:
+            if ancestor in dests:
+                whole = dests[ancestor]
+                src.add(f"if {var} and ({whole} is None or {var} > {whole}):")
+                src.add(bail, 2)
+    fields.setdefault("web_searches", [])
+    for attr, variables in fields.items():
+        parts = [v if v in known else f"({v} or 0)" for v in variables] + (
+            [web] if attr == "web_searches" else []
+        )
+        src.add(f"{attr} = {' + '.join(parts)}")
+    before, rules, fill, names = usage_fill_source(list(fields))
+    src.constants.update(names)
+    for line in before:
+        src.add(line)
+    src.add(f"if not ({rules}):")
+    src.add(bail, 2)
+    for line in fill:
+        src.add(line)
+    return {path: var for path, var in raw.items()}
+
+
 # -- the catalog's extractors, by provider ---------------------------------------------------------------
 
 
@@ -486,6 +631,9 @@ class MappedReaders:
         self._compiled: dict[tuple[str, str], Compiled | None] = {}
         self._ids: dict[str, tuple[str, ...]] = {}
         self._plans: dict[tuple[str, str], _Plan | None] = {}  # (provider name as given, shape) → plan
+        # provider name as given → its reader of the usage alone (`named_reader`), and the shapes it has met
+        self._named: dict[str, Callable[[dict[str, Any]], Usage | None]] = {}
+        self._named_shapes: dict[str, tuple[str, ...]] = {}
 
     def flavors(self, provider_id: str) -> tuple[str, ...]:
         """The API flavors a provider's extractors know, in the catalog's order."""
@@ -620,6 +768,124 @@ class MappedReaders:
             return None
         return _read_with(compiled, body, shape, _label(provider_id, name))
 
+    # -- the usage alone, of a JSON object named by its provider (`usage_from_response`) -----------------
+
+    def named_reader(self, provider: str) -> Callable[[dict[str, Any]], Usage | None]:
+        """A function of a JSON object `body` that gives `read_named_json(body, provider)`'s usage (None when
+        that is None), or raises when that raises. One generated function per provider name: it checks the
+        batch-result keys and finds the body's shape inline (as `body_shape`), and reads a body of the
+        shapes met so far (Anthropic messages, Responses objects, chat completions) inline with the fast
+        lines of the first reader of the name's plan (`_fast_read`), the Grok check of a chat body and the
+        web-search check of a Responses body included; anything else goes to `read_named`. It is made
+        again when a new shape is met."""
+        read = self._named.get(provider)
+        if read is None:
+            if len(self._named) >= _MAX_PLANS:  # provider names come from callers: keep the table small
+                return lambda body: self._named_slow(body, provider)
+            read = self._make_named(provider, ())
+        return read
+
+    def _named_slow(self, body: dict[str, Any], provider: str) -> Usage | None:
+        if "custom_id" in body or "response" in body or "recordId" in body:
+            return None
+        shape = body_shape(body)
+        if shape is None:
+            return None
+        read = self.read_named(body, provider, shape)
+        return None if read is None else read[0]
+
+    def _learn(self, body: dict[str, Any], provider: str, shape: str) -> Usage | None:
+        """A body of a shape the provider name's reader has not met yet: the reader made again, with it."""
+        shapes = (*self._named_shapes.get(provider, ()), shape)
+        return self._make_named(provider, shapes)(body)
+
+    def _make_named(self, provider: str, shapes: tuple[str, ...]) -> Callable[[dict[str, Any]], Usage | None]:
+        constants: dict[str, object] = {}
+        blocks = {shape: self._named_block(provider, shape, shape in shapes, constants) for shape in _INLINE}
+        lines = [
+            "def named(body):",
+            '    if "custom_id" in body or "response" in body or "recordId" in body:',
+            "        return None",  # perhaps a batch result (see read_named_json)
+            '    kind = body.get("type")',  # body_shape, in its order, the usual shapes inline
+            '    if kind == "response.done":',
+            '        return _other(body, "realtime")',
+            '    if kind == "message":',
+            *blocks["anthropic"],
+            '    obj = body.get("object")',
+            '    if obj == "response":',
+            *blocks["responses"],
+            '    if obj in ("chat.completion", "chat.completion.chunk", "text_completion") or "choices" in body:',
+            *blocks["chat"],
+            "    shape = _body_shape(body)",
+            "    if shape is None:",
+            "        return None",
+            "    return _other(body, shape)",
+            "",
+            "def _other(body, shape):",
+            "    read = _read_named(body, _provider, shape)",
+            "    return None if read is None else read[0]",
+        ]
+        namespace: dict[str, Any] = {
+            "_read_named": self.read_named,
+            "_provider": provider,
+            "_body_shape": body_shape,
+            "_learn": lambda body, shape: self._learn(body, provider, shape),
+            "_EMPTY": _EMPTY,
+            **constants,
+        }
+        exec(compile("\n".join(lines), "<tokentrail named reader>", "exec"), namespace)
+        read: Callable[[dict[str, Any]], Usage | None] = namespace["named"]
+        self._named[provider] = read
+        self._named_shapes[provider] = shapes
+        return read
+
+    def _named_block(self, provider: str, shape: str, met: bool, constants: dict[str, object]) -> list[str]:
+        """The lines (depth 2) reading a body of `shape` named `provider`, as `read_named` does."""
+        other = f"return _other(body, {shape!r})"
+        if not met:
+            return [f"        return _learn(body, {shape!r})"]
+        plan = self._plans.get((provider, shape), _UNSET)
+        if plan is _UNSET:
+            plan = self._plan(provider, shape)
+        if plan is None:
+            return ["        return None"]
+        if not plan.readers:
+            return [f"        {other}"]
+        from tokentrail.pricing.index import USAGE_ATTRS
+
+        compiled = plan.readers[0][0]
+        spec = self._specs[compiled.provider][compiled.flavor]
+        src = _Source(constants)
+        if shape == "responses" and not compiled.reads_web_searches:  # _may_search, inline
+            src.add('output = body.get("output")')
+            src.add("if type(output) is not list:")
+            src.add(other, 2)
+            src.add("for item in output:")
+            src.add('if type(item) is not dict or item.get("type") == "web_search_call":', 2)
+            src.add(other, 3)
+        # The Grok check (`_reasoning_outside_completion` is False unless the reasoning count is > 0): on the
+        # reasoning count the reader reads, when it reads it (checked then: an exact int >= 0, or None).
+        reasoning = ("completion_tokens_details", "reasoning_tokens")
+        shared = plan.grok_first and tuple(spec["root"]) == ("usage",)
+        shared = shared and any(tuple(m["path"]) == reasoning for m in spec["mappings"])
+        if plan.grok_first and not shared:
+            src.add('t = body.get("usage")')
+            src.add("if t is not None:")
+            src.add("if type(t) is not dict:", 2)
+            src.add(other, 3)
+            src.add('t = t.get("completion_tokens_details")', 2)
+            src.add("if t is not None:", 2)
+            src.add("if type(t) is not dict:", 3)
+            src.add(other, 4)
+            src.add('t = t.get("reasoning_tokens")', 3)
+            src.add("if type(t) is int and t > 0:", 3)
+            src.add(other, 4)
+        guard = (lambda found: found[reasoning]) if shared else None
+        if _fast_read(src, spec, USAGE_ATTRS, self._ancestors, other, "0", guard) is None:
+            return [f"        {other}"]
+        src.add("return u")
+        return ["    " + line for line in src.lines]
+
 
 class _Plan(NamedTuple):
     """The readers a provider name's bodies of one shape are tried with (see `MappedReaders.read_named`)."""
@@ -630,6 +896,7 @@ class _Plan(NamedTuple):
 
 
 _MAX_PLANS = 512
+_INLINE = ("anthropic", "responses", "chat")  # the shapes a provider name's reader reads inline
 
 
 def _label(provider_id: str, name: str) -> str:
@@ -706,6 +973,18 @@ def mapped_readers() -> MappedReaders:
     if readers is not None and readers.generation == _in_force.readers_generation:
         return readers
     return _follow_catalog_in_force()
+
+
+def named_usage(body: dict[str, Any], provider: str) -> Usage | None:
+    """`read_named_json(body, provider)`'s usage (None when that is None; raising when it raises), by the
+    provider name's generated reader (`MappedReaders.named_reader`): the hot path of `usage_from_response`."""
+    readers = _readers
+    if readers is None or readers.generation != _in_force.readers_generation:
+        readers = _follow_catalog_in_force()
+    read = readers._named.get(provider)
+    if read is None:
+        read = readers.named_reader(provider)
+    return read(body)
 
 
 def _follow_catalog_in_force() -> MappedReaders:

@@ -1,0 +1,361 @@
+"""The fast lines of the compiled readers (`_mapped._fast_read`) read the usual body (exact dicts, exact int
+counts below 2**30, the subset rules kept) and hand anything else to the full reader. Whenever they give a
+result it must be the full reader's: checked for every catalog extractor over its generated bodies and
+over those bodies with one or two values replaced by every kind of value that is unusual (absent, null,
+negative, too large, a bool, a float, a string, a Decimal, an int subclass, a list, a Mapping that is not
+a dict, ...), exceptions included. The same for the generated reader of a provider name
+(`named_usage`, the hot path of `usage_from_response`) against `read_named_json`, over the same bodies
+and the read-plan corpus, each named by many providers."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_mapped_readers import GOLDEN
+from test_read_plans import CORPUS, NAMES
+
+from tokentrail import Usage
+from tokentrail._types import TOKEN_FIELDS, usage_builder, usage_fill_source
+from tokentrail.adapters import _mapped, read_named_json, usage_from_response
+from tokentrail.adapters._mapped import mapped_readers, named_usage
+from tokentrail.errors import InvalidUsageError
+
+
+class Count(int):
+    """An int subclass: not an exact int, so never read by the fast lines."""
+
+
+ODD_VALUES: tuple[object, ...] = (
+    None,
+    0,
+    1,
+    7,
+    2**30 - 1,
+    2**30,
+    2**63 - 1,
+    2**63,
+    -1,
+    True,
+    False,
+    1.0,
+    2.5,
+    float("nan"),
+    "3",
+    "",
+    Decimal("4"),
+    Count(5),
+    [],
+    [1],
+    {},
+    {"cached_tokens": 3},
+    MappingProxyType({"cached_tokens": 2}),
+)
+_ABSENT = object()  # delete the key
+# Keys a reader reads or checks, added where a body has none.
+ADDED_KEYS = ("total_tokens", "totalTokens", "totalTokenCount", "image_tokens", "reasoning_tokens")
+
+
+def outcome(read: Callable[[], object]) -> object:
+    """What a read gave, or the exception it raised (its type and message)."""
+    try:
+        return read()
+    except Exception as exc:
+        return type(exc), str(exc)
+
+
+def same(a: object, b: object) -> bool:
+    """Equal outcomes, a Usage compared field by field and by type (never a _UsageFill left behind)."""
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) == 2 and isinstance(a[0], Usage):
+        return same(a[0], b[0]) and a[1] == b[1]
+    if isinstance(a, Usage) or isinstance(b, Usage):
+        return (
+            type(a) is Usage
+            and type(b) is Usage
+            and a == b
+            and repr(a) == repr(b)
+            and a._rare_units == b._rare_units  # type: ignore[union-attr]
+        )
+    return a == b
+
+
+def paths(node: object, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every key path into the objects of a body (not into lists)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield (*prefix, key)
+            yield from paths(value, (*prefix, key))
+
+
+def replaced(body: dict[str, Any], path: tuple[str, ...], value: object) -> dict[str, Any] | None:
+    """A deep copy of `body` with the value at `path` replaced (deleted when `_ABSENT`); None when the
+    path does not lead through objects."""
+    out = _copied(body)
+    node: Any = out
+    for step in path[:-1]:
+        node = node.get(step) if type(node) is dict else None
+        if type(node) is not dict:
+            return None
+    if value is _ABSENT:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value
+    return out
+
+
+def _copied(node: Any) -> Any:
+    """A copy of the dicts and lists of a body (other values shared: a mappingproxy cannot be deep-copied)."""
+    if type(node) is dict:
+        return {key: _copied(value) for key, value in node.items()}
+    if type(node) is list:
+        return [_copied(item) for item in node]
+    return node
+
+
+def variants(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """`body`, and `body` with one value replaced by each odd value, deleted, or one key added."""
+    yield body
+    found = list(paths(body))
+    for path in found:
+        for value in (*ODD_VALUES, _ABSENT):
+            changed = replaced(body, path, value)
+            if changed is not None:
+                yield changed
+    objects = [()] + [p for p in found if isinstance(_at(body, p), dict)]
+    for where in objects:
+        for key in ADDED_KEYS:
+            for value in (1, 2**30, -1, 1.5, None):
+                changed = replaced(body, (*where, key), value)
+                if changed is not None:
+                    yield changed
+
+
+def _at(body: dict[str, Any], path: tuple[str, ...]) -> object:
+    node: Any = body
+    for step in path:
+        node = node[step]
+    return node
+
+
+def compiled_readers() -> list[_mapped.Compiled]:
+    readers = mapped_readers()
+    found = [readers.compiled(p, f) for p in readers.providers() for f in readers.flavors(p)]
+    return [c for c in found if c is not None]
+
+
+def golden_bodies() -> list[tuple[str, str, dict[str, Any]]]:
+    return [(case.provider, case.flavor, case.body) for case in GOLDEN]
+
+
+def test_most_readers_have_fast_lines() -> None:
+    compiled = compiled_readers()
+    fast = [c for c in compiled if c.read is not c.full]
+    assert len(compiled) > 90 and len(fast) > 0.8 * len(compiled)
+    for provider, flavor in [("openai", "chat"), ("openai", "responses"), ("anthropic", "default")]:
+        reader = mapped_readers().compiled(provider, flavor)
+        assert reader is not None and reader.read is not reader.full
+
+
+def test_the_fast_lines_read_what_the_full_reader_reads() -> None:
+    readers = mapped_readers()
+    compared = read_fast = 0
+    for provider, flavor, body in golden_bodies():
+        compiled = readers.compiled(provider, flavor)
+        assert compiled is not None and compiled.full is not None
+        for variant in variants(body):
+            for web in (0, 2):
+                fast = outcome(lambda v=variant, w=web, c=compiled: c.read(v, w))
+                full = outcome(lambda v=variant, w=web, c=compiled: c.full(v, w))  # type: ignore[misc]
+                assert same(fast, full), (provider, flavor, variant, web, fast, full)
+                compared += 1
+                read_fast += isinstance(fast, tuple) and isinstance(fast[0], Usage)
+    assert compared > 50_000 and read_fast > 10_000
+
+
+class FullReaders(_mapped.MappedReaders):
+    """The readers with no fast lines: every compiled reader is its full reader."""
+
+    def compiled(self, provider_id: str, flavor: str) -> _mapped.Compiled | None:
+        found = super().compiled(provider_id, flavor)
+        if found is not None and found.full is not None and found.read is not found.full:
+            found = self._compiled[(provider_id, flavor)] = found._replace(read=found.full)
+        return found
+
+
+_FULL: list[FullReaders] = []
+
+
+def named_outcomes(body: dict[str, Any], name: str) -> tuple[object, object]:
+    """(the provider name's generated reader's outcome, `read_named_json`'s usage outcome, read by readers
+    with no fast lines)."""
+    ours = outcome(lambda: named_usage(body, name))
+    if not _FULL or _FULL[0].data != mapped_readers().data:
+        _FULL[:] = [FullReaders(copy.deepcopy(mapped_readers().data))]
+    return ours, outcome(lambda: _FULL[0]._named_slow(body, name))
+
+
+@pytest.fixture
+def fresh_readers() -> Iterator[None]:
+    _mapped.set_mapped_readers(None)
+    yield
+    _mapped.set_mapped_readers(None)
+
+
+SHAPED = [
+    (body, name)
+    for _, body, name in CORPUS
+    if _mapped.body_shape(body) in ("chat", "responses", "anthropic") and name in NAMES[:16]
+]
+
+
+def test_the_named_reader_reads_what_read_named_json_reads(fresh_readers: None) -> None:
+    compared = 0
+    for _round in range(2):  # the first reads learn the shapes (the reader is made again), then inline
+        for body, name in SHAPED:
+            ours, theirs = named_outcomes(body, name)
+            assert same(ours, theirs), (name, body, ours, theirs)
+            read = outcome(lambda body=body, name=name: read_named_json(body, name))
+            if isinstance(read, tuple) and len(read) == 4:  # read_named_json itself (its reader's fast lines)
+                read = read[0]
+            assert same(ours, read), (name, body, ours, read)
+            compared += 1
+    assert compared > 5_000
+
+
+def test_the_named_reader_reads_odd_bodies_as_read_named_json_does(fresh_readers: None) -> None:
+    bases = [body for provider, flavor, body in golden_bodies() if (provider, flavor) in _USUAL]
+    bases += [body for body, name in SHAPED if name == "openai"][:40]
+    compared = usages = 0
+    for body in bases:
+        for variant in variants(body):
+            for name in ("openai", "anthropic", "groq", "azure", "x-ai", "huggingface", "ollama"):
+                for _ in range(2):
+                    ours, theirs = named_outcomes(variant, name)
+                    assert same(ours, theirs), (name, variant, ours, theirs)
+                    compared += 1
+                    usages += isinstance(ours, Usage)
+    assert compared > 50_000 and usages > 10_000
+
+
+_USUAL = {("openai", "chat"), ("openai", "responses"), ("anthropic", "default"), ("x-ai", "chat")}
+
+
+def _odd_leaf() -> st.SearchStrategy[object]:
+    return st.sampled_from((*ODD_VALUES, _ABSENT)) | st.integers(min_value=-3, max_value=2**31)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_bodies_with_several_odd_values_are_read_alike(data: st.DataObject) -> None:
+    provider, flavor, body = data.draw(
+        st.sampled_from([case for case in golden_bodies() if (case[0], case[1]) in _USUAL]), label="body"
+    )
+    found = list(paths(body)) + [("usage", key) for key in ADDED_KEYS]
+    for path in data.draw(st.lists(st.sampled_from(found), min_size=1, max_size=4), label="paths"):
+        changed = replaced(body, path, data.draw(_odd_leaf(), label=".".join(path)))
+        if changed is not None:
+            body = changed
+    compiled = mapped_readers().compiled(provider, flavor)
+    assert compiled is not None and compiled.full is not None
+    assert same(outcome(lambda: compiled.read(body, 0)), outcome(lambda: compiled.full(body, 0)))  # type: ignore[misc]
+    for name in ("openai", "anthropic", "groq", provider):
+        for _ in range(2):
+            ours, theirs = named_outcomes(body, name)
+            assert same(ours, theirs), (name, body, ours, theirs)
+
+
+def test_a_web_search_call_in_a_responses_output_is_counted(fresh_readers: None) -> None:
+    body = {
+        "object": "response",
+        "output": [{"type": "message"}, {"type": "web_search_call", "action": {"type": "search"}}],
+        "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
+    }
+    for _ in range(3):
+        assert usage_from_response(body, "openai") == Usage(10, 5, web_searches=1)
+
+
+def test_a_grok_body_named_openai_is_read_as_xai_reads_it(fresh_readers: None) -> None:
+    from test_stream_usage_classes import OPENAI_REASONING, SUB2API_BODY, SUB2API_EXPECTED
+
+    # reasoning on top of completion (the total says so), less of it than completion: the subset rules
+    # alone would not send it to the x-ai reader
+    grok = {
+        "object": "chat.completion",
+        "model": "grok-3-mini",
+        "usage": {
+            "prompt_tokens": 10,
+            "completion_tokens": 100,
+            "total_tokens": 160,
+            "completion_tokens_details": {"reasoning_tokens": 50},
+        },
+    }
+    for _ in range(3):
+        assert usage_from_response(SUB2API_BODY, "openai") == SUB2API_EXPECTED
+        assert usage_from_response(OPENAI_REASONING, "openai") == Usage(1200, 300, reasoning_tokens=256)
+        for name in ("openai", "groq", "azure", "deepseek"):
+            assert usage_from_response(grok, name) == Usage(10, 150, reasoning_tokens=50)
+            ours, theirs = named_outcomes(grok, name)
+            assert same(ours, theirs) and ours == Usage(10, 150, reasoning_tokens=50)
+
+
+def test_provider_names_beyond_the_table_are_read_the_slow_way(
+    fresh_readers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_mapped, "_MAX_PLANS", 2)
+    body = {"object": "chat.completion", "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+    for name in ("openai", "groq", "deepseek", "mistral", "x-ai"):
+        assert usage_from_response(body, name) == Usage(5, 2)
+        assert usage_from_response(body, name) == Usage(5, 2)
+    assert len(mapped_readers()._named) == 2
+
+
+def test_a_provider_names_reader_is_made_again_for_each_new_shape(fresh_readers: None) -> None:
+    chat = {"object": "chat.completion", "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+    responses = {"object": "response", "output": [], "usage": {"input_tokens": 5, "output_tokens": 2}}
+    message = {"type": "message", "usage": {"input_tokens": 5, "output_tokens": 2}}
+    readers = mapped_readers()
+    assert usage_from_response(chat, "openai") == Usage(5, 2)
+    first = readers._named["openai"]
+    assert usage_from_response(chat, "openai") == Usage(5, 2)
+    assert readers._named["openai"] is first  # the chat shape read inline now
+    assert usage_from_response(responses, "openai") == Usage(5, 2)
+    assert usage_from_response(message, "openai") == Usage(5, 2)
+    assert readers._named_shapes["openai"] == ("chat", "responses", "anthropic")
+    named = readers._named["openai"]
+    for body in (chat, responses, message):
+        assert usage_from_response(body, "openai") == Usage(5, 2)
+    assert readers._named["openai"] is named
+
+
+@settings(max_examples=600, deadline=None)
+@given(names=st.lists(st.sampled_from(TOKEN_FIELDS), min_size=1, max_size=12, unique=True), data=st.data())
+def test_inline_usage_source_builds_and_refuses_what_the_exact_builder_does(
+    names: list[str], data: st.DataObject
+) -> None:
+    """`usage_fill_source` (its lean subset rules, its fill) against `usage_builder(names, exact_counts=True)`."""
+    before, rules, fill, namespace = usage_fill_source(names)
+    source = "\n".join(
+        [
+            f"def build({', '.join(names)}):",
+            *(f"    {line}" for line in before),
+            f"    if not ({rules}):",
+            "        return None",
+            *(f"    {line}" for line in fill),
+            "    return u",
+        ]
+    )
+    exec(compile(source, "<test>", "exec"), namespace)
+    small = st.integers(min_value=0, max_value=6) | st.integers(min_value=0, max_value=2**63 - 1)
+    values = [data.draw(small, label=name) for name in names]
+    built = namespace["build"](*values)
+    try:
+        expected: Usage | None = usage_builder(names, exact_counts=True)(*values)
+    except InvalidUsageError:
+        expected = None
+    assert same(built, expected) if expected is not None else built is None
