@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -90,6 +91,9 @@ _CHECKED_BESIDE = (
     ("web_search_requests", "web_fetch_requests"),
 )
 _EMPTY: Mapping[str, Any] = {}  # an absent object, to the fast readers (never written)
+# The totals of `_CHECKED_TOTALS` by the naming of the counts beside them (a fast reader reads the one in the
+# style of the extractor's own counts: OpenAI's and Anthropic's total_tokens, Gemini's totalTokenCount).
+_TOTAL_STYLES = (("total_tokens", "_tokens"), ("totalTokenCount", "TokenCount"), ("totalTokens", "Tokens"))
 _DURATION_UNIT = 1000  # genai-prices durations are seconds; tokentrail keeps milliseconds
 
 
@@ -526,14 +530,23 @@ def _fast_read(
             src.add(f"{var} = {parent}.get({src.constant(path[-1])})")
             check_count(var, path in required)
     # The counts beside: the totals no extractor reads, and siblings of counts read (see compile_extractor).
+    # The total in the naming of the extractor's own counts is read and checked; any other is usually
+    # absent (`in` costs less than a read): when present, the full reader checks it.
     read_names = {(root + path[:-1], path[-1]) for path in paths}
     checks = {(root, name) for name in _CHECKED_TOTALS}
     checks |= {
         (where, other) for where, name in read_names for known, other in _CHECKED_BESIDE if name == known
     }
+    own = {
+        name for name, suffix in _TOTAL_STYLES if any(len(p) == 1 and p[0].endswith(suffix) for p in paths)
+    }
     for where, name in sorted(checks - read_names):
-        src.add(f"x = {container(where)}.get({src.constant(name)})")
-        check_count("x", False)
+        if where == root and name in own:
+            src.add(f"x = {container(where)}.get({src.constant(name)})")
+            check_count("x", False)
+        else:
+            src.add(f"if {src.constant(name)} in {container(where)}:")
+            src.add(bail, 2)
     if guard is not None:
         condition = guard(raw)
         if condition is not None:
@@ -549,12 +562,19 @@ def _fast_read(
         else:
             dests[dest] = var = f"d{len(dests)}"
             src.add(f"{var} = {raw[mine[0]]}")
+            present = mine[0] in required  # var is not None from here on
             for path in mine[1:]:
+                add = (
+                    f"{var} += {raw[path]}"
+                    if present
+                    else f"{var} = {raw[path]} if {var} is None else {var} + {raw[path]}"
+                )
                 if path in required:
-                    src.add(f"{var} = {raw[path]} if {var} is None else {var} + {raw[path]}")
+                    src.add(add)
+                    present = True
                 else:
                     src.add(f"if {raw[path]} is not None:")
-                    src.add(f"{var} = {raw[path]} if {var} is None else {var} + {raw[path]}", 2)
+                    src.add(add, 2)
         if any(path in required for path in mine):
             known.add(dests[dest])
     _derive_cache_writes(src, spec["mappings"], dests)
@@ -578,17 +598,26 @@ def _fast_read(
                 src.add(f"if {var} and ({whole} is None or {var} > {whole}):")
                 src.add(bail, 2)
     fields.setdefault("web_searches", [])
+    plain_values: dict[str, str] = {}  # a field whose count is one variable: that variable, used as is
     for attr, variables in fields.items():
-        parts = [v if v in known else f"({v} or 0)" for v in variables] + (
-            [web] if attr == "web_searches" else []
-        )
-        src.add(f"{attr} = {' + '.join(parts)}")
+        parts = [v if v in known else f"({v} or 0)" for v in variables]
+        parts += [web] if attr == "web_searches" and web != "0" else []
+        parts = parts or ["0"]
+        if len(parts) == 1 and parts[0].isidentifier():
+            plain_values[attr] = parts[0]
+        else:
+            src.add(f"{attr} = {' + '.join(parts)}")
     before, rules, fill, names = usage_fill_source(list(fields))
     src.constants.update(names)
+    if plain_values:  # the field's name, never an attribute's (`u.name`), becomes its variable
+        pattern = re.compile(rf"(?<![.\w])({'|'.join(map(re.escape, plain_values))})\b")
+        rules = pattern.sub(lambda m: plain_values[m.group(1)], rules)
+        fill = [pattern.sub(lambda m: plain_values[m.group(1)], line) for line in fill]
     for line in before:
         src.add(line)
-    src.add(f"if not ({rules}):")
-    src.add(bail, 2)
+    if rules != "True":
+        src.add(f"if not ({rules}):")
+        src.add(bail, 2)
     for line in fill:
         src.add(line)
     return {path: var for path, var in raw.items()}
@@ -807,10 +836,11 @@ class MappedReaders:
             '    if "custom_id" in body or "response" in body or "recordId" in body:',
             "        return None",  # perhaps a batch result (see read_named_json)
             '    kind = body.get("type")',  # body_shape, in its order, the usual shapes inline
-            '    if kind == "response.done":',
-            '        return _other(body, "realtime")',
-            '    if kind == "message":',
-            *blocks["anthropic"],
+            "    if kind is not None:",
+            '        if kind == "response.done":',
+            '            return _other(body, "realtime")',
+            '        if kind == "message":',
+            *("    " + line for line in blocks["anthropic"]),
             '    obj = body.get("object")',
             '    if obj == "response":',
             *blocks["responses"],
