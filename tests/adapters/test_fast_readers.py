@@ -1,4 +1,4 @@
-"""The fast lines of the compiled readers (`_mapped._fast_read`) read the usual body (exact dicts, exact int
+"""The fast lines of the compiled readers (`_compile.fast_read`) read the usual body (exact dicts, exact int
 counts below 2**30, the subset rules kept) and hand anything else to the full reader. Whenever they give a
 result it must be the full reader's: checked for every catalog extractor over its generated bodies and
 over those bodies with one or two values replaced by every kind of value that is unusual (absent, null,
@@ -23,7 +23,7 @@ from test_read_plans import CORPUS, NAMES
 
 from tokentrail import Usage
 from tokentrail._types import TOKEN_FIELDS, usage_builder, usage_fill_source
-from tokentrail.adapters import _mapped, read_named_json, usage_from_response
+from tokentrail.adapters import _compile, _mapped, read_named_json, usage_from_response
 from tokentrail.adapters._mapped import mapped_readers, named_usage
 from tokentrail.errors import InvalidUsageError
 
@@ -143,7 +143,7 @@ def _at(body: dict[str, Any], path: tuple[str, ...]) -> object:
     return node
 
 
-def compiled_readers() -> list[_mapped.Compiled]:
+def compiled_readers() -> list[_compile.Compiled]:
     readers = mapped_readers()
     found = [readers.compiled(p, f) for p in readers.providers() for f in readers.flavors(p)]
     return [c for c in found if c is not None]
@@ -181,7 +181,7 @@ def test_the_fast_lines_read_what_the_full_reader_reads() -> None:
 class FullReaders(_mapped.MappedReaders):
     """The readers with no fast lines: every compiled reader is its full reader."""
 
-    def compiled(self, provider_id: str, flavor: str) -> _mapped.Compiled | None:
+    def compiled(self, provider_id: str, flavor: str) -> _compile.Compiled | None:
         found = super().compiled(provider_id, flavor)
         if found is not None and found.full is not None and found.read is not found.full:
             found = self._compiled[(provider_id, flavor)] = found._replace(read=found.full)

@@ -19,7 +19,7 @@ from test_stream_usage_classes import OPENAI_REASONING, SUB2API_BODY, XAI_BODY
 
 import tokentrail.adapters as adapters
 from tokentrail import Usage
-from tokentrail.adapters import _mapped, capture, usage_from_response
+from tokentrail.adapters import _compile, _mapped, capture, usage_from_response
 from tokentrail.adapters._base import Captured, new_captured
 from tokentrail.adapters._detect import ADAPTERS, canonical_provider
 from tokentrail.adapters._mapped import capture_mapped, planned_capture
@@ -90,7 +90,7 @@ class ReaderLog:
         self.last: tuple[str, str] | None = None
         self.original = _mapped._read_usage
 
-    def __call__(self, compiled: _mapped.Compiled, *args: Any) -> tuple[Usage, str | None] | None:
+    def __call__(self, compiled: _compile.Compiled, *args: Any) -> tuple[Usage, str | None] | None:
         read = self.original(compiled, *args)
         if read is not None:
             self.last = (compiled.provider, compiled.flavor)
