@@ -324,13 +324,18 @@ class MappedReaders:
             read = self._make_named(provider, ())
         return read
 
-    def _named_slow(self, body: dict[str, Any], provider: str) -> Usage | None:
+    def read_json(self, body: Mapping[str, Any], provider: str) -> PlannedRead | None:
+        """`read_named` of a JSON object whose shape is not known yet (see `_read.read_named_json`): None for
+        a possible batch result (which `detect_response` unwraps) and a body of no known shape."""
         if "custom_id" in body or "response" in body or "recordId" in body:
             return None
         shape = body_shape(body)
         if shape is None:
             return None
-        read = self.read_named(body, provider, shape)
+        return self.read_named(body, provider, shape)
+
+    def _named_slow(self, body: dict[str, Any], provider: str) -> Usage | None:
+        read = self.read_json(body, provider)
         return None if read is None else read[0]
 
     def _learn(self, body: dict[str, Any], provider: str, shape: str) -> Usage | None:

@@ -43,12 +43,7 @@ def read_named_json(body: dict[str, Any], provider: str) -> PlannedRead | None:
     detection: the readers a provider name's bodies of one shape are tried with are chosen once
     (`MappedReaders.read_named`). None when the full path decides: a possible batch result, a body of no
     known shape, a provider whose own reader comes first, a body none of the extractors reads."""
-    if "custom_id" in body or "response" in body or "recordId" in body:
-        return None  # perhaps a batch result, which `detect_response` unwraps
-    shape = body_shape(body)
-    if shape is None:
-        return None
-    return mapped_readers().read_named(body, provider, shape)
+    return mapped_readers().read_json(body, provider)
 
 
 def _by_shape(body: object, adapter: Adapter) -> Captured | None:
