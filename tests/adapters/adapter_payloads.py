@@ -92,3 +92,15 @@ def stream_fixtures() -> list[Fixture]:
 
 def fixture_id(fixture: Fixture) -> str:
     return fixture.name
+
+
+def in_genai_prices_keys(usage: Usage) -> dict[str, Any]:
+    """A usage's non-zero counts under genai-prices' usage keys (durations in seconds, as it counts them)."""
+    from tokentrail.pricing.index import USAGE_ATTRS
+
+    out: dict[str, Any] = {}
+    for key, attr in USAGE_ATTRS.items():
+        value = getattr(usage, attr)
+        if value:
+            out[key] = Decimal(value) / 1000 if attr.endswith("_ms") else value
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from test_mapped_readers import GOLDEN
 from test_read_plans import CORPUS, NAMES
 
+import tokentrail as tt
 from tokentrail import Usage
 from tokentrail._types import TOKEN_FIELDS, usage_builder, usage_fill_source
 from tokentrail.adapters import _compile, _mapped, read_named_json, usage_from_response
@@ -278,6 +280,35 @@ def test_a_web_search_call_in_a_responses_output_is_counted(fresh_readers: None)
     }
     for _ in range(3):
         assert usage_from_response(body, "openai") == Usage(10, 5, web_searches=1)
+
+
+def test_file_search_calls_in_a_responses_output_are_storage_searches(fresh_readers: None) -> None:
+    # OpenAI bills the file search tool per call (the catalog's `storage_searches`, $2.50 per 1k calls on
+    # gpt-4.1); output item shape: https://platform.openai.com/docs/guides/tools-file-search
+    from tokentrail.adapters import capture, usage_from_stream
+
+    body = {
+        "object": "response",
+        "model": "gpt-4.1",
+        "output": [
+            {"type": "file_search_call", "id": "fs_1", "status": "completed", "queries": ["q"]},
+            {"type": "web_search_call", "action": {"type": "open_page", "url": "https://x"}},
+            {"type": "file_search_call", "id": "fs_2", "status": "completed", "queries": ["r"]},
+            {"type": "message"},
+        ],
+        "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15},
+    }
+    expected = Usage(10, 5, storage_searches=2)
+    for name in ("openai", "azure", "groq", None):
+        for _ in range(3):
+            assert usage_from_response(body, name) == expected
+            assert capture(body, name).usage == expected
+    completed = {"type": "response.completed", "sequence_number": 1, "response": body}
+    assert usage_from_stream([completed], "openai") == expected
+    cost = tt.price(expected, "gpt-4.1", "openai", date(2026, 11, 1))
+    assert cost.total == Decimal("0.00002") + Decimal("0.00004") + Decimal(
+        "0.005"
+    )  # 10 in, 5 out, 2 searches
 
 
 def test_a_grok_body_named_openai_is_read_as_xai_reads_it(fresh_readers: None) -> None:

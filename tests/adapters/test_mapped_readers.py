@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from adapter_payloads import in_genai_prices_keys
 from tests.adapters.test_stream_usage_classes import (
     OPENAI_REASONING,
     SUB2API_BODY,
@@ -31,7 +32,7 @@ from tests.pricing.test_every_unit import as_genai_usage
 
 import tokentrail as tt
 from tokentrail import Usage, UsageStatus
-from tokentrail.adapters import capture, usage_from_response, usage_from_stream
+from tokentrail.adapters import capture, capture_stream, usage_from_response, usage_from_stream
 from tokentrail.adapters._mapped import mapped_readers, set_mapped_readers
 from tokentrail.pricing.catalog import Catalog, default_catalog, set_default_catalog
 from tokentrail.pricing.index import USAGE_ATTRS
@@ -172,15 +173,6 @@ def _theirs(case: Case) -> Any:
         return None
 
 
-def _ours_in_their_keys(usage: Usage) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, attr in USAGE_ATTRS.items():
-        value = getattr(usage, attr)
-        if value:
-            out[key] = Decimal(value) / 1000 if attr.endswith("_ms") else value
-    return out
-
-
 def _their_carried(extracted: Any) -> dict[str, Any]:
     values = extracted._reported_values()
     return {k: v for k, v in values.items() if k in USAGE_ATTRS and v}
@@ -239,7 +231,7 @@ def test_usage_equals_genai_prices_extract_usage(case: Case) -> None:
         assert _priced_model(case.provider, extracted)[0] is None, ours.reason
         return
     assert ours.status is UsageStatus.COMPLETE, ours.reason
-    assert _ours_in_their_keys(ours) == _their_carried(extracted)
+    assert in_genai_prices_keys(ours) == _their_carried(extracted)
 
 
 def _derived_cache_writes(case: Case, extracted: Any) -> bool:
@@ -472,7 +464,7 @@ def test_the_sub2api_grok_usage_named_openai_is_read_as_xai_reads_it() -> None:
         usage_from_response(SUB2API_BODY, "openai") == usage_from_response(SUB2API_BODY) == SUB2API_EXPECTED
     )
     theirs = PROVIDERS["x-ai"].extract_usage(SUB2API_BODY, api_flavor="chat")[1]
-    assert _ours_in_their_keys(SUB2API_EXPECTED) == _their_carried(theirs)
+    assert in_genai_prices_keys(SUB2API_EXPECTED) == _their_carried(theirs)
 
 
 @pytest.mark.parametrize("provider", [None, "openai", "azure", "groq"])
@@ -577,7 +569,7 @@ def test_cohere_tokens_with_one_count_is_read_as_genai_prices_reads_it() -> None
         200,
     )
     theirs = PROVIDERS["cohere"].extract_usage(body, api_flavor="tokens")[1]
-    assert _ours_in_their_keys(usage) == _their_carried(theirs)
+    assert in_genai_prices_keys(usage) == _their_carried(theirs)
     event = {"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": body["usage"]}}
     assert usage_from_stream([event], "cohere") == usage
 
@@ -643,6 +635,54 @@ def test_gemini_cached_video_tokens_are_read() -> None:
         4000,
         4800,
         4000,
+    )
+
+
+def _grounded(model: str, *queries: str) -> dict[str, Any]:
+    # groundingMetadata.webSearchQueries, https://ai.google.dev/api/generate-content#GroundingMetadata
+    return {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": "It is sunny."}]},
+                "finishReason": "STOP",
+                "groundingMetadata": {"webSearchQueries": list(queries), "groundingChunks": []},
+            }
+        ],
+        "modelVersion": model,
+        "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 100, "totalTokenCount": 1100},
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "searches", "search_cost"),
+    [
+        # Gemini 2.x: one grounded prompt however many queries ran ($35 per 1k grounded prompts)
+        ("gemini-2.5-flash", 1, Decimal("0.035")),
+        # Gemini 3 and later: each unique non-empty query ($14 per 1k search queries)
+        ("gemini-3-flash-preview", 2, Decimal("0.028")),
+    ],
+)
+def test_gemini_google_search_grounding_is_counted_as_google_bills_it(
+    model: str, searches: int, search_cost: Decimal
+) -> None:
+    # Google: "For billing purposes, we ignore the empty web search queries when counting unique queries"
+    # (https://ai.google.dev/gemini-api/docs/pricing, Grounding with Google Search).
+    body = _grounded(model, "weather in Paris", "", "paris forecast", "weather in Paris")
+    for read in (
+        capture(body, "google").usage,
+        usage_from_response(body, "google"),
+        usage_from_response(body),
+    ):
+        assert read.status is UsageStatus.COMPLETE, read.reason
+        assert (read.input_tokens, read.output_tokens, read.web_searches) == (1000, 100, searches)
+    # A stream: the usage so far on every chunk, the grounding on the last one.
+    first = {**_grounded(model), "candidates": [{"content": {"parts": [{"text": "It"}]}}]}
+    assert usage_from_stream([first, body], "google").web_searches == searches
+    ungrounded = capture(_grounded(model), "google").usage
+    assert ungrounded.web_searches == 0
+    usage = capture(body, "google").usage
+    assert tt.price(usage, model, "google", NOW).total - tt.price(ungrounded, model, "google", NOW).total == (
+        search_cost
     )
 
 
@@ -726,3 +766,69 @@ def test_an_explicit_catalog_for_the_readers_holds_until_one_is_put_in_force() -
     finally:
         set_mapped_readers(None)
     assert usage_from_response(RENAMED_CACHE_BODY, "openai").cache_read_tokens == 0
+
+
+def test_gemini_grounding_is_read_from_the_google_genai_sdk_object() -> None:
+    types = pytest.importorskip("google.genai.types")
+    response = types.GenerateContentResponse(
+        candidates=[
+            types.Candidate(
+                content=types.Content(role="model", parts=[types.Part(text="It is sunny.")]),
+                finish_reason="STOP",
+                grounding_metadata=types.GroundingMetadata(
+                    web_search_queries=["weather paris", "", "forecast"]
+                ),
+            )
+        ],
+        model_version="gemini-3-flash-preview",
+        usage_metadata=types.GenerateContentResponseUsageMetadata(
+            prompt_token_count=1000, candidates_token_count=100, total_token_count=1100
+        ),
+    )
+    captured = capture(response)
+    assert (captured.provider, captured.model) == ("google", "gemini-3-flash-preview")
+    assert (captured.usage.input_tokens, captured.usage.web_searches) == (1000, 2)
+
+
+def _openrouter_body(tools: dict[str, Any]) -> dict[str, Any]:
+    # usage accounting, https://openrouter.ai/docs/use-cases/usage-accounting (cost in credits of one USD);
+    # server tools' web searches per its API reference (`server_tool_use.web_search_requests`)
+    return {
+        "id": "gen-1",
+        "object": "chat.completion",
+        "created": 1764000000,
+        "model": "openai/gpt-4.1-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "cost": 0.02005,
+            **tools,
+        },
+    }
+
+
+@pytest.mark.parametrize("key", ["server_tool_use", "server_tool_use_details"])
+def test_openrouter_server_tool_searches_are_read_and_its_reported_cost_kept(key: str) -> None:
+    from openai.types.chat import ChatCompletion
+
+    body = _openrouter_body({key: {"web_search_requests": 2}})
+    chunk = {"object": "chat.completion.chunk", "model": body["model"], "choices": [], "usage": body["usage"]}
+    for _ in range(3):  # the provider name's kept reader, first and later bodies
+        assert usage_from_response(body, "openrouter").web_searches == 2
+    for captured in (
+        capture(body, "openrouter"),
+        capture(ChatCompletion.model_validate(body), "openrouter"),
+        capture_stream([chunk], "openrouter"),
+    ):
+        assert (captured.usage.input_tokens, captured.usage.web_searches) == (100, 2)
+        assert captured.provider_cost == Decimal("0.02005")
+    # another host's `cost` and tool fields mean something else: not read
+    assert (capture(body, "groq").usage.web_searches, capture(body, "groq").provider_cost) == (0, None)
+
+
+def test_openrouter_malformed_search_count_makes_the_usage_unknown() -> None:
+    body = _openrouter_body({"server_tool_use_details": {"web_search_requests": -1}})
+    assert usage_from_response(body, "openrouter").status is UsageStatus.UNKNOWN
+    assert "web_search_requests" in (capture(body, "openrouter").usage.reason or "")

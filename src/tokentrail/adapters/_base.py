@@ -37,6 +37,7 @@ __all__ = [
     "is_record",
     "model_name",
     "new_captured",
+    "reported_cost",
     "text_value",
 ]
 
@@ -86,20 +87,35 @@ def new_captured(
     provider: str,
     price_context: Mapping[str, str],
     response_id: str | None = None,
+    provider_cost: Decimal | None = None,
 ) -> Captured:
-    """`Captured(usage, model, provider, price_context, response_id=response_id)`, several times faster
+    """`Captured(usage, model, provider, price_context, provider_cost, response_id)`, several times faster
     (the compiled readers build one per response read)."""
     fill: Any = _CapturedFill()
     fill.usage = usage
     fill.model = model
     fill.provider = provider
     fill.price_context = price_context
-    fill.provider_cost = None
+    fill.provider_cost = provider_cost
     fill.response_id = response_id
     fill.finished = True
     fill.__class__ = Captured
     captured: Captured = fill
     return captured
+
+
+def reported_cost(value: object) -> Decimal | None:
+    """A cost a response reports in USD (a JSON number or a numeric string) as an exact Decimal, or None
+    when it is not a finite amount >= 0 (a bool, NaN, a negative or a non-number are no cost)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        cost = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return cost if cost.is_finite() and cost >= 0 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,15 @@ pricing. A body of no known shape is read by the provider's extractors in the ca
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from tokentrail._types import Usage
-from tokentrail.adapters import anthropic, openai
-from tokentrail.adapters._base import Captured, new_captured
+from tokentrail.adapters import anthropic, gemini, openai
+from tokentrail.adapters._base import Captured, Fields, new_captured
+from tokentrail.adapters._charged import charged
 from tokentrail.adapters._compile import EMPTY, Compiled, Miss, Source, compile_extractor, fast_read
 from tokentrail.adapters._detect import ADAPTERS, canonical_provider
 from tokentrail.pricing import installed as _in_force
@@ -121,14 +123,19 @@ def _reasoning_outside_completion(body: Mapping[str, Any], name: str) -> bool:
     )
 
 
-def _may_search(body: Mapping[str, Any]) -> bool:
-    """False when a Responses body's `output` is a JSON list with no `web_search_call` item (the usual
-    case, told apart quickly); otherwise `openai.web_search_calls` counts them."""
+# The Responses output items of the built-in tools billed per call (see `openai.billed_tool_calls`).
+# A tuple: `in` compares, where a set would hash (and raise on) whatever a body holds.
+_BILLED_CALLS = ("web_search_call", "file_search_call")
+
+
+def _may_call_tools(body: Mapping[str, Any]) -> bool:
+    """False when a Responses body's `output` is a JSON list with no item of a tool billed per call (the
+    usual case, told apart quickly); otherwise `openai.billed_tool_calls` counts them."""
     output = body.get("output")
     if type(output) is not list:
         return True
     for item in output:  # noqa: SIM110 (a plain loop: no generator on the hot path)
-        if type(item) is not dict or item.get("type") == "web_search_call":
+        if type(item) is not dict or item.get("type") in _BILLED_CALLS:
             return True
     return False
 
@@ -401,13 +408,17 @@ class MappedReaders:
         compiled = plan.readers[0][0]
         spec = self._specs[compiled.provider][compiled.flavor]
         src = Source(constants)
-        if shape == "responses" and not compiled.reads_web_searches:  # _may_search, inline
+        if shape == "responses" and not compiled.reads_web_searches:  # _may_call_tools, inline
             src.add('output = body.get("output")')
             src.add("if type(output) is not list:")
             src.add(other, 2)
             src.add("for item in output:")
-            src.add('if type(item) is not dict or item.get("type") == "web_search_call":', 2)
+            src.add(f'if type(item) is not dict or item.get("type") in {_BILLED_CALLS!r}:', 2)
             src.add(other, 3)
+        if shape == "chat" and compiled.provider == "openrouter":  # its server tools' searches: _read_usage
+            src.add('t = body.get("usage")')
+            src.add('if type(t) is not dict or "server_tool_use" in t or "server_tool_use_details" in t:')
+            src.add(other, 2)
         # The Grok check (`_reasoning_outside_completion` is False unless the reasoning count is > 0): on the
         # reasoning count the reader reads, when it reads it (checked then: an exact int >= 0, or None).
         reasoning = ("completion_tokens_details", "reasoning_tokens")
@@ -461,13 +472,22 @@ def _read_usage(
     compiled: Compiled, body: Mapping[str, Any], shape: str | None
 ) -> tuple[Usage, str | None] | None:
     """The usage and model one extractor reads from `body` (None when it cannot read it)."""
-    web = 0
-    if shape == "responses" and not compiled.reads_web_searches and _may_search(body):
-        web = openai.web_search_calls(body)
+    web = files = 0
+    if shape == "responses" and not compiled.reads_web_searches and _may_call_tools(body):
+        web, files = openai.billed_tool_calls(body)
+    elif shape == "chat" and compiled.provider == "openrouter" and not compiled.reads_web_searches:
+        usage = body.get("usage")
+        web = openai.openrouter_searches(Fields(usage, "usage")) if isinstance(usage, Mapping) else 0
+    elif shape == "gemini" and not compiled.reads_web_searches and "candidates" in body:
+        web = gemini.grounding_searches(gemini.search_queries(body), gemini.response_model(body))
     try:
-        return compiled.read(body, web)
+        read = compiled.read(body, web)
     except Miss:
         return None
+    if files:  # rare: the usage made again, with its file searches
+        usage = read[0]
+        return dataclasses.replace(usage, storage_searches=usage.storage_searches + files), read[1]
+    return read
 
 
 # What a kept plan's reader read: (usage, model, the provider name the capture carries, the body's shape).
@@ -479,11 +499,17 @@ def planned_capture(body: Mapping[str, Any], read: PlannedRead) -> Captured:
     context and, for a Responses body, its id."""
     usage, model, label, shape = read
     context = _price_context(body)
+    cost = charged(body.get("usage"), label)
     if shape != "responses":
-        return new_captured(usage, model, label, context)
+        return new_captured(usage, model, label, context, None, cost)
     response_id = body.get("id")
     return new_captured(
-        usage, model, label, context, response_id if isinstance(response_id, str) and response_id else None
+        usage,
+        model,
+        label,
+        context,
+        response_id if isinstance(response_id, str) and response_id else None,
+        cost,
     )
 
 

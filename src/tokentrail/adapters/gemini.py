@@ -10,6 +10,12 @@ billed as images) and video counts. Proto3 JSON leaves out zero counts, so an ab
 The Live API's `UsageMetadata` names the generated tokens `responseTokenCount` / `responseTokensDetails`
 (https://ai.google.dev/api/live#UsageMetadata); they are read as the candidates' counts.
 
+Grounding with Google Search is billed apart from the tokens, and counted as `web_searches` from the
+candidates' `groundingMetadata.webSearchQueries`: Gemini 3 and later bill each search query run (the unique
+non-empty ones: "we ignore the empty web search queries when counting unique queries"), Gemini 1.x and 2.x
+the grounded prompt, once however many queries it ran (https://ai.google.dev/gemini-api/docs/pricing, the
+catalog's $14 and $35 per 1k). genai-prices reads no grounding.
+
 Streaming: every chunk carries the usage *so far*; the last chunk's usage is the call's usage.
 
 Live API (`client.aio.live.connect`, a WebSocket session): a server message may carry `usageMetadata`
@@ -27,6 +33,8 @@ naming the billable characters when Vertex gave them.
 
 from __future__ import annotations
 
+import dataclasses
+
 from tokentrail._types import Usage
 from tokentrail.adapters._base import (
     Captured,
@@ -40,7 +48,16 @@ from tokentrail.adapters._base import (
     text_value,
 )
 
-__all__ = ["GenerateContentStream", "LiveTurn", "embed_usage", "extract", "metadata_usage", "usage_metadata"]
+__all__ = [
+    "GenerateContentStream",
+    "LiveTurn",
+    "embed_usage",
+    "extract",
+    "grounding_searches",
+    "metadata_usage",
+    "search_queries",
+    "usage_metadata",
+]
 
 _IMAGE_MODALITIES = ("IMAGE", "DOCUMENT")
 
@@ -58,8 +75,9 @@ def _by_modality(usage: Fields, *names: str) -> dict[str, int]:
     return totals
 
 
-def metadata_usage(usage: Fields) -> Usage:
-    """A `usageMetadata` object in the one convention."""
+def metadata_usage(usage: Fields, web_searches: int = 0) -> Usage:
+    """A `usageMetadata` object in the one convention (with the grounding searches `grounding_searches`
+    counted)."""
     prompt = usage.count("promptTokenCount", "prompt_token_count", required=True)
     candidates = usage.count(
         "candidatesTokenCount", "candidates_token_count", "responseTokenCount", "response_token_count"
@@ -95,7 +113,39 @@ def metadata_usage(usage: Fields) -> Usage:
         output_audio_tokens=media(outputs, "AUDIO"),
         output_image_tokens=media(outputs, *_IMAGE_MODALITIES),
         output_video_tokens=media(outputs, "VIDEO"),
+        web_searches=web_searches,
     )
+
+
+def search_queries(response: object) -> set[str]:
+    """The non-empty Google Search queries a response's candidates ran (`groundingMetadata`)."""
+    candidates = get_field(response, "candidates")
+    queries: set[str] = set()
+    if not isinstance(candidates, (list, tuple)):
+        return queries
+    for candidate in candidates:
+        grounding = get_field(candidate, "groundingMetadata")
+        if grounding is None:
+            grounding = get_field(candidate, "grounding_metadata")
+        if grounding is None:
+            continue
+        found = get_field(grounding, "webSearchQueries")
+        if found is None:
+            found = get_field(grounding, "web_search_queries")
+        if isinstance(found, (list, tuple)):
+            queries.update(query for query in found if isinstance(query, str) and query)
+    return queries
+
+
+def grounding_searches(queries: set[str], model: str | None) -> int:
+    """The grounding searches Google bills for a call that ran `queries` on `model` (see the module)."""
+    if not queries:
+        return 0
+    name = (model or "").rsplit("/", 1)[-1]
+    return 1 if name.startswith(_PER_PROMPT) else len(queries)
+
+
+_PER_PROMPT = ("gemini-1", "gemini-2")  # billed per grounded prompt, not per query
 
 
 def response_model(response: object) -> str | None:
@@ -133,7 +183,9 @@ def extract(response: object, provider: str = "google") -> Captured:
         return Captured(embed_usage(response), response_model(response), provider, {})
     if raw is None:
         raise Malformed("response has no usageMetadata")
-    return Captured(metadata_usage(Fields(raw, "usageMetadata")), response_model(response), provider, {})
+    model = response_model(response)
+    searches = grounding_searches(search_queries(response), model)
+    return Captured(metadata_usage(Fields(raw, "usageMetadata"), searches), model, provider, {})
 
 
 def _finished(chunk: object) -> bool:
@@ -157,9 +209,11 @@ class GenerateContentStream(StreamAccumulator):
     def __init__(self, provider: str = "google") -> None:
         super().__init__(provider)
         self._usage: Usage | None = None
+        self._queries: set[str] = set()  # the grounding queries of every chunk so far
 
     def _feed(self, event: object) -> None:
         self.model = response_model(event) or self.model
+        self._queries |= search_queries(event)
         raw = usage_metadata(event)
         self.complete_on_close = raw is not None  # a later chunk without usage leaves older counts stale
         if raw is not None:
@@ -172,7 +226,10 @@ class GenerateContentStream(StreamAccumulator):
             self.final = True
 
     def _seen(self) -> Usage | None:
-        return self._usage
+        searches = grounding_searches(self._queries, self.model)
+        if self._usage is None or not searches:
+            return self._usage
+        return dataclasses.replace(self._usage, web_searches=searches)
 
 
 class LiveTurn(StreamAccumulator):

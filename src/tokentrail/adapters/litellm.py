@@ -19,7 +19,6 @@ replaces at the end of the stream with its own local count — recorded as `esti
 from __future__ import annotations
 
 import dataclasses
-import math
 from decimal import Decimal
 
 from tokentrail._types import Usage, UsageStatus
@@ -31,6 +30,7 @@ from tokentrail.adapters._base import (
     build_usage,
     get_field,
     model_name,
+    reported_cost,
     text_value,
 )
 
@@ -90,16 +90,7 @@ def hidden_params(response: object) -> object:
 def response_cost(response: object) -> Decimal | None:
     """LiteLLM's own cost for the call, when it computed a usable one."""
     params = hidden_params(response)
-    value = get_field(params, "response_cost") if params is not None else None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    try:
-        cost = Decimal(str(value))
-    except ArithmeticError:
-        return None
-    return cost if cost.is_finite() and cost >= 0 else None
+    return reported_cost(get_field(params, "response_cost") if params is not None else None)
 
 
 def served_by(response: object, default: str) -> str:

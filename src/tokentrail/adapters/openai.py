@@ -5,8 +5,9 @@ Chat Completions `usage`: `prompt_tokens` already counts cached tokens, so it is
 `.audio_tokens` / `.image_tokens` → input media; `completion_tokens` counts reasoning, so it is
 `output_tokens` as is; `completion_tokens_details.reasoning_tokens` → reasoning, `.audio_tokens` → output
 audio. Responses `usage`: `input_tokens` (+ `input_tokens_details.cached_tokens` / `cache_write_tokens`),
-`output_tokens` (+ `output_tokens_details.reasoning_tokens`); each `web_search_call` output item that ran
-a search counts as one web search. The response's `service_tier` is the tier that actually served it.
+`output_tokens` (+ `output_tokens_details.reasoning_tokens`); the built-in tools OpenAI bills per call are
+counted from the `output` items: each `web_search_call` that ran a search is one web search, each
+`file_search_call` one file (storage) search. The response's `service_tier` is the tier that actually served it.
 
 Streaming: Chat Completions reports usage only in a last chunk with no choices, and only when the
 request set `stream_options={"include_usage": True}`; the Responses API reports it in the
@@ -22,15 +23,14 @@ OpenAI-compatible hosts that differ:
   OpenAI usage chunk, which then wins (the same counts, replaced, never added).
 - Realtime (OpenAI and Azure): each `response.done` event carries that response's usage with text, audio
   and cached details (`extract_realtime`).
-- OpenRouter reports what a call cost in `usage.cost` (credits, i.e. USD; plain bodies and a stream's
-  last chunk, https://openrouter.ai/docs/use-cases/usage-accounting): kept as `provider_cost`
-  (`reported_cost`; read for the provider "openrouter" only, other hosts' `cost` fields differ).
+- OpenRouter (`usage.cost`), xAI (`usage.cost_in_usd_ticks`) and Perplexity (`usage.cost.total_cost`) report
+  what a call cost, in plain bodies and a stream's usage chunk: kept as `provider_cost` (`_charged`; read for
+  those providers only, other hosts' `cost` fields differ).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from abc import abstractmethod
 from collections.abc import Callable
 from decimal import Decimal
@@ -49,6 +49,7 @@ from tokentrail.adapters._base import (
     new_captured,
     text_value,
 )
+from tokentrail.adapters._charged import REPORTERS, charged
 from tokentrail.errors import InvalidUsageError
 
 __all__ = [
@@ -67,7 +68,6 @@ __all__ = [
     "extract_transcription",
     "price_context",
     "reasoning_outside_completion",
-    "reported_cost",
     "responses_usage",
 ]
 
@@ -135,15 +135,30 @@ def chat_counts(usage: Fields, provider: str | None = None, model: str | None = 
             counts["input_tokens"], counts["output_tokens"], reasoning, total, provider, model
         ):
             counts["output_tokens"] += reasoning
+    if provider == "openrouter":
+        counts["web_searches"] = openrouter_searches(usage)
     return counts
 
 
-def responses_usage(usage: Fields, web_searches: int = 0) -> Usage:
-    """A Responses API `usage` object in the one convention."""
+def openrouter_searches(usage: Fields) -> int:
+    """The web searches OpenRouter's server tools ran for the call, billed per search (the catalog's web search
+    prices of its models): `web_search_requests` of the usage's `server_tool_use` (its API reference) or
+    `server_tool_use_details` (what its chat completions send)."""
+    for name in ("server_tool_use", "server_tool_use_details"):
+        tools = usage.child(name)
+        if tools is not None and tools.has("web_search_requests"):
+            return tools.count("web_search_requests")
+    return 0
+
+
+def responses_usage(usage: Fields, tool_calls: tuple[int, int] = (0, 0)) -> Usage:
+    """A Responses API `usage` object in the one convention, with the (web, file) searches `billed_tool_calls`
+    counted in the response's output."""
     counts = {
         "input_tokens": usage.count("input_tokens", required=True),
         "output_tokens": usage.count("output_tokens", required=True),
-        "web_searches": web_searches,
+        "web_searches": tool_calls[0],
+        "storage_searches": tool_calls[1],
     }
     usage.count("total_tokens")
     inputs = usage.child("input_tokens_details")
@@ -156,20 +171,23 @@ def responses_usage(usage: Fields, web_searches: int = 0) -> Usage:
     return build_usage(**counts)
 
 
-def web_search_calls(response: object) -> int:
-    """Web search tool calls that ran a search, from a Responses API `output` list."""
+def billed_tool_calls(response: object) -> tuple[int, int]:
+    """The built-in tool calls of a Responses API `output` list that OpenAI bills per call: (web searches,
+    file searches). A `web_search_call` counts when it ran a search (an `open_page` or `find_in_page` action
+    reads a page a search found); every `file_search_call` counts (the catalog's `storage_searches`)."""
     output = get_field(response, "output")
     if not isinstance(output, (list, tuple)):
-        return 0
-    searches = 0
+        return (0, 0)
+    searches = files = 0
     for item in output:
-        if text_value(get_field(item, "type")) != "web_search_call":
-            continue
-        action = get_field(item, "action")
-        kind = text_value(get_field(action, "type")) if action is not None else None
-        if kind in (None, "search"):
-            searches += 1
-    return searches
+        kind = text_value(get_field(item, "type"))
+        if kind == "file_search_call":
+            files += 1
+        elif kind == "web_search_call":
+            action = get_field(item, "action")
+            if action is None or text_value(get_field(action, "type")) in (None, "search"):
+                searches += 1
+    return (searches, files)
 
 
 def price_context(response: object) -> dict[str, str]:
@@ -208,33 +226,18 @@ def extract_fields(response: object, provider: str = "openai") -> Captured:
         raise Malformed("response has no usage")
     usage = Fields(raw_usage, "usage")
     if is_responses_api(response, usage):
-        result = responses_usage(usage, web_search_calls(response))
+        result = responses_usage(usage, billed_tool_calls(response))
         response_id = text_value(get_field(response, "id"))
+        cost = charged(raw_usage, provider)
         return Captured(
-            result, model_name(response), provider, price_context(response), response_id=response_id
+            result, model_name(response), provider, price_context(response), cost, response_id=response_id
         )
     if usage.has("prompt_tokens", "completion_tokens"):
         result = chat_usage(usage, provider, model_name(response))
     else:
         raise Malformed("usage has neither prompt_tokens (Chat Completions) nor input_tokens (Responses)")
-    cost = reported_cost(raw_usage, provider)
+    cost = charged(raw_usage, provider)
     return Captured(result, model_name(response), provider, price_context(response), provider_cost=cost)
-
-
-_COST_REPORTERS = frozenset({"openrouter"})
-
-
-def reported_cost(usage: object, provider: str) -> Decimal | None:
-    """The cost a chat `usage` reports for the call (OpenRouter's `usage.cost`), when it is a usable number."""
-    if provider not in _COST_REPORTERS:
-        return None
-    value = get_field(usage, "cost")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    cost = Decimal(str(value))
-    return cost if cost >= 0 else None
 
 
 _UNFINISHED = ("queued", "in_progress")
@@ -449,6 +452,8 @@ def plain_chat_counts(
     `field` (a JSON object's `dict.get`, an SDK model's `_sdk_field`), when every value is a plain
     in-range int and every details object is what `is_details` expects; None when a value needs
     `chat_counts` (which names what is wrong)."""
+    if provider == "openrouter":
+        return None  # its server tools' web searches: `chat_counts`
     prompt_tokens = field(usage, "prompt_tokens")
     completion_tokens = field(usage, "completion_tokens")
     total_tokens = field(usage, "total_tokens")
@@ -500,7 +505,7 @@ def plain_chat_completion(
         usage is None
         or field(response, "object") != "chat.completion"
         or not is_details(usage, "CompletionUsage")
-        or provider in _COST_REPORTERS
+        or provider in REPORTERS
     ):
         return None
     model = text_value(field(response, "model"))
@@ -533,7 +538,7 @@ class ChatStream(StreamAccumulator):
         super().__init__(provider)
         self._usage: Usage | None = None
         self._top_level_usage = False  # a top-level `usage` was seen: `x_groq.usage` is not read any more
-        self.provider_cost: Decimal | None = None  # OpenRouter's `usage.cost`, from the usage read last
+        self.provider_cost: Decimal | None = None  # the cost the usage read last reports (`_charged`)
 
     def captured(self) -> Captured:
         captured = super().captured()
@@ -560,7 +565,7 @@ class ChatStream(StreamAccumulator):
             self._usage = None  # a broken latest report must not leave an older one standing as final
             self.provider_cost = None
             raise
-        self.provider_cost = reported_cost(raw_usage, self.provider)
+        self.provider_cost = charged(raw_usage, self.provider)
         choices = get_field(chunk, "choices")
         if where != "chunk.usage" or not choices:
             # the include_usage chunk (nothing after it but [DONE]), or Groq's final chunk
@@ -617,7 +622,7 @@ class ResponsesStream(StreamAccumulator):
         raw_usage = get_field(response, "usage")
         if raw_usage is None:
             raise Malformed(f"{kind} event has no response.usage")
-        self._usage = responses_usage(Fields(raw_usage, "response.usage"), web_search_calls(response))
+        self._usage = responses_usage(Fields(raw_usage, "response.usage"), billed_tool_calls(response))
         self.final = True
 
     def _seen(self) -> Usage | None:

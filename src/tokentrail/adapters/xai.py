@@ -37,12 +37,12 @@ from tokentrail.adapters._base import (
     get_field,
     text_value,
 )
+from tokentrail.adapters._charged import USD_TICK
 
 __all__ = ["PROVIDER", "ChatStream", "extract", "is_native", "sampling_usage"]
 
 PROVIDER = "xai"
 _NATIVE_MODULES = ("xai_sdk", "xai")  # the SDK's wrappers, and its generated protobuf modules (xai.api.v1)
-_TICK = Decimal(1).scaleb(-10)  # cost_in_usd_ticks: 1 tick = 1e-10 USD
 
 # server-side tool (xai-proto `ServerSideTool`) → the Usage count of its calls
 _TOOL_COUNTS = {
@@ -138,7 +138,7 @@ def sampling_usage(raw_usage: object, where: str = "usage") -> tuple[Usage, Deci
         ticks = get_field(raw_usage, "cost_in_usd_ticks")
         if isinstance(ticks, str) and ticks.isdigit():  # protobuf JSON writes int64 values as strings
             ticks = int(ticks)
-        cost = as_count(ticks, f"{where}.cost_in_usd_ticks") * _TICK
+        cost = as_count(ticks, f"{where}.cost_in_usd_ticks") * USD_TICK
     return build_usage(**counts), cost
 
 
