@@ -42,6 +42,8 @@ __all__ = ["Endpoint", "StainlessTarget", "recorded_once"]
 
 RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
 _PROVIDERS: dict[type, str] = {}  # client class -> the provider its calls are priced with
+# SDK -> (the base URL object last seen, the readers that named it, its provider): most programs use one URL
+_AT_URL: dict[str, tuple[object, object, str]] = {}
 
 
 def _any_event(event: object) -> bool:
@@ -109,6 +111,9 @@ class StainlessTarget(Target):
         object.__setattr__(self, "templates", templates)
 
     def provider_of(self, resource: Any) -> str:
+        """The provider a client's calls are priced with: the one its class names (`AzureOpenAI`,
+        `AnthropicBedrock`), else the one whose API its base URL is in the catalog (`api_pattern`: an openai
+        client on `https://api.deepseek.com` calls DeepSeek), else the SDK's own."""
         kind = type(resource)
         found = _PROVIDERS.get(kind)
         if found is None:
@@ -116,7 +121,20 @@ class StainlessTarget(Target):
                 (p for part, p in self.provider_names.items() if part in kind.__name__), self.provider
             )
             _PROVIDERS[kind] = found
-        return found
+        if found != self.provider:
+            return found
+        url = getattr(resource, "_base_url", None)
+        if url is None:
+            return found
+        from tokentrail.adapters._mapped import mapped_readers
+
+        readers = mapped_readers()
+        last = _AT_URL.get(self.provider)
+        if last is not None and last[0] is url and last[1] is readers:
+            return last[2]
+        named = readers.provider_at(str(url)) or found
+        _AT_URL[self.provider] = (url, readers, named)  # one tuple: read whole by any thread
+        return named
 
     def endpoint(self, method: str, path: str) -> Endpoint | None:
         """The endpoint a request to `path` reaches, or None when the path is not billable."""

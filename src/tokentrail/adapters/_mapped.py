@@ -16,6 +16,7 @@ pricing. A body of no known shape is read by the provider's extractors in the ca
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -168,11 +169,15 @@ class MappedReaders:
         self.source = f"{snapshot.get('source', 'catalog')} {snapshot.get('version', '')}".strip()
         self._specs: dict[str, dict[str, Mapping[str, Any]]] = {}
         self._matchers: list[tuple[str, Callable[[str], bool]]] = []
+        self._apis: list[tuple[re.Pattern[str], str]] = []  # (api_pattern, provider id), the catalog's order
+        self._at_url: dict[str, str | None] = {}
         for provider in snapshot["providers"]:
             extractors = provider.get("extractors") or ()
             self._specs[provider["id"]] = {e["api_flavor"]: e for e in extractors}
             if provider.get("provider_match"):
                 self._matchers.append((provider["id"], compile_clause(provider["provider_match"])))
+            if provider.get("api_pattern"):
+                self._apis.append((re.compile(provider["api_pattern"]), provider["id"]))
         self._ancestors = _ancestors(snapshot["units"])
         self._compiled: dict[tuple[str, str], Compiled | None] = {}
         self._ids: dict[str, tuple[str, ...]] = {}
@@ -180,6 +185,17 @@ class MappedReaders:
         # provider name as given → its reader of the usage alone (`named_reader`), and the shapes it has met
         self._named: dict[str, Callable[[dict[str, Any]], Usage | None]] = {}
         self._named_shapes: dict[str, tuple[str, ...]] = {}
+
+    def provider_at(self, url: str) -> str | None:
+        """The catalog provider whose API `url` (a client's base URL) is: the first whose `api_pattern`
+        matches it from its start, as genai-prices finds a provider by `provider_api_url`; None for any
+        other URL (a local server, a proxy, a host the catalog does not know)."""
+        if url in self._at_url:
+            return self._at_url[url]
+        found = next((provider for pattern, provider in self._apis if pattern.match(url)), None)
+        if len(self._at_url) < _MAX_PLANS:  # base URLs come from callers: keep the table small
+            self._at_url[url] = found
+        return found
 
     def flavors(self, provider_id: str) -> tuple[str, ...]:
         """The API flavors a provider's extractors know, in the catalog's order."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timezone
 from decimal import Decimal, InvalidOperation
@@ -60,7 +61,11 @@ def snapshot_from_published(
 
 def _provider(raw: Mapping[str, Any], where: str, known_keys: set[str]) -> dict[str, Any]:
     where = f"{where} ({raw.get('id')!r})"
+    pattern = (
+        {"api_pattern": _pattern(raw["api_pattern"], f"{where}.api_pattern")} if "api_pattern" in raw else {}
+    )
     return {
+        **pattern,
         "id": _text(raw.get("id"), f"{where}.id"),
         "name": _text(raw.get("name"), f"{where}.name"),
         "model_match": _clause(raw.get("model_match"), f"{where}.model_match", optional=True),
@@ -229,6 +234,16 @@ def _text(raw: Any, where: str) -> str:
     if not isinstance(raw, str) or not raw:
         raise CatalogError(f"{where}: expected a non-empty string, got {raw!r}")
     return raw
+
+
+def _pattern(raw: Any, where: str) -> str:
+    """A provider's `api_pattern`: a regular expression its API's base URLs match (from their start)."""
+    text = _text(raw, where)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise CatalogError(f"{where}: not a regular expression ({exc})") from None
+    return text
 
 
 def _texts(raw: Any, where: str) -> list[str] | None:

@@ -174,7 +174,8 @@ readers_generation = 0
 
 
 def readers_part(snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    """What the usage readers need of a snapshot: its name, units, and each provider's extractors."""
+    """What the usage readers need of a snapshot: its name, units, and each provider's extractors and API
+    URL pattern."""
     return {
         "source": snapshot.get("source", "catalog"),
         "version": snapshot.get("version", ""),
@@ -184,6 +185,7 @@ def readers_part(snapshot: Mapping[str, Any]) -> dict[str, Any]:
                 "id": p["id"],
                 "provider_match": p.get("provider_match"),
                 "extractors": p.get("extractors") or [],
+                **({"api_pattern": p["api_pattern"]} if p.get("api_pattern") else {}),
             }
             for p in snapshot["providers"]
         ],
