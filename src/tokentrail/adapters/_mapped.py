@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from tokentrail._types import Usage
 from tokentrail.adapters import anthropic, gemini, openai
 from tokentrail.adapters._base import Captured, Fields, new_captured
-from tokentrail.adapters._charged import charged
+from tokentrail.adapters._charged import REPORTERS, charged
 from tokentrail.adapters._compile import EMPTY, Compiled, Miss, Source, compile_extractor, fast_read
 from tokentrail.adapters._detect import ADAPTERS, canonical_provider
 from tokentrail.pricing import installed as _in_force
@@ -515,7 +515,7 @@ def planned_capture(body: Mapping[str, Any], read: PlannedRead) -> Captured:
     context and, for a Responses body, its id."""
     usage, model, label, shape = read
     context = _price_context(body)
-    cost = charged(body.get("usage"), label)
+    cost = charged(body.get("usage"), label) if label in REPORTERS else None
     if shape != "responses":
         return new_captured(usage, model, label, context, None, cost)
     response_id = body.get("id")
