@@ -832,3 +832,32 @@ def test_openrouter_malformed_search_count_makes_the_usage_unknown() -> None:
     body = _openrouter_body({"server_tool_use_details": {"web_search_requests": -1}})
     assert usage_from_response(body, "openrouter").status is UsageStatus.UNKNOWN
     assert "web_search_requests" in (capture(body, "openrouter").usage.reason or "")
+
+
+def test_gemini_openai_compatible_thinking_counted_in_the_total_alone_is_read_as_output() -> None:
+    from openai.types.chat import ChatCompletion
+
+    # Gemini's OpenAI-compatible endpoint: the completion without the thinking, the total with it (the
+    # recorded pydantic-ai body in tests/fixtures/recorded/google/openai_compat_chat_thinking_only_in_total.json)
+    body = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1764000000,
+        "model": "gemini-2.5-pro",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 35, "completion_tokens": 12, "total_tokens": 126},
+    }
+    expected = Usage(35, 91, reasoning_tokens=79)
+    chunk = {"object": "chat.completion.chunk", "model": body["model"], "choices": [], "usage": body["usage"]}
+    for _ in range(2):
+        assert usage_from_response(body, "google") == expected
+    assert capture(body, "google").usage == expected
+    assert capture(ChatCompletion.model_validate(body), "google").usage == expected
+    assert capture_stream([chunk], "google").usage == expected
+    # a total that is the sum, or a reasoning count given: nothing hidden
+    plain = {**body, "usage": {"prompt_tokens": 35, "completion_tokens": 12, "total_tokens": 47}}
+    assert usage_from_response(plain, "google") == Usage(35, 12)
+    counted = {**body, "usage": {**body["usage"], "completion_tokens_details": {"reasoning_tokens": 5}}}
+    assert usage_from_response(counted, "google").output_tokens == 12
+    # another host's total means what it says: read as genai-prices reads it
+    assert usage_from_response(body, "openai") == Usage(35, 12)

@@ -435,6 +435,10 @@ class MappedReaders:
             src.add('t = body.get("usage")')
             src.add('if type(t) is not dict or "server_tool_use" in t or "server_tool_use_details" in t:')
             src.add(other, 2)
+        if shape == "chat" and compiled.provider == "google":  # thinking in the total alone: _read_usage
+            src.add('t = body.get("usage")')
+            src.add('if type(t) is not dict or "total_tokens" in t:')
+            src.add(other, 2)
         # The Grok check (`_reasoning_outside_completion` is False unless the reasoning count is > 0): on the
         # reasoning count the reader reads, when it reads it (checked then: an exact int >= 0, or None).
         reasoning = ("completion_tokens_details", "reasoning_tokens")
@@ -503,7 +507,22 @@ def _read_usage(
     if files:  # rare: the usage made again, with its file searches
         usage = read[0]
         return dataclasses.replace(usage, storage_searches=usage.storage_searches + files), read[1]
+    if shape == "chat" and compiled.provider == "google" and not read[0].reasoning_tokens:
+        return _with_hidden_thinking(read[0], body), read[1]
     return read
+
+
+def _with_hidden_thinking(usage: Usage, body: Mapping[str, Any]) -> Usage:
+    """A Gemini OpenAI-compatible chat usage with the thinking its total alone counts (`openai.hidden_thinking`;
+    the counts were read and checked already)."""
+    raw = body.get("usage")
+    total = raw.get("total_tokens") if isinstance(raw, Mapping) else None
+    hidden = openai.hidden_thinking(
+        usage.input_tokens, usage.output_tokens, total if type(total) is int else None
+    )
+    if not hidden:
+        return usage
+    return dataclasses.replace(usage, output_tokens=usage.output_tokens + hidden, reasoning_tokens=hidden)
 
 
 # What a kept plan's reader read: (usage, model, the provider name the capture carries, the body's shape).

@@ -18,6 +18,10 @@ OpenAI-compatible hosts that differ:
   reasoning`, docs.x.ai "consumption and rate limits"), so its output is completion + reasoning; see
   `reasoning_outside_completion` for how a usage is known to be xAI's (the same reading as the catalog's
   x-ai extractor for non-streamed bodies, so streamed and plain calls agree).
+- Gemini's OpenAI-compatible endpoint (provider "google") leaves the thinking tokens out of
+  `completion_tokens` and gives no reasoning count, while its `total_tokens` counts them (a pydantic-ai
+  recording: prompt 35, completion 12, total 126; Google bills thinking as output): the rest of the total is
+  read as reasoning, on top of the completion (`hidden_thinking`).
 - Groq's chunks carry the stream's usage in `x_groq.usage` on the final chunk (groq-python
   `ChatCompletionChunk.x_groq`: "Only sent in the final chunk"); with `include_usage` it also sends the
   OpenAI usage chunk, which then wins (the same counts, replaced, never added).
@@ -137,7 +141,17 @@ def chat_counts(usage: Fields, provider: str | None = None, model: str | None = 
             counts["output_tokens"] += reasoning
     if provider == "openrouter":
         counts["web_searches"] = openrouter_searches(usage)
+    elif provider == "google" and not counts.get("reasoning_tokens"):
+        hidden = hidden_thinking(counts["input_tokens"], counts["output_tokens"], total)
+        counts["output_tokens"] += hidden
+        counts["reasoning_tokens"] = hidden
     return counts
+
+
+def hidden_thinking(prompt: int, completion: int, total: int | None) -> int:
+    """The thinking tokens a Gemini OpenAI-compatible usage with no reasoning count counts in its total only
+    (see the module): what the total has beyond prompt and completion."""
+    return max(total - prompt - completion, 0) if total is not None else 0
 
 
 def openrouter_searches(usage: Fields) -> int:
@@ -452,8 +466,8 @@ def plain_chat_counts(
     `field` (a JSON object's `dict.get`, an SDK model's `_sdk_field`), when every value is a plain
     in-range int and every details object is what `is_details` expects; None when a value needs
     `chat_counts` (which names what is wrong)."""
-    if provider == "openrouter":
-        return None  # its server tools' web searches: `chat_counts`
+    if provider in ("openrouter", "google"):
+        return None  # OpenRouter's server tools' web searches, Gemini's thinking: `chat_counts`
     prompt_tokens = field(usage, "prompt_tokens")
     completion_tokens = field(usage, "completion_tokens")
     total_tokens = field(usage, "total_tokens")
