@@ -77,6 +77,31 @@ def test_an_openai_client_on_openrouter_keeps_what_openrouter_charged(
     assert record.provider_cost == Decimal("0.0133176")
 
 
+@pytest.mark.parametrize(
+    ("base_url", "model"),
+    [
+        (
+            "https://router.huggingface.co/v1",
+            "deepseek-ai/DeepSeek-R1:together",
+        ),  # the model names the router
+        ("https://router.huggingface.co/together/v1", "deepseek-ai/DeepSeek-R1"),  # the URL names it
+    ],
+)
+def test_an_openai_client_on_the_hugging_face_router_is_priced_as_the_router_it_reached(
+    server: MockLLMServer, tracker: Tracker, base_url: str, model: str
+) -> None:
+    # the recorded router body names the model alone: the router comes from the request
+    recorded = json.loads(
+        (RECORDED / "huggingface" / "chat_together_router_top_level_cached_tokens.json").read_text()
+    )["response"]
+    server.queue(MockResponse(body=recorded))
+    _openai(server, base_url).chat.completions.create(model=model, messages=MESSAGES)
+    record = _last(tracker)
+    assert (record.provider, record.model) == ("huggingface_together", "deepseek-ai/DeepSeek-R1")
+    assert record.cost == tt.price(record.usage, record.model, "huggingface_together", record.timestamp).total
+    assert record.cost is not None and record.cost > 0
+
+
 def test_an_anthropic_client_on_moonshot_is_priced_as_moonshot(
     server: MockLLMServer, tracker: Tracker
 ) -> None:
@@ -118,6 +143,7 @@ def test_each_client_is_named_by_its_own_base_url(server: MockLLMServer, tracker
         ("https://api.deepseek.com/v1/", "deepseek"),
         ("https://openrouter.ai/api/v1/", "openrouter"),
         ("https://router.huggingface.co/together/v1/", "huggingface_together"),
+        ("https://router.huggingface.co/v1/", "huggingface"),  # "org/model:router" models name the router
         ("https://myres.openai.azure.com/openai/", "azure"),
         ("https://generativelanguage.googleapis.com/v1beta/openai/", "google"),
         ("https://api.x.ai/v1/", "x-ai"),

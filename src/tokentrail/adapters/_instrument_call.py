@@ -189,7 +189,7 @@ class Call:
     def start(cls, target: Target, tracker: Any, resource: Any, request: Request) -> Call:
         """Begin tracking; reserves budget room first (and raises `BudgetExceeded` when there is none)."""
         try:
-            call = cls(tracker, target, target.provider_of(resource), request.model)
+            call = cls(tracker, target, target.provider_of(resource, request.model), request.model)
             mark_otel_span()  # an OTel span around this call describes it: OTLP ingest skips it
             settings = getattr(tracker, "_call_settings", None)
             if settings is not None:

@@ -110,10 +110,11 @@ class StainlessTarget(Target):
         )
         object.__setattr__(self, "templates", templates)
 
-    def provider_of(self, resource: Any) -> str:
+    def provider_of(self, resource: Any, model: object = None) -> str:
         """The provider a client's calls are priced with: the one its class names (`AzureOpenAI`,
         `AnthropicBedrock`), else the one whose API its base URL is in the catalog (`api_pattern`: an openai
-        client on `https://api.deepseek.com` calls DeepSeek), else the SDK's own."""
+        client on `https://api.deepseek.com` calls DeepSeek; on Hugging Face's router, the router the
+        requested `model` names, "org/model:router"), else the SDK's own."""
         kind = type(resource)
         found = _PROVIDERS.get(kind)
         if found is None:
@@ -131,9 +132,12 @@ class StainlessTarget(Target):
         readers = mapped_readers()
         last = _AT_URL.get(self.provider)
         if last is not None and last[0] is url and last[1] is readers:
-            return last[2]
-        named = readers.provider_at(str(url)) or found
-        _AT_URL[self.provider] = (url, readers, named)  # one tuple: read whole by any thread
+            named = last[2]
+        else:
+            named = readers.provider_at(str(url)) or found
+            _AT_URL[self.provider] = (url, readers, named)  # one tuple: read whole by any thread
+        if named == "huggingface":  # the router the requested model names ("org/model:router")
+            return readers.router_of(named, model) or named
         return named
 
     def endpoint(self, method: str, path: str) -> Endpoint | None:

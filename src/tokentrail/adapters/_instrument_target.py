@@ -75,8 +75,8 @@ class Target:
         """A module-level function (`litellm.completion`) rather than a method: `cls` is empty."""
         return not self.cls
 
-    def provider_of(self, resource: Any) -> str:
-        """The provider to price this client's calls with."""
+    def provider_of(self, resource: Any, model: object = None) -> str:
+        """The provider to price this client's calls with (of a call asking for `model`)."""
         return self.provider
 
     def request(

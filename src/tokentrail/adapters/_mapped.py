@@ -188,11 +188,14 @@ class MappedReaders:
 
     def provider_at(self, url: str) -> str | None:
         """The catalog provider whose API `url` (a client's base URL) is: the first whose `api_pattern`
-        matches it from its start, as genai-prices finds a provider by `provider_api_url`; None for any
-        other URL (a local server, a proxy, a host the catalog does not know)."""
+        matches it from its start, as genai-prices finds a provider by `provider_api_url` ("huggingface" for
+        the Hugging Face router's own URL, whose models name their router); None for any other URL (a local
+        server, a proxy, a host the catalog does not know)."""
         if url in self._at_url:
             return self._at_url[url]
         found = next((provider for pattern, provider in self._apis if pattern.match(url)), None)
+        if found is None and url.startswith(_HF_ROUTER):  # the router's own URL: the model names the router
+            found = "huggingface"
         if len(self._at_url) < _MAX_PLANS:  # base URLs come from callers: keep the table small
             self._at_url[url] = found
         return found
@@ -313,12 +316,19 @@ class MappedReaders:
         ids = self.provider_ids(name)
         if len(ids) <= 1:
             return ids
-        model = body.get("model")  # a Hugging Face router model names its provider: "org/model:router"
+        router = self.router_of(name, body.get("model"))
+        if router is not None:
+            return (router,)
+        return ()  # which router served it is unknown: the shape's reference extractor reads it
+
+    def router_of(self, name: str, model: object) -> str | None:
+        """The catalog provider a model of a router provider name names (Hugging Face's "org/model:router"
+        → `huggingface_<router>`), or None."""
         if isinstance(model, str) and ":" in model:
             router = f"huggingface_{model.rsplit(':', 1)[1].lower()}"
-            if router in ids:
-                return (router,)
-        return ()  # which router served it is unknown: the shape's reference extractor reads it
+            if router in self.provider_ids(name):
+                return router
+        return None
 
     def _try(
         self, body: Mapping[str, Any], shape: str | None, provider_id: str, flavor: str, name: str
@@ -472,6 +482,7 @@ class _Plan(NamedTuple):
 
 
 _MAX_PLANS = 512
+_HF_ROUTER = "https://router.huggingface.co/"  # base URL of Hugging Face's router ("org/model:router" models)
 _INLINE = ("anthropic", "responses", "chat")  # the shapes a provider name's reader reads inline
 
 
