@@ -232,3 +232,34 @@ def test_attribution_openinference_agent_span_and_vercel_function_id() -> None:
     assert attribute(llm, {agent.span_id: agent}.get, "t") == ("planner", "conv-1", "u-7")
     vercel = _span(3, 0, dict(VERCEL_DO_GENERATE))
     assert attribute(vercel, {}.get, "t") == ("researcher", "s-42", None)
+
+
+@pytest.mark.parametrize(
+    ("system", "address", "provider"),
+    [
+        ("openai", "api.deepseek.com", "deepseek"),  # an openai client on DeepSeek's API
+        ("openai", "openrouter.ai", "openrouter"),
+        ("anthropic", "api.moonshot.ai", "moonshotai"),
+        ("openai", "myres.openai.azure.com", "azure"),
+        ("openai", "api.openai.com", "openai"),
+        ("openai", "127.0.0.1", "openai"),  # a local server or proxy: the SDK's name stays
+        ("groq", "api.deepseek.com", "groq"),  # a provider named by the span, not an SDK's name: kept
+        (None, "api.x.ai", "x-ai"),
+    ],
+)
+def test_an_sdk_named_span_is_priced_as_the_api_its_server_address_is(
+    system: str | None, address: str, provider: str
+) -> None:
+    # semconv: gen_ai.system names the instrumented client's SDK; server.address the host it called
+    attributes: dict[str, object] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "deepseek-chat",
+        "gen_ai.usage.input_tokens": 10,
+        "gen_ai.usage.output_tokens": 4,
+        "server.address": address,
+    }
+    if system is not None:
+        attributes["gen_ai.system"] = system
+    call = read_span(attributes)
+    assert call is not None
+    assert call.provider == provider

@@ -391,6 +391,25 @@ def _model(attributes: Attributes) -> str | None:
 
 
 def _provider(attributes: Attributes) -> str | None:
+    """The provider a span names; for an SDK's own name ("openai", "anthropic": instrumentations name the
+    SDK, not the API its client called) the one whose API the span's `server.address` is, when the catalog
+    knows it (an openai client on api.deepseek.com called DeepSeek; see `MappedReaders.provider_at`)."""
+    named = _named_provider(attributes)
+    if named is None or named in _SDK_NAMES:
+        address = _text(attributes.get("server.address"))
+        if address is not None:
+            from tokentrail.adapters._mapped import mapped_readers
+
+            found = mapped_readers().provider_at(f"https://{address}/")
+            if found is not None:
+                return found
+    return named
+
+
+_SDK_NAMES = frozenset(("openai", "anthropic"))
+
+
+def _named_provider(attributes: Attributes) -> str | None:
     for key in _PROVIDER_KEYS:
         value = _text(attributes.get(key))
         if value is None:
