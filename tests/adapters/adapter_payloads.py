@@ -104,3 +104,10 @@ def in_genai_prices_keys(usage: Usage) -> dict[str, Any]:
         if value:
             out[key] = Decimal(value) / 1000 if attr.endswith("_ms") else value
     return out
+
+
+def genai_prices_carried(usage: Any) -> dict[str, Any]:
+    """The non-zero counts a genai-prices Usage reports under the keys a tokentrail `Usage` carries."""
+    from tokentrail.pricing.index import USAGE_ATTRS
+
+    return {key: value for key, value in usage._reported_values().items() if key in USAGE_ATTRS and value}

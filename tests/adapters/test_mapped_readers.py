@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from adapter_payloads import in_genai_prices_keys
+from adapter_payloads import genai_prices_carried, in_genai_prices_keys
 from tests.adapters.test_stream_usage_classes import (
     OPENAI_REASONING,
     SUB2API_BODY,
@@ -35,7 +35,6 @@ from tokentrail import Usage, UsageStatus
 from tokentrail.adapters import capture, capture_stream, usage_from_response, usage_from_stream
 from tokentrail.adapters._mapped import mapped_readers, set_mapped_readers
 from tokentrail.pricing.catalog import Catalog, default_catalog, set_default_catalog
-from tokentrail.pricing.index import USAGE_ATTRS
 from tokentrail.pricing.refresh import Refresher
 from tokentrail.pricing.update import update
 
@@ -173,11 +172,6 @@ def _theirs(case: Case) -> Any:
         return None
 
 
-def _their_carried(extracted: Any) -> dict[str, Any]:
-    values = extracted._reported_values()
-    return {k: v for k, v in values.items() if k in USAGE_ATTRS and v}
-
-
 def test_every_extractor_of_the_catalog_is_covered() -> None:
     readers = mapped_readers()
     ours = {(p, f) for p in readers.providers() for f in readers.flavors(p)}
@@ -231,7 +225,7 @@ def test_usage_equals_genai_prices_extract_usage(case: Case) -> None:
         assert _priced_model(case.provider, extracted)[0] is None, ours.reason
         return
     assert ours.status is UsageStatus.COMPLETE, ours.reason
-    assert in_genai_prices_keys(ours) == _their_carried(extracted)
+    assert in_genai_prices_keys(ours) == genai_prices_carried(extracted)
 
 
 def _derived_cache_writes(case: Case, extracted: Any) -> bool:
@@ -464,7 +458,7 @@ def test_the_sub2api_grok_usage_named_openai_is_read_as_xai_reads_it() -> None:
         usage_from_response(SUB2API_BODY, "openai") == usage_from_response(SUB2API_BODY) == SUB2API_EXPECTED
     )
     theirs = PROVIDERS["x-ai"].extract_usage(SUB2API_BODY, api_flavor="chat")[1]
-    assert in_genai_prices_keys(SUB2API_EXPECTED) == _their_carried(theirs)
+    assert in_genai_prices_keys(SUB2API_EXPECTED) == genai_prices_carried(theirs)
 
 
 @pytest.mark.parametrize("provider", [None, "openai", "azure", "groq"])
@@ -569,7 +563,7 @@ def test_cohere_tokens_with_one_count_is_read_as_genai_prices_reads_it() -> None
         200,
     )
     theirs = PROVIDERS["cohere"].extract_usage(body, api_flavor="tokens")[1]
-    assert in_genai_prices_keys(usage) == _their_carried(theirs)
+    assert in_genai_prices_keys(usage) == genai_prices_carried(theirs)
     event = {"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": body["usage"]}}
     assert usage_from_stream([event], "cohere") == usage
 
@@ -839,14 +833,8 @@ def test_gemini_openai_compatible_thinking_counted_in_the_total_alone_is_read_as
 
     # Gemini's OpenAI-compatible endpoint: the completion without the thinking, the total with it (the
     # recorded pydantic-ai body in tests/fixtures/recorded/google/openai_compat_chat_thinking_only_in_total.json)
-    body = {
-        "id": "x",
-        "object": "chat.completion",
-        "created": 1764000000,
-        "model": "gemini-2.5-pro",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 35, "completion_tokens": 12, "total_tokens": 126},
-    }
+    usage = {"prompt_tokens": 35, "completion_tokens": 12, "total_tokens": 126}
+    body = {**OPENAI_COMPATIBLE_CHAT, "model": "gemini-2.5-pro", "usage": usage}
     expected = Usage(35, 91, reasoning_tokens=79)
     chunk = {"object": "chat.completion.chunk", "model": body["model"], "choices": [], "usage": body["usage"]}
     for _ in range(2):

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapter_payloads import in_genai_prices_keys
+from adapter_payloads import genai_prices_carried, in_genai_prices_keys
 
 import tokentrail as tt
 from tokentrail import UsageStatus
 from tokentrail.adapters import capture, capture_stream, usage_from_response
-from tokentrail.pricing.index import USAGE_ATTRS
 
 genai_prices = pytest.importorskip("genai_prices")
 from genai_prices.data import providers as GENAI_PROVIDERS  # noqa: E402
@@ -157,11 +156,6 @@ def _their_price(fixture: dict[str, Any], usage: Any = None) -> Any:
         return None
 
 
-def _their_carried(usage: Any) -> dict[str, Any]:
-    values = usage._reported_values()
-    return {key: value for key, value in values.items() if key in USAGE_ATTRS and value}
-
-
 def test_the_corpus_covers_many_providers_and_sources() -> None:
     fixtures = [_load(path) for path in CORPUS]
     assert len(fixtures) >= 40
@@ -190,7 +184,7 @@ def test_usage_equals_genai_prices(path: Path) -> None:
     ours = usage_from_response(body, provider)
     assert capture(body, provider).usage == ours  # the two public calls read alike
     extracted = _extracted(fixture)
-    theirs = None if extracted is None else _their_carried(extracted[1])
+    theirs = None if extracted is None else genai_prices_carried(extracted[1])
     key = str(path.relative_to(ROOT).with_suffix(""))
     if key in DIFFERENCES:
         _, rule = DIFFERENCES[key]
