@@ -64,6 +64,31 @@ def test_an_openai_client_on_deepseek_is_priced_as_deepseek(server: MockLLMServe
     assert len(server.requests) - made == len(tracker.history()) == 1
 
 
+def test_langchain_chat_openai_on_deepseek_is_priced_as_deepseek(
+    server: MockLLMServer, tracker: Tracker
+) -> None:
+    # how users point LangChain at DeepSeek; `invoke` goes through the SDK's with_raw_response
+    langchain_openai = pytest.importorskip("langchain_openai")
+    llm = langchain_openai.ChatOpenAI(
+        model="deepseek-chat",
+        base_url="https://api.deepseek.com/v1",
+        api_key="test",
+        max_retries=0,
+        http_client=_to(server, openai),
+    )
+    made = len(server.requests)
+    server.queue(MockResponse(input=1000, output=100))
+    reply = llm.invoke("hi")
+    record = _last(tracker)
+    assert (record.provider, record.model) == ("deepseek", "deepseek-chat")
+    assert (record.usage.input_tokens, record.usage.output_tokens) == (
+        reply.usage_metadata["input_tokens"],
+        reply.usage_metadata["output_tokens"],
+    )
+    assert record.cost is not None and record.cost > 0
+    assert len(server.requests) - made == len(tracker.history()) == 1
+
+
 def test_an_openai_client_on_openrouter_keeps_what_openrouter_charged(
     server: MockLLMServer, tracker: Tracker
 ) -> None:
