@@ -23,7 +23,19 @@ $(VENV)/.bench-installed: $(VENV)/.test-installed
 	$(PIP) install $(PIN) -e '.[test,demo,bench]'
 	touch $@
 
-demo: $(VENV)/.demo-installed
+# The optional C reader: `pip install -e .` compiles it (hatch_build.py); this rule compiles it again after
+# the .c (or the hook) changes. A failed compile stops here with the compiler's message. No rule while the
+# .c does not exist; EXT_SUFFIX is the venv's interpreter's (the one it is made from, before it exists).
+FASTREAD_C  := $(wildcard src/tokentrail/adapters/_fastread.c)
+FASTREAD_SO := $(if $(FASTREAD_C),src/tokentrail/adapters/_fastread$(shell $(if $(wildcard $(PY)),$(PY),$(PYTHON)) \
+	-c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'))
+
+ifneq ($(FASTREAD_SO),)
+$(FASTREAD_SO): $(FASTREAD_C) hatch_build.py | $(PY)
+	$(PY) hatch_build.py
+endif
+
+demo: $(VENV)/.demo-installed $(FASTREAD_SO)
 	$(PY) -m tokentrail.demo
 	@echo; echo '$$ tokentrail report --store sqlite:///demo.db --by agent,model'
 	@COLUMNS=110 $(VENV)/bin/tokentrail report --store sqlite:///demo.db --by agent,model
@@ -52,7 +64,7 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 
 node: $(NODE_DIR)/node_modules/.installed
 
-test: $(VENV)/.test-installed chromium node
+test: $(VENV)/.test-installed $(FASTREAD_SO) chromium node
 	$(PY) -m ruff check src tests benchmarks scripts examples
 	$(PY) -m ruff format --check src tests benchmarks scripts examples
 	$(PY) -m mypy
@@ -93,3 +105,4 @@ prices: $(VENV)/.test-installed
 
 clean:
 	rm -rf $(VENV) $(FVENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -f src/tokentrail/adapters/_fastread*.so src/tokentrail/adapters/_fastread*.pyd
