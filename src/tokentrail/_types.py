@@ -432,6 +432,45 @@ def _fill_source(given: tuple[str, ...], valid: str) -> tuple[list[str], list[st
     return before, sets, namespace
 
 
+_LAYOUT: tuple[Any, ...] | None = None
+
+
+def usage_layout() -> tuple[Any, ...]:
+    """What the compiled reader (`adapters._fast`) needs to build a `Usage` as `usage_fill_source`'s lines do:
+    the class, its slots' member descriptors in field order, each field's default (`_rare_units` last),
+    the number of count fields (`TOKEN_FIELDS`, the first fields), where the rare counts start, the slot of
+    `_rare_units`, and the subset rules `Usage(...)` checks, each as (field number, ±1) terms whose sum must
+    stay <= 0 (the pairs of `_SUBSETS`, then the sums of `_rules_expression` with no count left out)."""
+    global _LAYOUT
+    if _LAYOUT is None:
+        names = [f.name for f in fields(Usage)]
+        slots = tuple(Usage.__dict__[name] for name in names)
+        defaults = tuple(False if f.name == "_rare_units" else f.default for f in fields(Usage))
+        at = {name: i for i, name in enumerate(TOKEN_FIELDS)}
+        if tuple(names[: len(TOKEN_FIELDS)]) != TOKEN_FIELDS:
+            raise RuntimeError("Usage's count fields must come first")
+
+        def rule(parts: tuple[str, ...], wholes: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+            return tuple((at[p], 1) for p in parts) + tuple((at[w], -1) for w in wholes)
+
+        rules = [rule((part,), (whole,)) for part, whole in _SUBSETS]
+        rules.append(rule(_CACHED, ("input_tokens",)))
+        rules.append(rule(_CACHED + _MEDIA_IN, (*_CACHED_MEDIA, "input_tokens")))
+        rules.append(rule(_PRODUCED, ("output_tokens",)))
+        rules.append(rule(_AUDIO_PARTS, ("audio_ms",)))
+        rare_start = at[RARE_FIELDS[0]] if RARE_FIELDS else len(TOKEN_FIELDS)
+        _LAYOUT = (
+            Usage,
+            slots,
+            defaults,
+            len(TOKEN_FIELDS),
+            rare_start,
+            names.index("_rare_units"),
+            tuple(rules),
+        )
+    return _LAYOUT
+
+
 @dataclass(frozen=True, slots=True)
 class PriceRule:
     """Which price was applied: the catalog entry (or override), its date and the request variant."""

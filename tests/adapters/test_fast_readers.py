@@ -25,7 +25,7 @@ from test_read_plans import CORPUS, NAMES
 import tokentrail as tt
 from tokentrail import Usage
 from tokentrail._types import TOKEN_FIELDS, usage_builder, usage_fill_source
-from tokentrail.adapters import _compile, _mapped, read_named_json, usage_from_response
+from tokentrail.adapters import _compile, _fast, _mapped, read_named_json, usage_from_response
 from tokentrail.adapters._mapped import mapped_readers, named_usage
 from tokentrail.errors import InvalidUsageError
 
@@ -247,6 +247,146 @@ def test_the_named_reader_reads_odd_bodies_as_read_named_json_does(fresh_readers
 
 _USUAL = {("openai", "chat"), ("openai", "responses"), ("anthropic", "default"), ("x-ai", "chat")}
 
+# -- the compiled reader (`_fastread`, when built): the generated Python reader's results, body for body ------
+
+LEARN = (  # one body of each inline shape: a provider name's reader is made for all three
+    {"object": "chat.completion", "usage": {"prompt_tokens": 5, "completion_tokens": 2}},
+    {"object": "response", "output": [], "usage": {"input_tokens": 5, "output_tokens": 2}},
+    {"type": "message", "usage": {"input_tokens": 5, "output_tokens": 2}},
+)
+compiled_only = pytest.mark.skipif(
+    _fast.extension() is None, reason="the compiled reader is not built (python hatch_build.py)"
+)
+
+
+def compiled_reader(name: str) -> Any:
+    """The provider name's reader, made for the three inline shapes: a `_fastread.Reader` when the name has
+    operations for one of them (a name the catalog cannot read, like "ollama", keeps its Python reader)."""
+    for body in LEARN:
+        usage_from_response(body, name)
+    return mapped_readers().named_reader(name)
+
+
+def compiled_outcomes(reader: Any, body: dict[str, Any]) -> tuple[object, object, bool]:
+    """(the compiled reader's outcome, its Python reader's, whether it read the body itself). It reads a
+    body itself exactly when the Python reader's inline lines do (a Usage, and no call of `_other`)."""
+    if not hasattr(reader, "handles"):
+        return outcome(lambda: reader(body)), outcome(lambda: reader(body)), False
+    handled = reader.handles(body) is not None
+    namespace = reader.fallback.__globals__
+    other, left = namespace["_other"], []
+    namespace["_other"] = lambda body, shape: (left.append(shape), other(body, shape))[1]
+    try:
+        theirs = outcome(lambda: reader.fallback(body))
+    finally:
+        namespace["_other"] = other
+    inline = isinstance(theirs, Usage) and not left
+    # A "type" or "object" of another type (a Decimal, a str subclass) would be compared by its own `__eq__`:
+    # the compiled reader leaves such a body to the Python reader.
+    exotic = any(type(body.get(key)) not in _PLAIN for key in ("type", "object"))
+    assert handled == inline or (exotic and not handled), (body, handled, theirs, left)
+    return outcome(lambda: reader(body)), theirs, handled
+
+
+_PLAIN = (str, type(None), int, float, bool, list, dict, tuple)
+NAMED = (
+    "openai",
+    "anthropic",
+    "groq",
+    "azure",
+    "x-ai",
+    "deepseek",
+    "google",
+    "openrouter",
+    "mistral",
+    "ollama",
+)
+
+
+@compiled_only
+def test_the_compiled_reader_reads_what_the_python_reader_reads(fresh_readers: None) -> None:
+    compared = handled = 0
+    readers = {name: compiled_reader(name) for name in NAMES[:16]}
+    for body, name in SHAPED:
+        ours, theirs, read = compiled_outcomes(readers[name], body)
+        assert same(ours, theirs), (name, body, ours, theirs)
+        compared += 1
+        handled += read
+    assert compared > 2_500 and handled > 2_000, (compared, handled)
+
+
+@compiled_only
+def test_the_compiled_reader_reads_odd_bodies_as_the_python_reader_does(fresh_readers: None) -> None:
+    bases = [body for provider, flavor, body in golden_bodies() if (provider, flavor) in _USUAL]
+    bases += [body for body, name in SHAPED if name == "openai"][:40]
+    readers = {name: compiled_reader(name) for name in NAMED}
+    compared = handled = 0
+    for body in bases:
+        for variant in variants(body):
+            for name, reader in readers.items():
+                ours, theirs, read = compiled_outcomes(reader, variant)
+                assert same(ours, theirs), (name, variant, ours, theirs)
+                compared += 1
+                handled += read
+    assert compared > 50_000 and handled > 10_000, (compared, handled)
+
+
+@compiled_only
+def test_the_usual_bodies_are_read_by_the_compiled_reader(fresh_readers: None) -> None:
+    chat = {
+        "object": "chat.completion",
+        "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70},
+    }
+    responses = {
+        "object": "response",
+        "output": [{"type": "message", "content": []}],
+        "usage": {
+            "input_tokens": 1200,
+            "input_tokens_details": {"cached_tokens": 1024},
+            "output_tokens": 300,
+            "output_tokens_details": {"reasoning_tokens": 100},
+            "total_tokens": 1500,
+        },
+    }
+    message = {
+        "type": "message",
+        "usage": {
+            "input_tokens": 20,
+            "cache_creation_input_tokens": 1000,
+            "cache_read_input_tokens": 3000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 0},
+            "output_tokens": 400,
+        },
+    }
+    openai, anthropic = compiled_reader("openai"), compiled_reader("anthropic")
+    assert type(openai).__name__ == type(anthropic).__name__ == "Reader"
+    assert openai.handles(chat) == "chat" and openai(chat) == Usage(50, 20)
+    assert openai.handles(responses) == "responses"
+    assert openai(responses) == Usage(1200, 300, cache_read_tokens=1024, reasoning_tokens=100)
+    assert anthropic.handles(message) == "anthropic"
+    assert anthropic(message) == Usage(4020, 400, cache_read_tokens=3000, cache_write_tokens=1000)
+    assert usage_from_response(responses, "openai") == openai(responses)
+    assert _mapped.NAMED_READERS["openai"] is openai  # usage_from_response calls it
+    web = copy.deepcopy(responses)
+    web["output"].append({"type": "web_search_call", "status": "completed"})
+    assert openai.handles(web) is None and openai(web).web_searches == 1  # the Python reader's count
+
+
+def test_the_readers_kept_for_usage_from_response_follow_the_catalog_in_force(fresh_readers: None) -> None:
+    body = LEARN[0]
+    assert usage_from_response(body, "openai") == Usage(5, 2)
+    kept = _mapped.NAMED_READERS["openai"]
+    assert kept is mapped_readers()._named["openai"]
+    _mapped.set_mapped_readers(None)
+    assert _mapped.NAMED_READERS == {}
+    assert usage_from_response(body, "openai") == Usage(5, 2)
+    assert _mapped.NAMED_READERS["openai"] is not kept
+    from tokentrail.pricing import installed
+
+    installed.put_in_force(None)  # another catalog in force: the kept readers are forgotten at once
+    assert _mapped.NAMED_READERS == {}
+    assert usage_from_response(body, "openai") == Usage(5, 2)
+
 
 def _odd_leaf() -> st.SearchStrategy[object]:
     return st.sampled_from((*ODD_VALUES, _ABSENT)) | st.integers(min_value=-3, max_value=2**31)
@@ -269,6 +409,9 @@ def test_bodies_with_several_odd_values_are_read_alike(data: st.DataObject) -> N
     for name in ("openai", "anthropic", "groq", provider):
         for _ in range(2):
             ours, theirs = named_outcomes(body, name)
+            assert same(ours, theirs), (name, body, ours, theirs)
+        if _fast.extension() is not None:
+            ours, theirs, _read = compiled_outcomes(compiled_reader(name), body)
             assert same(ours, theirs), (name, body, ours, theirs)
 
 

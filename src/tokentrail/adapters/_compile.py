@@ -30,8 +30,21 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from tokentrail._types import Usage, usage_builder, usage_fill_source
+from tokentrail._types import TOKEN_FIELDS, Usage, usage_builder, usage_fill_source
 from tokentrail.adapters._base import MAX_COUNT, Malformed, describe
+from tokentrail.adapters._fast import (
+    ADD,
+    ALL_ABSENT_BAIL,
+    COUNT,
+    DERIVE,
+    FIELD,
+    HAS_BAIL,
+    MOVE,
+    NONZERO_BAIL,
+    OBJ,
+    PART_BAIL,
+    Ops,
+)
 from tokentrail.errors import InvalidUsageError
 
 __all__ = ["EMPTY", "Compiled", "Miss", "Source", "compile_extractor", "fast_read"]
@@ -316,7 +329,7 @@ def compile_extractor(
 
 
 def _derive_cache_writes(
-    src: Source, mappings: Sequence[Mapping[str, Any]], dests: Mapping[str, str]
+    src: Source, mappings: Sequence[Mapping[str, Any]], dests: Mapping[str, str], ops: Ops | None = None
 ) -> None:
     """tokentrail's convention: cache writes split by TTL stand for their total when the total is absent.
 
@@ -331,9 +344,13 @@ def _derive_cache_writes(
     counted_in_input = any(m["dest"] == "input_tokens" and m["path"] in total_paths for m in mappings)
     src.add(f"if {total} is None and ({' or '.join(f'{p} is not None' for p in parts)}):")
     src.add(f"{total} = {' + '.join(f'({p} or 0)' for p in parts)}", 2)
-    if counted_in_input and "input_tokens" in dests:
+    into_input = counted_in_input and "input_tokens" in dests
+    if into_input:
         src.add(f"if {dests['input_tokens']} is not None:", 2)
         src.add(f"{dests['input_tokens']} += {total}", 3)
+    if ops is not None:
+        added = ops.count(dests["input_tokens"]) if into_input else -1
+        ops.add(DERIVE, ops.count(total), added, regs=tuple(ops.count(p) for p in parts))
 
 
 def _model_reader(src: Source, path: list[Any]) -> str:
@@ -370,6 +387,7 @@ def fast_read(
     bail: str,
     web: str,
     guard: Callable[[Mapping[tuple[str, ...], str]], str | None] | None = None,
+    ops: Ops | None = None,
 ) -> dict[tuple[str, ...], str] | None:
     """Add to `src` the lines (depth 1) reading what the extractor `spec` reads when a body is the usual one:
     every object on the way an exact dict (or absent below the root), every count an exact int in
@@ -380,7 +398,8 @@ def fast_read(
     to bail on (checked after the reads, before the counts are summed).
 
     The reads are the full reader's, once each (a path read by two mappings is read once), so that whenever
-    these lines build a `Usage`, the full reader builds the same one."""
+    these lines build a `Usage`, the full reader builds the same one. With `ops` (and `web` "0") the same
+    reads are recorded, beside the lines, as the compiled reader's operations (`_fast.Ops`)."""
     root = tuple(spec["root"])
     paths = [tuple(m["path"]) for m in spec["mappings"]]
     if not root or not all(isinstance(step, str) for path in (root, *paths) for step in path):
@@ -388,11 +407,16 @@ def fast_read(
     if any(usage_attrs.get(m["dest"], "").endswith("_ms") for m in spec["mappings"]):
         return None
     containers: dict[tuple[str, ...], str] = {(): "body"}
+    if ops is not None and web != "0":
+        ops.usable = False  # the operations count no web search calls of the caller's
 
-    def check_count(var: str, required: bool) -> None:
+    def read_count(var: str, parent: str, key: str, required: bool) -> None:
+        src.add(f"{var} = {parent}.get({src.constant(key)})")
         bad = f"type({var}) is not int or {var} < 0 or {var} > {_FAST_LIMIT}"
         src.add(f"if {bad if required else f'{var} is not None and ({bad})'}:")
         src.add(bail, 2)
+        if ops is not None:
+            ops.add(COUNT, ops.count(var), ops.obj(parent), required=required, key=key)
 
     def container(path: tuple[str, ...]) -> str:
         if path in containers:
@@ -408,6 +432,8 @@ def fast_read(
             src.add(f"if {name} is not None:", 2)
             src.add(bail, 3)
             src.add(f"{name} = EMPTY", 2)
+        if ops is not None:
+            ops.add(OBJ, ops.obj(name), ops.obj(parent), required=len(path) <= len(root), key=path[-1])
         return name
 
     container(root)
@@ -417,8 +443,7 @@ def fast_read(
         if path not in raw:
             parent = container(root + path[:-1])
             raw[path] = var = f"r{len(raw)}"
-            src.add(f"{var} = {parent}.get({src.constant(path[-1])})")
-            check_count(var, path in required)
+            read_count(var, parent, path[-1], path in required)
     # The counts beside: the totals no extractor reads, and siblings of counts read (see compile_extractor).
     # The total in the naming of the extractor's own counts is read and checked; any other is usually
     # absent (`in` costs less than a read): when present, the full reader checks it.
@@ -432,16 +457,19 @@ def fast_read(
     }
     for where, name in sorted(checks - read_names):
         if where == root and name in own:
-            src.add(f"x = {container(where)}.get({src.constant(name)})")
-            check_count("x", False)
+            read_count("x", container(where), name, False)
         else:
             src.add(f"if {src.constant(name)} in {container(where)}:")
             src.add(bail, 2)
+            if ops is not None:
+                ops.add(HAS_BAIL, b=ops.obj(container(where)), key=name)
     if guard is not None:
         condition = guard(raw)
-        if condition is not None:
+        if condition is not None:  # a count read: bail when it is present and not 0
             src.add(f"if {condition}:")
             src.add(bail, 2)
+            if ops is not None:
+                ops.add(NONZERO_BAIL, ops.count(condition))
     # Each usage key's count: the one value read for it, or the sum of those present (as compile_extractor).
     dests: dict[str, str] = {}
     known: set[str] = set()  # the counts known to be present (a required one, or a sum with one)
@@ -453,6 +481,10 @@ def fast_read(
             dests[dest] = var = f"d{len(dests)}"
             src.add(f"{var} = {raw[mine[0]]}")
             present = mine[0] in required  # var is not None from here on
+            if ops is not None:
+                ops.add(MOVE, ops.count(var), ops.count(raw[mine[0]]))
+                for path in mine[1:]:
+                    ops.add(ADD, ops.count(var), ops.count(raw[path]))
             for path in mine[1:]:
                 add = (
                     f"{var} += {raw[path]}"
@@ -467,10 +499,12 @@ def fast_read(
                     src.add(add, 2)
         if any(path in required for path in mine):
             known.add(dests[dest])
-    _derive_cache_writes(src, spec["mappings"], dests)
+    _derive_cache_writes(src, spec["mappings"], dests, ops)
     if not required:
         src.add(f"if {' and '.join(f'{var} is None' for var in dests.values())}:")
         src.add(bail, 2)
+        if ops is not None:
+            ops.add(ALL_ABSENT_BAIL, regs=tuple(ops.count(var) for var in dests.values()))
     fields: dict[str, list[str]] = {}
     for dest, var in dests.items():
         carrier = usage_attrs.get(dest)
@@ -481,13 +515,20 @@ def fast_read(
         if not carried:
             src.add(f"if {var}:")
             src.add(bail, 2)
+            if ops is not None:
+                ops.add(NONZERO_BAIL, ops.count(var))
             continue
         for ancestor in carried:
             if ancestor in dests:
                 whole = dests[ancestor]
                 src.add(f"if {var} and ({whole} is None or {var} > {whole}):")
                 src.add(bail, 2)
+                if ops is not None:
+                    ops.add(PART_BAIL, ops.count(var), ops.count(whole))
     fields.setdefault("web_searches", [])
+    if ops is not None:  # the subset rules the lines below check: the Reader checks them all on the Usage
+        for attr, variables in fields.items():
+            ops.add(FIELD, TOKEN_FIELDS.index(attr), regs=tuple(ops.count(v) for v in variables))
     plain_values: dict[str, str] = {}  # a field whose count is one variable: that variable, used as is
     for attr, variables in fields.items():
         parts = [v if v in known else f"({v} or 0)" for v in variables]

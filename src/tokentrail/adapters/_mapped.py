@@ -27,6 +27,7 @@ from tokentrail.adapters._base import Captured, Fields, new_captured
 from tokentrail.adapters._charged import REPORTERS, charged
 from tokentrail.adapters._compile import EMPTY, Compiled, Miss, Source, compile_extractor, fast_read
 from tokentrail.adapters._detect import ADAPTERS, canonical_provider
+from tokentrail.adapters._fast import HAS_BAIL, INT_POSITIVE_BAIL, OBJ, SCAN_ITEMS, Ops, compiled_reader
 from tokentrail.pricing import installed as _in_force
 from tokentrail.pricing.names import PROVIDER_ALIASES
 
@@ -378,7 +379,10 @@ class MappedReaders:
 
     def _make_named(self, provider: str, shapes: tuple[str, ...]) -> Callable[[dict[str, Any]], Usage | None]:
         constants: dict[str, object] = {}
-        blocks = {shape: self._named_block(provider, shape, shape in shapes, constants) for shape in _INLINE}
+        ops = {shape: Ops() for shape in _INLINE}
+        blocks = {
+            shape: self._named_block(provider, shape, shape in shapes, constants, ops[shape]) for shape in _INLINE
+        }
         lines = [
             "def named(body):",
             '    if "custom_id" in body or "response" in body or "recordId" in body:',
@@ -412,14 +416,21 @@ class MappedReaders:
             **constants,
         }
         exec(compile("\n".join(lines), "<tokentrail named reader>", "exec"), namespace)
-        read: Callable[[dict[str, Any]], Usage | None] = namespace["named"]
+        # run by the compiled reader where it is built (the same results: see _fast)
+        read = compiled_reader(namespace["named"], {shape: block.plan() for shape, block in ops.items()})
         self._named[provider] = read
         self._named_shapes[provider] = shapes
+        if provider in NAMED_READERS:  # a reader made again (a new shape met): the table holds the new one
+            _remember(self, provider)
         return read
 
-    def _named_block(self, provider: str, shape: str, met: bool, constants: dict[str, object]) -> list[str]:
-        """The lines (depth 2) reading a body of `shape` named `provider`, as `read_named` does."""
+    def _named_block(
+        self, provider: str, shape: str, met: bool, constants: dict[str, object], ops: Ops
+    ) -> list[str]:
+        """The lines (depth 2) reading a body of `shape` named `provider`, as `read_named` does, and the same
+        reads as operations in `ops` (unusable when the lines are not the fast reads)."""
         other = f"return _other(body, {shape!r})"
+        ops.usable = False
         if not met:
             return [f"        return _learn(body, {shape!r})"]
         plan = self._plans.get((provider, shape), _UNSET)
@@ -429,6 +440,7 @@ class MappedReaders:
             return ["        return None"]
         if not plan.readers:
             return [f"        {other}"]
+        ops.usable = True
         from tokentrail.pricing.index import USAGE_ATTRS
 
         compiled = plan.readers[0][0]
@@ -441,14 +453,20 @@ class MappedReaders:
             src.add("for item in output:")
             src.add(f'if type(item) is not dict or item.get("type") in {_BILLED_CALLS!r}:', 2)
             src.add(other, 3)
+            ops.add(SCAN_ITEMS, b=0, key="output", extra=_BILLED_CALLS)
         if shape == "chat" and compiled.provider == "openrouter":  # its server tools' searches: _read_usage
             src.add('t = body.get("usage")')
             src.add('if type(t) is not dict or "server_tool_use" in t or "server_tool_use_details" in t:')
             src.add(other, 2)
+            ops.add(OBJ, ops.obj("t"), 0, required=True, key="usage")
+            ops.add(HAS_BAIL, b=ops.obj("t"), key="server_tool_use")
+            ops.add(HAS_BAIL, b=ops.obj("t"), key="server_tool_use_details")
         if shape == "chat" and compiled.provider == "google":  # thinking in the total alone: _read_usage
             src.add('t = body.get("usage")')
             src.add('if type(t) is not dict or "total_tokens" in t:')
             src.add(other, 2)
+            ops.add(OBJ, ops.obj("t"), 0, required=True, key="usage")
+            ops.add(HAS_BAIL, b=ops.obj("t"), key="total_tokens")
         # The Grok check (`_reasoning_outside_completion` is False unless the reasoning count is > 0): on the
         # reasoning count the reader reads, when it reads it (checked then: an exact int >= 0, or None).
         reasoning = ("completion_tokens_details", "reasoning_tokens")
@@ -466,8 +484,12 @@ class MappedReaders:
             src.add('t = t.get("reasoning_tokens")', 3)
             src.add("if type(t) is int and t > 0:", 3)
             src.add(other, 4)
+            ops.add(OBJ, ops.obj("t"), 0, key="usage")
+            ops.add(OBJ, ops.obj("t2"), ops.obj("t"), key="completion_tokens_details")
+            ops.add(INT_POSITIVE_BAIL, b=ops.obj("t2"), key="reasoning_tokens")
         guard = (lambda found: found[reasoning]) if shared else None
-        if fast_read(src, spec, USAGE_ATTRS, self._ancestors, other, "0", guard) is None:
+        if fast_read(src, spec, USAGE_ATTRS, self._ancestors, other, "0", guard, ops) is None:
+            ops.usable = False
             return [f"        {other}"]
         src.add("return u")
         return ["    " + line for line in src.lines]
@@ -592,16 +614,38 @@ def mapped_readers() -> MappedReaders:
     return _follow_catalog_in_force()
 
 
+# Provider name → its reader (`MappedReaders.named_reader`) of the readers in force, for
+# `usage_from_response` to call without a lookup of the readers: emptied, never rebound, whenever the readers
+# in force change (another catalog put in force, `set_mapped_readers`), and filled again by `named_usage`.
+NAMED_READERS: dict[str, Callable[[dict[str, Any]], Usage | None]] = {}
+
+
 def named_usage(body: dict[str, Any], provider: str) -> Usage | None:
     """`read_named_json(body, provider)`'s usage (None when that is None; raising when it raises), by the
-    provider name's generated reader (`MappedReaders.named_reader`): the hot path of `usage_from_response`."""
+    provider name's generated reader (`MappedReaders.named_reader`), kept in `NAMED_READERS`."""
     readers = _readers
     if readers is None or readers.generation != _in_force.readers_generation:
         readers = _follow_catalog_in_force()
     read = readers._named.get(provider)
     if read is None:
         read = readers.named_reader(provider)
+    _remember(readers, provider)
     return read(body)
+
+
+def _remember(readers: MappedReaders, provider: str) -> None:
+    with _readers_lock:  # only a reader of the readers in force, and one `MappedReaders` keeps
+        read = readers._named.get(provider)
+        if read is not None and readers is _readers and readers.generation == _in_force.readers_generation:
+            NAMED_READERS[provider] = read
+
+
+def _forget_named(*_: object) -> None:
+    with _readers_lock:
+        NAMED_READERS.clear()
+
+
+_in_force.on_put_in_force(_forget_named)
 
 
 def _follow_catalog_in_force() -> MappedReaders:
@@ -611,6 +655,7 @@ def _follow_catalog_in_force() -> MappedReaders:
         readers = _readers
         if readers is None or readers.data != data:  # the same extractors: the compiled readers stay
             readers = MappedReaders(data)
+            NAMED_READERS.clear()
         readers.generation = generation
         _readers = readers
     return readers
@@ -621,6 +666,7 @@ def set_mapped_readers(snapshot: Mapping[str, Any] | None) -> None:
     force again."""
     global _readers
     with _readers_lock:
+        NAMED_READERS.clear()
         if snapshot is None:
             _readers = None
         else:

@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -192,12 +192,23 @@ def readers_part(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_on_put: list[Callable[[], None]] = []
+
+
+def on_put_in_force(callback: Callable[[], None]) -> None:
+    """Call `callback` (quick, never raising) each time a catalog is put in force: the usage readers forget
+    the readers they keep for the catalog before."""
+    _on_put.append(callback)
+
+
 def put_in_force(snapshot: Mapping[str, Any] | None) -> None:
     """`snapshot` is the catalog in force now (the default catalog was built or refreshed): the usage
     readers read with its extractors from their next read on. None: chosen again at the next read."""
     global _readers_data, readers_generation
     _readers_data = None if snapshot is None else readers_part(snapshot)
     readers_generation += 1
+    for callback in _on_put:
+        callback()
 
 
 def readers_in_force() -> tuple[dict[str, Any], int]:
