@@ -372,6 +372,39 @@ def test_the_usual_bodies_are_read_by_the_compiled_reader(fresh_readers: None) -
     assert openai.handles(web) is None and openai(web).web_searches == 1  # the Python reader's count
 
 
+class Name(str):
+    """A str subclass: not a provider name usage_from_response looks up."""
+
+
+@compiled_only
+def test_named_read_in_c_returns_what_the_python_one_returns(fresh_readers: None) -> None:
+    compiled, python = _mapped.named_read, _mapped._named_read
+    assert compiled is not python and type(compiled).__name__ == "builtin_function_or_method"
+    usage_from_response(LEARN[0], "openai")  # the readers in force made (which empties the kept readers)
+    _mapped.NAMED_READERS["raises"] = lambda body: 1 / 0
+    _mapped.NAMED_READERS["returns"] = lambda body: "what the reader returned"
+
+    def interrupts(body: object) -> object:
+        raise KeyboardInterrupt
+
+    _mapped.NAMED_READERS["interrupts"] = interrupts
+    cases: list[tuple[object, object]] = [(body, name) for body, name in SHAPED[::7]]
+    cases += [(body, name) for body, name in SHAPED[:50] for name in (None, "", 5, Name("openai"), "raises")]
+    cases += [(body, "returns") for body, _name in SHAPED[:5]]
+    chat = LEARN[0]
+    cases += [(None, "openai"), ([chat], "openai"), (MappingProxyType(chat), "openai"), ("{}", "openai")]
+    cases += [(copy.deepcopy(chat), "a provider name never seen"), (chat, "ollama"), (chat, "x-ai")]
+    for body, name in cases:
+        ours = outcome(lambda b=body, n=name: compiled(b, n))
+        theirs = outcome(lambda b=body, n=name: python(b, n))
+        assert same(ours, theirs), (body, name, ours, theirs)
+    assert compiled(chat, "returns") == "what the reader returned"
+    with pytest.raises(KeyboardInterrupt):  # what `except Exception` lets through, both let through
+        compiled(chat, "interrupts")
+    with pytest.raises(KeyboardInterrupt):
+        python(chat, "interrupts")
+
+
 def test_the_readers_kept_for_usage_from_response_follow_the_catalog_in_force(fresh_readers: None) -> None:
     body = LEARN[0]
     assert usage_from_response(body, "openai") == Usage(5, 2)

@@ -14,7 +14,7 @@ from tokentrail._types import Usage
 from tokentrail.adapters._base import Captured, Malformed, StreamAccumulator, logger, model_name
 from tokentrail.adapters._detect import canonical_provider, detect_response
 from tokentrail.adapters._instrument import instrument, instrumented, uninstrument, wrap
-from tokentrail.adapters._mapped import NAMED_READERS, named_usage, planned_capture
+from tokentrail.adapters._mapped import named_read, planned_capture
 from tokentrail.adapters._read import read_named_json, read_response
 from tokentrail.adapters.streams import capture_stream, stream_accumulator, usage_from_stream
 from tokentrail.errors import AdapterError
@@ -72,14 +72,9 @@ def capture(response: object, provider: str | None = None, *, strict: bool = Fal
 
 def usage_from_response(response: object, provider: str | None = None, *, strict: bool = False) -> Usage:
     """The `Usage` a response reports (see `capture`)."""
-    if type(response) is dict and type(provider) is str and provider:
-        read = NAMED_READERS.get(provider)  # read_named_json's usage, by a generated (or compiled) reader
-        try:
-            usage = read(response) if read is not None else named_usage(response, provider)
-        except Exception:  # `capture` reads it again, and says what is wrong
-            usage = None
-        if usage is not None:
-            return usage  # the usage `capture` would give, without its price context and Captured
+    usage = named_read(response, provider)  # read_named_json's usage, by the provider name's kept reader
+    if usage is not None:
+        return usage  # the usage `capture` would give, without its price context and Captured
     return capture(response, provider, strict=strict).usage
 
 

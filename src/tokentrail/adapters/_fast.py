@@ -98,7 +98,9 @@ def extension() -> Any:
         if getattr(_fastread, "VERSION", None) == VERSION:
             _module = _fastread
         else:
-            logger.warning("tokentrail: the compiled reader is stale (rebuild: make, or pip install); not used")
+            logger.warning(
+                "tokentrail: the compiled reader is stale (rebuild: make, or pip install); not used"
+            )
     return _module
 
 
@@ -121,3 +123,16 @@ def compiled_reader(
         logger.warning("tokentrail: the compiled reader refused a plan; reading in Python", exc_info=True)
         return fallback
     return reader
+
+
+def named_read_of(
+    table: dict[str, Any], slow: Callable[[dict[str, Any], str], Any], python: Callable[[object, object], Any]
+) -> Callable[[object, object], Any]:
+    """`_fastread.named_read`, reading with `table` (provider name → reader) and `slow` (the reader's maker),
+    or `python` (the same in Python) without the module."""
+    module = extension()
+    if module is None:
+        return python
+    module.set_named(table, slow)
+    read: Callable[[object, object], Any] = module.named_read
+    return read

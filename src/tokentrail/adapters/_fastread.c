@@ -449,6 +449,15 @@ shape_of(PyObject *body)
     return found ? SHAPE_CHAT : -1;
 }
 
+/* 1 when the operations read the body (an exact dict) themselves (*usage a new Usage, *shape its shape), 0
+ * when it goes to the Python reader. */
+static int
+read_itself(Reader *self, PyObject *body, PyObject **usage, int *shape)
+{
+    *shape = shape_of(body);
+    return *shape >= 0 && self->blocks[*shape].ops != NULL && run_block(self, &self->blocks[*shape], body, usage);
+}
+
 static PyObject *
 reader_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -458,12 +467,10 @@ reader_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
         return NULL;
     }
     if (PyVectorcall_NARGS(nargsf) == 1 && kwnames == NULL && PyDict_CheckExact(args[0])) {
-        int shape = shape_of(args[0]);
-        if (shape >= 0 && self->blocks[shape].ops != NULL) {
-            PyObject *usage = NULL;
-            if (run_block(self, &self->blocks[shape], args[0], &usage)) {
-                return usage;
-            }
+        PyObject *usage = NULL;
+        int shape;
+        if (read_itself(self, args[0], &usage, &shape)) {
+            return usage;
         }
     }
     return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
@@ -849,11 +856,7 @@ reader_handles(Reader *self, PyObject *body)
     static const char *shapes[N_SHAPES] = {"anthropic", "responses", "chat"};
     int shape;
     PyObject *usage = NULL;
-    if (!PyDict_CheckExact(body)) {
-        Py_RETURN_NONE;
-    }
-    shape = shape_of(body);
-    if (shape < 0 || self->blocks[shape].ops == NULL || !run_block(self, &self->blocks[shape], body, &usage)) {
+    if (!PyDict_CheckExact(body) || !read_itself(self, body, &usage, &shape)) {
         Py_RETURN_NONE;
     }
     Py_DECREF(usage);
@@ -885,9 +888,87 @@ static PyTypeObject ReaderType = {
     .tp_new = reader_new,
 };
 
+/* -- named_read: `_mapped.named_read` ------------------------------------------------------------------- */
+
+static PyObject *named_table = NULL; /* provider name → its reader (_mapped.NAMED_READERS) */
+static PyObject *named_slow = NULL;  /* _mapped.named_usage(body, provider): makes and keeps a reader */
+
+static PyObject *
+set_named(PyObject *module, PyObject *args)
+{
+    PyObject *table, *slow;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "O!O:set_named", &PyDict_Type, &table, &slow)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(slow)) {
+        PyErr_SetString(PyExc_TypeError, "set_named(table, slow): slow must be callable");
+        return NULL;
+    }
+    Py_INCREF(table);
+    Py_XSETREF(named_table, table);
+    Py_INCREF(slow);
+    Py_XSETREF(named_slow, slow);
+    Py_RETURN_NONE;
+}
+
+/* What `_mapped._named_read(body, provider)` returns (see there), with no Python frame of its own. */
+static PyObject *
+named_read(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *body, *provider, *read, *result;
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "named_read(body, provider) takes 2 arguments");
+        return NULL;
+    }
+    body = args[0];
+    provider = args[1];
+    if (named_table == NULL || !PyDict_CheckExact(body) || !PyUnicode_CheckExact(provider)
+        || PyUnicode_GET_LENGTH(provider) == 0) {
+        Py_RETURN_NONE;
+    }
+    read = PyDict_GetItemWithError(named_table, provider);
+    if (read == NULL) {
+        PyObject *both[2] = {body, provider};
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        result = PyObject_Vectorcall(named_slow, both, 2, NULL);
+    }
+    else {
+        Py_INCREF(read); /* held: the table may be emptied while it runs */
+        if (Py_IS_TYPE(read, &ReaderType) && ((Reader *)read)->fallback != NULL) {
+            PyObject *usage = NULL;
+            int shape;
+            if (read_itself((Reader *)read, body, &usage, &shape)) {
+                Py_DECREF(read);
+                return usage;
+            }
+            result = PyObject_Vectorcall(((Reader *)read)->fallback, &body, 1, NULL);
+        }
+        else {
+            result = PyObject_Vectorcall(read, &body, 1, NULL);
+        }
+        Py_DECREF(read);
+    }
+    if (result == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyErr_Clear(); /* `capture` reads the body again, and says what is wrong */
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_named", (PyCFunction)set_named, METH_VARARGS, "set_named(table, slow): what named_read reads with."},
+    {"named_read", (PyCFunction)(void (*)(void))named_read, METH_FASTCALL,
+     "named_read(body, provider): the usage the kept reader reads, or None (see _mapped._named_read)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_fastread", "The provider-name usage reader, run as data (see _fast.py).", -1, NULL,
-    NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_fastread", "The provider-name usage reader, run as data (see _fast.py).", -1,
+    module_methods, NULL, NULL, NULL, NULL,
 };
 
 static int

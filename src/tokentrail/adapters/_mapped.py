@@ -27,7 +27,15 @@ from tokentrail.adapters._base import Captured, Fields, new_captured
 from tokentrail.adapters._charged import REPORTERS, charged
 from tokentrail.adapters._compile import EMPTY, Compiled, Miss, Source, compile_extractor, fast_read
 from tokentrail.adapters._detect import ADAPTERS, canonical_provider
-from tokentrail.adapters._fast import HAS_BAIL, INT_POSITIVE_BAIL, OBJ, SCAN_ITEMS, Ops, compiled_reader
+from tokentrail.adapters._fast import (
+    HAS_BAIL,
+    INT_POSITIVE_BAIL,
+    OBJ,
+    SCAN_ITEMS,
+    Ops,
+    compiled_reader,
+    named_read_of,
+)
 from tokentrail.pricing import installed as _in_force
 from tokentrail.pricing.names import PROVIDER_ALIASES
 
@@ -381,7 +389,8 @@ class MappedReaders:
         constants: dict[str, object] = {}
         ops = {shape: Ops() for shape in _INLINE}
         blocks = {
-            shape: self._named_block(provider, shape, shape in shapes, constants, ops[shape]) for shape in _INLINE
+            shape: self._named_block(provider, shape, shape in shapes, constants, ops[shape])
+            for shape in _INLINE
         }
         lines = [
             "def named(body):",
@@ -646,6 +655,24 @@ def _forget_named(*_: object) -> None:
 
 
 _in_force.on_put_in_force(_forget_named)
+
+
+def _named_read(body: object, provider: object) -> Usage | None:
+    """`read_named_json(body, provider)`'s usage of a JSON object named by its provider, by the reader kept
+    for the name (`NAMED_READERS`; `named_usage` makes and keeps it): the hot path of `usage_from_response`.
+    None for anything else, when that is None, or when it raised (`capture` then reads the body again, and
+    says what is wrong)."""
+    if type(body) is dict and type(provider) is str and provider:
+        read = NAMED_READERS.get(provider)
+        try:
+            return read(body) if read is not None else named_usage(body, provider)
+        except Exception:
+            return None
+    return None
+
+
+# `_named_read`, or the same in C (`_fastread.named_read`, no Python frame of its own) where it is built.
+named_read: Callable[[object, object], Usage | None] = named_read_of(NAMED_READERS, named_usage, _named_read)
 
 
 def _follow_catalog_in_force() -> MappedReaders:
