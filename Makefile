@@ -24,7 +24,8 @@ $(VENV)/.bench-installed: $(VENV)/.test-installed
 	touch $@
 
 # The optional C reader: `pip install -e .` compiles it (hatch_build.py); this rule compiles it again after
-# the .c (or the hook) changes. A failed compile stops here with the compiler's message. No rule while the
+# the .c (or the hook) changes. A failed compile (no compiler) prints the compiler's message and goes on in
+# pure Python; under CI=true the tests then fail (tests/adapters/test_fastread_safety.py). No rule while the
 # .c does not exist; EXT_SUFFIX is the venv's interpreter's (the one it is made from, before it exists).
 FASTREAD_C  := $(wildcard src/tokentrail/adapters/_fastread.c)
 FASTREAD_SO := $(if $(FASTREAD_C),src/tokentrail/adapters/_fastread$(shell $(if $(wildcard $(PY)),$(PY),$(PYTHON)) \
@@ -32,7 +33,7 @@ FASTREAD_SO := $(if $(FASTREAD_C),src/tokentrail/adapters/_fastread$(shell $(if 
 
 ifneq ($(FASTREAD_SO),)
 $(FASTREAD_SO): $(FASTREAD_C) hatch_build.py | $(PY)
-	$(PY) hatch_build.py
+	@$(PY) hatch_build.py || echo "WARNING: the compiled reader was not built; tokentrail reads usage in pure Python"
 endif
 
 demo: $(VENV)/.demo-installed $(FASTREAD_SO)

@@ -5,7 +5,8 @@ Goal (issue 17): ≤ 1.2× today's hand-written readers, ≥ 20× faster than ge
 
 - tokentrail: `usage_from_response(body, provider)`, the public call, timed whole (the batch-result check,
   the body's shape, the readers kept for this provider name and shape, the compiled extractor, the
-  `Usage`); "capture" is `capture(body, provider)`, which also builds the price context and the
+  `Usage`; run by the optional C reader `_fastread` where it is built, as the header says, else in
+  Python: run with TOKENTRAIL_NO_EXTENSION=1 for the pure-Python figures); "capture" is `capture(body, provider)`, which also builds the price context and the
   `Captured`; "reader alone" is the compiled extractor function by itself (the body read into a `Usage`).
 - hand-written: the functions `usage_from_response` called before (`openai.extract_fields`,
   `anthropic.extract`), called directly (no detection: this favours them).
@@ -14,19 +15,22 @@ Goal (issue 17): ≤ 1.2× today's hand-written readers, ≥ 20× faster than ge
   call, as in a long-running process), and, for reference, its extractor alone
   (`Provider.extract_usage(body, api_flavor=…)`).
 
-Each figure is the best of 40 short windows of the mean per call (the minimum filters scheduler noise on a
+`--json` decodes each body from its JSON text first (as `response.json()` or the gateway gives it: keys that
+are not the interned strings of Python literals). Each figure is the best of 40 short windows of the mean per call (the minimum filters scheduler noise on a
 shared machine; short windows give it more chances to find a quiet one).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 
 import genai_prices
 from genai_prices.data import providers
 
 from _timing import machine, per_call_us
-from tokentrail.adapters import anthropic, capture, openai, usage_from_response
+from tokentrail.adapters import _fast, anthropic, capture, openai, usage_from_response
 from tokentrail.adapters._mapped import mapped_readers
 
 CHAT = {
@@ -85,10 +89,17 @@ def _best(fn: Callable[[], object], number: int = 2000) -> float:
 
 
 def main() -> None:
-    print(f"# reading usage from a JSON body ({machine()}, genai-prices {genai_prices.__version__})")
+    decoded = "--json" in sys.argv[1:]
+    reader = "compiled (C)" if _fast.extension() is not None else "pure Python"
+    print(
+        f"# reading usage from a JSON body ({machine()}, genai-prices {genai_prices.__version__};"
+        f" tokentrail's reader: {reader}; bodies: {'decoded from JSON text' if decoded else 'Python literals'})"
+    )
     readers = mapped_readers()  # the catalog's extractors loaded once, as on a first call
     by_id = {p.id: p for p in providers}
     for name, body, provider, flavor, hand in CASES:
+        if decoded:
+            body = json.loads(json.dumps(body))
         ours = usage_from_response(body, provider)
         assert ours == hand(body, provider).usage == capture(body, provider).usage, name
         theirs_usage = genai_prices.extract_usage(body, provider_id=provider, api_flavor=flavor).usage

@@ -10,9 +10,11 @@ and the read-plan corpus, each named by many providers."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -289,6 +291,7 @@ def compiled_outcomes(reader: Any, body: dict[str, Any]) -> tuple[object, object
 
 
 _PLAIN = (str, type(None), int, float, bool, list, dict, tuple)
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 NAMED = (
     "openai",
     "anthropic",
@@ -332,39 +335,24 @@ def test_the_compiled_reader_reads_odd_bodies_as_the_python_reader_does(fresh_re
 
 
 @compiled_only
+def recorded(path: str) -> dict[str, Any]:
+    """A real response from tests/fixtures/recorded/ (its README names where each was recorded)."""
+    body: dict[str, Any] = json.loads((RECORDED / path).read_text())["response"]
+    return body
+
+
+@compiled_only
 def test_the_usual_bodies_are_read_by_the_compiled_reader(fresh_readers: None) -> None:
-    chat = {
-        "object": "chat.completion",
-        "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70},
-    }
-    responses = {
-        "object": "response",
-        "output": [{"type": "message", "content": []}],
-        "usage": {
-            "input_tokens": 1200,
-            "input_tokens_details": {"cached_tokens": 1024},
-            "output_tokens": 300,
-            "output_tokens_details": {"reasoning_tokens": 100},
-            "total_tokens": 1500,
-        },
-    }
-    message = {
-        "type": "message",
-        "usage": {
-            "input_tokens": 20,
-            "cache_creation_input_tokens": 1000,
-            "cache_read_input_tokens": 3000,
-            "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 0},
-            "output_tokens": 400,
-        },
-    }
+    chat = recorded("openai/chat_gpt4o_cached_prompt.json")
+    responses = recorded("openai/responses_code_interpreter_cached_reasoning.json")
+    message = recorded("anthropic/messages_cache_write_5m_and_read.json")
     openai, anthropic = compiled_reader("openai"), compiled_reader("anthropic")
     assert type(openai).__name__ == type(anthropic).__name__ == "Reader"
-    assert openai.handles(chat) == "chat" and openai(chat) == Usage(50, 20)
+    assert openai.handles(chat) == "chat" and openai(chat) == Usage(3663, 117, cache_read_tokens=3584)
     assert openai.handles(responses) == "responses"
-    assert openai(responses) == Usage(1200, 300, cache_read_tokens=1024, reasoning_tokens=100)
-    assert anthropic.handles(message) == "anthropic"
-    assert anthropic(message) == Usage(4020, 400, cache_read_tokens=3000, cache_write_tokens=1000)
+    assert openai(responses) == Usage(2687, 699, cache_read_tokens=1920, reasoning_tokens=448)
+    assert anthropic.handles(message) == "anthropic"  # 3 uncached + 418 written + 1111 read
+    assert anthropic(message) == Usage(1532, 33, cache_read_tokens=1111, cache_write_tokens=418)
     assert usage_from_response(responses, "openai") == openai(responses)
     assert _mapped.NAMED_READERS["openai"] is openai  # usage_from_response calls it
     web = copy.deepcopy(responses)
