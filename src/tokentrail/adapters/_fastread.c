@@ -270,8 +270,15 @@ run_block(Reader *self, const Block *block, PyObject *body, PyObject **out)
             if (err) {
                 goto done;
             }
-            if (v != NULL && PyLong_CheckExact(v) && Py_SIZE(v) > 0) {
-                goto done; /* an exact int's size is positive exactly when it is > 0 */
+            if (v != NULL && PyLong_CheckExact(v)) {
+                int overflow = 0;
+                long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+                if (overflow > 0 || x > 0) {
+                    goto done;
+                }
+                if (x == -1 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                }
             }
             break;
         case OP_SCAN_ITEMS: {
