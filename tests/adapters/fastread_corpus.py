@@ -199,6 +199,8 @@ def corpus(limit: int | None = None) -> Iterator[tuple[str, str, dict[str, Any]]
 def check(readers: dict[str, Any], limit: int | None = None) -> tuple[dict[str, int], list[str]]:
     """Every corpus body read by its provider name's reader and by that reader's fallback (each on a fresh
     copy): the counts, and a line per body whose outcomes differ."""
+    from tokentrail.adapters import _mapped
+
     counts = {"bodies": 0, "read in C": 0}
     wrong = []
     for provider, label, body in corpus(limit):
@@ -210,6 +212,11 @@ def check(readers: dict[str, Any], limit: int | None = None) -> tuple[dict[str, 
         theirs = outcome(reader.fallback, copied(body))
         if not same(ours, theirs):
             wrong.append(f"{provider} {label}: reader {shown(ours)} | fallback {shown(theirs)}")
+        # usage_from_response's lookup of the kept reader: in C (_fastread.named_read) and in Python
+        ours = outcome(lambda b, p=provider: _mapped.named_read(b, p), copied(body))
+        theirs = outcome(lambda b, p=provider: _mapped._named_read(b, p), copied(body))
+        if not same(ours, theirs):
+            wrong.append(f"{provider} {label}: named_read {shown(ours)} | _named_read {shown(theirs)}")
     return counts, wrong
 
 

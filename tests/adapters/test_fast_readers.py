@@ -360,6 +360,19 @@ def test_the_usual_bodies_are_read_by_the_compiled_reader(fresh_readers: None) -
     assert openai.handles(web) is None and openai(web).web_searches == 1  # the Python reader's count
 
 
+@compiled_only
+def test_a_plan_the_compiled_reader_refuses_leaves_the_python_reader() -> None:
+    def python(body: object) -> str:
+        return "python"
+
+    huge = (2, 1, ((_fast.OBJ, 2**70, 0, 1, "usage", None, ()),))  # a register number past any C int
+    unknown = (2, 1, ((99, 1, 0, 1, "usage", None, ()),))  # an operation code it does not know
+    for plan in (huge, unknown):
+        assert _fast.compiled_reader(python, {"chat": plan}) is python
+    usual = (2, 0, ((_fast.OBJ, 1, 0, 1, "usage", None, ()),))
+    assert _fast.compiled_reader(python, {"chat": usual}) is not python
+
+
 class Name(str):
     """A str subclass: not a provider name usage_from_response looks up."""
 

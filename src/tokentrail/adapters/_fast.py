@@ -119,7 +119,7 @@ def compiled_reader(
         reader: Callable[[dict[str, Any]], Any] = module.Reader(
             fallback, usage_layout(), plans.get("anthropic"), plans.get("responses"), plans.get("chat")
         )
-    except (TypeError, ValueError):  # operations it does not take: the Python reader reads them all
+    except (TypeError, ValueError, OverflowError):  # operations it does not take: Python reads them all
         logger.warning("tokentrail: the compiled reader refused a plan; reading in Python", exc_info=True)
         return fallback
     return reader
