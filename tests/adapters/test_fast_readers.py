@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from fastread_corpus import copied  # dicts and lists copied, other values shared (a mappingproxy cannot be)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_mapped_readers import GOLDEN
@@ -100,7 +101,7 @@ def paths(node: object, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...
 def replaced(body: dict[str, Any], path: tuple[str, ...], value: object) -> dict[str, Any] | None:
     """A deep copy of `body` with the value at `path` replaced (deleted when `_ABSENT`); None when the
     path does not lead through objects."""
-    out = _copied(body)
+    out = copied(body)
     node: Any = out
     for step in path[:-1]:
         node = node.get(step) if type(node) is dict else None
@@ -111,15 +112,6 @@ def replaced(body: dict[str, Any], path: tuple[str, ...], value: object) -> dict
     else:
         node[path[-1]] = value
     return out
-
-
-def _copied(node: Any) -> Any:
-    """A copy of the dicts and lists of a body (other values shared: a mappingproxy cannot be deep-copied)."""
-    if type(node) is dict:
-        return {key: _copied(value) for key, value in node.items()}
-    if type(node) is list:
-        return [_copied(item) for item in node]
-    return node
 
 
 def variants(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
