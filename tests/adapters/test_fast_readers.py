@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_mapped_readers import GOLDEN
 from test_read_plans import CORPUS, NAMES
+from tests.conftest import skip_or_fail
 
 import tokentrail as tt
 from tokentrail import Usage
@@ -248,9 +249,20 @@ LEARN = (  # one body of each inline shape: a provider name's reader is made for
     {"object": "response", "output": [], "usage": {"input_tokens": 5, "output_tokens": 2}},
     {"type": "message", "usage": {"input_tokens": 5, "output_tokens": 2}},
 )
-compiled_only = pytest.mark.skipif(
-    _fast.extension() is None, reason="the compiled reader is not built (python hatch_build.py)"
-)
+
+
+@pytest.fixture
+def compiled() -> None:
+    """The compiled reader is built: a loud skip without it, a failure under CI=true."""
+    if _fast.extension() is None:
+        skip_or_fail(
+            "The C reader tokentrail.adapters._fastread",
+            "_fast.extension() is None (not built, stale, or TOKENTRAIL_NO_EXTENSION set)",
+            "python hatch_build.py, or pip install -e .",
+        )
+
+
+compiled_only = pytest.mark.usefixtures("compiled")
 
 
 def compiled_reader(name: str) -> Any:
