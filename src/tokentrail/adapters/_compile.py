@@ -468,8 +468,10 @@ def fast_read(
         if condition is not None:  # a count read: bail when it is present and not 0
             src.add(f"if {condition}:")
             src.add(bail, 2)
-            if ops is not None:
+            if ops is not None and condition in raw.values():
                 ops.add(NONZERO_BAIL, ops.count(condition))
+            elif ops is not None:  # another condition: no operation says it, the Python lines read this shape
+                ops.usable = False
     # Each usage key's count: the one value read for it, or the sum of those present (as compile_extractor).
     dests: dict[str, str] = {}
     known: set[str] = set()  # the counts known to be present (a required one, or a sum with one)
