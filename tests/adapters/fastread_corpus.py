@@ -113,22 +113,25 @@ def outcome(read: Callable[[Any], Any], body: Any) -> tuple[str, object]:
         return "raised", (type(exc), str(exc))
 
 
-def same(a: tuple[str, object], b: tuple[str, object]) -> bool:
-    """Equal outcomes; a Usage equal field by field, by repr and by `_rare_units`, and exactly a Usage."""
+def same_value(x: object, y: object) -> bool:
+    """Equal values; a Usage equal field by field, by repr and by `_rare_units`, and exactly a Usage (never a
+    `_UsageFill` left behind)."""
     from tokentrail import Usage
 
-    if a[0] != b[0]:
-        return False
-    x, y = a[1], b[1]
     if isinstance(x, Usage) or isinstance(y, Usage):
         return (
             type(x) is Usage
             and type(y) is Usage
             and x == y
             and repr(x) == repr(y)
-            and x._rare_units == y._rare_units
+            and x._rare_units == y._rare_units  # type: ignore[union-attr]
         )
     return bool(x == y)
+
+
+def same(a: tuple[str, object], b: tuple[str, object]) -> bool:
+    """Equal outcomes (`outcome`): both values or both raised, and `same_value`."""
+    return a[0] == b[0] and same_value(a[1], b[1])
 
 
 def shown(result: tuple[str, object]) -> str:

@@ -19,7 +19,10 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from fastread_corpus import copied  # dicts and lists copied, other values shared (a mappingproxy cannot be)
+from fastread_corpus import (  # dicts and lists copied, other values shared (a mappingproxy cannot be)
+    copied,
+    same_value,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_mapped_readers import GOLDEN
@@ -80,15 +83,7 @@ def same(a: object, b: object) -> bool:
     """Equal outcomes, a Usage compared field by field and by type (never a _UsageFill left behind)."""
     if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) == 2 and isinstance(a[0], Usage):
         return same(a[0], b[0]) and a[1] == b[1]
-    if isinstance(a, Usage) or isinstance(b, Usage):
-        return (
-            type(a) is Usage
-            and type(b) is Usage
-            and a == b
-            and repr(a) == repr(b)
-            and a._rare_units == b._rare_units  # type: ignore[union-attr]
-        )
-    return a == b
+    return same_value(a, b)
 
 
 def paths(node: object, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
